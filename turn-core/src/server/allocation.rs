@@ -1,0 +1,149 @@
+//! One allocation: its relayed address, permissions and channels (RFC 8656 §2.2).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::net::{ClientSocket, RelayHandle};
+use crate::ratelimit::TokenBucket;
+use crate::stats::{Stats, TenantStats, Traffic};
+
+#[derive(Debug)]
+pub(crate) struct Permission {
+    pub(crate) ip: IpAddr,
+    pub(crate) expires: Instant,
+}
+
+#[derive(Debug)]
+pub(crate) struct Channel {
+    pub(crate) number: u16,
+    pub(crate) peer: SocketAddr,
+    pub(crate) expires: Instant,
+}
+
+#[derive(Debug)]
+pub(crate) struct Allocation {
+    pub(crate) client: ClientSocket,
+    pub(crate) relay: RelayHandle,
+    pub(crate) relay_addr: SocketAddr,
+    pub(crate) expires: Instant,
+    /// The full REST username that created it; later requests must use the same
+    /// (RFC 8656 §5: otherwise 441 Wrong Credentials).
+    pub(crate) username: String,
+    pub(crate) tenant: String,
+    pub(crate) user: String,
+    /// Permissions and channels: a handful per allocation, so a linear scan of a
+    /// small vector beats a map on the packet path.
+    pub(crate) permissions: Vec<Permission>,
+    pub(crate) channels: Vec<Channel>,
+    pub(crate) stats: Arc<TenantStats>,
+    /// Bandwidth caps, one per direction, when the operator set one.
+    pub(crate) to_peer_budget: Option<TokenBucket>,
+    pub(crate) to_client_budget: Option<TokenBucket>,
+}
+
+impl Allocation {
+    #[inline]
+    pub(crate) fn traffic(&self) -> &Traffic {
+        self.stats.transport(self.client.transport)
+    }
+
+    #[inline]
+    pub(crate) fn has_permission(&self, ip: IpAddr, now: Instant) -> bool {
+        self.permissions
+            .iter()
+            .any(|p| p.ip == ip && p.expires > now)
+    }
+
+    #[inline]
+    pub(crate) fn channel_peer(&self, number: u16, now: Instant) -> Option<SocketAddr> {
+        self.channels
+            .iter()
+            .find(|c| c.number == number && c.expires > now)
+            .map(|c| c.peer)
+    }
+
+    #[inline]
+    pub(crate) fn channel_of(&self, peer: SocketAddr, now: Instant) -> Option<u16> {
+        self.channels
+            .iter()
+            .find(|c| c.peer == peer && c.expires > now)
+            .map(|c| c.number)
+    }
+
+    /// Installs or refreshes the permission for `ip`. Returns whether it is new.
+    pub(crate) fn permit(&mut self, ip: IpAddr, expires: Instant, stats: &Stats) {
+        if let Some(p) = self.permissions.iter_mut().find(|p| p.ip == ip) {
+            p.expires = p.expires.max(expires);
+        } else {
+            self.permissions.push(Permission { ip, expires });
+            stats.permissions_active.inc();
+        }
+    }
+
+    /// Whether a new permission for `ip` would exceed `quota` (0 = unlimited).
+    pub(crate) fn permission_quota_exceeded(&self, ips: &[IpAddr], quota: u32) -> bool {
+        if quota == 0 {
+            return false;
+        }
+        let new = ips
+            .iter()
+            .enumerate()
+            .filter(|(i, ip)| {
+                !self.permissions.iter().any(|p| p.ip == **ip) && !ips[..*i].contains(ip)
+            })
+            .count();
+        self.permissions.len() + new > quota as usize
+    }
+
+    /// Checks the channel-bind rules of RFC 8656 §11.2: the number may not be
+    /// bound to another peer, nor the peer to another number.
+    pub(crate) fn channel_conflict(&self, number: u16, peer: SocketAddr, now: Instant) -> bool {
+        self.channels.iter().any(|c| {
+            c.expires > now
+                && ((c.number == number && c.peer != peer) || (c.peer == peer && c.number != number))
+        })
+    }
+
+    pub(crate) fn bind_channel(
+        &mut self,
+        number: u16,
+        peer: SocketAddr,
+        expires: Instant,
+        stats: &Stats,
+    ) {
+        if let Some(c) = self.channels.iter_mut().find(|c| c.number == number) {
+            c.peer = peer;
+            c.expires = expires;
+        } else {
+            self.channels.push(Channel {
+                number,
+                peer,
+                expires,
+            });
+            stats.channels_active.inc();
+        }
+    }
+
+    /// Drops expired permissions and channels (RFC 8656 §9, §12: they are not
+    /// refreshed by traffic, only by requests).
+    pub(crate) fn expire(&mut self, now: Instant, stats: &Stats) {
+        let before = self.permissions.len();
+        self.permissions.retain(|p| p.expires > now);
+        stats
+            .permissions_active
+            .sub((before - self.permissions.len()) as u64);
+        let before = self.channels.len();
+        self.channels.retain(|c| c.expires > now);
+        stats
+            .channels_active
+            .sub((before - self.channels.len()) as u64);
+    }
+
+    /// Releases the gauges this allocation holds.
+    pub(crate) fn release(&self, stats: &Stats) {
+        stats.permissions_active.sub(self.permissions.len() as u64);
+        stats.channels_active.sub(self.channels.len() as u64);
+        self.traffic().allocations_active.sub(1);
+    }
+}

@@ -1,0 +1,579 @@
+//! The TURN server state machine (RFC 8656 over RFC 8489), sans-IO.
+//!
+//! See the crate docs for how the shell drives it. Requests live in
+//! `requests.rs`; this file holds the state, the data paths and the polls.
+
+mod allocation;
+mod requests;
+mod response;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+
+use crate::auth::{Credentials, Nonces};
+use crate::config::Config;
+use crate::net::{ClientSocket, Now, RelayHandle};
+use crate::ratelimit::SourceLimiter;
+use crate::stats::{DropReason, MethodLabel, Stats};
+use crate::stun::{
+    self, attr, channel_data_header, is_channel_data, parse_channel_data, Class, Message, Method,
+    TransactionId,
+};
+
+use allocation::Allocation;
+use response::ResponseCache;
+
+/// Identifies an Allocate waiting for its relay socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AllocationRequestId(pub u64);
+
+/// Address family of a relayed transport address (RFC 6156).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(addr: &SocketAddr) -> Family {
+        if addr.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
+}
+
+/// Which port the relay socket should have (EVEN-PORT and RESERVATION-TOKEN,
+/// RFC 8656 §14.6, §14.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortRequest {
+    Any,
+    /// An even port; with `reserve_next`, also hold port + 1 and return a token.
+    Even { reserve_next: bool },
+    /// The port held under this token by an earlier `Even { reserve_next: true }`.
+    Reserved { token: [u8; 8] },
+}
+
+/// What the shell bound for an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayBinding {
+    pub handle: RelayHandle,
+    /// The relayed transport address clients and peers see (the external IP, if
+    /// one is configured).
+    pub addr: SocketAddr,
+    /// Token for port + 1 when the request was `Even { reserve_next: true }`.
+    pub reservation: Option<[u8; 8]>,
+}
+
+/// Why the shell could not bind a relay socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindFailure {
+    NoPorts,
+    UnknownToken,
+    Unsupported,
+}
+
+/// Effects other than sending to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Bind a relay socket; answer with [`Server::relay_bound`].
+    BindRelay {
+        request: AllocationRequestId,
+        family: Family,
+        port: PortRequest,
+    },
+    /// The allocation is gone: close its relay socket.
+    FreeRelay { relay: RelayHandle },
+}
+
+/// A control-path message to a client (a response or a Data indication).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: ClientSocket,
+    pub data: Vec<u8>,
+}
+
+/// What to do with a client packet after [`Server::handle_client`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAction {
+    /// Send `packet[payload]` from relay socket `relay` to `peer`.
+    Forward {
+        relay: RelayHandle,
+        peer: SocketAddr,
+        payload: Range<usize>,
+    },
+    /// Nothing to forward (answers, if any, wait in [`Server::poll_transmit`]).
+    Done,
+}
+
+/// What to do with a peer datagram after [`Server::handle_peer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAction {
+    /// Write `header` into the 4 bytes before the payload and send both to
+    /// `client` (padded with zeros to a multiple of 4 on stream transports).
+    ToClient { client: ClientSocket, header: [u8; 4] },
+    /// Nothing to send now (a Data indication, if any, waits in `poll_transmit`).
+    Done,
+}
+
+/// An Allocate waiting for the shell to bind its relay socket.
+struct PendingAllocate {
+    client: ClientSocket,
+    ctx: requests::Ctx,
+    lifetime: Duration,
+    username: String,
+    tenant: String,
+    user: String,
+    additional_family_refused: bool,
+}
+
+/// How often expired allocations, permissions and channels are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The TURN server of one worker. See the crate docs for the driving loop.
+pub struct Server {
+    config: Config,
+    credentials: Arc<Credentials>,
+    nonces: Nonces,
+    /// Revoked usernames and the unix time until which they stay refused.
+    revoked: FxHashMap<String, u64>,
+    stats: Arc<Stats>,
+
+    allocations: Vec<Option<Allocation>>,
+    free_slots: Vec<u32>,
+    by_client: FxHashMap<ClientSocket, u32>,
+    by_relay: FxHashMap<RelayHandle, u32>,
+    pending: FxHashMap<AllocationRequestId, PendingAllocate>,
+    next_request: u64,
+    /// Live (and pending) allocations per tenant and per (tenant, user), for quotas.
+    tenant_allocations: FxHashMap<String, u32>,
+    user_allocations: FxHashMap<(String, String), u32>,
+
+    responses: ResponseCache,
+    unauthenticated: SourceLimiter,
+    transmits: VecDeque<Transmit>,
+    commands: VecDeque<Command>,
+    next_sweep: Option<Instant>,
+    draining: bool,
+    rng: u64,
+}
+
+impl Server {
+    pub fn new(config: Config, credentials: Arc<Credentials>, now: Instant) -> Server {
+        let nonces = Nonces::new(config.nonce_key);
+        let unauthenticated = SourceLimiter::new(config.unauthenticated_rate, now);
+        // Seed for Data indication transaction ids (RFC 8489 §5: unpredictable
+        // enough that an off-path attacker cannot guess them).
+        let rng = config
+            .nonce_key
+            .chunks(8)
+            .fold(0x9E37_79B9_7F4A_7C15u64, |acc, c| {
+                let mut b = [0u8; 8];
+                b[..c.len()].copy_from_slice(c);
+                acc.rotate_left(17) ^ u64::from_le_bytes(b)
+            })
+            | 1;
+        Server {
+            config,
+            credentials,
+            nonces,
+            revoked: FxHashMap::default(),
+            stats: Arc::new(Stats::default()),
+            allocations: Vec::new(),
+            free_slots: Vec::new(),
+            by_client: FxHashMap::default(),
+            by_relay: FxHashMap::default(),
+            pending: FxHashMap::default(),
+            next_request: 0,
+            tenant_allocations: FxHashMap::default(),
+            user_allocations: FxHashMap::default(),
+            responses: ResponseCache::default(),
+            unauthenticated,
+            transmits: VecDeque::new(),
+            commands: VecDeque::new(),
+            next_sweep: None,
+            draining: false,
+            rng,
+        }
+    }
+
+    /// Handles one packet from a client: a UDP datagram, or one frame of a TCP
+    /// or TLS stream (cut with [`stun::frame_len`]).
+    pub fn handle_client(&mut self, from: ClientSocket, packet: &[u8], now: Now) -> ClientAction {
+        if is_channel_data(packet) {
+            return self.client_channel_data(from, packet, now.mono);
+        }
+        let msg = match Message::parse(packet) {
+            Ok(msg) => msg,
+            Err(_) => {
+                self.count_drop(DropReason::Malformed);
+                return ClientAction::Done;
+            }
+        };
+        if msg.fingerprint_ok() == Some(false) {
+            self.count_drop(DropReason::BadFingerprint);
+            return ClientAction::Done;
+        }
+        self.arm_sweep(now.mono);
+        match (msg.class(), msg.method()) {
+            (Class::Indication, Method::SEND) => {
+                self.stats.request(MethodLabel::Send).inc();
+                self.send_indication(from, &msg, packet, now.mono)
+            }
+            (Class::Request, method) => {
+                self.handle_request(from, &msg, method, now);
+                ClientAction::Done
+            }
+            // Binding indications are keep-alives (RFC 8489 §6.3.2): no answer.
+            (Class::Indication, Method::BINDING) => ClientAction::Done,
+            _ => {
+                self.count_drop(DropReason::UnexpectedMessage);
+                ClientAction::Done
+            }
+        }
+    }
+
+    /// Client → peer over a channel: the hot path. No allocation, no lock.
+    #[inline]
+    fn client_channel_data(
+        &mut self,
+        from: ClientSocket,
+        packet: &[u8],
+        now: Instant,
+    ) -> ClientAction {
+        let Ok(data) = parse_channel_data(packet) else {
+            self.count_drop(DropReason::Malformed);
+            return ClientAction::Done;
+        };
+        let Some(alloc) = self.allocation_of_mut(&from) else {
+            return self.drop_client(DropReason::NoAllocation);
+        };
+        let Some(peer) = alloc.channel_peer(data.channel, now) else {
+            return self.drop_client(DropReason::NoChannel);
+        };
+        if !alloc.has_permission(peer.ip(), now) {
+            return self.drop_client(DropReason::NoPermission);
+        }
+        let len = data.payload.len();
+        if let Some(budget) = alloc.to_peer_budget.as_mut() {
+            if !budget.take(len as u64, now) {
+                return self.drop_client(DropReason::BandwidthExceeded);
+            }
+        }
+        alloc.traffic().to_peer.record(len);
+        ClientAction::Forward {
+            relay: alloc.relay,
+            peer,
+            payload: 4..4 + len,
+        }
+    }
+
+    /// A Send indication (RFC 8656 §11.2): never answered; dropped if anything
+    /// is wrong.
+    fn send_indication(
+        &mut self,
+        from: ClientSocket,
+        msg: &Message<'_>,
+        packet: &[u8],
+        now: Instant,
+    ) -> ClientAction {
+        let txid = msg.transaction_id();
+        let peer = msg
+            .attribute(attr::XOR_PEER_ADDRESS)
+            .and_then(|a| stun::decode_xor_address(a.value, &txid).ok());
+        let data = msg.attribute(attr::DATA);
+        let (Some(peer), Some(data)) = (peer, data) else {
+            return self.drop_client(DropReason::Malformed);
+        };
+        // The DATA value is a sub-slice of `packet`: forward it in place.
+        let start = data.value.as_ptr() as usize - packet.as_ptr() as usize;
+        let len = data.value.len();
+        let filter_ok = self.config.peer_filter.check(peer);
+        let Some(alloc) = self.allocation_of_mut(&from) else {
+            return self.drop_client(DropReason::NoAllocation);
+        };
+        if Family::of(&peer) != Family::of(&alloc.relay_addr) || !filter_ok {
+            return self.drop_client(DropReason::DeniedPeer);
+        }
+        if !alloc.has_permission(peer.ip(), now) {
+            return self.drop_client(DropReason::NoPermission);
+        }
+        if let Some(budget) = alloc.to_peer_budget.as_mut() {
+            if !budget.take(len as u64, now) {
+                return self.drop_client(DropReason::BandwidthExceeded);
+            }
+        }
+        alloc.traffic().to_peer.record(len);
+        ClientAction::Forward {
+            relay: alloc.relay,
+            peer,
+            payload: start..start + len,
+        }
+    }
+
+    /// Handles a datagram that relay socket `relay` received from `peer`.
+    /// Over a channel this is the hot path: the answer is a 4-byte header for
+    /// the shell to write in front of the payload it already holds.
+    #[inline]
+    pub fn handle_peer(
+        &mut self,
+        relay: RelayHandle,
+        peer: SocketAddr,
+        payload: &[u8],
+        now: Now,
+    ) -> PeerAction {
+        let now = now.mono;
+        let Some(&slot) = self.by_relay.get(&relay) else {
+            self.count_drop(DropReason::NoAllocation);
+            return PeerAction::Done;
+        };
+        let Some(alloc) = self.allocations.get_mut(slot as usize).and_then(Option::as_mut) else {
+            self.count_drop(DropReason::NoAllocation);
+            return PeerAction::Done;
+        };
+        // RFC 8656 §10.3: data from a peer without a permission is dropped.
+        if !alloc.has_permission(peer.ip(), now) {
+            self.count_drop(DropReason::NoPermission);
+            return PeerAction::Done;
+        }
+        let len = payload.len();
+        if let Some(budget) = alloc.to_client_budget.as_mut() {
+            if !budget.take(len as u64, now) {
+                self.count_drop(DropReason::BandwidthExceeded);
+                return PeerAction::Done;
+            }
+        }
+        let client = alloc.client;
+        if let Some(channel) = alloc.channel_of(peer, now) {
+            if len > usize::from(u16::MAX) {
+                self.count_drop(DropReason::FrameTooLarge);
+                return PeerAction::Done;
+            }
+            alloc.traffic().to_client.record(len);
+            return PeerAction::ToClient {
+                client,
+                header: channel_data_header(channel, len as u16),
+            };
+        }
+        // No channel: a Data indication (RFC 8656 §11.3), built on the control path.
+        if len > usize::from(u16::MAX) - 64 {
+            self.count_drop(DropReason::FrameTooLarge);
+            return PeerAction::Done;
+        }
+        alloc.traffic().to_client.record(len);
+        let txid = self.random_txid();
+        let mut b = stun::MessageBuilder::new(Method::DATA, Class::Indication, txid);
+        b.xor_address(attr::XOR_PEER_ADDRESS, peer)
+            .attribute(attr::DATA, payload);
+        self.transmits.push_back(Transmit {
+            to: client,
+            data: b.finish(),
+        });
+        PeerAction::Done
+    }
+
+    /// The shell's answer to [`Command::BindRelay`].
+    pub fn relay_bound(
+        &mut self,
+        request: AllocationRequestId,
+        result: Result<RelayBinding, BindFailure>,
+        now: Now,
+    ) {
+        let Some(pending) = self.pending.remove(&request) else {
+            // The client went away meanwhile: give the socket back.
+            if let Ok(binding) = result {
+                self.commands.push_back(Command::FreeRelay {
+                    relay: binding.handle,
+                });
+            }
+            return;
+        };
+        self.finish_allocate(pending, result, now);
+    }
+
+    /// A TCP or TLS client connection closed: its allocation goes with it
+    /// (RFC 8656 §3.1).
+    pub fn client_closed(&mut self, client: ClientSocket, _now: Now) {
+        if let Some(&slot) = self.by_client.get(&client) {
+            self.delete_allocation(slot);
+        }
+        let gone: Vec<_> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.client == client)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some(p) = self.pending.remove(&id) {
+                self.release_quota(&p.tenant, &p.user);
+            }
+        }
+    }
+
+    /// Expires allocations, permissions and channels, and forgets stale state.
+    pub fn handle_timeout(&mut self, now: Now) {
+        let mono = now.mono;
+        if self.next_sweep.is_some_and(|t| t > mono) {
+            return;
+        }
+        let mut expired = Vec::new();
+        for (slot, alloc) in self.allocations.iter_mut().enumerate() {
+            let Some(alloc) = alloc else { continue };
+            if alloc.expires <= mono {
+                expired.push(slot as u32);
+            } else {
+                alloc.expire(mono, &self.stats);
+            }
+        }
+        for slot in expired {
+            self.delete_allocation(slot);
+        }
+        self.responses.expire(mono);
+        self.unauthenticated.prune(mono);
+        self.revoked.retain(|_, until| *until > now.unix_secs);
+        self.next_sweep = None;
+        self.arm_sweep(mono);
+    }
+
+    /// When [`Server::handle_timeout`] wants to run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_sweep
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// Replaces every tenant's secrets at once (file reload or controller push).
+    /// Takes effect for the next request; live allocations are kept.
+    pub fn set_credentials(&mut self, credentials: Arc<Credentials>) {
+        self.credentials = credentials;
+    }
+
+    /// Refuses `username` (a full REST username) until `until_unix`: its next
+    /// request gets 401, whichever allocation it is for.
+    pub fn revoke(&mut self, username: &str, until_unix: u64) {
+        self.revoked.insert(username.to_owned(), until_unix);
+    }
+
+    /// Stops accepting allocations: new Allocates get 300 ALTERNATE-SERVER when
+    /// an alternate is configured, else 508. Live allocations keep running.
+    pub fn start_drain(&mut self) {
+        self.draining = true;
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    pub fn allocation_count(&self) -> usize {
+        self.by_client.len()
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ---- internals shared with requests.rs ----
+
+    #[inline]
+    fn allocation_of_mut(&mut self, client: &ClientSocket) -> Option<&mut Allocation> {
+        let slot = *self.by_client.get(client)?;
+        self.allocations.get_mut(slot as usize)?.as_mut()
+    }
+
+    fn allocation_of(&self, client: &ClientSocket) -> Option<&Allocation> {
+        let slot = *self.by_client.get(client)?;
+        self.allocations.get(slot as usize)?.as_ref()
+    }
+
+    #[inline]
+    fn count_drop(&self, reason: DropReason) {
+        self.stats.dropped(reason).inc();
+    }
+
+    #[inline]
+    fn drop_client(&self, reason: DropReason) -> ClientAction {
+        self.count_drop(reason);
+        ClientAction::Done
+    }
+
+    fn arm_sweep(&mut self, now: Instant) {
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(now + SWEEP_INTERVAL);
+        }
+    }
+
+    fn insert_allocation(&mut self, alloc: Allocation) -> u32 {
+        let client = alloc.client;
+        let relay = alloc.relay;
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.allocations[slot as usize] = Some(alloc);
+                slot
+            }
+            None => {
+                self.allocations.push(Some(alloc));
+                (self.allocations.len() - 1) as u32
+            }
+        };
+        self.by_client.insert(client, slot);
+        self.by_relay.insert(relay, slot);
+        slot
+    }
+
+    fn delete_allocation(&mut self, slot: u32) {
+        let Some(alloc) = self.allocations.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        self.free_slots.push(slot);
+        self.by_client.remove(&alloc.client);
+        self.by_relay.remove(&alloc.relay);
+        alloc.release(&self.stats);
+        self.release_quota(&alloc.tenant, &alloc.user);
+        self.commands.push_back(Command::FreeRelay { relay: alloc.relay });
+    }
+
+    fn release_quota(&mut self, tenant: &str, user: &str) {
+        if let Some(n) = self.tenant_allocations.get_mut(tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.tenant_allocations.remove(tenant);
+            }
+        }
+        let key = (tenant.to_owned(), user.to_owned());
+        if let Some(n) = self.user_allocations.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.user_allocations.remove(&key);
+            }
+        }
+    }
+
+    fn random_txid(&mut self) -> TransactionId {
+        let mut id = [0u8; 12];
+        for chunk in id.chunks_mut(4) {
+            // xorshift64*
+            self.rng ^= self.rng >> 12;
+            self.rng ^= self.rng << 25;
+            self.rng ^= self.rng >> 27;
+            let v = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            chunk.copy_from_slice(&v.to_le_bytes()[..4]);
+        }
+        TransactionId(id)
+    }
+}

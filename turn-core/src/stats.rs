@@ -1,0 +1,220 @@
+//! Counters the core keeps and the shell exports (the core never talks to a
+//! telemetry library).
+//!
+//! Every counter has exactly one writer: the worker thread that owns the
+//! [`Server`](crate::Server). Writers use a relaxed load + store (no locked
+//! instruction on the packet path); any thread may read at scrape time, so the
+//! exported numbers are live, never only updated when an allocation ends.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::net::Transport;
+
+/// A counter written by one thread and read by any.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning worker calls this (single writer).
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0
+            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// For gauges: subtracts `n` (saturating at zero).
+    #[inline]
+    pub fn sub(&self, n: u64) {
+        self.0
+            .store(self.0.load(Ordering::Relaxed).saturating_sub(n), Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Packets and bytes relayed in one direction.
+#[derive(Debug, Default)]
+pub struct Flow {
+    pub packets: Counter,
+    pub bytes: Counter,
+}
+
+impl Flow {
+    #[inline]
+    pub fn record(&self, bytes: usize) {
+        self.packets.inc();
+        self.bytes.add(bytes as u64);
+    }
+}
+
+/// Traffic and allocations of one tenant over one client transport.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Client → peer (ChannelData and Send indications).
+    pub to_peer: Flow,
+    /// Peer → client (ChannelData and Data indications).
+    pub to_client: Flow,
+    /// Allocations created since start.
+    pub allocations_total: Counter,
+    /// Allocations alive now (a gauge).
+    pub allocations_active: Counter,
+}
+
+/// The counters of one tenant, one [`Traffic`] per client transport.
+#[derive(Debug)]
+pub struct TenantStats {
+    pub tenant: String,
+    pub by_transport: [Traffic; 3],
+}
+
+impl TenantStats {
+    pub fn transport(&self, t: Transport) -> &Traffic {
+        &self.by_transport[t.index()]
+    }
+}
+
+macro_rules! reasons {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $label:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum $name { $($variant,)* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $label,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Why a packet was dropped without an answer.
+    DropReason {
+        Malformed => "malformed",
+        RateLimited => "rate_limited",
+        NoAllocation => "no_allocation",
+        NoPermission => "no_permission",
+        NoChannel => "no_channel",
+        BandwidthExceeded => "bandwidth_exceeded",
+        UnexpectedMessage => "unexpected_message",
+        BadFingerprint => "bad_fingerprint",
+        DeniedPeer => "denied_peer",
+        StreamStalled => "stream_stalled",
+        FrameTooLarge => "frame_too_large",
+        SendFailed => "send_failed",
+    }
+}
+
+reasons! {
+    /// Why a request failed authentication.
+    AuthFailure {
+        MissingCredentials => "missing_credentials",
+        BadNonce => "stale_nonce",
+        UnknownTenant => "unknown_tenant",
+        BadUsername => "bad_username",
+        Expired => "expired",
+        Revoked => "revoked",
+        BadIntegrity => "bad_integrity",
+        WrongRealm => "wrong_realm",
+        WrongUser => "wrong_user",
+    }
+}
+
+reasons! {
+    /// STUN/TURN methods, for request counters.
+    MethodLabel {
+        Binding => "binding",
+        Allocate => "allocate",
+        Refresh => "refresh",
+        CreatePermission => "create_permission",
+        ChannelBind => "channel_bind",
+        Send => "send",
+        Other => "other",
+    }
+}
+
+/// The error codes the relay answers with (RFC 8489 §14.8, RFC 8656 §18).
+pub const ERROR_CODES: [u16; 14] = [
+    300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,
+];
+
+/// All counters of one worker.
+#[derive(Debug)]
+pub struct Stats {
+    tenants: Mutex<Vec<Arc<TenantStats>>>,
+    drops: Vec<Counter>,
+    auth_failures: Vec<Counter>,
+    requests: Vec<Counter>,
+    errors: Vec<Counter>,
+    /// Permissions installed now (a gauge).
+    pub permissions_active: Counter,
+    /// Channels bound now (a gauge).
+    pub channels_active: Counter,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        let counters = |n: usize| (0..n).map(|_| Counter::default()).collect();
+        Stats {
+            tenants: Mutex::new(Vec::new()),
+            drops: counters(DropReason::ALL.len()),
+            auth_failures: counters(AuthFailure::ALL.len()),
+            requests: counters(MethodLabel::ALL.len()),
+            errors: counters(ERROR_CODES.len()),
+            permissions_active: Counter::default(),
+            channels_active: Counter::default(),
+        }
+    }
+}
+
+impl Stats {
+    pub fn dropped(&self, reason: DropReason) -> &Counter {
+        &self.drops[reason as usize]
+    }
+
+    pub fn auth_failure(&self, reason: AuthFailure) -> &Counter {
+        &self.auth_failures[reason as usize]
+    }
+
+    pub fn request(&self, method: MethodLabel) -> &Counter {
+        &self.requests[method as usize]
+    }
+
+    /// The counter of error responses with `code`, or `None` for a code the
+    /// relay never sends.
+    pub fn error(&self, code: u16) -> Option<&Counter> {
+        ERROR_CODES
+            .iter()
+            .position(|c| *c == code)
+            .map(|i| &self.errors[i])
+    }
+
+    /// The counters of `tenant`, created on first use (control path only).
+    pub fn tenant(&self, tenant: &str) -> Arc<TenantStats> {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = tenants.iter().find(|t| t.tenant == tenant) {
+            return t.clone();
+        }
+        let t = Arc::new(TenantStats {
+            tenant: tenant.to_owned(),
+            by_transport: Default::default(),
+        });
+        tenants.push(t.clone());
+        t
+    }
+
+    /// Every tenant seen so far (for the exporter).
+    pub fn tenants(&self) -> Vec<Arc<TenantStats>> {
+        self.tenants.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

@@ -1,0 +1,816 @@
+//! The TURN core driven input by input with virtual time: every test reads as
+//! "this packet in, these effects out", with the RFC section it checks.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use turn_core::auth::rest_password;
+use turn_core::stats::{AuthFailure, DropReason};
+use turn_core::stun::{
+    self, attr, channel_data_header, long_term_key, Class, Message, MessageBuilder, Method,
+    TransactionId,
+};
+use turn_core::{
+    ClientAction, ClientSocket, Command, Config, Credentials, Now, PeerAction, PortRequest,
+    RelayBinding, RelayHandle, Server, Transport,
+};
+
+const REALM: &str = "nexrtc.test";
+const SECRET: &[u8] = b"s3cret";
+const T0_UNIX: u64 = 1_800_000_000;
+const RELAY_ADDR: &str = "192.0.2.10:50000";
+const PEER: &str = "1.2.3.4:5000";
+
+struct Harness {
+    server: Server,
+    now: Now,
+    next_handle: u32,
+    freed: Vec<RelayHandle>,
+    bind_requests: Vec<PortRequest>,
+    /// Transaction ids for `allocate`: a client retrying uses a new one.
+    next_txid: u8,
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+fn client(port: u16) -> ClientSocket {
+    ClientSocket {
+        transport: Transport::Udp,
+        remote: addr(&format!("198.51.100.7:{port}")),
+        local: addr("192.0.2.10:3478"),
+    }
+}
+
+fn credentials(secrets: &[&[u8]]) -> Arc<Credentials> {
+    let mut c = Credentials::new();
+    c.insert_tenant("default", secrets.iter().map(|s| s.to_vec()).collect())
+        .expect("tenant");
+    c.insert_tenant("acme", vec![b"acme-secret".to_vec()])
+        .expect("tenant");
+    c.set_default_tenant("default");
+    Arc::new(c)
+}
+
+fn txid(n: u8) -> TransactionId {
+    TransactionId([n; 12])
+}
+
+/// A client's view of its credentials.
+#[derive(Clone)]
+struct Creds {
+    username: String,
+    key: [u8; 16],
+    nonce: String,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(|_| {})
+    }
+
+    fn with(tweak: impl FnOnce(&mut Config)) -> Harness {
+        let mut config = Config::new(REALM, [42; 32]);
+        config.peer_filter.own_relay_addresses(vec![addr(RELAY_ADDR).ip()], 49152..=65535);
+        tweak(&mut config);
+        let mono = Instant::now();
+        Harness {
+            server: Server::new(config, credentials(&[SECRET]), mono),
+            now: Now {
+                mono,
+                unix_secs: T0_UNIX,
+            },
+            next_handle: 0,
+            freed: Vec::new(),
+            bind_requests: Vec::new(),
+            next_txid: 100,
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now.mono += d;
+        self.now.unix_secs += d.as_secs();
+        self.server.handle_timeout(self.now);
+        self.run_commands();
+    }
+
+    /// Executes commands as a shell would: binds relay sockets with
+    /// consecutive handles and addresses.
+    fn run_commands(&mut self) {
+        while let Some(cmd) = self.server.poll_command() {
+            match cmd {
+                Command::BindRelay { request, port, .. } => {
+                    self.bind_requests.push(port);
+                    let handle = RelayHandle(self.next_handle);
+                    let mut relay = addr(RELAY_ADDR);
+                    relay.set_port(50000 + self.next_handle as u16);
+                    self.next_handle += 1;
+                    let binding = RelayBinding {
+                        handle,
+                        addr: relay,
+                        reservation: None,
+                    };
+                    self.server.relay_bound(request, Ok(binding), self.now);
+                }
+                Command::FreeRelay { relay } => self.freed.push(relay),
+            }
+        }
+    }
+
+    fn input(&mut self, from: ClientSocket, packet: &[u8]) -> (ClientAction, Vec<Vec<u8>>) {
+        let action = self.server.handle_client(from, packet, self.now);
+        self.run_commands();
+        let mut out = Vec::new();
+        while let Some(t) = self.server.poll_transmit() {
+            assert_eq!(t.to, from, "answers go back to the 5-tuple that asked");
+            out.push(t.data);
+        }
+        (action, out)
+    }
+
+    /// Sends `packet` and returns the single answer.
+    fn ask(&mut self, from: ClientSocket, packet: &[u8]) -> Vec<u8> {
+        let (action, mut out) = self.input(from, packet);
+        assert_eq!(action, ClientAction::Done);
+        assert_eq!(out.len(), 1, "expected exactly one answer");
+        out.remove(0)
+    }
+
+    /// The 401 round trip, as a client does it: returns usable credentials.
+    fn login(&mut self, from: ClientSocket, username: &str, secret: &[u8]) -> Creds {
+        let req = request(Method::ALLOCATE, txid(200), |b| {
+            b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+        });
+        let answer = self.ask(from, &req);
+        let msg = Message::parse(&answer).expect("401 parses");
+        assert_eq!(error_code(&msg), Some(401));
+        assert_eq!(text(&msg, attr::REALM).as_deref(), Some(REALM));
+        let nonce = text(&msg, attr::NONCE).expect("nonce");
+        let password = rest_password(secret, username);
+        Creds {
+            username: username.to_owned(),
+            key: long_term_key(username, REALM, &password),
+            nonce,
+        }
+    }
+
+    /// Allocate with credentials; returns the relayed address.
+    fn allocate(&mut self, from: ClientSocket, creds: &Creds) -> SocketAddr {
+        self.next_txid += 1;
+        let answer = self.ask(from, &allocate_request(txid(self.next_txid), creds));
+        let msg = Message::parse(&answer).expect("answer parses");
+        assert_eq!(msg.class(), Class::Success, "{:?}", error_code(&msg));
+        assert!(msg.verify_integrity(&creds.key), "answer signed with the client's key");
+        let relayed = msg.attribute(attr::XOR_RELAYED_ADDRESS).expect("relayed");
+        stun::decode_xor_address(relayed.value, &msg.transaction_id()).expect("address")
+    }
+}
+
+fn valid_username(user: &str) -> String {
+    format!("{}:{user}", T0_UNIX + 3600)
+}
+
+fn request(method: Method, id: TransactionId, f: impl FnOnce(&mut MessageBuilder)) -> Vec<u8> {
+    let mut b = MessageBuilder::new(method, Class::Request, id);
+    f(&mut b);
+    b.finish()
+}
+
+fn signed(
+    method: Method,
+    id: TransactionId,
+    creds: &Creds,
+    f: impl FnOnce(&mut MessageBuilder),
+) -> Vec<u8> {
+    let mut b = MessageBuilder::new(method, Class::Request, id);
+    f(&mut b);
+    b.attribute(attr::USERNAME, creds.username.as_bytes())
+        .attribute(attr::REALM, REALM.as_bytes())
+        .attribute(attr::NONCE, creds.nonce.as_bytes())
+        .message_integrity(&creds.key)
+        .fingerprint();
+    b.finish()
+}
+
+fn allocate_request(id: TransactionId, creds: &Creds) -> Vec<u8> {
+    signed(Method::ALLOCATE, id, creds, |b| {
+        b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+    })
+}
+
+fn error_code(msg: &Message<'_>) -> Option<u16> {
+    let a = msg.attribute(attr::ERROR_CODE)?;
+    stun::decode_error_code(a.value).ok().map(|(c, _)| c)
+}
+
+fn text(msg: &Message<'_>, typ: u16) -> Option<String> {
+    let a = msg.attribute(typ)?;
+    stun::decode_utf8(a.value).ok().map(str::to_owned)
+}
+
+fn answer_code(answer: &[u8]) -> Option<u16> {
+    error_code(&Message::parse(answer).expect("answer parses"))
+}
+
+fn permission(h: &mut Harness, from: ClientSocket, creds: &Creds, peer: &str, id: u8) -> Vec<u8> {
+    let req = signed(Method::CREATE_PERMISSION, txid(id), creds, |b| {
+        b.xor_address(attr::XOR_PEER_ADDRESS, addr(peer));
+    });
+    h.ask(from, &req)
+}
+
+fn channel_bind(
+    h: &mut Harness,
+    from: ClientSocket,
+    creds: &Creds,
+    number: u16,
+    peer: &str,
+    id: u8,
+) -> Vec<u8> {
+    let req = signed(Method::CHANNEL_BIND, txid(id), creds, |b| {
+        let mut v = [0u8; 4];
+        v[..2].copy_from_slice(&number.to_be_bytes());
+        b.attribute(attr::CHANNEL_NUMBER, &v)
+            .xor_address(attr::XOR_PEER_ADDRESS, addr(peer));
+    });
+    h.ask(from, &req)
+}
+
+/// A client with an allocation, for the tests that start there.
+fn allocated(h: &mut Harness, port: u16) -> (ClientSocket, Creds, SocketAddr) {
+    let c = client(port);
+    let creds = h.login(c, &valid_username(&format!("user{port}")), SECRET);
+    let relayed = h.allocate(c, &creds);
+    (c, creds, relayed)
+}
+
+#[test]
+fn binding_answers_with_xor_mapped_address() {
+    // RFC 8489 §6.3.1.1 and §14.2.
+    let mut h = Harness::new();
+    let c = client(4000);
+    let answer = h.ask(c, &request(Method::BINDING, txid(9), |_| {}));
+    let msg = Message::parse(&answer).expect("parses");
+    assert_eq!((msg.method(), msg.class()), (Method::BINDING, Class::Success));
+    assert_eq!(msg.transaction_id(), txid(9));
+    let mapped = msg.attribute(attr::XOR_MAPPED_ADDRESS).expect("mapped");
+    assert_eq!(
+        stun::decode_xor_address(mapped.value, &txid(9)).expect("address"),
+        c.remote
+    );
+}
+
+#[test]
+fn allocate_challenge_then_success() {
+    // RFC 8656 §7.2 with RFC 8489 §9.2.4's 401 round trip.
+    let mut h = Harness::new();
+    let c = client(4001);
+    let creds = h.login(c, &valid_username("alice"), SECRET);
+    let answer = h.ask(c, &allocate_request(txid(1), &creds));
+    let msg = Message::parse(&answer).expect("parses");
+    assert_eq!(msg.class(), Class::Success);
+    assert!(msg.verify_integrity(&creds.key));
+    assert_eq!(msg.fingerprint_ok(), Some(true));
+    let lifetime = msg.attribute(attr::LIFETIME).expect("lifetime");
+    assert_eq!(stun::decode_u32(lifetime.value).expect("u32"), 600);
+    let mapped = msg.attribute(attr::XOR_MAPPED_ADDRESS).expect("mapped");
+    assert_eq!(
+        stun::decode_xor_address(mapped.value, &txid(1)).expect("addr"),
+        c.remote
+    );
+    assert_eq!(h.server.allocation_count(), 1);
+    let tenant = h.server.stats().tenant("default");
+    assert_eq!(tenant.transport(Transport::Udp).allocations_active.get(), 1);
+}
+
+#[test]
+fn retransmitted_allocate_gets_the_same_answer_not_437() {
+    // RFC 8656 §7.2: a retransmission is answered again; a new Allocate on the
+    // same 5-tuple is 437 Allocation Mismatch.
+    let mut h = Harness::new();
+    let c = client(4002);
+    let creds = h.login(c, &valid_username("bob"), SECRET);
+    let first = h.ask(c, &allocate_request(txid(1), &creds));
+    let again = h.ask(c, &allocate_request(txid(1), &creds));
+    assert_eq!(first, again, "byte-for-byte the same answer");
+    assert_eq!(h.server.allocation_count(), 1);
+    let other = h.ask(c, &allocate_request(txid(2), &creds));
+    assert_eq!(answer_code(&other), Some(437));
+    // After the retransmission window the answer is forgotten.
+    h.advance(Duration::from_secs(41));
+    let late = h.ask(c, &allocate_request(txid(1), &creds));
+    assert_eq!(answer_code(&late), Some(437));
+}
+
+#[test]
+fn wrong_password_expired_username_and_unknown_tenant_are_401() {
+    let mut h = Harness::new();
+    let c = client(4003);
+    let wrong = h.login(c, &valid_username("carol"), b"not-the-secret");
+    assert_eq!(answer_code(&h.ask(c, &allocate_request(txid(1), &wrong))), Some(401));
+    assert_eq!(h.server.stats().auth_failure(AuthFailure::BadIntegrity).get(), 1);
+
+    let expired = h.login(c, &format!("{}:carol", T0_UNIX - 1), SECRET);
+    assert_eq!(answer_code(&h.ask(c, &allocate_request(txid(2), &expired))), Some(401));
+    assert_eq!(h.server.stats().auth_failure(AuthFailure::Expired).get(), 1);
+
+    let unknown = h.login(c, &format!("{}:nobody:carol", T0_UNIX + 60), SECRET);
+    // "nobody" is not a tenant, so the username is read as user "nobody:carol"
+    // of the default tenant, with a password from the default secret: accepted.
+    assert_eq!(
+        Message::parse(&h.ask(c, &allocate_request(txid(3), &unknown)))
+            .expect("parses")
+            .class(),
+        Class::Success
+    );
+    assert_eq!(h.server.allocation_count(), 1);
+}
+
+#[test]
+fn tenant_usernames_use_the_tenant_secret() {
+    let mut h = Harness::new();
+    let c = client(4004);
+    let username = format!("{}:acme:dave", T0_UNIX + 60);
+    let with_default = h.login(c, &username, SECRET);
+    assert_eq!(answer_code(&h.ask(c, &allocate_request(txid(1), &with_default))), Some(401));
+    let with_tenant = h.login(c, &username, b"acme-secret");
+    h.allocate(c, &with_tenant);
+    let acme = h.server.stats().tenant("acme");
+    assert_eq!(acme.transport(Transport::Udp).allocations_total.get(), 1);
+}
+
+#[test]
+fn stale_nonce_is_438_and_a_fresh_one_works() {
+    let mut h = Harness::new();
+    let c = client(4005);
+    let mut creds = h.login(c, &valid_username("erin"), SECRET);
+    h.advance(Duration::from_secs(601));
+    let answer = h.ask(c, &allocate_request(txid(1), &creds));
+    let msg = Message::parse(&answer).expect("parses");
+    assert_eq!(error_code(&msg), Some(438));
+    creds.nonce = text(&msg, attr::NONCE).expect("438 carries a new nonce");
+    h.allocate(c, &creds);
+}
+
+#[test]
+fn nonce_from_another_ip_is_stale() {
+    let mut h = Harness::new();
+    let creds = h.login(client(4006), &valid_username("frank"), SECRET);
+    let mut other = client(4006);
+    other.remote = addr("198.51.100.99:4006");
+    assert_eq!(answer_code(&h.ask(other, &allocate_request(txid(1), &creds))), Some(438));
+}
+
+#[test]
+fn channel_data_both_ways_without_copies() {
+    // RFC 8656 §11 (ChannelBind) and §12.
+    let mut h = Harness::new();
+    let (c, creds, _) = allocated(&mut h, 4010);
+    let ok = channel_bind(&mut h, c, &creds, 0x4001, PEER, 3);
+    assert_eq!(Message::parse(&ok).expect("parses").class(), Class::Success);
+
+    let mut packet = channel_data_header(0x4001, 5).to_vec();
+    packet.extend_from_slice(b"hello");
+    let (action, out) = h.input(c, &packet);
+    assert!(out.is_empty());
+    assert_eq!(
+        action,
+        ClientAction::Forward {
+            relay: RelayHandle(0),
+            peer: addr(PEER),
+            payload: 4..9
+        }
+    );
+
+    let action = h.server.handle_peer(RelayHandle(0), addr(PEER), b"world!", h.now);
+    assert_eq!(
+        action,
+        PeerAction::ToClient {
+            client: c,
+            header: channel_data_header(0x4001, 6)
+        }
+    );
+    let traffic = h.server.stats().tenant("default");
+    let udp = traffic.transport(Transport::Udp);
+    assert_eq!((udp.to_peer.packets.get(), udp.to_peer.bytes.get()), (1, 5));
+    assert_eq!((udp.to_client.packets.get(), udp.to_client.bytes.get()), (1, 6));
+}
+
+#[test]
+fn peer_without_permission_is_dropped_and_counted() {
+    let mut h = Harness::new();
+    let (_c, _creds, _) = allocated(&mut h, 4011);
+    let action = h.server.handle_peer(RelayHandle(0), addr(PEER), b"x", h.now);
+    assert_eq!(action, PeerAction::Done);
+    assert!(h.server.poll_transmit().is_none());
+    assert_eq!(h.server.stats().dropped(DropReason::NoPermission).get(), 1);
+}
+
+#[test]
+fn send_and_data_indications() {
+    // RFC 8656 §10.
+    let mut h = Harness::new();
+    let (c, creds, _) = allocated(&mut h, 4012);
+    // Without a permission a Send indication is silently dropped.
+    let send = request(Method::SEND, txid(7), |b| {
+        b.xor_address(attr::XOR_PEER_ADDRESS, addr(PEER))
+            .attribute(attr::DATA, b"ping");
+    });
+    let send = {
+        let mut m = send;
+        m[0..2].copy_from_slice(&stun::encode_type(Method::SEND, Class::Indication).to_be_bytes());
+        m
+    };
+    let (action, out) = h.input(c, &send);
+    assert_eq!((action, out.len()), (ClientAction::Done, 0));
+
+    let ok = permission(&mut h, c, &creds, PEER, 4);
+    assert_eq!(Message::parse(&ok).expect("parses").class(), Class::Success);
+    let (action, _) = h.input(c, &send);
+    let ClientAction::Forward { relay, peer, payload } = action else {
+        panic!("expected a forward, got {action:?}");
+    };
+    assert_eq!((relay, peer), (RelayHandle(0), addr(PEER)));
+    assert_eq!(&send[payload], b"ping");
+
+    // A peer datagram without a channel becomes a Data indication.
+    assert_eq!(
+        h.server.handle_peer(RelayHandle(0), addr(PEER), b"pong", h.now),
+        PeerAction::Done
+    );
+    let t = h.server.poll_transmit().expect("data indication");
+    assert_eq!(t.to, c);
+    let msg = Message::parse(&t.data).expect("parses");
+    assert_eq!((msg.method(), msg.class()), (Method::DATA, Class::Indication));
+    assert_eq!(msg.attribute(attr::DATA).expect("data").value, b"pong");
+    let from = msg.attribute(attr::XOR_PEER_ADDRESS).expect("peer");
+    assert_eq!(
+        stun::decode_xor_address(from.value, &msg.transaction_id()).expect("addr"),
+        addr(PEER)
+    );
+}
+
+#[test]
+fn permissions_expire_after_300_seconds() {
+    // RFC 8656 §9: permissions last 300 s and are refreshed only by requests.
+    let mut h = Harness::new();
+    let (c, creds, _) = allocated(&mut h, 4013);
+    permission(&mut h, c, &creds, PEER, 4);
+    h.advance(Duration::from_secs(299));
+    assert_eq!(h.server.stats().permissions_active.get(), 1);
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.server.stats().permissions_active.get(), 0);
+    let action = h.server.handle_peer(RelayHandle(0), addr(PEER), b"late", h.now);
+    assert_eq!(action, PeerAction::Done);
+}
+
+#[test]
+fn blocked_peers_are_403() {
+    let mut h = Harness::new();
+    let (c, creds, _) = allocated(&mut h, 4014);
+    for (i, peer) in ["127.0.0.1:80", "10.0.0.1:80", "169.254.169.254:80", "192.168.1.1:80"]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(answer_code(&permission(&mut h, c, &creds, peer, 10 + i as u8)), Some(403), "{peer}");
+    }
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x4000, "10.0.0.1:80", 20)),
+        Some(403)
+    );
+    // The relay's own relayed addresses stay reachable: two clients of one relay.
+    let ok = permission(&mut h, c, &creds, "192.0.2.10:50001", 21);
+    assert_eq!(answer_code(&ok), None);
+}
+
+#[test]
+fn loopback_peers_when_the_operator_allows_them() {
+    let mut h = Harness::with(|c| c.peer_filter.allow_loopback(true));
+    let (c, creds, _) = allocated(&mut h, 4015);
+    assert_eq!(answer_code(&permission(&mut h, c, &creds, "127.0.0.1:3480", 4)), None);
+}
+
+#[test]
+fn channel_bind_rules() {
+    // RFC 8656 §11.2.
+    let mut h = Harness::new();
+    let (c, creds, _) = allocated(&mut h, 4016);
+    assert_eq!(answer_code(&channel_bind(&mut h, c, &creds, 0x3FFF, PEER, 3)), Some(400));
+    assert_eq!(answer_code(&channel_bind(&mut h, c, &creds, 0x5000, PEER, 4)), Some(400));
+    assert_eq!(answer_code(&channel_bind(&mut h, c, &creds, 0x4000, PEER, 5)), None);
+    // Same number to another peer, or same peer to another number: 400.
+    assert_eq!(answer_code(&channel_bind(&mut h, c, &creds, 0x4000, "1.2.3.5:5000", 6)), Some(400));
+    assert_eq!(answer_code(&channel_bind(&mut h, c, &creds, 0x4002, PEER, 7)), Some(400));
+    // Rebinding the same pair refreshes it.
+    assert_eq!(answer_code(&channel_bind(&mut h, c, &creds, 0x4000, PEER, 8)), None);
+    // IPv6 peer on an IPv4 allocation: 443.
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x4003, "[2606:4700::1]:5000", 9)),
+        Some(443)
+    );
+    assert_eq!(h.server.stats().channels_active.get(), 1);
+}
+
+#[test]
+fn refresh_zero_deletes_and_its_retransmission_is_not_437() {
+    let mut h = Harness::new();
+    let (c, creds, _) = allocated(&mut h, 4017);
+    let req = signed(Method::REFRESH, txid(30), &creds, |b| {
+        b.u32(attr::LIFETIME, 0);
+    });
+    let first = h.ask(c, &req);
+    assert_eq!(answer_code(&first), None);
+    assert_eq!(h.server.allocation_count(), 0);
+    assert_eq!(h.freed, vec![RelayHandle(0)]);
+    assert_eq!(h.ask(c, &req), first);
+    // Any other Refresh now: 437.
+    let other = signed(Method::REFRESH, txid(31), &creds, |_| {});
+    assert_eq!(answer_code(&h.ask(c, &other)), Some(437));
+}
+
+#[test]
+fn refresh_extends_and_expiry_frees_the_relay() {
+    let mut h = Harness::new();
+    let (c, creds, _) = allocated(&mut h, 4018);
+    h.advance(Duration::from_secs(500));
+    let req = signed(Method::REFRESH, txid(40), &creds, |b| {
+        b.u32(attr::LIFETIME, 100_000);
+    });
+    let answer = h.ask(c, &req);
+    let msg = Message::parse(&answer).expect("parses");
+    let granted = stun::decode_u32(msg.attribute(attr::LIFETIME).expect("lifetime").value);
+    assert_eq!(granted.expect("u32"), 3600, "capped at the maximum");
+    h.advance(Duration::from_secs(3599));
+    assert_eq!(h.server.allocation_count(), 1);
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.server.allocation_count(), 0);
+    assert_eq!(h.freed, vec![RelayHandle(0)]);
+    let tenant = h.server.stats().tenant("default");
+    assert_eq!(tenant.transport(Transport::Udp).allocations_active.get(), 0);
+}
+
+#[test]
+fn refresh_with_other_credentials_is_441() {
+    let mut h = Harness::new();
+    let (c, _creds, _) = allocated(&mut h, 4019);
+    let other = h.login(c, &valid_username("mallory"), SECRET);
+    let req = signed(Method::REFRESH, txid(41), &other, |_| {});
+    assert_eq!(answer_code(&h.ask(c, &req)), Some(441));
+}
+
+#[test]
+fn quotas() {
+    let mut h = Harness::with(|c| {
+        c.quotas.user_allocations = 1;
+        c.quotas.permissions_per_allocation = 2;
+    });
+    let username = valid_username("quota");
+    let c1 = client(4020);
+    let creds = h.login(c1, &username, SECRET);
+    h.allocate(c1, &creds);
+    let c2 = client(4021);
+    let creds2 = h.login(c2, &username, SECRET);
+    assert_eq!(answer_code(&h.ask(c2, &allocate_request(txid(1), &creds2))), Some(486));
+    // Another user is not affected.
+    let (c3, creds3, _) = allocated(&mut h, 4022);
+    let req = signed(Method::CREATE_PERMISSION, txid(50), &creds3, |b| {
+        b.xor_address(attr::XOR_PEER_ADDRESS, addr("1.1.1.1:1"))
+            .xor_address(attr::XOR_PEER_ADDRESS, addr("1.1.1.2:1"))
+            .xor_address(attr::XOR_PEER_ADDRESS, addr("1.1.1.3:1"));
+    });
+    assert_eq!(answer_code(&h.ask(c3, &req)), Some(508));
+    assert_eq!(h.server.stats().permissions_active.get(), 0, "all or nothing");
+    // When the first allocation goes, the user may allocate again.
+    let del = signed(Method::REFRESH, txid(51), &creds, |b| {
+        b.u32(attr::LIFETIME, 0);
+    });
+    h.ask(c1, &del);
+    h.allocate(c2, &creds2);
+}
+
+#[test]
+fn tenant_quota() {
+    let mut h = Harness::with(|c| c.quotas.tenant_allocations = 2);
+    allocated(&mut h, 4030);
+    allocated(&mut h, 4031);
+    let c = client(4032);
+    let creds = h.login(c, &valid_username("third"), SECRET);
+    assert_eq!(answer_code(&h.ask(c, &allocate_request(txid(1), &creds))), Some(486));
+}
+
+#[test]
+fn bandwidth_cap_drops_and_counts() {
+    let mut h = Harness::with(|c| c.quotas.allocation_bytes_per_sec = 100_000);
+    let (c, creds, _) = allocated(&mut h, 4033);
+    channel_bind(&mut h, c, &creds, 0x4000, PEER, 3);
+    let mut packet = channel_data_header(0x4000, 1000).to_vec();
+    packet.resize(1004, 7);
+    let forwarded = (0..200)
+        .filter(|_| matches!(h.input(c, &packet).0, ClientAction::Forward { .. }))
+        .count();
+    // A burst of at most 100 kB (100 packets) in the same instant.
+    assert_eq!(forwarded, 100);
+    assert_eq!(h.server.stats().dropped(DropReason::BandwidthExceeded).get(), 100);
+    // A second later the budget has refilled.
+    h.now.mono += Duration::from_secs(1);
+    assert!(matches!(h.input(c, &packet).0, ClientAction::Forward { .. }));
+}
+
+#[test]
+fn unauthenticated_answers_are_rate_limited_per_source() {
+    let mut h = Harness::with(|c| {
+        c.unauthenticated_rate = turn_core::RateLimit {
+            per_second: 10,
+            burst: 5,
+        }
+    });
+    let c = client(4034);
+    let answered = (0..50u8)
+        .filter(|i| !h.input(c, &request(Method::BINDING, txid(*i), |_| {})).1.is_empty())
+        .count();
+    assert_eq!(answered, 5);
+    assert_eq!(h.server.stats().dropped(DropReason::RateLimited).get(), 45);
+    // Another source is answered.
+    let mut other = c;
+    other.remote = addr("203.0.113.9:1");
+    assert_eq!(h.input(other, &request(Method::BINDING, txid(1), |_| {})).1.len(), 1);
+}
+
+#[test]
+fn drain_sends_alternate_server_or_508() {
+    let mut h = Harness::with(|c| c.alternate_server = Some(addr("192.0.2.99:3478")));
+    let (c, creds, _) = allocated(&mut h, 4035);
+    h.server.start_drain();
+    let c2 = client(4036);
+    let creds2 = h.login(c2, &valid_username("late"), SECRET);
+    let answer = h.ask(c2, &allocate_request(txid(1), &creds2));
+    let msg = Message::parse(&answer).expect("parses");
+    assert_eq!(error_code(&msg), Some(300));
+    let alt = msg.attribute(attr::ALTERNATE_SERVER).expect("alternate");
+    assert_eq!(stun::decode_address(alt.value).expect("addr"), addr("192.0.2.99:3478"));
+    // Existing allocations keep working.
+    let refresh = signed(Method::REFRESH, txid(60), &creds, |_| {});
+    assert_eq!(answer_code(&h.ask(c, &refresh)), None);
+
+    let mut h = Harness::new();
+    h.server.start_drain();
+    let c = client(4037);
+    let creds = h.login(c, &valid_username("x"), SECRET);
+    assert_eq!(answer_code(&h.ask(c, &allocate_request(txid(1), &creds))), Some(508));
+}
+
+#[test]
+fn secret_rotation_and_revocation() {
+    let mut h = Harness::new();
+    let c = client(4040);
+    let old = h.login(c, &valid_username("rot"), SECRET);
+    // Rotation: a new secret first, the old one still accepted.
+    h.server.set_credentials(credentials(&[b"new-secret", SECRET]));
+    h.allocate(c, &old);
+    let c2 = client(4041);
+    let new = h.login(c2, &valid_username("rot2"), b"new-secret");
+    h.allocate(c2, &new);
+    // Old secret retired: the next request with it fails, the live allocation stays.
+    h.server.set_credentials(credentials(&[b"new-secret"]));
+    let refresh = signed(Method::REFRESH, txid(70), &old, |_| {});
+    assert_eq!(answer_code(&h.ask(c, &refresh)), Some(401));
+    assert_eq!(h.server.allocation_count(), 2);
+    // Revocation refuses a username whatever its secret.
+    h.server.revoke(&new.username, T0_UNIX + 3600);
+    let refresh = signed(Method::REFRESH, txid(71), &new, |_| {});
+    assert_eq!(answer_code(&h.ask(c2, &refresh)), Some(401));
+    assert_eq!(h.server.stats().auth_failure(AuthFailure::Revoked).get(), 1);
+}
+
+#[test]
+fn allocate_attribute_errors() {
+    let mut h = Harness::new();
+    let c = client(4050);
+    let creds = h.login(c, &valid_username("attrs"), SECRET);
+    let tcp = signed(Method::ALLOCATE, txid(1), &creds, |b| {
+        b.attribute(attr::REQUESTED_TRANSPORT, &[6, 0, 0, 0]);
+    });
+    assert_eq!(answer_code(&h.ask(c, &tcp)), Some(442));
+    let none = signed(Method::ALLOCATE, txid(2), &creds, |_| {});
+    assert_eq!(answer_code(&h.ask(c, &none)), Some(400));
+    let v6 = signed(Method::ALLOCATE, txid(3), &creds, |b| {
+        b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])
+            .attribute(attr::REQUESTED_ADDRESS_FAMILY, &[2, 0, 0, 0]);
+    });
+    assert_eq!(answer_code(&h.ask(c, &v6)), Some(440), "no IPv6 relay address here");
+    let df = signed(Method::ALLOCATE, txid(4), &creds, |b| {
+        b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])
+            .attribute(attr::DONT_FRAGMENT, &[]);
+    });
+    let answer = h.ask(c, &df);
+    let msg = Message::parse(&answer).expect("parses");
+    assert_eq!(error_code(&msg), Some(420));
+    assert_eq!(
+        msg.attribute(attr::UNKNOWN_ATTRIBUTES).expect("list").value,
+        &attr::DONT_FRAGMENT.to_be_bytes()
+    );
+    assert_eq!(h.server.allocation_count(), 0, "nothing allocated by bad requests");
+}
+
+#[test]
+fn ipv6_relay_when_the_host_has_one() {
+    // RFC 6156 / RFC 8656 §7.2: REQUESTED-ADDRESS-FAMILY.
+    let mut h = Harness::with(|c| c.relay_ipv6 = true);
+    let c = client(4051);
+    let creds = h.login(c, &valid_username("six"), SECRET);
+    let v6 = signed(Method::ALLOCATE, txid(3), &creds, |b| {
+        b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])
+            .attribute(attr::REQUESTED_ADDRESS_FAMILY, &[2, 0, 0, 0]);
+    });
+    let _ = h.server.handle_client(c, &v6, h.now);
+    match h.server.poll_command() {
+        Some(Command::BindRelay { family, .. }) => assert_eq!(family, turn_core::Family::V6),
+        other => panic!("expected a v6 bind, got {other:?}"),
+    }
+}
+
+#[test]
+fn even_port_with_reservation_is_passed_to_the_shell() {
+    let mut h = Harness::new();
+    let c = client(4052);
+    let creds = h.login(c, &valid_username("rtp"), SECRET);
+    let req = signed(Method::ALLOCATE, txid(1), &creds, |b| {
+        b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])
+            .attribute(attr::EVEN_PORT, &[0x80]);
+    });
+    h.ask(c, &req);
+    assert_eq!(h.bind_requests, vec![PortRequest::Even { reserve_next: true }]);
+}
+
+#[test]
+fn failed_bind_is_508_and_releases_the_quota() {
+    let mut h = Harness::with(|c| c.quotas.user_allocations = 1);
+    let c = client(4053);
+    let creds = h.login(c, &valid_username("noports"), SECRET);
+    let _ = h.server.handle_client(c, &allocate_request(txid(1), &creds), h.now);
+    let Some(Command::BindRelay { request, .. }) = h.server.poll_command() else {
+        panic!("expected a bind");
+    };
+    h.server
+        .relay_bound(request, Err(turn_core::BindFailure::NoPorts), h.now);
+    let t = h.server.poll_transmit().expect("answer");
+    assert_eq!(answer_code(&t.data), Some(508));
+    // A retransmission gets the same 508; a new transaction succeeds.
+    assert_eq!(answer_code(&h.ask(c, &allocate_request(txid(1), &creds))), Some(508));
+    h.allocate(c, &creds);
+}
+
+#[test]
+fn stream_client_closing_frees_its_allocation() {
+    let mut h = Harness::new();
+    let mut c = client(4054);
+    c.transport = Transport::Tcp;
+    let creds = h.login(c, &valid_username("tcp"), SECRET);
+    h.allocate(c, &creds);
+    h.server.client_closed(c, h.now);
+    h.run_commands();
+    assert_eq!(h.server.allocation_count(), 0);
+    assert_eq!(h.freed, vec![RelayHandle(0)]);
+}
+
+#[test]
+fn sha256_integrity_is_accepted_and_answered_in_kind() {
+    // RFC 8489 §14.6.
+    let mut h = Harness::new();
+    let c = client(4055);
+    let creds = h.login(c, &valid_username("sha"), SECRET);
+    let mut b = MessageBuilder::new(Method::ALLOCATE, Class::Request, txid(1));
+    b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])
+        .attribute(attr::USERNAME, creds.username.as_bytes())
+        .attribute(attr::REALM, REALM.as_bytes())
+        .attribute(attr::NONCE, creds.nonce.as_bytes())
+        .message_integrity_sha256(&creds.key);
+    let answer = h.ask(c, &b.finish());
+    let msg = Message::parse(&answer).expect("parses");
+    assert_eq!(msg.class(), Class::Success);
+    assert_eq!(msg.integrity(), Some(stun::IntegrityKind::Sha256));
+    assert!(msg.verify_integrity(&creds.key));
+}
+
+#[test]
+fn garbage_is_dropped_counted_and_harmless() {
+    let mut h = Harness::new();
+    let (c, _creds, _) = allocated(&mut h, 4056);
+    let inputs: [&[u8]; 6] = [
+        &[],
+        &[0x00],
+        &[0x40, 0x00, 0x00, 0x10, 1, 2],
+        &[0xff; 64],
+        &[0x00, 0x01, 0x00, 0x04, 0x21, 0x12, 0xa4, 0x42],
+        &[0x70, 0x00, 0x00, 0x00],
+    ];
+    for input in inputs {
+        let (action, out) = h.input(c, input);
+        assert_eq!(action, ClientAction::Done);
+        assert!(out.is_empty());
+    }
+    assert!(h.server.stats().dropped(DropReason::Malformed).get() >= 5);
+    assert_eq!(h.server.allocation_count(), 1);
+}
