@@ -220,9 +220,14 @@ fn assert_every_bit_flip_detected(bytes: &[u8], key: &[u8], covered: usize, has_
         for bit in 0..8 {
             let mut m = bytes.to_vec();
             m[i] ^= 1 << bit;
-            let Ok(msg) = Message::parse(&m) else { continue };
+            let Ok(msg) = Message::parse(&m) else {
+                continue;
+            };
             if i < covered {
-                assert!(!msg.verify_integrity(key), "flip of byte {i} bit {bit} not detected");
+                assert!(
+                    !msg.verify_integrity(key),
+                    "flip of byte {i} bit {bit} not detected"
+                );
             } else {
                 // Outside the HMAC: integrity still holds, FINGERPRINT must not.
                 assert!(msg.verify_integrity(key), "byte {i} bit {bit}");
@@ -259,7 +264,10 @@ fn rfc5769_2_1_sample_request() {
     let priority = msg.attribute(attr::PRIORITY).expect("PRIORITY");
     assert_eq!(decode_u32(priority.value), Ok(0x6e00_01ff));
     let controlled = msg.attribute(attr::ICE_CONTROLLED).expect("ICE-CONTROLLED");
-    assert_eq!(controlled.value, [0x93, 0x2f, 0xf9, 0xb1, 0x51, 0x26, 0x3b, 0x36]);
+    assert_eq!(
+        controlled.value,
+        [0x93, 0x2f, 0xf9, 0xb1, 0x51, 0x26, 0x3b, 0x36]
+    );
     // PRIORITY (0x0024) is comprehension-required; ICE-CONTROLLED is optional.
     let unknown = msg.unknown_required(&[attr::USERNAME, attr::MESSAGE_INTEGRITY]);
     assert_eq!(unknown.as_slice(), [attr::PRIORITY]);
@@ -282,12 +290,22 @@ fn rfc5769_2_2_ipv4_response() {
     assert_eq!(msg.transaction_id(), RFC5769_TXID);
     assert_eq!(
         types(&msg),
-        [attr::SOFTWARE, attr::XOR_MAPPED_ADDRESS, attr::MESSAGE_INTEGRITY, attr::FINGERPRINT]
+        [
+            attr::SOFTWARE,
+            attr::XOR_MAPPED_ADDRESS,
+            attr::MESSAGE_INTEGRITY,
+            attr::FINGERPRINT
+        ]
     );
     assert_eq!(utf8_attr(&msg, attr::SOFTWARE), "test vector");
-    let xma = msg.attribute(attr::XOR_MAPPED_ADDRESS).expect("XOR-MAPPED-ADDRESS");
+    let xma = msg
+        .attribute(attr::XOR_MAPPED_ADDRESS)
+        .expect("XOR-MAPPED-ADDRESS");
     let expected: SocketAddr = "192.0.2.1:32853".parse().expect("addr");
-    assert_eq!(decode_xor_address(xma.value, &msg.transaction_id()), Ok(expected));
+    assert_eq!(
+        decode_xor_address(xma.value, &msg.transaction_id()),
+        Ok(expected)
+    );
     assert!(msg.verify_integrity(SHORT_TERM_PASSWORD.as_bytes()));
     assert!(!msg.verify_integrity(b"wrong"));
     assert_eq!(msg.fingerprint_ok(), Some(true));
@@ -307,11 +325,23 @@ fn rfc5769_2_3_ipv6_response() {
     assert_eq!(msg.class(), Class::Success);
     assert_eq!(
         types(&msg),
-        [attr::SOFTWARE, attr::XOR_MAPPED_ADDRESS, attr::MESSAGE_INTEGRITY, attr::FINGERPRINT]
+        [
+            attr::SOFTWARE,
+            attr::XOR_MAPPED_ADDRESS,
+            attr::MESSAGE_INTEGRITY,
+            attr::FINGERPRINT
+        ]
     );
-    let xma = msg.attribute(attr::XOR_MAPPED_ADDRESS).expect("XOR-MAPPED-ADDRESS");
-    let expected: SocketAddr = "[2001:db8:1234:5678:11:2233:4455:6677]:32853".parse().expect("addr");
-    assert_eq!(decode_xor_address(xma.value, &msg.transaction_id()), Ok(expected));
+    let xma = msg
+        .attribute(attr::XOR_MAPPED_ADDRESS)
+        .expect("XOR-MAPPED-ADDRESS");
+    let expected: SocketAddr = "[2001:db8:1234:5678:11:2233:4455:6677]:32853"
+        .parse()
+        .expect("addr");
+    assert_eq!(
+        decode_xor_address(xma.value, &msg.transaction_id()),
+        Ok(expected)
+    );
     assert!(msg.verify_integrity(SHORT_TERM_PASSWORD.as_bytes()));
     assert_eq!(msg.fingerprint_ok(), Some(true));
 
@@ -331,7 +361,12 @@ fn rfc5769_2_4_long_term_request() {
     assert_eq!(msg.transaction_id(), LONG_TERM_TXID);
     assert_eq!(
         types(&msg),
-        [attr::USERNAME, attr::NONCE, attr::REALM, attr::MESSAGE_INTEGRITY]
+        [
+            attr::USERNAME,
+            attr::NONCE,
+            attr::REALM,
+            attr::MESSAGE_INTEGRITY
+        ]
     );
     assert_eq!(utf8_attr(&msg, attr::USERNAME), LT_USERNAME);
     assert_eq!(utf8_attr(&msg, attr::NONCE), "f//499k954d6OL34oL9FSTvy64sA");
@@ -376,9 +411,14 @@ fn rfc8489_b1_sha256_userhash_request() {
     let userhash = msg.attribute(attr::USERHASH).expect("USERHASH");
     let expected: [u8; 32] = Sha256::digest(format!("{LT_USERNAME}:{LT_REALM}")).into();
     assert_eq!(userhash.value, expected);
-    assert_eq!(utf8_attr(&msg, attr::NONCE), "obMatJos2AAACf//499k954d6OL34oL9FSTvy64sA");
+    assert_eq!(
+        utf8_attr(&msg, attr::NONCE),
+        "obMatJos2AAACf//499k954d6OL34oL9FSTvy64sA"
+    );
     assert_eq!(utf8_attr(&msg, attr::REALM), LT_REALM);
-    let algorithm = msg.attribute(attr::PASSWORD_ALGORITHM).expect("PASSWORD-ALGORITHM");
+    let algorithm = msg
+        .attribute(attr::PASSWORD_ALGORITHM)
+        .expect("PASSWORD-ALGORITHM");
     assert_eq!(algorithm.value, [0x00, 0x02, 0x00, 0x00]); // SHA-256, no parameters
 
     assert_eq!(msg.integrity(), Some(IntegrityKind::Sha256));
@@ -406,7 +446,10 @@ fn rfc5769_builder_round_trip_short_term() {
     let mut b = MessageBuilder::new(Method::BINDING, Class::Request, RFC5769_TXID);
     b.attribute(attr::SOFTWARE, b"STUN test client")
         .u32(attr::PRIORITY, 0x6e00_01ff)
-        .attribute(attr::ICE_CONTROLLED, &[0x93, 0x2f, 0xf9, 0xb1, 0x51, 0x26, 0x3b, 0x36])
+        .attribute(
+            attr::ICE_CONTROLLED,
+            &[0x93, 0x2f, 0xf9, 0xb1, 0x51, 0x26, 0x3b, 0x36],
+        )
         .attribute(attr::USERNAME, b"evtj:h6vY")
         .message_integrity(SHORT_TERM_PASSWORD.as_bytes())
         .fingerprint();
