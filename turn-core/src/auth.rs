@@ -252,8 +252,10 @@ mod tests {
     #[test]
     fn usernames_with_and_without_tenant() {
         let mut c = Credentials::new();
-        c.insert_tenant("acme", vec![b"a".to_vec()]).expect("tenant");
-        c.insert_tenant("default", vec![b"d".to_vec()]).expect("tenant");
+        c.insert_tenant("acme", vec![b"a".to_vec()])
+            .expect("tenant");
+        c.insert_tenant("default", vec![b"d".to_vec()])
+            .expect("tenant");
         c.set_default_tenant("default");
         let u = c.parse_username("100:acme:bob").expect("parse");
         assert_eq!((u.expiry, u.tenant, u.user), (100, "acme", "bob"));
@@ -274,7 +276,9 @@ mod tests {
             .is_err());
         assert!(c.insert_tenant("t", vec![Vec::new()]).is_err());
         assert!(c.insert_tenant("a:b", vec![b"1".to_vec()]).is_err());
-        assert!(c.insert_tenant("t", vec![b"1".to_vec(), b"2".to_vec()]).is_ok());
+        assert!(c
+            .insert_tenant("t", vec![b"1".to_vec(), b"2".to_vec()])
+            .is_ok());
         assert_eq!(format!("{:?}", c.tenants["t"]), "TenantSecrets(2 secrets)");
     }
 
@@ -288,7 +292,10 @@ mod tests {
         assert!(n.is_valid(&nonce, ip, 999));
         assert!(!n.is_valid(&nonce, ip, 1000), "stale at expiry");
         assert!(!n.is_valid(&nonce, other, 999), "bound to the client IP");
-        assert!(!Nonces::new([8; 32]).is_valid(&nonce, ip, 999), "bound to the key");
+        assert!(
+            !Nonces::new([8; 32]).is_valid(&nonce, ip, 999),
+            "bound to the key"
+        );
         let forged = format!("{:016x}{}", 5000u64, &nonce[16..]);
         assert!(!n.is_valid(&forged, ip, 999), "expiry is authenticated");
         assert!(!n.is_valid("garbage", ip, 0));

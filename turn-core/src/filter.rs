@@ -26,7 +26,8 @@ pub struct PeerFilter {
     allowed: Vec<IpNet>,
     denied: Vec<IpNet>,
     own_ips: Vec<IpAddr>,
-    own_ports: RangeInclusive<u16>,
+    /// The relay port range; `None` until the shell says which it is.
+    own_ports: Option<RangeInclusive<u16>>,
 }
 
 fn v4(a: u8, b: u8, c: u8, d: u8, len: u8) -> IpNet {
@@ -101,7 +102,7 @@ impl Default for PeerFilter {
             allowed: Vec::new(),
             denied: default_denied(),
             own_ips: Vec::new(),
-            own_ports: 1..=0,
+            own_ports: None,
         }
     }
 }
@@ -126,7 +127,7 @@ impl PeerFilter {
     /// always a permitted peer (client-to-client relaying through one relay).
     pub fn own_relay_addresses(&mut self, ips: Vec<IpAddr>, ports: RangeInclusive<u16>) {
         self.own_ips = ips.into_iter().map(canonical).collect();
-        self.own_ports = ports;
+        self.own_ports = Some(ports);
     }
 
     /// Whether a permission for `ip` may be installed. Permissions are per IP
@@ -149,7 +150,12 @@ impl PeerFilter {
         if self.blocked.iter().any(|n| n.contains(&ip)) {
             return false;
         }
-        if self.own_ips.contains(&ip) && self.own_ports.contains(&peer.port()) {
+        if self.own_ips.contains(&ip)
+            && self
+                .own_ports
+                .as_ref()
+                .is_some_and(|p| p.contains(&peer.port()))
+        {
             return true;
         }
         self.general(ip)
@@ -220,7 +226,10 @@ mod tests {
         let mut f = PeerFilter::default();
         f.own_relay_addresses(vec!["10.0.0.5".parse().expect("ip")], 49152..=65535);
         assert!(f.check(addr("10.0.0.5:50000")));
-        assert!(!f.check(addr("10.0.0.5:22")), "other services on the relay host stay closed");
+        assert!(
+            !f.check(addr("10.0.0.5:22")),
+            "other services on the relay host stay closed"
+        );
         assert!(f.check_ip("10.0.0.5".parse().expect("ip")));
         assert!(!f.check_ip("10.0.0.6".parse().expect("ip")));
     }

@@ -123,7 +123,13 @@ mod tests {
     #[test]
     fn sources_are_limited_separately_and_pruned() {
         let t0 = Instant::now();
-        let mut l = SourceLimiter::new(RateLimit { per_second: 1, burst: 2 }, t0);
+        let mut l = SourceLimiter::new(
+            RateLimit {
+                per_second: 1,
+                burst: 2,
+            },
+            t0,
+        );
         let a: IpAddr = "192.0.2.1".parse().expect("ip");
         let b: IpAddr = "192.0.2.2".parse().expect("ip");
         assert!(l.allow(a, t0) && l.allow(a, t0));

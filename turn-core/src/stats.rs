@@ -19,8 +19,10 @@ impl Counter {
     /// Adds `n`. Only the owning worker calls this (single writer).
     #[inline]
     pub fn add(&self, n: u64) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 
     #[inline]
@@ -31,8 +33,10 @@ impl Counter {
     /// For gauges: subtracts `n` (saturating at zero).
     #[inline]
     pub fn sub(&self, n: u64) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed).saturating_sub(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).saturating_sub(n),
+            Ordering::Relaxed,
+        );
     }
 
     pub fn get(&self) -> u64 {
@@ -215,6 +219,9 @@ impl Stats {
 
     /// Every tenant seen so far (for the exporter).
     pub fn tenants(&self) -> Vec<Arc<TenantStats>> {
-        self.tenants.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

@@ -73,7 +73,9 @@ impl Harness {
 
     fn with(tweak: impl FnOnce(&mut Config)) -> Harness {
         let mut config = Config::new(REALM, [42; 32]);
-        config.peer_filter.own_relay_addresses(vec![addr(RELAY_ADDR).ip()], 49152..=65535);
+        config
+            .peer_filter
+            .own_relay_addresses(vec![addr(RELAY_ADDR).ip()], 49152..=65535);
         tweak(&mut config);
         let mono = Instant::now();
         Harness {
@@ -162,7 +164,10 @@ impl Harness {
         let answer = self.ask(from, &allocate_request(txid(self.next_txid), creds));
         let msg = Message::parse(&answer).expect("answer parses");
         assert_eq!(msg.class(), Class::Success, "{:?}", error_code(&msg));
-        assert!(msg.verify_integrity(&creds.key), "answer signed with the client's key");
+        assert!(
+            msg.verify_integrity(&creds.key),
+            "answer signed with the client's key"
+        );
         let relayed = msg.attribute(attr::XOR_RELAYED_ADDRESS).expect("relayed");
         stun::decode_xor_address(relayed.value, &msg.transaction_id()).expect("address")
     }
@@ -253,7 +258,10 @@ fn binding_answers_with_xor_mapped_address() {
     let c = client(4000);
     let answer = h.ask(c, &request(Method::BINDING, txid(9), |_| {}));
     let msg = Message::parse(&answer).expect("parses");
-    assert_eq!((msg.method(), msg.class()), (Method::BINDING, Class::Success));
+    assert_eq!(
+        (msg.method(), msg.class()),
+        (Method::BINDING, Class::Success)
+    );
     assert_eq!(msg.transaction_id(), txid(9));
     let mapped = msg.attribute(attr::XOR_MAPPED_ADDRESS).expect("mapped");
     assert_eq!(
@@ -309,11 +317,23 @@ fn wrong_password_expired_username_and_unknown_tenant_are_401() {
     let mut h = Harness::new();
     let c = client(4003);
     let wrong = h.login(c, &valid_username("carol"), b"not-the-secret");
-    assert_eq!(answer_code(&h.ask(c, &allocate_request(txid(1), &wrong))), Some(401));
-    assert_eq!(h.server.stats().auth_failure(AuthFailure::BadIntegrity).get(), 1);
+    assert_eq!(
+        answer_code(&h.ask(c, &allocate_request(txid(1), &wrong))),
+        Some(401)
+    );
+    assert_eq!(
+        h.server
+            .stats()
+            .auth_failure(AuthFailure::BadIntegrity)
+            .get(),
+        1
+    );
 
     let expired = h.login(c, &format!("{}:carol", T0_UNIX - 1), SECRET);
-    assert_eq!(answer_code(&h.ask(c, &allocate_request(txid(2), &expired))), Some(401));
+    assert_eq!(
+        answer_code(&h.ask(c, &allocate_request(txid(2), &expired))),
+        Some(401)
+    );
     assert_eq!(h.server.stats().auth_failure(AuthFailure::Expired).get(), 1);
 
     let unknown = h.login(c, &format!("{}:nobody:carol", T0_UNIX + 60), SECRET);
@@ -334,7 +354,10 @@ fn tenant_usernames_use_the_tenant_secret() {
     let c = client(4004);
     let username = format!("{}:acme:dave", T0_UNIX + 60);
     let with_default = h.login(c, &username, SECRET);
-    assert_eq!(answer_code(&h.ask(c, &allocate_request(txid(1), &with_default))), Some(401));
+    assert_eq!(
+        answer_code(&h.ask(c, &allocate_request(txid(1), &with_default))),
+        Some(401)
+    );
     let with_tenant = h.login(c, &username, b"acme-secret");
     h.allocate(c, &with_tenant);
     let acme = h.server.stats().tenant("acme");
@@ -360,7 +383,10 @@ fn nonce_from_another_ip_is_stale() {
     let creds = h.login(client(4006), &valid_username("frank"), SECRET);
     let mut other = client(4006);
     other.remote = addr("198.51.100.99:4006");
-    assert_eq!(answer_code(&h.ask(other, &allocate_request(txid(1), &creds))), Some(438));
+    assert_eq!(
+        answer_code(&h.ask(other, &allocate_request(txid(1), &creds))),
+        Some(438)
+    );
 }
 
 #[test]
@@ -384,7 +410,9 @@ fn channel_data_both_ways_without_copies() {
         }
     );
 
-    let action = h.server.handle_peer(RelayHandle(0), addr(PEER), b"world!", h.now);
+    let action = h
+        .server
+        .handle_peer(RelayHandle(0), addr(PEER), b"world!", h.now);
     assert_eq!(
         action,
         PeerAction::ToClient {
@@ -395,14 +423,19 @@ fn channel_data_both_ways_without_copies() {
     let traffic = h.server.stats().tenant("default");
     let udp = traffic.transport(Transport::Udp);
     assert_eq!((udp.to_peer.packets.get(), udp.to_peer.bytes.get()), (1, 5));
-    assert_eq!((udp.to_client.packets.get(), udp.to_client.bytes.get()), (1, 6));
+    assert_eq!(
+        (udp.to_client.packets.get(), udp.to_client.bytes.get()),
+        (1, 6)
+    );
 }
 
 #[test]
 fn peer_without_permission_is_dropped_and_counted() {
     let mut h = Harness::new();
     let (_c, _creds, _) = allocated(&mut h, 4011);
-    let action = h.server.handle_peer(RelayHandle(0), addr(PEER), b"x", h.now);
+    let action = h
+        .server
+        .handle_peer(RelayHandle(0), addr(PEER), b"x", h.now);
     assert_eq!(action, PeerAction::Done);
     assert!(h.server.poll_transmit().is_none());
     assert_eq!(h.server.stats().dropped(DropReason::NoPermission).get(), 1);
@@ -429,7 +462,12 @@ fn send_and_data_indications() {
     let ok = permission(&mut h, c, &creds, PEER, 4);
     assert_eq!(Message::parse(&ok).expect("parses").class(), Class::Success);
     let (action, _) = h.input(c, &send);
-    let ClientAction::Forward { relay, peer, payload } = action else {
+    let ClientAction::Forward {
+        relay,
+        peer,
+        payload,
+    } = action
+    else {
         panic!("expected a forward, got {action:?}");
     };
     assert_eq!((relay, peer), (RelayHandle(0), addr(PEER)));
@@ -437,13 +475,17 @@ fn send_and_data_indications() {
 
     // A peer datagram without a channel becomes a Data indication.
     assert_eq!(
-        h.server.handle_peer(RelayHandle(0), addr(PEER), b"pong", h.now),
+        h.server
+            .handle_peer(RelayHandle(0), addr(PEER), b"pong", h.now),
         PeerAction::Done
     );
     let t = h.server.poll_transmit().expect("data indication");
     assert_eq!(t.to, c);
     let msg = Message::parse(&t.data).expect("parses");
-    assert_eq!((msg.method(), msg.class()), (Method::DATA, Class::Indication));
+    assert_eq!(
+        (msg.method(), msg.class()),
+        (Method::DATA, Class::Indication)
+    );
     assert_eq!(msg.attribute(attr::DATA).expect("data").value, b"pong");
     let from = msg.attribute(attr::XOR_PEER_ADDRESS).expect("peer");
     assert_eq!(
@@ -462,7 +504,9 @@ fn permissions_expire_after_300_seconds() {
     assert_eq!(h.server.stats().permissions_active.get(), 1);
     h.advance(Duration::from_secs(2));
     assert_eq!(h.server.stats().permissions_active.get(), 0);
-    let action = h.server.handle_peer(RelayHandle(0), addr(PEER), b"late", h.now);
+    let action = h
+        .server
+        .handle_peer(RelayHandle(0), addr(PEER), b"late", h.now);
     assert_eq!(action, PeerAction::Done);
 }
 
@@ -470,11 +514,20 @@ fn permissions_expire_after_300_seconds() {
 fn blocked_peers_are_403() {
     let mut h = Harness::new();
     let (c, creds, _) = allocated(&mut h, 4014);
-    for (i, peer) in ["127.0.0.1:80", "10.0.0.1:80", "169.254.169.254:80", "192.168.1.1:80"]
-        .into_iter()
-        .enumerate()
+    for (i, peer) in [
+        "127.0.0.1:80",
+        "10.0.0.1:80",
+        "169.254.169.254:80",
+        "192.168.1.1:80",
+    ]
+    .into_iter()
+    .enumerate()
     {
-        assert_eq!(answer_code(&permission(&mut h, c, &creds, peer, 10 + i as u8)), Some(403), "{peer}");
+        assert_eq!(
+            answer_code(&permission(&mut h, c, &creds, peer, 10 + i as u8)),
+            Some(403),
+            "{peer}"
+        );
     }
     assert_eq!(
         answer_code(&channel_bind(&mut h, c, &creds, 0x4000, "10.0.0.1:80", 20)),
@@ -489,7 +542,10 @@ fn blocked_peers_are_403() {
 fn loopback_peers_when_the_operator_allows_them() {
     let mut h = Harness::with(|c| c.peer_filter.allow_loopback(true));
     let (c, creds, _) = allocated(&mut h, 4015);
-    assert_eq!(answer_code(&permission(&mut h, c, &creds, "127.0.0.1:3480", 4)), None);
+    assert_eq!(
+        answer_code(&permission(&mut h, c, &creds, "127.0.0.1:3480", 4)),
+        None
+    );
 }
 
 #[test]
@@ -497,17 +553,42 @@ fn channel_bind_rules() {
     // RFC 8656 §11.2.
     let mut h = Harness::new();
     let (c, creds, _) = allocated(&mut h, 4016);
-    assert_eq!(answer_code(&channel_bind(&mut h, c, &creds, 0x3FFF, PEER, 3)), Some(400));
-    assert_eq!(answer_code(&channel_bind(&mut h, c, &creds, 0x5000, PEER, 4)), Some(400));
-    assert_eq!(answer_code(&channel_bind(&mut h, c, &creds, 0x4000, PEER, 5)), None);
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x3FFF, PEER, 3)),
+        Some(400)
+    );
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x5000, PEER, 4)),
+        Some(400)
+    );
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x4000, PEER, 5)),
+        None
+    );
     // Same number to another peer, or same peer to another number: 400.
-    assert_eq!(answer_code(&channel_bind(&mut h, c, &creds, 0x4000, "1.2.3.5:5000", 6)), Some(400));
-    assert_eq!(answer_code(&channel_bind(&mut h, c, &creds, 0x4002, PEER, 7)), Some(400));
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x4000, "1.2.3.5:5000", 6)),
+        Some(400)
+    );
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x4002, PEER, 7)),
+        Some(400)
+    );
     // Rebinding the same pair refreshes it.
-    assert_eq!(answer_code(&channel_bind(&mut h, c, &creds, 0x4000, PEER, 8)), None);
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x4000, PEER, 8)),
+        None
+    );
     // IPv6 peer on an IPv4 allocation: 443.
     assert_eq!(
-        answer_code(&channel_bind(&mut h, c, &creds, 0x4003, "[2606:4700::1]:5000", 9)),
+        answer_code(&channel_bind(
+            &mut h,
+            c,
+            &creds,
+            0x4003,
+            "[2606:4700::1]:5000",
+            9
+        )),
         Some(443)
     );
     assert_eq!(h.server.stats().channels_active.get(), 1);
@@ -572,7 +653,10 @@ fn quotas() {
     h.allocate(c1, &creds);
     let c2 = client(4021);
     let creds2 = h.login(c2, &username, SECRET);
-    assert_eq!(answer_code(&h.ask(c2, &allocate_request(txid(1), &creds2))), Some(486));
+    assert_eq!(
+        answer_code(&h.ask(c2, &allocate_request(txid(1), &creds2))),
+        Some(486)
+    );
     // Another user is not affected.
     let (c3, creds3, _) = allocated(&mut h, 4022);
     let req = signed(Method::CREATE_PERMISSION, txid(50), &creds3, |b| {
@@ -581,7 +665,11 @@ fn quotas() {
             .xor_address(attr::XOR_PEER_ADDRESS, addr("1.1.1.3:1"));
     });
     assert_eq!(answer_code(&h.ask(c3, &req)), Some(508));
-    assert_eq!(h.server.stats().permissions_active.get(), 0, "all or nothing");
+    assert_eq!(
+        h.server.stats().permissions_active.get(),
+        0,
+        "all or nothing"
+    );
     // When the first allocation goes, the user may allocate again.
     let del = signed(Method::REFRESH, txid(51), &creds, |b| {
         b.u32(attr::LIFETIME, 0);
@@ -597,7 +685,10 @@ fn tenant_quota() {
     allocated(&mut h, 4031);
     let c = client(4032);
     let creds = h.login(c, &valid_username("third"), SECRET);
-    assert_eq!(answer_code(&h.ask(c, &allocate_request(txid(1), &creds))), Some(486));
+    assert_eq!(
+        answer_code(&h.ask(c, &allocate_request(txid(1), &creds))),
+        Some(486)
+    );
 }
 
 #[test]
@@ -612,10 +703,19 @@ fn bandwidth_cap_drops_and_counts() {
         .count();
     // A burst of at most 100 kB (100 packets) in the same instant.
     assert_eq!(forwarded, 100);
-    assert_eq!(h.server.stats().dropped(DropReason::BandwidthExceeded).get(), 100);
+    assert_eq!(
+        h.server
+            .stats()
+            .dropped(DropReason::BandwidthExceeded)
+            .get(),
+        100
+    );
     // A second later the budget has refilled.
     h.now.mono += Duration::from_secs(1);
-    assert!(matches!(h.input(c, &packet).0, ClientAction::Forward { .. }));
+    assert!(matches!(
+        h.input(c, &packet).0,
+        ClientAction::Forward { .. }
+    ));
 }
 
 #[test]
@@ -628,14 +728,23 @@ fn unauthenticated_answers_are_rate_limited_per_source() {
     });
     let c = client(4034);
     let answered = (0..50u8)
-        .filter(|i| !h.input(c, &request(Method::BINDING, txid(*i), |_| {})).1.is_empty())
+        .filter(|i| {
+            !h.input(c, &request(Method::BINDING, txid(*i), |_| {}))
+                .1
+                .is_empty()
+        })
         .count();
     assert_eq!(answered, 5);
     assert_eq!(h.server.stats().dropped(DropReason::RateLimited).get(), 45);
     // Another source is answered.
     let mut other = c;
     other.remote = addr("203.0.113.9:1");
-    assert_eq!(h.input(other, &request(Method::BINDING, txid(1), |_| {})).1.len(), 1);
+    assert_eq!(
+        h.input(other, &request(Method::BINDING, txid(1), |_| {}))
+            .1
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -649,7 +758,10 @@ fn drain_sends_alternate_server_or_508() {
     let msg = Message::parse(&answer).expect("parses");
     assert_eq!(error_code(&msg), Some(300));
     let alt = msg.attribute(attr::ALTERNATE_SERVER).expect("alternate");
-    assert_eq!(stun::decode_address(alt.value).expect("addr"), addr("192.0.2.99:3478"));
+    assert_eq!(
+        stun::decode_address(alt.value).expect("addr"),
+        addr("192.0.2.99:3478")
+    );
     // Existing allocations keep working.
     let refresh = signed(Method::REFRESH, txid(60), &creds, |_| {});
     assert_eq!(answer_code(&h.ask(c, &refresh)), None);
@@ -658,7 +770,10 @@ fn drain_sends_alternate_server_or_508() {
     h.server.start_drain();
     let c = client(4037);
     let creds = h.login(c, &valid_username("x"), SECRET);
-    assert_eq!(answer_code(&h.ask(c, &allocate_request(txid(1), &creds))), Some(508));
+    assert_eq!(
+        answer_code(&h.ask(c, &allocate_request(txid(1), &creds))),
+        Some(508)
+    );
 }
 
 #[test]
@@ -667,7 +782,8 @@ fn secret_rotation_and_revocation() {
     let c = client(4040);
     let old = h.login(c, &valid_username("rot"), SECRET);
     // Rotation: a new secret first, the old one still accepted.
-    h.server.set_credentials(credentials(&[b"new-secret", SECRET]));
+    h.server
+        .set_credentials(credentials(&[b"new-secret", SECRET]));
     h.allocate(c, &old);
     let c2 = client(4041);
     let new = h.login(c2, &valid_username("rot2"), b"new-secret");
@@ -699,7 +815,11 @@ fn allocate_attribute_errors() {
         b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])
             .attribute(attr::REQUESTED_ADDRESS_FAMILY, &[2, 0, 0, 0]);
     });
-    assert_eq!(answer_code(&h.ask(c, &v6)), Some(440), "no IPv6 relay address here");
+    assert_eq!(
+        answer_code(&h.ask(c, &v6)),
+        Some(440),
+        "no IPv6 relay address here"
+    );
     let df = signed(Method::ALLOCATE, txid(4), &creds, |b| {
         b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])
             .attribute(attr::DONT_FRAGMENT, &[]);
@@ -711,7 +831,11 @@ fn allocate_attribute_errors() {
         msg.attribute(attr::UNKNOWN_ATTRIBUTES).expect("list").value,
         &attr::DONT_FRAGMENT.to_be_bytes()
     );
-    assert_eq!(h.server.allocation_count(), 0, "nothing allocated by bad requests");
+    assert_eq!(
+        h.server.allocation_count(),
+        0,
+        "nothing allocated by bad requests"
+    );
 }
 
 #[test]
@@ -741,7 +865,10 @@ fn even_port_with_reservation_is_passed_to_the_shell() {
             .attribute(attr::EVEN_PORT, &[0x80]);
     });
     h.ask(c, &req);
-    assert_eq!(h.bind_requests, vec![PortRequest::Even { reserve_next: true }]);
+    assert_eq!(
+        h.bind_requests,
+        vec![PortRequest::Even { reserve_next: true }]
+    );
 }
 
 #[test]
@@ -749,7 +876,9 @@ fn failed_bind_is_508_and_releases_the_quota() {
     let mut h = Harness::with(|c| c.quotas.user_allocations = 1);
     let c = client(4053);
     let creds = h.login(c, &valid_username("noports"), SECRET);
-    let _ = h.server.handle_client(c, &allocate_request(txid(1), &creds), h.now);
+    let _ = h
+        .server
+        .handle_client(c, &allocate_request(txid(1), &creds), h.now);
     let Some(Command::BindRelay { request, .. }) = h.server.poll_command() else {
         panic!("expected a bind");
     };
@@ -758,7 +887,10 @@ fn failed_bind_is_508_and_releases_the_quota() {
     let t = h.server.poll_transmit().expect("answer");
     assert_eq!(answer_code(&t.data), Some(508));
     // A retransmission gets the same 508; a new transaction succeeds.
-    assert_eq!(answer_code(&h.ask(c, &allocate_request(txid(1), &creds))), Some(508));
+    assert_eq!(
+        answer_code(&h.ask(c, &allocate_request(txid(1), &creds))),
+        Some(508)
+    );
     h.allocate(c, &creds);
 }
 

@@ -101,7 +101,8 @@ impl Allocation {
     pub(crate) fn channel_conflict(&self, number: u16, peer: SocketAddr, now: Instant) -> bool {
         self.channels.iter().any(|c| {
             c.expires > now
-                && ((c.number == number && c.peer != peer) || (c.peer == peer && c.number != number))
+                && ((c.number == number && c.peer != peer)
+                    || (c.peer == peer && c.number != number))
         })
     }
 

@@ -55,9 +55,13 @@ impl Family {
 pub enum PortRequest {
     Any,
     /// An even port; with `reserve_next`, also hold port + 1 and return a token.
-    Even { reserve_next: bool },
+    Even {
+        reserve_next: bool,
+    },
     /// The port held under this token by an earlier `Even { reserve_next: true }`.
-    Reserved { token: [u8; 8] },
+    Reserved {
+        token: [u8; 8],
+    },
 }
 
 /// What the shell bound for an allocation.
@@ -117,7 +121,10 @@ pub enum ClientAction {
 pub enum PeerAction {
     /// Write `header` into the 4 bytes before the payload and send both to
     /// `client` (padded with zeros to a multiple of 4 on stream transports).
-    ToClient { client: ClientSocket, header: [u8; 4] },
+    ToClient {
+        client: ClientSocket,
+        header: [u8; 4],
+    },
     /// Nothing to send now (a Data indication, if any, waits in `poll_transmit`).
     Done,
 }
@@ -333,7 +340,11 @@ impl Server {
             self.count_drop(DropReason::NoAllocation);
             return PeerAction::Done;
         };
-        let Some(alloc) = self.allocations.get_mut(slot as usize).and_then(Option::as_mut) else {
+        let Some(alloc) = self
+            .allocations
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+        else {
             self.count_drop(DropReason::NoAllocation);
             return PeerAction::Done;
         };
@@ -537,7 +548,11 @@ impl Server {
     }
 
     fn delete_allocation(&mut self, slot: u32) {
-        let Some(alloc) = self.allocations.get_mut(slot as usize).and_then(Option::take) else {
+        let Some(alloc) = self
+            .allocations
+            .get_mut(slot as usize)
+            .and_then(Option::take)
+        else {
             return;
         };
         self.free_slots.push(slot);
@@ -545,7 +560,8 @@ impl Server {
         self.by_relay.remove(&alloc.relay);
         alloc.release(&self.stats);
         self.release_quota(&alloc.tenant, &alloc.user);
-        self.commands.push_back(Command::FreeRelay { relay: alloc.relay });
+        self.commands
+            .push_back(Command::FreeRelay { relay: alloc.relay });
     }
 
     fn release_quota(&mut self, tenant: &str, user: &str) {

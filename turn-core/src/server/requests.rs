@@ -17,8 +17,8 @@ use crate::stun::{
 use super::allocation::Allocation;
 use super::response::reason;
 use super::{
-    AllocationRequestId, BindFailure, Command, Family, PendingAllocate, PortRequest,
-    RelayBinding, Server, Transmit,
+    AllocationRequestId, BindFailure, Command, Family, PendingAllocate, PortRequest, RelayBinding,
+    Server, Transmit,
 };
 
 /// Comprehension-required attributes this server understands in requests
@@ -84,7 +84,10 @@ impl Server {
         };
         match method {
             Method::BINDING => self.binding(&ctx, msg, now),
-            Method::ALLOCATE | Method::REFRESH | Method::CREATE_PERMISSION | Method::CHANNEL_BIND => {
+            Method::ALLOCATE
+            | Method::REFRESH
+            | Method::CREATE_PERMISSION
+            | Method::CHANNEL_BIND => {
                 if let Some(answer) = self.responses.get(from, ctx.txid) {
                     let data = answer.to_vec();
                     self.transmits.push_back(Transmit { to: from, data });
@@ -281,7 +284,11 @@ impl Server {
         if quotas.total_allocations != 0 && live >= u64::from(quotas.total_allocations) {
             return self.error(&ctx, 508, now);
         }
-        let tenant_live = self.tenant_allocations.get(&auth.tenant).copied().unwrap_or(0);
+        let tenant_live = self
+            .tenant_allocations
+            .get(&auth.tenant)
+            .copied()
+            .unwrap_or(0);
         let user_key = (auth.tenant.clone(), auth.user.clone());
         let user_live = self.user_allocations.get(&user_key).copied().unwrap_or(0);
         if (quotas.tenant_allocations != 0 && tenant_live >= quotas.tenant_allocations)
@@ -289,12 +296,17 @@ impl Server {
         {
             return self.error(&ctx, 486, now);
         }
-        *self.tenant_allocations.entry(auth.tenant.clone()).or_default() += 1;
+        *self
+            .tenant_allocations
+            .entry(auth.tenant.clone())
+            .or_default() += 1;
         *self.user_allocations.entry(user_key).or_default() += 1;
 
-        let lifetime = self.requested_lifetime(msg).map_or(self.config.default_lifetime, |l| {
-            l.clamp(self.config.default_lifetime, self.config.max_lifetime)
-        });
+        let lifetime = self
+            .requested_lifetime(msg)
+            .map_or(self.config.default_lifetime, |l| {
+                l.clamp(self.config.default_lifetime, self.config.max_lifetime)
+            });
         let request = AllocationRequestId(self.next_request);
         self.next_request += 1;
         self.pending.insert(
@@ -376,7 +388,10 @@ impl Server {
         if !same_user(msg, alloc) {
             return self.error(ctx, 441, now);
         }
-        let family_mismatch = match msg.attribute(attr::REQUESTED_ADDRESS_FAMILY).map(|a| a.value) {
+        let family_mismatch = match msg
+            .attribute(attr::REQUESTED_ADDRESS_FAMILY)
+            .map(|a| a.value)
+        {
             None => false,
             Some([0x01, ..]) => Family::of(&alloc.relay_addr) != Family::V4,
             Some([0x02, ..]) => Family::of(&alloc.relay_addr) != Family::V6,
@@ -393,7 +408,11 @@ impl Server {
             Some(l) => l.min(self.config.max_lifetime),
             None => self.config.default_lifetime,
         };
-        if let Some(alloc) = self.allocations.get_mut(slot as usize).and_then(Option::as_mut) {
+        if let Some(alloc) = self
+            .allocations
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+        {
             alloc.expires = now.mono + lifetime;
         }
         let mut b = self.builder(ctx, Class::Success);

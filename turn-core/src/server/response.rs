@@ -47,7 +47,8 @@ impl ResponseCache {
             }
         }
         if self.answers.insert((client, txid), answer).is_none() {
-            self.order.push_back((now + RETRANSMIT_WINDOW, (client, txid)));
+            self.order
+                .push_back((now + RETRANSMIT_WINDOW, (client, txid)));
         }
     }
 

@@ -82,7 +82,12 @@ pub fn decode_address(value: &[u8]) -> Result<SocketAddr, ParseError> {
         }
         FAMILY_IPV6 => {
             let a: [u8; 16] = addr.try_into().map_err(|_| ParseError::BadValueLength)?;
-            Ok(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(a), port, 0, 0)))
+            Ok(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a),
+                port,
+                0,
+                0,
+            )))
         }
         _ => Err(ParseError::BadAddressFamily),
     }
@@ -107,7 +112,12 @@ pub fn decode_xor_address(value: &[u8], txid: &TransactionId) -> Result<SocketAd
         FAMILY_IPV6 => {
             let mut a: [u8; 16] = addr.try_into().map_err(|_| ParseError::BadValueLength)?;
             xor_in_place(&mut a, &mask);
-            Ok(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(a), port, 0, 0)))
+            Ok(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a),
+                port,
+                0,
+                0,
+            )))
         }
         _ => Err(ParseError::BadAddressFamily),
     }
@@ -136,7 +146,9 @@ pub fn decode_utf8(value: &[u8]) -> Result<&str, ParseError> {
 /// Layout: 21 reserved bits (ignored), 3-bit class (3..=6), 8-bit number
 /// (0..=99), then the UTF-8 reason phrase.
 pub fn decode_error_code(value: &[u8]) -> Result<(u16, &str), ParseError> {
-    let (head, reason) = value.split_at_checked(4).ok_or(ParseError::BadValueLength)?;
+    let (head, reason) = value
+        .split_at_checked(4)
+        .ok_or(ParseError::BadValueLength)?;
     let [_, _, class, number]: [u8; 4] = head.try_into().map_err(|_| ParseError::BadValueLength)?;
     let class = class & 0x07;
     if !(3..=6).contains(&class) || number > 99 {
@@ -175,9 +187,12 @@ pub fn decode_address_family(value: &[u8]) -> Result<u8, ParseError> {
 
 /// Decodes EVEN-PORT (RFC 8656 §18.8): one byte whose top bit R asks for the
 /// next-higher port to be reserved. Returns R.
+///
+/// The value is 1 byte; up to 4 are accepted, for senders that count the
+/// padding in the length.
 pub fn decode_even_port(value: &[u8]) -> Result<bool, ParseError> {
     match value {
-        [flags] => Ok(flags & 0x80 != 0),
+        [flags, ..] if value.len() <= 4 => Ok(flags & 0x80 != 0),
         _ => Err(ParseError::BadValueLength),
     }
 }
@@ -190,7 +205,9 @@ pub fn decode_reservation_token(value: &[u8]) -> Result<[u8; 8], ParseError> {
 /// Splits an address value into family, port and address bytes (length not
 /// yet checked against the family).
 fn split_address(value: &[u8]) -> Result<(u8, u16, &[u8]), ParseError> {
-    let (head, addr) = value.split_at_checked(4).ok_or(ParseError::BadValueLength)?;
+    let (head, addr) = value
+        .split_at_checked(4)
+        .ok_or(ParseError::BadValueLength)?;
     let [_, family, p0, p1]: [u8; 4] = head.try_into().map_err(|_| ParseError::BadValueLength)?;
     Ok((family, u16::from_be_bytes([p0, p1]), addr))
 }
@@ -232,8 +249,14 @@ mod tests {
     #[test]
     fn address_lengths_and_families() {
         assert_eq!(decode_address(&[]), Err(ParseError::BadValueLength));
-        assert_eq!(decode_address(&[0, 1, 0, 80]), Err(ParseError::BadValueLength));
-        assert_eq!(decode_address(&[0, 1, 0, 80, 1, 2, 3]), Err(ParseError::BadValueLength));
+        assert_eq!(
+            decode_address(&[0, 1, 0, 80]),
+            Err(ParseError::BadValueLength)
+        );
+        assert_eq!(
+            decode_address(&[0, 1, 0, 80, 1, 2, 3]),
+            Err(ParseError::BadValueLength)
+        );
         assert_eq!(
             decode_address(&[0, 1, 0, 80, 1, 2, 3, 4, 0]),
             Err(ParseError::BadValueLength)
@@ -249,7 +272,10 @@ mod tests {
         let mut v6 = vec![0, 2, 0x12, 0x34];
         v6.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
         assert_eq!(decode_address(&v6), Ok("[::1]:4660".parse().expect("addr")));
-        assert_eq!(decode_xor_address(&v6[..8], &TXID), Err(ParseError::BadValueLength));
+        assert_eq!(
+            decode_xor_address(&v6[..8], &TXID),
+            Err(ParseError::BadValueLength)
+        );
     }
 
     #[test]
@@ -259,11 +285,26 @@ mod tests {
         assert_eq!(decode_error_code(&v), Ok((401, "Unauthorized")));
         // Reserved bits above the class are ignored.
         assert_eq!(decode_error_code(&[0xff, 0xff, 0xfd, 20]), Ok((520, "")));
-        assert_eq!(decode_error_code(&[0, 0, 2, 0]), Err(ParseError::BadErrorCode));
-        assert_eq!(decode_error_code(&[0, 0, 7, 0]), Err(ParseError::BadErrorCode));
-        assert_eq!(decode_error_code(&[0, 0, 4, 100]), Err(ParseError::BadErrorCode));
-        assert_eq!(decode_error_code(&[0, 0, 4]), Err(ParseError::BadValueLength));
-        assert_eq!(decode_error_code(&[0, 0, 4, 0, 0xff]), Err(ParseError::BadUtf8));
+        assert_eq!(
+            decode_error_code(&[0, 0, 2, 0]),
+            Err(ParseError::BadErrorCode)
+        );
+        assert_eq!(
+            decode_error_code(&[0, 0, 7, 0]),
+            Err(ParseError::BadErrorCode)
+        );
+        assert_eq!(
+            decode_error_code(&[0, 0, 4, 100]),
+            Err(ParseError::BadErrorCode)
+        );
+        assert_eq!(
+            decode_error_code(&[0, 0, 4]),
+            Err(ParseError::BadValueLength)
+        );
+        assert_eq!(
+            decode_error_code(&[0, 0, 4, 0, 0xff]),
+            Err(ParseError::BadUtf8)
+        );
     }
 
     #[test]
@@ -272,15 +313,32 @@ mod tests {
         assert_eq!(decode_u32(&[0, 0, 2]), Err(ParseError::BadValueLength));
         assert_eq!(decode_u32(&[0; 5]), Err(ParseError::BadValueLength));
         assert_eq!(decode_channel_number(&[0x40, 0x01, 0xff, 0xff]), Ok(0x4001));
-        assert_eq!(decode_channel_number(&[0x40, 0x01]), Err(ParseError::BadValueLength));
-        assert_eq!(decode_requested_transport(&[17, 0, 0, 0]), Ok(TRANSPORT_UDP));
-        assert_eq!(decode_requested_transport(&[17]), Err(ParseError::BadValueLength));
+        assert_eq!(
+            decode_channel_number(&[0x40, 0x01]),
+            Err(ParseError::BadValueLength)
+        );
+        assert_eq!(
+            decode_requested_transport(&[17, 0, 0, 0]),
+            Ok(TRANSPORT_UDP)
+        );
+        assert_eq!(
+            decode_requested_transport(&[17]),
+            Err(ParseError::BadValueLength)
+        );
         assert_eq!(decode_address_family(&[2, 0, 0, 0]), Ok(FAMILY_IPV6));
         assert_eq!(decode_even_port(&[0x80]), Ok(true));
         assert_eq!(decode_even_port(&[0x7f]), Ok(false));
+        assert_eq!(decode_even_port(&[0x80, 0, 0, 0]), Ok(true));
         assert_eq!(decode_even_port(&[]), Err(ParseError::BadValueLength));
+        assert_eq!(
+            decode_even_port(&[0x80; 5]),
+            Err(ParseError::BadValueLength)
+        );
         assert_eq!(decode_reservation_token(&[1; 8]), Ok([1; 8]));
-        assert_eq!(decode_reservation_token(&[1; 4]), Err(ParseError::BadValueLength));
+        assert_eq!(
+            decode_reservation_token(&[1; 4]),
+            Err(ParseError::BadValueLength)
+        );
         assert_eq!(decode_utf8(b"ok"), Ok("ok"));
         assert_eq!(decode_utf8(&[0xc3]), Err(ParseError::BadUtf8));
     }

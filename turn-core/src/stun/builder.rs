@@ -74,8 +74,12 @@ impl MessageBuilder {
     pub fn address(&mut self, typ: u16, addr: SocketAddr) -> &mut Self {
         let port = addr.port().to_be_bytes();
         match addr {
-            SocketAddr::V4(a) => self.push_parts(typ, &[&[0, FAMILY_IPV4], &port, &a.ip().octets()]),
-            SocketAddr::V6(a) => self.push_parts(typ, &[&[0, FAMILY_IPV6], &port, &a.ip().octets()]),
+            SocketAddr::V4(a) => {
+                self.push_parts(typ, &[&[0, FAMILY_IPV4], &port, &a.ip().octets()])
+            }
+            SocketAddr::V6(a) => {
+                self.push_parts(typ, &[&[0, FAMILY_IPV6], &port, &a.ip().octets()])
+            }
         }
     }
 
@@ -108,9 +112,9 @@ impl MessageBuilder {
     /// Appends MESSAGE-INTEGRITY: HMAC-SHA1 with `key` over the message so far,
     /// with the header length already counting this attribute (RFC 8489 §14.5).
     pub fn message_integrity(&mut self, key: &[u8]) -> &mut Self {
-        if self.grow_length(20).is_some() {
+        if let Some(len) = self.grow_length(20) {
             let mac = hmac_sha1(key, &[&self.buf]).unwrap_or([0; 20]);
-            self.put(MESSAGE_INTEGRITY, &mac);
+            self.put(MESSAGE_INTEGRITY, len, &[&mac]);
         }
         self
     }
@@ -118,9 +122,9 @@ impl MessageBuilder {
     /// Appends MESSAGE-INTEGRITY-SHA256: the full 32-byte HMAC-SHA256 with `key`
     /// over the message so far, length adjusted likewise (RFC 8489 §14.6).
     pub fn message_integrity_sha256(&mut self, key: &[u8]) -> &mut Self {
-        if self.grow_length(32).is_some() {
+        if let Some(len) = self.grow_length(32) {
             let mac = hmac_sha256(key, &[&self.buf]).unwrap_or([0; 32]);
-            self.put(MESSAGE_INTEGRITY_SHA256, &mac);
+            self.put(MESSAGE_INTEGRITY_SHA256, len, &[&mac]);
         }
         self
     }
@@ -128,9 +132,9 @@ impl MessageBuilder {
     /// Appends FINGERPRINT: CRC-32 of the message so far XOR 0x5354554E
     /// (RFC 8489 §14.7). Must be the last attribute.
     pub fn fingerprint(&mut self) -> &mut Self {
-        if self.grow_length(4).is_some() {
+        if let Some(len) = self.grow_length(4) {
             let crc = fingerprint(&self.buf);
-            self.put(FINGERPRINT, &crc.to_be_bytes());
+            self.put(FINGERPRINT, len, &[&crc.to_be_bytes()]);
         }
         self
     }
@@ -153,30 +157,33 @@ impl MessageBuilder {
         }
         let len16 = u16::try_from(len).ok()?;
         let new_body16 = u16::try_from(new_body).ok()?;
-        self.buf.get_mut(2..4)?.copy_from_slice(&new_body16.to_be_bytes());
+        self.buf
+            .get_mut(2..4)?
+            .copy_from_slice(&new_body16.to_be_bytes());
         Some(len16)
     }
 
-    /// Appends the TLV for an attribute already counted by `grow_length`.
-    fn put(&mut self, typ: u16, value: &[u8]) {
-        self.put_parts(typ, &[value]);
-    }
-
-    fn put_parts(&mut self, typ: u16, parts: &[&[u8]]) {
-        let len = parts.iter().map(|p| p.len()).fold(0usize, usize::saturating_add);
+    /// Appends the TLV for an attribute of `len` bytes already counted by
+    /// `grow_length`, its value being the concatenation of `parts`, and the padding.
+    fn put(&mut self, typ: u16, len: u16, parts: &[&[u8]]) {
         self.buf.extend_from_slice(&typ.to_be_bytes());
-        self.buf.extend_from_slice(&(len as u16).to_be_bytes());
+        self.buf.extend_from_slice(&len.to_be_bytes());
         for p in parts {
             self.buf.extend_from_slice(p);
         }
-        self.buf.resize(self.buf.len() + round_up_4(len).saturating_sub(len), 0);
+        let len = usize::from(len);
+        let padding = round_up_4(len).saturating_sub(len);
+        self.buf.resize(self.buf.len() + padding, 0);
     }
 
     /// Appends an attribute whose value is the concatenation of `parts`, padded.
     fn push_parts(&mut self, typ: u16, parts: &[&[u8]]) -> &mut Self {
-        let len = parts.iter().map(|p| p.len()).fold(0usize, usize::saturating_add);
-        if self.grow_length(len).is_some() {
-            self.put_parts(typ, parts);
+        let len = parts
+            .iter()
+            .map(|p| p.len())
+            .fold(0usize, usize::saturating_add);
+        if let Some(len16) = self.grow_length(len) {
+            self.put(typ, len16, parts);
         }
         self
     }
@@ -211,7 +218,9 @@ mod tests {
         assert_eq!(msg.transaction_id(), TXID);
         let ec = msg.attribute(ERROR_CODE).expect("error code");
         assert_eq!(decode_error_code(ec.value), Ok((420, "Unknown Attribute")));
-        let ua = msg.attribute(UNKNOWN_ATTRIBUTES).expect("unknown attributes");
+        let ua = msg
+            .attribute(UNKNOWN_ATTRIBUTES)
+            .expect("unknown attributes");
         assert_eq!(ua.value, &[0x00, 0x31, 0x00, 0x32, 0x00, 0x33]);
         let ra = msg.attribute(XOR_RELAYED_ADDRESS).expect("relayed");
         assert_eq!(decode_xor_address(ra.value, &TXID), Ok(relayed));

@@ -106,19 +106,40 @@ mod tests {
 
     #[test]
     fn channel_data_cases() {
-        assert_eq!(parse_channel_data(&[0x40, 0x00, 0x00]), Err(ParseError::TooShort));
+        assert_eq!(
+            parse_channel_data(&[0x40, 0x00, 0x00]),
+            Err(ParseError::TooShort)
+        );
         assert_eq!(
             parse_channel_data(&[0x40, 0x00, 0x00, 0x00]),
-            Ok(ChannelData { channel: 0x4000, payload: &[] })
+            Ok(ChannelData {
+                channel: 0x4000,
+                payload: &[]
+            })
         );
         assert_eq!(
             parse_channel_data(&[0x4f, 0xff, 0x00, 0x02, 7, 8, 0, 0]),
-            Ok(ChannelData { channel: 0x4fff, payload: &[7, 8] })
+            Ok(ChannelData {
+                channel: 0x4fff,
+                payload: &[7, 8]
+            })
         );
-        assert_eq!(parse_channel_data(&[0x40, 0x00, 0x00, 0x03, 1, 2]), Err(ParseError::BadLength));
-        assert_eq!(parse_channel_data(&[0x50, 0x00, 0x00, 0x00]), Err(ParseError::BadChannel));
-        assert_eq!(parse_channel_data(&[0x3f, 0xff, 0x00, 0x00]), Err(ParseError::BadChannel));
-        assert_eq!(parse_channel_data(&[0x00, 0x01, 0x00, 0x00]), Err(ParseError::BadChannel));
+        assert_eq!(
+            parse_channel_data(&[0x40, 0x00, 0x00, 0x03, 1, 2]),
+            Err(ParseError::BadLength)
+        );
+        assert_eq!(
+            parse_channel_data(&[0x50, 0x00, 0x00, 0x00]),
+            Err(ParseError::BadChannel)
+        );
+        assert_eq!(
+            parse_channel_data(&[0x3f, 0xff, 0x00, 0x00]),
+            Err(ParseError::BadChannel)
+        );
+        assert_eq!(
+            parse_channel_data(&[0x00, 0x01, 0x00, 0x00]),
+            Err(ParseError::BadChannel)
+        );
         assert_eq!(channel_data_header(0x4001, 300), [0x40, 0x01, 0x01, 0x2c]);
         assert!(is_channel_data(&[0x40]));
         assert!(is_channel_data(&[0x7f, 0]));

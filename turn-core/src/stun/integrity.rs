@@ -75,9 +75,15 @@ mod tests {
     #[test]
     fn long_term_key_rfc5769_2_4() {
         // MD5("<username>:example.org:TheMatrIX") for the RFC 5769 §2.4 user.
-        let key = long_term_key("\u{30DE}\u{30C8}\u{30EA}\u{30C3}\u{30AF}\u{30B9}", "example.org", "TheMatrIX");
+        let key = long_term_key(
+            "\u{30DE}\u{30C8}\u{30EA}\u{30C3}\u{30AF}\u{30B9}",
+            "example.org",
+            "TheMatrIX",
+        );
         let mut h = Md5::new();
-        h.update("\u{30DE}\u{30C8}\u{30EA}\u{30C3}\u{30AF}\u{30B9}:example.org:TheMatrIX".as_bytes());
+        h.update(
+            "\u{30DE}\u{30C8}\u{30EA}\u{30C3}\u{30AF}\u{30B9}:example.org:TheMatrIX".as_bytes(),
+        );
         let expect: [u8; 16] = h.finalize().into();
         assert_eq!(key, expect);
     }
@@ -88,7 +94,10 @@ mod tests {
         let parts = hmac_sha1(b"k", &[b"hello", b" ", b"world"]);
         assert!(whole.is_some());
         assert_eq!(whole, parts);
-        assert_eq!(hmac_sha256(b"k", &[b"ab"]), hmac_sha256(b"k", &[b"a", b"b"]));
+        assert_eq!(
+            hmac_sha256(b"k", &[b"ab"]),
+            hmac_sha256(b"k", &[b"a", b"b"])
+        );
         // RFC 4231 test case 2 (HMAC-SHA256, key "Jefe").
         let mac = hmac_sha256(b"Jefe", &[b"what do ya want for nothing?"]);
         assert_eq!(

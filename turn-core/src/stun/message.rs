@@ -90,7 +90,11 @@ impl<'a> Message<'a> {
         let integrity = integrity_sha256
             .map(|p| (IntegrityKind::Sha256, p))
             .or(integrity_sha1.map(|p| (IntegrityKind::Sha1, p)));
-        Ok(Message { buf, integrity, fingerprint })
+        Ok(Message {
+            buf,
+            integrity,
+            fingerprint,
+        })
     }
 
     /// The method from the message type.
@@ -126,7 +130,11 @@ impl<'a> Message<'a> {
     /// count, after MESSAGE-INTEGRITY-SHA256 only FINGERPRINT (RFC 8489 §14.5,
     /// §14.6). Duplicates are returned as they appear.
     pub fn attributes(&self) -> Attributes<'a> {
-        Attributes { buf: self.buf, pos: HEADER_LEN, scope: Scope::default() }
+        Attributes {
+            buf: self.buf,
+            pos: HEADER_LEN,
+            scope: Scope::default(),
+        }
     }
 
     /// The first attribute of type `typ` (among those [`Message::attributes`] yields).
@@ -165,10 +173,11 @@ impl<'a> Message<'a> {
     /// copying the message. The comparison runs in constant time.
     ///
     /// When a message carries both attributes, only MESSAGE-INTEGRITY-SHA256 is
-    /// checked: it is the stronger HMAC and uses the same key, and a sender that
-    /// bothered to add it expects it to be used (RFC 8489 §9.1.3, §9.2.4). Its
-    /// value must be the full 32 bytes — TURN allows no truncation (§14.6).
-    /// A MESSAGE-INTEGRITY value must be exactly 20 bytes.
+    /// checked: it is the stronger HMAC, it is keyed with the same key, and it
+    /// covers the MESSAGE-INTEGRITY before it. Its value must be the full 32
+    /// bytes (truncation is only allowed where a STUN usage says so, RFC 8489
+    /// §14.6, and TURN does not). A MESSAGE-INTEGRITY value must be exactly 20
+    /// bytes.
     ///
     /// Returns `false` when there is no integrity attribute.
     pub fn verify_integrity(&self, key: &[u8]) -> bool {
@@ -178,8 +187,7 @@ impl<'a> Message<'a> {
         let Some((attr, end)) = read_tlv(self.buf, offset) else {
             return false;
         };
-        let (Some(head), Some(attrs_before)) = (self.buf.get(..2), self.buf.get(4..offset))
-        else {
+        let (Some(head), Some(attrs_before)) = (self.buf.get(..2), self.buf.get(4..offset)) else {
             return false;
         };
         // Length field as if the integrity attribute were the last one. The
@@ -287,7 +295,13 @@ fn read_tlv(buf: &[u8], pos: usize) -> Option<(RawAttribute<'_>, usize)> {
     if next > buf.len() {
         return None;
     }
-    Some((RawAttribute { typ: u16::from_be_bytes([t0, t1]), value }, next))
+    Some((
+        RawAttribute {
+            typ: u16::from_be_bytes([t0, t1]),
+            value,
+        },
+        next,
+    ))
 }
 
 /// Up to [`UnknownAttributes::CAPACITY`] attribute types, stored inline.
@@ -344,7 +358,10 @@ mod tests {
     #[test]
     fn parse_errors() {
         assert_eq!(Message::parse(&[]).err(), Some(ParseError::TooShort));
-        assert_eq!(Message::parse(&header(0)[..19]).err(), Some(ParseError::TooShort));
+        assert_eq!(
+            Message::parse(&header(0)[..19]).err(),
+            Some(ParseError::TooShort)
+        );
         assert!(Message::parse(&header(0)).is_ok());
 
         let mut m = header(0);
@@ -379,7 +396,10 @@ mod tests {
         let mut m = header(16);
         m.extend_from_slice(&[0x80, 0x28, 0x00, 0x04, 1, 2, 3, 4]);
         m.extend_from_slice(&[0x80, 0x22, 0x00, 0x04, b'a', b'b', b'c', b'd']);
-        assert_eq!(Message::parse(&m).err(), Some(ParseError::FingerprintNotLast));
+        assert_eq!(
+            Message::parse(&m).err(),
+            Some(ParseError::FingerprintNotLast)
+        );
     }
 
     #[test]
@@ -388,19 +408,32 @@ mod tests {
         b.attribute(USERNAME, b"alice").message_integrity(b"key");
         // A man in the middle appends attributes after MESSAGE-INTEGRITY.
         b.attribute(REALM, b"evil").attribute(0x0077, b"x");
-        b.message_integrity_sha256(b"key").attribute(NONCE, b"n").fingerprint();
+        b.message_integrity_sha256(b"key")
+            .attribute(NONCE, b"n")
+            .fingerprint();
         let bytes = b.finish();
         let msg = Message::parse(&bytes).expect("parses");
 
         let types: Vec<u16> = msg.attributes().map(|a| a.typ).collect();
-        assert_eq!(types, [USERNAME, MESSAGE_INTEGRITY, MESSAGE_INTEGRITY_SHA256, FINGERPRINT]);
+        assert_eq!(
+            types,
+            [
+                USERNAME,
+                MESSAGE_INTEGRITY,
+                MESSAGE_INTEGRITY_SHA256,
+                FINGERPRINT
+            ]
+        );
         assert!(msg.attribute(REALM).is_none());
         assert!(msg.attribute(NONCE).is_none());
         // 0x0077 after MI is ignored; MI and MI-SHA256 are comprehension-required
         // types like any other, so a caller lists them as known.
         let known = [USERNAME, MESSAGE_INTEGRITY, MESSAGE_INTEGRITY_SHA256];
         assert!(msg.unknown_required(&known).is_empty());
-        assert_eq!(msg.unknown_required(&[USERNAME]).as_slice(), [MESSAGE_INTEGRITY, MESSAGE_INTEGRITY_SHA256]);
+        assert_eq!(
+            msg.unknown_required(&[USERNAME]).as_slice(),
+            [MESSAGE_INTEGRITY, MESSAGE_INTEGRITY_SHA256]
+        );
         assert_eq!(msg.integrity(), Some(IntegrityKind::Sha256));
         assert!(msg.verify_integrity(b"key"));
         assert!(!msg.verify_integrity(b"kez"));
@@ -464,13 +497,18 @@ mod tests {
         let mut b = MessageBuilder::new(Method::BINDING, Class::Request, TXID);
         b.attribute(FINGERPRINT, &[0; 8]);
         let bytes = b.finish();
-        assert_eq!(Message::parse(&bytes).expect("parses").fingerprint_ok(), Some(false));
+        assert_eq!(
+            Message::parse(&bytes).expect("parses").fingerprint_ok(),
+            Some(false)
+        );
     }
 
     #[test]
     fn unknown_required_dedup_and_capacity() {
         let mut b = MessageBuilder::new(Method::ALLOCATE, Class::Request, TXID);
-        b.attribute(0x0030, b"").attribute(0x8030, b"").attribute(0x0030, b"");
+        b.attribute(0x0030, b"")
+            .attribute(0x8030, b"")
+            .attribute(0x0030, b"");
         b.attribute(USERNAME, b"u");
         for t in 0x0040..0x0050 {
             b.attribute(t, b"");

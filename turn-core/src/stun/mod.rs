@@ -189,7 +189,12 @@ mod tests {
     #[test]
     fn message_type_roundtrip_all() {
         for m in 0..0x1000u16 {
-            for c in [Class::Request, Class::Indication, Class::Success, Class::Error] {
+            for c in [
+                Class::Request,
+                Class::Indication,
+                Class::Success,
+                Class::Error,
+            ] {
                 let t = encode_type(Method(m), c);
                 assert_eq!(t & 0xC000, 0);
                 assert_eq!(decode_type(t), (Method(m), c));

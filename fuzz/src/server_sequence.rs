@@ -1,7 +1,8 @@
 //! Runs an arbitrary byte string as a sequence of server inputs: raw client
 //! packets, correctly signed requests with arbitrary parameters, ChannelData,
 //! peer datagrams, time jumps, closed connections, secret rotation and drain.
-//! Shared by the `server_sequence` fuzz target and the corpus replay test, and
+//! Shared by the `server_sequence` fuzz target and turn-core's corpus replay
+//! test (`turn-core/tests/fuzz_corpus_sequence.rs`), and
 //! checks invariants a shell relies on after every step.
 
 use std::collections::HashSet;
@@ -95,7 +96,8 @@ pub fn run(data: &[u8]) -> Reached {
             0 => {
                 let len = usize::from(input.byte().unwrap_or(0)) * 2;
                 let packet = input.take(len).to_vec();
-                reached.forwards += check_forward(server.handle_client(who, &packet, now), packet.len());
+                reached.forwards +=
+                    check_forward(server.handle_client(who, &packet, now), packet.len());
             }
             1 | 2 => {
                 txid = txid.wrapping_add(1);
@@ -145,7 +147,8 @@ pub fn run(data: &[u8]) -> Reached {
                     let at = usize::from(input.byte().unwrap_or(0)) % packet.len();
                     packet[at] ^= input.byte().unwrap_or(1) | 1;
                 }
-                reached.forwards += check_forward(server.handle_client(who, &packet, now), packet.len());
+                reached.forwards +=
+                    check_forward(server.handle_client(who, &packet, now), packet.len());
             }
             3 => {
                 let channel = 0x4000u16 + u16::from(input.byte().unwrap_or(0) % 8);
@@ -208,7 +211,10 @@ pub fn run(data: &[u8]) -> Reached {
                     server.relay_bound(request, result, now);
                 }
                 Command::FreeRelay { relay } => {
-                    assert!(bound.remove(&relay), "freed a relay twice or one never bound");
+                    assert!(
+                        bound.remove(&relay),
+                        "freed a relay twice or one never bound"
+                    );
                 }
             }
         }
@@ -220,7 +226,10 @@ pub fn run(data: &[u8]) -> Reached {
                 }
             }
         }
-        assert!(server.allocation_count() <= bound.len(), "an allocation without a relay");
+        assert!(
+            server.allocation_count() <= bound.len(),
+            "an allocation without a relay"
+        );
         reached.allocations = reached.allocations.max(server.allocation_count());
     }
     reached
@@ -229,7 +238,10 @@ pub fn run(data: &[u8]) -> Reached {
 fn check_forward(action: ClientAction, len: usize) -> usize {
     match action {
         ClientAction::Forward { payload, .. } => {
-            assert!(payload.start <= payload.end && payload.end <= len, "forward slice out of bounds");
+            assert!(
+                payload.start <= payload.end && payload.end <= len,
+                "forward slice out of bounds"
+            );
             1
         }
         ClientAction::Done => 0,
