@@ -109,9 +109,11 @@ impl Credentials {
 
     /// Splits a REST username. `<expiry>:<a>:<rest>` is read as tenant `a` when
     /// `a` is a known tenant, otherwise as user `a:<rest>` of the default tenant,
-    /// so coturn usernames whose user part contains ':' keep working.
+    /// so coturn usernames whose user part contains ':' keep working. A bare
+    /// `<expiry>` (what coturn's own client sends without `-u`) is an empty user
+    /// of the default tenant, as coturn accepts it.
     pub fn parse_username<'a>(&'a self, username: &'a str) -> Option<RestUsername<'a>> {
-        let (expiry, rest) = username.split_once(':')?;
+        let (expiry, rest) = username.split_once(':').unwrap_or((username, ""));
         let expiry: u64 = expiry.parse().ok()?;
         if let Some((tenant, user)) = rest.split_once(':') {
             if self.tenants.contains_key(tenant) {
@@ -263,8 +265,11 @@ mod tests {
         assert_eq!((u.tenant, u.user), ("default", "bob"));
         let u = c.parse_username("100:bob:laptop").expect("parse");
         assert_eq!((u.tenant, u.user), ("default", "bob:laptop"));
+        let u = c.parse_username("100").expect("bare expiry");
+        assert_eq!((u.expiry, u.tenant, u.user), (100, "default", ""));
         assert!(c.parse_username("soon:bob").is_none());
         assert!(c.parse_username("bob").is_none());
+        assert!(c.parse_username("").is_none());
     }
 
     #[test]

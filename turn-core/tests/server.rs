@@ -550,7 +550,7 @@ fn loopback_peers_when_the_operator_allows_them() {
 
 #[test]
 fn channel_bind_rules() {
-    // RFC 8656 §11.2.
+    // RFC 8656 §11.2; numbers up to 0x7FFF as RFC 5766 allowed.
     let mut h = Harness::new();
     let (c, creds, _) = allocated(&mut h, 4016);
     assert_eq!(
@@ -558,7 +558,7 @@ fn channel_bind_rules() {
         Some(400)
     );
     assert_eq!(
-        answer_code(&channel_bind(&mut h, c, &creds, 0x5000, PEER, 4)),
+        answer_code(&channel_bind(&mut h, c, &creds, 0x8000, PEER, 4)),
         Some(400)
     );
     assert_eq!(

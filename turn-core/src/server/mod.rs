@@ -487,6 +487,11 @@ impl Server {
         self.draining
     }
 
+    /// Whether `client` has an allocation (or one being set up).
+    pub fn has_allocation(&self, client: &ClientSocket) -> bool {
+        self.by_client.contains_key(client) || self.pending.values().any(|p| p.client == *client)
+    }
+
     pub fn allocation_count(&self) -> usize {
         self.by_client.len()
     }

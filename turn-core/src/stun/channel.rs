@@ -9,8 +9,14 @@ use super::{ParseError, HEADER_LEN};
 
 /// Lowest valid channel number (RFC 8656 §12).
 pub const CHANNEL_MIN: u16 = 0x4000;
-/// Highest valid channel number (RFC 8656 §12); 0x5000–0x7FFF are reserved.
-pub const CHANNEL_MAX: u16 = 0x4FFF;
+/// Highest accepted channel number.
+///
+/// RFC 8656 §12 narrowed the range to 0x4000–0x4FFF (keeping 0x5000–0x7FFF
+/// free for RFC 7983 demultiplexing), but RFC 5766 allowed 0x4000–0x7FFF and
+/// deployed clients still pick numbers up there (coturn's own client does).
+/// The relay never chooses channel numbers and does not multiplex DTLS-SRTP on
+/// its ports, so it accepts the RFC 5766 range, as coturn does.
+pub const CHANNEL_MAX: u16 = 0x7FFF;
 
 /// A parsed ChannelData message borrowing the packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +135,14 @@ mod tests {
             Err(ParseError::BadLength)
         );
         assert_eq!(
-            parse_channel_data(&[0x50, 0x00, 0x00, 0x00]),
+            parse_channel_data(&[0x7f, 0xff, 0x00, 0x00]),
+            Ok(ChannelData {
+                channel: 0x7fff,
+                payload: &[]
+            })
+        );
+        assert_eq!(
+            parse_channel_data(&[0x80, 0x00, 0x00, 0x00]),
             Err(ParseError::BadChannel)
         );
         assert_eq!(

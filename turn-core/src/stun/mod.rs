@@ -150,7 +150,7 @@ pub enum ParseError {
     /// ERROR-CODE class outside 3..=6 or number above 99 (RFC 8489 §14.8).
     #[error("invalid ERROR-CODE")]
     BadErrorCode,
-    /// ChannelData channel number outside 0x4000..=0x4FFF (RFC 8656 §12).
+    /// ChannelData channel number outside 0x4000..=0x7FFF (RFC 5766 §11).
     #[error("channel number out of range")]
     BadChannel,
     /// A stream frame starting with bits `10` or `11`: neither STUN nor ChannelData.

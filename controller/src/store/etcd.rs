@@ -1,0 +1,421 @@
+//! [`EtcdStore`]: the [`Store`](super::Store) API over etcd v3 (crate `etcd-client`).
+//!
+//! Every call is bounded by [`EtcdConfig::request_timeout`] on top of the gRPC channel's
+//! connect timeout, so a dead or partitioned etcd yields [`StoreError::Unavailable`] quickly
+//! instead of hanging the caller. The channel reconnects by itself: once etcd is back, the
+//! next call works again (a watch that broke must be re-established by the caller, which
+//! sees it end with `Unavailable`). HTTP/2 keep-alive pings detect a silently dead connection
+//! under a long-lived watch.
+//!
+//! Mapping: `get`/`list` are linearizable ranges; `create` and `compare_and_swap` are one
+//! txn each (compare `create_revision == 0` / `mod_revision == expected`, then put, else get);
+//! `keep_alive` opens a keep-alive stream, sends one request and returns the TTL of the one
+//! response (TTL 0 means the lease is gone); watches use `start_revision` with a prefix
+//! range, and a response with `compact_revision` set (or a cancellation) ends the stream
+//! with [`StoreError::Compacted`].
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions};
+use etcd_client::{PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream};
+use tonic::Code;
+
+use super::{ttl_secs, Backend, DEFAULT_PREFIX};
+use super::{KeyValue, Lease, LeaseId, Listing, Outcome, StoreError, Watch, WatchEvent};
+
+/// Largest gRPC response accepted (a full listing of thousands of relay records).
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// How to reach etcd.
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    /// Client URLs, e.g. `http://10.0.0.1:2379`; requests are balanced over them.
+    pub endpoints: Vec<String>,
+    /// Prefix prepended to every key (default [`DEFAULT_PREFIX`]).
+    pub prefix: String,
+    /// Bound on establishing a connection.
+    pub connect_timeout: Duration,
+    /// Bound on every request (including the start of a watch).
+    pub request_timeout: Duration,
+    /// HTTP/2 ping interval (a missing answer within the same time drops the connection).
+    pub keep_alive_interval: Duration,
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        EtcdConfig {
+            endpoints: vec!["http://127.0.0.1:2379".to_owned()],
+            prefix: DEFAULT_PREFIX.to_owned(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(2),
+            keep_alive_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The etcd-backed store (cheap to clone).
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdStore {
+    /// Sets up the client. Does not need etcd to be up: connections are made on demand, so a
+    /// controller can start (and serve nothing yet) while etcd is still coming up.
+    pub async fn connect(config: EtcdConfig) -> Result<Self, StoreError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(config.connect_timeout)
+            .with_keep_alive(config.keep_alive_interval, config.keep_alive_interval)
+            .with_keep_alive_while_idle(true)
+            .with_require_leader(true);
+        let connect = Client::connect(&config.endpoints, Some(options));
+        let client = call(config.request_timeout, "connect", connect).await?;
+        Ok(EtcdStore {
+            client,
+            prefix: config.prefix,
+            timeout: config.request_timeout,
+        })
+    }
+
+    /// The underlying client, for what the [`Store`](super::Store) API does not cover
+    /// (compaction, maintenance). Its keys are absolute: add [`EtcdStore::prefix`].
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The prefix of every key this store touches.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn kv(&self) -> etcd_client::KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    async fn call<T>(
+        &self,
+        what: &str,
+        request: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, StoreError> {
+        call(self.timeout, what, request).await
+    }
+
+    fn key_value(&self, kv: &etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
+        convert(&self.prefix, kv)
+    }
+}
+
+async fn call<T>(
+    timeout: Duration,
+    what: &str,
+    request: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(result) => result.map_err(map_error),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "etcd {what} timed out after {timeout:?}"
+        ))),
+    }
+}
+
+/// Sorts etcd-client errors into what the caller can act on.
+fn map_error(error: etcd_client::Error) -> StoreError {
+    use etcd_client::Error as E;
+    match error {
+        E::GRpcStatus(status) => match status.code() {
+            Code::NotFound if status.message().contains("lease not found") => {
+                StoreError::LeaseNotFound
+            }
+            Code::OutOfRange if status.message().contains("compacted") => {
+                StoreError::Compacted { revision: 0 }
+            }
+            // Connection refused/reset, no leader, server-side timeouts; `Unknown` is what a
+            // stream torn down by a dying server looks like.
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Aborted
+            | Code::Unknown => StoreError::Unavailable(status.to_string()),
+            _ => StoreError::Other(status.to_string()),
+        },
+        E::LeaseKeepAliveError(message) if message.contains("lease not found") => {
+            StoreError::LeaseNotFound
+        }
+        E::TransportError(_)
+        | E::IoError(_)
+        | E::WatchError(_)
+        | E::LeaseKeepAliveError(_)
+        | E::EndpointError(_) => StoreError::Unavailable(error.to_string()),
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+fn strip(prefix: &str, key: &[u8]) -> Result<String, StoreError> {
+    let relative = key
+        .strip_prefix(prefix.as_bytes())
+        .ok_or_else(|| StoreError::Other(format!("etcd returned a key outside {prefix:?}")))?;
+    String::from_utf8(relative.to_vec())
+        .map_err(|_| StoreError::Other(format!("non-UTF-8 key under {prefix:?}")))
+}
+
+fn convert(prefix: &str, kv: &etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
+    Ok(KeyValue {
+        key: strip(prefix, kv.key())?,
+        value: kv.value().to_vec(),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+        lease: (kv.lease() != 0).then_some(LeaseId(kv.lease())),
+    })
+}
+
+fn revision(header: Option<&etcd_client::ResponseHeader>) -> Result<i64, StoreError> {
+    header
+        .map(|h| h.revision())
+        .ok_or_else(|| StoreError::Other("etcd response without header".to_owned()))
+}
+
+fn put_options(lease: Option<LeaseId>) -> Option<PutOptions> {
+    lease.map(|LeaseId(id)| PutOptions::new().with_lease(id))
+}
+
+impl EtcdStore {
+    /// One txn: if `compare` holds put `value`, else read the key back.
+    async fn put_if(
+        &self,
+        key: &str,
+        compare: Compare,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<Outcome, StoreError> {
+        let full = self.full(key);
+        let txn = Txn::new()
+            .when([compare])
+            .and_then([TxnOp::put(full.clone(), value, put_options(lease))])
+            .or_else([TxnOp::get(full, None)]);
+        let mut kv = self.kv();
+        let response = self.call("txn", kv.txn(txn)).await?;
+        if response.succeeded() {
+            return Ok(Outcome::Written {
+                revision: revision(response.header())?,
+            });
+        }
+        let mut current = None;
+        for op in response.op_responses() {
+            if let TxnOpResponse::Get(get) = op {
+                current = get.kvs().first().map(|kv| self.key_value(kv)).transpose()?;
+            }
+        }
+        Ok(Outcome::Conflict { current })
+    }
+}
+
+impl Backend for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let mut kv = self.kv();
+        let response = self.call("get", kv.get(self.full(key), None)).await?;
+        response
+            .kvs()
+            .first()
+            .map(|kv| self.key_value(kv))
+            .transpose()
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
+        let mut kv = self.kv();
+        let options = GetOptions::new().with_prefix();
+        let response = self
+            .call("list", kv.get(self.full(prefix), Some(options)))
+            .await?;
+        let kvs = (response.kvs().iter())
+            .map(|kv| self.key_value(kv))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Listing {
+            kvs,
+            revision: revision(response.header())?,
+        })
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<i64, StoreError> {
+        let mut kv = self.kv();
+        let put = kv.put(self.full(key), value, put_options(lease));
+        revision(self.call("put", put).await?.header())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let mut kv = self.kv();
+        let response = self.call("delete", kv.delete(self.full(key), None)).await?;
+        Ok(response.deleted() > 0)
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<Outcome, StoreError> {
+        let compare = Compare::create_revision(self.full(key), CompareOp::Equal, 0);
+        self.put_if(key, compare, value, lease).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: i64,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<Outcome, StoreError> {
+        let compare = Compare::mod_revision(self.full(key), CompareOp::Equal, expected);
+        self.put_if(key, compare, value, lease).await
+    }
+
+    async fn grant_lease(&self, ttl: Duration) -> Result<Lease, StoreError> {
+        let mut leases = self.client.lease_client();
+        let response = self
+            .call("lease grant", leases.grant(ttl_secs(ttl), None))
+            .await?;
+        if !response.error().is_empty() {
+            return Err(StoreError::Other(format!(
+                "lease grant: {}",
+                response.error()
+            )));
+        }
+        let ttl = Duration::from_secs(response.ttl().unsigned_abs());
+        Ok(Lease {
+            id: LeaseId(response.id()),
+            ttl,
+        })
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<Duration, StoreError> {
+        let mut leases = self.client.lease_client();
+        let renew = async move {
+            // `keep_alive` renews once itself and fails with "lease not found" on TTL 0, but
+            // swallows that answer's TTL: renew a second time on the same stream to read it.
+            let (mut keeper, mut answers) = leases.keep_alive(lease.0).await?;
+            keeper.keep_alive().await?;
+            answers.message().await
+        };
+        match self.call("lease keep-alive", renew).await? {
+            Some(answer) if answer.ttl() > 0 => {
+                Ok(Duration::from_secs(answer.ttl().unsigned_abs()))
+            }
+            Some(_) => Err(StoreError::LeaseNotFound),
+            None => Err(StoreError::Unavailable(
+                "keep-alive stream closed".to_owned(),
+            )),
+        }
+    }
+
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
+        let mut leases = self.client.lease_client();
+        self.call("lease revoke", leases.revoke(lease.0)).await?;
+        Ok(())
+    }
+
+    async fn watch(&self, prefix: &str, from: i64) -> Result<Watch, StoreError> {
+        let mut watches = self
+            .client
+            .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE);
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from.max(0));
+        let key = self.full(prefix);
+        let start = async move {
+            let mut stream = watches.watch(key, Some(options)).await?;
+            let created = stream.message().await?;
+            Ok((stream, created))
+        };
+        let (stream, created) = self.call("watch", start).await?;
+        let mut watch = EtcdWatch {
+            stream,
+            pending: VecDeque::new(),
+            prefix: self.prefix.clone(),
+        };
+        match created {
+            Some(response) => watch.absorb(response)?,
+            None => return Err(StoreError::Unavailable("watch stream closed".to_owned())),
+        }
+        Ok(Watch::new(futures_util::stream::unfold(
+            watch,
+            EtcdWatch::next,
+        )))
+    }
+}
+
+/// A running etcd watch; dropping it resets the gRPC stream, which cancels it in etcd.
+struct EtcdWatch {
+    stream: WatchStream,
+    pending: VecDeque<WatchEvent>,
+    prefix: String,
+}
+
+impl EtcdWatch {
+    async fn next(mut self) -> Option<(Result<WatchEvent, StoreError>, Self)> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some((Ok(event), self));
+            }
+            let result = match self.stream.message().await {
+                Ok(Some(response)) => self.absorb(response),
+                Ok(None) => Err(StoreError::Unavailable("etcd ended the watch".to_owned())),
+                Err(error) => Err(map_error(error)),
+            };
+            if let Err(error) = result {
+                return Some((Err(error), self));
+            }
+        }
+    }
+
+    /// Queues a response's events, or says why the watch is over.
+    fn absorb(&mut self, response: etcd_client::WatchResponse) -> Result<(), StoreError> {
+        if response.compact_revision() > 0 {
+            return Err(StoreError::Compacted {
+                revision: response.compact_revision(),
+            });
+        }
+        if response.canceled() {
+            let reason = response.cancel_reason();
+            return Err(match reason.contains("compacted") {
+                true => StoreError::Compacted { revision: 0 },
+                false => StoreError::Unavailable(format!("etcd canceled the watch: {reason}")),
+            });
+        }
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            self.pending.push_back(match event.event_type() {
+                EventType::Put => WatchEvent::Put(convert(&self.prefix, kv)?),
+                EventType::Delete => WatchEvent::Delete {
+                    key: strip(&self.prefix, kv.key())?,
+                    mod_revision: kv.mod_revision(),
+                },
+            });
+        }
+        Ok(())
+    }
+}

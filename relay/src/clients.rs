@@ -1,0 +1,357 @@
+//! The client side of a worker: UDP listeners, TCP/TLS listeners and the slab
+//! of client connections, and delivery of packets to any client.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Interest, Registry};
+use rustls::{ServerConfig, ServerConnection};
+use socket2::{Domain, Protocol, Socket, Type};
+use turn_core::stats::DropReason;
+use turn_core::{ClientSocket, Stats, Transport};
+
+use crate::config::{Listeners, RelayConfig};
+use crate::control::{Bound, StartError};
+use crate::metrics::ShellStats;
+use crate::relay_sockets::bind_udp;
+use crate::slab::Slab;
+use crate::stream::{Conn, SendOutcome, IDLE_TIMEOUT, STALL_TIMEOUT};
+use crate::worker::{token, TokenKind};
+
+/// A bound listener, before it is handed to a worker.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    Udp(std::net::UdpSocket, SocketAddr),
+    Stream(std::net::TcpListener, SocketAddr, Transport),
+}
+
+impl Listener {
+    pub(crate) fn bound(&self) -> Bound {
+        match self {
+            Listener::Udp(_, addr) => Bound {
+                transport: Transport::Udp,
+                addr: *addr,
+            },
+            Listener::Stream(_, addr, transport) => Bound {
+                transport: *transport,
+                addr: *addr,
+            },
+        }
+    }
+}
+
+/// Binds every configured listener (UDP, TCP, TLS on every listening IP).
+pub(crate) fn bind_listeners(l: &Listeners) -> Result<Vec<Listener>, StartError> {
+    let mut out = Vec::new();
+    for ip in &l.ips {
+        if let Some(port) = l.udp_port {
+            let addr = SocketAddr::new(*ip, port);
+            let err = |source| StartError::Bind {
+                transport: "udp",
+                addr,
+                source,
+            };
+            let socket = bind_udp(addr).map_err(err)?;
+            // Bigger receive buffers ride out bursts; the kernel caps this at
+            // net.core.rmem_max, so failure is not an error.
+            let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(4 << 20);
+            let local = socket.local_addr().map_err(err)?;
+            out.push(Listener::Udp(socket, local));
+        }
+        let stream_ports = l.tcp_port.map(|p| (p, Transport::Tcp)).into_iter();
+        let tls_ports = l.tls_ports.iter().map(|p| (*p, Transport::Tls));
+        for (port, transport) in stream_ports.chain(tls_ports) {
+            let addr = SocketAddr::new(*ip, port);
+            let err = |source| StartError::Bind {
+                transport: transport.as_str(),
+                addr,
+                source,
+            };
+            let listener = bind_tcp(addr).map_err(err)?;
+            let local = listener.local_addr().map_err(err)?;
+            out.push(Listener::Stream(listener, local, transport));
+        }
+    }
+    Ok(out)
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // Restart without waiting for TIME_WAIT. No SO_REUSEPORT with one worker: a
+    // second relay on the same port must fail loudly, not split the traffic.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+pub(crate) struct UdpListener {
+    pub socket: mio::net::UdpSocket,
+    pub local: SocketAddr,
+}
+
+struct StreamListener {
+    socket: mio::net::TcpListener,
+    local: SocketAddr,
+    transport: Transport,
+    /// Accepting failed (out of file descriptors): retry on the next sweep.
+    retry: bool,
+}
+
+/// Why a client connection is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    Client,
+    Error,
+    Garbage,
+    TooLarge,
+    Stalled,
+    Idle,
+}
+
+pub(crate) struct Clients {
+    pub udp: Vec<UdpListener>,
+    listeners: Vec<StreamListener>,
+    pub conns: Slab<Conn>,
+    by_client: HashMap<ClientSocket, u32>,
+    closes: Vec<(u32, CloseReason)>,
+    tls: Option<Arc<ServerConfig>>,
+    shell: Arc<ShellStats>,
+    max_conns: usize,
+    /// A connection with an allocation that sends nothing for this long has
+    /// none any more: every allocation needs a Refresh within its lifetime.
+    idle_allocated: Duration,
+}
+
+impl Clients {
+    pub(crate) fn new(
+        config: &RelayConfig,
+        listeners: Vec<Listener>,
+        tls: Option<Arc<ServerConfig>>,
+        shell: Arc<ShellStats>,
+        registry: &Registry,
+    ) -> io::Result<Clients> {
+        let mut c = Clients {
+            udp: Vec::new(),
+            listeners: Vec::new(),
+            conns: Slab::new(),
+            by_client: HashMap::new(),
+            closes: Vec::new(),
+            tls,
+            shell,
+            max_conns: config.max_tcp_connections,
+            idle_allocated: config.core.max_lifetime + IDLE_TIMEOUT,
+        };
+        for l in listeners {
+            match l {
+                Listener::Udp(socket, local) => {
+                    let mut socket = mio::net::UdpSocket::from_std(socket);
+                    let t = token(TokenKind::Udp, c.udp.len() as u32);
+                    registry.register(&mut socket, t, Interest::READABLE)?;
+                    c.udp.push(UdpListener { socket, local });
+                }
+                Listener::Stream(socket, local, transport) => {
+                    let mut socket = mio::net::TcpListener::from_std(socket);
+                    let t = token(TokenKind::StreamListener, c.listeners.len() as u32);
+                    registry.register(&mut socket, t, Interest::READABLE)?;
+                    c.listeners.push(StreamListener {
+                        socket,
+                        local,
+                        transport,
+                        retry: false,
+                    });
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// Accepts pending connections on listener `index`; `false` when the budget
+    /// ran out before the backlog did.
+    pub(crate) fn accept(&mut self, index: u32, now: Instant, registry: &Registry) -> bool {
+        for _ in 0..64 {
+            let Some(l) = self.listeners.get_mut(index as usize) else {
+                return true;
+            };
+            let (stream, remote) = match l.socket.accept() {
+                Ok(x) => x,
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return true,
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
+                    _ => {
+                        // EMFILE and friends: edge-triggered, so no new event
+                        // would come for this backlog; retry from the sweep.
+                        if !std::mem::replace(&mut l.retry, true) {
+                            tracing::warn!(error = %e, "cannot accept connections");
+                        }
+                        return true;
+                    }
+                },
+            };
+            l.retry = false;
+            let transport = l.transport;
+            if self.conns.len() >= self.max_conns {
+                self.shell.connections_rejected.inc();
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().unwrap_or(l.local);
+            let tls = match (transport, &self.tls) {
+                (Transport::Tls, Some(cfg)) => match ServerConnection::new(cfg.clone()) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot start a TLS session");
+                        continue;
+                    }
+                },
+                _ => None,
+            };
+            let client = ClientSocket {
+                transport,
+                remote,
+                local,
+            };
+            let Some(index) = self.conns.insert(Conn::new(stream, client, tls, now)) else {
+                continue;
+            };
+            let t = token(TokenKind::Conn, index);
+            let registered = self
+                .conns
+                .get_mut(index)
+                .map(|c| registry.register(&mut c.stream, t, crate::worker::CONN_INTEREST));
+            if !matches!(registered, Some(Ok(()))) {
+                self.conns.remove(index);
+                continue;
+            }
+            self.by_client.insert(client, index);
+            self.shell.connections_active[transport as usize].inc();
+            self.shell.connections_total[transport as usize].inc();
+        }
+        false
+    }
+
+    pub(crate) fn retry_accepts(&mut self, now: Instant, registry: &Registry) {
+        for i in 0..self.listeners.len() {
+            if self.listeners[i].retry {
+                self.accept(i as u32, now, registry);
+            }
+        }
+    }
+
+    /// Sends one packet to a client over the socket or connection it uses.
+    pub(crate) fn deliver(&mut self, client: ClientSocket, data: &[u8], stats: &Stats) {
+        let sent = match client.transport {
+            Transport::Udp => match self.udp.iter().find(|l| l.local == client.local) {
+                Some(l) => crate::worker::udp_send(&l.socket, data, client.remote),
+                None => false,
+            },
+            Transport::Tcp | Transport::Tls => match self.conn_of(&client) {
+                Some((index, conn)) => match conn.send(data) {
+                    SendOutcome::Sent => true,
+                    SendOutcome::Dropped => false,
+                    SendOutcome::Failed => {
+                        self.schedule_close(index, CloseReason::Error);
+                        false
+                    }
+                },
+                None => false,
+            },
+        };
+        if !sent {
+            stats.dropped(DropReason::SendFailed).inc();
+        }
+    }
+
+    /// A control message from the core; notes successful Allocates on streams
+    /// (the idle timer of a connection with an allocation is longer).
+    pub(crate) fn deliver_transmit(&mut self, to: &ClientSocket, data: &[u8], stats: &Stats) {
+        // 0x0103: Allocate success response (RFC 8656 §17).
+        if to.transport.is_stream() && data.starts_with(&[0x01, 0x03]) {
+            if let Some((_, conn)) = self.conn_of(to) {
+                conn.allocated = true;
+            }
+        }
+        self.deliver(*to, data, stats);
+    }
+
+    fn conn_of(&mut self, client: &ClientSocket) -> Option<(u32, &mut Conn)> {
+        let index = *self.by_client.get(client)?;
+        self.conns.get_mut(index).map(|c| (index, c))
+    }
+
+    pub(crate) fn writable(&mut self, index: u32) {
+        if let Some(conn) = self.conns.get_mut(index) {
+            if conn.writable().is_err() {
+                self.schedule_close(index, CloseReason::Error);
+            }
+        }
+    }
+
+    pub(crate) fn schedule_close(&mut self, index: u32, reason: CloseReason) {
+        self.closes.push((index, reason));
+    }
+
+    pub(crate) fn take_closes(&mut self) -> Vec<(u32, CloseReason)> {
+        std::mem::take(&mut self.closes)
+    }
+
+    /// Closes connection `index`; returns its client if it was open.
+    pub(crate) fn close(
+        &mut self,
+        index: u32,
+        reason: CloseReason,
+        registry: &Registry,
+    ) -> Option<ClientSocket> {
+        let mut conn = self.conns.remove(index)?;
+        if !matches!(reason, CloseReason::Error | CloseReason::Client) {
+            conn.close();
+        }
+        let _ = registry.deregister(&mut conn.stream);
+        if self.by_client.get(&conn.client) == Some(&index) {
+            self.by_client.remove(&conn.client);
+        }
+        self.shell.connections_active[conn.client.transport as usize].sub(1);
+        Some(conn.client)
+    }
+
+    /// Schedules closes of stalled and idle connections (once a second).
+    pub(crate) fn sweep(&mut self, now: Instant) {
+        let mut closes = Vec::new();
+        for index in self.conns.indices() {
+            let Some(c) = self.conns.get(index) else {
+                continue;
+            };
+            let stalled = c
+                .partial_since
+                .is_some_and(|t| now.duration_since(t) >= STALL_TIMEOUT)
+                || (c.is_handshaking() && now.duration_since(c.opened) >= STALL_TIMEOUT);
+            let idle_limit = if c.allocated {
+                self.idle_allocated
+            } else {
+                IDLE_TIMEOUT
+            };
+            if stalled {
+                closes.push((index, CloseReason::Stalled));
+            } else if now.duration_since(c.last_rx) >= idle_limit {
+                closes.push((index, CloseReason::Idle));
+            }
+        }
+        self.closes.extend(closes);
+    }
+
+    /// At shutdown: close_notify to TLS clients, then drop everything.
+    pub(crate) fn close_all(&mut self) {
+        for index in self.conns.indices().collect::<Vec<_>>() {
+            if let Some(mut c) = self.conns.remove(index) {
+                c.close();
+            }
+        }
+    }
+}

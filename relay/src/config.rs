@@ -1,0 +1,396 @@
+//! The checked relay configuration, built from [`Settings`] (flags over file).
+//!
+//! Parse, don't validate: once a [`RelayConfig`] exists, every address, port
+//! range, CIDR and secret in it has been checked, and the errors name the key,
+//! the file and (for file values) the line.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use turn_core::auth::CredentialsError;
+use turn_core::PeerFilter;
+
+use crate::relay_sockets::RelayAddress;
+pub use crate::secrets::{CredentialSource, STATIC_TENANT};
+use crate::settings::{defaults, ExternalIp, Settings};
+use crate::tls::CertSource;
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    /// toml's message names the line, the column and the key.
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{}: {message}", key_names(key))]
+    Invalid { key: &'static str, message: String },
+    #[error("{path}: {source}")]
+    Credentials {
+        path: String,
+        source: CredentialsError,
+    },
+    #[error("cannot read random bytes from the OS: {0}")]
+    Random(String),
+}
+
+fn key_names(key: &str) -> String {
+    format!("`{key}` (--{})", key.replace('_', "-"))
+}
+
+pub(crate) fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// The TURN listeners (every IP gets every enabled port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listeners {
+    pub ips: Vec<IpAddr>,
+    pub udp_port: Option<u16>,
+    pub tcp_port: Option<u16>,
+    /// `--tls-listening-port` and the extra TLS port, if any.
+    pub tls_ports: Vec<u16>,
+}
+
+/// A checked relay configuration.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// The TURN core's configuration (realm, lifetimes, quotas, peer filter, nonce key).
+    pub core: turn_core::Config,
+    /// Where tenant secrets come from; re-read on SIGHUP.
+    pub credentials: CredentialSource,
+    pub listeners: Listeners,
+    pub relay_v4: Option<RelayAddress>,
+    pub relay_v6: Option<RelayAddress>,
+    pub ports: RangeInclusive<u16>,
+    /// `None` when TLS is off.
+    pub tls: Option<CertSource>,
+    pub max_tcp_connections: usize,
+    pub drain_grace: Duration,
+    pub metrics_listen: SocketAddr,
+    pub log_json: bool,
+    pub log_addresses: bool,
+    /// The configuration file, if one was read.
+    pub file: Option<PathBuf>,
+}
+
+impl RelayConfig {
+    /// Reads `--config` (if given), merges the flags over it and checks the result.
+    pub fn load(flags: Settings) -> Result<RelayConfig, ConfigError> {
+        let file = flags.config.clone();
+        let settings = match &file {
+            Some(path) => flags.merge(parse_file(path)?),
+            None => flags,
+        };
+        let mut config = RelayConfig::build(settings, random_key()?)?;
+        config.file = file;
+        Ok(config)
+    }
+
+    /// Checks merged settings; `random_nonce_key` is used unless `nonce_secret` is set.
+    pub fn build(s: Settings, random_nonce_key: [u8; 32]) -> Result<RelayConfig, ConfigError> {
+        let realm = s.realm.clone().unwrap_or_default();
+        if realm.trim().is_empty() {
+            return Err(invalid(
+                "realm",
+                "required (the REALM of the TURN credentials)",
+            ));
+        }
+        let nonce_key = match &s.nonce_secret {
+            Some(secret) if secret.len() < 16 => {
+                return Err(invalid("nonce_secret", "must be at least 16 characters"))
+            }
+            Some(secret) => nonce_key_from(secret),
+            None => random_nonce_key,
+        };
+
+        let listeners = listeners(&s)?;
+        let (min_port, max_port) = (
+            s.min_port.unwrap_or(defaults::MIN_PORT),
+            s.max_port.unwrap_or(defaults::MAX_PORT),
+        );
+        if min_port == 0 || min_port > max_port {
+            return Err(invalid(
+                "min_port",
+                format!("need 0 < min_port <= max_port, got {min_port}..{max_port}"),
+            ));
+        }
+        let ports = min_port..=max_port;
+        let (relay_v4, relay_v6) = relay_addresses(&s)?;
+
+        let mut filter = PeerFilter::default();
+        filter.allow_loopback(s.allow_loopback_peers);
+        for net in s.denied_peer_ip.iter().flat_map(|r| r.0.iter()) {
+            filter.deny(*net);
+        }
+        for net in s.allowed_peer_ip.iter().flat_map(|r| r.0.iter()) {
+            filter.allow(*net);
+        }
+        let own: Vec<IpAddr> = [relay_v4, relay_v6]
+            .iter()
+            .flatten()
+            .flat_map(|r| [r.bind, r.advertised])
+            .filter(|ip| !ip.is_unspecified())
+            .collect();
+        filter.own_relay_addresses(own, ports.clone());
+
+        let mut core = turn_core::Config::new(realm, nonce_key);
+        core.relay_ipv4 = relay_v4.is_some();
+        core.relay_ipv6 = relay_v6.is_some();
+        core.peer_filter = filter;
+        core.alternate_server = s.alternate_server;
+        core.log_addresses = s.log_addresses;
+        let q = &mut core.quotas;
+        q.user_allocations = s.user_quota.unwrap_or(q.user_allocations);
+        q.tenant_allocations = s.tenant_quota.unwrap_or(q.tenant_allocations);
+        q.total_allocations = s.total_quota.unwrap_or(q.total_allocations);
+        q.allocation_bytes_per_sec = s.max_bps.unwrap_or(q.allocation_bytes_per_sec);
+        q.permissions_per_allocation = s.permissions_quota.unwrap_or(q.permissions_per_allocation);
+        let secs = |key, v: Option<u64>, default: Duration| match v {
+            Some(0) => Err(invalid(key, "must be at least 1 second")),
+            Some(v) => Ok(Duration::from_secs(v)),
+            None => Ok(default),
+        };
+        core.max_lifetime = secs(
+            "max_allocate_lifetime",
+            s.max_allocate_lifetime,
+            core.max_lifetime,
+        )?;
+        core.default_lifetime = core.default_lifetime.min(core.max_lifetime);
+        core.channel_lifetime = secs(
+            "channel_lifetime",
+            s.channel_lifetime,
+            core.channel_lifetime,
+        )?;
+        core.permission_lifetime = secs(
+            "permission_lifetime",
+            s.permission_lifetime,
+            core.permission_lifetime,
+        )?;
+        core.nonce_lifetime = secs("stale_nonce", s.stale_nonce, core.nonce_lifetime)?;
+
+        let tls = match (&s.cert, &s.pkey, listeners.tls_ports.is_empty()) {
+            (_, _, true) => None,
+            (Some(cert), Some(key), false) => Some(CertSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None, false) => Some(CertSource::SelfSigned {
+                names: self_signed_names(&listeners, relay_v4, relay_v6),
+            }),
+            (Some(_), None, false) => return Err(invalid("pkey", "--cert needs --pkey")),
+            (None, Some(_), false) => return Err(invalid("cert", "--pkey needs --cert")),
+        };
+
+        let credentials = CredentialSource {
+            static_secrets: s.static_auth_secret.clone(),
+            file: s.secrets_file.clone(),
+        };
+        credentials.load()?;
+
+        Ok(RelayConfig {
+            core,
+            credentials,
+            listeners,
+            relay_v4,
+            relay_v6,
+            ports,
+            tls,
+            max_tcp_connections: s
+                .max_tcp_connections
+                .unwrap_or(defaults::MAX_TCP_CONNECTIONS) as usize,
+            drain_grace: Duration::from_secs(s.drain_grace.unwrap_or(defaults::DRAIN_GRACE_SECS)),
+            metrics_listen: s.metrics_listen.unwrap_or(defaults::METRICS_LISTEN),
+            log_json: s.log_json,
+            log_addresses: s.log_addresses,
+            file: None,
+        })
+    }
+}
+
+pub(crate) fn parse_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn listeners(s: &Settings) -> Result<Listeners, ConfigError> {
+    let ips = if s.listening_ip.is_empty() {
+        vec![defaults::LISTENING_IP]
+    } else {
+        s.listening_ip.clone()
+    };
+    let port = s.listening_port.unwrap_or(defaults::LISTENING_PORT);
+    let tls_port = s.tls_listening_port.unwrap_or(defaults::TLS_LISTENING_PORT);
+    let extra = s.extra_tls_listening_port.unwrap_or(0);
+    if port == 0 {
+        return Err(invalid("listening_port", "must not be 0"));
+    }
+    let mut tls_ports = Vec::new();
+    if !s.no_tls {
+        if tls_port == 0 {
+            return Err(invalid(
+                "tls_listening_port",
+                "must not be 0 (use --no-tls)",
+            ));
+        }
+        if !s.no_tcp && tls_port == port {
+            return Err(invalid(
+                "tls_listening_port",
+                format!("{tls_port} is also the TCP port"),
+            ));
+        }
+        tls_ports.push(tls_port);
+        if extra != 0 {
+            if extra == tls_port || (!s.no_tcp && extra == port) {
+                return Err(invalid(
+                    "extra_tls_listening_port",
+                    format!("{extra} is already used"),
+                ));
+            }
+            tls_ports.push(extra);
+        }
+    }
+    let l = Listeners {
+        ips,
+        udp_port: (!s.no_udp).then_some(port),
+        tcp_port: (!s.no_tcp).then_some(port),
+        tls_ports,
+    };
+    if l.udp_port.is_none() && l.tcp_port.is_none() && l.tls_ports.is_empty() {
+        return Err(invalid("no_udp", "every transport is disabled"));
+    }
+    Ok(l)
+}
+
+/// Where relay sockets are bound and what is advertised, per family. The bound
+/// IP comes from `--relay-ip`, else the private side of `--external-ip
+/// PUBLIC/PRIVATE`, else the one specific listening IP of that family, else the
+/// wildcard (only when an external IP is advertised for it).
+fn relay_addresses(
+    s: &Settings,
+) -> Result<(Option<RelayAddress>, Option<RelayAddress>), ConfigError> {
+    let family = |v4: bool| -> Result<Option<RelayAddress>, ConfigError> {
+        let of = |ip: &&IpAddr| ip.is_ipv4() == v4;
+        let relay: Vec<&IpAddr> = s.relay_ip.iter().filter(of).collect();
+        if relay.len() > 1 {
+            return Err(invalid("relay_ip", "at most one IPv4 and one IPv6 address"));
+        }
+        if relay.first().is_some_and(|ip| ip.is_unspecified()) {
+            return Err(invalid(
+                "relay_ip",
+                "must be a specific address, not a wildcard",
+            ));
+        }
+        let externals: Vec<&ExternalIp> = s
+            .external_ip
+            .iter()
+            .filter(|e| e.public.is_ipv4() == v4)
+            .collect();
+        let specific: Vec<&IpAddr> = s
+            .listening_ip
+            .iter()
+            .filter(of)
+            .filter(|ip| !ip.is_unspecified())
+            .collect();
+        let bind = relay
+            .first()
+            .map(|ip| **ip)
+            .or_else(|| externals.iter().find_map(|e| e.private))
+            .or_else(|| (specific.len() == 1).then(|| *specific[0]))
+            .or_else(|| {
+                (!externals.is_empty()).then_some(if v4 {
+                    defaults::LISTENING_IP
+                } else {
+                    defaults::UNSPECIFIED_V6
+                })
+            });
+        let Some(bind) = bind else { return Ok(None) };
+        let advertised = externals
+            .iter()
+            .find(|e| e.private == Some(bind))
+            .or_else(|| externals.iter().find(|e| e.private.is_none()))
+            .map_or(bind, |e| e.public);
+        Ok(Some(RelayAddress { bind, advertised }))
+    };
+    let (v4, v6) = (family(true)?, family(false)?);
+    if v4.is_none() && v6.is_none() {
+        return Err(invalid(
+            "relay_ip",
+            "cannot tell which address to relay from: set --relay-ip (and --external-ip \
+             behind NAT), or listen on one specific --listening-ip",
+        ));
+    }
+    Ok((v4, v6))
+}
+
+fn self_signed_names(
+    l: &Listeners,
+    v4: Option<RelayAddress>,
+    v6: Option<RelayAddress>,
+) -> Vec<String> {
+    let mut names = vec!["localhost".to_owned()];
+    let ips = l
+        .ips
+        .iter()
+        .copied()
+        .chain([v4, v6].into_iter().flatten().map(|r| r.advertised));
+    for ip in ips.filter(|ip| !ip.is_unspecified()) {
+        let s = ip.to_string();
+        if !names.contains(&s) {
+            names.push(s);
+        }
+    }
+    names
+}
+
+fn nonce_key_from(secret: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"nexrtc relay nonce key v1\0");
+    h.update(secret.as_bytes());
+    h.finalize().into()
+}
+
+fn random_key() -> Result<[u8; 32], ConfigError> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| ConfigError::Random(e.to_string()))?;
+    Ok(key)
+}
+
+impl fmt::Display for Listeners {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ips: Vec<String> = self.ips.iter().map(|ip| ip.to_string()).collect();
+        write!(f, "{}", ips.join(","))?;
+        if let Some(p) = self.udp_port {
+            write!(f, " udp:{p}")?;
+        }
+        if let Some(p) = self.tcp_port {
+            write!(f, " tcp:{p}")?;
+        }
+        for p in &self.tls_ports {
+            write!(f, " tls:{p}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,366 @@
+use super::*;
+
+const KEY: [u8; 32] = [9; 32];
+
+fn base() -> Settings {
+    Settings {
+        realm: Some("test".into()),
+        static_auth_secret: vec!["s3cret".into()],
+        listening_ip: vec!["127.0.0.1".parse().unwrap()],
+        ..Settings::default()
+    }
+}
+
+fn build(s: Settings) -> Result<RelayConfig, ConfigError> {
+    RelayConfig::build(s, KEY)
+}
+
+/// A file under the system temp dir, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!("nexrtc-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn load_file(name: &str, text: &str) -> Result<RelayConfig, ConfigError> {
+    let f = TempFile::new(name, text);
+    let flags = Settings {
+        config: Some(f.0.clone()),
+        ..Settings::default()
+    };
+    RelayConfig::load(flags)
+}
+
+#[test]
+fn defaults_from_one_listening_ip() {
+    let c = build(base()).unwrap();
+    assert_eq!(c.listeners.udp_port, Some(3478));
+    assert_eq!(c.listeners.tcp_port, Some(3478));
+    assert_eq!(c.listeners.tls_ports, vec![5349]);
+    let ip: IpAddr = "127.0.0.1".parse().unwrap();
+    assert_eq!(
+        c.relay_v4,
+        Some(RelayAddress {
+            bind: ip,
+            advertised: ip
+        })
+    );
+    assert_eq!(c.relay_v6, None);
+    assert_eq!(c.ports, 49152..=65535);
+    assert_eq!(c.drain_grace, Duration::from_secs(300));
+    assert!(c.core.relay_ipv4 && !c.core.relay_ipv6);
+    assert_eq!(c.core.nonce_key, KEY);
+    assert!(matches!(c.tls, Some(CertSource::SelfSigned { .. })));
+    assert!(c
+        .credentials
+        .load()
+        .unwrap()
+        .parse_username("1:alice")
+        .is_some());
+}
+
+#[test]
+fn bad_type_names_file_key_and_line() {
+    let err = load_file("type.toml", "realm = \"r\"\nlistening_port = \"abc\"\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ConfigError::Parse { .. }));
+    assert!(msg.contains("type.toml"), "{msg}");
+    assert!(msg.contains("line 2"), "{msg}");
+    assert!(msg.contains("listening_port"), "{msg}");
+    assert!(msg.contains("expected u16"), "{msg}");
+}
+
+#[test]
+fn unknown_key_names_file_key_and_line() {
+    let err = load_file("unknown.toml", "realm = \"r\"\n\nlisening_port = 3478\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("unknown.toml"), "{msg}");
+    assert!(msg.contains("line 3"), "{msg}");
+    assert!(msg.contains("unknown field `lisening_port`"), "{msg}");
+}
+
+#[test]
+fn bad_cidr_in_file_names_key_and_line() {
+    let text = "realm = \"r\"\ndenied_peer_ip = [\"10.0.0.0/8\", \"10.0.0.0/40\"]\n";
+    let msg = load_file("cidr.toml", text).unwrap_err().to_string();
+    assert!(msg.contains("line 2"), "{msg}");
+    assert!(msg.contains("denied_peer_ip"), "{msg}");
+    assert!(msg.contains("10.0.0.0/40"), "{msg}");
+}
+
+#[test]
+fn file_values_and_flag_overrides() {
+    let f = TempFile::new(
+        "ok.toml",
+        "realm = \"file\"\nstatic_auth_secret = \"x\"\nlistening_ip = \"127.0.0.1\"\n\
+         listening_port = 4000\nmin_port = 50000\nmax_port = 50100\nno_tls = true\n",
+    );
+    let flags = Settings {
+        config: Some(f.0.clone()),
+        listening_port: Some(4001),
+        ..Settings::default()
+    };
+    let c = RelayConfig::load(flags).unwrap();
+    assert_eq!(c.core.realm, "file");
+    assert_eq!(c.listeners.udp_port, Some(4001));
+    assert_eq!(c.ports, 50000..=50100);
+    assert!(c.tls.is_none());
+    assert_eq!(c.file.as_deref(), Some(f.0.as_path()));
+}
+
+#[test]
+fn missing_file_is_named() {
+    let flags = Settings {
+        config: Some("/nonexistent/relay.toml".into()),
+        ..Settings::default()
+    };
+    let msg = RelayConfig::load(flags).unwrap_err().to_string();
+    assert!(msg.contains("/nonexistent/relay.toml"), "{msg}");
+}
+
+#[test]
+fn semantic_checks_name_the_key() {
+    let cases: Vec<(Settings, &str)> = vec![
+        (
+            Settings {
+                realm: None,
+                ..base()
+            },
+            "`realm`",
+        ),
+        (
+            Settings {
+                min_port: Some(60000),
+                max_port: Some(50000),
+                ..base()
+            },
+            "`min_port`",
+        ),
+        (
+            Settings {
+                static_auth_secret: vec![],
+                ..base()
+            },
+            "`static_auth_secret`",
+        ),
+        (
+            Settings {
+                static_auth_secret: vec!["a".into(), "b".into(), "c".into()],
+                ..base()
+            },
+            "`static_auth_secret`",
+        ),
+        (
+            Settings {
+                static_auth_secret: vec![String::new()],
+                ..base()
+            },
+            "`static_auth_secret`",
+        ),
+        (
+            Settings {
+                cert: Some("/c.pem".into()),
+                ..base()
+            },
+            "`pkey`",
+        ),
+        (
+            Settings {
+                pkey: Some("/k.pem".into()),
+                ..base()
+            },
+            "`cert`",
+        ),
+        (
+            Settings {
+                tls_listening_port: Some(3478),
+                ..base()
+            },
+            "`tls_listening_port`",
+        ),
+        (
+            Settings {
+                nonce_secret: Some("short".into()),
+                ..base()
+            },
+            "`nonce_secret`",
+        ),
+        (
+            Settings {
+                no_udp: true,
+                no_tcp: true,
+                no_tls: true,
+                ..base()
+            },
+            "`no_udp`",
+        ),
+        (
+            Settings {
+                listening_ip: vec![],
+                ..base()
+            },
+            "`relay_ip`",
+        ),
+        (
+            Settings {
+                relay_ip: vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+                ..base()
+            },
+            "`relay_ip`",
+        ),
+        (
+            Settings {
+                channel_lifetime: Some(0),
+                ..base()
+            },
+            "`channel_lifetime`",
+        ),
+    ];
+    for (s, key) in cases {
+        let msg = build(s).unwrap_err().to_string();
+        assert!(msg.starts_with(key), "{key}: {msg}");
+    }
+}
+
+#[test]
+fn relay_address_derivation() {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    // Wildcard listener + --relay-ip.
+    let c = build(Settings {
+        listening_ip: vec![],
+        relay_ip: vec![ip("192.0.2.10"), ip("2001:db8::10")],
+        ..base()
+    })
+    .unwrap();
+    assert_eq!(c.relay_v4.unwrap().bind, ip("192.0.2.10"));
+    assert_eq!(c.relay_v6.unwrap().advertised, ip("2001:db8::10"));
+    assert!(c.core.relay_ipv6);
+    // PUBLIC/PRIVATE: bind the private side, advertise the public one.
+    let c = build(Settings {
+        listening_ip: vec![],
+        external_ip: vec!["203.0.113.5/10.0.0.5".parse().unwrap()],
+        ..base()
+    })
+    .unwrap();
+    let r = c.relay_v4.unwrap();
+    assert_eq!((r.bind, r.advertised), (ip("10.0.0.5"), ip("203.0.113.5")));
+    // Wildcard + plain external IP: bind the wildcard, advertise the public one.
+    let c = build(Settings {
+        listening_ip: vec![],
+        external_ip: vec!["203.0.113.5".parse().unwrap()],
+        ..base()
+    })
+    .unwrap();
+    let r = c.relay_v4.unwrap();
+    assert_eq!((r.bind, r.advertised), (ip("0.0.0.0"), ip("203.0.113.5")));
+    // Own relay addresses stay reachable as peers although 203.0.113.0/24 is
+    // in the default deny list (client-to-client through one relay).
+    assert!(c
+        .core
+        .peer_filter
+        .check("203.0.113.5:50000".parse().unwrap()));
+}
+
+#[test]
+fn peer_filter_from_flags() {
+    let c = build(Settings {
+        allow_loopback_peers: true,
+        denied_peer_ip: vec!["198.51.100.0/24".parse().unwrap()],
+        allowed_peer_ip: vec!["10.1.0.0/16".parse().unwrap()],
+        ..base()
+    })
+    .unwrap();
+    let f = &c.core.peer_filter;
+    assert!(f.check("127.0.0.1:9".parse().unwrap()));
+    assert!(!f.check("198.51.100.7:9".parse().unwrap()));
+    assert!(f.check("10.1.2.3:9".parse().unwrap()));
+    let c = build(base()).unwrap();
+    assert!(!c.core.peer_filter.check("127.0.0.1:9".parse().unwrap()));
+}
+
+#[test]
+fn quotas_and_lifetimes() {
+    let c = build(Settings {
+        user_quota: Some(3),
+        total_quota: Some(1000),
+        max_bps: Some(125_000),
+        max_allocate_lifetime: Some(300),
+        alternate_server: Some("192.0.2.1:3478".parse().unwrap()),
+        nonce_secret: Some("0123456789abcdef".into()),
+        ..base()
+    })
+    .unwrap();
+    assert_eq!(c.core.quotas.user_allocations, 3);
+    assert_eq!(c.core.quotas.total_allocations, 1000);
+    assert_eq!(c.core.quotas.allocation_bytes_per_sec, 125_000);
+    assert_eq!(c.core.max_lifetime, Duration::from_secs(300));
+    assert_eq!(c.core.default_lifetime, Duration::from_secs(300));
+    assert!(c.core.alternate_server.is_some());
+    assert_ne!(c.core.nonce_key, KEY);
+    assert_eq!(c.core.nonce_key, nonce_key_from("0123456789abcdef"));
+}
+
+#[test]
+fn secrets_file() {
+    let f = TempFile::new(
+        "secrets.toml",
+        "default_tenant = \"acme\"\n[tenants.acme]\nsecrets = [\"new\", \"old\"]\n\
+         [tenants.beta]\nsecrets = [\"b\"]\n",
+    );
+    let src = CredentialSource {
+        static_secrets: vec![],
+        file: Some(f.0.clone()),
+    };
+    let creds = src.load().unwrap();
+    assert_eq!(creds.tenant_count(), 2);
+    assert_eq!(creds.parse_username("1:alice").unwrap().tenant, "acme");
+    assert_eq!(creds.parse_username("1:beta:bob").unwrap().tenant, "beta");
+
+    let f = TempFile::new(
+        "secrets3.toml",
+        "[tenants.acme]\nsecrets = [\"a\", \"b\", \"c\"]\n",
+    );
+    let src = CredentialSource {
+        static_secrets: vec![],
+        file: Some(f.0.clone()),
+    };
+    let msg = src.load().unwrap_err().to_string();
+    assert!(
+        msg.contains("line 2") && msg.contains("one or two secrets"),
+        "{msg}"
+    );
+
+    let f = TempFile::new(
+        "secrets-bad-default.toml",
+        "default_tenant = \"x\"\n[tenants.a]\nsecrets = [\"a\"]\n",
+    );
+    let src = CredentialSource {
+        static_secrets: vec![],
+        file: Some(f.0.clone()),
+    };
+    let msg = src.load().unwrap_err().to_string();
+    assert!(msg.contains("default_tenant \"x\""), "{msg}");
+
+    let f = TempFile::new(
+        "secrets-bad-name.toml",
+        "[tenants.\"a:b\"]\nsecrets = [\"a\"]\n",
+    );
+    let src = CredentialSource {
+        static_secrets: vec![],
+        file: Some(f.0.clone()),
+    };
+    assert!(matches!(
+        src.load().unwrap_err(),
+        ConfigError::Credentials { .. }
+    ));
+}

@@ -1,0 +1,277 @@
+//! The [`Relay`] handle: how the rest of the program (signal handling, the
+//! operations HTTP, and next the edge agent) talks to the data-plane workers.
+//!
+//! Each worker gets [`Control`] messages over a channel plus a `mio::Waker`, so
+//! the packet path never takes a lock: secrets, revocations and drain orders are
+//! applied by the worker itself between event batches. Counts flow back through
+//! atomics the handle reads.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use turn_core::{Credentials, Transport};
+
+use crate::config::RelayConfig;
+use crate::metrics::{self, Status, WorkerStats};
+use crate::tls::{CertResolver, TlsError};
+use crate::worker::{self, Listener, Worker};
+
+/// An order to one worker.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Control {
+    /// Replace every tenant's secrets.
+    SetCredentials(Arc<Credentials>),
+    /// Refuse this TURN REST username until the given unix time.
+    Revoke { username: String, until_unix: u64 },
+    /// New Allocates get 300 (alternate server) or 508; existing ones continue.
+    Drain,
+    /// Close everything and stop the thread.
+    Shutdown,
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("cannot listen on {transport} {addr}: {source}")]
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot start a worker: {0}")]
+    Worker(std::io::Error),
+}
+
+/// A worker's side of the shared state.
+#[derive(Debug)]
+pub(crate) struct WorkerShared {
+    pub alive: AtomicBool,
+    pub allocations: AtomicUsize,
+    /// Unix seconds of the worker's last loop turn (it turns at least once a second).
+    pub tick_unix: AtomicU64,
+    pub stats: WorkerStats,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub draining: AtomicBool,
+    pub ready: AtomicBool,
+    pub workers: Vec<Arc<WorkerShared>>,
+}
+
+/// A read-only view for the operations HTTP (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    shared: Arc<Shared>,
+}
+
+/// A worker thread stuck for this long is reported unhealthy.
+const STUCK_AFTER: Duration = Duration::from_secs(10);
+
+impl Monitor {
+    pub fn stats(&self) -> Vec<WorkerStats> {
+        self.shared
+            .workers
+            .iter()
+            .map(|w| w.stats.clone())
+            .collect()
+    }
+
+    pub fn status(&self) -> Status {
+        Status {
+            draining: self.shared.draining.load(Ordering::Relaxed),
+            ready: self.is_ready(),
+            workers_alive: self.workers_alive(),
+        }
+    }
+
+    /// Listening and not draining.
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Relaxed)
+            && !self.shared.draining.load(Ordering::Relaxed)
+            && self.is_healthy()
+    }
+
+    /// Every worker thread runs and has turned its loop recently.
+    pub fn is_healthy(&self) -> bool {
+        let now = unix_now();
+        self.shared.workers.iter().all(|w| {
+            w.alive.load(Ordering::Relaxed)
+                && now.saturating_sub(w.tick_unix.load(Ordering::Relaxed)) < STUCK_AFTER.as_secs()
+        })
+    }
+
+    pub fn workers_alive(&self) -> usize {
+        self.shared
+            .workers
+            .iter()
+            .filter(|w| w.alive.load(Ordering::Relaxed))
+            .count()
+    }
+
+    pub fn allocation_count(&self) -> usize {
+        self.shared
+            .workers
+            .iter()
+            .map(|w| w.allocations.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn render_metrics(&self) -> String {
+        metrics::render(&self.stats(), self.status())
+    }
+}
+
+/// One socket the relay listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+struct WorkerHandle {
+    tx: mpsc::Sender<Control>,
+    waker: Arc<mio::Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The running relay: its workers, their listeners and the certificate resolver.
+/// Dropping it shuts the workers down and joins them.
+pub struct Relay {
+    workers: Vec<WorkerHandle>,
+    shared: Arc<Shared>,
+    bound: Vec<Bound>,
+    certs: Option<Arc<CertResolver>>,
+}
+
+impl Relay {
+    /// Binds every listener (errors here are the operator's: port in use,
+    /// address not on this host) and starts the workers.
+    pub fn start(config: &RelayConfig) -> Result<Relay, StartError> {
+        let certs = config.tls.clone().map(CertResolver::new).transpose()?;
+        let tls_config = certs.as_ref().map(|c| c.server_config()).transpose()?;
+        let listeners = worker::bind_listeners(&config.listeners)?;
+        let bound = listeners.iter().map(Listener::bound).collect();
+        let credentials = Arc::new(config.credentials.load()?);
+
+        // One worker now; N workers later each get SO_REUSEPORT listeners.
+        let (worker, shared_worker) = Worker::new(0, config, credentials, listeners, tls_config)
+            .map_err(StartError::Worker)?;
+        let shared = Arc::new(Shared {
+            draining: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            workers: vec![shared_worker],
+        });
+        let (tx, waker, thread) = worker.spawn().map_err(StartError::Worker)?;
+        let relay = Relay {
+            workers: vec![WorkerHandle {
+                tx,
+                waker,
+                thread: Some(thread),
+            }],
+            shared,
+            bound,
+            certs,
+        };
+        relay.shared.ready.store(true, Ordering::Relaxed);
+        Ok(relay)
+    }
+
+    /// The sockets listened on (with the ports the OS chose for port 0).
+    pub fn bound(&self) -> &[Bound] {
+        &self.bound
+    }
+
+    pub fn monitor(&self) -> Monitor {
+        Monitor {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Replaces every tenant's secrets on every worker (no connection is dropped).
+    pub fn set_credentials(&self, credentials: Arc<Credentials>) {
+        self.broadcast(Control::SetCredentials(credentials));
+    }
+
+    /// Refuses `username` (the whole TURN REST username) until `until_unix`.
+    pub fn revoke(&self, username: &str, until_unix: u64) {
+        self.broadcast(Control::Revoke {
+            username: username.to_owned(),
+            until_unix,
+        });
+    }
+
+    /// Stops taking new allocations; existing ones run until they end.
+    pub fn drain(&self) {
+        self.shared.draining.store(true, Ordering::Relaxed);
+        self.broadcast(Control::Drain);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Relaxed)
+    }
+
+    /// Live allocations over all workers.
+    pub fn allocation_count(&self) -> usize {
+        self.monitor().allocation_count()
+    }
+
+    /// Re-reads the certificate files; new handshakes use the new certificate,
+    /// established connections keep theirs. `Ok(false)`: nothing to reload (no
+    /// TLS, or a self-signed certificate). On error the old certificate stays.
+    pub fn reload_tls(&self) -> Result<bool, TlsError> {
+        match &self.certs {
+            Some(c) => c.reload(),
+            None => Ok(false),
+        }
+    }
+
+    /// Stops every worker and waits for it.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shared.ready.store(false, Ordering::Relaxed);
+        self.broadcast(Control::Shutdown);
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                if t.join().is_err() {
+                    tracing::error!("a relay worker panicked");
+                }
+            }
+        }
+    }
+
+    fn broadcast(&self, control: Control) {
+        for w in &self.workers {
+            // A worker that is gone has nothing left to apply this to.
+            if w.tx.send(control.clone()).is_ok() {
+                let _ = w.waker.wake();
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

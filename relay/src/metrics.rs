@@ -1,0 +1,475 @@
+//! Operations HTTP: `GET /metrics` (Prometheus text format, rendered at scrape
+//! time from every worker's counters), `GET /healthz`, `GET /readyz`.
+//!
+//! The core and the shell only bump single-writer atomics; nothing here runs on
+//! the packet path. Names are `nexrtc_relay_<what>_<unit>` (`_total` for
+//! counters); labels are tenant, transport, direction, method, code and reason,
+//! never a username or an address (their number is unbounded).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use turn_core::stats::{AuthFailure, Counter, DropReason, MethodLabel, ERROR_CODES};
+use turn_core::{Stats, Transport};
+
+use crate::control::Monitor;
+
+/// Counters the shell keeps beside the core's (one writer: the worker).
+#[derive(Debug, Default)]
+pub struct ShellStats {
+    /// TCP and TLS client connections open now, by transport.
+    pub connections_active: [Counter; 3],
+    /// Client connections accepted since start, by transport.
+    pub connections_total: [Counter; 3],
+    /// Connections refused because `--max-tcp-connections` were open.
+    pub connections_rejected: Counter,
+    pub tls_handshake_failures: Counter,
+    /// Relay sockets bound now (set by the worker every loop).
+    pub relay_sockets: AtomicU64,
+    /// Ports held for RESERVATION-TOKENs now.
+    pub reservations: AtomicU64,
+}
+
+/// The counters of one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerStats {
+    pub core: std::sync::Arc<Stats>,
+    pub shell: std::sync::Arc<ShellStats>,
+}
+
+/// What the exporter reads besides counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    pub draining: bool,
+    pub ready: bool,
+    pub workers_alive: usize,
+}
+
+/// Renders the Prometheus text exposition (format 0.0.4).
+pub fn render(workers: &[WorkerStats], status: Status) -> String {
+    let mut out = Out(String::with_capacity(8 * 1024));
+    let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(f).sum::<u64>();
+
+    // tenant -> transport -> [to_peer packets, to_peer bytes, to_client packets,
+    // to_client bytes, allocations total, allocations active]
+    let mut tenants: BTreeMap<String, [[u64; 6]; 3]> = BTreeMap::new();
+    for w in workers {
+        for t in w.core.tenants() {
+            let entry = tenants.entry(t.tenant.clone()).or_default();
+            for tr in Transport::ALL {
+                let x = t.transport(tr);
+                let v = [
+                    x.to_peer.packets.get(),
+                    x.to_peer.bytes.get(),
+                    x.to_client.packets.get(),
+                    x.to_client.bytes.get(),
+                    x.allocations_total.get(),
+                    x.allocations_active.get(),
+                ];
+                let slot = &mut entry[tr as usize];
+                for (s, v) in slot.iter_mut().zip(v) {
+                    *s += v;
+                }
+            }
+        }
+    }
+    let per_tenant = |out: &mut Out, name: &str, kind: &str, help: &str, i: usize| {
+        out.family(name, kind, help);
+        for (tenant, by_tr) in &tenants {
+            for tr in Transport::ALL {
+                let labels = [("tenant", tenant.as_str()), ("transport", tr.as_str())];
+                out.sample(name, &labels, by_tr[tr as usize][i]);
+            }
+        }
+    };
+    per_tenant(
+        &mut out,
+        "nexrtc_relay_allocations_active",
+        "gauge",
+        "Allocations alive now.",
+        5,
+    );
+    per_tenant(
+        &mut out,
+        "nexrtc_relay_allocations_total",
+        "counter",
+        "Allocations created.",
+        4,
+    );
+    for (name, help, base) in [
+        ("nexrtc_relay_packets_total", "Packets relayed.", 0),
+        ("nexrtc_relay_bytes_total", "Payload bytes relayed.", 1),
+    ] {
+        out.family(name, "counter", help);
+        for (tenant, by_tr) in &tenants {
+            for tr in Transport::ALL {
+                for (dir, off) in [("to_peer", 0), ("to_client", 2)] {
+                    let labels = [
+                        ("tenant", tenant.as_str()),
+                        ("transport", tr.as_str()),
+                        ("direction", dir),
+                    ];
+                    out.sample(name, &labels, by_tr[tr as usize][base + off]);
+                }
+            }
+        }
+    }
+
+    let name = "nexrtc_relay_requests_total";
+    out.family(name, "counter", "STUN/TURN requests received, by method.");
+    for m in MethodLabel::ALL {
+        out.sample(
+            name,
+            &[("method", m.as_str())],
+            sum(&|w| w.core.request(*m).get()),
+        );
+    }
+    let name = "nexrtc_relay_error_responses_total";
+    out.family(name, "counter", "Error responses sent, by STUN error code.");
+    for code in ERROR_CODES {
+        let v = sum(&|w| w.core.error(code).map_or(0, Counter::get));
+        out.sample(name, &[("code", &code.to_string())], v);
+    }
+    let name = "nexrtc_relay_auth_failures_total";
+    out.family(
+        name,
+        "counter",
+        "Requests that failed authentication, by reason.",
+    );
+    for r in AuthFailure::ALL {
+        out.sample(
+            name,
+            &[("reason", r.as_str())],
+            sum(&|w| w.core.auth_failure(*r).get()),
+        );
+    }
+    let name = "nexrtc_relay_dropped_packets_total";
+    out.family(
+        name,
+        "counter",
+        "Packets dropped without an answer, by reason.",
+    );
+    for r in DropReason::ALL {
+        out.sample(
+            name,
+            &[("reason", r.as_str())],
+            sum(&|w| w.core.dropped(*r).get()),
+        );
+    }
+
+    let gauges: [(&str, &str, u64); 4] = [
+        (
+            "nexrtc_relay_permissions_active",
+            "Permissions installed now.",
+            sum(&|w| w.core.permissions_active.get()),
+        ),
+        (
+            "nexrtc_relay_channels_active",
+            "Channels bound now.",
+            sum(&|w| w.core.channels_active.get()),
+        ),
+        (
+            "nexrtc_relay_relay_sockets_active",
+            "Relay sockets bound now.",
+            sum(&|w| w.shell.relay_sockets.load(Ordering::Relaxed)),
+        ),
+        (
+            "nexrtc_relay_port_reservations_active",
+            "Ports held for RESERVATION-TOKENs now.",
+            sum(&|w| w.shell.reservations.load(Ordering::Relaxed)),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        out.family(name, "gauge", help);
+        out.sample(name, &[], v);
+    }
+
+    for (name, kind, help, idx) in [
+        (
+            "nexrtc_relay_tcp_connections_active",
+            "gauge",
+            "TCP/TLS client connections open now.",
+            0,
+        ),
+        (
+            "nexrtc_relay_tcp_connections_total",
+            "counter",
+            "TCP/TLS client connections accepted.",
+            1,
+        ),
+    ] {
+        out.family(name, kind, help);
+        for tr in [Transport::Tcp, Transport::Tls] {
+            let v = sum(&|w| {
+                let c = if idx == 0 {
+                    &w.shell.connections_active
+                } else {
+                    &w.shell.connections_total
+                };
+                c[tr as usize].get()
+            });
+            out.sample(name, &[("transport", tr.as_str())], v);
+        }
+    }
+    let counters: [(&str, &str, u64); 2] = [
+        (
+            "nexrtc_relay_tcp_connections_rejected_total",
+            "Client connections refused at --max-tcp-connections.",
+            sum(&|w| w.shell.connections_rejected.get()),
+        ),
+        (
+            "nexrtc_relay_tls_handshake_failures_total",
+            "Failed TLS handshakes.",
+            sum(&|w| w.shell.tls_handshake_failures.get()),
+        ),
+    ];
+    for (name, help, v) in counters {
+        out.family(name, "counter", help);
+        out.sample(name, &[], v);
+    }
+
+    let status_gauges: [(&str, &str, u64); 3] = [
+        (
+            "nexrtc_relay_draining",
+            "1 while draining (no new allocations).",
+            status.draining.into(),
+        ),
+        (
+            "nexrtc_relay_ready",
+            "1 when listening and not draining.",
+            status.ready.into(),
+        ),
+        (
+            "nexrtc_relay_workers_alive",
+            "Worker threads running.",
+            status.workers_alive as u64,
+        ),
+    ];
+    for (name, help, v) in status_gauges {
+        out.family(name, "gauge", help);
+        out.sample(name, &[], v);
+    }
+    let name = "nexrtc_relay_build_info";
+    out.family(name, "gauge", "Always 1; the version is a label.");
+    out.sample(name, &[("version", env!("CARGO_PKG_VERSION"))], 1);
+    out.0
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                self.0.push_str(k);
+                self.0.push_str("=\"");
+                escape_into(&mut self.0, v);
+                self.0.push('"');
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+/// Label value escaping of the text format: backslash, double quote, newline.
+fn escape_into(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The routes of the operations listener.
+pub fn router(monitor: Monitor) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(monitor)
+}
+
+async fn metrics(State(m): State<Monitor>) -> Response {
+    let body = render(&m.stats(), m.status());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn healthz(State(m): State<Monitor>) -> Response {
+    if m.is_healthy() {
+        (StatusCode::OK, "ok").into_response()
+    } else {
+        problem("unhealthy", "a worker thread has stopped or is stuck")
+    }
+}
+
+async fn readyz(State(m): State<Monitor>) -> Response {
+    let s = m.status();
+    if s.draining {
+        problem("draining", "the relay is draining: no new allocations")
+    } else if !m.is_healthy() {
+        problem("unhealthy", "a worker thread has stopped or is stuck")
+    } else if !s.ready {
+        problem("starting", "the relay is not listening yet")
+    } else {
+        (StatusCode::OK, "ok").into_response()
+    }
+}
+
+fn problem(code: &str, message: &str) -> Response {
+    // Both strings are ours (no escaping needed); no serde_json for one line.
+    let body = format!("{{\"code\":\"{code}\",\"message\":\"{message}\"}}");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn worker() -> WorkerStats {
+        WorkerStats {
+            core: Arc::new(Stats::default()),
+            shell: Arc::new(ShellStats::default()),
+        }
+    }
+
+    fn line<'a>(text: &'a str, prefix: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix:?} in\n{text}"))
+    }
+
+    #[test]
+    fn sums_workers_and_formats() {
+        let (a, b) = (worker(), worker());
+        let ta = a.core.tenant("acme");
+        ta.transport(Transport::Udp).to_peer.record(100);
+        ta.transport(Transport::Udp).allocations_active.inc();
+        b.core
+            .tenant("acme")
+            .transport(Transport::Udp)
+            .to_peer
+            .record(50);
+        b.core
+            .tenant("beta")
+            .transport(Transport::Tls)
+            .to_client
+            .record(7);
+        a.core.dropped(DropReason::NoPermission).add(3);
+        b.core.dropped(DropReason::NoPermission).inc();
+        a.core.error(401).unwrap().inc();
+        a.core.auth_failure(AuthFailure::Expired).inc();
+        a.shell.connections_active[Transport::Tls as usize].add(2);
+        let status = Status {
+            draining: true,
+            ready: false,
+            workers_alive: 2,
+        };
+        let text = render(&[a, b], status);
+
+        assert_eq!(
+            line(&text, "nexrtc_relay_packets_total{tenant=\"acme\",transport=\"udp\",direction=\"to_peer\"}"),
+            "nexrtc_relay_packets_total{tenant=\"acme\",transport=\"udp\",direction=\"to_peer\"} 2"
+        );
+        assert!(text.contains(
+            "nexrtc_relay_bytes_total{tenant=\"acme\",transport=\"udp\",direction=\"to_peer\"} 150\n"
+        ));
+        assert!(text.contains(
+            "nexrtc_relay_bytes_total{tenant=\"beta\",transport=\"tls\",direction=\"to_client\"} 7\n"
+        ));
+        assert!(
+            text.contains("nexrtc_relay_allocations_active{tenant=\"acme\",transport=\"udp\"} 1\n")
+        );
+        assert!(text.contains("nexrtc_relay_dropped_packets_total{reason=\"no_permission\"} 4\n"));
+        assert!(text.contains("nexrtc_relay_error_responses_total{code=\"401\"} 1\n"));
+        assert!(text.contains("nexrtc_relay_auth_failures_total{reason=\"expired\"} 1\n"));
+        assert!(text.contains("nexrtc_relay_tcp_connections_active{transport=\"tls\"} 2\n"));
+        assert!(text.contains("nexrtc_relay_draining 1\n"));
+        assert!(text.contains("nexrtc_relay_workers_alive 2\n"));
+        assert!(text.contains("# TYPE nexrtc_relay_packets_total counter\n"));
+        assert!(text.contains("# TYPE nexrtc_relay_allocations_active gauge\n"));
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_once_and_counters_end_in_total() {
+        let w = worker();
+        w.core.tenant("t");
+        let text = render(
+            &[w],
+            Status {
+                draining: false,
+                ready: true,
+                workers_alive: 1,
+            },
+        );
+        let mut seen = std::collections::HashSet::new();
+        for l in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let mut parts = l.split(' ').skip(2);
+            let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            assert!(seen.insert(name.to_owned()), "duplicate family {name}");
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}");
+            assert!(name.starts_with("nexrtc_relay_"));
+            assert_eq!(
+                kind == "counter",
+                name.ends_with("_total"),
+                "{name} is a {kind}"
+            );
+        }
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let family = l.split(['{', ' ']).next().unwrap();
+            assert!(seen.contains(family), "sample {l} without TYPE");
+            assert!(l.rsplit(' ').next().unwrap().parse::<u64>().is_ok(), "{l}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let w = worker();
+        w.core
+            .tenant("we\"ird\\ten\nant")
+            .transport(Transport::Tcp)
+            .to_peer
+            .record(1);
+        let text = render(
+            &[w],
+            Status {
+                draining: false,
+                ready: true,
+                workers_alive: 1,
+            },
+        );
+        assert!(text.contains("tenant=\"we\\\"ird\\\\ten\\nant\""), "{text}");
+    }
+}

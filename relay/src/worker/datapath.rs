@@ -1,0 +1,210 @@
+//! The packet paths of a [`Worker`]: client datagrams, peer datagrams, and
+//! frames cut from TCP/TLS streams, each handed to the core and, on the
+//! ChannelData hot path, sent on at once from the shared receive buffer.
+
+use std::io;
+use std::net::SocketAddr;
+
+use turn_core::stats::DropReason;
+use turn_core::{ClientAction, ClientSocket, Now, PeerAction, RelayHandle, Server, Transport};
+
+use super::{token, TokenKind, Worker, BUF_LEN, HEADROOM, STREAM_BUDGET, UDP_BUDGET};
+use crate::clients::CloseReason;
+use crate::relay_sockets::RelaySockets;
+use crate::stream::{cut_frames, FrameError, ReadOutcome};
+
+impl Worker {
+    /// Client datagrams on listener `index`.
+    pub(super) fn udp_readable(&mut self, index: u32, now: Now) {
+        for _ in 0..UDP_BUDGET {
+            let Some(l) = self.clients.udp.get(index as usize) else {
+                return;
+            };
+            let (n, remote) = match l.socket.recv_from(&mut self.buf[HEADROOM..]) {
+                Ok(x) => x,
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::Interrupted
+                    | io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset => continue,
+                    _ => {
+                        tracing::warn!(error = %e, "UDP receive failed");
+                        return;
+                    }
+                },
+            };
+            let from = ClientSocket {
+                transport: Transport::Udp,
+                remote,
+                local: l.local,
+            };
+            let packet = &self.buf[HEADROOM..HEADROOM + n];
+            let action = self.server.handle_client(from, packet, now);
+            forward(&self.relays, &self.server, action, packet);
+            self.drive_core(now);
+        }
+        self.again.push(token(TokenKind::Udp, index));
+    }
+
+    /// Peer datagrams on relay socket `index`.
+    pub(super) fn relay_readable(&mut self, index: u32, now: Now) {
+        let relay = RelayHandle(index);
+        for _ in 0..UDP_BUDGET {
+            let Some(socket) = self.relays.socket(relay) else {
+                return;
+            };
+            let (n, peer) = match socket.recv_from(&mut self.buf[HEADROOM..BUF_LEN - 4]) {
+                Ok(x) => x,
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::Interrupted
+                    | io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset => continue,
+                    _ => {
+                        tracing::warn!(error = %e, "relay receive failed");
+                        return;
+                    }
+                },
+            };
+            let payload = &self.buf[HEADROOM..HEADROOM + n];
+            if let PeerAction::ToClient { client, header } =
+                self.server.handle_peer(relay, peer, payload, now)
+            {
+                // ChannelData in place: header into the headroom, zero padding
+                // after the payload on streams (RFC 8656 §12.5).
+                self.buf[..HEADROOM].copy_from_slice(&header);
+                let mut len = HEADROOM + n;
+                if client.transport.is_stream() {
+                    let padded = (len + 3) & !3;
+                    self.buf[len..padded].fill(0);
+                    len = padded;
+                }
+                self.clients
+                    .deliver(client, &self.buf[..len], self.server.stats());
+            }
+            self.drive_core(now);
+        }
+        self.again.push(token(TokenKind::Relay, index));
+    }
+
+    /// Readiness of client connection `index`.
+    pub(super) fn conn_event(&mut self, index: u32, writable: bool, now: Now) {
+        if writable {
+            self.clients.writable(index);
+        }
+        for _ in 0..STREAM_BUDGET {
+            let Some(conn) = self.clients.conns.get_mut(index) else {
+                return;
+            };
+            match conn.read(&mut self.buf[HEADROOM..]) {
+                ReadOutcome::Data(n) => {
+                    conn.last_rx = now.mono;
+                    self.stream_data(index, n, now);
+                }
+                ReadOutcome::WouldBlock => {
+                    // Handshake records and anything the frames queued.
+                    self.clients.writable(index);
+                    return;
+                }
+                ReadOutcome::Closed => {
+                    return self.clients.schedule_close(index, CloseReason::Client)
+                }
+                ReadOutcome::Failed(e) => {
+                    tracing::debug!(error = %e, "connection read failed");
+                    return self.clients.schedule_close(index, CloseReason::Error);
+                }
+                ReadOutcome::Tls(e) => {
+                    if conn.is_handshaking() {
+                        self.shell.tls_handshake_failures.inc();
+                    }
+                    tracing::debug!(error = %e, "TLS error");
+                    return self.clients.schedule_close(index, CloseReason::Error);
+                }
+            }
+        }
+        self.again.push(token(TokenKind::Conn, index));
+    }
+
+    /// `n` plaintext bytes of connection `index` are in the receive buffer:
+    /// hand every complete frame to the core, keep the partial tail.
+    fn stream_data(&mut self, index: u32, n: usize, now: Now) {
+        let Worker {
+            server,
+            relays,
+            clients,
+            buf,
+            ..
+        } = self;
+        let Some(conn) = clients.conns.get_mut(index) else {
+            return;
+        };
+        let client = conn.client;
+        let mut frames = 0usize;
+        let mut on_frame = |frame: &[u8]| {
+            frames += 1;
+            let action = server.handle_client(client, frame, now);
+            forward(relays, server, action, frame);
+        };
+        let data = &buf[HEADROOM..HEADROOM + n];
+        let result = if conn.rbuf.is_empty() {
+            // The common case: whole frames straight from the shared buffer.
+            cut_frames(data, &mut on_frame).map(|used| {
+                conn.rbuf.extend_from_slice(&data[used..]);
+            })
+        } else {
+            let mut rbuf = std::mem::take(&mut conn.rbuf);
+            rbuf.extend_from_slice(data);
+            let r = cut_frames(&rbuf, &mut on_frame).map(|used| {
+                rbuf.drain(..used);
+            });
+            if rbuf.capacity() > 128 * 1024 && rbuf.len() < 16 * 1024 {
+                rbuf.shrink_to(16 * 1024);
+            }
+            conn.rbuf = rbuf;
+            r
+        };
+        match result {
+            Ok(()) if conn.rbuf.is_empty() => conn.partial_since = None,
+            Ok(()) => {
+                if frames > 0 || conn.partial_since.is_none() {
+                    conn.partial_since = Some(now.mono);
+                }
+            }
+            Err(FrameError::Garbage) => clients.schedule_close(index, CloseReason::Garbage),
+            Err(FrameError::TooLarge) => clients.schedule_close(index, CloseReason::TooLarge),
+        }
+    }
+}
+
+/// The ChannelData / Send hot path: `packet[payload]` from a relay socket to a peer.
+fn forward(relays: &RelaySockets, server: &Server, action: ClientAction, packet: &[u8]) {
+    let ClientAction::Forward {
+        relay,
+        peer,
+        payload,
+    } = action
+    else {
+        return;
+    };
+    let sent = match (relays.socket(relay), packet.get(payload)) {
+        (Some(socket), Some(data)) => send_to(socket, data, peer),
+        _ => false,
+    };
+    if !sent {
+        server.stats().dropped(DropReason::SendFailed).inc();
+    }
+}
+
+fn send_to(socket: &mio::net::UdpSocket, data: &[u8], to: SocketAddr) -> bool {
+    loop {
+        match socket.send_to(data, to) {
+            Ok(_) => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+pub(crate) fn udp_send(socket: &mio::net::UdpSocket, data: &[u8], to: SocketAddr) -> bool {
+    send_to(socket, data, to)
+}
