@@ -166,7 +166,8 @@ pub fn run(data: &[u8]) -> Reached {
                 match server.handle_peer(handle, peer, &payload, now) {
                     PeerAction::ToClient { header, .. } => {
                         assert!(bound.contains(&handle), "data from an unbound relay");
-                        assert_eq!(usize::from(u16::from_be_bytes([header[2], header[3]])), len);
+                        let declared = u16::from_be_bytes([header[2], header[3]]);
+                        assert_eq!(usize::from(declared), payload.len());
                         reached.to_client += 1;
                     }
                     PeerAction::Done => {}
