@@ -1,0 +1,455 @@
+//! Harness of the whole-system tests: start the real `nexrtc relay` binary on
+//! loopback, run coturn's client tools against it, read its `/metrics`.
+//!
+//! Every test gets its own relay on ports it found free, so the tests run in
+//! parallel (nextest runs each in its own process). Every wait is bounded.
+//! Processes are owned by guards whose `Drop` kills them, so a failing test
+//! leaves nothing running.
+//!
+//! `NEXRTC_TEST_RELAY=coturn` runs the same tests against coturn's
+//! `turnserver` instead (no metrics, no TLS, no tenants): a test that passes
+//! there and fails against ours points at our relay, not at the test. Three
+//! negative tests fail against coturn 4.6 by design: it answers a Binding whose
+//! attribute overruns the message, keeps a TCP connection sending garbage open,
+//! and `--allowed-peer-ip` does not lift its loopback ban.
+
+#![allow(dead_code, unused_imports)] // each test file uses a different part of this module
+
+mod coturn;
+mod metrics;
+
+pub use coturn::*;
+pub use metrics::*;
+
+use std::collections::hash_map::RandomState;
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a relay may take to answer 200 on `/readyz`.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Relay port ranges, one per test, so that parallel tests never compete for
+/// relay ports. They lie above Linux's ephemeral range (32768–60999), where the
+/// kernel does not pick ports for other sockets. Keep the numbers distinct.
+pub mod slot {
+    pub const UDP_CHANNEL: u16 = 0;
+    pub const UDP_CHANNEL_NO_RTCP: u16 = 1;
+    pub const UDP_SEND: u16 = 2;
+    pub const TCP_CHANNEL: u16 = 3;
+    pub const TCP_SEND: u16 = 4;
+    pub const TLS: u16 = 5;
+    pub const MANY_CLIENTS: u16 = 6;
+    pub const STUNCLIENT: u16 = 7;
+    pub const WEBRTC_RS: u16 = 8;
+    pub const WRONG_PASSWORD: u16 = 9;
+    pub const EXPIRED: u16 = 10;
+    pub const BLOCKED_PEER: u16 = 11;
+    pub const GARBAGE: u16 = 12;
+    pub const TCP_STALL: u16 = 13;
+    pub const ALLOWED_PEER_IP: u16 = 14;
+    pub const WEBRTC_RS_WRONG_PASSWORD: u16 = 15;
+    pub const QUOTA: u16 = 16;
+    pub const STALE_NONCE: u16 = 17;
+    pub const RELAY_HOST_PEER: u16 = 18;
+    pub const TENANTS: u16 = 19;
+}
+
+const SLOT_BASE: u16 = 61_000;
+const SLOT_WIDTH: u16 = 100;
+
+/// Which TURN server the tests drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Our `nexrtc relay`.
+    Nexrtc,
+    /// coturn's `turnserver`, as a reference for the tests themselves.
+    Coturn,
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("NEXRTC_TEST_RELAY").as_deref() {
+        Ok("coturn") => Backend::Coturn,
+        _ => Backend::Nexrtc,
+    }
+}
+
+/// True when running in CI, where a missing tool is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Whether the external program `name` can run. Outside CI a missing tool skips
+/// the test with a loud message; in CI it fails the test.
+pub fn require_tool(name: &str) -> bool {
+    if find_in_path(name).is_some() {
+        return true;
+    }
+    if in_ci() {
+        panic!(
+            "{name} is not installed, and CI is set: .ci/run installs it (Debian package coturn)"
+        );
+    }
+    eprintln!();
+    eprintln!("######################################################################");
+    eprintln!("## SKIPPED: {name} is not installed (Debian: apt-get install coturn).");
+    eprintln!("## This test did NOT run. In CI (CI=true) a missing tool fails instead.");
+    eprintln!("######################################################################");
+    false
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A random lowercase token, for realms, secrets and user names.
+pub fn random_token(prefix: &str) -> String {
+    let mut s = String::from(prefix);
+    for _ in 0..2 {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        let _ = write!(s, "{:016x}", h.finish());
+    }
+    s
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 right now (the kernel's pick).
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = tcp.local_addr() else { continue };
+        if UdpSocket::bind(addr).is_ok() {
+            return addr.port();
+        }
+    }
+    panic!("no free loopback port found");
+}
+
+/// A UDP port free on 127.0.0.1 right now.
+pub fn free_udp_port() -> u16 {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
+    sock.local_addr().expect("local_addr").port()
+}
+
+/// Writes `contents` to a fresh file under the target directory.
+pub fn temp_file(what: &str, contents: &str) -> PathBuf {
+    let path = log_path(what);
+    std::fs::write(&path, contents).expect("write temp file");
+    path
+}
+
+/// Log files live under the target directory, one per process started.
+fn log_path(what: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    dir.join(format!("{what}-{}.log", random_token("")))
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A child process killed when dropped.
+pub struct ChildGuard {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl ChildGuard {
+    pub fn spawn(name: &str, cmd: &mut Command) -> ChildGuard {
+        let log = log_path(name);
+        let out = std::fs::File::create(&log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        ChildGuard {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some(status)` if the process has ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log, lines)
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- last lines of {} ({}) ----\n{}\n---- end of {} ----",
+                self.name,
+                self.log.display(),
+                self.log_tail(60),
+                self.name
+            );
+        }
+    }
+}
+
+/// How to start a relay.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub slot: u16,
+    pub allow_loopback_peers: bool,
+    pub tls: bool,
+    pub extra_args: Vec<String>,
+}
+
+impl RelayConfig {
+    pub fn new(slot: u16) -> RelayConfig {
+        RelayConfig {
+            slot,
+            allow_loopback_peers: true,
+            tls: true,
+            extra_args: Vec::new(),
+        }
+    }
+
+    pub fn deny_loopback_peers(mut self) -> RelayConfig {
+        self.allow_loopback_peers = false;
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> RelayConfig {
+        self.extra_args.push(arg.to_owned());
+        self
+    }
+}
+
+/// A running relay on 127.0.0.1, stopped when dropped.
+pub struct Relay {
+    pub backend: Backend,
+    pub port: u16,
+    pub tls_port: u16,
+    pub metrics_addr: SocketAddr,
+    pub realm: String,
+    pub secret: String,
+    pub min_port: u16,
+    pub max_port: u16,
+    pub process: ChildGuard,
+}
+
+impl Relay {
+    /// Starts a relay and waits until it is ready. The ports are the kernel's
+    /// free picks of a moment ago; if another process took one meanwhile, the
+    /// relay exits with "Address already in use" and is started again on new ones.
+    pub fn start(config: RelayConfig) -> Relay {
+        let mut attempt = 1;
+        loop {
+            match Relay::try_start(&config) {
+                Ok(relay) => return relay,
+                Err(e) if attempt < 3 && e.contains("in use") => {
+                    eprintln!("relay start {attempt} lost a port race, retrying: {e}");
+                    attempt += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    fn try_start(config: &RelayConfig) -> Result<Relay, String> {
+        let backend = backend();
+        let realm = format!("{}.test", random_token("r"));
+        let secret = random_token("s");
+        let port = free_port();
+        let mut tls_port = free_port();
+        while tls_port == port {
+            tls_port = free_port();
+        }
+        let metrics_port = free_port();
+        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], metrics_port));
+        assert!(
+            config.slot < (65_535 - SLOT_BASE) / SLOT_WIDTH,
+            "slot out of range"
+        );
+        let min_port = SLOT_BASE + config.slot * SLOT_WIDTH;
+        let max_port = min_port + SLOT_WIDTH - 1;
+
+        let process = match backend {
+            Backend::Nexrtc => {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexrtc"));
+                cmd.arg("relay")
+                    .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"])
+                    .args(["--listening-port", &port.to_string()])
+                    .args(["--min-port", &min_port.to_string()])
+                    .args(["--max-port", &max_port.to_string()])
+                    .args(["--realm", &realm, "--static-auth-secret", &secret])
+                    .args(["--metrics-listen", &metrics_addr.to_string()]);
+                if config.tls {
+                    cmd.args(["--tls-listening-port", &tls_port.to_string()]);
+                } else {
+                    cmd.arg("--no-tls");
+                }
+                if config.allow_loopback_peers {
+                    cmd.arg("--allow-loopback-peers");
+                }
+                cmd.args(&config.extra_args);
+                if std::env::var_os("RUST_LOG").is_none() {
+                    cmd.env("RUST_LOG", "info");
+                }
+                ChildGuard::spawn("nexrtc-relay", &mut cmd)
+            }
+            Backend::Coturn => {
+                let mut cmd = Command::new("turnserver");
+                cmd.args([
+                    "-n",
+                    "--no-cli",
+                    "--no-tls",
+                    "--no-dtls",
+                    "--log-file",
+                    "stdout",
+                ])
+                .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"])
+                .args(["--listening-port", &port.to_string()])
+                .args(["--min-port", &min_port.to_string()])
+                .args(["--max-port", &max_port.to_string()])
+                .args(["--realm", &realm, "--use-auth-secret"])
+                .args(["--static-auth-secret", &secret])
+                .args(["--pidfile", &log_path("coturn-pid").to_string_lossy()])
+                .args(["--userdb", &log_path("coturn-db").to_string_lossy()]);
+                if config.allow_loopback_peers {
+                    cmd.arg("--allow-loopback-peers");
+                }
+                cmd.args(&config.extra_args);
+                ChildGuard::spawn("coturn-turnserver", &mut cmd)
+            }
+        };
+        let mut relay = Relay {
+            backend,
+            port,
+            tls_port,
+            metrics_addr,
+            realm,
+            secret,
+            min_port,
+            max_port,
+            process,
+        };
+        relay.wait_ready()?;
+        Ok(relay)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn has_metrics(&self) -> bool {
+        self.backend == Backend::Nexrtc
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.process.exited() {
+                return Err(format!(
+                    "relay exited before it was ready ({status}); its log:\n{}",
+                    self.process.log_tail(60)
+                ));
+            }
+            let ready = match self.backend {
+                Backend::Nexrtc => {
+                    matches!(http_get(self.metrics_addr, "/readyz"), Ok((200, _)))
+                }
+                // coturn has no health endpoint: wait until its TCP listener answers.
+                Backend::Coturn => {
+                    TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok()
+                }
+            };
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "relay not ready after {READY_TIMEOUT:?}; its log:\n{}",
+                    self.process.log_tail(60)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// REST credentials `(username, password)` valid for an hour.
+    pub fn credentials(&self, user: &str) -> (String, String) {
+        let username = format!("{}:{user}", unix_now() + 3600);
+        let password = turn_core::auth::rest_password(self.secret.as_bytes(), &username);
+        (username, password)
+    }
+
+    /// A scrape of `/metrics`. Panics if the relay does not answer.
+    pub fn metrics(&self) -> Metrics {
+        assert!(self.has_metrics(), "{:?} has no metrics", self.backend);
+        match http_get(self.metrics_addr, "/metrics") {
+            Ok((200, body)) => Metrics(body),
+            Ok((status, body)) => panic!("/metrics answered {status}: {body}"),
+            Err(e) => panic!("/metrics unreachable: {e}"),
+        }
+    }
+
+    /// Waits (bounded) until `check` holds for a fresh scrape; panics with the
+    /// last scrape otherwise. Counters are live, but a packet may still be in
+    /// flight when a client tool exits.
+    pub fn wait_metrics(&self, what: &str, check: impl Fn(&Metrics) -> bool) -> Metrics {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = self.metrics();
+            if check(&m) {
+                return m;
+            }
+            if Instant::now() > deadline {
+                panic!("metrics never showed {what}; last scrape:\n{}", m.0);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The relay process is still running (it did not crash on what the test sent).
+    pub fn assert_alive(&mut self) {
+        if let Some(status) = self.process.exited() {
+            panic!(
+                "relay died ({status}); its log:\n{}",
+                self.process.log_tail(60)
+            );
+        }
+    }
+}
