@@ -1,0 +1,343 @@
+//! The agent's tasks: [`spawn`] starts them, the returned [`AgentHandle`]
+//! aborts them when dropped.
+//!
+//! * control: register → heartbeat every interval with the load sampled just
+//!   before → on 404 `lease_expired` register again at once. A heartbeat that
+//!   no replica acknowledges is counted and the next one goes out on time; one
+//!   whose load cannot be read is skipped, so a dead relay's lease runs out.
+//! * events: once registered, keep the event stream open (any replica,
+//!   reconnecting with backoff) and apply what it carries.
+//! * probes: every `--probe-interval`, probe the targets the controller named.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng as _;
+use serde::de::IgnoredAny;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::apply::{Apply, RevocationSet};
+use crate::client::{Backoff, CallError, ClientError, ControllerClient};
+use crate::config::{clamp_interval, AgentConfig};
+use crate::load::LoadSource;
+use crate::metric;
+use crate::probe::{probe_round, ProbeSettings};
+use crate::wire::{
+    self, routes, DrainOrder, Event, LeaseId, ProbeTarget, RelayState, Revocations, Secrets,
+};
+
+/// What the agent is doing, for the process's status page and for tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentStatus {
+    /// The lease held now (`None` before registering and after losing it).
+    pub lease: Option<LeaseId>,
+    pub registrations: u64,
+    pub heartbeats_ok: u64,
+    pub heartbeats_failed: u64,
+    pub stream_connected: bool,
+    /// Events received (pings excluded).
+    pub events: u64,
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("the agent needs a tokio runtime")]
+    NoRuntime,
+    #[error("no udp, tcp or tls address to advertise (--advertise)")]
+    NoAddress,
+}
+
+/// The running agent. Dropping it stops every task of the agent.
+#[derive(Debug)]
+pub struct AgentHandle {
+    tasks: Vec<JoinHandle<()>>,
+    status: watch::Receiver<AgentStatus>,
+}
+
+impl AgentHandle {
+    pub fn status(&self) -> AgentStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch(&self) -> watch::Receiver<AgentStatus> {
+        self.status.clone()
+    }
+}
+
+impl Drop for AgentHandle {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) client: ControllerClient,
+    pub(crate) config: AgentConfig,
+    pub(crate) node: String,
+    pub(crate) backoff: Backoff,
+    pub(crate) apply: Box<dyn Apply>,
+    pub(crate) status: watch::Sender<AgentStatus>,
+    pub(crate) targets: watch::Sender<Vec<ProbeTarget>>,
+    pub(crate) revocations: Mutex<RevocationSet>,
+    pub(crate) drain: Mutex<Option<DrainOrder>>,
+}
+
+/// Starts the agent on the current tokio runtime.
+pub fn spawn<L: LoadSource, A: Apply>(
+    config: AgentConfig,
+    load: L,
+    apply: A,
+) -> Result<AgentHandle, AgentError> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| AgentError::NoRuntime)?;
+    // The controller refuses a relay clients cannot reach: fail now, not in a retry loop.
+    if !config
+        .addresses()
+        .1
+        .iter()
+        .any(|t| *t != wire::Transport::Quic)
+    {
+        return Err(AgentError::NoAddress);
+    }
+    let client_config = config.client();
+    let shared = Arc::new(Shared {
+        client: ControllerClient::new(&client_config)?,
+        node: config.node_name(),
+        backoff: client_config.backoff,
+        config,
+        apply: Box::new(apply),
+        status: watch::Sender::new(AgentStatus::default()),
+        targets: watch::Sender::new(Vec::new()),
+        revocations: Mutex::new(RevocationSet::default()),
+        drain: Mutex::new(None),
+    });
+    let status = shared.status.subscribe();
+    let mut tasks = vec![
+        runtime.spawn(control_loop(shared.clone(), load)),
+        runtime.spawn(crate::events::events_loop(shared.clone())),
+    ];
+    if shared.config.probe_interval > 0 {
+        tasks.push(runtime.spawn(probe_loop(shared.clone())));
+    }
+    Ok(AgentHandle { tasks, status })
+}
+
+async fn control_loop<L: LoadSource>(shared: Arc<Shared>, mut load: L) {
+    loop {
+        let (period, ttl) = register(&shared, &mut load).await;
+        heartbeat(&shared, &mut load, period, ttl).await;
+        metrics::counter!(metric::REREGISTRATIONS).increment(1);
+        metrics::gauge!(metric::REGISTERED).set(0.0);
+        shared.status.send_modify(|s| s.lease = None);
+    }
+}
+
+/// Registers (retrying for ever); returns the heartbeat period and lease TTL.
+async fn register<L: LoadSource>(shared: &Shared, load: &mut L) -> (Duration, Duration) {
+    let budget = shared.client_budget();
+    let mut attempt = 0u32;
+    loop {
+        match load.sample().await {
+            Err(e) => tracing::warn!("not registering: {e}"),
+            Ok(sample) => {
+                let (addresses, transports) = shared.config.addresses();
+                let request = wire::RegisterRequest {
+                    node: shared.node.clone(),
+                    region: shared.config.region.clone(),
+                    addresses,
+                    transports,
+                    load: sample.load,
+                    state: shared.state(sample.state),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                };
+                let answer = shared.client.post::<_, wire::RegisterResponse>(
+                    routes::REGISTER,
+                    &request,
+                    budget,
+                );
+                match answer.await {
+                    Ok(r) => return shared.registered(r),
+                    Err(e) => tracing::warn!("registration failed: {e}"),
+                }
+            }
+        }
+        tokio::time::sleep(shared.backoff.delay(attempt)).await;
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+/// Heartbeats until the lease is reported gone.
+async fn heartbeat<L: LoadSource>(
+    shared: &Shared,
+    load: &mut L,
+    mut period: Duration,
+    mut ttl: Duration,
+) {
+    let ticker = |period| {
+        let mut t = tokio::time::interval_at(Instant::now() + period, period);
+        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        t
+    };
+    let mut tick = ticker(period);
+    let Some(lease) = shared.status.borrow().lease.clone() else {
+        return;
+    };
+    loop {
+        tick.tick().await;
+        let sample = match load.sample().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("heartbeat skipped: {e}");
+                metrics::counter!(metric::HEARTBEATS_SKIPPED).increment(1);
+                continue;
+            }
+        };
+        metrics::counter!(metric::HEARTBEATS_SENT).increment(1);
+        let beat = wire::Heartbeat {
+            region: shared.config.region.clone(),
+            node: shared.node.clone(),
+            lease: lease.clone(),
+            load: sample.load,
+            state: shared.state(sample.state),
+        };
+        // Keep trying until the lease would have run out anyway.
+        let budget = ttl.saturating_sub(period).max(shared.client_budget());
+        match shared
+            .client
+            .post::<_, wire::HeartbeatResponse>(routes::HEARTBEAT, &beat, budget)
+            .await
+        {
+            Ok(answer) => {
+                metrics::counter!(metric::LEASE_RENEWALS).increment(1);
+                shared.status.send_modify(|s| s.heartbeats_ok += 1);
+                if let Some(ms) = answer.heartbeat_interval_ms {
+                    let new = clamp_interval(Duration::from_millis(ms));
+                    if new != period {
+                        period = new;
+                        tick = ticker(period);
+                    }
+                }
+                if let Some(secs) = answer.lease_ttl_secs.filter(|s| *s > 0) {
+                    ttl = Duration::from_secs(secs);
+                }
+                if let Some(targets) = answer.probe_targets {
+                    shared.targets.send_if_modified(|t| replace(t, targets));
+                }
+                if answer.state == Some(RelayState::Draining) {
+                    shared.drain_ordered(None);
+                }
+            }
+            Err(CallError::LeaseExpired) => {
+                tracing::warn!(%lease, "lease expired: registering again");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("heartbeat failed: {e}");
+                metrics::counter!(metric::HEARTBEATS_FAILED).increment(1);
+                shared.status.send_modify(|s| s.heartbeats_failed += 1);
+            }
+        }
+    }
+}
+
+fn replace<T: PartialEq>(slot: &mut T, new: T) -> bool {
+    let changed = *slot != new;
+    *slot = new;
+    changed
+}
+
+impl Shared {
+    /// Budget of a call that is not a heartbeat: one try per replica.
+    fn client_budget(&self) -> Duration {
+        let replicas = self.config.controllers.len().max(1) as u32;
+        self.config
+            .client()
+            .request_timeout
+            .saturating_mul(replicas + 1)
+    }
+
+    fn registered(&self, r: wire::RegisterResponse) -> (Duration, Duration) {
+        tracing::info!(lease = %r.lease, controller = %self.client.current(), "registered");
+        metrics::counter!(metric::REGISTRATIONS).increment(1);
+        metrics::gauge!(metric::REGISTERED).set(1.0);
+        self.apply_event(&Event::Secrets(Secrets {
+            tenants: r.tenants,
+            default_tenant: None,
+        }));
+        self.apply_event(&Event::Revocations(Revocations { revoked: r.revoked }));
+        self.targets
+            .send_if_modified(|t| replace(t, r.probe_targets));
+        let period = if r.heartbeat_interval_ms > 0 {
+            clamp_interval(Duration::from_millis(r.heartbeat_interval_ms))
+        } else {
+            self.config.heartbeat_interval()
+        };
+        let ttl = match r.lease_ttl_secs {
+            0 => period * 5,
+            secs => Duration::from_secs(secs),
+        };
+        self.status.send_modify(|s| {
+            s.lease = Some(r.lease);
+            s.registrations += 1;
+        });
+        (period, ttl)
+    }
+
+    /// The state to report: draining once ordered, whatever the server says.
+    fn state(&self, reported: RelayState) -> RelayState {
+        let ordered = self
+            .drain
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if ordered {
+            RelayState::Draining
+        } else {
+            reported
+        }
+    }
+}
+
+async fn probe_loop(shared: Arc<Shared>) {
+    let every = Duration::from_secs(shared.config.probe_interval);
+    let first = rand::rng().random_range(Duration::ZERO..=every);
+    let mut tick = tokio::time::interval_at(Instant::now() + first, every);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let settings = ProbeSettings {
+        count: shared.config.probe_count.max(1),
+        ..ProbeSettings::default()
+    };
+    let targets = shared.targets.subscribe();
+    loop {
+        tick.tick().await;
+        let list: Vec<ProbeTarget> = targets
+            .borrow()
+            .iter()
+            .filter(|t| !(t.region == shared.config.region && t.node == shared.node))
+            .cloned()
+            .collect();
+        if list.is_empty() {
+            continue;
+        }
+        let report = wire::ProbeReport {
+            from_region: shared.config.region.clone(),
+            from_node: shared.node.clone(),
+            results: probe_round(&list, settings).await,
+        };
+        let sent = shared
+            .client
+            .post::<_, IgnoredAny>(routes::PROBES, &report, shared.client_budget())
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!("probe report not delivered: {e}");
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! [`AgentConfig`]: the agent's flags, shared by `nexrtc relay` (in-process
+//! agent) and `nexrtc agent` (standalone beside another TURN server).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Url;
+
+use crate::client::{Backoff, ClientConfig};
+use crate::tls::Trust;
+use crate::wire::{Endpoint, RelayAddresses, Transport};
+
+/// The agent's settings. Flatten it into a command (`#[command(flatten)]`,
+/// as `Option<AgentConfig>` where the agent is optional): the controller URLs,
+/// the token and the region are then required together.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentConfig {
+    /// Controller base URL; repeat (or separate with commas) for replicas.
+    #[arg(
+        long = "controller",
+        value_name = "URL",
+        env = "NEXRTC_CONTROLLER",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub controllers: Vec<Url>,
+
+    /// This node's bearer token for the controller.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "NEXRTC_NODE_TOKEN",
+        hide_env_values = true
+    )]
+    pub node_token: String,
+
+    /// The region this relay serves (e.g. eu-west).
+    #[arg(long, value_name = "NAME", env = "NEXRTC_REGION")]
+    pub region: String,
+
+    /// Node name, unique within the region: 1-63 of a-z 0-9 - _ [default:
+    /// the host name, lowercased, other characters turned into '-'].
+    #[arg(long, value_name = "NAME", env = "NEXRTC_NODE")]
+    pub node: Option<String>,
+
+    /// A public address clients use, `TRANSPORT:HOST:PORT` with TRANSPORT one of
+    /// udp, tcp, tls, quic (e.g. `tls:relay1.example.org:443`; IPv6 in
+    /// brackets); repeatable. A second tls address is the alternate TLS port.
+    /// The udp address is also where other agents' latency probes go.
+    #[arg(long = "advertise", value_name = "T:HOST:PORT", value_parser = parse_advertised)]
+    pub advertise: Vec<Advertised>,
+
+    /// Allocations this relay should carry (0: no limit reported).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub capacity: u64,
+
+    /// PEM CA certificate(s) to trust for the controller, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub controller_ca_file: Option<PathBuf>,
+
+    /// DANGEROUS: accept any controller certificate (the token and the tenant
+    /// secrets are then readable by anyone on the path). Throwaway test setups only.
+    #[arg(long)]
+    pub danger_accept_invalid_controller_certs: bool,
+
+    /// Heartbeat period until the controller says otherwise.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub heartbeat_interval_ms: u64,
+
+    /// Limit of one controller request.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub controller_timeout_ms: u64,
+
+    /// Seconds between two rounds of latency probes (0: no probes).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub probe_interval: u64,
+
+    /// STUN Binding requests per target and round.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub probe_count: u32,
+}
+
+impl AgentConfig {
+    /// A configuration with the defaults of the flags.
+    pub fn new(controllers: Vec<Url>, node_token: &str, region: &str) -> AgentConfig {
+        AgentConfig {
+            controllers,
+            node_token: node_token.to_owned(),
+            region: region.to_owned(),
+            node: None,
+            advertise: Vec::new(),
+            capacity: 0,
+            controller_ca_file: None,
+            danger_accept_invalid_controller_certs: false,
+            heartbeat_interval_ms: 1000,
+            controller_timeout_ms: 2000,
+            probe_interval: 10,
+            probe_count: 5,
+        }
+    }
+
+    /// The node name: `--node`, else the host name made a valid name, else `node`.
+    pub fn node_name(&self) -> String {
+        if let Some(n) = &self.node {
+            return n.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| node_name_from(&h))
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".to_owned())
+    }
+
+    /// The advertised addresses as the controller stores them.
+    pub fn addresses(&self) -> (RelayAddresses, Vec<Transport>) {
+        addresses(&self.advertise)
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        clamp_interval(Duration::from_millis(self.heartbeat_interval_ms))
+    }
+
+    pub fn client(&self) -> ClientConfig {
+        ClientConfig {
+            controllers: self.controllers.clone(),
+            token: self.node_token.clone(),
+            trust: if self.danger_accept_invalid_controller_certs {
+                Trust::DangerAcceptInvalidCerts
+            } else {
+                Trust::Verify
+            },
+            ca_file: self.controller_ca_file.clone(),
+            request_timeout: Duration::from_millis(self.controller_timeout_ms.max(100)),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Heartbeat periods outside 100 ms ..= 60 s are taken as the nearest bound.
+pub(crate) fn clamp_interval(d: Duration) -> Duration {
+    d.clamp(Duration::from_millis(100), Duration::from_secs(60))
+}
+
+/// `host:port`, with brackets around an IPv6 address.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// A host name as a controller node name: lowercase `a-z 0-9 -`, at most 63.
+fn node_name_from(host: &str) -> String {
+    let name: String = host
+        .trim()
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(63)
+        .collect();
+    name.trim_matches('-').to_owned()
+}
+
+/// One `--advertise` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertised {
+    pub transport: Transport,
+    pub endpoint: Endpoint,
+}
+
+/// The controller's shape of a list of addresses: the first of each
+/// transport (a second TLS one as `tls_alt`), and the transports offered.
+pub fn addresses(list: &[Advertised]) -> (RelayAddresses, Vec<Transport>) {
+    let mut a = RelayAddresses::default();
+    let mut quic = false;
+    for ad in list {
+        let e = Some(ad.endpoint.clone());
+        match ad.transport {
+            Transport::Udp if a.udp.is_none() => a.udp = e,
+            Transport::Tcp if a.tcp.is_none() => a.tcp = e,
+            Transport::Tls if a.tls.is_none() => a.tls = e,
+            Transport::Tls if a.tls_alt.is_none() => a.tls_alt = e,
+            Transport::Quic => quic = true,
+            _ => {}
+        }
+    }
+    let mut transports = Vec::new();
+    for (t, has) in [
+        (Transport::Udp, a.udp.is_some()),
+        (Transport::Tcp, a.tcp.is_some()),
+        (Transport::Tls, a.tls.is_some()),
+        (Transport::Quic, quic),
+    ] {
+        if has {
+            transports.push(t);
+        }
+    }
+    (a, transports)
+}
+
+/// Parses `TRANSPORT:HOST:PORT` (`udp:203.0.113.5:3478`, `tls:[2001:db8::1]:443`).
+pub fn parse_advertised(s: &str) -> Result<Advertised, String> {
+    let (transport, rest) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected TRANSPORT:HOST:PORT"))?;
+    let transport = match transport.to_ascii_lowercase().as_str() {
+        "udp" => Transport::Udp,
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
+        "quic" => Transport::Quic,
+        other => return Err(format!("unknown transport {other:?} (udp, tcp, tls, quic)")),
+    };
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?}: expected TRANSPORT:HOST:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| format!("{s:?}: bad port"))?;
+    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_ok() => v6,
+        Some(_) => return Err(format!("{s:?}: bad IPv6 address")),
+        None if host.is_empty() || host.contains(':') => {
+            return Err(format!("{s:?}: bad host (IPv6 goes in brackets)"))
+        }
+        None => host,
+    };
+    Ok(Advertised {
+        transport,
+        endpoint: Endpoint {
+            host: host.to_owned(),
+            port,
+        },
+    })
+}
+
+/// The addresses of a relay started from `config`, for when none are
+/// advertised: its advertised relay address (or listening address) with each
+/// listening port. Empty when the relay listens on the wildcard address only
+/// and has no external IP.
+pub fn relay_advertised(config: &nexrtc_relay::RelayConfig) -> Vec<Advertised> {
+    let advertised = [config.relay_v4, config.relay_v6]
+        .into_iter()
+        .flatten()
+        .map(|r| r.advertised)
+        .chain(config.listeners.ips.iter().copied())
+        .find(|ip| !ip.is_unspecified());
+    let Some(ip) = advertised else {
+        return Vec::new();
+    };
+    let host = ip.to_string();
+    let l = &config.listeners;
+    let mut out = Vec::new();
+    let mut add = |transport, port| {
+        out.push(Advertised {
+            transport,
+            endpoint: Endpoint {
+                host: host.clone(),
+                port,
+            },
+        })
+    };
+    if let Some(p) = l.udp_port {
+        add(Transport::Udp, p);
+    }
+    if let Some(p) = l.tcp_port {
+        add(Transport::Tcp, p);
+    }
+    for p in &l.tls_ports {
+        add(Transport::Tls, *p);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse() {
+        let a = parse_advertised("tls:relay1.example.org:443").unwrap();
+        assert_eq!(
+            (a.transport, a.endpoint.host.as_str(), a.endpoint.port),
+            (Transport::Tls, "relay1.example.org", 443)
+        );
+        let b = parse_advertised("UDP:[2001:db8::1]:3478").unwrap();
+        assert_eq!(
+            (b.transport, b.endpoint.host.as_str()),
+            (Transport::Udp, "2001:db8::1")
+        );
+        assert_eq!(
+            host_port(&b.endpoint.host, b.endpoint.port),
+            "[2001:db8::1]:3478"
+        );
+        let c = parse_advertised("tls:relay1.example.org:5349").unwrap();
+        let q = parse_advertised("quic:relay1.example.org:443").unwrap();
+        let (addrs, transports) = addresses(&[a.clone(), b.clone(), c, q]);
+        assert_eq!(addrs.udp, Some(b.endpoint));
+        assert_eq!(addrs.tls, Some(a.endpoint));
+        assert_eq!(addrs.tls_alt.map(|e| e.port), Some(5349));
+        assert_eq!(
+            transports,
+            [Transport::Udp, Transport::Tls, Transport::Quic]
+        );
+        assert_eq!(node_name_from("Relay_1.EU.example\n"), "relay-1-eu-example");
+        for bad in [
+            "udp",
+            "sctp:a:1",
+            "udp:a:x",
+            "udp::1",
+            "udp:2001:db8::1:3478",
+        ] {
+            assert!(parse_advertised(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_parse_with_defaults() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            agent: AgentConfig,
+        }
+        let cli = Cli::try_parse_from([
+            "x",
+            "--controller",
+            "https://a.example:8443,https://b.example:8443",
+            "--node-token",
+            "t",
+            "--region",
+            "eu-west",
+            "--advertise",
+            "udp:203.0.113.5:3478",
+        ])
+        .unwrap();
+        assert_eq!(cli.agent.controllers.len(), 2);
+        assert_eq!(cli.agent.heartbeat_interval(), Duration::from_secs(1));
+        assert_eq!(cli.agent.addresses().1, [Transport::Udp]);
+        assert_eq!(cli.agent.probe_count, 5);
+    }
+}

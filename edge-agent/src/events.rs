@@ -1,0 +1,118 @@
+//! The event stream: keep it open to any replica (reconnecting with backoff
+//! and full jitter, dropping a replica that stays silent for three ping
+//! intervals), and apply what it carries. Full-state events are reduced to
+//! changes here: a revocation is applied once, a drain order once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::agent::Shared;
+use crate::metric;
+use crate::sse::SseEvent;
+use crate::wire::{self, DrainOrder, Event, EventError};
+
+impl Shared {
+    fn on_sse(&self, sse: &SseEvent) {
+        match Event::parse(&sse.name, &sse.data) {
+            Ok(Event::Ping) => {}
+            Ok(event) => {
+                metrics::counter!(metric::EVENTS, "event" => event.name()).increment(1);
+                self.status.send_modify(|s| s.events += 1);
+                self.apply_event(&event);
+            }
+            Err(EventError::Unknown(name)) => tracing::debug!("skipping unknown event {name:?}"),
+            Err(e) => {
+                tracing::warn!("{e}");
+                metrics::counter!(metric::APPLY_FAILURES, "event" => "malformed").increment(1);
+            }
+        }
+    }
+
+    pub(crate) fn apply_event(&self, event: &Event) {
+        match event {
+            Event::Secrets(s) => {
+                if let Err(e) = self.apply.set_secrets(s) {
+                    tracing::error!("pushed secrets refused, keeping the current ones: {e}");
+                    metrics::counter!(metric::APPLY_FAILURES, "event" => Event::SECRETS)
+                        .increment(1);
+                }
+            }
+            Event::Revocations(list) => {
+                let changes = self
+                    .revocations
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .changes(list, unix_now());
+                for (username, until) in changes {
+                    self.apply.revoke(&username, until);
+                }
+            }
+            Event::Drain(order) => self.drain_ordered(Some(order)),
+            _ => {}
+        }
+    }
+
+    /// A drain order from the stream (`Some`, applied when it differs from the
+    /// last one) or from a heartbeat answer (`None`, applied unless draining).
+    pub(crate) fn drain_ordered(&self, order: Option<&DrainOrder>) {
+        let mut last = self.drain.lock().unwrap_or_else(|e| e.into_inner());
+        let new = match (order, last.as_ref()) {
+            (None, Some(_)) => return,
+            (Some(o), Some(l)) if o == l => return,
+            (o, _) => o.cloned().unwrap_or_default(),
+        };
+        self.apply.drain(&new);
+        *last = Some(new);
+    }
+}
+
+pub(crate) async fn events_loop(shared: Arc<Shared>) {
+    let mut registered = shared.status.subscribe();
+    if registered.wait_for(|s| s.lease.is_some()).await.is_err() {
+        return;
+    }
+    let idle = Duration::from_secs(3 * wire::PING_INTERVAL_SECS);
+    let (region, node) = (&shared.config.region, &shared.node);
+    let mut attempt = 0u32;
+    let mut connected_before = false;
+    loop {
+        match shared.client.events(region, node).await {
+            Ok(mut stream) => {
+                tracing::info!(controller = %stream.controller, "event stream open");
+                if connected_before {
+                    metrics::counter!(metric::STREAM_RECONNECTS).increment(1);
+                }
+                connected_before = true;
+                shared.status.send_modify(|s| s.stream_connected = true);
+                loop {
+                    match stream.next(idle).await {
+                        Ok(Some(event)) => {
+                            attempt = 0;
+                            shared.on_sse(&event);
+                        }
+                        Ok(None) => {
+                            tracing::info!("event stream closed by the controller");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!("event stream lost: {e}");
+                            shared.client.fail_over(stream.index);
+                            break;
+                        }
+                    }
+                }
+                shared.status.send_modify(|s| s.stream_connected = false);
+            }
+            Err(e) => tracing::debug!("event stream: {e}"),
+        }
+        tokio::time::sleep(shared.backoff.delay(attempt)).await;
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,56 @@
+//! The NexRTC edge agent: connects one relay to the controller.
+//!
+//! It registers the relay, heartbeats its live load every second over HTTPS
+//! to any controller replica (moving to the next when one fails), keeps a
+//! server-sent event stream open for tenant secrets, revocations and drain
+//! orders and applies them to the relay without a restart, and measures the
+//! latency to other regions' relays with STUN Binding probes.
+//!
+//! # Map
+//!
+//! * [`wire`] — the protocol: routes, JSON bodies, events (the controller
+//!   uses these types too).
+//! * [`client`] — HTTPS to a list of replicas: failover, backoff with full
+//!   jitter, the event stream; [`tls`] — rustls on ring, CA file, the
+//!   dangerous no-verification option; `sse` — the event-stream decoder.
+//! * [`agent`] — [`spawn`] and its tasks (control, probes; `events`: the
+//!   stream), torn down with the [`AgentHandle`].
+//! * [`load`] — [`LoadSource`] and [`RelayLoad`] (the in-process relay's
+//!   counters); [`coturn`] — [`CoturnLoad`] (coturn's Prometheus endpoint).
+//! * [`apply`] — [`Apply`]: the relay applies pushed state, [`LogOnly`] logs it.
+//! * [`probe`] — latency probes; [`metric`] — metric names.
+//!
+//! ```no_run
+//! # async fn run(relay: std::sync::Arc<nexrtc_relay::Relay>) -> Result<(), Box<dyn std::error::Error>> {
+//! use nexrtc_edge_agent::{spawn, AgentConfig, RelayLoad};
+//! let mut config = AgentConfig::new(vec!["https://controller.example.org/".parse()?], "token", "eu-west");
+//! config.advertise = vec![nexrtc_edge_agent::config::parse_advertised("udp:203.0.113.5:3478")?];
+//! let agent = spawn(config, RelayLoad::new(relay.monitor(), 10_000), relay.clone())?;
+//! // … the agent runs until `agent` is dropped.
+//! # drop(agent); Ok(()) }
+//! ```
+
+// Tests may unwrap (the workspace denies it elsewhere).
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod agent;
+pub mod apply;
+pub mod client;
+pub mod config;
+pub mod coturn;
+mod events;
+pub mod load;
+pub mod metric;
+pub mod probe;
+mod sse;
+pub mod tls;
+pub mod wire;
+
+pub use agent::{spawn, AgentError, AgentHandle, AgentStatus};
+pub use apply::{Apply, ApplyError, LogOnly};
+pub use client::{CallError, ClientError, ControllerClient};
+pub use config::AgentConfig;
+pub use coturn::CoturnLoad;
+pub use load::{LoadError, LoadSource, RelayLoad, Sample};
+pub use reqwest::Url;
+pub use sse::{SseDecoder, SseError, SseEvent};

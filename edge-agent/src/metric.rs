@@ -1,0 +1,62 @@
+//! The agent's metric names (the `metrics` facade: the process that runs the
+//! agent installs the exporter; without one these are no-ops).
+//!
+//! `nexrtc_agent_<what>_<unit>`, `_total` for counters; labels never carry a
+//! username or an address.
+
+/// Heartbeats started (one per interval, whatever the retries).
+pub const HEARTBEATS_SENT: &str = "nexrtc_agent_heartbeats_sent_total";
+/// Heartbeats no replica acknowledged in time.
+pub const HEARTBEATS_FAILED: &str = "nexrtc_agent_heartbeats_failed_total";
+/// Heartbeats skipped because the load could not be read (relay unhealthy,
+/// coturn's metrics unreachable): the lease is left to run out.
+pub const HEARTBEATS_SKIPPED: &str = "nexrtc_agent_heartbeats_skipped_total";
+/// Heartbeats acknowledged: the lease was renewed.
+pub const LEASE_RENEWALS: &str = "nexrtc_agent_lease_renewals_total";
+/// Successful registrations, the first one included.
+pub const REGISTRATIONS: &str = "nexrtc_agent_registrations_total";
+/// Registrations after a lost lease (404 `lease_expired`).
+pub const REREGISTRATIONS: &str = "nexrtc_agent_reregistrations_total";
+/// Event-stream connections after the first.
+pub const STREAM_RECONNECTS: &str = "nexrtc_agent_stream_reconnects_total";
+/// Events received, label `event`.
+pub const EVENTS: &str = "nexrtc_agent_events_total";
+/// Events the relay refused (bad secrets), label `event`.
+pub const APPLY_FAILURES: &str = "nexrtc_agent_apply_failures_total";
+/// Probe round trips, seconds, label `region` (the target's).
+pub const PROBE_RTT: &str = "nexrtc_agent_probe_rtt_seconds";
+/// Probes sent, label `region`.
+pub const PROBES_SENT: &str = "nexrtc_agent_probes_sent_total";
+/// Probes unanswered, label `region`.
+pub const PROBES_LOST: &str = "nexrtc_agent_probes_lost_total";
+/// 1 while the agent holds a lease, else 0.
+pub const REGISTERED: &str = "nexrtc_agent_registered";
+
+/// Registers the descriptions with the installed recorder (call once, after
+/// installing it).
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(HEARTBEATS_SENT, "Heartbeats started");
+    describe_counter!(
+        HEARTBEATS_FAILED,
+        "Heartbeats no controller replica acknowledged in time"
+    );
+    describe_counter!(
+        HEARTBEATS_SKIPPED,
+        "Heartbeats skipped: the relay's load could not be read"
+    );
+    describe_counter!(LEASE_RENEWALS, "Heartbeats acknowledged (lease renewed)");
+    describe_counter!(REGISTRATIONS, "Registrations with the controller");
+    describe_counter!(REREGISTRATIONS, "Registrations after the lease expired");
+    describe_counter!(STREAM_RECONNECTS, "Event stream reconnections");
+    describe_counter!(EVENTS, "Events received from the controller, by event");
+    describe_counter!(APPLY_FAILURES, "Events the relay could not apply, by event");
+    describe_histogram!(
+        PROBE_RTT,
+        Unit::Seconds,
+        "Latency probe round-trip time, by target region"
+    );
+    describe_counter!(PROBES_SENT, "Latency probes sent, by target region");
+    describe_counter!(PROBES_LOST, "Latency probes unanswered, by target region");
+    describe_gauge!(REGISTERED, "1 while the agent holds a lease");
+}

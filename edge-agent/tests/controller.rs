@@ -1,0 +1,371 @@
+//! The agent against mock controllers on 127.0.0.1: registration, heartbeats,
+//! replica failover, lease expiry, pushed events. Waits are "eventually within
+//! N s"; nothing asserts an upper bound on time.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod mock;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mock::{Replica, Store, TOKEN};
+use nexrtc_edge_agent::wire::*;
+use nexrtc_edge_agent::{spawn, AgentConfig, Apply, ApplyError, LoadError, LoadSource, Sample};
+
+/// A load that never changes.
+struct FixedLoad(LoadReport);
+
+impl LoadSource for FixedLoad {
+    fn sample(&mut self) -> impl Future<Output = Result<Sample, LoadError>> + Send {
+        std::future::ready(Ok(Sample {
+            load: self.0,
+            state: RelayState::Active,
+        }))
+    }
+}
+
+fn load() -> FixedLoad {
+    FixedLoad(LoadReport {
+        allocations: 7,
+        capacity: 100,
+        pps_in: 15,
+        cpu: 0.25,
+        ..LoadReport::default()
+    })
+}
+
+/// Records what it is asked to apply.
+#[derive(Default)]
+struct Recorder {
+    secrets: Mutex<Vec<Secrets>>,
+    revoked: Mutex<Vec<(String, u64)>>,
+    drains: Mutex<Vec<DrainOrder>>,
+}
+
+impl Apply for Recorder {
+    fn set_secrets(&self, secrets: &Secrets) -> Result<(), ApplyError> {
+        nexrtc_edge_agent::apply::credentials(secrets)?;
+        self.secrets.lock().unwrap().push(secrets.clone());
+        Ok(())
+    }
+    fn revoke(&self, username: &str, until_unix: u64) {
+        self.revoked
+            .lock()
+            .unwrap()
+            .push((username.to_owned(), until_unix));
+    }
+    fn drain(&self, order: &DrainOrder) {
+        self.drains.lock().unwrap().push(order.clone());
+    }
+}
+
+fn secrets(secret: &str) -> Secrets {
+    Secrets {
+        tenants: vec![TenantSecrets {
+            name: "acme".to_owned(),
+            secrets: vec![secret.to_owned()],
+            cut_at_expiry: false,
+        }],
+        default_tenant: None,
+    }
+}
+
+fn config(replicas: &[&Replica]) -> AgentConfig {
+    let mut c = AgentConfig::new(
+        replicas.iter().map(|r| r.url.clone()).collect(),
+        TOKEN,
+        "eu-west",
+    );
+    c.node = Some("relay-1".into());
+    c.advertise = vec![nexrtc_edge_agent::config::parse_advertised("udp:127.0.0.1:3478").unwrap()];
+    c.probe_interval = 0;
+    c.controller_timeout_ms = 1000;
+    c
+}
+
+/// Polls `check` every 10 ms until it holds; panics after `secs`.
+async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {secs} s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_then_heartbeats_at_the_interval() {
+    let store = Store::new(50, secrets("s1"));
+    let a = Replica::start(store.clone()).await;
+    let agent = spawn(config(&[&a]), load(), Arc::new(Recorder::default())).unwrap();
+
+    eventually(10, "6 heartbeats", || a.log.heartbeats() >= 6).await;
+    assert_eq!(a.log.registrations(), 1);
+    let reg = a.log.registrations.lock().unwrap()[0].clone();
+    assert_eq!(
+        (reg.region.as_str(), reg.node.as_str()),
+        ("eu-west", "relay-1")
+    );
+    let udp = reg.addresses.udp.clone().unwrap();
+    assert_eq!((udp.host.as_str(), udp.port), ("127.0.0.1", 3478));
+    assert_eq!(reg.transports, [Transport::Udp]);
+    assert_eq!(reg.state, RelayState::Active);
+    assert_eq!(reg.load.allocations, 7);
+
+    let beats = a.log.heartbeats.lock().unwrap().clone();
+    assert!(beats
+        .iter()
+        .all(|(_, h)| h.lease.0 == "lease-1" && h.load.cpu == 0.25));
+    // The interval is the controller's 50 ms: 5 gaps take at least ~250 ms.
+    let span = beats[5].0 - beats[0].0;
+    assert!(
+        span >= Duration::from_millis(200),
+        "heartbeats too fast: {span:?}"
+    );
+    let status = agent.status();
+    assert_eq!(status.registrations, 1);
+    assert_eq!(status.lease, Some(LeaseId("lease-1".into())));
+    assert!(status.heartbeats_ok >= 5);
+
+    // Dropping the handle stops the agent.
+    drop(agent);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after_drop = a.log.heartbeats();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        a.log.heartbeats(),
+        after_drop,
+        "heartbeats after the handle was dropped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_to_the_next_replica_without_registering_again() {
+    let store = Store::new(100, secrets("s1"));
+    let a = Replica::start(store.clone()).await;
+    let b = Replica::start(store.clone()).await;
+    let agent = spawn(config(&[&a, &b]), load(), Arc::new(Recorder::default())).unwrap();
+
+    eventually(10, "3 heartbeats on A", || a.log.heartbeats() >= 3).await;
+    eventually(10, "event stream on A", || {
+        a.log
+            .stream_opens
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
+    })
+    .await;
+    assert_eq!(b.log.heartbeats(), 0);
+    a.kill().await;
+
+    eventually(10, "3 heartbeats on B", || b.log.heartbeats() >= 3).await;
+    eventually(10, "event stream on B", || {
+        b.log
+            .stream_opens
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    })
+    .await;
+    // Same lease: B renews what A granted; nobody registered again.
+    assert_eq!(b.log.registrations(), 0);
+    assert_eq!(b.log.last_heartbeat().unwrap().lease.0, "lease-1");
+    let status = agent.status();
+    assert_eq!(status.registrations, 1);
+    assert!(status.heartbeats_ok >= 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_lease_means_registering_again_at_once() {
+    let store = Store::new(100, secrets("s1"));
+    let a = Replica::start(store.clone()).await;
+    let agent = spawn(config(&[&a]), load(), Arc::new(Recorder::default())).unwrap();
+    eventually(10, "2 heartbeats", || a.log.heartbeats() >= 2).await;
+
+    let before = a.log.heartbeats();
+    store.expire_all();
+    eventually(10, "a second registration", || a.log.registrations() == 2).await;
+    eventually(10, "heartbeats on the new lease", || {
+        a.log
+            .last_heartbeat()
+            .is_some_and(|h| h.lease.0 == "lease-2")
+    })
+    .await;
+    assert_eq!(agent.status().registrations, 2);
+    // The agent registered again on the first 404: at most the heartbeat in
+    // flight at expiry and the refused one carried the old lease afterwards.
+    let old = a
+        .log
+        .heartbeats
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, h)| h.lease.0 == "lease-1")
+        .count();
+    assert!(
+        old <= before + 2,
+        "{old} heartbeats on the expired lease (had {before})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_events_are_applied_once() {
+    let store = Store::new(100, secrets("s1"));
+    let a = Replica::start(store.clone()).await;
+    let rec = Arc::new(Recorder::default());
+    let agent = spawn(config(&[&a]), load(), rec.clone()).unwrap();
+    // The register answer's secrets, then the stream's initial state.
+    eventually(10, "stream open", || agent.status().stream_connected).await;
+    eventually(10, "initial secrets", || {
+        rec.secrets.lock().unwrap().len() >= 2
+    })
+    .await;
+
+    store.push(&Event::Secrets(secrets("s2")));
+    eventually(10, "new secret", || {
+        rec.secrets
+            .lock()
+            .unwrap()
+            .last()
+            .map(|s| s.tenants[0].secrets.clone())
+            == Some(vec!["s2".to_owned()])
+    })
+    .await;
+
+    let far = 4_000_000_000;
+    let revoked = |names: &[&str]| Revocations {
+        revoked: names
+            .iter()
+            .map(|n| Revoked {
+                tenant: "acme".into(),
+                username: n.to_string(),
+                until: far,
+                revoked_at: 0,
+            })
+            .collect(),
+    };
+    store.push(&Event::Revocations(revoked(&["1:acme:mallory"])));
+    store.push_raw("from-the-future", "{\"x\":1}");
+    store.push_raw(Event::SECRETS, "not json");
+    store.push(&Event::Revocations(revoked(&[
+        "1:acme:mallory",
+        "1:acme:eve",
+    ])));
+    let drain = DrainOrder {
+        deadline: Some(far),
+        alternate: Some("127.0.0.2:3478".into()),
+    };
+    store.push(&Event::Drain(drain.clone()));
+    store.push(&Event::Drain(drain.clone()));
+    store.push(&Event::Ping);
+    eventually(10, "drain", || !rec.drains.lock().unwrap().is_empty()).await;
+    // A marker after everything: once it is applied, nothing else is in flight.
+    store.push(&Event::Secrets(secrets("s3")));
+    eventually(10, "marker", || {
+        rec.secrets.lock().unwrap().last().unwrap().tenants[0].secrets[0] == "s3"
+    })
+    .await;
+
+    assert_eq!(
+        *rec.revoked.lock().unwrap(),
+        vec![
+            ("1:acme:mallory".to_owned(), far),
+            ("1:acme:eve".to_owned(), far)
+        ]
+    );
+    assert_eq!(*rec.drains.lock().unwrap(), vec![drain]);
+    // The malformed secrets event changed nothing; the stream stayed up.
+    assert_eq!(
+        a.log
+            .stream_opens
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_retried_with_backoff_not_hammered() {
+    let store = Store::new(100, secrets("s1"));
+    let a = Replica::start(store.clone()).await;
+    let mut c = config(&[&a]);
+    c.node_token = "wrong".into();
+    let agent = spawn(c, load(), Arc::new(Recorder::default())).unwrap();
+    eventually(10, "two refused attempts", || {
+        a.log
+            .unauthorized
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Full-jitter backoff from 100 ms: a handful of tries in this time, not hundreds.
+    let tries = a
+        .log
+        .unauthorized
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(tries < 30, "{tries} tries");
+    assert_eq!(agent.status().registrations, 0);
+    assert_eq!(a.log.registrations(), 0);
+}
+
+#[tokio::test]
+async fn an_agent_without_an_address_does_not_start() {
+    let store = Store::new(100, secrets("s1"));
+    let a = Replica::start(store).await;
+    let mut c = config(&[&a]);
+    c.advertise = vec![nexrtc_edge_agent::config::parse_advertised("quic:127.0.0.1:443").unwrap()];
+    let err = spawn(c, load(), Arc::new(Recorder::default())).unwrap_err();
+    assert!(
+        matches!(err, nexrtc_edge_agent::AgentError::NoAddress),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_replicas_down_then_one_comes_back() {
+    // A port nobody listens on (the kernel's pick, released).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let store = Store::new(100, secrets("s1"));
+    let b = Replica::start(store.clone()).await;
+    let mut c = config(&[&b]);
+    c.controllers
+        .insert(0, format!("http://{dead}/").parse().unwrap());
+    let agent = spawn(c, load(), Arc::new(Recorder::default())).unwrap();
+    eventually(10, "registered on B", || b.log.registrations() == 1).await;
+    eventually(10, "heartbeats on B", || b.log.heartbeats() >= 2).await;
+    assert_eq!(agent.status().registrations, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_heartbeat_answer_is_a_drain_order() {
+    let store = Store::new(50, secrets("s1"));
+    let a = Replica::start(store.clone()).await;
+    let rec = Arc::new(Recorder::default());
+    let _agent = spawn(config(&[&a]), load(), rec.clone()).unwrap();
+    eventually(10, "heartbeats", || a.log.heartbeats() >= 2).await;
+    assert!(rec.drains.lock().unwrap().is_empty());
+
+    store
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    eventually(10, "drain applied", || {
+        !rec.drains.lock().unwrap().is_empty()
+    })
+    .await;
+    eventually(10, "heartbeats report draining", || {
+        a.log
+            .last_heartbeat()
+            .is_some_and(|h| h.state == RelayState::Draining)
+    })
+    .await;
+    let n = a.log.heartbeats();
+    eventually(10, "more heartbeats", || a.log.heartbeats() >= n + 3).await;
+    // Applied once, without deadline or alternate (the answer carries neither).
+    assert_eq!(*rec.drains.lock().unwrap(), vec![DrainOrder::default()]);
+}

@@ -1,0 +1,319 @@
+//! The agent with a real `nexrtc_relay::Relay` on 127.0.0.1: pushed secrets
+//! and revocations change what the relay accepts (checked with real Allocate
+//! requests over UDP); probes measure the relay's RTT and a dead port's loss.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod mock;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mock::{Replica, Store, TOKEN};
+use nexrtc_edge_agent::probe::{probe_addr, ProbeSettings};
+use nexrtc_edge_agent::wire::*;
+use nexrtc_edge_agent::{spawn, AgentConfig, RelayLoad};
+use nexrtc_relay::{Relay, RelayConfig, Settings};
+use turn_core::auth::rest_password;
+use turn_core::stun::{self, attr, Class, Message, MessageBuilder, Method, TransactionId};
+
+const REALM: &str = "agent-test";
+
+/// A relay on a free loopback UDP port, relaying on `ports` (distinct per
+/// test: above the kernel's ephemeral range and apart from tests/ at the root).
+fn start_relay(ports: (u16, u16)) -> (Arc<Relay>, SocketAddr) {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let settings = Settings {
+        realm: Some(REALM.into()),
+        static_auth_secret: vec!["old-static-secret".into()],
+        listening_ip: vec!["127.0.0.1".parse().unwrap()],
+        listening_port: Some(port),
+        no_tcp: true,
+        no_tls: true,
+        min_port: Some(ports.0),
+        max_port: Some(ports.1),
+        ..Settings::default()
+    };
+    let relay = Relay::start(&RelayConfig::load(settings).unwrap()).unwrap();
+    let addr = relay.bound()[0].addr;
+    (Arc::new(relay), addr)
+}
+
+fn secrets(tenant: &str, secret: &str) -> Secrets {
+    Secrets {
+        tenants: vec![TenantSecrets {
+            name: tenant.to_owned(),
+            secrets: vec![secret.to_owned()],
+            cut_at_expiry: false,
+        }],
+        default_tenant: None,
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A TURN Allocate over UDP from a fresh socket (401 challenge, then the
+/// authenticated request). `Ok(relayed address)` or `Err(error code)`.
+fn allocate(relay: SocketAddr, username: &str, password: &str) -> Result<SocketAddr, u16> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let exchange = |b: MessageBuilder| -> Vec<u8> {
+        sock.send_to(&b.finish(), relay).unwrap();
+        let mut buf = [0u8; 1500];
+        let n = sock.recv(&mut buf).expect("relay answers");
+        buf[..n].to_vec()
+    };
+    let first = exchange(request([1; 12]));
+    let challenge = Message::parse(&first).unwrap();
+    assert_eq!(challenge.class(), Class::Error);
+    let nonce = challenge
+        .attribute(attr::NONCE)
+        .expect("NONCE")
+        .value
+        .to_vec();
+
+    let txid = TransactionId([2; 12]);
+    let mut b = request(txid.0);
+    b.attribute(attr::USERNAME, username.as_bytes())
+        .attribute(attr::REALM, REALM.as_bytes())
+        .attribute(attr::NONCE, &nonce)
+        .message_integrity(&stun::long_term_key(username, REALM, password));
+    let answer = exchange(b);
+    let msg = Message::parse(&answer).unwrap();
+    match msg.class() {
+        Class::Success => {
+            let a = msg
+                .attribute(attr::XOR_RELAYED_ADDRESS)
+                .expect("XOR-RELAYED-ADDRESS");
+            Ok(stun::decode_xor_address(a.value, &txid).unwrap())
+        }
+        _ => {
+            let e = msg.attribute(attr::ERROR_CODE).expect("ERROR-CODE");
+            Err(stun::decode_error_code(e.value).unwrap().0)
+        }
+    }
+}
+
+fn request(txid: [u8; 12]) -> MessageBuilder {
+    let mut b = MessageBuilder::new(Method::ALLOCATE, Class::Request, TransactionId(txid));
+    b.attribute(attr::REQUESTED_TRANSPORT, &[attr::TRANSPORT_UDP, 0, 0, 0]);
+    b
+}
+
+/// Allocates in a blocking thread.
+async fn try_allocate(relay: SocketAddr, username: &str, secret: &str) -> Result<SocketAddr, u16> {
+    let (u, p) = (
+        username.to_owned(),
+        rest_password(secret.as_bytes(), username),
+    );
+    tokio::task::spawn_blocking(move || allocate(relay, &u, &p))
+        .await
+        .unwrap()
+}
+
+async fn eventually_allocates(relay: SocketAddr, username: &str, secret: &str, want_ok: bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = try_allocate(relay, username, secret).await;
+        if got.is_ok() == want_ok {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "allocate still {got:?}"
+        );
+        // Slower than the relay's unauthenticated rate limit (20/s per source).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn agent_config(replica: &Replica, relay: SocketAddr) -> AgentConfig {
+    let mut c = AgentConfig::new(vec![replica.url.clone()], TOKEN, "eu-west");
+    c.node = Some("relay-1".into());
+    let udp = format!("udp:{relay}");
+    c.advertise = vec![nexrtc_edge_agent::config::parse_advertised(&udp).unwrap()];
+    c.probe_interval = 0;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_secrets_and_revocations_reach_the_relay() {
+    let (relay, addr) = start_relay((63500, 63599));
+    let exp = unix_now() + 600;
+    let alice = format!("{exp}:acme:alice");
+    // Before the agent: the static secret works, the controller's does not.
+    assert!(
+        try_allocate(addr, &format!("{exp}:bob"), "old-static-secret")
+            .await
+            .is_ok()
+    );
+    assert_eq!(try_allocate(addr, &alice, "pushed-1").await, Err(401));
+
+    let store = Store::new(100, secrets("acme", "pushed-1"));
+    let replica = Replica::start(store.clone()).await;
+    let agent = spawn(
+        agent_config(&replica, addr),
+        RelayLoad::new(relay.monitor(), 1000),
+        relay.clone(),
+    )
+    .unwrap();
+
+    // The register answer's secret is accepted; the static one is replaced.
+    eventually_allocates(addr, &alice, "pushed-1", true).await;
+    assert_eq!(
+        try_allocate(addr, &format!("{exp}:carol"), "old-static-secret").await,
+        Err(401)
+    );
+
+    // Rotation pushed over the stream: new first, old still valid, then old retired.
+    eventually(|| agent.status().stream_connected).await;
+    let rotated = Secrets {
+        tenants: vec![TenantSecrets {
+            name: "acme".to_owned(),
+            secrets: vec!["pushed-2".into(), "pushed-1".into()],
+            cut_at_expiry: false,
+        }],
+        default_tenant: None,
+    };
+    store.push(&Event::Secrets(rotated));
+    eventually_allocates(addr, &format!("{exp}:acme:dave"), "pushed-2", true).await;
+    assert!(try_allocate(addr, &format!("{exp}:acme:erin"), "pushed-1")
+        .await
+        .is_ok());
+    store.push(&Event::Secrets(secrets("acme", "pushed-2")));
+    eventually_allocates(addr, &format!("{exp}:acme:frank"), "pushed-1", false).await;
+
+    // A revoked username is refused on its next request.
+    let mallory = format!("{exp}:acme:mallory");
+    assert!(try_allocate(addr, &mallory, "pushed-2").await.is_ok());
+    store.push(&Event::Revocations(Revocations {
+        revoked: vec![Revoked {
+            tenant: "acme".into(),
+            username: mallory.clone(),
+            until: exp,
+            revoked_at: 0,
+        }],
+    }));
+    eventually_allocates(addr, &mallory, "pushed-2", false).await;
+    assert_eq!(try_allocate(addr, &mallory, "pushed-2").await, Err(401));
+
+    // Heartbeats carry the relay's live allocations.
+    eventually(|| {
+        replica
+            .log
+            .last_heartbeat()
+            .is_some_and(|h| h.load.allocations >= 4)
+    })
+    .await;
+    let hb = replica.log.last_heartbeat().unwrap();
+    assert_eq!((hb.load.capacity, hb.state), (1000, RelayState::Active));
+
+    // A drain order drains the relay, and the heartbeats say so.
+    store.push(&Event::Drain(DrainOrder {
+        deadline: Some(exp),
+        alternate: None,
+    }));
+    eventually(|| relay.is_draining()).await;
+    eventually(|| {
+        replica
+            .log
+            .last_heartbeat()
+            .is_some_and(|h| h.state == RelayState::Draining)
+    })
+    .await;
+    drop(agent);
+}
+
+async fn eventually(mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "not within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn quick() -> ProbeSettings {
+    ProbeSettings {
+        count: 5,
+        spacing: Duration::from_millis(20),
+        timeout: Duration::from_millis(500),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_measure_rtt_and_loss() {
+    let (_relay, addr) = start_relay((63600, 63609));
+    let live = probe_addr(addr, quick()).await;
+    assert_eq!((live.sent, live.rtts.len(), live.loss()), (5, 5, 0.0));
+    assert!(live.median().unwrap() > Duration::ZERO);
+
+    let dead_port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dead = probe_addr(dead_port, quick()).await;
+    assert_eq!((dead.sent, dead.loss(), dead.median()), (5, 1.0, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_probes_its_targets_and_reports() {
+    let (relay, addr) = start_relay((63610, 63619));
+    let dead = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let store = Store::new(100, secrets("acme", "s"));
+    *store.probe_targets.lock().unwrap() = vec![
+        ProbeTarget {
+            region: "us-east".into(),
+            node: "r7".into(),
+            stun: addr.to_string(),
+        },
+        ProbeTarget {
+            region: "ap-south".into(),
+            node: "r9".into(),
+            stun: dead.to_string(),
+        },
+        // Itself: never probed.
+        ProbeTarget {
+            region: "eu-west".into(),
+            node: "relay-1".into(),
+            stun: addr.to_string(),
+        },
+    ];
+    let replica = Replica::start(store).await;
+    let mut config = agent_config(&replica, addr);
+    config.probe_interval = 1;
+    config.probe_count = 3;
+    let _agent = spawn(config, RelayLoad::new(relay.monitor(), 0), relay.clone()).unwrap();
+
+    eventually(|| !replica.log.probes.lock().unwrap().is_empty()).await;
+    let report = replica.log.probes.lock().unwrap()[0].clone();
+    assert_eq!(
+        (report.from_region.as_str(), report.from_node.as_str()),
+        ("eu-west", "relay-1")
+    );
+    assert_eq!(report.results.len(), 2, "{report:?}");
+    let live = &report.results[0];
+    assert_eq!(
+        (live.to_region.as_str(), live.samples, live.loss),
+        ("us-east", 3, 0.0)
+    );
+    assert!(live.rtt_ms.unwrap() > 0.0);
+    let lost = &report.results[1];
+    assert_eq!(
+        (lost.to_node.as_str(), lost.loss, lost.rtt_ms),
+        ("r9", 1.0, None)
+    );
+}
