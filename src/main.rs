@@ -1,8 +1,14 @@
-//! `nexrtc`: the NexRTC Edge binary. `nexrtc relay …` runs a TURN relay node.
+//! `nexrtc`: the NexRTC Edge binary.
+//!
+//! * `nexrtc relay …` runs a TURN relay node; with `--controller` it also runs
+//!   the edge agent in-process (registration, heartbeats, pushed secrets).
+//! * `nexrtc agent …` runs the edge agent alone, beside another TURN server.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use nexrtc_edge_agent::{AgentConfig, CoturnLoad, LogOnly, RelayLoad};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -19,23 +25,52 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a TURN relay node (UDP, TCP and TLS; flags follow coturn's names).
-    Relay(Box<nexrtc_relay::Settings>),
+    Relay(Box<RelayArgs>),
+    /// Run the edge agent beside another TURN server (coturn): reports its load
+    /// from its Prometheus endpoint and keeps it registered with the controller.
+    Agent(Box<AgentArgs>),
+}
+
+#[derive(clap::Args)]
+struct RelayArgs {
+    #[command(flatten)]
+    settings: nexrtc_relay::Settings,
+    /// With `--controller`: the in-process edge agent.
+    #[command(flatten)]
+    agent: Option<AgentConfig>,
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The TURN server's Prometheus endpoint (coturn: `--prometheus`, port 9641).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:9641/metrics"
+    )]
+    turn_metrics: String,
+    #[command(flatten)]
+    agent: AgentConfig,
+    /// Log JSON lines.
+    #[arg(long)]
+    log_json: bool,
 }
 
 /// Exit code of a refused configuration (the operator's to fix).
 const EXIT_CONFIG: u8 = 2;
-/// Exit code of a relay that could not start or stopped on a failure.
+/// Exit code of a process that could not start or stopped on a failure.
 const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Relay(settings) => relay(*settings),
+        Command::Relay(args) => relay(*args),
+        Command::Agent(args) => agent(*args),
     }
 }
 
-fn relay(settings: nexrtc_relay::Settings) -> ExitCode {
-    let config = match nexrtc_relay::RelayConfig::load(settings) {
+fn relay(args: RelayArgs) -> ExitCode {
+    let config = match nexrtc_relay::RelayConfig::load(args.settings) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("nexrtc relay: invalid configuration: {e}");
@@ -43,7 +78,27 @@ fn relay(settings: nexrtc_relay::Settings) -> ExitCode {
         }
     };
     init_logging(config.log_json);
-    match run(config) {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), realm = %config.core.realm, "starting relay");
+    let agent = args.agent;
+    let advertised = nexrtc_edge_agent::config::relay_advertised(&config);
+    let result = nexrtc_relay::run_with(config, move |relay| {
+        let Some(mut agent) = agent else {
+            return Ok(None);
+        };
+        if agent.advertise.is_empty() {
+            agent.advertise = advertised;
+        }
+        let metrics = install_metrics()?;
+        let load = RelayLoad::new(relay.monitor(), agent.capacity);
+        let handle = nexrtc_edge_agent::spawn(agent, load, relay.clone())?;
+        Ok(Some(nexrtc_relay::Extension {
+            name: "edge agent",
+            guard: Box::new(handle),
+            metrics: Some(metrics),
+            owns_secrets: true,
+        }))
+    });
+    match result {
         Ok(exit) if exit.is_clean() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(EXIT_FAILURE),
         Err(e) => {
@@ -54,10 +109,50 @@ fn relay(settings: nexrtc_relay::Settings) -> ExitCode {
     }
 }
 
-fn run(config: nexrtc_relay::RelayConfig) -> anyhow::Result<nexrtc_relay::Exit> {
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), realm = %config.core.realm, "starting relay");
-    // RunError's messages already include their causes: no context chain to print.
-    Ok(nexrtc_relay::run(config)?)
+fn agent(args: AgentArgs) -> ExitCode {
+    init_logging(args.log_json);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("nexrtc agent: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let result: anyhow::Result<()> = runtime.block_on(async move {
+        anyhow::ensure!(
+            !args.agent.controllers.is_empty(),
+            "--controller, --node-token and --region are required"
+        );
+        let load = CoturnLoad::new(&args.turn_metrics, args.agent.capacity)?;
+        let _handle = nexrtc_edge_agent::spawn(args.agent, load, LogOnly)?;
+        tracing::info!(turn_metrics = %args.turn_metrics, "edge agent running");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("nexrtc agent: {e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// The Prometheus recorder of the `metrics` facade (the agent's metrics), and
+/// a renderer the relay appends to its `/metrics`.
+fn install_metrics() -> Result<nexrtc_relay::metrics::ExtraMetrics, nexrtc_relay::AttachError> {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)?;
+    nexrtc_edge_agent::metric::describe();
+    Ok(Arc::new(move || handle.render()))
 }
 
 /// `RUST_LOG` filters (default `info`); `--log-json` writes JSON lines.

@@ -13,7 +13,11 @@ use crate::wire::{Endpoint, RelayAddresses, Transport};
 /// The agent's settings. Flatten it into a command (`#[command(flatten)]`,
 /// as `Option<AgentConfig>` where the agent is optional): the controller URLs,
 /// the token and the region are then required together.
+// clap treats the fields of a flattened `Option<AgentConfig>` as required even
+// when none is given (clap-rs/clap#5092): they are optional one by one and
+// required together through the group.
 #[derive(Debug, Clone, clap::Args)]
+#[group(id = "agent", multiple = true, requires_all = ["controllers", "node_token", "region"])]
 pub struct AgentConfig {
     /// Controller base URL; repeat (or separate with commas) for replicas.
     #[arg(
@@ -21,7 +25,7 @@ pub struct AgentConfig {
         value_name = "URL",
         env = "NEXRTC_CONTROLLER",
         value_delimiter = ',',
-        required = true
+        required = false
     )]
     pub controllers: Vec<Url>,
 
@@ -30,12 +34,13 @@ pub struct AgentConfig {
         long,
         value_name = "TOKEN",
         env = "NEXRTC_NODE_TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        required = false
     )]
     pub node_token: String,
 
     /// The region this relay serves (e.g. eu-west).
-    #[arg(long, value_name = "NAME", env = "NEXRTC_REGION")]
+    #[arg(long, value_name = "NAME", env = "NEXRTC_REGION", required = false)]
     pub region: String,
 
     /// Node name, unique within the region: 1-63 of a-z 0-9 - _ [default:

@@ -50,6 +50,6 @@ mod worker;
 
 pub use config::{ConfigError, CredentialSource, Listeners, RelayConfig};
 pub use control::{Bound, Control, Monitor, Relay, StartError};
-pub use lifecycle::{run, Exit, RunError};
+pub use lifecycle::{run, run_with, AttachError, Exit, Extension, RunError};
 pub use relay_sockets::RelayAddress;
 pub use settings::Settings;

@@ -9,8 +9,13 @@
 //!   and the static secrets); a failed reload keeps what was loaded before.
 //!   Nothing else of the configuration is reloaded.
 //!
+//! * A drain ordered from outside (the edge agent applying a controller's
+//!   order) is handled like SIGTERM: the grace period starts, and the process
+//!   exits when the relay is empty.
+//!
 //! The control side runs on a one-thread tokio runtime; the data plane never
-//! touches it (see [`crate::worker`]).
+//! touches it (see [`crate::worker`]). A program embedding the relay (the
+//! `nexrtc` binary with its edge agent) adds to it with [`run_with`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,18 +63,50 @@ pub enum RunError {
     Runtime(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot start {what}: {message}")]
+    Attach { what: &'static str, message: String },
 }
+
+/// What a program embedding the relay adds to it once it listens (the edge
+/// agent): kept until the relay exits.
+pub struct Extension {
+    /// What the extension is, for errors and logs.
+    pub name: &'static str,
+    /// Kept alive while the relay runs, dropped (stopping the extension's
+    /// tasks) before the relay stops.
+    pub guard: Box<dyn std::any::Any + Send>,
+    /// Appended to `/metrics` at each scrape: the extension's own metrics.
+    pub metrics: Option<metrics::ExtraMetrics>,
+    /// The extension supplies the secrets (a controller pushes them): SIGHUP
+    /// then reloads only the certificate.
+    pub owns_secrets: bool,
+}
+
+/// Why an extension could not start.
+pub type AttachError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs the relay until it has drained (blocks the calling thread).
 pub fn run(config: RelayConfig) -> Result<Exit, RunError> {
+    run_with(config, |_| Ok(None))
+}
+
+/// [`run`], with `attach` called once the relay listens, inside the control
+/// runtime (so it may spawn tokio tasks), to start an [`Extension`].
+pub fn run_with(
+    config: RelayConfig,
+    attach: impl FnOnce(&Arc<Relay>) -> Result<Option<Extension>, AttachError>,
+) -> Result<Exit, RunError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, attach))
 }
 
-async fn serve(config: RelayConfig) -> Result<Exit, RunError> {
+async fn serve(
+    config: RelayConfig,
+    attach: impl FnOnce(&Arc<Relay>) -> Result<Option<Extension>, AttachError>,
+) -> Result<Exit, RunError> {
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
@@ -80,7 +117,11 @@ async fn serve(config: RelayConfig) -> Result<Exit, RunError> {
         .map_err(|source| RunError::Metrics { addr, source })?;
     let http_addr = http.local_addr().unwrap_or(addr);
 
-    let relay = Relay::start(&config)?;
+    let relay = Arc::new(Relay::start(&config)?);
+    let extension = attach(&relay).map_err(|e| RunError::Attach {
+        what: "the relay's extension",
+        message: e.to_string(),
+    })?;
     for b in relay.bound() {
         tracing::info!(transport = b.transport.as_str(), addr = %b.addr, "listening");
     }
@@ -101,7 +142,9 @@ async fn serve(config: RelayConfig) -> Result<Exit, RunError> {
     tracing::info!(addr = %http_addr, "operations HTTP: /metrics /healthz /readyz");
 
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = metrics::router(relay.monitor());
+    let extra = extension.as_ref().and_then(|e| e.metrics.clone());
+    let app = metrics::router(relay.monitor(), extra);
+    let reload_secrets = !extension.as_ref().is_some_and(|e| e.owns_secrets);
     let http_task = tokio::spawn(async move {
         let shutdown = async {
             let _ = stopped.await;
@@ -114,7 +157,15 @@ async fn serve(config: RelayConfig) -> Result<Exit, RunError> {
         }
     });
 
-    let exit = watch(&relay, &config, &mut term, &mut int, &mut hup).await;
+    let exit = watch(
+        &relay,
+        &config,
+        reload_secrets,
+        &mut term,
+        &mut int,
+        &mut hup,
+    )
+    .await;
     match exit {
         Exit::Drained => tracing::info!("drained; exiting"),
         Exit::GraceElapsed { allocations } => {
@@ -124,7 +175,10 @@ async fn serve(config: RelayConfig) -> Result<Exit, RunError> {
         Exit::WorkerStopped => tracing::error!("a worker thread stopped; exiting"),
     }
     let _ = stop_http.send(());
-    relay.shutdown();
+    drop(extension);
+    // The extension's tasks held clones of the relay; whichever is dropped
+    // last stops the workers (Relay's Drop joins them).
+    drop(relay);
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
     Ok(exit)
 }
@@ -132,6 +186,7 @@ async fn serve(config: RelayConfig) -> Result<Exit, RunError> {
 async fn watch(
     relay: &Relay,
     config: &RelayConfig,
+    reload_secrets: bool,
     term: &mut tokio::signal::unix::Signal,
     int: &mut tokio::signal::unix::Signal,
     hup: &mut tokio::signal::unix::Signal,
@@ -145,7 +200,7 @@ async fn watch(
             _ = term.recv() => Some("SIGTERM"),
             _ = int.recv() => Some("SIGINT"),
             _ = hup.recv() => {
-                reload(relay, config);
+                reload(relay, config, reload_secrets);
                 None
             }
             _ = tick.tick() => None,
@@ -165,6 +220,15 @@ async fn watch(
                 "draining: no new allocations; send the signal again to exit now"
             );
         }
+        if deadline.is_none() && relay.is_draining() {
+            // Drain ordered from outside (the controller, through the agent).
+            deadline = Some(Instant::now() + config.drain_grace);
+            tracing::info!(
+                allocations = relay.allocation_count(),
+                grace_secs = config.drain_grace.as_secs(),
+                "draining on the controller's order"
+            );
+        }
         if monitor.workers_alive() < workers {
             return Exit::WorkerStopped;
         }
@@ -180,11 +244,14 @@ async fn watch(
     }
 }
 
-fn reload(relay: &Relay, config: &RelayConfig) {
+fn reload(relay: &Relay, config: &RelayConfig, secrets: bool) {
     match relay.reload_tls() {
         Ok(true) => tracing::info!("TLS certificate reloaded"),
         Ok(false) => {}
         Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; keeping the old one"),
+    }
+    if !secrets {
+        return;
     }
     match config.credentials.load() {
         Ok(c) => {

@@ -300,17 +300,30 @@ fn escape_into(out: &mut String, v: &str) {
     }
 }
 
+/// More Prometheus text appended to `/metrics` (an extension's own metrics).
+pub type ExtraMetrics = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
+#[derive(Clone)]
+struct Ops {
+    monitor: Monitor,
+    extra: Option<ExtraMetrics>,
+}
+
 /// The routes of the operations listener.
-pub fn router(monitor: Monitor) -> Router {
+pub fn router(monitor: Monitor, extra: Option<ExtraMetrics>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(monitor)
+        .with_state(Ops { monitor, extra })
 }
 
-async fn metrics(State(m): State<Monitor>) -> Response {
-    let body = render(&m.stats(), m.status());
+async fn metrics(State(ops): State<Ops>) -> Response {
+    let m = &ops.monitor;
+    let mut body = render(&m.stats(), m.status());
+    if let Some(extra) = &ops.extra {
+        body.push_str(&extra());
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -321,7 +334,7 @@ async fn metrics(State(m): State<Monitor>) -> Response {
         .into_response()
 }
 
-async fn healthz(State(m): State<Monitor>) -> Response {
+async fn healthz(State(Ops { monitor: m, .. }): State<Ops>) -> Response {
     if m.is_healthy() {
         (StatusCode::OK, "ok").into_response()
     } else {
@@ -329,7 +342,7 @@ async fn healthz(State(m): State<Monitor>) -> Response {
     }
 }
 
-async fn readyz(State(m): State<Monitor>) -> Response {
+async fn readyz(State(Ops { monitor: m, .. }): State<Ops>) -> Response {
     let s = m.status();
     if s.draining {
         problem("draining", "the relay is draining: no new allocations")
