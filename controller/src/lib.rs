@@ -1,6 +1,29 @@
-//! NexRTC controller.
+//! NexRTC controller: the control plane that turns a set of relays into one network.
 //!
-//! For now only the state layer: [`store`] (the `Store` trait, its embedded and etcd
-//! implementations, and [`store::WatchedMap`], the in-memory snapshot the request path reads).
+//! * [`store`] — the `Store` trait, its embedded and etcd implementations, and
+//!   [`store::WatchedMap`], the in-memory snapshot the request path reads.
+//! * [`model`] — the JSON records kept in the store (relays, regions, tenants, keys,
+//!   revocations, probes).
+//! * [`state`] — the mirrored snapshots and the precomputed relay ranking ([`state::View`]).
+//! * [`api`] — the HTTP API: ICE-config (`POST /v1/ice-servers`), client tokens, admin,
+//!   relay registration, OpenAPI, health and metrics. [`api::router`] builds it.
+//! * [`credentials`] — API keys, client tokens, TURN REST credentials.
+//! * [`config`] / [`server`] — `nexrtc controller`: TOML + flags, TLS, [`server::run`].
+//! * [`metrics`] — Prometheus names and recording.
 
+pub mod api;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod credentials;
+pub mod metrics;
+pub mod model;
+pub mod ratelimit;
+pub mod server;
+pub mod state;
 pub mod store;
+
+pub use api::router;
+pub use app::{AppState, Options};
+pub use config::{ConfigError, ControllerArgs, ControllerConfig};
+pub use server::{run, run_on};

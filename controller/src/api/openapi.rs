@@ -1,0 +1,331 @@
+//! The OpenAPI 3.1 document served at `/v1/openapi.json`, written by hand.
+//!
+//! `controller/tests/api_openapi.rs` checks that its operations are exactly
+//! [`super::route_table`] and that each one is routed, so a route cannot be added or
+//! removed without updating this file.
+
+use serde_json::{json, Map, Value};
+
+fn err(description: &str) -> Value {
+    json!({"description": description,
+           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn schema(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn array(of: &str) -> Value {
+    json!({"type": "array", "items": schema(of)})
+}
+
+fn body(name: &str) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": schema(name)}}})
+}
+
+fn param(name: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+}
+
+/// An operation. `security`: the scopes required (empty: public).
+fn op(summary: &str, scopes: &[&str], request: Option<&str>, responses: Value) -> Value {
+    let mut o = json!({"summary": summary, "responses": responses});
+    if !scopes.is_empty() {
+        o["security"] = json!([{"bearer": scopes}]);
+        o["responses"]["401"] = err("missing_credentials, invalid_key or expired_token");
+        o["responses"]["403"] = err("forbidden_scope");
+    }
+    if let Some(name) = request {
+        o["requestBody"] = body(name);
+        o["responses"]["400"] = err("invalid_json, invalid_request or a field-specific code");
+        o["responses"]["413"] = err("body_too_large (16 KiB)");
+    }
+    o
+}
+
+fn with_params(mut operation: Value, names: &[&str]) -> Value {
+    operation["parameters"] = Value::Array(names.iter().map(|n| param(n)).collect());
+    operation
+}
+
+fn paths() -> Value {
+    let admin = &["admin"];
+    let tenant = || schema("Tenant");
+    json!({
+        "/v1/ice-servers": {
+            "post": op("ICE servers with TURN credentials, nearest healthy relays first",
+                &["ice"], Some("IceRequest"), json!({
+                    "201": ok("RTCPeerConnection-ready iceServers and draft-uberti fields", schema("IceResponse")),
+                    "429": err("rate_limited (Retry-After header)"),
+                    "503": err("no_relays")})),
+            "options": {"summary": "CORS preflight (origins allowed by a tenant's cors_origins)",
+                "responses": {"204": {"description": "allowed"}, "403": err("forbidden_origin")}}
+        },
+        "/v1/client-tokens": {
+            "post": op("Mint a short-lived client token for a browser (API keys only)",
+                &["ice"], Some("TokenRequest"), json!({
+                    "201": ok("the token", schema("TokenResponse")),
+                    "429": err("rate_limited")}))
+        },
+        "/v1/admin/tenants": {
+            "get": op("List tenants", admin, None, json!({"200": ok("tenants", array("Tenant"))})),
+            "post": op("Create a tenant (with a first secret)", admin, Some("CreateTenant"),
+                json!({"201": ok("the tenant", tenant()), "409": err("conflict")}))
+        },
+        "/v1/admin/tenants/{tenant}": {
+            "get": with_params(op("Read a tenant", admin, None,
+                json!({"200": ok("the tenant", tenant()), "404": err("not_found")})), &["tenant"]),
+            "put": with_params(op("Change limits, CORS origins or policy", admin, Some("UpdateTenant"),
+                json!({"200": ok("the tenant", tenant()), "404": err("not_found")})), &["tenant"]),
+            "delete": with_params(op("Delete a tenant", admin, None,
+                json!({"204": {"description": "deleted"}, "404": err("not_found")})), &["tenant"])
+        },
+        "/v1/admin/tenants/{tenant}/secrets": {
+            "post": with_params(op("Rotate: add a newest secret, keep one previous", admin,
+                Some("NewSecret"), json!({"201": ok("the tenant", tenant()), "404": err("not_found")})),
+                &["tenant"])
+        },
+        "/v1/admin/tenants/{tenant}/secrets/{id}": {
+            "delete": with_params(op("Retire a secret", admin, None, json!({
+                "200": ok("the tenant", tenant()), "404": err("not_found"),
+                "409": err("last_secret")})), &["tenant", "id"])
+        },
+        "/v1/admin/keys": {
+            "get": op("List API keys (without the keys)", admin, None,
+                json!({"200": ok("keys", array("Key"))})),
+            "post": op("Create an API key; the key is shown only in this answer", admin,
+                Some("CreateKey"), json!({"201": ok("the key", schema("NewKey"))}))
+        },
+        "/v1/admin/keys/{id}": {
+            "delete": with_params(op("Delete an API key", admin, None, json!({
+                "204": {"description": "deleted"}, "404": err("not_found")})), &["id"])
+        },
+        "/v1/admin/regions": {
+            "get": op("List regions", admin, None, json!({"200": ok("regions", array("Region"))}))
+        },
+        "/v1/admin/regions/{region}": {
+            "get": with_params(op("Read a region", admin, None, json!({
+                "200": ok("the region", schema("Region")), "404": err("not_found")})), &["region"]),
+            "put": with_params(op("Create or replace a region", admin, Some("RegionBody"),
+                json!({"200": ok("the region", schema("Region"))})), &["region"]),
+            "delete": with_params(op("Delete a region", admin, None, json!({
+                "204": {"description": "deleted"}, "404": err("not_found")})), &["region"])
+        },
+        "/v1/admin/relays": {
+            "get": {
+                "summary": "List registered relays with load and state",
+                "security": [{"bearer": ["admin"]}],
+                "parameters": [{"name": "region", "in": "query", "required": false,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": ok("relays", array("Relay")),
+                              "401": err("missing_credentials or invalid_key"),
+                              "403": err("forbidden_scope")}
+            }
+        },
+        "/v1/admin/relays/{region}/drain": {
+            "post": with_params(op("Drain every relay of a region", admin, None,
+                json!({"200": ok("drained relays", schema("Drained"))})), &["region"])
+        },
+        "/v1/admin/relays/{region}/{node}/drain": {
+            "post": with_params(op("Drain one relay", admin, None, json!({
+                "200": ok("drained relays", schema("Drained")), "404": err("not_found")})),
+                &["region", "node"])
+        },
+        "/v1/admin/revocations": {
+            "get": op("List revoked usernames", admin, None,
+                json!({"200": ok("revocations", array("Revocation"))})),
+            "post": op("Revoke a username until its expiry", admin, Some("RevokeBody"),
+                json!({"201": ok("the revocation", schema("Revocation"))}))
+        },
+        "/v1/relays/register": {
+            "post": op("Register a relay under a lease (edge agents)", &["node"],
+                Some("Registration"), json!({"201": ok("lease, secrets, revocations", schema("Registered"))}))
+        },
+        "/v1/relays/heartbeat": {
+            "post": op("Keep a relay's lease alive and report load", &["node"], Some("Heartbeat"),
+                json!({"200": ok("lease renewed", schema("HeartbeatAnswer")),
+                       "404": err("lease_expired: register again")}))
+        },
+        "/v1/relays/probes": {
+            "post": op("Report a round of latency probes (edge agents)", &["node"],
+                Some("ProbeReport"), json!({"204": {"description": "stored"}}))
+        },
+        "/v1/relays/events": {
+            "get": {
+                "summary": "Server-sent events for one relay: secrets, revocations, drain, ping \
+                    (full state first, then every change)",
+                "security": [{"bearer": ["node"]}],
+                "parameters": [
+                    {"name": "region", "in": "query", "required": true, "schema": {"type": "string"}},
+                    {"name": "node", "in": "query", "required": true, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "event stream",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                    "400": err("invalid_request"),
+                    "401": err("missing_credentials or invalid_key"),
+                    "403": err("forbidden_scope")}
+            }
+        },
+        "/v1/openapi.json": {
+            "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
+        },
+        "/healthz": {
+            "get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}
+        },
+        "/readyz": {
+            "get": {"summary": "Readiness: the store snapshot is loaded and fresh",
+                "responses": {"200": {"description": "ready"}, "503": err("not_ready")}}
+        },
+        "/metrics": {
+            "get": {"summary": "Prometheus metrics (allowed networks only)",
+                "responses": {"200": {"description": "text exposition format",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}},
+                              "403": err("forbidden")}}
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let s = |t: &str| json!({"type": t});
+    let endpoint = json!({"type": "object", "required": ["host", "port"],
+        "properties": {"host": s("string"), "port": {"type": "integer", "minimum": 1, "maximum": 65535}}});
+    let rate = json!({"type": "object", "required": ["per_second", "burst"],
+        "properties": {"per_second": s("number"), "burst": {"type": "integer", "minimum": 1}}});
+    let limits = json!({"type": "object", "properties": {
+        "default_ttl": {"type": "integer", "default": 3600},
+        "max_ttl": {"type": "integer", "default": 86400}, "rate_limit": schema("RateLimit")}});
+    let scopes = json!({"type": "array", "items": {"enum": ["ice", "client_ip", "admin", "node"]}});
+    let load = json!({"type": "object", "properties": {
+        "allocations": s("integer"), "capacity": s("integer"), "pps_in": s("integer"),
+        "pps_out": s("integer"), "bps_in": s("integer"), "bps_out": s("integer"), "cpu": s("number")}});
+    let state = json!({"enum": ["active", "draining"]});
+    let addresses = json!({"type": "object", "properties": {"udp": schema("Endpoint"),
+        "tcp": schema("Endpoint"), "tls": schema("Endpoint"), "tls_alt": schema("Endpoint")}});
+    let transports = json!({"type": "array", "items": {"enum": ["udp", "tcp", "tls", "quic"]}});
+    let strings = json!({"type": "array", "items": s("string")});
+    let mut all = json!({
+        "Error": {"type": "object", "required": ["code", "message"],
+            "properties": {"code": s("string"), "message": s("string")}},
+        "IceRequest": {"type": "object", "additionalProperties": false, "properties": {
+            "ttl": {"type": "integer", "minimum": 1, "description": "seconds, up to the tenant's max_ttl"},
+            "user": s("string"), "region": s("string"),
+            "client_ip": {"type": "string", "description": "keys with scope client_ip only"}}},
+        "IceServer": {"type": "object", "required": ["urls"], "properties": {
+            "urls": strings, "username": s("string"), "credential": s("string")}},
+        "IceResponse": {"type": "object",
+            "required": ["iceServers", "ttl", "expires_at", "regions", "username", "password", "uris"],
+            "properties": {"iceServers": array("IceServer"), "ttl": s("integer"),
+                "expires_at": {"type": "string", "format": "date-time"}, "regions": strings,
+                "username": s("string"), "password": s("string"), "uris": strings,
+                "explain": {"type": "object", "description": "?explain=1 with an admin key"}}},
+        "TokenRequest": {"type": "object", "required": ["user"], "additionalProperties": false,
+            "properties": {"user": s("string"), "ttl": {"type": "integer", "minimum": 1, "maximum": 600}}},
+        "TokenResponse": {"type": "object", "properties": {"token": s("string"), "user": s("string"),
+            "ttl": s("integer"), "expires_at": {"type": "string", "format": "date-time"}}},
+        "RateLimit": rate,
+        "Limits": limits,
+        "Secret": {"type": "object", "properties": {"id": s("string"), "value": s("string"),
+            "created_at": s("integer")}},
+        "Tenant": {"type": "object", "properties": {"name": s("string"), "secrets": array("Secret"),
+            "limits": schema("Limits"), "cors_origins": strings,
+            "policy": {"type": "object", "properties": {"cut_at_expiry": s("boolean")}},
+            "created_at": s("integer")}},
+        "CreateTenant": {"type": "object", "required": ["name"], "additionalProperties": false,
+            "properties": {"name": s("string"), "limits": schema("Limits"), "cors_origins": strings,
+                "policy": {"type": "object"}, "secret": s("string")}},
+        "UpdateTenant": {"type": "object", "additionalProperties": false, "properties": {
+            "limits": schema("Limits"), "cors_origins": strings, "policy": {"type": "object"}}},
+        "NewSecret": {"type": "object", "additionalProperties": false,
+            "properties": {"value": s("string")}},
+        "Key": {"type": "object", "properties": {"id": s("string"), "name": s("string"),
+            "tenant": s("string"), "scopes": scopes.clone(), "rate_limit": schema("RateLimit"),
+            "created_at": s("integer")}},
+        "NewKey": {"type": "object", "properties": {"key": s("string"), "id": s("string"),
+            "name": s("string"), "tenant": s("string"), "scopes": scopes.clone(),
+            "created_at": s("integer")}},
+        "CreateKey": {"type": "object", "required": ["scopes"], "additionalProperties": false,
+            "properties": {"name": s("string"), "tenant": s("string"), "scopes": scopes,
+                "rate_limit": schema("RateLimit")}},
+        "Region": {"type": "object", "properties": {"name": s("string"), "lat": s("number"),
+            "lon": s("number"), "score_multiplier": s("number")}},
+        "RegionBody": {"type": "object", "required": ["lat", "lon"], "additionalProperties": false,
+            "properties": {"lat": s("number"), "lon": s("number"), "score_multiplier": s("number")}},
+        "Endpoint": endpoint,
+        "Load": load,
+        "Relay": {"type": "object", "properties": {"node": s("string"), "region": s("string"),
+            "addresses": addresses.clone(), "transports": transports.clone(), "load": schema("Load"),
+            "state": state.clone(), "version": s("string"), "registered_at": s("integer"),
+            "updated_at": s("integer"), "lease": s("integer"), "load_fraction": s("number")}},
+        "Drained": {"type": "object", "properties": {"drained": strings}},
+        "RevokeBody": {"type": "object", "required": ["username"], "additionalProperties": false,
+            "properties": {"username": s("string")}},
+        "Revocation": {"type": "object", "properties": {"tenant": s("string"),
+            "username": s("string"), "until": s("integer"), "revoked_at": s("integer")}}
+    });
+    let agent = agent_schemas(&addresses, &transports, &state, &strings);
+    if let (Some(all), Some(more)) = (all.as_object_mut(), agent.as_object()) {
+        all.extend(more.clone());
+    }
+    all
+}
+
+/// Schemas of the edge agents' routes.
+fn agent_schemas(addresses: &Value, transports: &Value, state: &Value, strings: &Value) -> Value {
+    let s = |t: &str| json!({"type": t});
+    json!({
+        "Registration": {"type": "object", "required": ["node", "region", "addresses", "transports"],
+            "additionalProperties": false, "properties": {"node": s("string"), "region": s("string"),
+                "addresses": addresses, "transports": transports, "load": schema("Load"),
+                "state": state.clone(), "version": s("string")}},
+        "Registered": {"type": "object", "properties": {"lease": s("string"),
+            "lease_ttl_secs": s("integer"), "heartbeat_interval_ms": s("integer"),
+            "tenants": {"type": "array", "items": {"type": "object", "properties": {
+                "name": s("string"), "secrets": strings, "cut_at_expiry": s("boolean")}}},
+            "revoked": array("Revocation"),
+            "probe_targets": {"type": "array", "items": {"type": "object", "properties": {
+                "region": s("string"), "node": s("string"), "stun": s("string")}}}}},
+        "Heartbeat": {"type": "object", "required": ["region", "node", "lease"],
+            "additionalProperties": false, "properties": {"region": s("string"),
+                "node": s("string"), "lease": s("string"), "load": schema("Load"),
+                "state": state.clone()}},
+        "ProbeReport": {"type": "object", "required": ["from_region", "from_node", "results"],
+            "properties": {"from_region": s("string"), "from_node": s("string"),
+                "results": {"type": "array", "items": {"type": "object",
+                    "required": ["to_region", "to_node", "loss"], "properties": {
+                        "to_region": s("string"), "to_node": s("string"),
+                        "rtt_ms": {"type": ["number", "null"]}, "loss": s("number"),
+                        "samples": s("integer")}}}}},
+        "HeartbeatAnswer": {"type": "object", "properties": {"lease_ttl_secs": s("integer"),
+            "heartbeat_interval_ms": s("integer"), "state": state, "written": s("boolean")}}
+    })
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut doc = Map::new();
+    doc.insert("openapi".into(), json!("3.1.0"));
+    doc.insert(
+        "info".into(),
+        json!({
+            "title": "NexRTC controller API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "ICE-config API (TURN REST credentials for the nearest healthy \
+                relays), admin API and relay registration. Errors are JSON \
+                {\"code\", \"message\"}."
+        }),
+    );
+    doc.insert("paths".into(), paths());
+    doc.insert(
+        "components".into(),
+        json!({
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                "description": "API key (nxk_…) or client token (nxt_…)"}}
+        }),
+    );
+    Value::Object(doc)
+}

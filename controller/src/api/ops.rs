@@ -1,0 +1,71 @@
+//! `/healthz`, `/readyz`, `/metrics`, `/v1/openapi.json`.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::ClientAddr;
+use super::openapi;
+use crate::app::AppState;
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: 200 once the snapshot is loaded and younger than `max_snapshot_age`,
+/// 503 `not_ready` otherwise (never loaded, or the store unreachable for too long).
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let age = state.snapshot_age();
+    crate::metrics::set_snapshot_age(age);
+    let max = state.options.max_snapshot_age;
+    match age {
+        Some(age) if age <= max => Json(json!({
+            "status": "ready",
+            "snapshot_age_seconds": age.as_secs_f64(),
+        }))
+        .into_response(),
+        Some(age) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!(
+                "the store snapshot is {:.1} s old (limit {} s): the store is unreachable",
+                age.as_secs_f64(),
+                max.as_secs()
+            ),
+        )
+        .into_response(),
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the store snapshot is not loaded yet",
+        )
+        .into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text, for peers in `metrics_allow` (and in-process calls).
+pub async fn metrics(State(state): State<AppState>, addr: ClientAddr) -> Response {
+    if let Some(ip) = addr.peer {
+        if !state.options.metrics_allow.iter().any(|n| n.contains(&ip)) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "metrics are served to allowed networks only",
+            )
+            .into_response();
+        }
+    }
+    crate::metrics::set_snapshot_age(state.snapshot_age());
+    let body = crate::metrics::render().unwrap_or_default();
+    let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// `GET /v1/openapi.json`.
+pub async fn openapi() -> Json<Value> {
+    Json(openapi::document())
+}

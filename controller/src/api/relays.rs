@@ -1,0 +1,324 @@
+//! Relay registration and heartbeats (keys with the `node` scope: edge agents).
+//!
+//! * `POST /v1/relays/register` grants a lease (TTL `lease_ttl`, 5 s by default) and puts
+//!   `relays/<region>/<node>` under it. The answer carries the lease id (a decimal string:
+//!   etcd lease ids do not fit a JavaScript number), the heartbeat interval, every tenant's
+//!   secrets and the current revocations, so a relay can serve as soon as it registered.
+//!   Registering again (a restarted relay) moves the record to the new lease and revokes
+//!   the old one.
+//!   The answer also lists probe targets ([`super::agent::probe_targets`]).
+//! * `POST /v1/relays/heartbeat` renews the lease through whichever replica receives it
+//!   (etcd holds leases, not replicas, so losing a replica loses no relays). A lease that
+//!   is gone answers 404 `lease_expired`: the agent registers again.
+//!
+//! **Write rate.** A heartbeat always renews the lease (a lease keep-alive, which etcd
+//! serves in its lessor without a raft write), but rewrites the record only when the load
+//! changed materially — the load fraction moved by ≥ 0.1, capacity or fullness changed, or
+//! the state changed — or when the stored record is older than `load_refresh` (30 s). With
+//! 5,000 relays heartbeating every second that is ~170 record writes/s in steady state
+//! instead of 5,000/s, and every replica's ranking rebuild follows those writes.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::admin::{read, update};
+use super::agent::{probe_targets, ProbeTarget};
+use super::error::ApiError;
+use super::extract::{JsonBody, Node};
+use crate::app::AppState;
+use crate::metrics;
+use crate::model::{self, Load, RelayAddresses, RelayRecord, RelayState, Revocation};
+use crate::model::{TenantRecord, Transport};
+use crate::store::{LeaseId, Snapshot, StoreError};
+
+/// Smallest load-fraction change that is written through.
+const MATERIAL_LOAD_CHANGE: f64 = 0.1;
+
+/// `POST /v1/relays/register` body: a relay record without lease and timestamps.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    pub node: String,
+    pub region: String,
+    pub addresses: RelayAddresses,
+    pub transports: Vec<Transport>,
+    #[serde(default)]
+    pub load: Load,
+    #[serde(default)]
+    pub state: RelayState,
+    #[serde(default)]
+    pub version: String,
+}
+
+/// A tenant's secrets as relays need them.
+#[derive(Debug, Serialize)]
+pub struct TenantSecrets {
+    pub name: String,
+    /// Newest first; relays accept each.
+    pub secrets: Vec<String>,
+    pub cut_at_expiry: bool,
+}
+
+/// `POST /v1/relays/register` answer.
+#[derive(Debug, Serialize)]
+pub struct Registered {
+    pub lease: String,
+    pub lease_ttl_secs: u64,
+    pub heartbeat_interval_ms: u64,
+    pub tenants: Vec<TenantSecrets>,
+    pub revoked: Vec<Revocation>,
+    /// Relays of other regions to send latency probes to.
+    pub probe_targets: Vec<ProbeTarget>,
+}
+
+/// `POST /v1/relays/heartbeat` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub region: String,
+    pub node: String,
+    pub lease: String,
+    #[serde(default)]
+    pub load: Load,
+    /// What the relay reports (a drain order from the admin API overrides `active`).
+    #[serde(default)]
+    pub state: RelayState,
+}
+
+/// `POST /v1/relays/heartbeat` answer.
+#[derive(Debug, Serialize)]
+pub struct HeartbeatAnswer {
+    pub lease_ttl_secs: u64,
+    pub heartbeat_interval_ms: u64,
+    /// The state the controller wants: `draining` is a drain order.
+    pub state: RelayState,
+    /// Whether the record was rewritten.
+    pub written: bool,
+}
+
+fn validate(r: &Registration) -> Result<(), ApiError> {
+    let bad = ApiError::invalid_request;
+    model::validate_name(&r.node).map_err(|e| bad(format!("node: {e}")))?;
+    nexrtc_geo::validate_region_name(&r.region).map_err(|e| bad(format!("region: {e}")))?;
+    let a = &r.addresses;
+    for (name, ep) in [
+        ("udp", &a.udp),
+        ("tcp", &a.tcp),
+        ("tls", &a.tls),
+        ("tls_alt", &a.tls_alt),
+    ] {
+        if let Some(ep) = ep {
+            ep.validate()
+                .map_err(|e| bad(format!("addresses.{name}: {e}")))?;
+        }
+    }
+    for t in &r.transports {
+        let has = match t {
+            Transport::Udp => a.udp.is_some(),
+            Transport::Tcp => a.tcp.is_some(),
+            Transport::Tls => a.tls.is_some() || a.tls_alt.is_some(),
+            Transport::Quic => true,
+        };
+        if !has {
+            return Err(bad(format!("transport {t:?} has no address")));
+        }
+    }
+    if !r.transports.iter().any(|t| *t != Transport::Quic) {
+        return Err(ApiError::invalid_request(
+            "a relay needs at least one of the udp, tcp and tls transports",
+        ));
+    }
+    Ok(())
+}
+
+/// Every tenant's secrets, sorted by tenant.
+pub(crate) fn tenant_secrets(tenants: &Snapshot<TenantRecord>) -> Vec<TenantSecrets> {
+    let mut out: Vec<TenantSecrets> = (tenants.entries.values())
+        .map(|t| TenantSecrets {
+            name: t.name.clone(),
+            secrets: t.secrets.iter().map(|s| s.value.clone()).collect(),
+            cut_at_expiry: t.policy.cut_at_expiry,
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn lease_ttl_secs(state: &AppState) -> u64 {
+    state.options.lease_ttl.as_secs().max(1)
+}
+
+fn heartbeat_ms(state: &AppState) -> u64 {
+    u64::try_from(state.options.heartbeat_interval.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `POST /v1/relays/register`.
+pub async fn register(
+    State(state): State<AppState>,
+    _: Node,
+    JsonBody(body): JsonBody<Registration>,
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    validate(&body)?;
+    if !state
+        .snapshots
+        .regions
+        .snapshot()
+        .entries
+        .contains_key(&body.region)
+    {
+        return Err(ApiError::unknown_region(&body.region));
+    }
+    let key = RelayRecord::key(&body.region, &body.node);
+    let previous = read::<RelayRecord>(&*state.store, &key).await?;
+    let lease = state.store.grant_lease(state.options.lease_ttl).await?;
+    let now = state.unix_now();
+    let record = RelayRecord {
+        node: body.node,
+        region: body.region,
+        addresses: body.addresses,
+        transports: body.transports,
+        load: body.load,
+        state: body.state,
+        version: body.version,
+        registered_at: now,
+        updated_at: now,
+        lease: lease.id.0,
+    };
+    let (record_region, record_node) = (record.region.clone(), record.node.clone());
+    let revision = state
+        .store
+        .put(&key, model::encode(&record), Some(lease.id))
+        .await?;
+    if let Some(old) = previous.and_then(|p| p.lease).filter(|l| *l != lease.id) {
+        // The record moved to the new lease; the old one holds nothing of ours now.
+        match state.store.revoke_lease(old).await {
+            Ok(()) | Err(StoreError::LeaseNotFound) => {}
+            Err(e) => tracing::warn!(error = %e, "could not revoke a relay's previous lease"),
+        }
+    }
+    metrics::registration("ok");
+    state.await_relays(revision).await;
+    let revoked = state.snapshots.revoked.snapshot();
+    let mut revoked: Vec<Revocation> = revoked
+        .entries
+        .values()
+        .map(|r| Revocation::clone(r))
+        .collect();
+    revoked.sort_by(|a, b| a.username.cmp(&b.username));
+    Ok((
+        StatusCode::CREATED,
+        Json(Registered {
+            lease: lease.id.0.to_string(),
+            lease_ttl_secs: lease.ttl.as_secs(),
+            heartbeat_interval_ms: heartbeat_ms(&state),
+            tenants: tenant_secrets(&state.snapshots.tenants.snapshot()),
+            revoked,
+            probe_targets: probe_targets(&state.view(), &record_region, &record_node),
+        }),
+    ))
+}
+
+fn lease_expired() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "lease_expired",
+        "the relay's lease is gone; register again",
+    )
+}
+
+/// Whether a heartbeat must be written through (see the module docs).
+fn material(old: &RelayRecord, load: &Load, state: RelayState, now: u64, refresh: u64) -> bool {
+    old.state != state
+        || (old.load.fraction() - load.fraction()).abs() >= MATERIAL_LOAD_CHANGE
+        || old.load.capacity != load.capacity
+        || old.load.is_full() != load.is_full()
+        || now >= old.updated_at.saturating_add(refresh)
+}
+
+/// `POST /v1/relays/heartbeat`.
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    _: Node,
+    JsonBody(body): JsonBody<Heartbeat>,
+) -> Result<Json<HeartbeatAnswer>, ApiError> {
+    let lease = LeaseId(
+        body.lease
+            .parse()
+            .map_err(|_| ApiError::invalid_request("lease must be a decimal lease id"))?,
+    );
+    match state.store.keep_alive(lease).await {
+        Ok(_) => {}
+        Err(StoreError::LeaseNotFound) => {
+            metrics::heartbeat("lease_expired");
+            return Err(lease_expired());
+        }
+        Err(e) => {
+            metrics::heartbeat("error");
+            return Err(e.into());
+        }
+    }
+    let key = RelayRecord::key(&body.region, &body.node);
+    let id = format!("{}/{}", body.region, body.node);
+    let known = state.view().relays.get(&id).cloned();
+    let current = match known {
+        Some(r) => r,
+        // Not in this replica's snapshot yet (registered through another replica a moment
+        // ago): ask the store.
+        None => match read::<RelayRecord>(&*state.store, &key).await? {
+            Some(r) => r.value.into(),
+            None => {
+                metrics::heartbeat("lease_expired");
+                return Err(lease_expired());
+            }
+        },
+    };
+    if current.lease != lease.0 {
+        metrics::heartbeat("lease_expired");
+        return Err(lease_expired());
+    }
+    let wanted = match current.state {
+        RelayState::Draining => RelayState::Draining,
+        RelayState::Active => body.state,
+    };
+    let now = state.unix_now();
+    let refresh = state.options.load_refresh.as_secs();
+    let mut written = false;
+    let mut answer_state = wanted;
+    if material(&current, &body.load, wanted, now, refresh) {
+        let written_record = update(&*state.store, &key, |mut r: RelayRecord| {
+            if r.lease != lease.0 {
+                return Err(lease_expired());
+            }
+            r.load = body.load.clone();
+            if r.state == RelayState::Active {
+                r.state = body.state;
+            }
+            r.updated_at = now;
+            Ok(r)
+        })
+        .await;
+        match written_record {
+            Ok((record, _)) => {
+                written = true;
+                answer_state = record.state;
+            }
+            Err(e) if e.status == StatusCode::NOT_FOUND => {
+                metrics::heartbeat("lease_expired");
+                return Err(lease_expired());
+            }
+            Err(e) => {
+                metrics::heartbeat("error");
+                return Err(e);
+            }
+        }
+    }
+    metrics::heartbeat(if written { "written" } else { "kept" });
+    Ok(Json(HeartbeatAnswer {
+        lease_ttl_secs: lease_ttl_secs(&state),
+        heartbeat_interval_ms: heartbeat_ms(&state),
+        state: answer_state,
+        written,
+    }))
+}

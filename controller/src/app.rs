@@ -1,0 +1,183 @@
+//! [`AppState`]: what every handler shares — the store, its mirrored [`Snapshots`], GeoIP,
+//! the rate limiter, the clock and the settings.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use nexrtc_geo::{GeoIp, LatLon};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::model::RateLimit;
+use crate::ratelimit::RateLimiter;
+use crate::state::{RankingOptions, Snapshots, View};
+use crate::store::{Snapshot, Store, WatchedMap};
+
+/// Everything about the API that is not in the store. [`Options::default`] is the
+/// documented default of each field.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Peers whose `X-Forwarded-For` is believed (load balancers, CDN edges). Empty: the
+    /// TCP peer is always the client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// TTL of relay leases (5 s).
+    pub lease_ttl: Duration,
+    /// Heartbeat interval told to relays (1 s).
+    pub heartbeat_interval: Duration,
+    /// A relay record is rewritten at least this often even if its load did not change
+    /// materially (30 s).
+    pub load_refresh: Duration,
+    /// Rate limit of keys whose key record and tenant set none (100/s, burst 200).
+    pub default_rate_limit: RateLimit,
+    /// `/readyz` fails when the snapshot is older than this (30 s).
+    pub max_snapshot_age: Duration,
+    /// Who may read `/metrics` (loopback and private ranges by default).
+    pub metrics_allow: Vec<IpNet>,
+    /// How long an admin write waits to see itself in this replica's snapshot (2 s).
+    pub write_wait: Duration,
+    /// Region choice and ranking weights.
+    pub ranking: RankingOptions,
+    pub geoip: Option<Arc<GeoIp>>,
+    pub clock: Clock,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let nets = [
+            "127.0.0.0/8",
+            "::1/128",
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "fc00::/7",
+        ];
+        Options {
+            trusted_proxies: Vec::new(),
+            lease_ttl: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(1),
+            load_refresh: Duration::from_secs(30),
+            default_rate_limit: RateLimit {
+                per_second: 100.0,
+                burst: 200,
+            },
+            max_snapshot_age: Duration::from_secs(30),
+            metrics_allow: nets.iter().filter_map(|n| n.parse().ok()).collect(),
+            write_wait: Duration::from_secs(2),
+            ranking: RankingOptions::default(),
+            geoip: None,
+            clock: Clock::System,
+        }
+    }
+}
+
+/// The shared state of the HTTP handlers (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+pub struct Inner {
+    pub store: Arc<dyn Store>,
+    pub snapshots: Snapshots,
+    pub options: Options,
+    pub limiter: RateLimiter,
+    /// `true` once the server is shutting down: long-lived streams end.
+    closing: watch::Sender<bool>,
+    upkeep: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.upkeep.abort();
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Starts mirroring the store and waits for the first complete snapshot (inside a tokio
+    /// runtime). While the store is unreachable this waits; `run` bounds it.
+    pub async fn start(store: Arc<dyn Store>, options: Options) -> AppState {
+        crate::metrics::install();
+        let snapshots = Snapshots::start(&store, options.ranking.clone(), options.clock);
+        let upkeep = tokio::spawn(async {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                crate::metrics::upkeep();
+            }
+        });
+        let state = AppState(Arc::new(Inner {
+            store,
+            snapshots,
+            options,
+            limiter: RateLimiter::default(),
+            closing: watch::channel(false).0,
+            upkeep,
+        }));
+        state.snapshots.loaded().await;
+        state
+    }
+
+    /// Ends long-lived streams (the relay event streams), so a graceful shutdown does not
+    /// wait for them.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Becomes `true` at [`AppState::close`].
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Unix seconds now.
+    pub fn unix_now(&self) -> u64 {
+        self.options.clock.unix_now()
+    }
+
+    /// The current relay view.
+    pub fn view(&self) -> Arc<View> {
+        self.snapshots.view()
+    }
+
+    /// Where an address is, per GeoIP (`None` without a database or without a record).
+    pub fn locate(&self, ip: IpAddr) -> Option<LatLon> {
+        let geoip = self.options.geoip.as_ref()?;
+        geoip.lookup(ip).map(|l| l.coords())
+    }
+
+    /// Snapshot age now (`None` before the first load).
+    pub fn snapshot_age(&self) -> Option<Duration> {
+        self.snapshots.age(tokio::time::Instant::now())
+    }
+
+    /// Waits (bounded by `write_wait`) until this replica's view includes relay writes up
+    /// to `revision`.
+    pub async fn await_relays(&self, revision: i64) {
+        let wait = self.snapshots.wait_view(|v| v.relays_revision >= revision);
+        let _ = tokio::time::timeout(self.options.write_wait, wait).await;
+    }
+
+    /// Waits (bounded) until the view includes region writes up to `revision`.
+    pub async fn await_regions(&self, revision: i64) {
+        let wait = self.snapshots.wait_view(|v| v.regions_revision >= revision);
+        let _ = tokio::time::timeout(self.options.write_wait, wait).await;
+    }
+
+    /// Waits (bounded by `write_wait`) until `map`'s snapshot satisfies `ready`: an admin
+    /// write is visible to the next request on this replica.
+    pub async fn settle<T: Send + Sync + 'static>(
+        &self,
+        map: &WatchedMap<T>,
+        ready: impl FnMut(&Snapshot<T>) -> bool,
+    ) {
+        let _ = tokio::time::timeout(self.options.write_wait, map.wait_for(ready)).await;
+    }
+}

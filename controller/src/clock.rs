@@ -1,0 +1,86 @@
+//! Wall-clock time for credential expiries, replaceable in tests.
+//!
+//! Expiries are Unix seconds, so the controller needs the wall clock; tests run on tokio's
+//! paused time and need expiries to follow it. [`Clock::Virtual`] counts Unix time from a
+//! fixed start along `tokio::time::Instant`, so `tokio::time::advance` moves both.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+/// Where Unix time comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Clock {
+    /// The system clock.
+    System,
+    /// `start_unix` at `start`, then following tokio's clock (paused in tests).
+    Virtual { start_unix: u64, start: Instant },
+}
+
+impl Clock {
+    /// A virtual clock reading `unix` now.
+    pub fn starting_at(unix: u64) -> Clock {
+        Clock::Virtual {
+            start_unix: unix,
+            start: Instant::now(),
+        }
+    }
+
+    /// Unix seconds now.
+    pub fn unix_now(&self) -> u64 {
+        match self {
+            Clock::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            Clock::Virtual { start_unix, start } => start_unix + start.elapsed().as_secs(),
+        }
+    }
+}
+
+/// RFC 3339 UTC timestamp (`2024-05-01T12:00:00Z`) of Unix seconds.
+pub fn rfc3339(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_values() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn virtual_clock_follows_tokio_time() {
+        let c = Clock::starting_at(1000);
+        assert_eq!(c.unix_now(), 1000);
+        tokio::time::advance(std::time::Duration::from_secs(61)).await;
+        assert_eq!(c.unix_now(), 1061);
+    }
+}

@@ -1,0 +1,398 @@
+//! `nexrtc controller` configuration: flags ([`ControllerArgs`]) over a TOML file
+//! ([`FileConfig`], unknown keys refused with their line), checked into a
+//! [`ControllerConfig`].
+//!
+//! ```toml
+//! listen = "0.0.0.0:443"
+//! tls_cert = "/etc/nexrtc/controller.crt"
+//! tls_key = "/etc/nexrtc/controller.key"
+//! etcd_endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+//! geoip_db = "/var/lib/GeoIP/GeoLite2-City.mmdb"
+//! default_region = "eu-west"
+//! trusted_proxies = ["10.0.0.0/8"]
+//! lease_ttl_secs = 5
+//!
+//! [rate_limit]
+//! per_second = 100
+//! burst = 200
+//!
+//! [bootstrap]              # created at first start if absent (used by `nexrtc dev`)
+//! admin_key = "nxk_…"
+//! tenant = "dev"
+//! [[bootstrap.regions]]
+//! name = "local"
+//! lat = 50.11
+//! lon = 8.68
+//! ```
+//!
+//! Plain HTTP is refused unless the listen address is loopback or `insecure_http = true`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use nexrtc_geo::{Region, Weights};
+use serde::Deserialize;
+
+use crate::app::Options;
+use crate::clock::Clock;
+use crate::model::{self, RateLimit};
+use crate::state::RankingOptions;
+use crate::store::DEFAULT_PREFIX;
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// toml's message names the line, the column and the key.
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("`{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// `nexrtc controller` flags; each overrides the file's key of the same name.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ControllerArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// TLS certificate chain (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// etcd client URL, repeatable [default: none = embedded in-memory store].
+    #[arg(long = "etcd", value_name = "URL")]
+    pub etcd_endpoints: Vec<String>,
+    /// GeoIP2/GeoLite2 City database.
+    #[arg(long, value_name = "FILE")]
+    pub geoip_db: Option<PathBuf>,
+    /// Region assumed for clients GeoIP cannot place.
+    #[arg(long, value_name = "REGION")]
+    pub default_region: Option<String>,
+    /// Proxy whose X-Forwarded-For is believed (IP or CIDR), repeatable.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<String>,
+    /// Log JSON lines.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+/// The file's keys (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub insecure_http: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub etcd_endpoints: Option<Vec<String>>,
+    pub key_prefix: Option<String>,
+    pub lease_ttl_secs: Option<u64>,
+    pub heartbeat_interval_ms: Option<u64>,
+    pub load_refresh_secs: Option<u64>,
+    pub max_snapshot_age_secs: Option<u64>,
+    pub startup_timeout_secs: Option<u64>,
+    pub geoip_db: Option<PathBuf>,
+    pub default_region: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub metrics_allow: Option<Vec<String>>,
+    pub rate_limit: Option<RateLimit>,
+    pub weights: Option<Weights>,
+    pub log_json: Option<bool>,
+    #[serde(default)]
+    pub bootstrap: Bootstrap,
+}
+
+/// Records created at first start when absent (idempotent; safe with many replicas).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bootstrap {
+    /// An API key (`nxk_…`) with scope `admin`.
+    pub admin_key: Option<String>,
+    /// An API key with scope `node`, for edge agents.
+    pub node_key: Option<String>,
+    /// An API key with scopes `ice` and `client_ip` for `tenant`.
+    pub ice_key: Option<String>,
+    /// A tenant to create.
+    pub tenant: Option<String>,
+    /// Its first TURN secret (random if absent).
+    pub tenant_secret: Option<String>,
+    /// Its allowed browser origins.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    /// Regions to create.
+    #[serde(default)]
+    pub regions: Vec<Region>,
+}
+
+/// TLS files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub listen: SocketAddr,
+    /// `None`: plain HTTP (loopback or `insecure_http`).
+    pub tls: Option<TlsFiles>,
+    /// Empty: the embedded in-memory store.
+    pub etcd_endpoints: Vec<String>,
+    pub key_prefix: String,
+    pub geoip_db: Option<PathBuf>,
+    /// How long startup waits for the store's first snapshot.
+    pub startup_timeout: Duration,
+    pub log_json: bool,
+    pub bootstrap: Bootstrap,
+    /// Everything the API itself uses (GeoIP is opened by `run`).
+    pub options: Options,
+}
+
+impl ControllerConfig {
+    /// Reads `--config` if given, merges the flags over it and checks the result.
+    pub fn load(args: ControllerArgs) -> Result<ControllerConfig, ConfigError> {
+        let file = match &args.config {
+            Some(path) => parse_file(path)?,
+            None => FileConfig::default(),
+        };
+        Self::build(args, file)
+    }
+
+    /// Merges and checks (flags win).
+    pub fn build(args: ControllerArgs, file: FileConfig) -> Result<ControllerConfig, ConfigError> {
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let insecure = args.insecure_http || file.insecure_http.unwrap_or(false);
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(invalid("tls_cert", "tls_cert and tls_key go together")),
+        };
+        if tls.is_none() && !listen.ip().is_loopback() && !insecure {
+            return Err(invalid(
+                "listen",
+                format!(
+                    "{listen} is not loopback: set tls_cert and tls_key, or insecure_http = true \
+                     behind a TLS-terminating proxy"
+                ),
+            ));
+        }
+        let etcd_endpoints = match args.etcd_endpoints.is_empty() {
+            false => args.etcd_endpoints,
+            true => file.etcd_endpoints.unwrap_or_default(),
+        };
+        let key_prefix = file.key_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
+        if !key_prefix.starts_with('/') || !key_prefix.ends_with('/') {
+            return Err(invalid("key_prefix", "must start and end with '/'"));
+        }
+        let lease_ttl = Duration::from_secs(file.lease_ttl_secs.unwrap_or(5));
+        let heartbeat = Duration::from_millis(file.heartbeat_interval_ms.unwrap_or(1000));
+        if lease_ttl.is_zero() || heartbeat.is_zero() || heartbeat >= lease_ttl {
+            return Err(invalid(
+                "heartbeat_interval_ms",
+                "need 0 < heartbeat interval < lease TTL (lease_ttl_secs)",
+            ));
+        }
+        let default_region = args.default_region.or(file.default_region);
+        if let Some(region) = &default_region {
+            nexrtc_geo::validate_region_name(region)
+                .map_err(|e| invalid("default_region", e.to_string()))?;
+        }
+        let trusted = match args.trusted_proxies.is_empty() {
+            false => args.trusted_proxies,
+            true => file.trusted_proxies.unwrap_or_default(),
+        };
+        let defaults = Options::default();
+        let rate_limit = file.rate_limit.unwrap_or(defaults.default_rate_limit);
+        rate_limit
+            .validate()
+            .map_err(|e| invalid("rate_limit", e))?;
+        check_bootstrap(&file.bootstrap)?;
+        let options = Options {
+            trusted_proxies: nets("trusted_proxies", &trusted)?,
+            lease_ttl,
+            heartbeat_interval: heartbeat,
+            load_refresh: Duration::from_secs(file.load_refresh_secs.unwrap_or(30).max(1)),
+            default_rate_limit: rate_limit,
+            max_snapshot_age: Duration::from_secs(file.max_snapshot_age_secs.unwrap_or(30)),
+            metrics_allow: match &file.metrics_allow {
+                Some(list) => nets("metrics_allow", list)?,
+                None => defaults.metrics_allow,
+            },
+            write_wait: defaults.write_wait,
+            ranking: RankingOptions {
+                default_region,
+                weights: file.weights.unwrap_or_default(),
+                ..RankingOptions::default()
+            },
+            geoip: None,
+            clock: Clock::System,
+        };
+        Ok(ControllerConfig {
+            listen,
+            tls,
+            etcd_endpoints,
+            key_prefix,
+            geoip_db: args.geoip_db.or(file.geoip_db),
+            startup_timeout: Duration::from_secs(file.startup_timeout_secs.unwrap_or(30)),
+            log_json: args.log_json || file.log_json.unwrap_or(false),
+            bootstrap: file.bootstrap,
+            options,
+        })
+    }
+}
+
+/// Reads and parses a TOML file (errors name the key and the line).
+pub fn parse_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// CIDRs or bare IPs.
+fn nets(key: &'static str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    list.iter()
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| invalid(key, format!("{s:?} is not an IP address or CIDR")))
+        })
+        .collect()
+}
+
+fn check_api_key(key: &'static str, value: &Option<String>) -> Result<(), ConfigError> {
+    match value {
+        Some(k) if !k.starts_with(crate::credentials::KEY_PREFIX) || k.len() < 36 => Err(invalid(
+            key,
+            "API keys are nxk_ followed by at least 32 characters (e.g. 32 random bytes, base64url)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_bootstrap(b: &Bootstrap) -> Result<(), ConfigError> {
+    check_api_key("bootstrap.admin_key", &b.admin_key)?;
+    check_api_key("bootstrap.node_key", &b.node_key)?;
+    check_api_key("bootstrap.ice_key", &b.ice_key)?;
+    if let Some(t) = &b.tenant {
+        model::validate_name(t).map_err(|e| invalid("bootstrap.tenant", e))?;
+    }
+    if b.ice_key.is_some() && b.tenant.is_none() {
+        return Err(invalid("bootstrap.ice_key", "needs bootstrap.tenant"));
+    }
+    if b.tenant_secret.as_ref().is_some_and(|s| s.len() < 16) {
+        return Err(invalid(
+            "bootstrap.tenant_secret",
+            "needs at least 16 characters",
+        ));
+    }
+    for o in &b.cors_origins {
+        crate::api::cors::normalize_origin(o).map_err(|e| invalid("bootstrap.cors_origins", e))?;
+    }
+    for r in &b.regions {
+        r.validate()
+            .map_err(|e| invalid("bootstrap.regions", e.to_string()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Result<FileConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn defaults_are_loopback_http() {
+        let c = ControllerConfig::build(ControllerArgs::default(), FileConfig::default())
+            .expect("config");
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert!(c.tls.is_none());
+        assert!(c.etcd_endpoints.is_empty());
+        assert_eq!(c.key_prefix, "/nexrtc/v1/");
+        assert_eq!(c.options.lease_ttl, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_keys_name_key_and_line() {
+        let e = file("listen = \"127.0.0.1:1\"\nlistn = 3\n").expect_err("unknown");
+        let text = e.to_string();
+        assert!(text.contains("line 2"), "{text}");
+        assert!(text.contains("listn"), "{text}");
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback_or_when_asked() {
+        let f = file("listen = \"0.0.0.0:8080\"").expect("toml");
+        let e = ControllerConfig::build(ControllerArgs::default(), f).expect_err("refused");
+        assert!(e.to_string().contains("`listen`"), "{e}");
+        let f = file("listen = \"0.0.0.0:8080\"\ninsecure_http = true").expect("toml");
+        assert!(ControllerConfig::build(ControllerArgs::default(), f).is_ok());
+        let f = file("listen = \"0.0.0.0:8443\"\ntls_cert = \"c\"").expect("toml");
+        assert!(ControllerConfig::build(ControllerArgs::default(), f).is_err());
+    }
+
+    #[test]
+    fn flags_override_file_and_values_are_checked() {
+        let f =
+            file("trusted_proxies = [\"10.0.0.0/8\"]\ndefault_region = \"eu-west\"").expect("toml");
+        let args = ControllerArgs {
+            trusted_proxies: vec!["192.0.2.1".into()],
+            ..ControllerArgs::default()
+        };
+        let c = ControllerConfig::build(args, f).expect("config");
+        assert_eq!(
+            c.options.trusted_proxies,
+            vec!["192.0.2.1/32".parse::<IpNet>().expect("net")]
+        );
+        assert_eq!(c.options.ranking.default_region.as_deref(), Some("eu-west"));
+
+        let f = file("trusted_proxies = [\"nope\"]").expect("toml");
+        let e = ControllerConfig::build(ControllerArgs::default(), f).expect_err("bad cidr");
+        assert!(e.to_string().contains("trusted_proxies"), "{e}");
+        let f = file("[bootstrap]\nadmin_key = \"short\"").expect("toml");
+        assert!(ControllerConfig::build(ControllerArgs::default(), f).is_err());
+        let f = file("lease_ttl_secs = 1\nheartbeat_interval_ms = 1000").expect("toml");
+        assert!(ControllerConfig::build(ControllerArgs::default(), f).is_err());
+    }
+}

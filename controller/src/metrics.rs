@@ -1,0 +1,147 @@
+//! Prometheus metrics of the controller (crates `metrics` + `metrics-exporter-prometheus`).
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `nexrtc_controller_requests_total` | counter | `route` (the matched path template), `status` |
+//! | `nexrtc_controller_request_duration_seconds` | histogram | `route` |
+//! | `nexrtc_controller_credentials_issued_total` | counter | `tenant` |
+//! | `nexrtc_controller_client_tokens_issued_total` | counter | `tenant` |
+//! | `nexrtc_controller_snapshot_age_seconds` | gauge | (none; −1 before the first load) |
+//! | `nexrtc_controller_relays` | gauge | `region`, `state` (`active`, `draining`) |
+//! | `nexrtc_controller_registrations_total` | counter | `outcome` |
+//! | `nexrtc_controller_heartbeats_total` | counter | `outcome` (`kept`, `written`, `lease_expired`, `error`) |
+//!
+//! Labels never carry usernames, keys or addresses (unbounded, and private). The recorder
+//! is process-global (installed once, by the first [`install`]); `/metrics` renders it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::model::RelayRecord;
+
+pub const REQUESTS: &str = "nexrtc_controller_requests_total";
+pub const REQUEST_DURATION: &str = "nexrtc_controller_request_duration_seconds";
+pub const CREDENTIALS_ISSUED: &str = "nexrtc_controller_credentials_issued_total";
+pub const TOKENS_ISSUED: &str = "nexrtc_controller_client_tokens_issued_total";
+pub const SNAPSHOT_AGE: &str = "nexrtc_controller_snapshot_age_seconds";
+pub const RELAYS: &str = "nexrtc_controller_relays";
+pub const REGISTRATIONS: &str = "nexrtc_controller_registrations_total";
+pub const HEARTBEATS: &str = "nexrtc_controller_heartbeats_total";
+
+/// Latency buckets (seconds): the ICE answer should take well under a millisecond.
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the global recorder once; `None` if another recorder was installed first (then
+/// `/metrics` renders nothing of ours).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.to_owned()), BUCKETS)
+                .ok()?;
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => {
+                    describe();
+                    Some(handle)
+                }
+                Err(e) => {
+                    tracing::warn!(%e, "a metrics recorder was already installed");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+fn describe() {
+    metrics::describe_counter!(REQUESTS, "HTTP requests by route and status");
+    metrics::describe_histogram!(
+        REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "HTTP request latency by route"
+    );
+    metrics::describe_counter!(CREDENTIALS_ISSUED, "TURN credentials issued by tenant");
+    metrics::describe_counter!(TOKENS_ISSUED, "client tokens issued by tenant");
+    metrics::describe_gauge!(
+        SNAPSHOT_AGE,
+        metrics::Unit::Seconds,
+        "age of the in-memory store snapshot (0 while the watch is live, -1 before loading)"
+    );
+    metrics::describe_gauge!(RELAYS, "registered relays by region and state");
+    metrics::describe_counter!(REGISTRATIONS, "relay registrations by outcome");
+    metrics::describe_counter!(HEARTBEATS, "relay heartbeats by outcome");
+}
+
+/// The exposition text (`None` without our recorder).
+pub fn render() -> Option<String> {
+    let handle = install()?;
+    Some(handle.render())
+}
+
+/// Drains histogram buffers; call every few seconds.
+pub fn upkeep() {
+    if let Some(handle) = install() {
+        handle.run_upkeep();
+    }
+}
+
+/// One answered request.
+pub fn request(route: &str, status: u16, elapsed: Duration) {
+    let route = route.to_owned();
+    counter!(REQUESTS, "route" => route.clone(), "status" => status.to_string()).increment(1);
+    histogram!(REQUEST_DURATION, "route" => route).record(elapsed.as_secs_f64());
+}
+
+pub fn credentials_issued(tenant: &str) {
+    counter!(CREDENTIALS_ISSUED, "tenant" => tenant.to_owned()).increment(1);
+}
+
+pub fn token_issued(tenant: &str) {
+    counter!(TOKENS_ISSUED, "tenant" => tenant.to_owned()).increment(1);
+}
+
+pub fn registration(outcome: &'static str) {
+    counter!(REGISTRATIONS, "outcome" => outcome).increment(1);
+}
+
+pub fn heartbeat(outcome: &'static str) {
+    counter!(HEARTBEATS, "outcome" => outcome).increment(1);
+}
+
+/// Snapshot age; `None` (never loaded) is exported as −1.
+pub fn set_snapshot_age(age: Option<Duration>) {
+    gauge!(SNAPSHOT_AGE).set(age.map_or(-1.0, |a| a.as_secs_f64()));
+}
+
+/// Label pairs set last time, so regions that vanished go to 0 rather than linger.
+static RELAY_LABELS: Mutex<BTreeSet<(String, &'static str)>> = Mutex::new(BTreeSet::new());
+
+/// Relay counts by region and state, from a relay snapshot.
+pub fn set_relays(relays: &HashMap<String, Arc<RelayRecord>>) {
+    let mut counts: HashMap<(String, &'static str), u64> = HashMap::new();
+    for r in relays.values() {
+        *counts
+            .entry((r.region.clone(), r.state.as_str()))
+            .or_default() += 1;
+    }
+    let mut seen = RELAY_LABELS.lock().unwrap_or_else(PoisonError::into_inner);
+    for (region, state) in seen.iter() {
+        if !counts.contains_key(&(region.clone(), *state)) {
+            gauge!(RELAYS, "region" => region.clone(), "state" => *state).set(0.0);
+        }
+    }
+    for ((region, state), n) in &counts {
+        gauge!(RELAYS, "region" => region.clone(), "state" => *state).set(*n as f64);
+        seen.insert((region.clone(), state));
+    }
+}

@@ -1,0 +1,240 @@
+//! [`run`]: `nexrtc controller` — store, bootstrap, snapshot, HTTP(S) listener.
+//!
+//! HTTPS is a tokio-rustls accept loop (ring provider, ALPN h2 + http/1.1) feeding
+//! hyper-util's auto (HTTP/1 + HTTP/2) connection builder, each connection tagged with its
+//! peer address (`ConnectInfo`) so handlers see the client. Plain HTTP uses `axum::serve`.
+//! On shutdown the listener closes and open connections get up to 10 s to finish.
+
+use std::future::Future;
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use nexrtc_geo::GeoIp;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+
+use crate::app::AppState;
+use crate::config::{Bootstrap, ControllerConfig, TlsFiles};
+use crate::credentials::{key_hash, random_b64, random_id};
+use crate::model::{self, KeyRecord, Limits, Policy, Scope, Secret, TenantRecord};
+use crate::model::{KEYS, REGIONS, TENANTS};
+use crate::store::{EtcdConfig, EtcdStore, MemoryStore, Store};
+
+/// Time a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time open connections get to finish at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the controller on `config.listen` until `shutdown` completes.
+pub async fn run(
+    config: ControllerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    run_on(config, listener, shutdown).await
+}
+
+/// Like [`run`] on a listener the caller bound (e.g. to port 0, to learn the address);
+/// `config.listen` is ignored.
+pub async fn run_on(
+    config: ControllerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut options = config.options.clone();
+    if let Some(path) = &config.geoip_db {
+        options.geoip = Some(Arc::new(GeoIp::open(path)?));
+    }
+    let acceptor = match &config.tls {
+        Some(files) => Some(tls_acceptor(files)?),
+        None => None,
+    };
+    let store: Arc<dyn Store> = match config.etcd_endpoints.is_empty() {
+        true => {
+            tracing::info!("no etcd endpoints: using the embedded in-memory store");
+            Arc::new(MemoryStore::new())
+        }
+        false => {
+            let etcd = EtcdConfig {
+                endpoints: config.etcd_endpoints.clone(),
+                prefix: config.key_prefix.clone(),
+                ..EtcdConfig::default()
+            };
+            Arc::new(EtcdStore::connect(etcd).await.context("etcd")?)
+        }
+    };
+    let startup = async {
+        bootstrap(&*store, &config.bootstrap, options.clock.unix_now()).await?;
+        Ok::<_, anyhow::Error>(AppState::start(store.clone(), options).await)
+    };
+    let state = tokio::time::timeout(config.startup_timeout, startup)
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "the store gave no snapshot within {:?}",
+                config.startup_timeout
+            )
+        })??;
+    let app = crate::api::router(state.clone());
+    let shutdown = async move {
+        shutdown.await;
+        state.close();
+    };
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        tls = acceptor.is_some(),
+        "controller listening"
+    );
+    match acceptor {
+        None => {
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+        Some(acceptor) => serve_tls(listener, acceptor, app, shutdown).await,
+    }
+    Ok(())
+}
+
+fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+    let open = |path: &std::path::Path| {
+        std::fs::File::open(path)
+            .map(BufReader::new)
+            .with_context(|| format!("cannot read {}", path.display()))
+    };
+    let certs = rustls_pemfile::certs(&mut open(&files.cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{}: bad PEM", files.cert.display()))?;
+    if certs.is_empty() {
+        return Err(anyhow!("{}: no certificate", files.cert.display()));
+    }
+    let key = rustls_pemfile::private_key(&mut open(&files.key)?)
+        .with_context(|| format!("{}: bad PEM", files.key.display()))?
+        .ok_or_else(|| anyhow!("{}: no private key", files.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("TLS certificate and key do not match")?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(tls)))
+}
+
+async fn serve_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let service =
+            app.clone()
+                .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req
+                });
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                _ => return,
+            };
+            let service = TowerToHyperService::new(service);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+}
+
+/// Creates the bootstrap records that do not exist yet (see [`Bootstrap`]).
+pub async fn bootstrap(store: &dyn Store, b: &Bootstrap, now: u64) -> anyhow::Result<()> {
+    for region in &b.regions {
+        let key = format!("{REGIONS}{}", region.name);
+        store.create(&key, model::encode(region), None).await?;
+    }
+    if let Some(name) = &b.tenant {
+        let origins = b.cors_origins.iter();
+        let tenant = TenantRecord {
+            name: name.clone(),
+            secrets: vec![Secret {
+                id: random_id(),
+                value: b.tenant_secret.clone().unwrap_or_else(|| random_b64(32)),
+                created_at: now,
+            }],
+            limits: Limits::default(),
+            cors_origins: origins
+                .filter_map(|o| crate::api::cors::normalize_origin(o).ok())
+                .collect(),
+            policy: Policy::default(),
+            token_key: random_b64(32),
+            created_at: now,
+        };
+        let created = store
+            .create(&format!("{TENANTS}{name}"), model::encode(&tenant), None)
+            .await?;
+        if created.is_written() {
+            tracing::info!(tenant = %name, "bootstrap tenant created");
+        }
+    }
+    let keys = [
+        (&b.admin_key, "bootstrap admin", vec![Scope::Admin], None),
+        (&b.node_key, "bootstrap node", vec![Scope::Node], None),
+        (
+            &b.ice_key,
+            "bootstrap ice",
+            vec![Scope::Ice, Scope::ClientIp],
+            b.tenant.clone(),
+        ),
+    ];
+    for (key, name, scopes, tenant) in keys {
+        let Some(key) = key else { continue };
+        let record = KeyRecord {
+            name: name.to_owned(),
+            tenant,
+            scopes,
+            rate_limit: None,
+            created_at: now,
+        };
+        let store_key = format!("{KEYS}{}", key_hash(key));
+        store
+            .create(&store_key, model::encode(&record), None)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,276 @@
+//! The edge agent's channels: the event stream (secrets, revocations, drain, ping), probe
+//! reports, and probe targets in the registration answer.
+
+mod api_common;
+
+use std::time::Duration;
+
+use api_common::*;
+use axum::body::{Body, BodyDataStream};
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use futures_util::StreamExt as _;
+use nexrtc_controller::store::Store;
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+
+/// Reads server-sent events from a response body.
+struct Events {
+    body: BodyDataStream,
+    buf: String,
+}
+
+impl Events {
+    async fn open(h: &Harness, query: &str, key: &str) -> Result<Events, (StatusCode, String)> {
+        let mut req = Request::get(format!("/v1/relays/events{query}"))
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .expect("request");
+        req.extensions_mut().insert(ConnectInfo(
+            "127.0.0.1:1".parse::<std::net::SocketAddr>().expect("addr"),
+        ));
+        let response = h.app.clone().oneshot(req).await.expect("infallible");
+        if response.status() != StatusCode::OK {
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .expect("body");
+            return Err((status, String::from_utf8_lossy(&body).into_owned()));
+        }
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .expect("content type");
+        assert_eq!(content_type, "text/event-stream");
+        Ok(Events {
+            body: response.into_body().into_data_stream(),
+            buf: String::new(),
+        })
+    }
+
+    /// The next event (name, data); `None` when the stream ended.
+    async fn next(&mut self) -> Option<(String, Value)> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim());
+                    }
+                }
+                if data.is_empty() && name == "message" {
+                    continue; // a comment
+                }
+                return Some((name, serde_json::from_str(&data).expect("json data")));
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(60), self.body.next())
+                .await
+                .expect("an event in time")?
+                .expect("body chunk");
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next event that is not a `ping`.
+    async fn next_change(&mut self) -> (String, Value) {
+        loop {
+            let (name, data) = self.next().await.expect("stream open");
+            if name != "ping" {
+                return (name, data);
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn event_stream_sends_full_state_then_changes() {
+    let h = Harness::start().await;
+    h.register("eu-west", "n1", "198.18.0.1").await;
+    h.register("eu-west", "n2", "198.18.0.2").await;
+    let mut events = Events::open(&h, "?region=eu-west&node=n1", NODE_KEY)
+        .await
+        .expect("open");
+
+    let (name, data) = events.next_change().await;
+    assert_eq!(name, "secrets");
+    assert_eq!(data["tenants"][0]["name"], "acme");
+    assert_eq!(data["tenants"][0]["secrets"], json!([SECRET]));
+    let (name, data) = events.next_change().await;
+    assert_eq!(
+        (name.as_str(), &data),
+        ("revocations", &json!({"revoked": []}))
+    );
+
+    // Quiet: a ping within the interval.
+    let (name, _) = events.next().await.expect("ping");
+    assert_eq!(name, "ping");
+
+    let admin = |m: &'static str, p: &str| Req::new(m, p).bearer(ADMIN_KEY);
+    let r = h
+        .call(admin("POST", "/v1/admin/tenants/acme/secrets"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let (name, data) = events.next_change().await;
+    assert_eq!(name, "secrets");
+    assert_eq!(
+        data["tenants"][0]["secrets"]
+            .as_array()
+            .expect("list")
+            .len(),
+        2
+    );
+
+    let username = format!("{}:acme:alice", NOW + 600);
+    let r = h
+        .call(admin("POST", "/v1/admin/revocations").json(json!({"username": username})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let (name, data) = events.next_change().await;
+    assert_eq!(name, "revocations");
+    assert_eq!(data["revoked"][0]["username"], username.as_str());
+    assert_eq!(data["revoked"][0]["until"], NOW + 600);
+
+    let r = h
+        .call(admin("POST", "/v1/admin/relays/eu-west/n1/drain"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let (name, data) = events.next_change().await;
+    assert_eq!(name, "drain");
+    assert_eq!(data["alternate"], "198.18.0.2:3478");
+
+    // A reconnect gets the full state again, drain included.
+    let mut again = Events::open(&h, "?region=eu-west&node=n1", NODE_KEY)
+        .await
+        .expect("open");
+    let names: Vec<String> = [
+        again.next_change().await.0,
+        again.next_change().await.0,
+        again.next_change().await.0,
+    ]
+    .into();
+    assert_eq!(names, ["secrets", "revocations", "drain"]);
+
+    // Shutdown ends the streams (so a graceful shutdown does not wait for them).
+    h.state.close();
+    while let Some((name, _)) = events.next().await {
+        assert_eq!(name, "ping", "nothing but pings before the end");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn event_stream_needs_a_node_key_and_a_relay_name() {
+    let h = Harness::start().await;
+    let err = Events::open(&h, "?region=eu-west&node=n1", ICE_KEY)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.0, StatusCode::FORBIDDEN, "{}", err.1);
+    let err = Events::open(&h, "?region=eu-west", NODE_KEY)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.0, StatusCode::BAD_REQUEST, "{}", err.1);
+    assert!(err.1.contains("invalid_request"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn probe_reports_are_stored_per_region_pair_at_a_bounded_rate() {
+    let h = Harness::start().await;
+    let report = json!({"from_region": "eu-west", "from_node": "n1", "results": [
+        {"to_region": "eu-central", "to_node": "n1", "rtt_ms": 10.0, "loss": 0.0, "samples": 5},
+        {"to_region": "eu-central", "to_node": "n2", "rtt_ms": 14.0, "loss": 0.2, "samples": 5},
+        {"to_region": "us-east", "to_node": "n1", "rtt_ms": 80.0, "loss": 0.0, "samples": 5},
+        {"to_region": "ap-northeast", "to_node": "n1", "rtt_ms": null, "loss": 1.0, "samples": 5},
+        {"to_region": "eu-west", "to_node": "n2", "rtt_ms": 1.0, "loss": 0.0, "samples": 5}
+    ]});
+    let post = || {
+        Req::post("/v1/relays/probes")
+            .bearer(NODE_KEY)
+            .json(report.clone())
+    };
+    assert_eq!(h.call(post()).await.status, StatusCode::NO_CONTENT);
+    let read = |key: &'static str| {
+        let store = h.store.clone();
+        async move {
+            let kv = store.get(key).await.expect("get")?;
+            Some(serde_json::from_slice::<Value>(&kv.value).expect("json"))
+        }
+    };
+    let eu = read("probes/eu-west/eu-central").await.expect("stored");
+    assert_eq!(eu["rtt_ms"], 14.0);
+    assert!((eu["loss"].as_f64().expect("loss") - 0.1).abs() < 1e-9);
+    assert_eq!(eu["measured_at"], NOW);
+    assert_eq!(
+        read("probes/eu-west/us-east").await.expect("stored")["rtt_ms"],
+        80.0
+    );
+    assert_eq!(
+        read("probes/eu-west/ap-northeast").await.expect("stored")["loss"],
+        1.0
+    );
+    assert!(
+        read("probes/eu-west/eu-west").await.is_none(),
+        "same-region probes are not stored"
+    );
+
+    // Wait for the snapshot, then: a second report within the refresh interval writes nothing.
+    let probes = &h.state.snapshots.probes;
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        probes.wait_for(|s| s.entries.len() == 3),
+    )
+    .await
+    .expect("snapshot");
+    let before = h.store.revision();
+    assert_eq!(h.call(post()).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(h.store.revision(), before);
+    tokio::time::advance(Duration::from_secs(301)).await;
+    assert_eq!(h.call(post()).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(h.store.revision(), before + 3);
+
+    let bad = json!({"from_region": "EU/W", "from_node": "n1", "results": []});
+    let r = h
+        .call(Req::post("/v1/relays/probes").bearer(NODE_KEY).json(bad))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn registration_lists_probe_targets_in_other_regions() {
+    let h = Harness::start().await;
+    h.register_fleet().await;
+    let r = h
+        .call(
+            Req::post("/v1/relays/register")
+                .bearer(NODE_KEY)
+                .json(registration("eu-west", "n2", "198.18.0.2")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let targets = r.json["probe_targets"].as_array().expect("targets");
+    let mut got: Vec<(String, String)> = targets
+        .iter()
+        .map(|t| {
+            (
+                t["region"].as_str().expect("r").into(),
+                t["stun"].as_str().expect("s").into(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("ap-northeast".to_owned(), "198.18.3.1:3478".to_owned()),
+            ("eu-central".to_owned(), "198.18.1.1:3478".to_owned()),
+            ("us-east".to_owned(), "198.18.2.1:3478".to_owned()),
+        ]
+    );
+}

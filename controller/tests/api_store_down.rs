@@ -1,0 +1,209 @@
+//! The store becomes unreachable: the controller keeps answering ICE requests from its last
+//! snapshot, reports the snapshot's age in `/readyz` and metrics, refuses writes with 503
+//! `store_unavailable`, and recovers by itself.
+
+mod api_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_common::*;
+use axum::http::StatusCode;
+use nexrtc_controller::config::Bootstrap;
+use nexrtc_controller::server::bootstrap;
+use nexrtc_controller::store::{Backend, KeyValue, Lease, LeaseId, Listing, MemoryStore, Outcome};
+use nexrtc_controller::store::{Store, StoreError, Watch};
+use nexrtc_controller::{router, AppState};
+use serde_json::json;
+use tokio::sync::watch;
+
+/// A memory store that can be switched off: every call fails with `Unavailable` and live
+/// watches end with it.
+#[derive(Debug, Clone)]
+struct Flaky {
+    inner: MemoryStore,
+    down: Arc<watch::Sender<bool>>,
+}
+
+impl Flaky {
+    fn check(&self) -> Result<(), StoreError> {
+        match *self.down.borrow() {
+            true => Err(StoreError::Unavailable("switched off".into())),
+            false => Ok(()),
+        }
+    }
+}
+
+impl Backend for Flaky {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        self.check()?;
+        Backend::get(&self.inner, key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
+        self.check()?;
+        Backend::list(&self.inner, prefix).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<i64, StoreError> {
+        self.check()?;
+        Backend::put(&self.inner, key, value, lease).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        self.check()?;
+        Backend::delete(&self.inner, key).await
+    }
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<Outcome, StoreError> {
+        self.check()?;
+        Backend::create(&self.inner, key, value, lease).await
+    }
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: i64,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<Outcome, StoreError> {
+        self.check()?;
+        Backend::compare_and_swap(&self.inner, key, expected, value, lease).await
+    }
+    async fn grant_lease(&self, ttl: Duration) -> Result<Lease, StoreError> {
+        self.check()?;
+        Backend::grant_lease(&self.inner, ttl).await
+    }
+    async fn keep_alive(&self, lease: LeaseId) -> Result<Duration, StoreError> {
+        self.check()?;
+        Backend::keep_alive(&self.inner, lease).await
+    }
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
+        self.check()?;
+        Backend::revoke_lease(&self.inner, lease).await
+    }
+    async fn watch(&self, prefix: &str, from: i64) -> Result<Watch, StoreError> {
+        self.check()?;
+        let inner = Backend::watch(&self.inner, prefix, from).await?;
+        let down = self.down.subscribe();
+        let stream = futures_util::stream::unfold((inner, down), |(mut w, mut down)| async move {
+            let event = tokio::select! {
+                event = w.next() => event,
+                _ = down.wait_for(|d| *d) => Some(Err(StoreError::Unavailable("switched off".into()))),
+            };
+            event.map(|e| (e, (w, down)))
+        });
+        Ok(Watch::new(stream))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn answers_from_the_last_snapshot_while_the_store_is_down() {
+    let inner = MemoryStore::new();
+    let (down, _) = watch::channel(false);
+    let store = Flaky {
+        inner: inner.clone(),
+        down: Arc::new(down),
+    };
+    let b = Bootstrap {
+        admin_key: Some(ADMIN_KEY.into()),
+        node_key: Some(NODE_KEY.into()),
+        ice_key: Some(ICE_KEY.into()),
+        tenant: Some(TENANT.into()),
+        tenant_secret: Some(SECRET.into()),
+        cors_origins: vec![],
+        regions: regions(),
+    };
+    bootstrap(&inner, &b, NOW).await.expect("bootstrap");
+    let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
+    let state = AppState::start(dyn_store, options()).await;
+    let h = Harness {
+        store: inner,
+        state: state.clone(),
+        app: router(state),
+    };
+    h.register_fleet().await;
+    assert_eq!(h.call(Req::get("/readyz")).await.status, StatusCode::OK);
+
+    store.down.send_replace(true);
+    let stale = h.state.snapshots.relays.wait_for(|s| !s.live);
+    tokio::time::timeout(Duration::from_secs(5), stale)
+        .await
+        .expect("watch broke");
+
+    // ICE answers go on from memory; writes cannot.
+    let r = h.ice(json!({}), FRANKFURT_IP).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = h
+        .call(
+            Req::post("/v1/admin/tenants")
+                .bearer(ADMIN_KEY)
+                .json(json!({"name": "beta"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+    );
+    let hb = json!({"region": "eu-west", "node": "n1", "lease": "1"});
+    let r = h
+        .call(Req::post("/v1/relays/heartbeat").bearer(NODE_KEY).json(hb))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+    );
+
+    // Ready while the snapshot is young, not ready once it is older than 30 s.
+    assert_eq!(h.call(Req::get("/readyz")).await.status, StatusCode::OK);
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let r = h.call(Req::get("/readyz")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    );
+    let metrics = h.call(Req::get("/metrics")).await.text;
+    let age_line = metrics
+        .lines()
+        .find(|l| l.starts_with("nexrtc_controller_snapshot_age_seconds "))
+        .expect("age gauge");
+    let age: f64 = age_line
+        .rsplit(' ')
+        .next()
+        .expect("value")
+        .parse()
+        .expect("number");
+    assert!(age >= 31.0, "{age_line}");
+    assert_eq!(
+        h.ice(json!({}), FRANKFURT_IP).await.status,
+        StatusCode::CREATED
+    );
+
+    // Back: the maps re-list by themselves.
+    store.down.send_replace(false);
+    let live = async {
+        loop {
+            if h.state.snapshot_age() == Some(Duration::ZERO) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), live)
+        .await
+        .expect("recovered");
+    assert_eq!(h.call(Req::get("/readyz")).await.status, StatusCode::OK);
+    let r = h
+        .call(
+            Req::post("/v1/admin/tenants")
+                .bearer(ADMIN_KEY)
+                .json(json!({"name": "beta"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
