@@ -3,6 +3,8 @@
 //! * `nexrtc relay …` runs a TURN relay node; with `--controller` it also runs
 //!   the edge agent in-process (registration, heartbeats, pushed secrets).
 //! * `nexrtc agent …` runs the edge agent alone, beside another TURN server.
+//! * `nexrtc controller …` runs the control plane: ICE-config API, admin API,
+//!   relay registry (etcd, or an embedded store).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,6 +31,9 @@ enum Command {
     /// Run the edge agent beside another TURN server (coturn): reports its load
     /// from its Prometheus endpoint and keeps it registered with the controller.
     Agent(Box<AgentArgs>),
+    /// Run the controller: ICE-config API, admin API and relay registry (etcd,
+    /// or an embedded in-memory store when no --etcd is given).
+    Controller(Box<nexrtc_controller::ControllerArgs>),
 }
 
 #[derive(clap::Args)]
@@ -66,6 +71,46 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Relay(args) => relay(*args),
         Command::Agent(args) => agent(*args),
+        Command::Controller(args) => controller(*args),
+    }
+}
+
+fn controller(args: nexrtc_controller::ControllerArgs) -> ExitCode {
+    let config = match nexrtc_controller::ControllerConfig::load(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("nexrtc controller: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_logging(config.log_json);
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(nexrtc_controller::run(config, stop_signal())));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("nexrtc controller: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -129,11 +174,7 @@ fn agent(args: AgentArgs) -> ExitCode {
         let load = CoturnLoad::new(&args.turn_metrics, args.agent.capacity)?;
         let _handle = nexrtc_edge_agent::spawn(args.agent, load, LogOnly)?;
         tracing::info!(turn_metrics = %args.turn_metrics, "edge agent running");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+        stop_signal().await;
         Ok(())
     });
     match result {

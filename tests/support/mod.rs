@@ -56,6 +56,11 @@ pub mod slot {
     pub const STALE_NONCE: u16 = 17;
     pub const RELAY_HOST_PEER: u16 = 18;
     pub const TENANTS: u16 = 19;
+    pub const NETWORK_ICE: u16 = 20;
+    pub const NETWORK_COTURN: u16 = 21;
+    pub const NETWORK_KILL_A: u16 = 22;
+    pub const NETWORK_KILL_B: u16 = 23;
+    pub const NETWORK_KILL_C: u16 = 24;
 }
 
 const SLOT_BASE: u16 = 61_000;
