@@ -87,10 +87,22 @@ impl Apply for nexrtc_relay::Relay {
     }
 
     fn drain(&self, order: &DrainOrder) {
-        // The relay answers 300 with its configured --alternate-server; the
-        // order's alternate and deadline are the process's to act on.
-        tracing::info!(deadline = ?order.deadline, alternate = ?order.alternate, "drain ordered by the controller");
-        nexrtc_relay::Relay::drain(self);
+        // ALTERNATE-SERVER carries an address, not a name (RFC 8489 §14.15):
+        // an alternate given as a host name falls back to --alternate-server.
+        let alternate = order.alternate.as_deref().and_then(|a| match a.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                tracing::warn!(
+                    alternate = a,
+                    "drain order's alternate is not IP:PORT; using --alternate-server"
+                );
+                None
+            }
+        });
+        // The relay exits when empty or after --drain-grace; the order's
+        // deadline is not applied yet.
+        tracing::info!(deadline = ?order.deadline, ?alternate, "drain ordered by the controller");
+        nexrtc_relay::Relay::drain_to(self, alternate);
     }
 }
 

@@ -181,7 +181,7 @@ pub fn run(data: &[u8]) -> Reached {
             }
             6 => server.client_closed(who, now),
             7 => match input.byte().unwrap_or(0) % 4 {
-                0 => server.start_drain(),
+                0 => server.start_drain(None),
                 1 => server.set_credentials(credentials(b"other")),
                 2 => server.set_credentials(credentials(b"secret")),
                 _ => server.revoke(&username, now.unix_secs + 10),

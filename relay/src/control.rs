@@ -28,8 +28,11 @@ pub enum Control {
     SetCredentials(Arc<Credentials>),
     /// Refuse this TURN REST username until the given unix time.
     Revoke { username: String, until_unix: u64 },
-    /// New Allocates get 300 (alternate server) or 508; existing ones continue.
-    Drain,
+    /// New Allocates get 300 (to `alternate`, else `--alternate-server`) or
+    /// 508; existing ones continue.
+    Drain {
+        alternate: Option<std::net::SocketAddr>,
+    },
     /// Close everything and stop the thread.
     Shutdown,
 }
@@ -211,10 +214,17 @@ impl Relay {
         });
     }
 
-    /// Stops taking new allocations; existing ones run until they end.
+    /// Stops taking new allocations; existing ones run until they end. New
+    /// Allocates are sent to `--alternate-server` (300) if one is configured.
     pub fn drain(&self) {
+        self.drain_to(None);
+    }
+
+    /// [`Relay::drain`], sending new Allocates to `alternate` (a healthy relay
+    /// the controller named) rather than the configured alternate.
+    pub fn drain_to(&self, alternate: Option<std::net::SocketAddr>) {
         self.shared.draining.store(true, Ordering::Relaxed);
-        self.broadcast(Control::Drain);
+        self.broadcast(Control::Drain { alternate });
     }
 
     pub fn is_draining(&self) -> bool {

@@ -242,7 +242,7 @@ impl Worker {
                     username,
                     until_unix,
                 }) => self.server.revoke(&username, until_unix),
-                Ok(Control::Drain) => self.server.start_drain(),
+                Ok(Control::Drain { alternate }) => self.server.start_drain(alternate),
                 Ok(Control::Shutdown) => self.shutdown = true,
                 Err(mpsc::TryRecvError::Empty) => return,
                 // `tx` lives in `self`, so this cannot happen; stop if it does.

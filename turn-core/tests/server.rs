@@ -751,7 +751,7 @@ fn unauthenticated_answers_are_rate_limited_per_source() {
 fn drain_sends_alternate_server_or_508() {
     let mut h = Harness::with(|c| c.alternate_server = Some(addr("192.0.2.99:3478")));
     let (c, creds, _) = allocated(&mut h, 4035);
-    h.server.start_drain();
+    h.server.start_drain(None);
     let c2 = client(4036);
     let creds2 = h.login(c2, &valid_username("late"), SECRET);
     let answer = h.ask(c2, &allocate_request(txid(1), &creds2));
@@ -767,12 +767,29 @@ fn drain_sends_alternate_server_or_508() {
     assert_eq!(answer_code(&h.ask(c, &refresh)), None);
 
     let mut h = Harness::new();
-    h.server.start_drain();
+    h.server.start_drain(None);
     let c = client(4037);
     let creds = h.login(c, &valid_username("x"), SECRET);
     assert_eq!(
         answer_code(&h.ask(c, &allocate_request(txid(1), &creds))),
         Some(508)
+    );
+}
+
+#[test]
+fn drain_ordered_with_an_alternate_names_it() {
+    // The controller's drain order names a healthy relay of the region.
+    let mut h = Harness::with(|c| c.alternate_server = Some(addr("192.0.2.99:3478")));
+    h.server.start_drain(Some(addr("192.0.2.77:3478")));
+    let c = client(4038);
+    let creds = h.login(c, &valid_username("moved"), SECRET);
+    let answer = h.ask(c, &allocate_request(txid(1), &creds));
+    let msg = Message::parse(&answer).expect("parses");
+    assert_eq!(error_code(&msg), Some(300));
+    let alt = msg.attribute(attr::ALTERNATE_SERVER).expect("alternate");
+    assert_eq!(
+        stun::decode_address(alt.value).expect("addr"),
+        addr("192.0.2.77:3478")
     );
 }
 

@@ -477,10 +477,14 @@ impl Server {
         self.revoked.insert(username.to_owned(), until_unix);
     }
 
-    /// Stops accepting allocations: new Allocates get 300 ALTERNATE-SERVER when
-    /// an alternate is configured, else 508. Live allocations keep running.
-    pub fn start_drain(&mut self) {
+    /// Stops accepting allocations: new Allocates get 300 ALTERNATE-SERVER
+    /// (RFC 8489 §10) to `alternate`, or to the configured alternate when
+    /// `None`, and 508 when there is neither. Live allocations keep running.
+    pub fn start_drain(&mut self, alternate: Option<SocketAddr>) {
         self.draining = true;
+        if alternate.is_some() {
+            self.config.alternate_server = alternate;
+        }
     }
 
     pub fn is_draining(&self) -> bool {
