@@ -114,7 +114,9 @@ async fn stop_signal() {
     }
 }
 
-fn relay(args: RelayArgs) -> ExitCode {
+fn relay(mut args: RelayArgs) -> ExitCode {
+    // With a controller, the tenant secrets come from it.
+    args.settings.secrets_pushed = args.agent.is_some();
     let config = match nexrtc_relay::RelayConfig::load(args.settings) {
         Ok(c) => c,
         Err(e) => {

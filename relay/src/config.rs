@@ -197,6 +197,7 @@ impl RelayConfig {
         let credentials = CredentialSource {
             static_secrets: s.static_auth_secret.clone(),
             file: s.secrets_file.clone(),
+            pushed: s.secrets_pushed,
         };
         credentials.load()?;
 

@@ -320,6 +320,7 @@ fn secrets_file() {
     let src = CredentialSource {
         static_secrets: vec![],
         file: Some(f.0.clone()),
+        pushed: false,
     };
     let creds = src.load().unwrap();
     assert_eq!(creds.tenant_count(), 2);
@@ -333,6 +334,7 @@ fn secrets_file() {
     let src = CredentialSource {
         static_secrets: vec![],
         file: Some(f.0.clone()),
+        pushed: false,
     };
     let msg = src.load().unwrap_err().to_string();
     assert!(
@@ -347,6 +349,7 @@ fn secrets_file() {
     let src = CredentialSource {
         static_secrets: vec![],
         file: Some(f.0.clone()),
+        pushed: false,
     };
     let msg = src.load().unwrap_err().to_string();
     assert!(msg.contains("default_tenant \"x\""), "{msg}");
@@ -358,6 +361,7 @@ fn secrets_file() {
     let src = CredentialSource {
         static_secrets: vec![],
         file: Some(f.0.clone()),
+        pushed: false,
     };
     assert!(matches!(
         src.load().unwrap_err(),

@@ -25,6 +25,9 @@ pub const STATIC_TENANT: &str = "default";
 pub struct CredentialSource {
     pub static_secrets: Vec<String>,
     pub file: Option<PathBuf>,
+    /// A controller supplies the secrets: starting with none is allowed (every
+    /// Allocate gets 401 until the first push, about one heartbeat).
+    pub pushed: bool,
 }
 
 #[derive(Deserialize)]
@@ -122,7 +125,7 @@ impl CredentialSource {
                 default = Some(d);
             }
         }
-        if creds.tenant_count() == 0 {
+        if creds.tenant_count() == 0 && !self.pushed {
             return Err(invalid(
                 "static_auth_secret",
                 "no credentials: set --static-auth-secret or --secrets-file",

@@ -161,6 +161,11 @@ pub struct Settings {
     #[arg(long)]
     #[serde(default)]
     pub log_addresses: bool,
+    /// Set by the program, not the operator: a controller pushes the secrets
+    /// (through the edge agent), so none need to be configured here.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub secrets_pushed: bool,
 }
 
 macro_rules! merge_fields {
@@ -189,7 +194,8 @@ impl Settings {
                 alternate_server, drain_grace, metrics_listen;
             lists: listening_ip, relay_ip, external_ip, static_auth_secret, denied_peer_ip,
                 allowed_peer_ip;
-            switches: no_udp, no_tcp, no_tls, allow_loopback_peers, log_json, log_addresses)
+            switches: no_udp, no_tcp, no_tls, allow_loopback_peers, log_json, log_addresses,
+                secrets_pushed)
     }
 }
 
