@@ -9,159 +9,23 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
 use support::*;
 
 /// The controller's lease TTL in these tests (seconds).
 const LEASE_TTL: u64 = 2;
 
-struct Controller {
-    addr: SocketAddr,
-    node_key: String,
-    ice_key: String,
-    tenant_secret: String,
-    _process: ChildGuard,
-}
-
-fn api_key() -> String {
-    format!("nxk_{}", random_token(""))
-}
-
-impl Controller {
-    fn start() -> Controller {
-        let port = free_port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let (admin_key, node_key, ice_key) = (api_key(), api_key(), api_key());
-        let tenant_secret = random_token("t");
-        let config = format!(
-            r#"
-listen = "{addr}"
-lease_ttl_secs = {LEASE_TTL}
-heartbeat_interval_ms = 500
-
-[bootstrap]
-admin_key = "{admin_key}"
-node_key = "{node_key}"
-ice_key = "{ice_key}"
-tenant = "acme"
-tenant_secret = "{tenant_secret}"
-
-[[bootstrap.regions]]
-name = "eu-west"
-lat = 53.35
-lon = -6.26
-
-[[bootstrap.regions]]
-name = "eu-central"
-lat = 50.11
-lon = 8.68
-"#
-        );
-        let file = temp_file("controller-toml", &config);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexrtc"));
-        cmd.arg("controller").arg("--config").arg(&file);
-        let mut process = ChildGuard::spawn("nexrtc-controller", &mut cmd);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !matches!(http_get(addr, "/readyz"), Ok((200, _))) {
-            assert!(
-                process.exited().is_none(),
-                "controller exited: {}",
-                process.log_tail(40)
-            );
-            assert!(
-                Instant::now() < deadline,
-                "controller not ready: {}",
-                process.log_tail(40)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Controller {
-            addr,
-            node_key,
-            ice_key,
-            tenant_secret,
-            _process: process,
-        }
-    }
-
-    /// A relay in `region` whose agent registers with this controller.
-    fn relay(&self, slot: u16, region: &str, node: &str) -> Relay {
-        Relay::start(
-            RelayConfig::new(slot)
-                .arg("--controller")
-                .arg(&format!("http://{}", self.addr))
-                .arg("--node-token")
-                .arg(&self.node_key)
-                .arg("--region")
-                .arg(region)
-                .arg("--node")
-                .arg(node)
-                .arg("--probe-interval")
-                .arg("0"),
-        )
-    }
-
-    /// Polls the ICE API until `pred` holds; returns the answer and how long it took.
-    fn until(
-        &self,
-        what: &str,
-        limit: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> (Value, Duration) {
-        let start = Instant::now();
-        loop {
-            let answer = self.ice_servers_lenient();
-            if let Some(a) = answer.filter(|a| pred(a)) {
-                return (a, start.elapsed());
-            }
-            assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// `POST /v1/ice-servers` as an app server does; `None` unless 201.
-    fn ice_servers_lenient(&self) -> Option<Value> {
-        let body = json!({"ttl": 600, "user": "alice"}).to_string();
-        match http_post(self.addr, "/v1/ice-servers", &self.ice_key, &body) {
-            Ok((201, text)) => serde_json::from_str(&text).ok(),
-            _ => None,
-        }
-    }
-}
-
-/// Whether an ICE answer offers the relay listening on `port`.
-fn offers(answer: &Value, port: u16) -> bool {
-    let needle = format!("127.0.0.1:{port}");
-    answer["iceServers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|s| s["urls"].as_array().into_iter().flatten())
-        .filter_map(Value::as_str)
-        .any(|u| u.contains(&needle))
-}
-
-fn credentials(answer: &Value) -> (String, String) {
-    let username = answer["username"].as_str().expect("username").to_owned();
-    let password = answer["password"].as_str().expect("password").to_owned();
-    (username, password)
+/// A controller on its embedded store with two regions.
+fn controller() -> Controller {
+    Controller::start(
+        &ControllerSetup::embedded(LEASE_TTL, 500)
+            .region("eu-west", 53.35, -6.26)
+            .region("eu-central", 50.11, 8.68),
+    )
 }
 
 /// uclient with explicit long-term credentials (what a browser would hold).
 fn uclient_with(server_port: u16, peer: &EchoPeer, username: &str, password: &str) -> Uclient {
-    Uclient {
-        flags: vec!["-c"],
-        messages: 20,
-        clients: 1,
-        length: 120,
-        interval_ms: 20,
-        username: username.to_owned(),
-        password: Some(password.to_owned()),
-        secret: None,
-        peer_ip: "127.0.0.1".to_owned(),
-        peer_port: peer.port,
-        server_port,
-    }
+    Uclient::with_credentials(server_port, peer, username, password)
 }
 
 #[test]
@@ -169,7 +33,7 @@ fn ice_api_credentials_relay_through_our_relay_and_through_coturn() {
     if !require_tool("turnutils_uclient") || !require_tool("turnserver") {
         return;
     }
-    let controller = Controller::start();
+    let controller = controller();
     let relay = controller.relay(slot::NETWORK_ICE, "eu-west", "relay-a");
     let (answer, _) = controller.until("relay registered", Duration::from_secs(20), |a| {
         offers(a, relay.port)
@@ -212,7 +76,7 @@ fn ice_api_credentials_relay_through_our_relay_and_through_coturn() {
         &(min + 99).to_string(),
     ])
     .args(["--realm", "coturn.test", "--use-auth-secret"])
-    .args(["--static-auth-secret", &controller.tenant_secret])
+    .args(["--static-auth-secret", &controller.keys.tenant_secret])
     .arg("--allow-loopback-peers")
     .args(["--pidfile", &temp_file("coturn-pid", "").to_string_lossy()])
     .args(["--userdb", &temp_file("coturn-db", "").to_string_lossy()]);
@@ -229,7 +93,7 @@ fn ice_api_credentials_relay_through_our_relay_and_through_coturn() {
 
 #[test]
 fn a_killed_relay_leaves_the_ice_answers_and_a_new_one_enters() {
-    let controller = Controller::start();
+    let controller = controller();
     let a = controller.relay(slot::NETWORK_KILL_A, "eu-west", "relay-a");
     let b = controller.relay(slot::NETWORK_KILL_B, "eu-central", "relay-b");
     controller.until("both relays registered", Duration::from_secs(20), |ans| {

@@ -131,6 +131,29 @@ impl Uclient {
         }
     }
 
+    /// Explicit long-term credentials (what a browser holds after asking the
+    /// ICE API), without RTCP (`-c`), against the server on 127.0.0.1:`server_port`.
+    pub fn with_credentials(
+        server_port: u16,
+        peer: &EchoPeer,
+        username: &str,
+        password: &str,
+    ) -> Uclient {
+        Uclient {
+            flags: vec!["-c"],
+            messages: 20,
+            clients: 1,
+            length: 120,
+            interval_ms: 20,
+            username: username.to_owned(),
+            password: Some(password.to_owned()),
+            secret: None,
+            peer_ip: "127.0.0.1".to_owned(),
+            peer_port: peer.port,
+            server_port,
+        }
+    }
+
     pub fn flag(mut self, f: &'static str) -> Uclient {
         self.flags.push(f);
         self
@@ -180,10 +203,32 @@ impl Uclient {
         )
     }
 
+    /// Starts the run in the background; [`Uclient::finish`] collects it.
+    pub fn spawn(&self) -> ChildGuard {
+        ChildGuard::spawn("turnutils_uclient", &mut self.command())
+    }
+
+    /// Waits (bounded) for a run started with [`Uclient::spawn`] to end.
+    pub fn finish(&self, mut guard: ChildGuard, limit: Duration) -> ToolRun {
+        let status = guard.wait_exit(limit);
+        guard.kill();
+        ToolRun {
+            success: status.is_some_and(|s| s.success()),
+            code: status.and_then(|s| s.code()),
+            timed_out: status.is_none(),
+            output: guard.log_text(),
+        }
+    }
+
     /// Runs and asserts a clean run: every message sent came back, the tool saw
     /// no malformed echo (wrong length, channel or method), nothing dropped.
     pub fn run_clean(&self) -> UclientReport {
         let run = self.run();
+        self.check_clean(&run)
+    }
+
+    /// Asserts that `run` (of this invocation) was clean; see [`Uclient::run_clean`].
+    pub fn check_clean(&self, run: &ToolRun) -> UclientReport {
         let report = UclientReport::parse(&run.output);
         let context = || format!("command: {:?}\noutput:\n{}", self.command(), run.output);
         assert!(

@@ -30,6 +30,28 @@ pub fn http_post(
     )
 }
 
+/// Minimal HTTP/1.0 request with an optional bearer token and JSON body:
+/// `(status, body)`.
+#[allow(dead_code)]
+pub fn http_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    json: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    if let Some(token) = bearer {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = json.unwrap_or("");
+    if json.is_some() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    request(addr, &head)
+}
+
 fn request(addr: SocketAddr, head_and_body: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;

@@ -15,10 +15,16 @@
 
 #![allow(dead_code, unused_imports)] // each test file uses a different part of this module
 
+mod allocate;
+mod controller;
 mod coturn;
+mod etcd;
 mod metrics;
 
+pub use allocate::*;
+pub use controller::*;
 pub use coturn::*;
+pub use etcd::*;
 pub use metrics::*;
 
 use std::collections::hash_map::RandomState;
@@ -61,6 +67,14 @@ pub mod slot {
     pub const NETWORK_KILL_A: u16 = 22;
     pub const NETWORK_KILL_B: u16 = 23;
     pub const NETWORK_KILL_C: u16 = 24;
+    pub const FAILOVER_EU: u16 = 25;
+    pub const FAILOVER_US: u16 = 26;
+    pub const FAILOVER_AP: u16 = 27;
+    pub const FAILOVER_NEW: u16 = 28;
+    pub const REPLICAS: u16 = 29;
+    pub const ROTATION: u16 = 30;
+    pub const DRAIN_A: u16 = 31;
+    pub const DRAIN_B: u16 = 32;
 }
 
 const SLOT_BASE: u16 = 61_000;
@@ -213,6 +227,31 @@ impl ChildGuard {
 
     pub fn log_tail(&self, lines: usize) -> String {
         tail(&self.log, lines)
+    }
+
+    /// The whole log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// kill -9 and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits (bounded) for the process to end by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -435,7 +474,17 @@ impl Relay {
     /// last scrape otherwise. Counters are live, but a packet may still be in
     /// flight when a client tool exits.
     pub fn wait_metrics(&self, what: &str, check: impl Fn(&Metrics) -> bool) -> Metrics {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_metrics_for(what, Duration::from_secs(10), check)
+    }
+
+    /// [`Relay::wait_metrics`] with another bound.
+    pub fn wait_metrics_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&Metrics) -> bool,
+    ) -> Metrics {
+        let deadline = Instant::now() + limit;
         loop {
             let m = self.metrics();
             if check(&m) {
