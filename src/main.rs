@@ -56,6 +56,10 @@ struct AgentArgs {
     turn_metrics: String,
     #[command(flatten)]
     agent: AgentConfig,
+    /// Address of the agent's own /metrics (heartbeats, lease renewals, stream
+    /// reconnects, probe RTTs).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9642")]
+    metrics_listen: std::net::SocketAddr,
     /// Log JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -173,10 +177,21 @@ fn agent(args: AgentArgs) -> ExitCode {
             !args.agent.controllers.is_empty(),
             "--controller, --node-token and --region are required"
         );
+        let render = install_metrics().map_err(|e| anyhow::anyhow!(e))?;
+        let listener = tokio::net::TcpListener::bind(args.metrics_listen).await?;
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let render = render.clone();
+                async move { render() }
+            }),
+        );
         let load = CoturnLoad::new(&args.turn_metrics, args.agent.capacity)?;
         let _handle = nexrtc_edge_agent::spawn(args.agent, load, LogOnly)?;
-        tracing::info!(turn_metrics = %args.turn_metrics, "edge agent running");
-        stop_signal().await;
+        tracing::info!(turn_metrics = %args.turn_metrics, metrics = %args.metrics_listen, "edge agent running");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop_signal())
+            .await?;
         Ok(())
     });
     match result {

@@ -99,10 +99,10 @@ impl Apply for nexrtc_relay::Relay {
                 None
             }
         });
-        // The relay exits when empty or after --drain-grace; the order's
-        // deadline is not applied yet.
+        // The relay exits when empty, or at the order's deadline or after
+        // --drain-grace, whichever comes first.
         tracing::info!(deadline = ?order.deadline, ?alternate, "drain ordered by the controller");
-        nexrtc_relay::Relay::drain_to(self, alternate);
+        nexrtc_relay::Relay::drain_to(self, alternate, order.deadline);
     }
 }
 

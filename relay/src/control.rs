@@ -68,6 +68,8 @@ pub(crate) struct WorkerShared {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub draining: AtomicBool,
+    /// Unix time by which a drain ordered from outside must end (0: none given).
+    pub drain_deadline: std::sync::atomic::AtomicU64,
     pub ready: AtomicBool,
     pub workers: Vec<Arc<WorkerShared>>,
 }
@@ -172,6 +174,7 @@ impl Relay {
             .map_err(StartError::Worker)?;
         let shared = Arc::new(Shared {
             draining: AtomicBool::new(false),
+            drain_deadline: std::sync::atomic::AtomicU64::new(0),
             ready: AtomicBool::new(false),
             workers: vec![shared_worker],
         });
@@ -217,14 +220,26 @@ impl Relay {
     /// Stops taking new allocations; existing ones run until they end. New
     /// Allocates are sent to `--alternate-server` (300) if one is configured.
     pub fn drain(&self) {
-        self.drain_to(None);
+        self.drain_to(None, None);
     }
 
     /// [`Relay::drain`], sending new Allocates to `alternate` (a healthy relay
-    /// the controller named) rather than the configured alternate.
-    pub fn drain_to(&self, alternate: Option<std::net::SocketAddr>) {
+    /// the controller named) rather than the configured alternate, and ending
+    /// by `deadline_unix` at the latest (when sooner than `--drain-grace`).
+    pub fn drain_to(&self, alternate: Option<std::net::SocketAddr>, deadline_unix: Option<u64>) {
+        if let Some(d) = deadline_unix {
+            self.shared.drain_deadline.store(d, Ordering::Relaxed);
+        }
         self.shared.draining.store(true, Ordering::Relaxed);
         self.broadcast(Control::Drain { alternate });
+    }
+
+    /// The deadline of a drain ordered from outside, if it gave one.
+    pub fn drain_deadline(&self) -> Option<u64> {
+        match self.shared.drain_deadline.load(Ordering::Relaxed) {
+            0 => None,
+            d => Some(d),
+        }
     }
 
     pub fn is_draining(&self) -> bool {

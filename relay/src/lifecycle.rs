@@ -221,11 +221,20 @@ async fn watch(
             );
         }
         if deadline.is_none() && relay.is_draining() {
-            // Drain ordered from outside (the controller, through the agent).
-            deadline = Some(Instant::now() + config.drain_grace);
+            // Drain ordered from outside (the controller, through the agent):
+            // the grace period, or the order's deadline when that is sooner.
+            let mut grace = config.drain_grace;
+            if let Some(until) = relay.drain_deadline() {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                grace = grace.min(Duration::from_secs(until.saturating_sub(now)));
+            }
+            deadline = Some(Instant::now() + grace);
             tracing::info!(
                 allocations = relay.allocation_count(),
-                grace_secs = config.drain_grace.as_secs(),
+                grace_secs = grace.as_secs(),
                 "draining on the controller's order"
             );
         }
