@@ -3,113 +3,24 @@
 //! `store_unavailable`, and recovers by itself.
 
 mod api_common;
+mod flaky;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use api_common::*;
 use axum::http::StatusCode;
+use flaky::Flaky;
 use nexrtc_controller::config::Bootstrap;
 use nexrtc_controller::server::bootstrap;
-use nexrtc_controller::store::{Backend, KeyValue, Lease, LeaseId, Listing, MemoryStore, Outcome};
-use nexrtc_controller::store::{Store, StoreError, Watch};
+use nexrtc_controller::store::{MemoryStore, Store};
 use nexrtc_controller::{router, AppState};
 use serde_json::json;
-use tokio::sync::watch;
-
-/// A memory store that can be switched off: every call fails with `Unavailable` and live
-/// watches end with it.
-#[derive(Debug, Clone)]
-struct Flaky {
-    inner: MemoryStore,
-    down: Arc<watch::Sender<bool>>,
-}
-
-impl Flaky {
-    fn check(&self) -> Result<(), StoreError> {
-        match *self.down.borrow() {
-            true => Err(StoreError::Unavailable("switched off".into())),
-            false => Ok(()),
-        }
-    }
-}
-
-impl Backend for Flaky {
-    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        self.check()?;
-        Backend::get(&self.inner, key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
-        self.check()?;
-        Backend::list(&self.inner, prefix).await
-    }
-    async fn put(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: Option<LeaseId>,
-    ) -> Result<i64, StoreError> {
-        self.check()?;
-        Backend::put(&self.inner, key, value, lease).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        self.check()?;
-        Backend::delete(&self.inner, key).await
-    }
-    async fn create(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: Option<LeaseId>,
-    ) -> Result<Outcome, StoreError> {
-        self.check()?;
-        Backend::create(&self.inner, key, value, lease).await
-    }
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: i64,
-        value: Vec<u8>,
-        lease: Option<LeaseId>,
-    ) -> Result<Outcome, StoreError> {
-        self.check()?;
-        Backend::compare_and_swap(&self.inner, key, expected, value, lease).await
-    }
-    async fn grant_lease(&self, ttl: Duration) -> Result<Lease, StoreError> {
-        self.check()?;
-        Backend::grant_lease(&self.inner, ttl).await
-    }
-    async fn keep_alive(&self, lease: LeaseId) -> Result<Duration, StoreError> {
-        self.check()?;
-        Backend::keep_alive(&self.inner, lease).await
-    }
-    async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
-        self.check()?;
-        Backend::revoke_lease(&self.inner, lease).await
-    }
-    async fn watch(&self, prefix: &str, from: i64) -> Result<Watch, StoreError> {
-        self.check()?;
-        let inner = Backend::watch(&self.inner, prefix, from).await?;
-        let down = self.down.subscribe();
-        let stream = futures_util::stream::unfold((inner, down), |(mut w, mut down)| async move {
-            let event = tokio::select! {
-                event = w.next() => event,
-                _ = down.wait_for(|d| *d) => Some(Err(StoreError::Unavailable("switched off".into()))),
-            };
-            event.map(|e| (e, (w, down)))
-        });
-        Ok(Watch::new(stream))
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn answers_from_the_last_snapshot_while_the_store_is_down() {
     let inner = MemoryStore::new();
-    let (down, _) = watch::channel(false);
-    let store = Flaky {
-        inner: inner.clone(),
-        down: Arc::new(down),
-    };
+    let store = Flaky::new(inner.clone());
     let b = Bootstrap {
         admin_key: Some(ADMIN_KEY.into()),
         node_key: Some(NODE_KEY.into()),
@@ -130,7 +41,7 @@ async fn answers_from_the_last_snapshot_while_the_store_is_down() {
     h.register_fleet().await;
     assert_eq!(h.call(Req::get("/readyz")).await.status, StatusCode::OK);
 
-    store.down.send_replace(true);
+    store.set_down(true);
     let stale = h.state.snapshots.relays.wait_for(|s| !s.live);
     tokio::time::timeout(Duration::from_secs(5), stale)
         .await
@@ -185,7 +96,7 @@ async fn answers_from_the_last_snapshot_while_the_store_is_down() {
     );
 
     // Back: the maps re-list by themselves.
-    store.down.send_replace(false);
+    store.set_down(false);
     let live = async {
         loop {
             if h.state.snapshot_age() == Some(Duration::ZERO) {

@@ -3,16 +3,17 @@
 //! be switched "down".
 
 mod cases;
+mod flaky;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cases::watched::{contents, map_of, numbers, wait_for};
-use futures_util::StreamExt;
-use nexrtc_controller::store::{Backend, KeyValue, Lease, LeaseId, Listing, MemoryStore, Outcome};
-use nexrtc_controller::store::{Store, StoreError, Watch, WatchedMap, WatchedMapConfig};
-use tokio::sync::watch;
+use flaky::Flaky;
+use nexrtc_controller::store::{
+    Backend, MemoryStore, Store, StoreError, WatchedMap, WatchedMapConfig,
+};
 use tokio::time::{sleep, Instant};
 
 #[tokio::test(start_paused = true)]
@@ -106,98 +107,10 @@ async fn watched_map_recovers_from_falling_behind() {
     assert_eq!(snap.get("042").map(|v| **v), Some(42));
 }
 
-/// A MemoryStore behind a switch: while down, every call fails with `Unavailable` and open
-/// watches end with it (as they do when etcd dies).
-#[derive(Debug)]
-struct Flaky {
-    inner: MemoryStore,
-    down: watch::Sender<bool>,
-}
-
-impl Flaky {
-    fn check(&self) -> Result<(), StoreError> {
-        match *self.down.borrow() {
-            true => Err(StoreError::Unavailable("switched off".to_owned())),
-            false => Ok(()),
-        }
-    }
-}
-
-impl Backend for Flaky {
-    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        self.check()?;
-        Backend::get(&self.inner, key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
-        self.check()?;
-        Backend::list(&self.inner, prefix).await
-    }
-    async fn put(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: Option<LeaseId>,
-    ) -> Result<i64, StoreError> {
-        self.check()?;
-        Backend::put(&self.inner, key, value, lease).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        self.check()?;
-        Backend::delete(&self.inner, key).await
-    }
-    async fn create(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: Option<LeaseId>,
-    ) -> Result<Outcome, StoreError> {
-        self.check()?;
-        Backend::create(&self.inner, key, value, lease).await
-    }
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: i64,
-        value: Vec<u8>,
-        lease: Option<LeaseId>,
-    ) -> Result<Outcome, StoreError> {
-        self.check()?;
-        Backend::compare_and_swap(&self.inner, key, expected, value, lease).await
-    }
-    async fn grant_lease(&self, ttl: Duration) -> Result<Lease, StoreError> {
-        self.check()?;
-        Backend::grant_lease(&self.inner, ttl).await
-    }
-    async fn keep_alive(&self, lease: LeaseId) -> Result<Duration, StoreError> {
-        self.check()?;
-        Backend::keep_alive(&self.inner, lease).await
-    }
-    async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
-        self.check()?;
-        Backend::revoke_lease(&self.inner, lease).await
-    }
-    async fn watch(&self, prefix: &str, from: i64) -> Result<Watch, StoreError> {
-        self.check()?;
-        let events = Backend::watch(&self.inner, prefix, from).await?;
-        let mut down = self.down.subscribe();
-        let cut = async move {
-            let _ = down.wait_for(|down| *down).await;
-        };
-        let lost = futures_util::stream::once(async {
-            Err(StoreError::Unavailable("connection lost".to_owned()))
-        });
-        Ok(Watch::new(events.take_until(cut).chain(lost)))
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn watched_map_serves_last_snapshot_while_store_is_down() {
     let inner = MemoryStore::new();
-    let (down, _) = watch::channel(false);
-    let flaky = Arc::new(Flaky {
-        inner: inner.clone(),
-        down,
-    });
+    let flaky = Arc::new(Flaky::new(inner.clone()));
     let store: Arc<dyn Store> = flaky.clone();
     store
         .put("relays/a", b"1".to_vec(), None)
@@ -210,7 +123,7 @@ async fn watched_map_serves_last_snapshot_while_store_is_down() {
     let map = WatchedMap::spawn(store.clone(), "relays/", numbers(), config);
     wait_for(&map, Duration::from_secs(1), "load", |s| s.is_loaded()).await;
 
-    flaky.down.send_replace(true);
+    flaky.set_down(true);
     let went_down = Instant::now();
     let stale = wait_for(&map, Duration::from_secs(1), "stale", |s| !s.live).await;
     assert_eq!(
@@ -236,7 +149,7 @@ async fn watched_map_serves_last_snapshot_while_store_is_down() {
     );
     assert_eq!(contents(&snap), map_of(&[("a", 1)]));
 
-    flaky.down.send_replace(false);
+    flaky.set_down(false);
     let want: BTreeMap<String, u32> = map_of(&[("a", 1), ("b", 2)]);
     // Backoff is capped at 2 s (± 20 % jitter): back within 3 s.
     let back = wait_for(&map, Duration::from_secs(3), "recovery", |s| {
