@@ -50,7 +50,10 @@ impl<T: Apply + ?Sized> Apply for Arc<T> {
 }
 
 /// The relay's credential state for `secrets` (checked: one or two non-empty
-/// secrets per tenant, newest first; a default tenant that exists).
+/// secrets per tenant, newest first; a default tenant that exists). With no
+/// default named and a single tenant, that tenant owns coturn-style
+/// `<expiry>:<user>` names, so a one-tenant fleet accepts credentials minted
+/// the coturn way with its secret.
 pub fn credentials(secrets: &Secrets) -> Result<Credentials, ApplyError> {
     if secrets.tenants.is_empty() {
         return Err(ApplyError::NoTenants);
@@ -69,6 +72,8 @@ pub fn credentials(secrets: &Secrets) -> Result<Credentials, ApplyError> {
             return Err(ApplyError::UnknownDefault(d.clone()));
         }
         creds.set_default_tenant(d);
+    } else if let [only] = secrets.tenants.as_slice() {
+        creds.set_default_tenant(&only.name);
     }
     Ok(creds)
 }
@@ -197,6 +202,12 @@ mod tests {
             credentials(&secrets(&[("a", &["x"])], Some("b"))),
             Err(ApplyError::UnknownDefault(_))
         ));
+        // One tenant and no default named: it owns coturn-style names.
+        let one = credentials(&secrets(&[("acme", &["s"])], None)).unwrap();
+        assert_eq!(one.parse_username("9:bob").map(|u| u.tenant), Some("acme"));
+        // Several tenants and none named: coturn-style names belong to nobody.
+        let two = credentials(&secrets(&[("a", &["x"]), ("b", &["y"])], None)).unwrap();
+        assert_eq!(two.parse_username("9:bob").map(|u| u.tenant), None);
     }
 
     #[test]
