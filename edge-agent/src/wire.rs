@@ -62,69 +62,12 @@ impl fmt::Display for LeaseId {
     }
 }
 
-/// A client-facing transport of a relay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Transport {
-    Udp,
-    Tcp,
-    Tls,
-    /// RFC 9298 CONNECT-UDP (listed; it has no address field).
-    Quic,
-}
-
-/// A public listener: a DNS name or an IP literal (IPv6 without brackets), and a port.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-}
-
-/// Where clients reach the relay, per transport.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RelayAddresses {
-    /// TURN over UDP, and STUN (the target of other agents' probes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub udp: Option<Endpoint>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcp: Option<Endpoint>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<Endpoint>,
-    /// A second TLS listener (usually 443).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_alt: Option<Endpoint>,
-}
-
-/// Whether the relay takes new clients.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RelayState {
-    #[default]
-    Active,
-    /// Keeps its live allocations, takes no new ones, leaves ICE answers.
-    Draining,
-}
-
-/// The relay's load over the last heartbeat interval.
-///
-/// Directions are the client's side of the relay, as coturn counts them:
-/// `in` = received from clients (towards peers), `out` = sent to clients.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct LoadReport {
-    /// Live allocations.
-    pub allocations: u64,
-    /// Allocations this relay is meant to carry (0: not set, only CPU counts).
-    pub capacity: u64,
-    pub pps_in: u64,
-    pub pps_out: u64,
-    /// Bits per second.
-    pub bps_in: u64,
-    pub bps_out: u64,
-    /// CPU used, 0..=1 of the whole host (the relay process's share in-process,
-    /// the host's busy share beside coturn).
-    pub cpu: f64,
-}
+// The relay vocabulary is shared with the controller's records: one definition.
+pub use nexrtc_wire::{Endpoint, RelayAddresses, RelayState, Transport};
+/// The relay's load over the last heartbeat interval. Directions are the
+/// client's side of the relay, as coturn counts them: `in` = received from
+/// clients (towards peers), `out` = sent to clients; rates in bits per second.
+pub type LoadReport = nexrtc_wire::Load;
 
 /// `POST /v1/relays/register`: the relay record (the controller refuses
 /// unknown fields here).

@@ -291,7 +291,7 @@ pub async fn heartbeat(
             if r.lease != lease.0 {
                 return Err(lease_expired());
             }
-            r.load = body.load.clone();
+            r.load = body.load;
             if r.state == RelayState::Active {
                 r.state = body.state;
             }

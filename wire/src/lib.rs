@@ -1,0 +1,138 @@
+//! The relay vocabulary both sides of the agent↔controller protocol use: where
+//! a relay listens, what it carries, its state and its load. The controller
+//! stores these in `relays/<region>/<node>`; the edge agent sends them in
+//! registrations and heartbeats. One definition, so the two cannot drift.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+
+/// A relay's public listener: a DNS name or an IP literal, and a port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// DNS name or IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// `host:port` as used in ICE URLs: IPv6 literals in brackets (RFC 7065 §3.1).
+    pub fn uri_authority(&self) -> String {
+        match self.host.parse::<Ipv6Addr>() {
+            Ok(v6) => format!("[{v6}]:{}", self.port),
+            Err(_) => format!("{}:{}", self.host, self.port),
+        }
+    }
+
+    /// A non-zero port and a host that is an IP literal or a DNS name.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.port == 0 {
+            return Err("port must not be 0".to_owned());
+        }
+        if self.host.parse::<IpAddr>().is_ok() {
+            return Ok(());
+        }
+        let dns_ok = !self.host.is_empty()
+            && self.host.len() <= 253
+            && self.host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            });
+        match dns_ok {
+            true => Ok(()),
+            false => Err(format!(
+                "{:?} is neither an IP address nor a DNS name",
+                self.host
+            )),
+        }
+    }
+}
+
+/// Where clients reach a relay, per transport.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayAddresses {
+    /// TURN over UDP (and STUN): `turn:h:p?transport=udp`, `stun:h:p`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<Endpoint>,
+    /// TURN over TCP: `turn:h:p?transport=tcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<Endpoint>,
+    /// TURN over TLS: `turns:h:p?transport=tcp` (5349 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Endpoint>,
+    /// A second TLS listener, usually port 443 for clients behind strict firewalls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_alt: Option<Endpoint>,
+}
+
+/// A transport a relay offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+    /// RFC 9298 CONNECT-UDP (no TURN URL; listed for clients that speak it).
+    Quic,
+}
+
+/// A relay's lifecycle state as stored. (Dead relays have no record: their lease ended.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayState {
+    #[default]
+    Active,
+    /// Registered, gets no new clients (an admin's drain order, or the relay is stopping).
+    Draining,
+}
+
+impl RelayState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayState::Active => "active",
+            RelayState::Draining => "draining",
+        }
+    }
+}
+
+/// A relay's load as reported in heartbeats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Load {
+    /// Live allocations.
+    pub allocations: u64,
+    /// Most allocations it takes (0: unknown, only CPU counts).
+    pub capacity: u64,
+    pub pps_in: u64,
+    pub pps_out: u64,
+    pub bps_in: u64,
+    pub bps_out: u64,
+    /// CPU utilisation, 0..1.
+    pub cpu: f64,
+}
+
+impl Load {
+    /// 0..1 (may exceed 1): the higher of allocations/capacity and CPU.
+    pub fn fraction(&self) -> f64 {
+        let allocs = match self.capacity {
+            0 => 0.0,
+            cap => self.allocations as f64 / cap as f64,
+        };
+        let cpu = if self.cpu.is_finite() {
+            self.cpu.max(0.0)
+        } else {
+            1.0
+        };
+        allocs.max(cpu)
+    }
+
+    /// At capacity: takes no new allocations.
+    pub fn is_full(&self) -> bool {
+        self.capacity > 0 && self.allocations >= self.capacity
+    }
+}
