@@ -13,7 +13,6 @@ use std::time::Duration;
 use support::*;
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
-use webrtc_turn::client::{Client, ClientConfig};
 use webrtc_util::Conn;
 
 const STEP: Duration = Duration::from_secs(10);
@@ -47,29 +46,6 @@ async fn echo_peer() -> (SocketAddr, Arc<Mutex<Vec<SocketAddr>>>, AbortOnDrop) {
     (addr, seen, AbortOnDrop(task))
 }
 
-async fn client_for(relay: &Relay, username: String, password: String) -> (Client, SocketAddr) {
-    let conn = UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind client socket");
-    let local = conn.local_addr().expect("client address");
-    let server = relay.addr().to_string();
-    let client = Client::new(ClientConfig {
-        stun_serv_addr: server.clone(),
-        turn_serv_addr: server,
-        username,
-        password,
-        realm: relay.realm.clone(),
-        software: String::new(),
-        rto_in_ms: 0,
-        conn: Arc::new(conn),
-        vnet: None,
-    })
-    .await
-    .expect("create webrtc-rs TURN client");
-    client.listen().await.expect("client listen");
-    (client, local)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webrtc_rs_client_allocates_permits_and_relays() {
     let relay = tokio::task::spawn_blocking(|| Relay::start(RelayConfig::new(slot::WEBRTC_RS)))
@@ -77,7 +53,7 @@ async fn webrtc_rs_client_allocates_permits_and_relays() {
         .expect("start relay");
     let (peer_addr, peer_saw, _peer_task) = echo_peer().await;
     let (username, password) = relay.credentials("webrtc-rs");
-    let (client, local) = client_for(&relay, username, password).await;
+    let (client, local) = turn_client(&relay, username, password).await;
 
     let mapped = timeout(STEP, client.send_binding_request())
         .await
@@ -175,7 +151,7 @@ async fn webrtc_rs_client_rejected_with_wrong_password() {
     .expect("start relay");
     let (username, _) = relay.credentials("mallory");
     let wrong = turn_core::auth::rest_password(b"not the secret", &username);
-    let (client, _) = client_for(&relay, username, wrong).await;
+    let (client, _) = turn_client(&relay, username, wrong).await;
     let result = timeout(Duration::from_secs(30), client.allocate())
         .await
         .expect("allocate neither succeeded nor failed in 30 s");

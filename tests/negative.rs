@@ -16,32 +16,15 @@ use std::time::{Duration, Instant};
 
 use support::*;
 use tokio::time::timeout;
-use webrtc_turn::client::{Client, ClientConfig};
+use webrtc_turn::client::Client;
 use webrtc_util::Conn;
 
 const STEP: Duration = Duration::from_secs(10);
 
 /// A webrtc-rs TURN client with an allocation on `relay`.
 async fn allocate_webrtc_rs(relay: &Relay, user: &str) -> (Client, impl Conn) {
-    let conn = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind client");
     let (username, password) = relay.credentials(user);
-    let server = relay.addr().to_string();
-    let client = Client::new(ClientConfig {
-        stun_serv_addr: server.clone(),
-        turn_serv_addr: server,
-        username,
-        password,
-        realm: relay.realm.clone(),
-        software: String::new(),
-        rto_in_ms: 0,
-        conn: Arc::new(conn),
-        vnet: None,
-    })
-    .await
-    .expect("client");
-    client.listen().await.expect("listen");
+    let (client, _) = turn_client(relay, username, password).await;
     let relay_conn = timeout(STEP, client.allocate())
         .await
         .expect("allocate timed out")

@@ -20,12 +20,14 @@ mod controller;
 mod coturn;
 mod etcd;
 mod metrics;
+mod webrtc;
 
 pub use allocate::*;
 pub use controller::*;
 pub use coturn::*;
 pub use etcd::*;
 pub use metrics::*;
+pub use webrtc::*;
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
