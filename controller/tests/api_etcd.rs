@@ -9,10 +9,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_common::{Req, ADMIN_KEY, FRANKFURT_IP, ICE_KEY, NODE_KEY, SECRET, TENANT};
+use api_common::{Req, FRANKFURT_IP, NODE_KEY};
 use axum::http::StatusCode;
 use nexrtc_controller::clock::Clock;
-use nexrtc_controller::config::Bootstrap;
 use nexrtc_controller::server::bootstrap;
 use nexrtc_controller::store::{MemoryStore, Store};
 use nexrtc_controller::{router, AppState, Options};
@@ -43,15 +42,7 @@ async fn leases_live_in_etcd_not_in_replicas() {
     let prefix = a_store.prefix().to_owned();
     let etcd = support::shared_etcd().await.expect("etcd");
     let b_store = support::store_for(etcd, &prefix).await;
-    let b = Bootstrap {
-        admin_key: Some(ADMIN_KEY.into()),
-        node_key: Some(NODE_KEY.into()),
-        ice_key: Some(ICE_KEY.into()),
-        tenant: Some(TENANT.into()),
-        tenant_secret: Some(SECRET.into()),
-        cors_origins: vec![],
-        regions: api_common::regions(),
-    };
+    let b = api_common::test_bootstrap();
     bootstrap(&a_store, &b, 1).await.expect("bootstrap");
     let a = replica(Arc::new(a_store)).await;
     let b = replica(Arc::new(b_store)).await;

@@ -11,7 +11,6 @@ use std::time::Duration;
 use api_common::*;
 use axum::http::StatusCode;
 use flaky::Flaky;
-use nexrtc_controller::config::Bootstrap;
 use nexrtc_controller::server::bootstrap;
 use nexrtc_controller::store::{MemoryStore, Store};
 use nexrtc_controller::{router, AppState};
@@ -21,15 +20,7 @@ use serde_json::json;
 async fn answers_from_the_last_snapshot_while_the_store_is_down() {
     let inner = MemoryStore::new();
     let store = Flaky::new(inner.clone());
-    let b = Bootstrap {
-        admin_key: Some(ADMIN_KEY.into()),
-        node_key: Some(NODE_KEY.into()),
-        ice_key: Some(ICE_KEY.into()),
-        tenant: Some(TENANT.into()),
-        tenant_secret: Some(SECRET.into()),
-        cors_origins: vec![],
-        regions: regions(),
-    };
+    let b = test_bootstrap();
     bootstrap(&inner, &b, NOW).await.expect("bootstrap");
     let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
     let state = AppState::start(dyn_store, options()).await;

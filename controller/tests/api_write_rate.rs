@@ -26,11 +26,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use api_common::{Req, ADMIN_KEY, ICE_KEY, NODE_KEY, SECRET, TENANT};
+use api_common::{Req, NODE_KEY};
 use axum::http::StatusCode;
 use futures_util::future::join_all;
 use nexrtc_controller::clock::Clock;
-use nexrtc_controller::config::Bootstrap;
 use nexrtc_controller::server::bootstrap;
 use nexrtc_controller::store::{EtcdStore, MemoryStore, Store};
 use nexrtc_controller::{router, AppState, Options};
@@ -187,15 +186,7 @@ async fn heartbeats_write_only_material_changes_and_refreshes() {
     let prefix = store.prefix().to_owned();
     let etcd = support::shared_etcd().await.expect("etcd");
     let b_store = support::store_for(etcd, &prefix).await;
-    let b = Bootstrap {
-        admin_key: Some(ADMIN_KEY.into()),
-        node_key: Some(NODE_KEY.into()),
-        ice_key: Some(ICE_KEY.into()),
-        tenant: Some(TENANT.into()),
-        tenant_secret: Some(SECRET.into()),
-        cors_origins: vec![],
-        regions: api_common::regions(),
-    };
+    let b = api_common::test_bootstrap();
     bootstrap(&store, &b, unix_now()).await.expect("bootstrap");
     let a = replica(Arc::new(store.clone()), None).await;
     let refresh = a.state.options.load_refresh.as_secs();

@@ -55,6 +55,19 @@ pub fn options() -> Options {
     }
 }
 
+/// The tenant, keys and regions every API test starts from.
+pub fn test_bootstrap() -> Bootstrap {
+    Bootstrap {
+        admin_key: Some(ADMIN_KEY.into()),
+        node_key: Some(NODE_KEY.into()),
+        ice_key: Some(ICE_KEY.into()),
+        tenant: Some(TENANT.into()),
+        tenant_secret: Some(SECRET.into()),
+        cors_origins: vec!["https://app.acme.example".into()],
+        regions: regions(),
+    }
+}
+
 pub fn regions() -> Vec<Region> {
     vec![
         Region::new("eu-west", 53.35, -6.26),       // Dublin
@@ -146,15 +159,7 @@ impl Harness {
 
     pub async fn with(options: Options) -> Harness {
         let store = MemoryStore::new();
-        let b = Bootstrap {
-            admin_key: Some(ADMIN_KEY.into()),
-            node_key: Some(NODE_KEY.into()),
-            ice_key: Some(ICE_KEY.into()),
-            tenant: Some(TENANT.into()),
-            tenant_secret: Some(SECRET.into()),
-            cors_origins: vec!["https://app.acme.example".into()],
-            regions: regions(),
-        };
+        let b = test_bootstrap();
         bootstrap(&store, &b, NOW).await.expect("bootstrap");
         let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
         let state = AppState::start(dyn_store, options).await;
