@@ -269,18 +269,6 @@ impl Clients {
         }
     }
 
-    /// A control message from the core; notes successful Allocates on streams
-    /// (the idle timer of a connection with an allocation is longer).
-    pub(crate) fn deliver_transmit(&mut self, to: &ClientSocket, data: &[u8], stats: &Stats) {
-        // 0x0103: Allocate success response (RFC 8656 §17).
-        if to.transport.is_stream() && data.starts_with(&[0x01, 0x03]) {
-            if let Some((_, conn)) = self.conn_of(to) {
-                conn.allocated = true;
-            }
-        }
-        self.deliver(*to, data, stats);
-    }
-
     fn conn_of(&mut self, client: &ClientSocket) -> Option<(u32, &mut Conn)> {
         let index = *self.by_client.get(client)?;
         self.conns.get_mut(index).map(|c| (index, c))
@@ -321,8 +309,10 @@ impl Clients {
         Some(conn.client)
     }
 
-    /// Schedules closes of stalled and idle connections (once a second).
-    pub(crate) fn sweep(&mut self, now: Instant) {
+    /// Schedules closes of stalled and idle connections (once a second). A
+    /// connection whose client holds an allocation (the core says) may stay
+    /// quiet longer: its allocation keeps it alive with Refreshes.
+    pub(crate) fn sweep(&mut self, now: Instant, server: &turn_core::Server) {
         let mut closes = Vec::new();
         for index in self.conns.indices() {
             let Some(c) = self.conns.get(index) else {
@@ -332,7 +322,7 @@ impl Clients {
                 .partial_since
                 .is_some_and(|t| now.duration_since(t) >= STALL_TIMEOUT)
                 || (c.is_handshaking() && now.duration_since(c.opened) >= STALL_TIMEOUT);
-            let idle_limit = if c.allocated {
+            let idle_limit = if server.has_allocation(&c.client) {
                 self.idle_allocated
             } else {
                 IDLE_TIMEOUT

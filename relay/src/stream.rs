@@ -106,8 +106,6 @@ pub(crate) struct Conn {
     pub last_rx: Instant,
     /// Since when the connection holds a partial frame without completing one.
     pub partial_since: Option<Instant>,
-    /// An Allocate succeeded on this connection (seen in our own responses).
-    pub allocated: bool,
 }
 
 impl Conn {
@@ -128,7 +126,6 @@ impl Conn {
             opened: now,
             last_rx: now,
             partial_since: None,
-            allocated: false,
         }
     }
 

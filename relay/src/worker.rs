@@ -281,8 +281,7 @@ impl Worker {
             }
             while let Some(t) = self.server.poll_transmit() {
                 busy = true;
-                self.clients
-                    .deliver_transmit(&t.to, &t.data, self.server.stats());
+                self.clients.deliver(t.to, &t.data, self.server.stats());
             }
             for (conn, reason) in self.clients.take_closes() {
                 busy = true;
@@ -321,7 +320,7 @@ impl Worker {
         }
         if now.mono >= self.next_sweep {
             self.next_sweep = now.mono + MAX_SLEEP;
-            self.clients.sweep(now.mono);
+            self.clients.sweep(now.mono, &self.server);
             self.relays.expire(now.mono);
             self.clients.retry_accepts(now.mono, self.poll.registry());
         }
