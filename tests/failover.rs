@@ -138,7 +138,7 @@ fn dead_relay_leaves_every_answer_new_one_enters_controller_restart_loses_none()
         |a| !offers(a, gone_port),
     );
     eprintln!(
-        "MEASURED: kill -9 → gone from every ICE answer after {took:?} (lease TTL {LEASE_TTL} s, heartbeat {HEARTBEAT_MS} ms)"
+        "MEASURED: kill -9 → gone from every ICE answer after {took:?} (lease TTL {LEASE_TTL} s, heartbeat {HEARTBEAT_MS} ms, removal after two missed heartbeats)"
     );
     assert!(
         offers(&answer, us.port) && offers(&answer, ap.port),

@@ -331,6 +331,18 @@ impl Backend for EtcdStore {
         }
     }
 
+    async fn time_to_live(&self, lease: LeaseId) -> Result<Duration, StoreError> {
+        let mut leases = self.client.lease_client();
+        let answer = self
+            .call("lease time-to-live", leases.time_to_live(lease.0, None))
+            .await?;
+        // etcd: "the lease will expire in under TTL+1 seconds"; -1 when it is gone.
+        match u64::try_from(answer.ttl()) {
+            Ok(secs) => Ok(Duration::from_secs(secs + 1)),
+            Err(_) => Err(StoreError::LeaseNotFound),
+        }
+    }
+
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
         let mut leases = self.client.lease_client();
         self.call("lease revoke", leases.revoke(lease.0)).await?;

@@ -373,6 +373,12 @@ impl Backend for MemoryStore {
         Ok(lease.ttl)
     }
 
+    async fn time_to_live(&self, lease: LeaseId) -> Result<Duration, StoreError> {
+        let state = self.lock();
+        let lease = state.leases.get(&lease.0).ok_or(StoreError::LeaseNotFound)?;
+        Ok(lease.deadline.saturating_duration_since(Instant::now()))
+    }
+
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
         match self.lock().revoke(lease.0) {
             true => Ok(()),

@@ -36,6 +36,8 @@
 //!   expires (no keep-alive within the TTL) or is revoked. [`Store::keep_alive`] renews once
 //!   and returns the TTL; on an expired or unknown lease it fails with
 //!   [`StoreError::LeaseNotFound`], as do puts attached to such a lease.
+//!   [`Store::time_to_live`] reads, without renewing, an upper bound on the time a lease
+//!   has left.
 //! * **Watches.** [`Store::watch`]`(prefix, from)` yields every event under `prefix` with
 //!   `mod_revision >= from` (replaying history first; `from == 0` means "from now"), in
 //!   revision order; events of one revision arrive consecutively. The [`Watch`] stream ends
@@ -124,6 +126,14 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         lease: LeaseId,
     ) -> impl Future<Output = Result<Duration, StoreError>> + Send;
 
+    /// An upper bound on the time `lease` has left if nobody renews it (etcd answers in
+    /// whole seconds, rounded down, so its bound is that plus one second), or
+    /// [`StoreError::LeaseNotFound`] if it is gone. Does not renew.
+    fn time_to_live(
+        &self,
+        lease: LeaseId,
+    ) -> impl Future<Output = Result<Duration, StoreError>> + Send;
+
     /// Revokes `lease`, deleting every key attached to it.
     fn revoke_lease(&self, lease: LeaseId) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -171,6 +181,8 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     fn grant_lease(&self, ttl: Duration) -> BoxFuture<'_, Result<Lease, StoreError>>;
     /// See [`Backend::keep_alive`].
     fn keep_alive(&self, lease: LeaseId) -> BoxFuture<'_, Result<Duration, StoreError>>;
+    /// See [`Backend::time_to_live`].
+    fn time_to_live(&self, lease: LeaseId) -> BoxFuture<'_, Result<Duration, StoreError>>;
     /// See [`Backend::revoke_lease`].
     fn revoke_lease(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), StoreError>>;
     /// See [`Backend::watch`].
@@ -217,6 +229,9 @@ impl<T: Backend> Store for T {
     }
     fn keep_alive(&self, lease: LeaseId) -> BoxFuture<'_, Result<Duration, StoreError>> {
         Box::pin(Backend::keep_alive(self, lease))
+    }
+    fn time_to_live(&self, lease: LeaseId) -> BoxFuture<'_, Result<Duration, StoreError>> {
+        Box::pin(Backend::time_to_live(self, lease))
     }
     fn revoke_lease(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(Backend::revoke_lease(self, lease))

@@ -86,6 +86,10 @@ impl Backend for Flaky {
         self.check()?;
         Backend::keep_alive(&self.inner, lease).await
     }
+    async fn time_to_live(&self, lease: LeaseId) -> Result<Duration, StoreError> {
+        self.check()?;
+        Backend::time_to_live(&self.inner, lease).await
+    }
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
         self.check()?;
         Backend::revoke_lease(&self.inner, lease).await
