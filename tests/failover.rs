@@ -539,3 +539,52 @@ fn drain_under_live_traffic_keeps_the_call_sends_new_clients_elsewhere_and_exits
     let ans = controller.ice_servers();
     assert!(!offers(&ans, a.port) && offers(&ans, b.port), "{ans}");
 }
+
+#[test]
+fn a_region_drained_with_a_deadline_exits_at_it_with_clients_left() {
+    if !coturn_tools() {
+        return;
+    }
+    let Some(etcd) = Etcd::start() else { return };
+    let controller = Controller::start(
+        &ControllerSetup::etcd(&etcd, LEASE_TTL, HEARTBEAT_MS)
+            .offer_all()
+            .region("eu-west", 53.35, -6.26),
+    );
+    let mut relay = controller.relay(slot::DRAIN_DEADLINE, "eu-west", "d");
+    let (answer, _) = controller.until("relay offered", Duration::from_secs(20), |ans| {
+        offers(ans, relay.port)
+    });
+    let (user, pass) = credentials(&answer);
+    // A call that would last 30 s, far beyond the deadline.
+    let peer = EchoPeer::start();
+    let long = long_run(&relay, &peer, &user, &pass, 1500);
+    let running = long.spawn();
+    wait_traffic(&relay);
+
+    let (status, drained) = controller.admin(
+        "POST",
+        "/v1/admin/relays/eu-west/drain",
+        Some(&json!({"deadline_secs": 3})),
+    );
+    assert_eq!(status, 200, "{drained}");
+    assert_eq!(drained["drained"], json!(["eu-west/d"]));
+    let ordered = Instant::now();
+    let exit = relay.process.wait_exit(Duration::from_secs(20));
+    let log = relay.process.log_text();
+    assert!(
+        exit.is_some(),
+        "the relay did not exit within 20 s of a 3 s drain deadline:\n{log}"
+    );
+    eprintln!(
+        "MEASURED: relay drained with a 3 s deadline exited {:?} after the order, its call still running",
+        ordered.elapsed()
+    );
+    // The relay says "drained; exiting" when it empties first; this line means it left
+    // at the deadline with allocations remaining.
+    assert!(
+        log.contains("drain grace elapsed"),
+        "the relay should have left at the deadline with its client still allocated:\n{log}"
+    );
+    drop(running); // the cut call's client (killed on drop)
+}

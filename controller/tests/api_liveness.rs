@@ -91,7 +91,10 @@ async fn a_relay_renewed_through_another_replica_is_left_alone() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let r = b.call(heartbeat("n1", &lease)).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        assert!(listed(&a, "n1") && listed(&b, "n1"), "the relay was removed");
+        assert!(
+            listed(&a, "n1") && listed(&b, "n1"),
+            "the relay was removed"
+        );
     }
     // A saw B's renewals in the lease and stopped watching it; B watches it now.
     assert_eq!(a.state.liveness.len(), 0);

@@ -77,6 +77,7 @@ pub mod slot {
     pub const ROTATION: u16 = 30;
     pub const DRAIN_A: u16 = 31;
     pub const DRAIN_B: u16 = 32;
+    pub const DRAIN_DEADLINE: u16 = 33;
 }
 
 const SLOT_BASE: u16 = 61_000;

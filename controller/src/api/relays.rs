@@ -187,6 +187,7 @@ pub async fn register(
         registered_at: now,
         updated_at: now,
         lease: lease.id.0,
+        drain_deadline: None,
     };
     let (record_region, record_node) = (record.region.clone(), record.node.clone());
     let revision = state

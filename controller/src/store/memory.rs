@@ -375,7 +375,10 @@ impl Backend for MemoryStore {
 
     async fn time_to_live(&self, lease: LeaseId) -> Result<Duration, StoreError> {
         let state = self.lock();
-        let lease = state.leases.get(&lease.0).ok_or(StoreError::LeaseNotFound)?;
+        let lease = state
+            .leases
+            .get(&lease.0)
+            .ok_or(StoreError::LeaseNotFound)?;
         Ok(lease.deadline.saturating_duration_since(Instant::now()))
     }
 

@@ -243,7 +243,10 @@ pub async fn time_to_live_bounds(ctx: Ctx) {
     tokio::time::sleep(half).await;
     let left = s.time_to_live(lease.id).await.expect("time to live");
     let real_left = lease.ttl.saturating_sub(granted.elapsed());
-    assert!(left >= real_left, "{left:?} is below the real {real_left:?}");
+    assert!(
+        left >= real_left,
+        "{left:?} is below the real {real_left:?}"
+    );
     assert!(
         left <= lease.ttl - half + Duration::from_secs(1),
         "{left:?} did not fall from {:?} after {half:?}",
