@@ -9,6 +9,7 @@
 
 mod support;
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -117,9 +118,12 @@ fn wait_traffic(relay: &Relay) {
 fn dead_relay_leaves_every_answer_new_one_enters_controller_restart_loses_none() {
     let Some(etcd) = Etcd::start() else { return };
     let mut controller = Controller::start(&three_regions(&etcd));
-    let eu = controller.relay(slot::FAILOVER_EU, "eu-west", "eu-1");
-    let us = controller.relay(slot::FAILOVER_US, "us-east", "us-1");
-    let ap = controller.relay(slot::FAILOVER_AP, "ap-northeast", "ap-1");
+    // Three hosts: 127.0.0.2, .3 and .4.
+    let on = |slot, octet| RelayConfig::new(slot).host(Ipv4Addr::new(127, 0, 0, octet));
+    let url = [controller.url()];
+    let eu = controller.relay_with(on(slot::FAILOVER_EU, 2), &url, "eu-west", "eu-1");
+    let us = controller.relay_with(on(slot::FAILOVER_US, 3), &url, "us-east", "us-1");
+    let ap = controller.relay_with(on(slot::FAILOVER_AP, 4), &url, "ap-northeast", "ap-1");
     let (answer, took) = controller.until("three relays offered", Duration::from_secs(20), |a| {
         offers(a, eu.port) && offers(a, us.port) && offers(a, ap.port)
     });
@@ -151,7 +155,7 @@ fn dead_relay_leaves_every_answer_new_one_enters_controller_restart_loses_none()
     );
 
     // A new relay: the killed one's replacement in its region.
-    let eu2 = controller.relay(slot::FAILOVER_NEW, "eu-west", "eu-2");
+    let eu2 = controller.relay_with(on(slot::FAILOVER_NEW, 5), &url, "eu-west", "eu-2");
     let (_, took) = controller.until("new relay offered", Duration::from_secs(20), |a| {
         offers(a, eu2.port)
     });

@@ -278,6 +278,8 @@ impl Drop for ChildGuard {
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
     pub slot: u16,
+    /// The loopback address it listens and relays on (127.0.0.1 unless set).
+    pub host: std::net::Ipv4Addr,
     pub allow_loopback_peers: bool,
     pub tls: bool,
     pub extra_args: Vec<String>,
@@ -287,10 +289,18 @@ impl RelayConfig {
     pub fn new(slot: u16) -> RelayConfig {
         RelayConfig {
             slot,
+            host: std::net::Ipv4Addr::LOCALHOST,
             allow_loopback_peers: true,
             tls: true,
             extra_args: Vec::new(),
         }
+    }
+
+    /// Listen and relay on another loopback address (127.0.0.x), as a separate host would.
+    pub fn host(mut self, host: std::net::Ipv4Addr) -> RelayConfig {
+        assert!(host.is_loopback(), "tests stay on loopback");
+        self.host = host;
+        self
     }
 
     pub fn deny_loopback_peers(mut self) -> RelayConfig {
@@ -304,9 +314,10 @@ impl RelayConfig {
     }
 }
 
-/// A running relay on 127.0.0.1, stopped when dropped.
+/// A running relay on a loopback address, stopped when dropped.
 pub struct Relay {
     pub backend: Backend,
+    pub host: std::net::Ipv4Addr,
     pub port: u16,
     pub tls_port: u16,
     pub metrics_addr: SocketAddr,
@@ -353,11 +364,12 @@ impl Relay {
         let min_port = SLOT_BASE + config.slot * SLOT_WIDTH;
         let max_port = min_port + SLOT_WIDTH - 1;
 
+        let host = config.host.to_string();
         let process = match backend {
             Backend::Nexrtc => {
                 let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexrtc"));
                 cmd.arg("relay")
-                    .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"])
+                    .args(["--listening-ip", &host, "--relay-ip", &host])
                     .args(["--listening-port", &port.to_string()])
                     .args(["--min-port", &min_port.to_string()])
                     .args(["--max-port", &max_port.to_string()])
@@ -387,7 +399,7 @@ impl Relay {
                     "--log-file",
                     "stdout",
                 ])
-                .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"])
+                .args(["--listening-ip", &host, "--relay-ip", &host])
                 .args(["--listening-port", &port.to_string()])
                 .args(["--min-port", &min_port.to_string()])
                 .args(["--max-port", &max_port.to_string()])
@@ -404,6 +416,7 @@ impl Relay {
         };
         let mut relay = Relay {
             backend,
+            host: config.host,
             port,
             tls_port,
             metrics_addr,
@@ -418,7 +431,7 @@ impl Relay {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::from((self.host, self.port))
     }
 
     pub fn has_metrics(&self) -> bool {
