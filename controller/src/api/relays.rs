@@ -254,7 +254,7 @@ pub async fn heartbeat(
             .map_err(|_| ApiError::invalid_request("lease must be a decimal lease id"))?,
     );
     match state.store.keep_alive(lease).await {
-        Ok(ttl) => state.liveness.renewed(lease, ttl),
+        Ok(()) => state.liveness.renewed(lease, state.options.lease_ttl),
         Err(StoreError::LeaseNotFound) => {
             state.liveness.forget(lease);
             metrics::heartbeat("lease_expired");

@@ -82,7 +82,7 @@ impl Backend for Flaky {
         self.check()?;
         Backend::grant_lease(&self.inner, ttl).await
     }
-    async fn keep_alive(&self, lease: LeaseId) -> Result<Duration, StoreError> {
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
         self.check()?;
         Backend::keep_alive(&self.inner, lease).await
     }
