@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::model::RateLimit;
 use crate::ratelimit::RateLimiter;
+use crate::signal::{Hub, Replicas, SignalOptions};
 use crate::state::{RankingOptions, Snapshots, View};
 use crate::store::{Snapshot, Store, WatchedMap};
 
@@ -42,6 +43,8 @@ pub struct Options {
     pub ranking: RankingOptions,
     pub geoip: Option<Arc<GeoIp>>,
     pub clock: Clock,
+    /// Signaling limits and this replica's advertised URL.
+    pub signal: SignalOptions,
 }
 
 impl Default for Options {
@@ -69,6 +72,7 @@ impl Default for Options {
             ranking: RankingOptions::default(),
             geoip: None,
             clock: Clock::System,
+            signal: SignalOptions::default(),
         }
     }
 }
@@ -83,6 +87,10 @@ pub struct Inner {
     pub snapshots: Snapshots,
     pub options: Options,
     pub limiter: RateLimiter,
+    /// Signaling rooms hosted here.
+    pub rooms: Arc<Hub>,
+    /// This replica's registration and the live replicas (signaling routes rooms over them).
+    pub replicas: Replicas,
     /// `true` once the server is shutting down: long-lived streams end.
     closing: watch::Sender<bool>,
     upkeep: JoinHandle<()>,
@@ -114,9 +122,17 @@ impl AppState {
                 crate::metrics::upkeep();
             }
         });
+        let replicas = Replicas::start(
+            &store,
+            options.signal.advertise_url.clone(),
+            options.lease_ttl,
+            options.clock.unix_now(),
+        );
         let state = AppState(Arc::new(Inner {
             store,
             snapshots,
+            rooms: Arc::new(Hub::new(options.signal.clone())),
+            replicas,
             options,
             limiter: RateLimiter::default(),
             closing: watch::channel(false).0,
@@ -126,8 +142,8 @@ impl AppState {
         state
     }
 
-    /// Ends long-lived streams (the relay event streams), so a graceful shutdown does not
-    /// wait for them.
+    /// Ends long-lived streams (the relay event streams, signaling connections), so a
+    /// graceful shutdown does not wait for them.
     pub fn close(&self) {
         self.closing.send_replace(true);
     }

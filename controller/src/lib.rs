@@ -9,6 +9,8 @@
 //!   relay registration, OpenAPI, health and metrics. [`api::router`] builds it.
 //! * [`credentials`] — API keys, client tokens, TURN REST credentials.
 //! * [`config`] / [`server`] — `nexrtc controller`: TOML + flags, TLS, [`server::run`].
+//! * [`signal`] — WebRTC signaling: WebSocket rooms, fan-out, replica routing
+//!   (`GET /v1/signal`, `POST /v1/rooms/{room}/tokens` in [`api::signal`]).
 //! * [`metrics`] — Prometheus names and recording.
 
 pub mod api;
@@ -20,6 +22,7 @@ pub mod metrics;
 pub mod model;
 pub mod ratelimit;
 pub mod server;
+pub mod signal;
 pub mod state;
 pub mod store;
 
