@@ -967,3 +967,44 @@ async fn rooms_live_on_one_replica_and_the_others_redirect_there() {
     assert_eq!(one.state.replicas.owner(TENANT, &remote), Owner::Local);
     let (_dave, _) = one.join(&remote, "dave").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_dropped_while_one_answering_pings_stays() {
+    let store = seeded_store().await;
+    let signal = SignalOptions {
+        // Fifteen ping intervals of slack: only a stall of 1.5 s on a loaded machine would
+        // drop the answering connection.
+        ping_interval: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(1500),
+        ..SignalOptions::default()
+    };
+    let c = start(&store, signal).await;
+    let (mut alive, _) = c.join("idle", "alive").await;
+    let (silent, _) = c.join("idle", "silent").await;
+    assert_eq!(recv(&mut alive).await["id"], "silent");
+    // `alive` only reads (its client answers the server's pings while reading); `silent`
+    // is never polled, so it sends nothing at all, not even pongs.
+    let mut pings = 0;
+    let mut left = false;
+    while pings < 30 || !left {
+        let next = tokio::time::timeout(WAIT, alive.next())
+            .await
+            .expect("traffic in time")
+            .expect("open")
+            .expect("readable");
+        match next {
+            Message::Ping(_) => pings += 1,
+            Message::Text(t) => {
+                let m: Value = serde_json::from_str(&t).expect("json");
+                assert_eq!(m, json!({"type": "peer-left", "id": "silent"}));
+                left = true;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Thirty pings (two idle timeouts) later, the reading one is still in the room.
+    send(&mut alive, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut alive).await, json!({"type": "pong"}));
+    assert_eq!(c.state.rooms.members(&key("idle")), 1);
+    drop(silent);
+}
