@@ -603,6 +603,7 @@ async fn a_room_of_fifty_fans_out_exactly_once_and_refuses_the_fifty_first() {
     assert_eq!(c.state.rooms.members(&key("big")), 50);
 
     // Everyone sends one message to each of the 49 others: 2,450 messages.
+    let started = std::time::Instant::now();
     for (i, ws) in sockets.iter_mut().enumerate() {
         for (j, to) in ids.iter().enumerate() {
             if i != j {
@@ -639,6 +640,10 @@ async fn a_room_of_fifty_fans_out_exactly_once_and_refuses_the_fifty_first() {
             ids[j]
         );
     }
+    println!(
+        "2,450 directed messages in a room of 50 delivered and checked in {:?}",
+        started.elapsed()
+    );
     // One leaves: the 49 others hear it exactly once.
     let gone = sockets.remove(0);
     drop(gone);

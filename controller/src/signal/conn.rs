@@ -239,9 +239,9 @@ impl Reader<'_> {
             DropReason::RateLimited => Some((ErrorCode::RateLimited, "too many messages")),
             _ => None,
         };
-        if self.conn.close(Close::dropped(reason, error)) {
-            metrics::signal_drop(reason.as_str());
-        }
+        self.conn.close(Close::dropped(reason, error));
+        // Counted once, by the removal (a connection already replaced or dropped was
+        // counted then).
         self.hub.kick(self.room, self.me, self.conn, reason);
     }
 }
