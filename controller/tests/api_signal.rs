@@ -7,7 +7,7 @@ mod api_common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -800,7 +800,9 @@ async fn a_participant_that_stops_reading_is_dropped_and_the_others_get_everythi
     let (mut b_tx, b_rx) = b.split();
     let stalled_gone = Arc::new(AtomicBool::new(false));
     // Each reader collects the other's sequence numbers until the other's "done".
-    let reader = |mut rx: futures_util::stream::SplitStream<Ws>, gone: Arc<AtomicBool>| {
+    let reader = |mut rx: futures_util::stream::SplitStream<Ws>,
+                  gone: Arc<AtomicBool>,
+                  count: Arc<AtomicU64>| {
         tokio::spawn(async move {
             let mut seqs = Vec::new();
             let mut saw_left = false;
@@ -819,7 +821,10 @@ async fn a_participant_that_stops_reading_is_dropped_and_the_others_get_everythi
                         gone.store(true, Ordering::SeqCst);
                     }
                     (Some("candidate"), Some(true)) => return (seqs, saw_left),
-                    (Some("candidate"), _) => seqs.push(m["seq"].as_u64().expect("seq")),
+                    (Some("candidate"), _) => {
+                        seqs.push(m["seq"].as_u64().expect("seq"));
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
                     (Some("peer-joined"), _) => {}
                     // Offers to the stalled participant still in flight when it was dropped.
                     (Some("error"), _) if m["code"] == "unknown_peer" => {
@@ -830,8 +835,26 @@ async fn a_participant_that_stops_reading_is_dropped_and_the_others_get_everythi
             }
         })
     };
-    let a_reader = reader(a_rx, stalled_gone.clone());
-    let b_reader = reader(b_rx, stalled_gone.clone());
+    let (a_count, b_count) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let a_reader = reader(a_rx, stalled_gone.clone(), a_count.clone());
+    let b_reader = reader(b_rx, stalled_gone.clone(), b_count.clone());
+    // a and b read everything sent to them, but on a loaded machine their reader tasks may
+    // lag the senders; the senders wait for them every 8 rounds, so a and b never have more
+    // than 8 messages outstanding and only the participant that does not read at all fills
+    // its queue.
+    let caught_up = |n: u64| {
+        let (a_count, b_count) = (a_count.clone(), b_count.clone());
+        async move {
+            let wait = async {
+                while a_count.load(Ordering::SeqCst) < n || b_count.load(Ordering::SeqCst) < n {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(60), wait)
+                .await
+                .expect("a and b keep receiving");
+        }
+    };
 
     let payload = "z".repeat(15 * 1024);
     let mut rounds = 0u64;
@@ -850,6 +873,9 @@ async fn a_participant_that_stops_reading_is_dropped_and_the_others_get_everythi
             .await
             .expect("b send");
         rounds += 1;
+        if rounds % 8 == 0 {
+            caught_up(rounds).await;
+        }
     }
     assert!(
         stalled_gone.load(Ordering::SeqCst),
@@ -1012,4 +1038,45 @@ async fn a_silent_connection_is_dropped_while_one_answering_pings_stays() {
     assert_eq!(recv(&mut alive).await, json!({"type": "pong"}));
     assert_eq!(c.state.rooms.members(&key("idle")), 1);
     drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_of_the_same_name_in_two_tenants_never_meet() {
+    const GLOBEX_KEY: &str = "nxk_globex00000000000000000000000000000000";
+    let store = seeded_store().await;
+    let globex = nexrtc_controller::config::Bootstrap {
+        ice_key: Some(GLOBEX_KEY.into()),
+        tenant: Some("globex".into()),
+        ..nexrtc_controller::config::Bootstrap::default()
+    };
+    bootstrap(&store, &globex, NOW)
+        .await
+        .expect("second tenant");
+    let c = start(&store, SignalOptions::default()).await;
+    let (mut alice, _) = c.join("lobby", "alice").await;
+    let (status, body) = http(
+        c.addr,
+        "POST",
+        "/v1/rooms/lobby/tokens",
+        Some(GLOBEX_KEY),
+        Some(json!({"participant": "bob"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().expect("token");
+    let (mut bob, _) = tokio_tungstenite::connect_async(c.ws_url("lobby", token))
+        .await
+        .expect("connect");
+    let welcome = recv(&mut bob).await;
+    assert_eq!(
+        welcome["peers"],
+        json!([]),
+        "acme's alice is not in globex's lobby"
+    );
+    send(&mut bob, json!({"type": "offer", "to": "alice", "sdp": {}})).await;
+    assert_eq!(recv(&mut bob).await["code"], "unknown_peer");
+    // Alice heard nothing of bob: her next message is the answer to her own ping.
+    send(&mut alice, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut alice).await, json!({"type": "pong"}));
+    assert_eq!(c.state.rooms.room_count(), 2);
 }
