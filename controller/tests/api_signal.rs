@@ -873,7 +873,7 @@ async fn a_participant_that_stops_reading_is_dropped_and_the_others_get_everythi
             .await
             .expect("b send");
         rounds += 1;
-        if rounds % 8 == 0 {
+        if rounds.is_multiple_of(8) {
             caught_up(rounds).await;
         }
     }
