@@ -1080,3 +1080,50 @@ async fn rooms_of_the_same_name_in_two_tenants_never_meet() {
     assert_eq!(recv(&mut alice).await, json!({"type": "pong"}));
     assert_eq!(c.state.rooms.room_count(), 2);
 }
+
+/// `run_on` (the real server: advertise URL from the listener, lease, shutdown): open
+/// signaling connections are closed with 1001 at shutdown instead of holding it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_signaling_connections_with_going_away() {
+    use nexrtc_controller::config::{ControllerArgs, ControllerConfig, FileConfig};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let file = FileConfig {
+        listen: Some(addr),
+        bootstrap: test_bootstrap(),
+        ..FileConfig::default()
+    };
+    let config = ControllerConfig::build(ControllerArgs::default(), file).expect("config");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        nexrtc_controller::run_on(config, listener, shutdown).await
+    });
+    let path = "/v1/rooms/r/tokens";
+    let body = json!({"participant": "alice"});
+    let mut minted = (0, Value::Null);
+    for _ in 0..200 {
+        minted = http(addr, "POST", path, Some(ICE_KEY), Some(body.clone())).await;
+        if minted.0 == 201 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(minted.0, 201, "{}", minted.1);
+    let token = minted.1["token"].as_str().expect("token");
+    let url = format!("ws://{addr}/v1/signal?room=r&token={token}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    assert_eq!(recv(&mut ws).await["type"], "welcome");
+
+    stop.send(()).expect("stop");
+    let (_, code) = until_closed(&mut ws).await;
+    assert_eq!(code, Some(1001));
+    let ended = tokio::time::timeout(WAIT, server)
+        .await
+        .expect("server stops in time");
+    ended.expect("task").expect("run_on");
+}
