@@ -225,11 +225,6 @@ pub async fn keep_alive_extends(ctx: Ctx) {
     for _ in 0..4 {
         tokio::time::sleep(lease.ttl / 2).await;
         s.keep_alive(lease.id).await.expect("keep-alive");
-        let left = s.time_to_live(lease.id).await.expect("time to live");
-        assert!(
-            left + Duration::from_millis(500) >= lease.ttl,
-            "renewed to {left:?}"
-        );
     }
     // 2 × TTL have passed: only the keep-alives kept the key.
     assert!(s.get("ka").await.expect("get").is_some());
