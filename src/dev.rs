@@ -290,18 +290,19 @@ async fn run(
     let registered = wait_registered(&state).await;
     print_banner(http, &args, &keys, &started.bound, registered);
 
-    // Until a stop signal, or until the relay ends on its own (a failure).
-    let relay_ended = {
+    // Until a stop signal, or until the relay ends: it drains on the same signal (and may
+    // notice it first), or stops on a failure.
+    {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let stop = super::stop_signal();
         tokio::pin!(stop);
         loop {
             tokio::select! {
-                () = &mut stop => break false,
-                _ = tick.tick() => if relay_thread.is_finished() { break true },
+                () = &mut stop => break,
+                _ = tick.tick() => if relay_thread.is_finished() { break },
             }
         }
-    };
+    }
     tracing::info!("stopping: controller, then the relay (drains for {DRAIN_GRACE_SECS} s at most)");
     // The relay saw the same signal; the drain order covers a stop for any other reason.
     started.relay.drain();
@@ -316,8 +317,8 @@ async fn run(
     drop(state);
     let outcome = tokio::task::spawn_blocking(move || relay_thread.join()).await?;
     match outcome {
-        Ok(Ok(exit)) if exit.is_clean() && !relay_ended => Ok(()),
-        Ok(Ok(exit)) => Err(anyhow!("the relay stopped on its own: {exit:?}")),
+        Ok(Ok(exit)) if exit.is_clean() => Ok(()),
+        Ok(Ok(exit)) => Err(anyhow!("the relay stopped: {exit:?}")),
         Ok(Err(e)) => Err(anyhow!("the relay failed: {e}")),
         Err(_) => Err(anyhow!("the relay thread panicked")),
     }
