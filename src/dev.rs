@@ -60,6 +60,8 @@ pub const NODE: &str = "dev-1";
 const DRAIN_GRACE_SECS: u64 = 1;
 /// How long startup waits for the relay to listen and to register.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// A relay's record is rewritten at least this often (30 s outside dev mode).
+const LOAD_REFRESH_SECS: u64 = 2;
 /// Lifetime of what `/dev/session` mints (seconds).
 const SESSION_TTL: u64 = 600;
 
@@ -163,6 +165,8 @@ fn controller_config(args: &DevArgs, keys: &Keys) -> anyhow::Result<ControllerCo
             cors_origins: Vec::new(),
             regions: vec![nexrtc_geo_region()],
         },
+        // The embedded store takes any write rate: keep relay records (and /status) fresh.
+        load_refresh_secs: Some(LOAD_REFRESH_SECS),
         ..FileConfig::default()
     };
     ControllerConfig::build(flags, file).map_err(|e| match e {

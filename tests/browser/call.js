@@ -6,7 +6,8 @@
 //
 // Checks (exit 1 with the reason otherwise): both pages join the room, connect, open the
 // data channel and receive every chat message of the other; each page's selected
-// candidate pair has a local candidate of type `relay` allocated over TRANSPORT. Prints
+// candidate pair has a local candidate of type `relay` allocated over TRANSPORT; the
+// /status page shows the relay carrying the call's allocations. Prints
 // one JSON line with what it measured (the Rust test compares it with the relay's
 // /metrics). Every wait is bounded.
 "use strict";
@@ -87,13 +88,18 @@ async function main() {
         }
       }, { from, n: MESSAGES, size: MESSAGE_BYTES });
     }
-    await until(a, "a receives every message of b", (n) => window.nexrtc.received.length >= n, MESSAGES);
-    await until(b, "b receives every message of a", (n) => window.nexrtc.received.length >= n, MESSAGES);
+    // And one short line each, which the chat panel shows.
+    for (const [from, page] of [["a", a], ["b", b]]) {
+      await page.evaluate((text) => window.nexrtc.sendChat(text), `hello from ${from}, over TURN/${TRANSPORT}`);
+    }
+    await until(a, "a receives every message of b", (n) => window.nexrtc.received.length >= n, MESSAGES + 1);
+    await until(b, "b receives every message of a", (n) => window.nexrtc.received.length >= n, MESSAGES + 1);
     for (const [name, page, other] of [["a", a, "b"], ["b", b, "a"]]) {
       const got = await page.evaluate(() => window.nexrtc.received.map((m) => m.text));
       for (let i = 0; i < MESSAGES; i++) {
         if (got[i] !== message(other, i)) throw new Error(`${name}: message ${i} of ${other} wrong or missing`);
       }
+      if (got[MESSAGES] !== `hello from ${other}, over TURN/${TRANSPORT}`) throw new Error(`${name}: no hello from ${other}`);
     }
 
     // Let some video flow, then read the selected candidate pairs.
@@ -119,7 +125,9 @@ async function main() {
       await a.screenshot({ path: path.join(SCREENSHOT_DIR, `demo-${TRANSPORT}.png`) });
       const status = await context.newPage();
       await status.goto(`${BASE_URL}/status`);
-      await until(status, "the status page loads", () => document.body.dataset.loaded === "true");
+      // The relay's heartbeats report the call's allocations (one per page).
+      await until(status, "the status page shows the call's allocations",
+        () => Number(document.body.dataset.allocations || 0) >= 2);
       await status.screenshot({ path: path.join(SCREENSHOT_DIR, `status-${TRANSPORT}.png`) });
       await status.close();
     }
