@@ -170,9 +170,10 @@ fn controller_config(args: &DevArgs, keys: &Keys) -> anyhow::Result<ControllerCo
         ..FileConfig::default()
     };
     ControllerConfig::build(flags, file).map_err(|e| match e {
-        nexrtc_controller::ConfigError::Invalid { key, message } if key == "bootstrap.ice_key" => {
-            anyhow!("--api-key: {message}")
-        }
+        nexrtc_controller::ConfigError::Invalid {
+            key: "bootstrap.ice_key",
+            message,
+        } => anyhow!("--api-key: {message}"),
         e => anyhow!(e),
     })
 }
@@ -231,13 +232,9 @@ async fn run(
     .await
     .map_err(|_| anyhow!("the embedded store gave no snapshot"))?;
     let api = nexrtc_controller::router(state.clone());
-    let app = api
-        .clone()
-        .merge(dev_routes(api, keys.api.clone()))
-        .layer(axum::middleware::map_request_with_state(
-            Arc::new(keys.admin.clone()),
-            public_status,
-        ));
+    let app = api.clone().merge(dev_routes(api, keys.api.clone())).layer(
+        axum::middleware::map_request_with_state(Arc::new(keys.admin.clone()), public_status),
+    );
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     let closing = state.clone();
     let server = tokio::spawn(async move {
@@ -307,7 +304,9 @@ async fn run(
             }
         }
     }
-    tracing::info!("stopping: controller, then the relay (drains for {DRAIN_GRACE_SECS} s at most)");
+    tracing::info!(
+        "stopping: controller, then the relay (drains for {DRAIN_GRACE_SECS} s at most)"
+    );
     // The relay saw the same signal; the drain order covers a stop for any other reason.
     started.relay.drain();
     drop(started);
@@ -408,7 +407,11 @@ fn valid_room(room: &str) -> bool {
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"code": code, "message": message.into()}))).into_response()
+    (
+        status,
+        Json(json!({"code": code, "message": message.into()})),
+    )
+        .into_response()
 }
 
 /// `POST /dev/session?room=R`: ICE servers and a room token for a fresh participant.
@@ -432,7 +435,10 @@ async fn session(State(dev): State<DevState>, Query(q): Query<SessionQuery>) -> 
     let (token, signal_error) =
         match call(&dev, &format!("/v1/rooms/{room}/tokens"), &token_body).await {
             Ok((status, body)) if status.is_success() => (body, Value::Null),
-            Ok((status, body)) => (Value::Null, json!({"status": status.as_u16(), "error": body})),
+            Ok((status, body)) => (
+                Value::Null,
+                json!({"status": status.as_u16(), "error": body}),
+            ),
             Err(e) => (Value::Null, json!({"status": 500, "error": e.to_string()})),
         };
     Json(json!({

@@ -38,7 +38,10 @@ fn chromium() -> PathBuf {
 fn browser_available() -> bool {
     let node = Command::new("node").arg("--version").output();
     let missing = if !chromium().is_file() {
-        Some(format!("{} (Debian: apt-get install chromium)", chromium().display()))
+        Some(format!(
+            "{} (Debian: apt-get install chromium)",
+            chromium().display()
+        ))
     } else if !node.is_ok_and(|o| o.status.success()) {
         Some("node (Debian: apt-get install nodejs npm)".to_owned())
     } else if !browser_dir().join("node_modules/playwright-core").is_dir() {
@@ -124,7 +127,11 @@ fn browser_call(slot: u16, transport: &str) {
     let relayed = |m: &Metrics, direction: &str| {
         m.sum(
             "nexrtc_relay_bytes_total",
-            &[("tenant", "dev"), ("transport", transport), ("direction", direction)],
+            &[
+                ("tenant", "dev"),
+                ("transport", transport),
+                ("direction", direction),
+            ],
         )
     };
     let before = dev.relay_metrics();
@@ -137,8 +144,15 @@ fn browser_call(slot: u16, transport: &str) {
         assert_eq!(pair["local"]["type"], "relay", "{pair}");
         assert_eq!(pair["local"]["relayProtocol"], transport, "{pair}");
         let url = pair["local"]["url"].as_str().unwrap_or_default();
-        let port = if transport == "tls" { dev.tls_port } else { dev.turn_port };
-        assert!(url.contains(&format!("127.0.0.1:{port}")), "relay URL {url}");
+        let port = if transport == "tls" {
+            dev.tls_port
+        } else {
+            dev.turn_port
+        };
+        assert!(
+            url.contains(&format!("127.0.0.1:{port}")),
+            "relay URL {url}"
+        );
     }
 
     // The relay carried it: every byte the browsers' transports sent (DTLS, SCTP with
@@ -147,20 +161,30 @@ fn browser_call(slot: u16, transport: &str) {
     let after = dev.relay_metrics();
     let to_peer = relayed(&after, "to_peer") - relayed(&before, "to_peer");
     let to_client = relayed(&after, "to_client") - relayed(&before, "to_client");
-    let sent = result["bytes_sent_total"].as_f64().expect("bytes_sent_total");
+    let sent = result["bytes_sent_total"]
+        .as_f64()
+        .expect("bytes_sent_total");
     let chat = 2.0 * result["chat_bytes_each_way"].as_f64().expect("chat bytes");
     eprintln!(
         "{transport}: browsers sent {sent} bytes ({chat} of chat); the relay counted \
          {to_peer} to peers, {to_client} to clients"
     );
-    assert!(sent >= chat, "the transports sent less than the chat: {result}");
+    assert!(
+        sent >= chat,
+        "the transports sent less than the chat: {result}"
+    );
     assert!(
         to_peer >= sent,
         "relay to_peer bytes grew by {to_peer}, the browsers sent {sent}"
     );
-    assert!(to_client >= chat, "relay to_client bytes grew by {to_client}");
+    assert!(
+        to_client >= chat,
+        "relay to_client bytes grew by {to_client}"
+    );
 
-    let exit = dev.stop(Duration::from_secs(15)).expect("nexrtc dev exits after SIGTERM");
+    let exit = dev
+        .stop(Duration::from_secs(15))
+        .expect("nexrtc dev exits after SIGTERM");
     assert!(exit.success(), "{exit}: {}", dev.process.log_tail(30));
 }
 

@@ -83,6 +83,7 @@ pub mod slot {
     pub const DEV_BROWSER_UDP: u16 = 34;
     pub const DEV_BROWSER_TCP: u16 = 35;
     pub const DEV_BROWSER_TLS: u16 = 36;
+    pub const DEV_MODE_STATUS: u16 = 37;
 }
 
 pub(crate) const SLOT_BASE: u16 = 61_000;
