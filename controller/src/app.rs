@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
+use crate::liveness::Liveness;
 use crate::model::RateLimit;
 use crate::ratelimit::RateLimiter;
 use crate::state::{RankingOptions, Snapshots, View};
@@ -27,6 +28,9 @@ pub struct Options {
     pub lease_ttl: Duration,
     /// Heartbeat interval told to relays (1 s).
     pub heartbeat_interval: Duration,
+    /// A relay whose lease nobody renewed for this long is removed without waiting for the
+    /// lease to expire (2 s: two heartbeat intervals; see [`crate::liveness`]).
+    pub relay_miss_after: Duration,
     /// A relay record is rewritten at least this often even if its load did not change
     /// materially (30 s).
     pub load_refresh: Duration,
@@ -58,6 +62,7 @@ impl Default for Options {
             trusted_proxies: Vec::new(),
             lease_ttl: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(1),
+            relay_miss_after: Duration::from_secs(2),
             load_refresh: Duration::from_secs(30),
             default_rate_limit: RateLimit {
                 per_second: 100.0,
@@ -83,14 +88,18 @@ pub struct Inner {
     pub snapshots: Snapshots,
     pub options: Options,
     pub limiter: RateLimiter,
+    /// When this replica last renewed each relay lease (missed-heartbeat detection).
+    pub liveness: Arc<Liveness>,
     /// `true` once the server is shutting down: long-lived streams end.
     closing: watch::Sender<bool>,
     upkeep: JoinHandle<()>,
+    detector: JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.upkeep.abort();
+        self.detector.abort();
     }
 }
 
@@ -114,13 +123,17 @@ impl AppState {
                 crate::metrics::upkeep();
             }
         });
+        let liveness = Arc::new(Liveness::default());
+        let detector = liveness.spawn(Arc::clone(&store), options.relay_miss_after);
         let state = AppState(Arc::new(Inner {
             store,
             snapshots,
             options,
             limiter: RateLimiter::default(),
+            liveness,
             closing: watch::channel(false).0,
             upkeep,
+            detector,
         }));
         state.snapshots.loaded().await;
         state

@@ -11,6 +11,8 @@
 //! default_region = "eu-west"
 //! trusted_proxies = ["10.0.0.0/8"]
 //! lease_ttl_secs = 5
+//! heartbeat_interval_ms = 1000
+//! relay_miss_after_ms = 2000   # silent this long: out of the answers (default 2 heartbeats)
 //!
 //! [rate_limit]
 //! per_second = 100
@@ -114,6 +116,7 @@ pub struct FileConfig {
     pub key_prefix: Option<String>,
     pub lease_ttl_secs: Option<u64>,
     pub heartbeat_interval_ms: Option<u64>,
+    pub relay_miss_after_ms: Option<u64>,
     pub load_refresh_secs: Option<u64>,
     pub max_snapshot_age_secs: Option<u64>,
     pub startup_timeout_secs: Option<u64>,
@@ -225,6 +228,17 @@ impl ControllerConfig {
                 "need 0 < heartbeat interval < lease TTL (lease_ttl_secs)",
             ));
         }
+        // Two heartbeat intervals by default: one late heartbeat is not a dead relay.
+        let miss_after = match file.relay_miss_after_ms {
+            Some(ms) => Duration::from_millis(ms),
+            None => heartbeat * 2,
+        };
+        if miss_after <= heartbeat {
+            return Err(invalid(
+                "relay_miss_after_ms",
+                "must be longer than the heartbeat interval (heartbeat_interval_ms)",
+            ));
+        }
         let default_region = args.default_region.or(file.default_region);
         if let Some(region) = &default_region {
             nexrtc_geo::validate_region_name(region)
@@ -244,6 +258,7 @@ impl ControllerConfig {
             trusted_proxies: nets("trusted_proxies", &trusted)?,
             lease_ttl,
             heartbeat_interval: heartbeat,
+            relay_miss_after: miss_after,
             load_refresh: Duration::from_secs(file.load_refresh_secs.unwrap_or(30).max(1)),
             default_rate_limit: rate_limit,
             max_snapshot_age: Duration::from_secs(file.max_snapshot_age_secs.unwrap_or(30)),

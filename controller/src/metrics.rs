@@ -31,6 +31,7 @@ pub const SNAPSHOT_AGE: &str = "nexrtc_controller_snapshot_age_seconds";
 pub const RELAYS: &str = "nexrtc_controller_relays";
 pub const REGISTRATIONS: &str = "nexrtc_controller_registrations_total";
 pub const HEARTBEATS: &str = "nexrtc_controller_heartbeats_total";
+pub const RELAYS_MISSED: &str = "nexrtc_controller_relays_missed_total";
 
 /// Latency buckets (seconds): the ICE answer should take well under a millisecond.
 const BUCKETS: &[f64] = &[
@@ -80,6 +81,10 @@ fn describe() {
     metrics::describe_gauge!(RELAYS, "registered relays by region and state");
     metrics::describe_counter!(REGISTRATIONS, "relay registrations by outcome");
     metrics::describe_counter!(HEARTBEATS, "relay heartbeats by outcome");
+    metrics::describe_counter!(
+        RELAYS_MISSED,
+        "relays removed by this replica after missing their heartbeats"
+    );
 }
 
 /// The exposition text (`None` without our recorder).
@@ -116,6 +121,10 @@ pub fn registration(outcome: &'static str) {
 
 pub fn heartbeat(outcome: &'static str) {
     counter!(HEARTBEATS, "outcome" => outcome).increment(1);
+}
+
+pub fn relay_missed() {
+    counter!(RELAYS_MISSED).increment(1);
 }
 
 /// Snapshot age; `None` (never loaded) is exported as −1.

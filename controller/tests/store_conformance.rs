@@ -68,6 +68,7 @@ conformance! {
     cases::lease_expiry_deletes_and_notifies => lease_expiry_deletes_and_notifies,
     cases::keep_alive_extends => keep_alive_extends,
     cases::lease_not_found => lease_not_found,
+    cases::time_to_live_bounds => time_to_live_bounds,
     cases::revoke_deletes_attached_keys => revoke_deletes_attached_keys,
     cases::watch_replays_from_revision => watch_replays_from_revision,
     cases::watch_sees_prefix_only => watch_sees_prefix_only,

@@ -27,6 +27,12 @@ fn body(name: &str) -> Value {
     json!({"required": true, "content": {"application/json": {"schema": schema(name)}}})
 }
 
+/// An operation whose request body may be left out.
+fn optional_body(mut operation: Value) -> Value {
+    operation["requestBody"]["required"] = json!(false);
+    operation
+}
+
 fn param(name: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
 }
@@ -127,12 +133,13 @@ fn paths() -> Value {
             }
         },
         "/v1/admin/relays/{region}/drain": {
-            "post": with_params(op("Drain every relay of a region", admin, None,
-                json!({"200": ok("drained relays", schema("Drained"))})), &["region"])
+            "post": with_params(optional_body(op("Drain every relay of a region", admin,
+                Some("DrainBody"), json!({"200": ok("drained relays", schema("Drained"))}))),
+                &["region"])
         },
         "/v1/admin/relays/{region}/{node}/drain": {
-            "post": with_params(op("Drain one relay", admin, None, json!({
-                "200": ok("drained relays", schema("Drained")), "404": err("not_found")})),
+            "post": with_params(optional_body(op("Drain one relay", admin, Some("DrainBody"),
+                json!({"200": ok("drained relays", schema("Drained")), "404": err("not_found")}))),
                 &["region", "node"])
         },
         "/v1/admin/revocations": {
@@ -270,6 +277,10 @@ fn schemas() -> Value {
             "state": state.clone(), "version": s("string"), "registered_at": s("integer"),
             "updated_at": s("integer"), "lease": s("integer"), "load_fraction": s("number")}},
         "Drained": {"type": "object", "properties": {"drained": strings}},
+        "DrainBody": {"type": "object", "additionalProperties": false, "properties": {
+            "deadline_secs": {"type": "integer", "minimum": 1, "maximum": 604800,
+                "description": "the relay exits this many seconds from now even with clients left; \
+                                default: the relay's --drain-grace"}}},
         "RevokeBody": {"type": "object", "required": ["username"], "additionalProperties": false,
             "properties": {"username": s("string")}},
         "Revocation": {"type": "object", "properties": {"tenant": s("string"),
