@@ -14,6 +14,7 @@ use crate::clock::Clock;
 use crate::liveness::Liveness;
 use crate::model::RateLimit;
 use crate::ratelimit::RateLimiter;
+use crate::signal::{Hub, Replicas, SignalOptions};
 use crate::state::{RankingOptions, Snapshots, View};
 use crate::store::{Snapshot, Store, WatchedMap};
 
@@ -46,6 +47,8 @@ pub struct Options {
     pub ranking: RankingOptions,
     pub geoip: Option<Arc<GeoIp>>,
     pub clock: Clock,
+    /// Signaling limits and this replica's advertised URL.
+    pub signal: SignalOptions,
 }
 
 impl Default for Options {
@@ -74,6 +77,7 @@ impl Default for Options {
             ranking: RankingOptions::default(),
             geoip: None,
             clock: Clock::System,
+            signal: SignalOptions::default(),
         }
     }
 }
@@ -90,6 +94,10 @@ pub struct Inner {
     pub limiter: RateLimiter,
     /// When this replica last renewed each relay lease (missed-heartbeat detection).
     pub liveness: Arc<Liveness>,
+    /// Signaling rooms hosted here.
+    pub rooms: Arc<Hub>,
+    /// This replica's registration and the live replicas (signaling routes rooms over them).
+    pub replicas: Replicas,
     /// `true` once the server is shutting down: long-lived streams end.
     closing: watch::Sender<bool>,
     upkeep: JoinHandle<()>,
@@ -125,9 +133,17 @@ impl AppState {
         });
         let liveness = Arc::new(Liveness::default());
         let detector = liveness.spawn(Arc::clone(&store), options.relay_miss_after);
+        let replicas = Replicas::start(
+            &store,
+            options.signal.advertise_url.clone(),
+            options.lease_ttl,
+            options.clock.unix_now(),
+        );
         let state = AppState(Arc::new(Inner {
             store,
             snapshots,
+            rooms: Arc::new(Hub::new(options.signal.clone())),
+            replicas,
             options,
             limiter: RateLimiter::default(),
             liveness,
@@ -139,8 +155,8 @@ impl AppState {
         state
     }
 
-    /// Ends long-lived streams (the relay event streams), so a graceful shutdown does not
-    /// wait for them.
+    /// Ends long-lived streams (the relay event streams, signaling connections), so a
+    /// graceful shutdown does not wait for them.
     pub fn close(&self) {
         self.closing.send_replace(true);
     }

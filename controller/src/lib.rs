@@ -11,6 +11,8 @@
 //!   heartbeat intervals rather than a lease TTL.
 //! * [`credentials`] — API keys, client tokens, TURN REST credentials.
 //! * [`config`] / [`server`] — `nexrtc controller`: TOML + flags, TLS, [`server::run`].
+//! * [`signal`] — WebRTC signaling: WebSocket rooms, fan-out, replica routing
+//!   (`GET /v1/signal`, `POST /v1/rooms/{room}/tokens` in [`api::signal`]).
 //! * [`metrics`] — Prometheus names and recording.
 
 pub mod api;
@@ -23,6 +25,7 @@ pub mod metrics;
 pub mod model;
 pub mod ratelimit;
 pub mod server;
+pub mod signal;
 pub mod state;
 pub mod store;
 

@@ -77,6 +77,30 @@ fn paths() -> Value {
                     "201": ok("the token", schema("TokenResponse")),
                     "429": err("rate_limited")}))
         },
+        "/v1/rooms/{room}/tokens": {
+            "post": with_params(op("Mint a room token: one participant of one signaling room \
+                (API keys only)", &["ice"], Some("RoomTokenRequest"), json!({
+                    "201": ok("the token and where to connect", schema("RoomTokenResponse")),
+                    "429": err("rate_limited")})), &["room"])
+        },
+        "/v1/signal": {
+            "get": {"summary": "WebRTC signaling: upgrades to a WebSocket carrying JSON messages \
+                    (welcome, peer-joined, peer-left, offer, answer, candidate, ping/pong, leave, \
+                    error); see the controller's signal module docs",
+                "parameters": [
+                    {"name": "room", "in": "query", "required": true, "schema": {"type": "string"}},
+                    {"name": "token", "in": "query", "required": false, "schema": {"type": "string"},
+                     "description": "room token (or Authorization: Bearer)"}],
+                "responses": {
+                    "101": {"description": "switching to the WebSocket protocol"},
+                    "307": {"description": "wrong_replica: another replica hosts the room",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                        "content": {"application/json": {"schema": schema("WrongReplica")}}},
+                    "400": err("invalid_room"),
+                    "401": err("missing_credentials, invalid_token or expired_token"),
+                    "403": err("wrong_room"),
+                    "426": err("upgrade_required")}}
+        },
         "/v1/admin/tenants": {
             "get": op("List tenants", admin, None, json!({"200": ok("tenants", array("Tenant"))})),
             "post": op("Create a tenant (with a first secret)", admin, Some("CreateTenant"),
@@ -242,6 +266,18 @@ fn schemas() -> Value {
             "properties": {"user": s("string"), "ttl": {"type": "integer", "minimum": 1, "maximum": 600}}},
         "TokenResponse": {"type": "object", "properties": {"token": s("string"), "user": s("string"),
             "ttl": s("integer"), "expires_at": {"type": "string", "format": "date-time"}}},
+        "RoomTokenRequest": {"type": "object", "additionalProperties": false,
+            "properties": {"participant": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+                "ttl": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 600}}},
+        "RoomTokenResponse": {"type": "object",
+            "required": ["token", "room", "participant", "ttl", "expires_at", "signal_url"],
+            "properties": {"token": s("string"), "room": s("string"), "participant": s("string"),
+                "ttl": s("integer"), "expires_at": {"type": "string", "format": "date-time"},
+                "signal_url": {"type": "string",
+                    "description": "path on this replica, or absolute URL of the replica hosting the room"}}},
+        "WrongReplica": {"type": "object", "required": ["code", "message", "location"],
+            "properties": {"code": {"const": "wrong_replica"}, "message": s("string"),
+                "location": s("string")}},
         "RateLimit": rate,
         "Limits": limits,
         "Secret": {"type": "object", "properties": {"id": s("string"), "value": s("string"),
@@ -359,7 +395,7 @@ pub fn document() -> Value {
             "title": "NexRTC controller API",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "ICE-config API (TURN REST credentials for the nearest healthy \
-                relays), admin API and relay registration. Errors are JSON \
+                relays), WebRTC signaling, admin API and relay registration. Errors are JSON \
                 {\"code\", \"message\"}."
         }),
     );
