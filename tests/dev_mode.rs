@@ -78,6 +78,23 @@ fn dev_runs_the_whole_network_in_one_process() {
     assert_eq!(status, 200, "{session}");
     let participant = session["participant"].as_str().expect("participant");
     assert!(participant.starts_with("guest-"), "{session}");
+    // ... and a room token for the signaling WebSocket.
+    let token = &session["token"];
+    assert!(
+        token["token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("nxt_")),
+        "{session}"
+    );
+    assert_eq!(token["participant"], participant, "{session}");
+    assert_eq!(token["room"], "dev-mode", "{session}");
+    assert!(
+        token["signal_url"]
+            .as_str()
+            .is_some_and(|u| u.contains("/v1/signal?room=dev-mode")),
+        "{session}"
+    );
+    assert_eq!(session["signal_error"], Value::Null, "{session}");
     let (username, password) = credentials(&session["ice"]);
     assert!(
         username.ends_with(&format!(":dev:{participant}")),
