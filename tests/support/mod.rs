@@ -18,6 +18,7 @@
 mod allocate;
 mod controller;
 mod coturn;
+mod dev;
 mod etcd;
 mod metrics;
 mod webrtc;
@@ -25,6 +26,7 @@ mod webrtc;
 pub use allocate::*;
 pub use controller::*;
 pub use coturn::*;
+pub use dev::*;
 pub use etcd::*;
 pub use metrics::*;
 pub use webrtc::*;
@@ -78,10 +80,15 @@ pub mod slot {
     pub const DRAIN_A: u16 = 31;
     pub const DRAIN_B: u16 = 32;
     pub const DRAIN_DEADLINE: u16 = 33;
+    pub const DEV_MODE: u16 = 34;
+    pub const DEV_BROWSER_UDP: u16 = 35;
+    pub const DEV_BROWSER_TCP: u16 = 36;
+    pub const DEV_BROWSER_TLS: u16 = 37;
+    pub const DEV_MODE_STATUS: u16 = 38;
 }
 
-const SLOT_BASE: u16 = 61_000;
-const SLOT_WIDTH: u16 = 100;
+pub(crate) const SLOT_BASE: u16 = 61_000;
+pub(crate) const SLOT_WIDTH: u16 = 100;
 
 /// Which TURN server the tests drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,8 @@
 //! | `GET /v1/signal` (WebSocket) | room token (`?token=` or Bearer) |
 //! | `/v1/admin/…` | API key (`admin`) |
 //! | `POST /v1/relays/register`, `…/heartbeat`, `…/probes`, `GET /v1/relays/events` | API key (`node`) |
-//! | `GET /v1/openapi.json`, `/healthz`, `/readyz` | anyone |
+//! | `GET /v1/status` | API key (`admin`) |
+//! | `GET /v1/openapi.json`, `/healthz`, `/readyz`, `/status` (the page) | anyone |
 //! | `GET /metrics` | peers in `metrics_allow` |
 
 pub mod admin;
@@ -27,6 +28,7 @@ pub mod openapi;
 pub mod ops;
 pub mod relays;
 pub mod signal;
+pub mod status;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::handler::Handler;
@@ -146,6 +148,8 @@ fn routes() -> Routes {
         .add(post, "/v1/relays/probes", agent::probes)
         .add(get.clone(), "/v1/relays/events", agent::events)
         // Operations.
+        .add(get.clone(), "/v1/status", status::status)
+        .add(get.clone(), "/status", status::page)
         .add(get.clone(), "/v1/openapi.json", ops::openapi)
         .add(get.clone(), "/healthz", ops::healthz)
         .add(get.clone(), "/readyz", ops::readyz)

@@ -201,6 +201,15 @@ fn paths() -> Value {
                     "403": err("forbidden_scope")}
             }
         },
+        "/v1/status": {
+            "get": op("The fleet at a glance: regions, relays with state, load and addresses",
+                admin, None, json!({"200": ok("status", schema("Status"))}))
+        },
+        "/status": {
+            "get": {"summary": "Operator page polling /v1/status (HTML)",
+                "responses": {"200": {"description": "HTML page",
+                                      "content": {"text/html": {"schema": {"type": "string"}}}}}}
+        },
         "/v1/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
         },
@@ -314,10 +323,35 @@ fn schemas() -> Value {
             "username": s("string"), "until": s("integer"), "revoked_at": s("integer")}}
     });
     let agent = agent_schemas(&addresses, &transports, &state, &strings);
-    if let (Some(all), Some(more)) = (all.as_object_mut(), agent.as_object()) {
-        all.extend(more.clone());
+    let status = status_schemas(&addresses, &transports, &state);
+    if let Some(all) = all.as_object_mut() {
+        for more in [agent, status] {
+            if let Some(more) = more.as_object() {
+                all.extend(more.clone());
+            }
+        }
     }
     all
+}
+
+/// Schema of `GET /v1/status`.
+fn status_schemas(addresses: &Value, transports: &Value, state: &Value) -> Value {
+    let s = |t: &str| json!({"type": t});
+    json!({
+        "Status": {"type": "object", "properties": {"generated_at": s("integer"),
+            "snapshot_age_seconds": {"type": ["number", "null"]},
+            "regions": {"type": "array", "items": {"type": "object", "properties": {
+                "name": s("string"), "lat": s("number"), "lon": s("number"),
+                "score_multiplier": s("number"), "relays": s("integer"), "active": s("integer"),
+                "draining": s("integer"), "allocations": s("integer")}}},
+            "relays": {"type": "array", "items": {"type": "object", "properties": {
+                "id": s("string"), "region": s("string"), "node": s("string"),
+                "state": state, "health": {"enum": ["ok", "full", "draining"]},
+                "load_fraction": s("number"), "load": schema("Load"),
+                "addresses": addresses, "transports": transports,
+                "version": s("string"), "registered_at": s("integer"),
+                "updated_at": s("integer"), "region_known": s("boolean")}}}}}
+    })
 }
 
 /// Schemas of the edge agents' routes.
