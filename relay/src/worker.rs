@@ -34,13 +34,13 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rustls::ServerConfig;
 use turn_core::net::Redacted;
 use turn_core::stats::DropReason;
-use turn_core::{Command, Credentials, Now, Server};
+use turn_core::{AllocationLedger, Command, Credentials, Now, Server};
 
 use crate::clients::{Clients, CloseReason};
 use crate::config::RelayConfig;
 use crate::control::{unix_now, Control, WorkerShared};
 use crate::metrics::{ShellStats, WorkerStats};
-use crate::relay_sockets::RelaySockets;
+use crate::relay_sockets::{PortPools, RelaySockets};
 
 pub(crate) use crate::clients::{bind_listeners, Listener};
 pub(crate) use datapath::udp_send;
@@ -122,14 +122,17 @@ impl Worker {
         credentials: Arc<Credentials>,
         listeners: Vec<Listener>,
         tls: Option<Arc<ServerConfig>>,
+        pools: &PortPools,
+        ledger: Arc<AllocationLedger>,
     ) -> io::Result<(Worker, Arc<WorkerShared>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token(TokenKind::Waker, 0))?);
         let start = Instant::now();
-        let server = Server::new(config.core.clone(), credentials, start);
+        let mut server = Server::new(config.core.clone(), credentials, start);
+        server.share_ledger(ledger);
         let shell = Arc::new(ShellStats::default());
         let clients = Clients::new(config, listeners, tls, shell.clone(), poll.registry())?;
-        let relays = RelaySockets::new(config.relay_v4, config.relay_v6, config.ports.clone());
+        let relays = RelaySockets::new(pools, config.multiplex_sockets, start, poll.registry())?;
         let shared = Arc::new(WorkerShared {
             alive: true.into(),
             allocations: 0.into(),
@@ -323,6 +326,12 @@ impl Worker {
             self.clients.sweep(now.mono, &self.server);
             self.relays.expire(now.mono);
             self.clients.retry_accepts(now.mono, self.poll.registry());
+            // Reservations live in the host-wide pools: one worker reports them.
+            if self.index == 0 {
+                self.shell
+                    .reservations
+                    .store(self.relays.reservations() as u64, Ordering::Relaxed);
+            }
         }
     }
 
@@ -335,9 +344,6 @@ impl Worker {
         self.shell
             .relay_sockets
             .store(self.relays.active() as u64, Ordering::Relaxed);
-        self.shell
-            .reservations
-            .store(self.relays.reservations() as u64, Ordering::Relaxed);
     }
 }
 
