@@ -45,6 +45,7 @@ use crate::relay_sockets::{PortPools, RelaySockets};
 pub(crate) use crate::clients::{bind_listeners, Listener};
 pub(crate) use datapath::udp_send;
 
+mod batch;
 mod datapath;
 
 /// Bytes kept free in front of every received payload for the ChannelData header.
@@ -103,8 +104,10 @@ pub(crate) struct Worker {
     server: Server,
     clients: Clients,
     relays: RelaySockets,
-    /// The receive buffer: `HEADROOM` free bytes, then the payload.
+    /// The stream receive buffer: `HEADROOM` free bytes, then the payload.
     buf: Box<[u8]>,
+    /// Receive slots and send queue of the UDP sockets.
+    batch: batch::Batch,
     shared: Arc<WorkerShared>,
     shell: Arc<ShellStats>,
     /// Tokens whose socket may still have data (budget ran out).
@@ -153,6 +156,7 @@ impl Worker {
             clients,
             relays,
             buf: vec![0u8; BUF_LEN].into_boxed_slice(),
+            batch: batch::Batch::new(),
             shared: shared.clone(),
             shell,
             again: Vec::new(),
