@@ -227,7 +227,9 @@ impl Clients {
             tls,
             shell,
             // The limit is the host's: each worker takes its share.
-            max_conns: config.max_tcp_connections.div_ceil(config.relay_threads.max(1)),
+            max_conns: config
+                .max_tcp_connections
+                .div_ceil(config.relay_threads.max(1)),
             idle_allocated: config.core.max_lifetime + IDLE_TIMEOUT,
         };
         for l in listeners {

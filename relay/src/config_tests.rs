@@ -250,7 +250,10 @@ fn several_relay_ips_and_multiplexing() {
         ..base()
     })
     .unwrap();
-    let all: Vec<_> = c.relay_addresses().map(|r| (r.bind, r.advertised)).collect();
+    let all: Vec<_> = c
+        .relay_addresses()
+        .map(|r| (r.bind, r.advertised))
+        .collect();
     assert_eq!(
         all,
         [

@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use turn_core::{AllocationLedger, Credentials, Transport};
 
 use crate::config::RelayConfig;
-use crate::relay_sockets::{PortPools, RelayAddress};
 use crate::metrics::{self, Status, WorkerStats};
+use crate::relay_sockets::{PortPools, RelayAddress};
 use crate::tls::{CertResolver, TlsError};
 use crate::worker::{self, Listener, Worker};
 

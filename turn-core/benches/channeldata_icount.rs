@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use turn_core::auth::rest_password;
-use turn_core::stun::{self, attr, long_term_key, Class, Message, MessageBuilder, Method, TransactionId};
+use turn_core::stun::{
+    self, attr, long_term_key, Class, Message, MessageBuilder, Method, TransactionId,
+};
 use turn_core::{
     ClientAction, ClientSocket, Command, Config, Credentials, Now, PeerAction, RelayBinding,
     RelayHandle, Server, Transport,
@@ -94,13 +96,19 @@ fn setup() -> Setup {
         b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
     });
     let answer = ask(&mut server, now, client, &alloc);
-    assert_eq!(Message::parse(&answer).expect("answer").class(), Class::Success);
+    assert_eq!(
+        Message::parse(&answer).expect("answer").class(),
+        Class::Success
+    );
     let bind = signed(Method::CHANNEL_BIND, 3, &|b| {
         b.attribute(attr::CHANNEL_NUMBER, &[0x40, 0, 0, 0])
             .xor_address(attr::XOR_PEER_ADDRESS, peer);
     });
     let answer = ask(&mut server, now, client, &bind);
-    assert_eq!(Message::parse(&answer).expect("answer").class(), Class::Success);
+    assert_eq!(
+        Message::parse(&answer).expect("answer").class(),
+        Class::Success
+    );
     Setup {
         server,
         now,
@@ -170,8 +178,11 @@ fn callgrind(function: &str, direction: &str) -> Option<u64> {
     let text = std::fs::read_to_string(&out).ok()?;
     let _ = std::fs::remove_file(&out);
     text.lines()
-        .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
-        .and_then(|v| v.trim().split_whitespace().next()?.parse().ok())
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 fn main() {

@@ -156,7 +156,11 @@ impl Shell {
                 .to_owned();
             let username = format!("{}:user", T0_UNIX + 7200);
             let key = long_term_key(&username, REALM, &rest_password(SECRET, &username));
-            self.creds = Some((format!("{username}\n{nonce}"), key, from.remote.ip().to_string()));
+            self.creds = Some((
+                format!("{username}\n{nonce}"),
+                key,
+                from.remote.ip().to_string(),
+            ));
         }
         let (un, key, _) = self.creds.clone().expect("credentials");
         let (username, nonce) = un.split_once('\n').expect("pair");
@@ -248,7 +252,10 @@ fn peers_are_routed_by_claimed_address_then_unique_ip() {
     let mut send = MessageBuilder::new(Method::SEND, Class::Indication, TransactionId([9; 12]));
     send.xor_address(attr::XOR_PEER_ADDRESS, sfu)
         .attribute(attr::DATA, b"x");
-    assert_eq!(s.server.handle_client(b, &send.finish(), s.now), ClientAction::Done);
+    assert_eq!(
+        s.server.handle_client(b, &send.finish(), s.now),
+        ClientAction::Done
+    );
     assert_eq!(s.dropped(DropReason::PeerTaken), 1);
     // Another port of that IP is b's once b binds it.
     assert_eq!(s.channel_bind(b, 0x4001, other_port), 200);
@@ -274,11 +281,11 @@ fn peers_are_routed_by_claimed_address_then_unique_ip() {
         b.u32(attr::LIFETIME, 0);
     });
     assert_eq!(Shell::code(&s.ask(a, &req)), 200);
-    assert!(s.freed.is_empty(), "shared sockets are never freed by the core");
-    assert!(matches!(
-        s.peer_sends(0, sfu),
-        PeerAction::Done
-    ));
+    assert!(
+        s.freed.is_empty(),
+        "shared sockets are never freed by the core"
+    );
+    assert!(matches!(s.peer_sends(0, sfu), PeerAction::Done));
     let t = s.server.poll_transmit().expect("Data indication to b");
     assert_eq!(t.to, b);
     // Client → peer on a shared socket forwards from that socket.
@@ -303,17 +310,18 @@ fn peers_are_routed_by_claimed_address_then_unique_ip() {
 /// `cargo nextest run --release -p turn-core --test multiplex` holds 100,000.
 #[test]
 fn one_hundred_thousand_allocations_under_2_kib_each() {
-    const N: u32 = if cfg!(debug_assertions) { 60_000 } else { 100_000 };
+    const N: u32 = if cfg!(debug_assertions) {
+        60_000
+    } else {
+        100_000
+    };
     let mut s = Shell::new();
     let before = LIVE.load(Ordering::Relaxed);
     for n in 0..N {
         let from = client(n);
         s.allocate(from);
         // Every client talks to its own peer (an SFU port each, say).
-        let peer = SocketAddr::new(
-            addr("1.2.3.0:0").ip(),
-            1024 + (n % 60_000) as u16,
-        );
+        let peer = SocketAddr::new(addr("1.2.3.0:0").ip(), 1024 + (n % 60_000) as u16);
         let peer = if n >= 60_000 {
             SocketAddr::new(addr("1.2.4.0:0").ip(), peer.port())
         } else {
@@ -333,11 +341,19 @@ fn one_hundred_thousand_allocations_under_2_kib_each() {
     assert!(per <= 2048, "{per} bytes per allocation");
     // One claimed address per allocation; one IP route per (socket, peer IP).
     let ips = if N > 60_000 { 2 } else { 1 };
-    assert_eq!(s.server.multiplex_routes(), (N as usize, ips * SHARED as usize));
+    assert_eq!(
+        s.server.multiplex_routes(),
+        (N as usize, ips * SHARED as usize)
+    );
     // And the data path still finds each one.
     for n in [0, 1, N / 2, N - 2, N - 1] {
         let peer = SocketAddr::new(
-            addr(if n >= 60_000 { "1.2.4.0:0" } else { "1.2.3.0:0" }).ip(),
+            addr(if n >= 60_000 {
+                "1.2.4.0:0"
+            } else {
+                "1.2.3.0:0"
+            })
+            .ip(),
             1024 + (n % 60_000) as u16,
         );
         assert_eq!(

@@ -244,7 +244,10 @@ fn from_sockaddr(sa: &libc::sockaddr_in6, len: libc::socklen_t) -> Option<Socket
             let v4: &libc::sockaddr_in =
                 unsafe { &*(sa as *const libc::sockaddr_in6).cast::<libc::sockaddr_in>() };
             let ip = Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(v4.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(v4.sin_port),
+            )))
         }
         libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
             let ip = Ipv6Addr::from(sa.sin6_addr.s6_addr);

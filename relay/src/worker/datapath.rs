@@ -107,7 +107,9 @@ impl Worker {
                     self.server.stats().dropped(DropReason::FrameTooLarge).inc();
                     continue;
                 };
-                let action = self.server.handle_peer(relay, peer, self.batch.payload(i), now);
+                let action = self
+                    .server
+                    .handle_peer(relay, peer, self.batch.payload(i), now);
                 let PeerAction::ToClient { client, header } = action else {
                     continue;
                 };
@@ -128,11 +130,7 @@ impl Worker {
                         let fd = l.socket.as_raw_fd();
                         self.batch.queue(fd, i, 0, len, client.remote);
                     }
-                    None => self
-                        .server
-                        .stats()
-                        .dropped(DropReason::SendFailed)
-                        .inc(),
+                    None => self.server.stats().dropped(DropReason::SendFailed).inc(),
                 }
             }
             self.flush();

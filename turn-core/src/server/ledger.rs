@@ -123,7 +123,10 @@ mod tests {
             Err(QuotaRefusal::UserOrTenant)
         );
         assert_eq!(ledger.try_acquire("u", "c", &quotas), Ok(()));
-        assert_eq!(ledger.try_acquire("v", "d", &quotas), Err(QuotaRefusal::Total));
+        assert_eq!(
+            ledger.try_acquire("v", "d", &quotas),
+            Err(QuotaRefusal::Total)
+        );
         other.release("t", "a");
         assert_eq!(ledger.total(), 3);
         assert_eq!(ledger.try_acquire("t", "a", &quotas), Ok(()));

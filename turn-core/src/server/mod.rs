@@ -703,7 +703,10 @@ fn find_permitting(
 ) -> Option<u32> {
     allocations.iter().enumerate().find_map(|(i, a)| {
         let a = a.as_ref()?;
-        (i as u32 != except && a.shared && a.relay == relay && a.permissions.iter().any(|p| p.ip == ip))
-            .then_some(i as u32)
+        (i as u32 != except
+            && a.shared
+            && a.relay == relay
+            && a.permissions.iter().any(|p| p.ip == ip))
+        .then_some(i as u32)
     })
 }
