@@ -15,14 +15,16 @@
 //!
 //! Sockets are edge-triggered and read until `WouldBlock`; a socket still
 //! readable after its per-turn budget is revisited next turn (fairness under
-//! floods). One receive buffer per worker keeps 4 bytes in front of the
-//! payload, so the ChannelData header of a peer packet is written in place and
-//! no packet is copied or allocated on the ChannelData path in either direction
-//! (on TCP a frame is copied only when the kernel pushes back and it must wait
-//! in the connection's queue; TLS encrypts into rustls' buffers).
+//! floods). UDP sockets are read and written in `recvmmsg`/`sendmmsg` batches
+//! (`batch`) whose slots keep 4 bytes in front of the payload, so the
+//! ChannelData header of a peer packet is written in place and no packet is
+//! copied or allocated on the ChannelData path in either direction (on TCP a
+//! frame is copied only when the kernel pushes back and it must wait in the
+//! connection's queue; TLS encrypts into rustls' buffers).
 //!
-//! Later: N workers, each with its own SO_REUSEPORT listeners (`Worker::new`
-//! already takes its index), and recvmmsg/sendmmsg batches.
+//! A relay runs N workers (`--relay-threads`), each with its own SO_REUSEPORT
+//! listeners; they share only the port pools and the quota ledger, both taken
+//! on Allocate and when an allocation ends, never per packet.
 
 use std::io;
 use std::sync::atomic::Ordering;
