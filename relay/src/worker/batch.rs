@@ -175,7 +175,8 @@ impl Batch {
         while start < self.out.len() {
             let fd = self.out[start].fd;
             let mut end = start + 1;
-            while end < self.out.len() && self.out[end].fd == fd {
+            // One run: the same socket, at most BATCH datagrams (the scratch size).
+            while end < self.out.len() && self.out[end].fd == fd && end - start < BATCH {
                 end += 1;
             }
             failed += self.send_run(start, end);
@@ -340,6 +341,26 @@ mod tests {
             let (len, _) = b.recv_from(&mut buf).unwrap();
             assert_eq!(&buf[..4], &[0x40, 0, 0, 10]);
             assert_eq!(&buf[4..len], &[i; 10]);
+        }
+    }
+
+    #[test]
+    fn runs_longer_than_a_batch_are_split() {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut batch = Batch::new();
+        batch.slot_mut(0)[HEADROOM..HEADROOM + 3].copy_from_slice(b"abc");
+        let to = b.local_addr().unwrap();
+        for _ in 0..BATCH + 8 {
+            batch.queue(a.as_raw_fd(), 0, HEADROOM, 3, to);
+        }
+        assert_eq!(batch.flush(), 0);
+        b.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        for _ in 0..BATCH + 8 {
+            let mut buf = [0u8; 8];
+            let (n, from) = b.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..n], from), (&b"abc"[..], a.local_addr().unwrap()));
         }
     }
 }
