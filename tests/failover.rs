@@ -200,8 +200,9 @@ fn dead_relay_leaves_every_answer_new_one_enters_controller_restart_loses_none()
 #[test]
 fn agent_moves_to_the_second_replica_and_its_lease_never_expires() {
     let Some(etcd) = Etcd::start() else { return };
-    let setup =
-        ControllerSetup::etcd(&etcd, LEASE_TTL, HEARTBEAT_MS).region("eu-west", 53.35, -6.26);
+    let setup = ControllerSetup::etcd(&etcd, LEASE_TTL, HEARTBEAT_MS)
+        .lease_only()
+        .region("eu-west", 53.35, -6.26);
     let mut a = Controller::start(&setup);
     let b = a.replica();
     let relay = a.relay_with(
@@ -261,7 +262,9 @@ fn secret_rotation_under_live_traffic_loses_nothing_and_retires_the_old_secret()
     }
     let Some(etcd) = Etcd::start() else { return };
     let controller = Controller::start(
-        &ControllerSetup::etcd(&etcd, LEASE_TTL, HEARTBEAT_MS).region("eu-west", 53.35, -6.26),
+        &ControllerSetup::etcd(&etcd, LEASE_TTL, HEARTBEAT_MS)
+            .lease_only()
+            .region("eu-west", 53.35, -6.26),
     );
     let relay = controller.relay(slot::ROTATION, "eu-west", "rot-1");
     let peer = EchoPeer::start();
@@ -395,6 +398,7 @@ fn drain_under_live_traffic_keeps_the_call_sends_new_clients_elsewhere_and_exits
     let Some(etcd) = Etcd::start() else { return };
     let controller = Controller::start(
         &ControllerSetup::etcd(&etcd, LEASE_TTL, HEARTBEAT_MS)
+            .lease_only()
             .offer_all()
             .region("eu-west", 53.35, -6.26),
     );
@@ -552,6 +556,7 @@ fn a_region_drained_with_a_deadline_exits_at_it_with_clients_left() {
     let Some(etcd) = Etcd::start() else { return };
     let controller = Controller::start(
         &ControllerSetup::etcd(&etcd, LEASE_TTL, HEARTBEAT_MS)
+            .lease_only()
             .offer_all()
             .region("eu-west", 53.35, -6.26),
     );

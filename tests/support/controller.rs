@@ -29,6 +29,8 @@ pub struct ControllerSetup {
     /// ICE answer offers every eligible relay (instead of the best one of the
     /// best two regions).
     pub offer_all: bool,
+    /// `relay_miss_after_ms`; `None`: the controller's default (two heartbeats).
+    pub relay_miss_after_ms: Option<u64>,
 }
 
 impl ControllerSetup {
@@ -40,6 +42,7 @@ impl ControllerSetup {
             etcd_endpoint: None,
             regions: Vec::new(),
             offer_all: false,
+            relay_miss_after_ms: None,
         }
     }
 
@@ -49,6 +52,14 @@ impl ControllerSetup {
             etcd_endpoint: Some(etcd.endpoint()),
             ..ControllerSetup::embedded(lease_ttl_secs, heartbeat_interval_ms)
         }
+    }
+
+    /// Relays leave only when their lease expires (no missed-heartbeat removal), for tests
+    /// whose subject is not failure detection: a CPU-starved test run must not turn one
+    /// late heartbeat into a relay leaving mid-test.
+    pub fn lease_only(mut self) -> ControllerSetup {
+        self.relay_miss_after_ms = Some(self.lease_ttl_secs * 1000);
+        self
     }
 
     pub fn offer_all(mut self) -> ControllerSetup {
@@ -289,6 +300,9 @@ fn config_text(addr: SocketAddr, setup: &ControllerSetup, keys: &ControllerKeys)
         "listen = \"{addr}\"\nlease_ttl_secs = {}\nheartbeat_interval_ms = {}\n",
         setup.lease_ttl_secs, setup.heartbeat_interval_ms
     );
+    if let Some(ms) = setup.relay_miss_after_ms {
+        text.push_str(&format!("relay_miss_after_ms = {ms}\n"));
+    }
     if let Some(endpoint) = &setup.etcd_endpoint {
         text.push_str(&format!("etcd_endpoints = [\"{endpoint}\"]\n"));
     }
