@@ -31,12 +31,12 @@ impl Core {
         let mut creds = Credentials::new();
         creds
             .insert_tenant("default", vec![SECRET.as_bytes().to_vec()])
-            .unwrap();
+            .expect("bench test");
         creds.set_default_tenant("default");
         let mono = Instant::now();
         let unix_secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
+            .expect("bench test")
             .as_secs();
         Core {
             server: Server::new(config, Arc::new(creds), mono),
@@ -54,7 +54,7 @@ impl Core {
                 Command::BindRelay { request, .. } => {
                     let binding = RelayBinding {
                         handle: RelayHandle(1),
-                        addr: "127.0.0.1:50001".parse().unwrap(),
+                        addr: "127.0.0.1:50001".parse().expect("bench test"),
                         reservation: None,
                     };
                     self.server.relay_bound(request, Ok(binding), self.now);
@@ -71,8 +71,8 @@ impl Core {
 fn client() -> ClientSocket {
     ClientSocket {
         transport: Transport::Udp,
-        remote: "127.1.0.1:40000".parse().unwrap(),
-        local: "127.0.0.1:3478".parse().unwrap(),
+        remote: "127.1.0.1:40000".parse().expect("bench test"),
+        local: "127.0.0.1:3478".parse().expect("bench test"),
     }
 }
 
@@ -97,17 +97,17 @@ fn allocate_bind_relay_and_release_against_the_core() {
 
     // 2. Authenticated Allocate: success with the relayed address.
     let answer = core.ask(client(), &allocate(txid(2), &creds, Some(&auth)));
-    assert!(Message::parse(&answer).unwrap().verify_integrity(&key));
+    assert!(Message::parse(&answer).expect("bench test").verify_integrity(&key));
     match parse_answer(&answer) {
         Some((t, Answer::Success { relayed })) => {
             assert_eq!(t, txid(2));
-            assert_eq!(relayed, Some("127.0.0.1:50001".parse().unwrap()));
+            assert_eq!(relayed, Some("127.0.0.1:50001".parse().expect("bench test")));
         }
         _ => panic!("Allocate refused"),
     }
 
     // 3. CreatePermission and ChannelBind to the peer.
-    let peer: SocketAddr = "127.0.0.2:6000".parse().unwrap();
+    let peer: SocketAddr = "127.0.0.2:6000".parse().expect("bench test");
     let answer = core.ask(client(), &create_permission(txid(3), peer, &creds, &auth));
     assert!(matches!(parse_answer(&answer), Some((_, Answer::Success { .. }))));
     let answer = core.ask(client(), &channel_bind(txid(4), CHANNEL, peer, &creds, &auth));

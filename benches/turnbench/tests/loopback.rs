@@ -16,9 +16,9 @@ impl Drop for Kill {
 
 fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
+        .expect("bench test")
         .local_addr()
-        .unwrap()
+        .expect("bench test")
         .port()
 }
 
@@ -27,7 +27,7 @@ fn field(json: &str, name: &str) -> f64 {
     let key = format!("\"{name}\":");
     let start = json.find(&key).unwrap_or_else(|| panic!("{name} missing in {json}")) + key.len();
     let rest = &json[start..];
-    let end = rest.find([',', '}']).unwrap();
+    let end = rest.find([',', '}']).expect("bench test");
     rest[..end].parse().unwrap_or_else(|_| panic!("{name} not a number in {json}"))
 }
 
@@ -36,9 +36,9 @@ fn load(args: &[&str]) -> String {
         .args(args)
         .stderr(Stdio::inherit())
         .output()
-        .unwrap();
+        .expect("bench test");
     assert!(out.status.success(), "turnbench-load {args:?} failed");
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(out.stdout).expect("bench test")
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn generator_drives_the_raw_forwarder_both_ways() {
             .args(["--listen", &listen, "--threads", "2", "--max-seconds", "60"])
             .stderr(Stdio::null())
             .spawn()
-            .unwrap(),
+            .expect("bench test"),
     );
     let pid = fwd.0.id().to_string();
     // The forwarder is up once its port is taken.
