@@ -315,11 +315,23 @@ def profile_relay(server, payload, duration, tmp):
         relay_run(server, payload, duration, window=WINDOW)
     finally:
         rec.wait(timeout=duration + 30)
-    rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
-                          "--sort", "dso,symbol", "-g", "none", "--percent-limit", "1.5"],
-                         capture_output=True, text=True, timeout=120)
-    lines = [l for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#")]
-    return "\n".join(lines[:40])
+    def report(*extra, limit=25):
+        rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none",
+                              *extra], capture_output=True, text=True, timeout=120)
+        lines = []
+        for l in rep.stdout.splitlines():
+            if not l.strip() or l.startswith("#"):
+                continue
+            lines.append(re.sub(r"(\s+-)+\s*$", "", l.rstrip()))
+        return lines[:limit]
+
+    by_dso = report("--sort", "dso", limit=8)
+    top = report("--sort", "dso,symbol", "--percent-limit", "1", limit=25)
+    user = report("--sort", "symbol", "--dsos", "nexrtc", "--percent-limit", "0.3", limit=20)
+    return ("-- by binary (kernel = the socket path, syscalls, loopback delivery)\n"
+            + "\n".join(by_dso)
+            + "\n-- top symbols (>= 1%)\n" + "\n".join(top)
+            + "\n-- our user-space code only (>= 0.3% of all samples)\n" + "\n".join(user))
 
 
 # ---------------------------------------------------------------- formatting
@@ -690,7 +702,7 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
         out.append("### Where our relay's time goes (perf, 100 B saturation load, 1 worker)")
         out.append("")
         out.append("`perf record -e cpu-clock -F 2999 -g -p <relay>` during a saturation run; "
-                   "`perf report --no-children --sort dso,symbol`, entries ≥ 1.5%:")
+                   "`perf report --no-children` by binary, by symbol, and our own code:")
         out.append("")
         out.append("```")
         out.append(profile)
