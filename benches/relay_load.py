@@ -124,7 +124,7 @@ class Server:
         self.tmp = tmp
         self.logpath = os.path.join(tmp, f"{kind}-{workers}-{self.port}.log")
         self.note = ""
-        if kind == "nexrtc":
+        if kind in ("nexrtc", "nexrtc-mux"):
             metrics = free_port(socket.SOCK_STREAM)
             self.metrics = metrics
             cmd = [NEXRTC, "relay", "--realm", REALM, "--static-auth-secret", SECRET,
@@ -134,7 +134,7 @@ class Server:
                    "--drain-grace", "0"]
             if "--relay-threads" in relay_help:
                 cmd += ["--relay-threads", str(workers)]
-            if hold:
+            if hold or kind == "nexrtc-mux":
                 cmd += multiplex_flags(relay_help)
         elif kind == "coturn":
             conf = os.path.join(tmp, f"coturn-{self.port}.conf")
@@ -208,6 +208,8 @@ class Server:
 
 def multiplex_flags(relay_help):
     """Flags of our relay's multiplexed relay mode, if this build has one."""
+    if re.search(r"--multiplex-peer\b", relay_help):
+        return ["--multiplex-peer"]
     flags = re.findall(r"(--[a-z0-9-]*multiplex[a-z0-9-]*)", relay_help)
     return [flags[0]] if flags else []
 
@@ -434,16 +436,24 @@ def main():
                                 text=True, timeout=30).stdout
     ours_threads = "--relay-threads" in relay_help
     mux = multiplex_flags(relay_help)
-    hold_ours = (10000 if quick else TARGET_HELD) if mux else (5000 if quick else held_ours_default)
-    hold_coturn = 10000 if quick else TARGET_HELD
+    # Without CAP_SYS_RESOURCE the open-file hard limit caps the allocations a
+    # server with one socket per allocation can hold (coturn reserves two
+    # files per session).
+    fd_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    fd_cap = fd_hard if fd_hard != resource.RLIM_INFINITY else NOFILE
+    hold_ours = ((10000 if quick else TARGET_HELD) if mux
+                 else min(5000 if quick else held_ours_default, fd_cap - 1000))
+    hold_coturn = min(10000 if quick else TARGET_HELD, fd_cap // 2 - 500)
     settle = 0 if quick else 42
 
     started = time.time()
     load_start = loadavg()
     tmp = tempfile.mkdtemp(prefix="nexrtc-relaybench-")
     log(f"logs in {tmp}")
-    servers = ["nexrtc"] + (["coturn"] if have_coturn else []) + ["rawfwd"]
+    servers = (["nexrtc"] + (["nexrtc-mux"] if mux else []) + (["coturn"] if have_coturn else [])
+               + ["rawfwd"])
 
+    errors = []
     sat_runs = {}   # (kind, workers, payload) -> [result]
     lat_runs = {}   # (kind, workers, payload) -> [result]
     direct_runs = {}  # (workers, payload) -> [result]
@@ -456,24 +466,30 @@ def main():
             for kind in servers:
                 if kind == "nexrtc" and workers > 1 and not ours_threads:
                     continue  # one worker only in this build
+                if kind == "nexrtc-mux" and workers != worker_sets[-1]:
+                    continue  # the multiplexed mode with every worker only (run time)
                 log(f"== [{rep + 1}/{repeat}] {kind}, {workers} worker(s)")
-                with Server(kind, workers, tmp, relay_help=relay_help) as srv:
-                    commands.append(" ".join(os.path.basename(c) if i == 0 else c
-                                             for i, c in enumerate(srv.cmd)))
-                    for p in payloads:
-                        r = relay_run(srv, p, dur, window=WINDOW)
-                        sat_runs.setdefault((kind, workers, p), []).append(r)
-                        log(f"   sat {p} B: {r['relayed_pps']:,.0f} pps, per CPU-s "
-                            f"{r['relayed_per_cpu_sec']}, loss {r['loss']:.4f}")
-                        if kind == "nexrtc" and (workers, p) not in half_rate:
-                            half_rate[(workers, p)] = max(1000, int(r["round_trips_per_sec"] / 2))
-                        rate = half_rate.get((workers, p)) or half_rate.get((1, p))
-                        r = relay_run(srv, p, dur, rate=rate)
-                        lat_runs.setdefault((kind, workers, p), []).append(r)
-                        log(f"   lat {p} B @ {rate:,} rt/s: p50 {r['rtt_p50_us']} "
-                            f"p99 {r['rtt_p99_us']} loss {r['loss']:.4f}")
-                    if kind == "nexrtc" and workers == 1 and args.profile and profile is None:
-                        profile = profile_relay(srv, 100, dur, tmp)
+                try:
+                    with Server(kind, workers, tmp, relay_help=relay_help) as srv:
+                        commands.append(" ".join(os.path.basename(c) if i == 0 else c
+                                                 for i, c in enumerate(srv.cmd)))
+                        for p in payloads:
+                            r = relay_run(srv, p, dur, window=WINDOW)
+                            sat_runs.setdefault((kind, workers, p), []).append(r)
+                            log(f"   sat {p} B: {r['relayed_pps']:,.0f} pps, per CPU-s "
+                                f"{r['relayed_per_cpu_sec']}, loss {r['loss']:.4f}")
+                            if kind == "nexrtc" and (workers, p) not in half_rate:
+                                half_rate[(workers, p)] = max(1000, int(r["round_trips_per_sec"] / 2))
+                            rate = half_rate.get((workers, p)) or half_rate.get((1, p))
+                            r = relay_run(srv, p, dur, rate=rate)
+                            lat_runs.setdefault((kind, workers, p), []).append(r)
+                            log(f"   lat {p} B @ {rate:,} rt/s: p50 {r['rtt_p50_us']} "
+                                f"p99 {r['rtt_p99_us']} loss {r['loss']:.4f}")
+                        if kind == "nexrtc" and workers == 1 and args.profile and profile is None:
+                            profile = profile_relay(srv, 100, dur, tmp)
+                except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as e:
+                    errors.append(f"data path, {kind}, {workers} worker(s): {str(e)[:300]}")
+                    log(f"   FAILED: {e}")
         for workers in worker_sets:
             for p in payloads:
                 rate = half_rate.get((workers, p)) or half_rate.get((1, p))
@@ -486,44 +502,59 @@ def main():
 
     # Allocate rate: ours with every worker configuration it has, coturn with its best.
     allocs = {}
-    for kind in [s for s in servers if s != "rawfwd"]:
+    for kind in [s for s in servers if s in ("nexrtc", "coturn")]:
         for workers in worker_sets:
             if kind == "nexrtc" and workers > 1 and not ours_threads:
                 continue
             log(f"== allocate rate: {kind}, {workers} worker(s)")
-            with Server(kind, workers, tmp, relay_help=relay_help) as srv:
-                allocs[(kind, workers)] = alloc_run(srv, alloc_count, alloc_round)
-                log(f"   {allocs[(kind, workers)]}")
+            try:
+                with Server(kind, workers, tmp, relay_help=relay_help) as srv:
+                    allocs[(kind, workers)] = alloc_run(srv, alloc_count, alloc_round)
+                    log(f"   {allocs[(kind, workers)]}")
+            except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
+                errors.append(f"allocate rate, {kind}, {workers} worker(s): {str(e)[:300]}")
+                log(f"   FAILED: {e}")
 
     # Held allocations.
     holds = {}
     for kind, count in [("nexrtc", hold_ours)] + ([("coturn", hold_coturn)] if have_coturn else []):
         log(f"== hold {count:,}: {kind}")
-        with Server(kind, nproc if (kind == "coturn" or ours_threads) else 1, tmp, hold=True,
-                    relay_help=relay_help) as srv:
-            time.sleep(0.5)
-            holds[kind] = hold_run(srv, count, settle)
-            holds[kind]["server_cmd"] = " ".join(os.path.basename(c) if i == 0 else c
-                                                 for i, c in enumerate(srv.cmd))
-            log(f"   {holds[kind]}")
+        try:
+            with Server(kind, nproc if (kind == "coturn" or ours_threads) else 1, tmp, hold=True,
+                        relay_help=relay_help) as srv:
+                time.sleep(0.5)
+                holds[kind] = hold_run(srv, count, settle)
+                holds[kind]["server_cmd"] = " ".join(os.path.basename(c) if i == 0 else c
+                                                     for i, c in enumerate(srv.cmd))
+                log(f"   {holds[kind]}")
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
+            errors.append(f"hold, {kind}: {str(e)[:300]}")
+            log(f"   FAILED: {e}")
 
     elapsed = time.time() - started
+    with open(os.path.join(tmp, "raw.json"), "w") as f:
+        json.dump({"sat": {repr(k): v for k, v in sat_runs.items()},
+                   "lat": {repr(k): v for k, v in lat_runs.items()},
+                   "direct": {repr(k): v for k, v in direct_runs.items()},
+                   "allocs": {repr(k): v for k, v in allocs.items()}, "holds": holds,
+                   "errors": errors}, f, indent=1)
+    log(f"raw results: {os.path.join(tmp, 'raw.json')}")
     section = render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, direct, half_rate,
                      allocs, holds, commands, profile, ours_threads, mux, load_start,
-                     loadavg(), elapsed, hold_ours)
+                     loadavg(), elapsed, hold_ours, errors, fd_hard)
     if not args.no_write:
         write_section(section)
     print(section)
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, direct, half_rate,
            allocs, holds, commands, profile, ours_threads, mux, load_start, load_end,
-           elapsed, hold_ours):
+           elapsed, hold_ours, errors, fd_hard):
     kernel = os.uname().release
     cmdline = "python3 benches/relay_load.py" + "".join(
         f" {a}" for a in sys.argv[1:])
-    names = {"nexrtc": "nexrtc relay", "coturn": "coturn", "rawfwd": "raw forwarder"}
+    names = {"nexrtc": "nexrtc relay", "nexrtc-mux": "nexrtc relay, " + (mux[0] if mux else "")
+             + " (multiplexed)", "coturn": "coturn", "rawfwd": "raw forwarder"}
     out = []
     out.append("<!-- relay:begin (written by benches/relay_load.py) -->")
     out.append("## Relay data path: our relay vs coturn vs the raw forwarder")
@@ -576,6 +607,8 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
             for kind in servers:
                 s = sat.get((kind, workers, p))
                 l = lat.get((kind, workers, p))
+                if not s and kind == "nexrtc-mux":
+                    continue
                 if not s:
                     out.append(f"| {names[kind]} | {workers} | {p} B | not run "
                                f"({'one worker only in this build' if kind == 'nexrtc' else ''}) |"
@@ -610,9 +643,13 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
                "added p99: ours − raw | target ≤ 50 µs |")
     out.append("|---|---|---|---|---|---|---|")
     targets = []
-    for workers in worker_sets:
+    ours_kinds = [k for k in ("nexrtc", "nexrtc-mux") if k in servers]
+    for ours_kind, workers in [(k, w) for k in ours_kinds for w in worker_sets]:
+        if ours_kind == "nexrtc-mux" and workers != worker_sets[-1]:
+            continue
+        label = "" if ours_kind == "nexrtc" else " (multiplexed)"
         for p in [100, 1000]:
-            ours = sat.get(("nexrtc", workers, p))
+            ours = sat.get((ours_kind, workers, p))
             co = sat.get(("coturn", workers, p))
             raw = sat.get(("rawfwd", workers, p))
             if not ours:
@@ -622,21 +659,21 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
                 continue
             rc = ratio(ours.get("relayed_per_cpu_sec"), co.get("relayed_per_cpu_sec") if co else None)
             rr = ratio(ours.get("relayed_per_cpu_sec"), raw.get("relayed_per_cpu_sec") if raw else None)
-            lo = lat.get(("nexrtc", workers, p))
+            lo = lat.get((ours_kind, workers, p))
             lr = lat.get(("rawfwd", workers, p))
             dp99 = None
             if lo and lr and lo.get("rtt_p99_us") is not None and lr.get("rtt_p99_us") is not None:
                 dp99 = lo["rtt_p99_us"] - lr["rtt_p99_us"]
             met_r = rr is not None and rr >= TARGET_RAW_RATIO
             met_l = dp99 is not None and dp99 <= TARGET_P99_US
-            out.append(f"| {workers} | {p} B | {fmt_f(rc, 2)} | {fmt_f(rr, 2)} | "
+            out.append(f"| {workers}{label} | {p} B | {fmt_f(rc, 2)} | {fmt_f(rr, 2)} | "
                        f"**{'met' if met_r else 'missed'}**"
                        f"{'' if met_r or rr is None else f' by {100 * (TARGET_RAW_RATIO - rr):.0f} points'} | "
                        f"{fmt_f(dp99, 0)} µs | **{'met' if met_l else 'missed'}**"
                        f"{'' if met_l or dp99 is None else f' by {dp99 - TARGET_P99_US:.0f} µs'} |")
-            targets.append((f"packets per CPU-second ≥ 90% of raw, {p} B, {workers} worker(s)", met_r,
+            targets.append((f"packets per CPU-second ≥ 90% of raw, {p} B, {workers} worker(s){label}", met_r,
                             f"{fmt_f(rr, 2)} of raw, {fmt_f(rc, 2)}× coturn"))
-            targets.append((f"added p99 within 50 µs of raw, {p} B, {workers} worker(s)", met_l,
+            targets.append((f"added p99 within 50 µs of raw, {p} B, {workers} worker(s){label}", met_l,
                             f"{fmt_f(dp99, 0)} µs"))
     out.append("")
 
@@ -676,8 +713,12 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
         out.append(f"| {names[kind]} | {h['asked']:,} | {h['held']:,} | {fmt_int(h['bytes_per_alloc'])} B | "
                    f"{fmt_int(h['bytes_per_alloc_settled'])} B | {fmt_f(fds, 2)} | {h['secs']:.1f} s |")
     out.append("")
-    out.append("RSS per allocation = (VmRSS after − before) / allocations held; kernel socket memory "
-               "is not in it (the fds column shows the sockets). Server commands: "
+    out.append(f"RSS per allocation = (VmRSS after − before) / allocations held; kernel socket memory "
+               f"is not in it (the fds column shows the sockets). The open-file hard limit here is "
+               f"{fd_hard} and cannot be raised (no CAP_SYS_RESOURCE), which caps a server with one "
+               f"socket per allocation (coturn: about half of it, by its own estimate). The generator "
+               f"closes each client socket once allocated (a UDP allocation outlives it). "
+               f"Server commands: "
                + "; ".join(f"`{h['server_cmd']}`" for h in holds.values()) + ".")
     ho = holds.get("nexrtc")
     if ho:
@@ -693,6 +734,9 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
                                                else f", {per / TARGET_BYTES_PER_ALLOC:.1f}× the target")))
     out.append("")
 
+    if errors:
+        out.append("Steps that failed in this run: " + "; ".join(errors) + ".")
+        out.append("")
     out.append("### Targets of issue 5")
     out.append("")
     for name, met, detail in targets:

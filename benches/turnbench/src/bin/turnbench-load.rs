@@ -148,7 +148,7 @@ struct AllocArgs {
 struct HoldArgs {
     #[command(flatten)]
     common: Common,
-    /// Allocations to hold.
+    /// Allocations to hold (their client sockets are closed once allocated).
     #[arg(long, default_value_t = 10_000)]
     count: usize,
     /// Seconds to wait after the last allocation before reading RSS again
@@ -623,22 +623,38 @@ fn alloc(a: AllocArgs) -> Result<()> {
 
 fn hold(a: HoldArgs) -> Result<()> {
     let pid = a.common.server_pid.context("hold needs --server-pid")?;
-    raise_nofile((a.count + 4096) as u64);
+    // A UDP allocation outlives its client socket (the server cannot tell it
+    // closed), so clients are made in chunks whose sockets are closed once
+    // allocated: the open-file limit bounds a chunk, not the count. A chunk
+    // is a whole number of client IPs and no IP is used twice, so no 5-tuple
+    // comes back.
+    let per_ip = a.common.per_ip.max(1);
+    let chunk = (4096 / per_ip).max(1) * per_ip;
+    raise_nofile((chunk + 1024) as u64);
     let creds = Creds::rest(&a.common.secret, &a.common.user, 3600);
     let rss0 = proc_rss_bytes(pid)?;
     let fd0 = proc_fd_count(pid).unwrap_or(0);
-    let socks = client_sockets(&a.common, 0, a.count, 0)?;
-    let mut cs: Vec<Client> = socks.into_iter().map(|s| Engine::new_client(s, None, 0)).collect();
-    let mut e = Engine::new(
-        a.common.server,
-        creds,
-        a.common.concurrency,
-        Instant::now() + Duration::from_secs_f64(a.max_seconds),
-    );
+    let deadline = Instant::now() + Duration::from_secs_f64(a.max_seconds);
     let t0 = Instant::now();
-    let st = e.run(&mut cs, false)?;
+    let mut st = EngineStats::default();
+    let mut held = 0usize;
+    let mut first = 0usize;
+    while first < a.count && Instant::now() < deadline {
+        let n = chunk.min(a.count - first);
+        let socks = client_sockets(&a.common, first, n, 0)?;
+        first += n;
+        let mut cs: Vec<Client> = socks.into_iter().map(|s| Engine::new_client(s, None, 0)).collect();
+        let mut e = Engine::new(a.common.server, creds.clone(), a.common.concurrency, deadline);
+        let s = e.run(&mut cs, false)?;
+        held += cs.iter().filter(|c| c.ok()).count();
+        st.requests += s.requests;
+        st.retransmits += s.retransmits;
+        st.challenges += s.challenges;
+        st.errors += s.errors;
+        st.failed += s.failed;
+        st.done += s.done;
+    }
     let secs = t0.elapsed().as_secs_f64();
-    let held = cs.iter().filter(|c| c.ok()).count();
     let rss1 = proc_rss_bytes(pid)?;
     let fd1 = proc_fd_count(pid).unwrap_or(0);
     if a.settle > 0.0 {
