@@ -30,6 +30,7 @@ Traffic goes to 127.0.0.0/8 only; every run is bounded in count and time.
 import argparse
 import json
 import os
+import pickle
 import re
 import resource
 import shutil
@@ -62,6 +63,9 @@ TARGET_P99_US = 50.0         # added p99 within 50 us of the raw forwarder
 TARGET_ALLOC_RATIO = 3.0     # allocations per CPU-second >= 3x coturn
 TARGET_HELD = 100_000        # allocations held on one host
 TARGET_BYTES_PER_ALLOC = 2048
+# A direct-path p99 above this means the machine's scheduling, not the relay,
+# decides the tail: the p99 target is then reported as inconclusive.
+NOISY_P99_US = 500.0
 
 
 def log(*a):
@@ -328,9 +332,18 @@ def profile_relay(server, payload, duration, tmp):
         return lines[:limit]
 
     by_dso = report("--sort", "dso", limit=8)
+    shares = {}
+    for l in by_dso:
+        m = re.match(r"\s*([0-9.]+)%\s+(\S+)", l)
+        if m:
+            shares[m.group(2)] = float(m.group(1))
+    kernel = sum(v for k, v in shares.items() if "kernel" in k)
+    summary = (f"-- kernel {kernel:.1f}% of the relay's CPU samples, user space "
+               f"{100 - kernel:.1f}% (nexrtc {shares.get('nexrtc', 0):.1f}%, libc "
+               f"{shares.get('libc.so.6', 0):.1f}%)\n")
     top = report("--sort", "dso,symbol", "--percent-limit", "1", limit=25)
     user = report("--sort", "symbol", "--dsos", "nexrtc", "--percent-limit", "0.3", limit=20)
-    return ("-- by binary (kernel = the socket path, syscalls, loopback delivery)\n"
+    return (summary + "-- by binary (kernel = the socket path, syscalls, loopback delivery)\n"
             + "\n".join(by_dso)
             + "\n-- top symbols (>= 1%)\n" + "\n".join(top)
             + "\n-- our user-space code only (>= 0.3% of all samples)\n" + "\n".join(user))
@@ -403,7 +416,16 @@ def main():
     parser.add_argument("--priority", action="store_true",
                         help="run the bench at nice -10 (and its autogroup at -10) so that "
                              "other work on the machine starves it less")
+    parser.add_argument("--render-from", metavar="PICKLE",
+                        help="re-render the section from a run's render.pickle (no load)")
     args = parser.parse_args()
+    if args.render_from:
+        with open(args.render_from, "rb") as f:
+            section = render(args, *pickle.load(f))
+        if not args.no_write:
+            write_section(section)
+        print(section)
+        return
     if args.priority:
         try:
             with open("/proc/self/autogroup", "w") as f:
@@ -539,9 +561,13 @@ def main():
                    "allocs": {repr(k): v for k, v in allocs.items()}, "holds": holds,
                    "errors": errors}, f, indent=1)
     log(f"raw results: {os.path.join(tmp, 'raw.json')}")
-    section = render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, direct, half_rate,
-                     allocs, holds, commands, profile, ours_threads, mux, load_start,
-                     loadavg(), elapsed, hold_ours, errors, fd_hard)
+    render_args = (quick, dur, repeat, nproc, worker_sets, servers, sat, lat, direct, half_rate,
+                   allocs, holds, commands, profile, ours_threads, mux, load_start,
+                   loadavg(), elapsed, hold_ours, errors, fd_hard, git_rev(), sys.argv[1:],
+                   time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
+    with open(os.path.join(tmp, "render.pickle"), "wb") as f:
+        pickle.dump(render_args, f)
+    section = render(args, *render_args)
     if not args.no_write:
         write_section(section)
     print(section)
@@ -549,10 +575,9 @@ def main():
 
 def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, direct, half_rate,
            allocs, holds, commands, profile, ours_threads, mux, load_start, load_end,
-           elapsed, hold_ours, errors, fd_hard):
+           elapsed, hold_ours, errors, fd_hard, rev, argv, when):
     kernel = os.uname().release
-    cmdline = "python3 benches/relay_load.py" + "".join(
-        f" {a}" for a in sys.argv[1:])
+    cmdline = "python3 benches/relay_load.py" + "".join(f" {a}" for a in argv)
     names = {"nexrtc": "nexrtc relay", "nexrtc-mux": "nexrtc relay, " + (mux[0] if mux else "")
              + " (multiplexed)", "coturn": "coturn", "rawfwd": "raw forwarder"}
     out = []
@@ -561,12 +586,12 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
     out.append("")
     out.append(f"Command: `{cmdline}`{' (smoke run: short runs, small counts)' if quick else ''}")
     out.append(f"Machine: {nproc} CPUs (`nproc`), kernel {kernel} (`uname -r`), "
-               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average "
+               f"{when}; load average "
                f"{load_start} at the start, {load_end} at the end (other work shares these "
                f"cores: throughput figures move with it, per-CPU-second figures much less)"
-               f"{'; bench processes at nice -10 (`--priority`)' if args.priority else ''}. "
+               f"{'; bench processes at nice -10 (`--priority`)' if '--priority' in argv else ''}. "
                f"Run took {elapsed:.0f} s.")
-    out.append(f"Our relay: commit `{git_rev()}`; "
+    out.append(f"Our relay: commit `{rev}`; "
                f"{'`--relay-threads N`' if ours_threads else 'one worker thread (no `--relay-threads` in this build)'}"
                f"{', multiplexed relay mode `' + mux[0] + '`' if mux else ', one relay socket per allocation'}. "
                f"coturn: {coturn_version()} (Debian).")
@@ -666,15 +691,23 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
                 dp99 = lo["rtt_p99_us"] - lr["rtt_p99_us"]
             met_r = rr is not None and rr >= TARGET_RAW_RATIO
             met_l = dp99 is not None and dp99 <= TARGET_P99_US
+            # When the direct path alone has a p99 in milliseconds, scheduling
+            # (other work on the cores) decides the p99, not the relays.
+            dpath = direct.get((workers, p)) or {}
+            noisy = (dpath.get("rtt_p99_us") or 0) > NOISY_P99_US
+            lat_verdict = ("inconclusive" if noisy else ("met" if met_l else "missed"))
             out.append(f"| {workers}{label} | {p} B | {fmt_f(rc, 2)} | {fmt_f(rr, 2)} | "
                        f"**{'met' if met_r else 'missed'}**"
                        f"{'' if met_r or rr is None else f' by {100 * (TARGET_RAW_RATIO - rr):.0f} points'} | "
-                       f"{fmt_f(dp99, 0)} µs | **{'met' if met_l else 'missed'}**"
-                       f"{'' if met_l or dp99 is None else f' by {dp99 - TARGET_P99_US:.0f} µs'} |")
+                       f"{fmt_f(dp99, 0)} µs | **{lat_verdict}**"
+                       f"{'' if met_l or noisy or dp99 is None else f' by {dp99 - TARGET_P99_US:.0f} µs'} |")
             targets.append((f"packets per CPU-second ≥ 90% of raw, {p} B, {workers} worker(s){label}", met_r,
                             f"{fmt_f(rr, 2)} of raw, {fmt_f(rc, 2)}× coturn"))
-            targets.append((f"added p99 within 50 µs of raw, {p} B, {workers} worker(s){label}", met_l,
-                            f"{fmt_f(dp99, 0)} µs"))
+            targets.append((f"added p99 within 50 µs of raw, {p} B, {workers} worker(s){label}",
+                            "inconclusive" if noisy else met_l,
+                            f"ours − raw: {fmt_f(dp99, 0)} µs at p99, {fmt_f(lo.get('rtt_p50_us') - lr.get('rtt_p50_us') if lo and lr else None, 0)} µs at p50"
+                            + (f"; the direct path alone had p99 {fmt_f(dpath.get('rtt_p99_us'), 0)} µs, "
+                               "so scheduling noise decides p99 here" if noisy else "")))
     out.append("")
 
     # Allocations.
@@ -740,7 +773,8 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
     out.append("### Targets of issue 5")
     out.append("")
     for name, met, detail in targets:
-        out.append(f"- {name}: **{'met' if met else 'missed'}** ({detail})")
+        verdict = met if isinstance(met, str) else ("met" if met else "missed")
+        out.append(f"- {name}: **{verdict}** ({detail})")
     out.append("")
     if profile:
         out.append("### Where our relay's time goes (perf, 100 B saturation load, 1 worker)")
@@ -751,6 +785,13 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
         out.append("```")
         out.append(profile)
         out.append("```")
+        out.append("")
+        out.append("cpu-clock sampling (no PMU in this VM) charges work done with interrupts off to "
+                   "the point where they are re-enabled (`_raw_spin_unlock_irqrestore`): mostly the "
+                   "loopback delivery of the relay's own sends, run in softirq on its thread. The "
+                   "kernel's per-datagram socket path is what the relay pays for; what it controls "
+                   "is its user-space share and the number of syscalls per datagram (the raw "
+                   "forwarder batches with recvmmsg/sendmmsg).")
         out.append("")
     out.append("Generator commands (one per run, numbers vary): "
                + "; ".join(f"`{r['cmd']}`" for r in list(sat.values())[:1] + list(lat.values())[:1]
