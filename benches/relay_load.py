@@ -390,10 +390,11 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
-def write_section(section):
+def write_section(section, name="relay"):
     text = open(RESULTS).read() if os.path.exists(RESULTS) else (
         "# Benchmark results\n\nWritten by the harnesses in benches/; each section says how it was made.\n\n")
-    pattern = re.compile(r"<!-- relay:begin.*?<!-- relay:end -->\n?", re.S)
+    pattern = re.compile(r"<!-- " + re.escape(name) + r":begin.*?<!-- " + re.escape(name)
+                         + r":end -->\n?", re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text, count=1)
     else:
@@ -416,6 +417,9 @@ def main():
     parser.add_argument("--priority", action="store_true",
                         help="run the bench at nice -10 (and its autogroup at -10) so that "
                              "other work on the machine starves it less")
+    parser.add_argument("--section", default="relay",
+                        help="marker name of the RESULTS.md section (default relay; e.g. "
+                             "relay-baseline to keep an earlier build's figures beside it)")
     parser.add_argument("--render-from", metavar="PICKLE",
                         help="re-render the section from a run's render.pickle (no load)")
     args = parser.parse_args()
@@ -423,7 +427,7 @@ def main():
         with open(args.render_from, "rb") as f:
             section = render(args, *pickle.load(f))
         if not args.no_write:
-            write_section(section)
+            write_section(section, args.section)
         print(section)
         return
     if args.priority:
@@ -569,7 +573,7 @@ def main():
         pickle.dump(render_args, f)
     section = render(args, *render_args)
     if not args.no_write:
-        write_section(section)
+        write_section(section, args.section)
     print(section)
 
 
@@ -581,8 +585,9 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
     names = {"nexrtc": "nexrtc relay", "nexrtc-mux": "nexrtc relay, " + (mux[0] if mux else "")
              + " (multiplexed)", "coturn": "coturn", "rawfwd": "raw forwarder"}
     out = []
-    out.append("<!-- relay:begin (written by benches/relay_load.py) -->")
-    out.append("## Relay data path: our relay vs coturn vs the raw forwarder")
+    out.append(f"<!-- {args.section}:begin (written by benches/relay_load.py) -->")
+    out.append("## Relay data path: our relay vs coturn vs the raw forwarder"
+               + ("" if args.section == "relay" else f" ({args.section})"))
     out.append("")
     out.append(f"Command: `{cmdline}`{' (smoke run: short runs, small counts)' if quick else ''}")
     out.append(f"Machine: {nproc} CPUs (`nproc`), kernel {kernel} (`uname -r`), "
@@ -680,7 +685,7 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
             if not ours:
                 out.append(f"| {workers} | {p} B | – | – | **not measured** (one worker only) | – | – |")
                 targets.append((f"packets per CPU-second ≥ 90% of raw, {p} B, {workers} workers",
-                                False, "not measured: this build has one worker"))
+                                "not measured", "this build has one worker"))
                 continue
             rc = ratio(ours.get("relayed_per_cpu_sec"), co.get("relayed_per_cpu_sec") if co else None)
             rr = ratio(ours.get("relayed_per_cpu_sec"), raw.get("relayed_per_cpu_sec") if raw else None)
@@ -796,7 +801,7 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
     out.append("Generator commands (one per run, numbers vary): "
                + "; ".join(f"`{r['cmd']}`" for r in list(sat.values())[:1] + list(lat.values())[:1]
                            + list(direct.values())[:1]) + ".")
-    out.append("<!-- relay:end -->")
+    out.append(f"<!-- {args.section}:end -->")
     return "\n".join(out) + "\n"
 
 
