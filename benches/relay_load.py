@@ -45,7 +45,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benches", "RESULTS.md")
 REL = os.path.join(ROOT, "target", "release")
-NEXRTC = os.path.join(REL, "nexrtc")
+# NEXRTC_BIN / NEXRTC_REV: measure another build of the relay (e.g. a branch
+# built elsewhere), labelled with its commit.
+NEXRTC = os.environ.get("NEXRTC_BIN") or os.path.join(REL, "nexrtc")
 LOAD = os.path.join(REL, "turnbench-load")
 RAWFWD = os.path.join(REL, "turnbench-rawfwd")
 SECRET = "bench-secret-" + os.urandom(4).hex()
@@ -567,7 +569,8 @@ def main():
     log(f"raw results: {os.path.join(tmp, 'raw.json')}")
     render_args = (quick, dur, repeat, nproc, worker_sets, servers, sat, lat, direct, half_rate,
                    allocs, holds, commands, profile, ours_threads, mux, load_start,
-                   loadavg(), elapsed, hold_ours, errors, fd_hard, git_rev(), sys.argv[1:],
+                   loadavg(), elapsed, hold_ours, errors, fd_hard,
+                   os.environ.get("NEXRTC_REV") or git_rev(), sys.argv[1:],
                    time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
     with open(os.path.join(tmp, "render.pickle"), "wb") as f:
         pickle.dump(render_args, f)
