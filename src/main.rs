@@ -5,6 +5,10 @@
 //! * `nexrtc agent …` runs the edge agent alone, beside another TURN server.
 //! * `nexrtc controller …` runs the control plane: ICE-config API, admin API,
 //!   relay registry (etcd, or an embedded store).
+//! * `nexrtc dev` runs a whole network on loopback in one process (controller,
+//!   relay with its agent, demo and status pages): see `dev.rs`.
+
+mod dev;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -34,6 +38,10 @@ enum Command {
     /// Run the controller: ICE-config API, admin API and relay registry (etcd,
     /// or an embedded in-memory store when no --etcd is given).
     Controller(Box<nexrtc_controller::ControllerArgs>),
+    /// Run a whole network on this machine for development: the controller (embedded
+    /// store, 127.0.0.1:8080) with the demo page `/` and `/status`, and one relay with
+    /// its edge agent (TURN 3478 UDP/TCP, TLS 5349 self-signed), all bootstrapped.
+    Dev(Box<dev::DevArgs>),
 }
 
 #[derive(clap::Args)]
@@ -76,6 +84,7 @@ fn main() -> ExitCode {
         Command::Relay(args) => relay(*args),
         Command::Agent(args) => agent(*args),
         Command::Controller(args) => controller(*args),
+        Command::Dev(args) => dev::dev(*args),
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod support;
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -117,9 +118,12 @@ fn wait_traffic(relay: &Relay) {
 fn dead_relay_leaves_every_answer_new_one_enters_controller_restart_loses_none() {
     let Some(etcd) = Etcd::start() else { return };
     let mut controller = Controller::start(&three_regions(&etcd));
-    let eu = controller.relay(slot::FAILOVER_EU, "eu-west", "eu-1");
-    let us = controller.relay(slot::FAILOVER_US, "us-east", "us-1");
-    let ap = controller.relay(slot::FAILOVER_AP, "ap-northeast", "ap-1");
+    // Three hosts: 127.0.0.2, .3 and .4.
+    let on = |slot, octet| RelayConfig::new(slot).host(Ipv4Addr::new(127, 0, 0, octet));
+    let url = [controller.url()];
+    let eu = controller.relay_with(on(slot::FAILOVER_EU, 2), &url, "eu-west", "eu-1");
+    let us = controller.relay_with(on(slot::FAILOVER_US, 3), &url, "us-east", "us-1");
+    let ap = controller.relay_with(on(slot::FAILOVER_AP, 4), &url, "ap-northeast", "ap-1");
     let (answer, took) = controller.until("three relays offered", Duration::from_secs(20), |a| {
         offers(a, eu.port) && offers(a, us.port) && offers(a, ap.port)
     });
@@ -138,7 +142,7 @@ fn dead_relay_leaves_every_answer_new_one_enters_controller_restart_loses_none()
         |a| !offers(a, gone_port),
     );
     eprintln!(
-        "MEASURED: kill -9 → gone from every ICE answer after {took:?} (lease TTL {LEASE_TTL} s, heartbeat {HEARTBEAT_MS} ms)"
+        "MEASURED: kill -9 → gone from every ICE answer after {took:?} (lease TTL {LEASE_TTL} s, heartbeat {HEARTBEAT_MS} ms, removal after two missed heartbeats)"
     );
     assert!(
         offers(&answer, us.port) && offers(&answer, ap.port),
@@ -151,7 +155,7 @@ fn dead_relay_leaves_every_answer_new_one_enters_controller_restart_loses_none()
     );
 
     // A new relay: the killed one's replacement in its region.
-    let eu2 = controller.relay(slot::FAILOVER_NEW, "eu-west", "eu-2");
+    let eu2 = controller.relay_with(on(slot::FAILOVER_NEW, 5), &url, "eu-west", "eu-2");
     let (_, took) = controller.until("new relay offered", Duration::from_secs(20), |a| {
         offers(a, eu2.port)
     });
@@ -538,4 +542,53 @@ fn drain_under_live_traffic_keeps_the_call_sends_new_clients_elsewhere_and_exits
     );
     let ans = controller.ice_servers();
     assert!(!offers(&ans, a.port) && offers(&ans, b.port), "{ans}");
+}
+
+#[test]
+fn a_region_drained_with_a_deadline_exits_at_it_with_clients_left() {
+    if !coturn_tools() {
+        return;
+    }
+    let Some(etcd) = Etcd::start() else { return };
+    let controller = Controller::start(
+        &ControllerSetup::etcd(&etcd, LEASE_TTL, HEARTBEAT_MS)
+            .offer_all()
+            .region("eu-west", 53.35, -6.26),
+    );
+    let mut relay = controller.relay(slot::DRAIN_DEADLINE, "eu-west", "d");
+    let (answer, _) = controller.until("relay offered", Duration::from_secs(20), |ans| {
+        offers(ans, relay.port)
+    });
+    let (user, pass) = credentials(&answer);
+    // A call that would last 30 s, far beyond the deadline.
+    let peer = EchoPeer::start();
+    let long = long_run(&relay, &peer, &user, &pass, 1500);
+    let running = long.spawn();
+    wait_traffic(&relay);
+
+    let (status, drained) = controller.admin(
+        "POST",
+        "/v1/admin/relays/eu-west/drain",
+        Some(&json!({"deadline_secs": 3})),
+    );
+    assert_eq!(status, 200, "{drained}");
+    assert_eq!(drained["drained"], json!(["eu-west/d"]));
+    let ordered = Instant::now();
+    let exit = relay.process.wait_exit(Duration::from_secs(20));
+    let log = relay.process.log_text();
+    assert!(
+        exit.is_some(),
+        "the relay did not exit within 20 s of a 3 s drain deadline:\n{log}"
+    );
+    eprintln!(
+        "MEASURED: relay drained with a 3 s deadline exited {:?} after the order, its call still running",
+        ordered.elapsed()
+    );
+    // The relay says "drained; exiting" when it empties first; this line means it left
+    // at the deadline with allocations remaining.
+    assert!(
+        log.contains("drain grace elapsed"),
+        "the relay should have left at the deadline with its client still allocated:\n{log}"
+    );
+    drop(running); // the cut call's client (killed on drop)
 }

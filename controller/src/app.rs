@@ -11,8 +11,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
+use crate::liveness::Liveness;
 use crate::model::RateLimit;
 use crate::ratelimit::RateLimiter;
+use crate::signal::{Hub, Replicas, SignalOptions};
 use crate::state::{RankingOptions, Snapshots, View};
 use crate::store::{Snapshot, Store, WatchedMap};
 
@@ -27,6 +29,9 @@ pub struct Options {
     pub lease_ttl: Duration,
     /// Heartbeat interval told to relays (1 s).
     pub heartbeat_interval: Duration,
+    /// A relay whose lease nobody renewed for this long is removed without waiting for the
+    /// lease to expire (2 s: two heartbeat intervals; see [`crate::liveness`]).
+    pub relay_miss_after: Duration,
     /// A relay record is rewritten at least this often even if its load did not change
     /// materially (30 s).
     pub load_refresh: Duration,
@@ -42,6 +47,8 @@ pub struct Options {
     pub ranking: RankingOptions,
     pub geoip: Option<Arc<GeoIp>>,
     pub clock: Clock,
+    /// Signaling limits and this replica's advertised URL.
+    pub signal: SignalOptions,
 }
 
 impl Default for Options {
@@ -58,6 +65,7 @@ impl Default for Options {
             trusted_proxies: Vec::new(),
             lease_ttl: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(1),
+            relay_miss_after: Duration::from_secs(2),
             load_refresh: Duration::from_secs(30),
             default_rate_limit: RateLimit {
                 per_second: 100.0,
@@ -69,6 +77,7 @@ impl Default for Options {
             ranking: RankingOptions::default(),
             geoip: None,
             clock: Clock::System,
+            signal: SignalOptions::default(),
         }
     }
 }
@@ -83,14 +92,22 @@ pub struct Inner {
     pub snapshots: Snapshots,
     pub options: Options,
     pub limiter: RateLimiter,
+    /// When this replica last renewed each relay lease (missed-heartbeat detection).
+    pub liveness: Arc<Liveness>,
+    /// Signaling rooms hosted here.
+    pub rooms: Arc<Hub>,
+    /// This replica's registration and the live replicas (signaling routes rooms over them).
+    pub replicas: Replicas,
     /// `true` once the server is shutting down: long-lived streams end.
     closing: watch::Sender<bool>,
     upkeep: JoinHandle<()>,
+    detector: JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.upkeep.abort();
+        self.detector.abort();
     }
 }
 
@@ -114,20 +131,32 @@ impl AppState {
                 crate::metrics::upkeep();
             }
         });
+        let liveness = Arc::new(Liveness::default());
+        let detector = liveness.spawn(Arc::clone(&store), options.relay_miss_after);
+        let replicas = Replicas::start(
+            &store,
+            options.signal.advertise_url.clone(),
+            options.lease_ttl,
+            options.clock.unix_now(),
+        );
         let state = AppState(Arc::new(Inner {
             store,
             snapshots,
+            rooms: Arc::new(Hub::new(options.signal.clone())),
+            replicas,
             options,
             limiter: RateLimiter::default(),
+            liveness,
             closing: watch::channel(false).0,
             upkeep,
+            detector,
         }));
         state.snapshots.loaded().await;
         state
     }
 
-    /// Ends long-lived streams (the relay event streams), so a graceful shutdown does not
-    /// wait for them.
+    /// Ends long-lived streams (the relay event streams, signaling connections), so a
+    /// graceful shutdown does not wait for them.
     pub fn close(&self) {
         self.closing.send_replace(true);
     }

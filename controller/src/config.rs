@@ -11,6 +11,10 @@
 //! default_region = "eu-west"
 //! trusted_proxies = ["10.0.0.0/8"]
 //! lease_ttl_secs = 5
+//! heartbeat_interval_ms = 1000
+//! relay_miss_after_ms = 2000   # silent this long: out of the answers (default 2 heartbeats)
+//! advertise_url = "https://c1.example.net"   # where other replicas send signaling clients
+//! signal_room_size = 50
 //!
 //! [rate_limit]
 //! per_second = 100
@@ -38,6 +42,7 @@ use serde::Deserialize;
 use crate::app::Options;
 use crate::clock::Clock;
 use crate::model::{self, RateLimit};
+use crate::signal::SignalOptions;
 use crate::state::RankingOptions;
 use crate::store::DEFAULT_PREFIX;
 
@@ -100,6 +105,13 @@ pub struct ControllerArgs {
     /// Log JSON lines.
     #[arg(long)]
     pub log_json: bool,
+    /// Base URL of this replica as clients reach it (signaling redirects to it)
+    /// [default: the listening address, http:// or https://].
+    #[arg(long, value_name = "URL")]
+    pub advertise_url: Option<String>,
+    /// Most participants in one signaling room [default: 50].
+    #[arg(long, value_name = "N")]
+    pub signal_room_size: Option<usize>,
 }
 
 /// The file's keys (all optional).
@@ -114,6 +126,7 @@ pub struct FileConfig {
     pub key_prefix: Option<String>,
     pub lease_ttl_secs: Option<u64>,
     pub heartbeat_interval_ms: Option<u64>,
+    pub relay_miss_after_ms: Option<u64>,
     pub load_refresh_secs: Option<u64>,
     pub max_snapshot_age_secs: Option<u64>,
     pub startup_timeout_secs: Option<u64>,
@@ -124,6 +137,8 @@ pub struct FileConfig {
     pub rate_limit: Option<RateLimit>,
     pub weights: Option<Weights>,
     pub log_json: Option<bool>,
+    pub advertise_url: Option<String>,
+    pub signal_room_size: Option<usize>,
     #[serde(default)]
     pub bootstrap: Bootstrap,
 }
@@ -225,6 +240,17 @@ impl ControllerConfig {
                 "need 0 < heartbeat interval < lease TTL (lease_ttl_secs)",
             ));
         }
+        // Two heartbeat intervals by default: one late heartbeat is not a dead relay.
+        let miss_after = match file.relay_miss_after_ms {
+            Some(ms) => Duration::from_millis(ms),
+            None => heartbeat * 2,
+        };
+        if miss_after <= heartbeat {
+            return Err(invalid(
+                "relay_miss_after_ms",
+                "must be longer than the heartbeat interval (heartbeat_interval_ms)",
+            ));
+        }
         let default_region = args.default_region.or(file.default_region);
         if let Some(region) = &default_region {
             nexrtc_geo::validate_region_name(region)
@@ -240,10 +266,25 @@ impl ControllerConfig {
             .validate()
             .map_err(|e| invalid("rate_limit", e))?;
         check_bootstrap(&file.bootstrap)?;
+        let advertise_url = match args.advertise_url.or(file.advertise_url) {
+            Some(url) => Some(check_url(&url)?),
+            None => None,
+        };
+        let room_size = args
+            .signal_room_size
+            .or(file.signal_room_size)
+            .unwrap_or(defaults.signal.room_size);
+        if !(1..=MAX_ROOM_SIZE).contains(&room_size) {
+            return Err(invalid(
+                "signal_room_size",
+                format!("must be 1 to {MAX_ROOM_SIZE}"),
+            ));
+        }
         let options = Options {
             trusted_proxies: nets("trusted_proxies", &trusted)?,
             lease_ttl,
             heartbeat_interval: heartbeat,
+            relay_miss_after: miss_after,
             load_refresh: Duration::from_secs(file.load_refresh_secs.unwrap_or(30).max(1)),
             default_rate_limit: rate_limit,
             max_snapshot_age: Duration::from_secs(file.max_snapshot_age_secs.unwrap_or(30)),
@@ -259,6 +300,11 @@ impl ControllerConfig {
             },
             geoip: None,
             clock: Clock::System,
+            signal: SignalOptions {
+                room_size,
+                advertise_url,
+                ..defaults.signal
+            },
         };
         Ok(ControllerConfig {
             listen,
@@ -284,6 +330,24 @@ pub fn parse_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// Largest `signal_room_size` (a message fans out to every other participant).
+pub const MAX_ROOM_SIZE: usize = 1000;
+
+/// `http(s)://host[:port]`, without a trailing slash.
+fn check_url(url: &str) -> Result<String, ConfigError> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = (url.strip_prefix("https://"))
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or("");
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+        return Err(invalid(
+            "advertise_url",
+            format!("{url:?} is not http(s)://host[:port]"),
+        ));
+    }
+    Ok(url.to_owned())
 }
 
 /// CIDRs or bare IPs.
@@ -394,5 +458,34 @@ mod tests {
         assert!(ControllerConfig::build(ControllerArgs::default(), f).is_err());
         let f = file("lease_ttl_secs = 1\nheartbeat_interval_ms = 1000").expect("toml");
         assert!(ControllerConfig::build(ControllerArgs::default(), f).is_err());
+    }
+
+    #[test]
+    fn signaling_settings() {
+        let c = ControllerConfig::build(ControllerArgs::default(), FileConfig::default())
+            .expect("config");
+        assert_eq!(c.options.signal.room_size, 50);
+        assert_eq!(c.options.signal.advertise_url, None);
+        let f = file("signal_room_size = 8\nadvertise_url = \"https://c1.example:8443/\"")
+            .expect("toml");
+        let args = ControllerArgs {
+            signal_room_size: Some(4),
+            ..ControllerArgs::default()
+        };
+        let c = ControllerConfig::build(args, f).expect("config");
+        assert_eq!(c.options.signal.room_size, 4);
+        let url = c.options.signal.advertise_url.as_deref();
+        assert_eq!(url, Some("https://c1.example:8443"));
+        for bad in [
+            "signal_room_size = 0",
+            "advertise_url = \"ftp://x\"",
+            "advertise_url = \"http://x/path\"",
+        ] {
+            let f = file(bad).expect("toml");
+            assert!(
+                ControllerConfig::build(ControllerArgs::default(), f).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

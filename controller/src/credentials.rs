@@ -11,6 +11,11 @@
 //!   no shared master key in the config, and deleting the tenant voids its tokens). Tokens
 //!   live at most [`MAX_TOKEN_TTL`] (10 min, default 5) and only work on
 //!   `POST /v1/ice-servers`, for their one user.
+//! * **Room tokens** are the same token with one more claim, `"r": room` (minted by
+//!   `POST /v1/rooms/{room}/tokens`, up to [`MAX_ROOM_TOKEN_TTL`]): the user is the
+//!   participant id, and the token only opens `GET /v1/signal` for that room. One format,
+//!   one key, one verifier; a token with a room is refused by the ICE API and a token
+//!   without one by signaling.
 //! * **TURN credentials** follow DESIGN.md: username `<expiry>:<tenant>:<user>`, password
 //!   [`turn_core::auth::rest_password`] with the tenant's newest secret, exactly what the
 //!   relay verifies.
@@ -30,6 +35,12 @@ pub const TOKEN_PREFIX: &str = "nxt_";
 pub const MAX_TOKEN_TTL: u64 = 600;
 /// Client-token lifetime when the request gives none (seconds).
 pub const DEFAULT_TOKEN_TTL: u64 = 300;
+/// Longest room-token lifetime (seconds).
+pub const MAX_ROOM_TOKEN_TTL: u64 = 3600;
+/// Room-token lifetime when the request gives none (seconds).
+pub const DEFAULT_ROOM_TOKEN_TTL: u64 = 600;
+/// Longest room name or participant id.
+pub const MAX_ROOM_NAME_LEN: usize = 64;
 /// Longest `user` part of a TURN username.
 pub const MAX_USER_LEN: usize = 128;
 
@@ -79,6 +90,13 @@ pub fn validate_user(user: &str) -> Result<(), String> {
     }
 }
 
+/// Checks a room name or participant id: 1..=64 of `[A-Za-z0-9_.-]` (URL-safe as is).
+pub fn validate_room_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_ROOM_NAME_LEN
+        && (name.bytes()).all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
 /// TURN REST credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnCredentials {
@@ -125,8 +143,11 @@ pub struct TokenClaims {
     pub v: u8,
     /// Tenant.
     pub t: String,
-    /// User.
+    /// User (the participant id in a room token).
     pub u: String,
+    /// Room (room tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r: Option<String>,
     /// Expiry, Unix seconds.
     pub exp: u64,
 }
@@ -244,6 +265,7 @@ mod tests {
             v: 1,
             t: "acme".into(),
             u: "alice".into(),
+            r: None,
             exp: 1000,
         };
         let token = sign_token(&key, &claims).expect("sign");
@@ -270,5 +292,36 @@ mod tests {
             verify_token("nxt_garbage", &key, 1),
             Err(TokenError::Malformed)
         );
+    }
+
+    #[test]
+    fn room_tokens_carry_their_room_under_the_same_signature() {
+        let key = random_b64(32);
+        let claims = TokenClaims {
+            v: 1,
+            t: "acme".into(),
+            u: "alice".into(),
+            r: Some("standup".into()),
+            exp: 1000,
+        };
+        let token = sign_token(&key, &claims).expect("sign");
+        assert_eq!(verify_token(&token, &key, 1), Ok(claims));
+        // A plain client token has no room claim on the wire.
+        let plain = TokenClaims {
+            r: None,
+            ..token_claims(&token).expect("claims")
+        };
+        let json = serde_json::to_string(&plain).expect("json");
+        assert!(!json.contains("\"r\""), "{json}");
+    }
+
+    #[test]
+    fn room_names() {
+        for ok in ["a", "Team.Standup_2-b", &"x".repeat(64)] {
+            assert!(validate_room_name(ok), "{ok}");
+        }
+        for bad in ["", "a b", "a/b", "a:b", "é", &"x".repeat(65)] {
+            assert!(!validate_room_name(bad), "{bad}");
+        }
     }
 }

@@ -7,8 +7,12 @@
 //! * [`state`] — the mirrored snapshots and the precomputed relay ranking ([`state::View`]).
 //! * [`api`] — the HTTP API: ICE-config (`POST /v1/ice-servers`), client tokens, admin,
 //!   relay registration, OpenAPI, health and metrics. [`api::router`] builds it.
+//! * [`liveness`] — missed-heartbeat detection: a silent relay leaves the answers after two
+//!   heartbeat intervals rather than a lease TTL.
 //! * [`credentials`] — API keys, client tokens, TURN REST credentials.
 //! * [`config`] / [`server`] — `nexrtc controller`: TOML + flags, TLS, [`server::run`].
+//! * [`signal`] — WebRTC signaling: WebSocket rooms, fan-out, replica routing
+//!   (`GET /v1/signal`, `POST /v1/rooms/{room}/tokens` in [`api::signal`]).
 //! * [`metrics`] — Prometheus names and recording.
 
 pub mod api;
@@ -16,10 +20,12 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod liveness;
 pub mod metrics;
 pub mod model;
 pub mod ratelimit;
 pub mod server;
+pub mod signal;
 pub mod state;
 pub mod store;
 

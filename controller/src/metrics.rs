@@ -10,6 +10,11 @@
 //! | `nexrtc_controller_relays` | gauge | `region`, `state` (`active`, `draining`) |
 //! | `nexrtc_controller_registrations_total` | counter | `outcome` |
 //! | `nexrtc_controller_heartbeats_total` | counter | `outcome` (`kept`, `written`, `lease_expired`, `error`) |
+//! | `nexrtc_controller_signal_rooms` | gauge | (none) rooms on this replica |
+//! | `nexrtc_controller_signal_participants` | gauge | (none) connected participants on this replica |
+//! | `nexrtc_controller_signal_messages_total` | counter | `type` (`offer`, `answer`, `candidate`, `ping`, `join`, `leave`) |
+//! | `nexrtc_controller_signal_errors_total` | counter | `code` (the `error` messages sent) |
+//! | `nexrtc_controller_signal_drops_total` | counter | `reason` (`slow_reader`, `replaced`, `rate_limited`, `idle`, `protocol_error`, `room_full`, `shutdown`) |
 //!
 //! Labels never carry usernames, keys or addresses (unbounded, and private). The recorder
 //! is process-global (installed once, by the first [`install`]); `/metrics` renders it.
@@ -31,6 +36,12 @@ pub const SNAPSHOT_AGE: &str = "nexrtc_controller_snapshot_age_seconds";
 pub const RELAYS: &str = "nexrtc_controller_relays";
 pub const REGISTRATIONS: &str = "nexrtc_controller_registrations_total";
 pub const HEARTBEATS: &str = "nexrtc_controller_heartbeats_total";
+pub const RELAYS_MISSED: &str = "nexrtc_controller_relays_missed_total";
+pub const SIGNAL_ROOMS: &str = "nexrtc_controller_signal_rooms";
+pub const SIGNAL_PARTICIPANTS: &str = "nexrtc_controller_signal_participants";
+pub const SIGNAL_MESSAGES: &str = "nexrtc_controller_signal_messages_total";
+pub const SIGNAL_ERRORS: &str = "nexrtc_controller_signal_errors_total";
+pub const SIGNAL_DROPS: &str = "nexrtc_controller_signal_drops_total";
 
 /// Latency buckets (seconds): the ICE answer should take well under a millisecond.
 const BUCKETS: &[f64] = &[
@@ -80,6 +91,21 @@ fn describe() {
     metrics::describe_gauge!(RELAYS, "registered relays by region and state");
     metrics::describe_counter!(REGISTRATIONS, "relay registrations by outcome");
     metrics::describe_counter!(HEARTBEATS, "relay heartbeats by outcome");
+    metrics::describe_counter!(
+        RELAYS_MISSED,
+        "relays removed by this replica after missing their heartbeats"
+    );
+    metrics::describe_gauge!(SIGNAL_ROOMS, "signaling rooms on this replica");
+    metrics::describe_gauge!(
+        SIGNAL_PARTICIPANTS,
+        "signaling participants on this replica"
+    );
+    metrics::describe_counter!(SIGNAL_MESSAGES, "signaling messages received by type");
+    metrics::describe_counter!(SIGNAL_ERRORS, "signaling error messages sent by code");
+    metrics::describe_counter!(
+        SIGNAL_DROPS,
+        "signaling connections closed by the server by reason"
+    );
 }
 
 /// The exposition text (`None` without our recorder).
@@ -116,6 +142,36 @@ pub fn registration(outcome: &'static str) {
 
 pub fn heartbeat(outcome: &'static str) {
     counter!(HEARTBEATS, "outcome" => outcome).increment(1);
+}
+
+pub fn relay_missed() {
+    counter!(RELAYS_MISSED).increment(1);
+}
+
+/// Rooms created (+1) or removed (−1). Gauges move by increments, so several controllers
+/// in one process (tests) add up instead of overwriting each other.
+pub fn signal_rooms(delta: f64) {
+    gauge!(SIGNAL_ROOMS).increment(delta);
+}
+
+/// Participants joined (+1) or gone (−1).
+pub fn signal_participants(delta: f64) {
+    gauge!(SIGNAL_PARTICIPANTS).increment(delta);
+}
+
+/// A valid client message of `kind` (a protocol type: bounded).
+pub fn signal_message(kind: &'static str) {
+    counter!(SIGNAL_MESSAGES, "type" => kind).increment(1);
+}
+
+/// An `error` message sent with `code`.
+pub fn signal_error(code: &'static str) {
+    counter!(SIGNAL_ERRORS, "code" => code).increment(1);
+}
+
+/// A connection closed by the server for `reason`.
+pub fn signal_drop(reason: &'static str) {
+    counter!(SIGNAL_DROPS, "reason" => reason).increment(1);
 }
 
 /// Snapshot age; `None` (never loaded) is exported as −1.

@@ -55,6 +55,16 @@ pub async fn run_on(
 ) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut options = config.options.clone();
+    if options.signal.advertise_url.is_none() {
+        // Reachable by other replicas only when the listener is: multi-replica
+        // deployments set `advertise_url`.
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        options.signal.advertise_url = Some(format!("{scheme}://{}", listener.local_addr()?));
+    }
     if let Some(path) = &config.geoip_db {
         options.geoip = Some(Arc::new(GeoIp::open(path)?));
     }
@@ -89,6 +99,7 @@ pub async fn run_on(
             )
         })??;
     let app = crate::api::router(state.clone());
+    let state_for_exit = state.clone();
     let shutdown = async move {
         shutdown.await;
         state.close();
@@ -107,6 +118,11 @@ pub async fn run_on(
         }
         Some(acceptor) => serve_tls(listener, acceptor, app, shutdown).await,
     }
+    // Other replicas take this one's rooms at once rather than after the lease TTL.
+    state_for_exit
+        .replicas
+        .deregister(&*state_for_exit.store)
+        .await;
     Ok(())
 }
 

@@ -135,12 +135,23 @@ async fn event_stream_sends_full_state_then_changes() {
     assert_eq!(data["revoked"][0]["until"], NOW + 600);
 
     let r = h
-        .call(admin("POST", "/v1/admin/relays/eu-west/n1/drain"))
+        .call(admin("POST", "/v1/admin/relays/eu-west/n1/drain").json(json!({"deadline_secs": 0})))
         .await;
-    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let r = h
+        .call(
+            admin("POST", "/v1/admin/relays/eu-west/n1/drain").json(json!({"deadline_secs": 600})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let (name, data) = events.next_change().await;
     assert_eq!(name, "drain");
     assert_eq!(data["alternate"], "198.18.0.2:3478");
+    let deadline = data["deadline"].as_u64().expect("a deadline");
+    assert!(
+        (NOW + 600..NOW + 700).contains(&deadline),
+        "deadline {deadline} is not 600 s after the order"
+    );
 
     // A reconnect gets the full state again, drain included.
     let mut again = Events::open(&h, "?region=eu-west&node=n1", NODE_KEY)

@@ -46,12 +46,15 @@ const SHORT_REFRESH: Duration = Duration::from_secs(2);
 const REGIONS: [&str; 4] = ["eu-west", "eu-central", "us-east", "ap-northeast"];
 
 /// A replica on `store` with the controller's defaults (lease TTL 5 s, heartbeat 1 s,
-/// `load_refresh` 30 s unless given) on the system clock.
+/// `load_refresh` 30 s unless given) on the system clock, without missed-heartbeat removal.
 async fn replica(store: Arc<dyn Store>, load_refresh: Option<Duration>) -> api_common::Harness {
     let defaults = Options::default();
     let options = Options {
         clock: Clock::System,
         load_refresh: load_refresh.unwrap_or(defaults.load_refresh),
+        // Missed-heartbeat removal is `api_liveness.rs`'s subject; here a late heartbeat
+        // round on a loaded test machine must not show up as a revocation.
+        relay_miss_after: defaults.lease_ttl,
         ..defaults
     };
     let state = AppState::start(store, options).await;

@@ -207,6 +207,7 @@ pub fn run(data: &[u8]) -> Reached {
                             handle,
                             addr: SocketAddr::from(([127, 0, 0, 1], 50_000 + handle.0 as u16)),
                             reservation: None,
+                            shared: false,
                         })
                     };
                     server.relay_bound(request, result, now);

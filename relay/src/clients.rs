@@ -16,7 +16,6 @@ use turn_core::{ClientSocket, Stats, Transport};
 use crate::config::{Listeners, RelayConfig};
 use crate::control::{Bound, StartError};
 use crate::metrics::ShellStats;
-use crate::relay_sockets::bind_udp;
 use crate::slab::Slab;
 use crate::stream::{Conn, SendOutcome, IDLE_TIMEOUT, STALL_TIMEOUT};
 use crate::worker::{token, TokenKind};
@@ -43,9 +42,17 @@ impl Listener {
     }
 }
 
-/// Binds every configured listener (UDP, TCP, TLS on every listening IP).
-pub(crate) fn bind_listeners(l: &Listeners) -> Result<Vec<Listener>, StartError> {
-    let mut out = Vec::new();
+/// Binds every configured listener (UDP, TCP, TLS on every listening IP), one
+/// set per worker. With several workers every set shares the same addresses
+/// through SO_REUSEPORT: the kernel hashes a UDP 5-tuple to one worker, and a
+/// TCP connection lives on the worker whose listener accepted it.
+pub(crate) fn bind_listeners(
+    l: &Listeners,
+    workers: usize,
+) -> Result<Vec<Vec<Listener>>, StartError> {
+    let workers = workers.max(1);
+    let shared = workers > 1;
+    let mut sets: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
     for ip in &l.ips {
         if let Some(port) = l.udp_port {
             let addr = SocketAddr::new(*ip, port);
@@ -54,12 +61,18 @@ pub(crate) fn bind_listeners(l: &Listeners) -> Result<Vec<Listener>, StartError>
                 addr,
                 source,
             };
-            let socket = bind_udp(addr).map_err(err)?;
-            // Bigger receive buffers ride out bursts; the kernel caps this at
-            // net.core.rmem_max, so failure is not an error.
-            let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(4 << 20);
-            let local = socket.local_addr().map_err(err)?;
-            out.push(Listener::Udp(socket, local));
+            // SO_REUSEPORT would let a second relay on the same port silently
+            // take half the traffic: check first that nobody holds the port.
+            let addr = if shared {
+                probe(addr, false).map_err(err)?
+            } else {
+                addr
+            };
+            for set in &mut sets {
+                let socket = bind_udp_listener(addr, shared).map_err(err)?;
+                let local = socket.local_addr().map_err(err)?;
+                set.push(Listener::Udp(socket, local));
+            }
         }
         let stream_ports = l.tcp_port.map(|p| (p, Transport::Tcp)).into_iter();
         let tls_ports = l.tls_ports.iter().map(|p| (*p, Transport::Tls));
@@ -70,22 +83,89 @@ pub(crate) fn bind_listeners(l: &Listeners) -> Result<Vec<Listener>, StartError>
                 addr,
                 source,
             };
-            let listener = bind_tcp(addr).map_err(err)?;
-            let local = listener.local_addr().map_err(err)?;
-            out.push(Listener::Stream(listener, local, transport));
+            let addr = if shared {
+                probe(addr, true).map_err(err)?
+            } else {
+                addr
+            };
+            for set in &mut sets {
+                let listener = bind_tcp(addr, shared).map_err(err)?;
+                let local = listener.local_addr().map_err(err)?;
+                set.push(Listener::Stream(listener, local, transport));
+            }
         }
     }
-    Ok(out)
+    Ok(sets)
 }
 
-fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+/// Binds `addr` without SO_REUSEPORT and lets go: fails if another socket
+/// holds it; returns the address with the port the OS chose for port 0.
+fn probe(addr: SocketAddr, stream: bool) -> io::Result<SocketAddr> {
+    let ty = if stream { Type::STREAM } else { Type::DGRAM };
+    let protocol = if stream { Protocol::TCP } else { Protocol::UDP };
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if stream {
+        socket.set_reuse_address(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("not an IP socket"))
+}
+
+/// SO_REUSEPORT (Linux ≥ 3.9), set directly so no socket2 feature is needed.
+pub(crate) fn set_reuse_port(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid fd and a c_int option value of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn bind_udp_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if reuse_port {
+        set_reuse_port(&socket)?;
+    }
+    socket.set_nonblocking(true)?;
+    // Bigger receive buffers ride out bursts; the kernel caps this at
+    // net.core.rmem_max, so failure is not an error.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    // Restart without waiting for TIME_WAIT. No SO_REUSEPORT with one worker: a
-    // second relay on the same port must fail loudly, not split the traffic.
+    // Restart without waiting for TIME_WAIT. SO_REUSEPORT only between our own
+    // workers (see `probe`): a second relay on the same port fails loudly.
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        set_reuse_port(&socket)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -146,7 +226,10 @@ impl Clients {
             closes: Vec::new(),
             tls,
             shell,
-            max_conns: config.max_tcp_connections,
+            // The limit is the host's: each worker takes its share.
+            max_conns: config
+                .max_tcp_connections
+                .div_ceil(config.relay_threads.max(1)),
             idle_allocated: config.core.max_lifetime + IDLE_TIMEOUT,
         };
         for l in listeners {

@@ -74,10 +74,18 @@ pub struct RelayConfig {
     pub listeners: Listeners,
     pub relay_v4: Option<RelayAddress>,
     pub relay_v6: Option<RelayAddress>,
+    /// Further relay IPs (`--relay-ip` repeated): allocations are spread over
+    /// all of them, round robin.
+    pub relay_extra: Vec<RelayAddress>,
     pub ports: RangeInclusive<u16>,
     /// `None` when TLS is off.
     pub tls: Option<CertSource>,
     pub max_tcp_connections: usize,
+    /// Data-plane workers (at least 1).
+    pub relay_threads: usize,
+    /// Shared relay sockets per worker and relay IP; `None`: one socket per
+    /// allocation (the default).
+    pub multiplex_sockets: Option<u16>,
     pub drain_grace: Duration,
     pub metrics_listen: SocketAddr,
     pub log_json: bool,
@@ -129,6 +137,7 @@ impl RelayConfig {
         }
         let ports = min_port..=max_port;
         let (relay_v4, relay_v6) = relay_addresses(&s)?;
+        let relay_extra = extra_relay_addresses(&s, relay_v4, relay_v6);
 
         let mut filter = PeerFilter::default();
         filter.allow_loopback(s.allow_loopback_peers);
@@ -141,6 +150,7 @@ impl RelayConfig {
         let own: Vec<IpAddr> = [relay_v4, relay_v6]
             .iter()
             .flatten()
+            .chain(relay_extra.iter())
             .flat_map(|r| [r.bind, r.advertised])
             .filter(|ip| !ip.is_unspecified())
             .collect();
@@ -207,11 +217,22 @@ impl RelayConfig {
             listeners,
             relay_v4,
             relay_v6,
+            relay_extra,
             ports,
             tls,
             max_tcp_connections: s
                 .max_tcp_connections
                 .unwrap_or(defaults::MAX_TCP_CONNECTIONS) as usize,
+            relay_threads: match s.relay_threads {
+                Some(0) => return Err(invalid("relay_threads", "must be at least 1")),
+                Some(n) => n,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
+            multiplex_sockets: match (s.multiplex_peer, s.multiplex_sockets) {
+                (_, Some(0)) => return Err(invalid("multiplex_sockets", "must be at least 1")),
+                (true, n) => Some(n.unwrap_or(defaults::MULTIPLEX_SOCKETS)),
+                (false, _) => None,
+            },
             drain_grace: Duration::from_secs(s.drain_grace.unwrap_or(defaults::DRAIN_GRACE_SECS)),
             metrics_listen: s.metrics_listen.unwrap_or(defaults::METRICS_LISTEN),
             log_json: s.log_json,
@@ -219,6 +240,43 @@ impl RelayConfig {
             file: None,
         })
     }
+}
+
+impl RelayConfig {
+    /// Every relay IP: the primary IPv4 and IPv6 ones, then the extra ones.
+    pub fn relay_addresses(&self) -> impl Iterator<Item = RelayAddress> + '_ {
+        self.relay_v4
+            .iter()
+            .chain(self.relay_v6.iter())
+            .chain(self.relay_extra.iter())
+            .copied()
+    }
+}
+
+/// `--relay-ip` beyond the first of each family; each is advertised as the
+/// `--external-ip PUBLIC/PRIVATE` naming it, else as itself.
+fn extra_relay_addresses(
+    s: &Settings,
+    v4: Option<RelayAddress>,
+    v6: Option<RelayAddress>,
+) -> Vec<RelayAddress> {
+    let primary: Vec<IpAddr> = [v4, v6].iter().flatten().map(|r| r.bind).collect();
+    let mut out: Vec<RelayAddress> = Vec::new();
+    for ip in &s.relay_ip {
+        if primary.contains(ip) || out.iter().any(|r| r.bind == *ip) {
+            continue;
+        }
+        let advertised = s
+            .external_ip
+            .iter()
+            .find(|e| e.private == Some(*ip))
+            .map_or(*ip, |e| e.public);
+        out.push(RelayAddress {
+            bind: *ip,
+            advertised,
+        });
+    }
+    out
 }
 
 pub(crate) fn parse_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
@@ -291,10 +349,7 @@ fn relay_addresses(
     let family = |v4: bool| -> Result<Option<RelayAddress>, ConfigError> {
         let of = |ip: &&IpAddr| ip.is_ipv4() == v4;
         let relay: Vec<&IpAddr> = s.relay_ip.iter().filter(of).collect();
-        if relay.len() > 1 {
-            return Err(invalid("relay_ip", "at most one IPv4 and one IPv6 address"));
-        }
-        if relay.first().is_some_and(|ip| ip.is_unspecified()) {
+        if relay.iter().any(|ip| ip.is_unspecified()) {
             return Err(invalid(
                 "relay_ip",
                 "must be a specific address, not a wildcard",

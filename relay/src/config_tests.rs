@@ -213,10 +213,17 @@ fn semantic_checks_name_the_key() {
         ),
         (
             Settings {
-                relay_ip: vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+                relay_ip: vec!["0.0.0.0".parse().unwrap()],
                 ..base()
             },
             "`relay_ip`",
+        ),
+        (
+            Settings {
+                relay_threads: Some(0),
+                ..base()
+            },
+            "`relay_threads`",
         ),
         (
             Settings {
@@ -230,6 +237,36 @@ fn semantic_checks_name_the_key() {
         let msg = build(s).unwrap_err().to_string();
         assert!(msg.starts_with(key), "{key}: {msg}");
     }
+}
+
+#[test]
+fn several_relay_ips_and_multiplexing() {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let c = build(Settings {
+        relay_ip: vec![ip("192.0.2.10"), ip("192.0.2.11"), ip("192.0.2.12")],
+        external_ip: vec!["203.0.113.11/192.0.2.11".parse().unwrap()],
+        multiplex_peer: true,
+        relay_threads: Some(3),
+        ..base()
+    })
+    .unwrap();
+    let all: Vec<_> = c
+        .relay_addresses()
+        .map(|r| (r.bind, r.advertised))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            (ip("192.0.2.10"), ip("192.0.2.10")),
+            (ip("192.0.2.11"), ip("203.0.113.11")),
+            (ip("192.0.2.12"), ip("192.0.2.12")),
+        ]
+    );
+    assert_eq!(c.multiplex_sockets, Some(32));
+    assert_eq!(c.relay_threads, 3);
+    let plain = build(base()).unwrap();
+    assert_eq!(plain.multiplex_sockets, None);
+    assert!(plain.relay_threads >= 1);
 }
 
 #[test]

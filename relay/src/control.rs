@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use turn_core::{Credentials, Transport};
+use turn_core::{AllocationLedger, Credentials, Transport};
 
 use crate::config::RelayConfig;
 use crate::metrics::{self, Status, WorkerStats};
+use crate::relay_sockets::{PortPools, RelayAddress};
 use crate::tls::{CertResolver, TlsError};
 use crate::worker::{self, Listener, Worker};
 
@@ -165,30 +166,53 @@ impl Relay {
     pub fn start(config: &RelayConfig) -> Result<Relay, StartError> {
         let certs = config.tls.clone().map(CertResolver::new).transpose()?;
         let tls_config = certs.as_ref().map(|c| c.server_config()).transpose()?;
-        let listeners = worker::bind_listeners(&config.listeners)?;
-        let bound = listeners.iter().map(Listener::bound).collect();
+        let workers = config.relay_threads.max(1);
+        let sets = worker::bind_listeners(&config.listeners, workers)?;
+        let bound = sets
+            .first()
+            .map(|set| set.iter().map(Listener::bound).collect())
+            .unwrap_or_default();
         let credentials = Arc::new(config.credentials.load()?);
+        // Host-wide: ports (EVEN-PORT, RESERVATION-TOKEN) and quota counts.
+        let addrs: Vec<RelayAddress> = config.relay_addresses().collect();
+        let pools = PortPools::new(&addrs, config.ports.clone());
+        let ledger = Arc::new(AllocationLedger::new());
 
-        // One worker now; N workers later each get SO_REUSEPORT listeners.
-        let (worker, shared_worker) = Worker::new(0, config, credentials, listeners, tls_config)
+        let mut built = Vec::with_capacity(workers);
+        for (index, listeners) in sets.into_iter().enumerate() {
+            let w = Worker::new(
+                index,
+                config,
+                credentials.clone(),
+                listeners,
+                tls_config.clone(),
+                &pools,
+                ledger.clone(),
+            )
             .map_err(StartError::Worker)?;
+            built.push(w);
+        }
         let shared = Arc::new(Shared {
             draining: AtomicBool::new(false),
             drain_deadline: std::sync::atomic::AtomicU64::new(0),
             ready: AtomicBool::new(false),
-            workers: vec![shared_worker],
+            workers: built.iter().map(|(_, s)| s.clone()).collect(),
         });
-        let (tx, waker, thread) = worker.spawn().map_err(StartError::Worker)?;
-        let relay = Relay {
-            workers: vec![WorkerHandle {
-                tx,
-                waker,
-                thread: Some(thread),
-            }],
+        let mut relay = Relay {
+            workers: Vec::with_capacity(workers),
             shared,
             bound,
             certs,
         };
+        for (worker, _) in built {
+            // On failure, dropping `relay` stops the workers already started.
+            let (tx, waker, thread) = worker.spawn().map_err(StartError::Worker)?;
+            relay.workers.push(WorkerHandle {
+                tx,
+                waker,
+                thread: Some(thread),
+            });
+        }
         relay.shared.ready.store(true, Ordering::Relaxed);
         Ok(relay)
     }

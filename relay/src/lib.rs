@@ -47,6 +47,8 @@ mod slab;
 mod stream;
 pub mod tls;
 mod worker;
+#[cfg(test)]
+mod workers_tests;
 
 pub use config::{ConfigError, CredentialSource, Listeners, RelayConfig};
 pub use control::{Bound, Control, Monitor, Relay, StartError};

@@ -51,6 +51,19 @@ pub struct Settings {
     /// Most concurrent TCP and TLS client connections [default: 10000].
     #[arg(long, value_name = "N")]
     pub max_tcp_connections: Option<u32>,
+    /// Data-plane worker threads, each with its own SO_REUSEPORT listeners,
+    /// relay sockets and TURN state [default: the number of CPU cores].
+    #[arg(long, value_name = "N")]
+    pub relay_threads: Option<usize>,
+    /// Multiplexed relay mode: allocations share a few relay sockets per worker
+    /// and relay IP, and peers are told apart by their address (many more
+    /// allocations per relay IP than one socket each allows).
+    #[arg(long)]
+    #[serde(default)]
+    pub multiplex_peer: bool,
+    /// Shared relay sockets per worker and relay IP in --multiplex-peer mode [default: 32].
+    #[arg(long, value_name = "N")]
+    pub multiplex_sockets: Option<u16>,
 
     /// Address relay sockets are bound to; one IPv4 and/or one IPv6 (enables RFC 6156 IPv6
     /// relaying) [default: the listening IP, if there is one specific IP].
@@ -188,13 +201,13 @@ impl Settings {
         let flags = self;
         merge_fields!(flags, file;
             options: listening_port, tls_listening_port, extra_tls_listening_port,
-                max_tcp_connections, min_port, max_port, realm, secrets_file, nonce_secret,
+                max_tcp_connections, relay_threads, multiplex_sockets, min_port, max_port, realm, secrets_file, nonce_secret,
                 cert, pkey, user_quota, tenant_quota, total_quota, max_bps, permissions_quota,
                 max_allocate_lifetime, channel_lifetime, permission_lifetime, stale_nonce,
                 alternate_server, drain_grace, metrics_listen;
             lists: listening_ip, relay_ip, external_ip, static_auth_secret, denied_peer_ip,
                 allowed_peer_ip;
-            switches: no_udp, no_tcp, no_tls, allow_loopback_peers, log_json, log_addresses,
+            switches: multiplex_peer, no_udp, no_tcp, no_tls, allow_loopback_peers, log_json, log_addresses,
                 secrets_pushed)
     }
 }
@@ -304,6 +317,7 @@ pub(crate) mod defaults {
     pub const MIN_PORT: u16 = 49152;
     pub const MAX_PORT: u16 = 65535;
     pub const MAX_TCP_CONNECTIONS: u32 = 10_000;
+    pub const MULTIPLEX_SOCKETS: u16 = 32;
     pub const DRAIN_GRACE_SECS: u64 = 300;
     pub const METRICS_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9641);
     pub const UNSPECIFIED_V6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);

@@ -15,14 +15,16 @@
 //!
 //! Sockets are edge-triggered and read until `WouldBlock`; a socket still
 //! readable after its per-turn budget is revisited next turn (fairness under
-//! floods). One receive buffer per worker keeps 4 bytes in front of the
-//! payload, so the ChannelData header of a peer packet is written in place and
-//! no packet is copied or allocated on the ChannelData path in either direction
-//! (on TCP a frame is copied only when the kernel pushes back and it must wait
-//! in the connection's queue; TLS encrypts into rustls' buffers).
+//! floods). UDP sockets are read and written in `recvmmsg`/`sendmmsg` batches
+//! (`batch`) whose slots keep 4 bytes in front of the payload, so the
+//! ChannelData header of a peer packet is written in place and no packet is
+//! copied or allocated on the ChannelData path in either direction (on TCP a
+//! frame is copied only when the kernel pushes back and it must wait in the
+//! connection's queue; TLS encrypts into rustls' buffers).
 //!
-//! Later: N workers, each with its own SO_REUSEPORT listeners (`Worker::new`
-//! already takes its index), and recvmmsg/sendmmsg batches.
+//! A relay runs N workers (`--relay-threads`), each with its own SO_REUSEPORT
+//! listeners; they share only the port pools and the quota ledger, both taken
+//! on Allocate and when an allocation ends, never per packet.
 
 use std::io;
 use std::sync::atomic::Ordering;
@@ -34,17 +36,18 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rustls::ServerConfig;
 use turn_core::net::Redacted;
 use turn_core::stats::DropReason;
-use turn_core::{Command, Credentials, Now, Server};
+use turn_core::{AllocationLedger, Command, Credentials, Now, Server};
 
 use crate::clients::{Clients, CloseReason};
 use crate::config::RelayConfig;
 use crate::control::{unix_now, Control, WorkerShared};
 use crate::metrics::{ShellStats, WorkerStats};
-use crate::relay_sockets::RelaySockets;
+use crate::relay_sockets::{PortPools, RelaySockets};
 
 pub(crate) use crate::clients::{bind_listeners, Listener};
 pub(crate) use datapath::udp_send;
 
+mod batch;
 mod datapath;
 
 /// Bytes kept free in front of every received payload for the ChannelData header.
@@ -103,8 +106,10 @@ pub(crate) struct Worker {
     server: Server,
     clients: Clients,
     relays: RelaySockets,
-    /// The receive buffer: `HEADROOM` free bytes, then the payload.
+    /// The stream receive buffer: `HEADROOM` free bytes, then the payload.
     buf: Box<[u8]>,
+    /// Receive slots and send queue of the UDP sockets.
+    batch: batch::Batch,
     shared: Arc<WorkerShared>,
     shell: Arc<ShellStats>,
     /// Tokens whose socket may still have data (budget ran out).
@@ -122,14 +127,17 @@ impl Worker {
         credentials: Arc<Credentials>,
         listeners: Vec<Listener>,
         tls: Option<Arc<ServerConfig>>,
+        pools: &PortPools,
+        ledger: Arc<AllocationLedger>,
     ) -> io::Result<(Worker, Arc<WorkerShared>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token(TokenKind::Waker, 0))?);
         let start = Instant::now();
-        let server = Server::new(config.core.clone(), credentials, start);
+        let mut server = Server::new(config.core.clone(), credentials, start);
+        server.share_ledger(ledger);
         let shell = Arc::new(ShellStats::default());
         let clients = Clients::new(config, listeners, tls, shell.clone(), poll.registry())?;
-        let relays = RelaySockets::new(config.relay_v4, config.relay_v6, config.ports.clone());
+        let relays = RelaySockets::new(pools, config.multiplex_sockets, start, poll.registry())?;
         let shared = Arc::new(WorkerShared {
             alive: true.into(),
             allocations: 0.into(),
@@ -150,6 +158,7 @@ impl Worker {
             clients,
             relays,
             buf: vec![0u8; BUF_LEN].into_boxed_slice(),
+            batch: batch::Batch::new(),
             shared: shared.clone(),
             shell,
             again: Vec::new(),
@@ -323,6 +332,12 @@ impl Worker {
             self.clients.sweep(now.mono, &self.server);
             self.relays.expire(now.mono);
             self.clients.retry_accepts(now.mono, self.poll.registry());
+            // Reservations live in the host-wide pools: one worker reports them.
+            if self.index == 0 {
+                self.shell
+                    .reservations
+                    .store(self.relays.reservations() as u64, Ordering::Relaxed);
+            }
         }
     }
 
@@ -335,9 +350,6 @@ impl Worker {
         self.shell
             .relay_sockets
             .store(self.relays.active() as u64, Ordering::Relaxed);
-        self.shell
-            .reservations
-            .store(self.relays.reservations() as u64, Ordering::Relaxed);
     }
 }
 

@@ -339,9 +339,10 @@ fn wait_ready(addr: SocketAddr, process: &mut ChildGuard) -> Result<(), String> 
     }
 }
 
-/// Whether an ICE answer offers the relay listening on `port`.
+/// Whether an ICE answer offers the relay listening on `port` (on any address: ports are
+/// unique among the tests' relays).
 pub fn offers(answer: &Value, port: u16) -> bool {
-    let needle = format!("127.0.0.1:{port}");
+    let needle = format!(":{port}?");
     answer["iceServers"]
         .as_array()
         .into_iter()

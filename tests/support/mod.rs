@@ -18,6 +18,7 @@
 mod allocate;
 mod controller;
 mod coturn;
+mod dev;
 mod etcd;
 mod metrics;
 mod webrtc;
@@ -25,6 +26,7 @@ mod webrtc;
 pub use allocate::*;
 pub use controller::*;
 pub use coturn::*;
+pub use dev::*;
 pub use etcd::*;
 pub use metrics::*;
 pub use webrtc::*;
@@ -77,10 +79,16 @@ pub mod slot {
     pub const ROTATION: u16 = 30;
     pub const DRAIN_A: u16 = 31;
     pub const DRAIN_B: u16 = 32;
+    pub const DRAIN_DEADLINE: u16 = 33;
+    pub const DEV_MODE: u16 = 34;
+    pub const DEV_BROWSER_UDP: u16 = 35;
+    pub const DEV_BROWSER_TCP: u16 = 36;
+    pub const DEV_BROWSER_TLS: u16 = 37;
+    pub const DEV_MODE_STATUS: u16 = 38;
 }
 
-const SLOT_BASE: u16 = 61_000;
-const SLOT_WIDTH: u16 = 100;
+pub(crate) const SLOT_BASE: u16 = 61_000;
+pub(crate) const SLOT_WIDTH: u16 = 100;
 
 /// Which TURN server the tests drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,6 +285,8 @@ impl Drop for ChildGuard {
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
     pub slot: u16,
+    /// The loopback address it listens and relays on (127.0.0.1 unless set).
+    pub host: std::net::Ipv4Addr,
     pub allow_loopback_peers: bool,
     pub tls: bool,
     pub extra_args: Vec<String>,
@@ -286,10 +296,18 @@ impl RelayConfig {
     pub fn new(slot: u16) -> RelayConfig {
         RelayConfig {
             slot,
+            host: std::net::Ipv4Addr::LOCALHOST,
             allow_loopback_peers: true,
             tls: true,
             extra_args: Vec::new(),
         }
+    }
+
+    /// Listen and relay on another loopback address (127.0.0.x), as a separate host would.
+    pub fn host(mut self, host: std::net::Ipv4Addr) -> RelayConfig {
+        assert!(host.is_loopback(), "tests stay on loopback");
+        self.host = host;
+        self
     }
 
     pub fn deny_loopback_peers(mut self) -> RelayConfig {
@@ -303,9 +321,10 @@ impl RelayConfig {
     }
 }
 
-/// A running relay on 127.0.0.1, stopped when dropped.
+/// A running relay on a loopback address, stopped when dropped.
 pub struct Relay {
     pub backend: Backend,
+    pub host: std::net::Ipv4Addr,
     pub port: u16,
     pub tls_port: u16,
     pub metrics_addr: SocketAddr,
@@ -352,11 +371,12 @@ impl Relay {
         let min_port = SLOT_BASE + config.slot * SLOT_WIDTH;
         let max_port = min_port + SLOT_WIDTH - 1;
 
+        let host = config.host.to_string();
         let process = match backend {
             Backend::Nexrtc => {
                 let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexrtc"));
                 cmd.arg("relay")
-                    .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"])
+                    .args(["--listening-ip", &host, "--relay-ip", &host])
                     .args(["--listening-port", &port.to_string()])
                     .args(["--min-port", &min_port.to_string()])
                     .args(["--max-port", &max_port.to_string()])
@@ -386,7 +406,7 @@ impl Relay {
                     "--log-file",
                     "stdout",
                 ])
-                .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"])
+                .args(["--listening-ip", &host, "--relay-ip", &host])
                 .args(["--listening-port", &port.to_string()])
                 .args(["--min-port", &min_port.to_string()])
                 .args(["--max-port", &max_port.to_string()])
@@ -403,6 +423,7 @@ impl Relay {
         };
         let mut relay = Relay {
             backend,
+            host: config.host,
             port,
             tls_port,
             metrics_addr,
@@ -417,7 +438,7 @@ impl Relay {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::from((self.host, self.port))
     }
 
     pub fn has_metrics(&self) -> bool {

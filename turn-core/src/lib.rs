@@ -40,7 +40,7 @@ pub use config::{Config, Quotas, RateLimit};
 pub use filter::PeerFilter;
 pub use net::{ClientSocket, Now, PeerSocket, RelayHandle, Transport};
 pub use server::{
-    AllocationRequestId, BindFailure, ClientAction, Command, Family, PeerAction, PortRequest,
-    RelayBinding, Server, Transmit,
+    AllocationLedger, AllocationRequestId, BindFailure, ClientAction, Command, Family, PeerAction,
+    PortRequest, RelayBinding, Server, Transmit,
 };
 pub use stats::Stats;

@@ -116,6 +116,8 @@ reasons! {
         StreamStalled => "stream_stalled",
         FrameTooLarge => "frame_too_large",
         SendFailed => "send_failed",
+        AmbiguousPeer => "ambiguous_peer",
+        PeerTaken => "peer_taken",
     }
 }
 

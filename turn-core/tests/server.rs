@@ -113,6 +113,7 @@ impl Harness {
                         handle,
                         addr: relay,
                         reservation: None,
+                        shared: false,
                     };
                     self.server.relay_bound(request, Ok(binding), self.now);
                 }

@@ -180,10 +180,13 @@ impl Feed {
         match view.relays.get(&self.id) {
             Some(r) if r.state == RelayState::Draining && !self.draining => {
                 self.draining = true;
-                let order = match alternate(&view, &r.region, &self.id) {
-                    Some(alt) => json!({"alternate": alt}),
-                    None => json!({}),
-                };
+                let mut order = json!({});
+                if let Some(alt) = alternate(&view, &r.region, &self.id) {
+                    order["alternate"] = json!(alt);
+                }
+                if let Some(deadline) = r.drain_deadline {
+                    order["deadline"] = json!(deadline);
+                }
                 self.pending
                     .push_back(Event::default().event("drain").data(order.to_string()));
             }

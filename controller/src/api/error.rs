@@ -4,13 +4,15 @@
 //!
 //! | status | codes |
 //! |---|---|
-//! | 400 | `invalid_json`, `invalid_request`, `invalid_ttl`, `unknown_region`, `unknown_tenant`, `invalid_client_ip`, `already_expired` |
-//! | 401 | `missing_credentials`, `invalid_key`, `expired_token` |
-//! | 403 | `forbidden_scope`, `forbidden_origin`, `forbidden` |
+//! | 307 | `wrong_replica` (signaling: with `Location` and `location`) |
+//! | 400 | `invalid_json`, `invalid_request`, `invalid_ttl`, `unknown_region`, `unknown_tenant`, `invalid_client_ip`, `already_expired`, `invalid_room`, `invalid_participant` |
+//! | 401 | `missing_credentials`, `invalid_key`, `expired_token`, `invalid_token` |
+//! | 403 | `forbidden_scope`, `forbidden_origin`, `forbidden`, `wrong_room` |
 //! | 404 | `not_found`, `lease_expired` |
 //! | 405 | `method_not_allowed` |
 //! | 409 | `conflict`, `last_secret` |
 //! | 413 | `body_too_large` |
+//! | 426 | `upgrade_required` (a plain GET of the WebSocket endpoint) |
 //! | 429 | `rate_limited` (with `Retry-After`) |
 //! | 500 | `internal` |
 //! | 503 | `no_relays`, `store_unavailable`, `not_ready` |

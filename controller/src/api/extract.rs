@@ -191,6 +191,9 @@ pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Caller, Api
             .ok_or_else(|| invalid(&TokenError::UnknownTenant.to_string()))?;
         let now = state.unix_now();
         return match credentials::verify_token(bearer, &tenant.token_key, now) {
+            Ok(claims) if claims.r.is_some() => Err(invalid(
+                "a room token only opens GET /v1/signal; use a client token here",
+            )),
             Ok(claims) => Ok(Caller {
                 credential: Credential::Token(claims),
                 tenant: Some(tenant),

@@ -296,6 +296,7 @@ pub async fn client_tokens(
         v: 1,
         t: tenant.name.clone(),
         u: req.user.clone(),
+        r: None,
         exp,
     };
     let token = credentials::sign_token(&tenant.token_key, &claims)

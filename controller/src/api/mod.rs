@@ -10,9 +10,12 @@
 //! |---|---|
 //! | `POST /v1/ice-servers`, `OPTIONS /v1/ice-servers` | API key (`ice`) or client token; CORS |
 //! | `POST /v1/client-tokens` | API key (`ice`) |
+//! | `POST /v1/rooms/{room}/tokens` | API key (`ice`) |
+//! | `GET /v1/signal` (WebSocket) | room token (`?token=` or Bearer) |
 //! | `/v1/admin/…` | API key (`admin`) |
 //! | `POST /v1/relays/register`, `…/heartbeat`, `…/probes`, `GET /v1/relays/events` | API key (`node`) |
-//! | `GET /v1/openapi.json`, `/healthz`, `/readyz` | anyone |
+//! | `GET /v1/status` | API key (`admin`) |
+//! | `GET /v1/openapi.json`, `/healthz`, `/readyz`, `/status` (the page) | anyone |
 //! | `GET /metrics` | peers in `metrics_allow` |
 
 pub mod admin;
@@ -24,6 +27,8 @@ pub mod ice;
 pub mod openapi;
 pub mod ops;
 pub mod relays;
+pub mod signal;
+pub mod status;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::handler::Handler;
@@ -80,6 +85,9 @@ fn routes() -> Routes {
     r.add(post.clone(), "/v1/ice-servers", ice::ice_servers)
         .add(options, "/v1/ice-servers", cors::preflight)
         .add(post.clone(), "/v1/client-tokens", ice::client_tokens)
+        // Signaling.
+        .add(post.clone(), "/v1/rooms/{room}/tokens", signal::room_tokens)
+        .add(get.clone(), signal::SIGNAL_PATH, signal::signal)
         // Tenants and secrets.
         .add(get.clone(), "/v1/admin/tenants", tenants::list_tenants)
         .add(post.clone(), "/v1/admin/tenants", tenants::create_tenant)
@@ -140,6 +148,8 @@ fn routes() -> Routes {
         .add(post, "/v1/relays/probes", agent::probes)
         .add(get.clone(), "/v1/relays/events", agent::events)
         // Operations.
+        .add(get.clone(), "/v1/status", status::status)
+        .add(get.clone(), "/status", status::page)
         .add(get.clone(), "/v1/openapi.json", ops::openapi)
         .add(get.clone(), "/healthz", ops::healthz)
         .add(get.clone(), "/readyz", ops::readyz)

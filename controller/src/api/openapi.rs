@@ -27,6 +27,12 @@ fn body(name: &str) -> Value {
     json!({"required": true, "content": {"application/json": {"schema": schema(name)}}})
 }
 
+/// An operation whose request body may be left out.
+fn optional_body(mut operation: Value) -> Value {
+    operation["requestBody"]["required"] = json!(false);
+    operation
+}
+
 fn param(name: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
 }
@@ -70,6 +76,30 @@ fn paths() -> Value {
                 &["ice"], Some("TokenRequest"), json!({
                     "201": ok("the token", schema("TokenResponse")),
                     "429": err("rate_limited")}))
+        },
+        "/v1/rooms/{room}/tokens": {
+            "post": with_params(op("Mint a room token: one participant of one signaling room \
+                (API keys only)", &["ice"], Some("RoomTokenRequest"), json!({
+                    "201": ok("the token and where to connect", schema("RoomTokenResponse")),
+                    "429": err("rate_limited")})), &["room"])
+        },
+        "/v1/signal": {
+            "get": {"summary": "WebRTC signaling: upgrades to a WebSocket carrying JSON messages \
+                    (welcome, peer-joined, peer-left, offer, answer, candidate, ping/pong, leave, \
+                    error); see the controller's signal module docs",
+                "parameters": [
+                    {"name": "room", "in": "query", "required": true, "schema": {"type": "string"}},
+                    {"name": "token", "in": "query", "required": false, "schema": {"type": "string"},
+                     "description": "room token (or Authorization: Bearer)"}],
+                "responses": {
+                    "101": {"description": "switching to the WebSocket protocol"},
+                    "307": {"description": "wrong_replica: another replica hosts the room",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                        "content": {"application/json": {"schema": schema("WrongReplica")}}},
+                    "400": err("invalid_room"),
+                    "401": err("missing_credentials, invalid_token or expired_token"),
+                    "403": err("wrong_room"),
+                    "426": err("upgrade_required")}}
         },
         "/v1/admin/tenants": {
             "get": op("List tenants", admin, None, json!({"200": ok("tenants", array("Tenant"))})),
@@ -127,12 +157,13 @@ fn paths() -> Value {
             }
         },
         "/v1/admin/relays/{region}/drain": {
-            "post": with_params(op("Drain every relay of a region", admin, None,
-                json!({"200": ok("drained relays", schema("Drained"))})), &["region"])
+            "post": with_params(optional_body(op("Drain every relay of a region", admin,
+                Some("DrainBody"), json!({"200": ok("drained relays", schema("Drained"))}))),
+                &["region"])
         },
         "/v1/admin/relays/{region}/{node}/drain": {
-            "post": with_params(op("Drain one relay", admin, None, json!({
-                "200": ok("drained relays", schema("Drained")), "404": err("not_found")})),
+            "post": with_params(optional_body(op("Drain one relay", admin, Some("DrainBody"),
+                json!({"200": ok("drained relays", schema("Drained")), "404": err("not_found")}))),
                 &["region", "node"])
         },
         "/v1/admin/revocations": {
@@ -169,6 +200,15 @@ fn paths() -> Value {
                     "401": err("missing_credentials or invalid_key"),
                     "403": err("forbidden_scope")}
             }
+        },
+        "/v1/status": {
+            "get": op("The fleet at a glance: regions, relays with state, load and addresses",
+                admin, None, json!({"200": ok("status", schema("Status"))}))
+        },
+        "/status": {
+            "get": {"summary": "Operator page polling /v1/status (HTML)",
+                "responses": {"200": {"description": "HTML page",
+                                      "content": {"text/html": {"schema": {"type": "string"}}}}}}
         },
         "/v1/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
@@ -226,6 +266,18 @@ fn schemas() -> Value {
             "properties": {"user": s("string"), "ttl": {"type": "integer", "minimum": 1, "maximum": 600}}},
         "TokenResponse": {"type": "object", "properties": {"token": s("string"), "user": s("string"),
             "ttl": s("integer"), "expires_at": {"type": "string", "format": "date-time"}}},
+        "RoomTokenRequest": {"type": "object", "additionalProperties": false,
+            "properties": {"participant": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+                "ttl": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 600}}},
+        "RoomTokenResponse": {"type": "object",
+            "required": ["token", "room", "participant", "ttl", "expires_at", "signal_url"],
+            "properties": {"token": s("string"), "room": s("string"), "participant": s("string"),
+                "ttl": s("integer"), "expires_at": {"type": "string", "format": "date-time"},
+                "signal_url": {"type": "string",
+                    "description": "path on this replica, or absolute URL of the replica hosting the room"}}},
+        "WrongReplica": {"type": "object", "required": ["code", "message", "location"],
+            "properties": {"code": {"const": "wrong_replica"}, "message": s("string"),
+                "location": s("string")}},
         "RateLimit": rate,
         "Limits": limits,
         "Secret": {"type": "object", "properties": {"id": s("string"), "value": s("string"),
@@ -261,16 +313,45 @@ fn schemas() -> Value {
             "state": state.clone(), "version": s("string"), "registered_at": s("integer"),
             "updated_at": s("integer"), "lease": s("integer"), "load_fraction": s("number")}},
         "Drained": {"type": "object", "properties": {"drained": strings}},
+        "DrainBody": {"type": "object", "additionalProperties": false, "properties": {
+            "deadline_secs": {"type": "integer", "minimum": 1, "maximum": 604800,
+                "description": "the relay exits this many seconds from now even with clients left; \
+                                default: the relay's --drain-grace"}}},
         "RevokeBody": {"type": "object", "required": ["username"], "additionalProperties": false,
             "properties": {"username": s("string")}},
         "Revocation": {"type": "object", "properties": {"tenant": s("string"),
             "username": s("string"), "until": s("integer"), "revoked_at": s("integer")}}
     });
     let agent = agent_schemas(&addresses, &transports, &state, &strings);
-    if let (Some(all), Some(more)) = (all.as_object_mut(), agent.as_object()) {
-        all.extend(more.clone());
+    let status = status_schemas(&addresses, &transports, &state);
+    if let Some(all) = all.as_object_mut() {
+        for more in [agent, status] {
+            if let Some(more) = more.as_object() {
+                all.extend(more.clone());
+            }
+        }
     }
     all
+}
+
+/// Schema of `GET /v1/status`.
+fn status_schemas(addresses: &Value, transports: &Value, state: &Value) -> Value {
+    let s = |t: &str| json!({"type": t});
+    json!({
+        "Status": {"type": "object", "properties": {"generated_at": s("integer"),
+            "snapshot_age_seconds": {"type": ["number", "null"]},
+            "regions": {"type": "array", "items": {"type": "object", "properties": {
+                "name": s("string"), "lat": s("number"), "lon": s("number"),
+                "score_multiplier": s("number"), "relays": s("integer"), "active": s("integer"),
+                "draining": s("integer"), "allocations": s("integer")}}},
+            "relays": {"type": "array", "items": {"type": "object", "properties": {
+                "id": s("string"), "region": s("string"), "node": s("string"),
+                "state": state, "health": {"enum": ["ok", "full", "draining"]},
+                "load_fraction": s("number"), "load": schema("Load"),
+                "addresses": addresses, "transports": transports,
+                "version": s("string"), "registered_at": s("integer"),
+                "updated_at": s("integer"), "region_known": s("boolean")}}}}}
+    })
 }
 
 /// Schemas of the edge agents' routes.
@@ -314,7 +395,7 @@ pub fn document() -> Value {
             "title": "NexRTC controller API",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "ICE-config API (TURN REST credentials for the nearest healthy \
-                relays), admin API and relay registration. Errors are JSON \
+                relays), WebRTC signaling, admin API and relay registration. Errors are JSON \
                 {\"code\", \"message\"}."
         }),
     );

@@ -10,6 +10,8 @@
 //! * `POST /v1/relays/heartbeat` renews the lease through whichever replica receives it
 //!   (etcd holds leases, not replicas, so losing a replica loses no relays). A lease that
 //!   is gone answers 404 `lease_expired`: the agent registers again.
+//! * A relay silent for `relay_miss_after` (two heartbeats) is removed by the replica that
+//!   renewed it last, without waiting for the lease TTL ([`crate::liveness`]).
 //!
 //! **Write rate.** A heartbeat always renews the lease (a lease keep-alive, which etcd
 //! serves in its lessor without a raft write), but rewrites the record only when the load
@@ -185,14 +187,17 @@ pub async fn register(
         registered_at: now,
         updated_at: now,
         lease: lease.id.0,
+        drain_deadline: None,
     };
     let (record_region, record_node) = (record.region.clone(), record.node.clone());
     let revision = state
         .store
         .put(&key, model::encode(&record), Some(lease.id))
         .await?;
+    state.liveness.renewed(lease.id, lease.ttl);
     if let Some(old) = previous.and_then(|p| p.lease).filter(|l| *l != lease.id) {
         // The record moved to the new lease; the old one holds nothing of ours now.
+        state.liveness.forget(old);
         match state.store.revoke_lease(old).await {
             Ok(()) | Err(StoreError::LeaseNotFound) => {}
             Err(e) => tracing::warn!(error = %e, "could not revoke a relay's previous lease"),
@@ -249,8 +254,9 @@ pub async fn heartbeat(
             .map_err(|_| ApiError::invalid_request("lease must be a decimal lease id"))?,
     );
     match state.store.keep_alive(lease).await {
-        Ok(_) => {}
+        Ok(()) => state.liveness.renewed(lease, state.options.lease_ttl),
         Err(StoreError::LeaseNotFound) => {
+            state.liveness.forget(lease);
             metrics::heartbeat("lease_expired");
             return Err(lease_expired());
         }
@@ -275,6 +281,7 @@ pub async fn heartbeat(
         },
     };
     if current.lease != lease.0 {
+        state.liveness.forget(lease);
         metrics::heartbeat("lease_expired");
         return Err(lease_expired());
     }

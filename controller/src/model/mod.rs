@@ -10,6 +10,7 @@
 //! | `keys/<sha256 hex of the key>` | [`KeyRecord`] | until deleted |
 //! | `revoked/<tenant>/<username>` | [`Revocation`] | under a lease ending at the username's expiry |
 //! | `probes/<from>/<to>` | [`ProbeRecord`] | until overwritten |
+//! | `controllers/<replica id>` | [`ControllerRecord`] | under the replica's lease |
 //!
 //! Every record is JSON; unknown fields are ignored on read so that an older controller
 //! replica keeps working beside a newer one during a rolling upgrade. Names used as key
@@ -34,6 +35,9 @@ pub const KEYS: &str = "keys/";
 pub const REVOKED: &str = "revoked/";
 /// Key prefix of the region-to-region probe matrix.
 pub const PROBES: &str = "probes/";
+
+/// Key prefix of live controller replicas (signaling routes rooms over them).
+pub const CONTROLLERS: &str = "controllers/";
 
 /// Longest node, tenant or region name.
 pub const MAX_NAME_LEN: usize = 63;
@@ -233,6 +237,19 @@ pub struct ProbeRecord {
     pub loss: f64,
     /// Unix seconds.
     pub measured_at: u64,
+}
+
+/// `controllers/<replica id>`: a live controller replica, under its own lease (renewed by
+/// the replica itself); signaling assigns each room to one of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerRecord {
+    /// Base URL other replicas redirect signaling clients to (`https://c1.example:443`).
+    pub url: String,
+    /// Unix seconds.
+    #[serde(default)]
+    pub started_at: u64,
+    #[serde(default)]
+    pub version: String,
 }
 
 /// Decodes a JSON record (for [`crate::store::WatchedMap`]).

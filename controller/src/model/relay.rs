@@ -27,6 +27,9 @@ pub struct RelayRecord {
     pub updated_at: u64,
     /// The lease the record lives under.
     pub lease: i64,
+    /// A drain order's deadline (Unix seconds): the relay exits then even if clients remain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_deadline: Option<u64>,
 }
 
 impl RelayRecord {
@@ -100,6 +103,7 @@ mod tests {
             registered_at: 1,
             updated_at: 1,
             lease: 7,
+            drain_deadline: None,
         }
     }
     #[test]

@@ -9,8 +9,8 @@
 //!
 //! Mapping: `get`/`list` are linearizable ranges; `create` and `compare_and_swap` are one
 //! txn each (compare `create_revision == 0` / `mod_revision == expected`, then put, else get);
-//! `keep_alive` opens a keep-alive stream, sends one request and returns the TTL of the one
-//! response (TTL 0 means the lease is gone); watches use `start_revision` with a prefix
+//! `keep_alive` opens a keep-alive stream and sends one request (an answer with TTL 0 means
+//! the lease is gone); `time_to_live` reads a lease's remaining TTL without renewing it; watches use `start_revision` with a prefix
 //! range, and a response with `compact_revision` set (or a cancellation) ends the stream
 //! with [`StoreError::Compacted`].
 
@@ -311,23 +311,25 @@ impl Backend for EtcdStore {
         })
     }
 
-    async fn keep_alive(&self, lease: LeaseId) -> Result<Duration, StoreError> {
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
         let mut leases = self.client.lease_client();
-        let renew = async move {
-            // `keep_alive` renews once itself and fails with "lease not found" on TTL 0, but
-            // swallows that answer's TTL: renew a second time on the same stream to read it.
-            let (mut keeper, mut answers) = leases.keep_alive(lease.0).await?;
-            keeper.keep_alive().await?;
-            answers.message().await
-        };
-        match self.call("lease keep-alive", renew).await? {
-            Some(answer) if answer.ttl() > 0 => {
-                Ok(Duration::from_secs(answer.ttl().unsigned_abs()))
-            }
-            Some(_) => Err(StoreError::LeaseNotFound),
-            None => Err(StoreError::Unavailable(
-                "keep-alive stream closed".to_owned(),
-            )),
+        // etcd-client's `keep_alive` opens the stream, renews once and reads the answer,
+        // failing with "lease not found" when its TTL is 0: one renewal per call.
+        // (`map_error` turns that into `LeaseNotFound`.)
+        self.call("lease keep-alive", leases.keep_alive(lease.0))
+            .await
+            .map(drop)
+    }
+
+    async fn time_to_live(&self, lease: LeaseId) -> Result<Duration, StoreError> {
+        let mut leases = self.client.lease_client();
+        let answer = self
+            .call("lease time-to-live", leases.time_to_live(lease.0, None))
+            .await?;
+        // etcd: "the lease will expire in under TTL+1 seconds"; -1 when it is gone.
+        match u64::try_from(answer.ttl()) {
+            Ok(secs) => Ok(Duration::from_secs(secs + 1)),
+            Err(_) => Err(StoreError::LeaseNotFound),
         }
     }
 

@@ -363,14 +363,23 @@ impl Backend for MemoryStore {
         })
     }
 
-    async fn keep_alive(&self, lease: LeaseId) -> Result<Duration, StoreError> {
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
         let mut state = self.lock();
         let lease = state
             .leases
             .get_mut(&lease.0)
             .ok_or(StoreError::LeaseNotFound)?;
         lease.deadline = Instant::now() + lease.ttl;
-        Ok(lease.ttl)
+        Ok(())
+    }
+
+    async fn time_to_live(&self, lease: LeaseId) -> Result<Duration, StoreError> {
+        let state = self.lock();
+        let lease = state
+            .leases
+            .get(&lease.0)
+            .ok_or(StoreError::LeaseNotFound)?;
+        Ok(lease.deadline.saturating_duration_since(Instant::now()))
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {

@@ -33,9 +33,10 @@
 //! * **Leases.** [`Store::grant_lease`] rounds the TTL up to whole seconds (minimum 1 s) and
 //!   returns the TTL actually granted (etcd may raise it to its minimum, see below). Keys put
 //!   with a lease are deleted, in one revision and with a `Delete` event each, when the lease
-//!   expires (no keep-alive within the TTL) or is revoked. [`Store::keep_alive`] renews once
-//!   and returns the TTL; on an expired or unknown lease it fails with
+//!   expires (no keep-alive within the TTL) or is revoked. [`Store::keep_alive`] renews once; on an expired or unknown lease it fails with
 //!   [`StoreError::LeaseNotFound`], as do puts attached to such a lease.
+//!   [`Store::time_to_live`] reads, without renewing, an upper bound on the time a lease
+//!   has left.
 //! * **Watches.** [`Store::watch`]`(prefix, from)` yields every event under `prefix` with
 //!   `mod_revision >= from` (replaying history first; `from == 0` means "from now"), in
 //!   revision order; events of one revision arrive consecutively. The [`Watch`] stream ends
@@ -118,8 +119,14 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// Grants a lease of (at least) `ttl`.
     fn grant_lease(&self, ttl: Duration) -> impl Future<Output = Result<Lease, StoreError>> + Send;
 
-    /// Renews `lease` once; returns its TTL, or [`StoreError::LeaseNotFound`] if it expired.
-    fn keep_alive(
+    /// Renews `lease` once (to its granted TTL), or fails with [`StoreError::LeaseNotFound`]
+    /// if it expired.
+    fn keep_alive(&self, lease: LeaseId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// An upper bound on the time `lease` has left if nobody renews it (etcd answers in
+    /// whole seconds, rounded down, so its bound is that plus one second), or
+    /// [`StoreError::LeaseNotFound`] if it is gone. Does not renew.
+    fn time_to_live(
         &self,
         lease: LeaseId,
     ) -> impl Future<Output = Result<Duration, StoreError>> + Send;
@@ -170,7 +177,9 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// See [`Backend::grant_lease`].
     fn grant_lease(&self, ttl: Duration) -> BoxFuture<'_, Result<Lease, StoreError>>;
     /// See [`Backend::keep_alive`].
-    fn keep_alive(&self, lease: LeaseId) -> BoxFuture<'_, Result<Duration, StoreError>>;
+    fn keep_alive(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// See [`Backend::time_to_live`].
+    fn time_to_live(&self, lease: LeaseId) -> BoxFuture<'_, Result<Duration, StoreError>>;
     /// See [`Backend::revoke_lease`].
     fn revoke_lease(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), StoreError>>;
     /// See [`Backend::watch`].
@@ -215,8 +224,11 @@ impl<T: Backend> Store for T {
     fn grant_lease(&self, ttl: Duration) -> BoxFuture<'_, Result<Lease, StoreError>> {
         Box::pin(Backend::grant_lease(self, ttl))
     }
-    fn keep_alive(&self, lease: LeaseId) -> BoxFuture<'_, Result<Duration, StoreError>> {
+    fn keep_alive(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(Backend::keep_alive(self, lease))
+    }
+    fn time_to_live(&self, lease: LeaseId) -> BoxFuture<'_, Result<Duration, StoreError>> {
+        Box::pin(Backend::time_to_live(self, lease))
     }
     fn revoke_lease(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(Backend::revoke_lease(self, lease))

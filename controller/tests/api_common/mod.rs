@@ -44,11 +44,13 @@ pub fn geoip() -> Arc<GeoIp> {
     Arc::new(GeoIp::open(path).expect("synthetic GeoIP database"))
 }
 
-/// Options of the harness: virtual clock, 60 s leases, trusted proxies 10/8, GeoIP.
+/// Options of the harness: virtual clock, 60 s leases and no missed-heartbeat removal
+/// (registered relays stay while tests skip time), trusted proxies 10/8, GeoIP.
 pub fn options() -> Options {
     Options {
         clock: Clock::starting_at(NOW),
         lease_ttl: Duration::from_secs(60),
+        relay_miss_after: Duration::from_secs(60),
         trusted_proxies: vec!["10.0.0.0/8".parse().expect("net")],
         geoip: Some(geoip()),
         ..Options::default()

@@ -224,13 +224,51 @@ pub async fn keep_alive_extends(ctx: Ctx) {
         .expect("put");
     for _ in 0..4 {
         tokio::time::sleep(lease.ttl / 2).await;
-        assert_eq!(s.keep_alive(lease.id).await.expect("keep-alive"), lease.ttl);
+        s.keep_alive(lease.id).await.expect("keep-alive");
     }
     // 2 × TTL have passed: only the keep-alives kept the key.
     assert!(s.get("ka").await.expect("get").is_some());
     let mut watch = s.watch("ka", 0).await.expect("watch");
     let (key, _) = delete_of(next_event(&mut watch, lease.ttl + ctx.slack + SHORT).await);
     assert_eq!(key, "ka");
+}
+
+/// `time_to_live` is an upper bound on the time left (etcd's whole seconds: at most 1 s
+/// above it), falls as time passes without renewing, and rises again on a keep-alive.
+pub async fn time_to_live_bounds(ctx: Ctx) {
+    let s = &ctx.store;
+    let lease = lease(&ctx).await;
+    let granted = tokio::time::Instant::now();
+    let half = lease.ttl / 2;
+    tokio::time::sleep(half).await;
+    let left = s.time_to_live(lease.id).await.expect("time to live");
+    let real_left = lease.ttl.saturating_sub(granted.elapsed());
+    assert!(
+        left >= real_left,
+        "{left:?} is below the real {real_left:?}"
+    );
+    assert!(
+        left <= lease.ttl - half + Duration::from_secs(1),
+        "{left:?} did not fall from {:?} after {half:?}",
+        lease.ttl
+    );
+    // Reading did not renew; a keep-alive does.
+    s.keep_alive(lease.id).await.expect("keep-alive");
+    let renewed = s.time_to_live(lease.id).await.expect("time to live");
+    assert!(
+        renewed + Duration::from_millis(500) >= lease.ttl,
+        "{renewed:?} after a keep-alive of a {:?} lease",
+        lease.ttl
+    );
+    assert_eq!(
+        s.time_to_live(LeaseId(0x7eed_beef)).await,
+        Err(StoreError::LeaseNotFound)
+    );
+    s.revoke_lease(lease.id).await.expect("revoke");
+    assert_eq!(
+        s.time_to_live(lease.id).await,
+        Err(StoreError::LeaseNotFound)
+    );
 }
 
 pub async fn lease_not_found(ctx: Ctx) {

@@ -82,9 +82,13 @@ impl Backend for Flaky {
         self.check()?;
         Backend::grant_lease(&self.inner, ttl).await
     }
-    async fn keep_alive(&self, lease: LeaseId) -> Result<Duration, StoreError> {
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
         self.check()?;
         Backend::keep_alive(&self.inner, lease).await
+    }
+    async fn time_to_live(&self, lease: LeaseId) -> Result<Duration, StoreError> {
+        self.check()?;
+        Backend::time_to_live(&self.inner, lease).await
     }
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
         self.check()?;

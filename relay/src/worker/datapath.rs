@@ -4,87 +4,153 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 
 use turn_core::stats::DropReason;
 use turn_core::{ClientAction, ClientSocket, Now, PeerAction, RelayHandle, Server, Transport};
 
-use super::{token, TokenKind, Worker, BUF_LEN, HEADROOM, STREAM_BUDGET, UDP_BUDGET};
+use super::batch::BATCH;
+use super::{token, TokenKind, Worker, HEADROOM, STREAM_BUDGET, UDP_BUDGET};
 use crate::clients::CloseReason;
 use crate::relay_sockets::RelaySockets;
 use crate::stream::{cut_frames, FrameError, ReadOutcome};
 
 impl Worker {
-    /// Client datagrams on listener `index`.
+    /// Client datagrams on listener `index`, a `recvmmsg` batch at a time.
+    /// ChannelData and Send payloads are queued and leave with one
+    /// `sendmmsg` per relay socket run; a control message first flushes what
+    /// is queued, then lets the core act (bind or free relay sockets, answer).
     pub(super) fn udp_readable(&mut self, index: u32, now: Now) {
-        for _ in 0..UDP_BUDGET {
+        for _ in 0..UDP_BUDGET / BATCH {
             let Some(l) = self.clients.udp.get(index as usize) else {
                 return;
             };
-            let (n, remote) = match l.socket.recv_from(&mut self.buf[HEADROOM..]) {
-                Ok(x) => x,
+            let (fd, local) = (l.socket.as_raw_fd(), l.local);
+            let n = match self.batch.recv(fd) {
+                Ok(n) => n,
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => return,
-                    io::ErrorKind::Interrupted
-                    | io::ErrorKind::ConnectionRefused
-                    | io::ErrorKind::ConnectionReset => continue,
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => continue,
                     _ => {
                         tracing::warn!(error = %e, "UDP receive failed");
                         return;
                     }
                 },
             };
-            let from = ClientSocket {
-                transport: Transport::Udp,
-                remote,
-                local: l.local,
-            };
-            let packet = &self.buf[HEADROOM..HEADROOM + n];
-            let action = self.server.handle_client(from, packet, now);
-            forward(&self.relays, &self.server, action, packet);
+            for i in 0..n {
+                let Some((remote, _)) = self.batch.meta(i) else {
+                    self.server.stats().dropped(DropReason::Malformed).inc();
+                    continue;
+                };
+                let from = ClientSocket {
+                    transport: Transport::Udp,
+                    remote,
+                    local,
+                };
+                let Worker {
+                    server,
+                    relays,
+                    batch,
+                    ..
+                } = self;
+                let packet = batch.payload(i);
+                match server.handle_client(from, packet, now) {
+                    ClientAction::Forward {
+                        relay,
+                        peer,
+                        payload,
+                    } => match relays.socket(relay) {
+                        Some(socket) if payload.end <= packet.len() => {
+                            let fd = socket.as_raw_fd();
+                            batch.queue(fd, i, HEADROOM + payload.start, payload.len(), peer);
+                        }
+                        _ => server.stats().dropped(DropReason::SendFailed).inc(),
+                    },
+                    ClientAction::Done => {
+                        self.flush();
+                        self.drive_core(now);
+                    }
+                }
+            }
+            self.flush();
             self.drive_core(now);
+            if n < BATCH {
+                // Fewer than asked for: the socket is empty (edge-triggered
+                // readiness re-arms on the next datagram).
+                return;
+            }
         }
         self.again.push(token(TokenKind::Udp, index));
     }
 
-    /// Peer datagrams on relay socket `index`.
+    /// Peer datagrams on relay socket `index`, a `recvmmsg` batch at a time;
+    /// ChannelData to UDP clients leaves with one `sendmmsg` per listener.
     pub(super) fn relay_readable(&mut self, index: u32, now: Now) {
         let relay = RelayHandle(index);
-        for _ in 0..UDP_BUDGET {
+        for _ in 0..UDP_BUDGET / BATCH {
             let Some(socket) = self.relays.socket(relay) else {
                 return;
             };
-            let (n, peer) = match socket.recv_from(&mut self.buf[HEADROOM..BUF_LEN - 4]) {
-                Ok(x) => x,
+            let n = match self.batch.recv(socket.as_raw_fd()) {
+                Ok(n) => n,
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => return,
-                    io::ErrorKind::Interrupted
-                    | io::ErrorKind::ConnectionRefused
-                    | io::ErrorKind::ConnectionReset => continue,
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => continue,
                     _ => {
                         tracing::warn!(error = %e, "relay receive failed");
                         return;
                     }
                 },
             };
-            let payload = &self.buf[HEADROOM..HEADROOM + n];
-            if let PeerAction::ToClient { client, header } =
-                self.server.handle_peer(relay, peer, payload, now)
-            {
+            for i in 0..n {
+                let Some((peer, len)) = self.batch.meta(i) else {
+                    self.server.stats().dropped(DropReason::FrameTooLarge).inc();
+                    continue;
+                };
+                let action = self
+                    .server
+                    .handle_peer(relay, peer, self.batch.payload(i), now);
+                let PeerAction::ToClient { client, header } = action else {
+                    continue;
+                };
                 // ChannelData in place: header into the headroom, zero padding
                 // after the payload on streams (RFC 8656 §12.5).
-                self.buf[..HEADROOM].copy_from_slice(&header);
-                let mut len = HEADROOM + n;
+                let slot = self.batch.slot_mut(i);
+                slot[..HEADROOM].copy_from_slice(&header);
+                let len = HEADROOM + len;
                 if client.transport.is_stream() {
                     let padded = (len + 3) & !3;
-                    self.buf[len..padded].fill(0);
-                    len = padded;
+                    slot[len..padded].fill(0);
+                    self.clients
+                        .deliver(client, &slot[..padded], self.server.stats());
+                    continue;
                 }
-                self.clients
-                    .deliver(client, &self.buf[..len], self.server.stats());
+                match self.clients.udp.iter().find(|l| l.local == client.local) {
+                    Some(l) => {
+                        let fd = l.socket.as_raw_fd();
+                        self.batch.queue(fd, i, 0, len, client.remote);
+                    }
+                    None => self.server.stats().dropped(DropReason::SendFailed).inc(),
+                }
             }
+            self.flush();
             self.drive_core(now);
+            if n < BATCH {
+                return;
+            }
         }
         self.again.push(token(TokenKind::Relay, index));
+    }
+
+    /// Sends the queued datagrams; counts what the kernel refused.
+    fn flush(&mut self) {
+        let failed = self.batch.flush();
+        if failed > 0 {
+            self.server
+                .stats()
+                .dropped(DropReason::SendFailed)
+                .add(failed);
+        }
     }
 
     /// Readiness of client connection `index`.

@@ -40,6 +40,10 @@ pub(crate) struct Allocation {
     /// Bandwidth caps, one per direction, when the operator set one.
     pub(crate) to_peer_budget: Option<TokenBucket>,
     pub(crate) to_client_budget: Option<TokenBucket>,
+    /// The relay socket is shared with other allocations (`--multiplex-peer`).
+    pub(crate) shared: bool,
+    /// Shared socket only: peer addresses this allocation claimed (see `mux`).
+    pub(crate) claims: Vec<SocketAddr>,
 }
 
 impl Allocation {
@@ -72,12 +76,14 @@ impl Allocation {
     }
 
     /// Installs or refreshes the permission for `ip`. Returns whether it is new.
-    pub(crate) fn permit(&mut self, ip: IpAddr, expires: Instant, stats: &Stats) {
+    pub(crate) fn permit(&mut self, ip: IpAddr, expires: Instant, stats: &Stats) -> bool {
         if let Some(p) = self.permissions.iter_mut().find(|p| p.ip == ip) {
             p.expires = p.expires.max(expires);
+            false
         } else {
             self.permissions.push(Permission { ip, expires });
             stats.permissions_active.inc();
+            true
         }
     }
 
@@ -128,9 +134,17 @@ impl Allocation {
 
     /// Drops expired permissions and channels (RFC 8656 §9, §12: they are not
     /// refreshed by traffic, only by requests).
-    pub(crate) fn expire(&mut self, now: Instant, stats: &Stats) {
+    /// The IPs of expired permissions are added to `gone` on shared sockets.
+    pub(crate) fn expire(&mut self, now: Instant, stats: &Stats, gone: &mut Vec<IpAddr>) {
         let before = self.permissions.len();
-        self.permissions.retain(|p| p.expires > now);
+        let shared = self.shared;
+        self.permissions.retain(|p| {
+            let keep = p.expires > now;
+            if !keep && shared {
+                gone.push(p.ip);
+            }
+            keep
+        });
         stats
             .permissions_active
             .sub((before - self.permissions.len()) as u64);

@@ -4,6 +4,8 @@
 //! `requests.rs`; this file holds the state, the data paths and the polls.
 
 mod allocation;
+mod ledger;
+mod mux;
 mod requests;
 mod response;
 
@@ -26,6 +28,7 @@ use crate::stun::{
 };
 
 use allocation::Allocation;
+pub use ledger::AllocationLedger;
 use response::ResponseCache;
 
 /// Identifies an Allocate waiting for its relay socket.
@@ -73,6 +76,10 @@ pub struct RelayBinding {
     pub addr: SocketAddr,
     /// Token for port + 1 when the request was `Even { reserve_next: true }`.
     pub reservation: Option<[u8; 8]>,
+    /// The socket is shared by many allocations (multiplexed relaying, see
+    /// the `mux` docs): peers are told apart by address, and the core never
+    /// asks to free it.
+    pub shared: bool,
 }
 
 /// Why the shell could not bind a relay socket.
@@ -156,11 +163,15 @@ pub struct Server {
     free_slots: Vec<u32>,
     by_client: FxHashMap<ClientSocket, u32>,
     by_relay: FxHashMap<RelayHandle, u32>,
+    /// Routes of shared relay sockets.
+    mux: mux::Mux,
+    /// Some allocation has ever used a shared socket.
+    multiplexed: bool,
     pending: FxHashMap<AllocationRequestId, PendingAllocate>,
     next_request: u64,
-    /// Live (and pending) allocations per tenant and per (tenant, user), for quotas.
-    tenant_allocations: FxHashMap<String, u32>,
-    user_allocations: FxHashMap<(String, String), u32>,
+    /// Live (and pending) allocations per tenant, per (tenant, user) and in
+    /// total, for quotas: shared with the other workers' servers.
+    ledger: Arc<AllocationLedger>,
 
     responses: ResponseCache,
     unauthenticated: SourceLimiter,
@@ -196,10 +207,11 @@ impl Server {
             free_slots: Vec::new(),
             by_client: FxHashMap::default(),
             by_relay: FxHashMap::default(),
+            mux: mux::Mux::default(),
+            multiplexed: false,
             pending: FxHashMap::default(),
             next_request: 0,
-            tenant_allocations: FxHashMap::default(),
-            user_allocations: FxHashMap::default(),
+            ledger: Arc::new(AllocationLedger::new()),
             responses: ResponseCache::default(),
             unauthenticated,
             transmits: VecDeque::new(),
@@ -311,6 +323,12 @@ impl Server {
         if !alloc.has_permission(peer.ip(), now) {
             return self.drop_client(DropReason::NoPermission);
         }
+        if alloc.shared && !self.claim_peer(&from, peer) {
+            return self.drop_client(DropReason::PeerTaken);
+        }
+        let Some(alloc) = self.allocation_of_mut(&from) else {
+            return self.drop_client(DropReason::NoAllocation);
+        };
         if let Some(budget) = alloc.to_peer_budget.as_mut() {
             if !budget.take(len as u64, now) {
                 return self.drop_client(DropReason::BandwidthExceeded);
@@ -336,9 +354,23 @@ impl Server {
         now: Now,
     ) -> PeerAction {
         let now = now.mono;
-        let Some(&slot) = self.by_relay.get(&relay) else {
-            self.count_drop(DropReason::NoAllocation);
-            return PeerAction::Done;
+        let slot = match self.by_relay.get(&relay) {
+            Some(&slot) => slot,
+            None if self.multiplexed => match self.mux.route(relay, peer) {
+                mux::Route::To(slot) => slot,
+                mux::Route::Nobody => {
+                    self.count_drop(DropReason::NoPermission);
+                    return PeerAction::Done;
+                }
+                mux::Route::Ambiguous => {
+                    self.count_drop(DropReason::AmbiguousPeer);
+                    return PeerAction::Done;
+                }
+            },
+            None => {
+                self.count_drop(DropReason::NoAllocation);
+                return PeerAction::Done;
+            }
         };
         let Some(alloc) = self
             .allocations
@@ -434,13 +466,24 @@ impl Server {
             return;
         }
         let mut expired = Vec::new();
+        let mut gone = Vec::new();
+        let mut unpermit = Vec::new();
         for (slot, alloc) in self.allocations.iter_mut().enumerate() {
             let Some(alloc) = alloc else { continue };
             if alloc.expires <= mono {
                 expired.push(slot as u32);
             } else {
-                alloc.expire(mono, &self.stats);
+                alloc.expire(mono, &self.stats, &mut gone);
+                for ip in gone.drain(..) {
+                    unpermit.push((alloc.relay, ip, slot as u32));
+                }
             }
+        }
+        for (relay, ip, slot) in unpermit {
+            // This allocation no longer permits `ip`, so any match is another.
+            let others = &self.allocations;
+            self.mux
+                .unpermit(relay, ip, slot, || find_permitting(others, relay, ip, slot));
         }
         for slot in expired {
             self.delete_allocation(slot);
@@ -500,6 +543,13 @@ impl Server {
         self.by_client.len()
     }
 
+    /// Counts this server's allocations in `ledger` (shared with the other
+    /// workers' servers) so the quotas hold over all of them. Call before the
+    /// first packet.
+    pub fn share_ledger(&mut self, ledger: Arc<AllocationLedger>) {
+        self.ledger = ledger;
+    }
+
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }
@@ -541,6 +591,7 @@ impl Server {
     fn insert_allocation(&mut self, alloc: Allocation) -> u32 {
         let client = alloc.client;
         let relay = alloc.relay;
+        let shared = alloc.shared;
         let slot = match self.free_slots.pop() {
             Some(slot) => {
                 self.allocations[slot as usize] = Some(alloc);
@@ -552,7 +603,11 @@ impl Server {
             }
         };
         self.by_client.insert(client, slot);
-        self.by_relay.insert(relay, slot);
+        if shared {
+            self.multiplexed = true;
+        } else {
+            self.by_relay.insert(relay, slot);
+        }
         slot
     }
 
@@ -566,27 +621,63 @@ impl Server {
         };
         self.free_slots.push(slot);
         self.by_client.remove(&alloc.client);
-        self.by_relay.remove(&alloc.relay);
         alloc.release(&self.stats);
         self.release_quota(&alloc.tenant, &alloc.user);
-        self.commands
-            .push_back(Command::FreeRelay { relay: alloc.relay });
+        if alloc.shared {
+            let relay = alloc.relay;
+            for p in &alloc.permissions {
+                let others = &self.allocations;
+                self.mux.unpermit(relay, p.ip, slot, || {
+                    find_permitting(others, relay, p.ip, slot)
+                });
+            }
+            for peer in &alloc.claims {
+                self.mux.unclaim(relay, *peer, slot);
+            }
+        } else {
+            self.by_relay.remove(&alloc.relay);
+            self.commands
+                .push_back(Command::FreeRelay { relay: alloc.relay });
+        }
+    }
+
+    /// Shared socket: claims `peer` for `client`'s allocation (see `mux`);
+    /// `false` when another allocation on the socket holds it.
+    fn claim_peer(&mut self, client: &ClientSocket, peer: SocketAddr) -> bool {
+        let Some(&slot) = self.by_client.get(client) else {
+            return false;
+        };
+        let Some(alloc) = self
+            .allocations
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+        else {
+            return false;
+        };
+        match self.mux.claimant(alloc.relay, peer) {
+            Some(s) => s == slot,
+            None => {
+                if alloc.claims.len() < mux::MAX_CLAIMS {
+                    alloc.claims.push(peer);
+                    self.mux.claim(alloc.relay, peer, slot);
+                }
+                true
+            }
+        }
+    }
+
+    /// A new permission of allocation `slot` for `ip` (shared sockets route by it).
+    fn permitted(&mut self, slot: u32, relay: RelayHandle, ip: std::net::IpAddr) {
+        self.mux.permit(relay, ip, slot);
+    }
+
+    /// Routing entries of shared sockets: (claimed peer addresses, peer IPs).
+    pub fn multiplex_routes(&self) -> (usize, usize) {
+        self.mux.len()
     }
 
     fn release_quota(&mut self, tenant: &str, user: &str) {
-        if let Some(n) = self.tenant_allocations.get_mut(tenant) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.tenant_allocations.remove(tenant);
-            }
-        }
-        let key = (tenant.to_owned(), user.to_owned());
-        if let Some(n) = self.user_allocations.get_mut(&key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.user_allocations.remove(&key);
-            }
-        }
+        self.ledger.release(tenant, user);
     }
 
     fn random_txid(&mut self) -> TransactionId {
@@ -601,4 +692,21 @@ impl Server {
         }
         TransactionId(id)
     }
+}
+
+/// An allocation other than `except` on shared socket `relay` that permits `ip`.
+fn find_permitting(
+    allocations: &[Option<Allocation>],
+    relay: RelayHandle,
+    ip: std::net::IpAddr,
+    except: u32,
+) -> Option<u32> {
+    allocations.iter().enumerate().find_map(|(i, a)| {
+        let a = a.as_ref()?;
+        (i as u32 != except
+            && a.shared
+            && a.relay == relay
+            && a.permissions.iter().any(|p| p.ip == ip))
+        .then_some(i as u32)
+    })
 }

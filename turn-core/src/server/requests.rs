@@ -15,6 +15,7 @@ use crate::stun::{
 };
 
 use super::allocation::Allocation;
+use super::ledger;
 use super::response::reason;
 use super::{
     AllocationRequestId, BindFailure, Command, Family, PendingAllocate, PortRequest, RelayBinding,
@@ -279,28 +280,14 @@ impl Server {
             }
             return self.error(&ctx, 508, now);
         }
-        let quotas = self.config.quotas;
-        let live = (self.by_client.len() + self.pending.len()) as u64;
-        if quotas.total_allocations != 0 && live >= u64::from(quotas.total_allocations) {
-            return self.error(&ctx, 508, now);
-        }
-        let tenant_live = self
-            .tenant_allocations
-            .get(&auth.tenant)
-            .copied()
-            .unwrap_or(0);
-        let user_key = (auth.tenant.clone(), auth.user.clone());
-        let user_live = self.user_allocations.get(&user_key).copied().unwrap_or(0);
-        if (quotas.tenant_allocations != 0 && tenant_live >= quotas.tenant_allocations)
-            || (quotas.user_allocations != 0 && user_live >= quotas.user_allocations)
+        match self
+            .ledger
+            .try_acquire(&auth.tenant, &auth.user, &self.config.quotas)
         {
-            return self.error(&ctx, 486, now);
+            Ok(()) => {}
+            Err(ledger::QuotaRefusal::Total) => return self.error(&ctx, 508, now),
+            Err(ledger::QuotaRefusal::UserOrTenant) => return self.error(&ctx, 486, now),
         }
-        *self
-            .tenant_allocations
-            .entry(auth.tenant.clone())
-            .or_default() += 1;
-        *self.user_allocations.entry(user_key).or_default() += 1;
 
         let lifetime = self
             .requested_lifetime(msg)
@@ -361,6 +348,8 @@ impl Server {
             stats,
             to_peer_budget: budget.clone(),
             to_client_budget: budget,
+            shared: binding.shared,
+            claims: Vec::new(),
         });
         let mut b = self.builder(&ctx, Class::Success);
         b.xor_address(attr::XOR_RELAYED_ADDRESS, binding.addr)
@@ -450,9 +439,18 @@ impl Server {
         }
         let expires = now.mono + self.config.permission_lifetime;
         let stats = self.stats.clone();
+        let slot = self.by_client.get(&ctx.client).copied();
+        let mut new = Vec::new();
         if let Some(alloc) = self.allocation_of_mut(&ctx.client) {
             for ip in peers {
-                alloc.permit(ip, expires, &stats);
+                if alloc.permit(ip, expires, &stats) && alloc.shared {
+                    new.push((alloc.relay, ip));
+                }
+            }
+        }
+        for (relay, ip) in new {
+            if let Some(slot) = slot {
+                self.permitted(slot, relay, ip);
             }
         }
         let b = self.builder(ctx, Class::Success);
@@ -487,6 +485,14 @@ impl Server {
         if alloc.channel_conflict(number, peer, now.mono) {
             return self.error(ctx, 400, now);
         }
+        // A shared relayed address: the peer address must not be another
+        // allocation's (see `mux`), or its answers could not be routed.
+        if alloc.shared && !self.claim_peer(&ctx.client, peer) {
+            return self.error(ctx, 403, now);
+        }
+        let Some(alloc) = self.allocation_of(&ctx.client) else {
+            return self.error(ctx, 437, now);
+        };
         let quota = self.config.quotas.permissions_per_allocation;
         if alloc.permission_quota_exceeded(&[peer.ip()], quota) {
             return self.error(ctx, 508, now);
@@ -498,7 +504,13 @@ impl Server {
             alloc.bind_channel(number, peer, channel_expires, &stats);
             // RFC 8656 §11.2: binding a channel installs or refreshes the
             // permission for the peer's IP.
-            alloc.permit(peer.ip(), permission_expires, &stats);
+            let new = alloc.permit(peer.ip(), permission_expires, &stats);
+            let relay = alloc.relay;
+            if new && alloc.shared {
+                if let Some(&slot) = self.by_client.get(&ctx.client) {
+                    self.permitted(slot, relay, peer.ip());
+                }
+            }
         }
         let b = self.builder(ctx, Class::Success);
         self.send(ctx, b, 0, now);

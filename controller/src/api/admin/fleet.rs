@@ -2,8 +2,11 @@
 //!
 //! **Drain.** Draining rewrites the relay's record with `state: draining` (same lease,
 //! compare-and-swap, so a concurrent heartbeat cannot undo it): the relay leaves every ICE
-//! answer at the next view rebuild, and its agent learns the order from its next heartbeat
-//! answer. Drain orders stick until the relay registers again.
+//! answer at the next view rebuild, and its agent learns the order at once from its event
+//! stream (or from its next heartbeat answer). An optional body `{"deadline_secs": N}` sets
+//! a deadline N seconds from now (1 s to 7 days) at which the relay exits even if clients
+//! remain; without one the relay's own `--drain-grace` applies. Drain orders stick until
+//! the relay registers again.
 //!
 //! **Revocation.** `POST /v1/admin/revocations {"username"}` stores
 //! `revoked/<tenant>/<username>` under a lease ending at the username's expiry, so the
@@ -139,10 +142,42 @@ pub struct Drained {
     pub drained: Vec<String>,
 }
 
-async fn drain_one(state: &AppState, region: &str, node: &str) -> Result<i64, ApiError> {
+/// Longest drain deadline an operator may set (7 days).
+const MAX_DRAIN_SECS: u64 = 7 * 24 * 3600;
+
+/// `POST /v1/admin/relays/…/drain` body (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainBody {
+    /// Seconds from now until the relay exits even with clients left.
+    pub deadline_secs: Option<u64>,
+}
+
+impl DrainBody {
+    /// The deadline in Unix seconds.
+    fn deadline(&self, state: &AppState) -> Result<Option<u64>, ApiError> {
+        match self.deadline_secs {
+            None => Ok(None),
+            Some(secs) if (1..=MAX_DRAIN_SECS).contains(&secs) => Ok(Some(state.unix_now() + secs)),
+            Some(_) => Err(ApiError::invalid_request(format!(
+                "deadline_secs must be from 1 to {MAX_DRAIN_SECS}"
+            ))),
+        }
+    }
+}
+
+async fn drain_one(
+    state: &AppState,
+    region: &str,
+    node: &str,
+    deadline: Option<u64>,
+) -> Result<i64, ApiError> {
     let key = RelayRecord::key(region, node);
     let (_, revision) = update(&*state.store, &key, |mut r: RelayRecord| {
         r.state = RelayState::Draining;
+        if deadline.is_some() {
+            r.drain_deadline = deadline;
+        }
         Ok(r)
     })
     .await?;
@@ -154,8 +189,10 @@ pub async fn drain_relay(
     State(state): State<AppState>,
     _: Admin,
     Path((region, node)): Path<(String, String)>,
+    JsonBody(body): JsonBody<DrainBody>,
 ) -> Result<Json<Drained>, ApiError> {
-    let revision = drain_one(&state, &region, &node).await?;
+    let deadline = body.deadline(&state)?;
+    let revision = drain_one(&state, &region, &node, deadline).await?;
     state.await_relays(revision).await;
     Ok(Json(Drained {
         drained: vec![format!("{region}/{node}")],
@@ -167,16 +204,18 @@ pub async fn drain_region(
     State(state): State<AppState>,
     _: Admin,
     Path(region): Path<String>,
+    JsonBody(body): JsonBody<DrainBody>,
 ) -> Result<Json<Drained>, ApiError> {
+    let deadline = body.deadline(&state)?;
     let relays = list::<RelayRecord>(&*state.store, &format!("{RELAYS}{region}/")).await?;
     let mut drained = Vec::new();
     let mut last = 0;
     for (node, record) in relays {
-        if record.state == RelayState::Draining {
+        if record.state == RelayState::Draining && deadline.is_none() {
             drained.push(format!("{region}/{node}"));
             continue;
         }
-        match drain_one(&state, &region, &node).await {
+        match drain_one(&state, &region, &node, deadline).await {
             Ok(revision) => {
                 last = last.max(revision);
                 drained.push(format!("{region}/{node}"));

@@ -1,0 +1,141 @@
+//! Missed-heartbeat detection: a relay that stops heartbeating leaves the ICE answers
+//! `miss_after` (two heartbeat intervals) after its last heartbeat, not a whole lease TTL
+//! later.
+//!
+//! The relay's lease (TTL 5 s) is what keeps its record in the store, and any replica may
+//! renew it. Waiting for the lease alone keeps a dead relay in the answers for up to the
+//! TTL (plus etcd's 500 ms expiry tick). So each replica also remembers when it last
+//! renewed each relay lease (at registration and at every heartbeat). Every tick, for each
+//! lease it renewed more than `miss_after` ago, it asks the store how long the lease has
+//! left ([`Store::time_to_live`], an upper bound):
+//!
+//! * `ttl − left ≥ miss_after`: nobody, on any replica, renewed it within `miss_after`. The
+//!   relay is dead or cut off, and the replica revokes the lease, which deletes the record
+//!   exactly as an expiry would (one revision, a `Delete` event every replica follows).
+//! * otherwise another replica renews it (the agent moved): this replica forgets it.
+//! * the lease is gone: forgotten.
+//!
+//! A relay that was only slow (or paused) gets `lease_expired` on its next heartbeat and
+//! registers again at once. If the replica that was renewing a lease dies too, the lease's
+//! own TTL is the backstop. Cost: one `time_to_live` read per relay that stops, nothing for
+//! relays that keep heartbeating.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::store::{LeaseId, Store, StoreError};
+
+/// When this replica last renewed each relay lease, and the lease's TTL.
+#[derive(Debug, Default)]
+pub struct Liveness {
+    renewed: Mutex<HashMap<i64, Renewal>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Renewal {
+    at: Instant,
+    ttl: Duration,
+}
+
+impl Liveness {
+    /// This replica granted or renewed `lease` (TTL `ttl`) just now.
+    pub fn renewed(&self, lease: LeaseId, ttl: Duration) {
+        let at = Instant::now();
+        self.map().insert(lease.0, Renewal { at, ttl });
+    }
+
+    /// `lease` is no longer this replica's to watch.
+    pub fn forget(&self, lease: LeaseId) {
+        self.map().remove(&lease.0);
+    }
+
+    /// Leases this replica watches.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Renewal>> {
+        self.renewed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn overdue(&self, miss_after: Duration) -> Vec<(LeaseId, Renewal)> {
+        let now = Instant::now();
+        (self.map().iter())
+            .filter(|(_, r)| now.saturating_duration_since(r.at) >= miss_after)
+            .map(|(id, r)| (LeaseId(*id), *r))
+            .collect()
+    }
+
+    /// Forgets `lease` unless it was renewed again since `seen`.
+    fn forget_if(&self, lease: LeaseId, seen: Renewal) {
+        let mut map = self.map();
+        if map.get(&lease.0) == Some(&seen) {
+            map.remove(&lease.0);
+        }
+    }
+
+    fn still(&self, lease: LeaseId, seen: Renewal) -> bool {
+        self.map().get(&lease.0) == Some(&seen)
+    }
+
+    /// Starts the detector: every `miss_after / 8` (50–250 ms) it checks the overdue leases.
+    /// `miss_after` at or above the lease TTL leaves it all to the lease.
+    pub fn spawn(self: &Arc<Self>, store: Arc<dyn Store>, miss_after: Duration) -> JoinHandle<()> {
+        let liveness = Arc::clone(self);
+        let period = (miss_after / 8).clamp(Duration::from_millis(50), Duration::from_millis(250));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                liveness.check(&*store, miss_after).await;
+            }
+        })
+    }
+
+    async fn check(&self, store: &dyn Store, miss_after: Duration) {
+        for (lease, seen) in self.overdue(miss_after) {
+            if miss_after >= seen.ttl {
+                self.forget_if(lease, seen); // the lease expires first anyway
+                continue;
+            }
+            match store.time_to_live(lease).await {
+                Ok(left) if seen.ttl.saturating_sub(left) >= miss_after => {
+                    if !self.still(lease, seen) {
+                        continue; // a heartbeat arrived meanwhile
+                    }
+                    match store.revoke_lease(lease).await {
+                        Ok(()) => {
+                            tracing::info!(
+                                lease = lease.0,
+                                silent_ms = seen.at.elapsed().as_millis() as u64,
+                                "relay missed its heartbeats: removed"
+                            );
+                            crate::metrics::relay_missed();
+                            self.forget_if(lease, seen);
+                        }
+                        Err(StoreError::LeaseNotFound) => self.forget_if(lease, seen),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "missed-heartbeat revoke failed");
+                            return; // the store is unwell: try again next tick
+                        }
+                    }
+                }
+                // Renewed elsewhere: that replica watches it now.
+                Ok(_) | Err(StoreError::LeaseNotFound) => self.forget_if(lease, seen),
+                Err(e) => {
+                    tracing::debug!(error = %e, "missed-heartbeat check failed");
+                    return;
+                }
+            }
+        }
+    }
+}

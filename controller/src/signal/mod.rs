@@ -1,0 +1,81 @@
+//! WebRTC signaling: WebSocket rooms where browsers exchange SDP offers/answers and ICE
+//! candidates (issue 6). The HTTP side — room tokens, the upgrade, replica redirects — is
+//! `crate::api::signal`; this module is what happens after the upgrade.
+//!
+//! * [`protocol`] — the JSON messages (pure: text in, parsed message or error out; the
+//!   server's messages built once and shared by every recipient).
+//! * [`room`] — [`Hub`]: rooms keyed by (tenant, room), membership, fan-out. Fan-out never
+//!   awaits a socket: each participant has a bounded outgoing queue and a participant whose
+//!   queue is full is dropped (its peers get `peer-left`), so a slow or dead reader never
+//!   blocks its room.
+//! * [`conn`] — one connection: a reader (rate limit, size limit, idle timeout) and a
+//!   writer task (queue → socket, WebSocket pings).
+//! * [`replicas`] — each replica registers `controllers/<id>` under a lease; a room lives on
+//!   the replica that rendezvous hashing of (tenant, room) picks among the live ones.
+//!
+//! # Protocol (JSON text frames, each with a `type`)
+//!
+//! | direction | message |
+//! |---|---|
+//! | server → client, on connect | `{"type":"welcome","you":"alice","peers":["bob"],"room":"r"}` |
+//! | client → server → one peer | `{"type":"offer"\|"answer"\|"candidate","to":"bob",…}`, forwarded as is with `"from":"alice"` set by the server |
+//! | client → server | `{"type":"ping"}` → `{"type":"pong"}`; `{"type":"leave"}` (then the server closes); `{"type":"join"}` → a fresh `welcome` |
+//! | server → client | `{"type":"peer-joined","id":"bob"}`, `{"type":"peer-left","id":"bob"}` |
+//! | server → client | `{"type":"error","code":"…","message":"…"}`: `bad_message`, `unknown_peer`, `message_too_large`, `rate_limited`, `room_full`, `replaced` |
+
+pub mod conn;
+pub mod protocol;
+pub mod replicas;
+pub mod room;
+
+use std::time::Duration;
+
+use crate::model::RateLimit;
+
+pub use replicas::{Owner, Replicas};
+pub use room::{Hub, RoomKey};
+
+/// Signaling limits and routing settings. [`SignalOptions::default`] is the documented
+/// default of each field.
+#[derive(Debug, Clone)]
+pub struct SignalOptions {
+    /// Most participants in one room (50); the next one gets `room_full`.
+    pub room_size: usize,
+    /// Largest message the protocol accepts (16 KiB); a larger one that could still be read
+    /// gets `message_too_large` and the connection stays open.
+    pub max_message: usize,
+    /// Largest WebSocket message read at all (256 KiB); a larger one closes the connection.
+    pub max_frame: usize,
+    /// Outgoing queue per participant (256 messages); a participant whose queue is full is
+    /// dropped.
+    pub queue: usize,
+    /// Messages per second a connection may send (50/s, burst 100); more get
+    /// `rate_limited`, and a connection refused a burst's worth of messages faster than
+    /// `rate.per_second / 5` per second is closed.
+    pub rate: RateLimit,
+    /// WebSocket ping interval (15 s).
+    pub ping_interval: Duration,
+    /// A connection nothing was read from for this long is dropped (45 s).
+    pub idle_timeout: Duration,
+    /// Base URL other replicas send this replica's rooms' clients to (`run` sets it to the
+    /// listening address when not configured). `None`: not registered (in-process use).
+    pub advertise_url: Option<String>,
+}
+
+impl Default for SignalOptions {
+    fn default() -> Self {
+        SignalOptions {
+            room_size: 50,
+            max_message: 16 * 1024,
+            max_frame: 256 * 1024,
+            queue: 256,
+            rate: RateLimit {
+                per_second: 50.0,
+                burst: 100,
+            },
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            advertise_url: None,
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Missed-heartbeat detection (`controller/src/liveness.rs`): a silent relay leaves the
+//! answers after `relay_miss_after` (2 s), well before its 5 s lease would expire, and a
+//! replica never removes a relay that another replica keeps renewing. Virtual time.
+
+mod api_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_common::{options, Harness, Req, NODE_KEY};
+use axum::http::StatusCode;
+use nexrtc_controller::store::Store;
+use nexrtc_controller::{router, AppState, Options};
+use serde_json::json;
+use tokio::time::Instant;
+
+/// The controller's defaults for liveness: lease 5 s, heartbeat 1 s, removal after 2 s.
+fn liveness_options() -> Options {
+    let defaults = Options::default();
+    Options {
+        lease_ttl: defaults.lease_ttl,
+        heartbeat_interval: defaults.heartbeat_interval,
+        relay_miss_after: defaults.relay_miss_after,
+        ..options()
+    }
+}
+
+fn heartbeat(node: &str, lease: &str) -> Req {
+    let body = json!({"region": "eu-west", "node": node, "lease": lease,
+                      "load": {"allocations": 10, "capacity": 1000, "cpu": 0.05}});
+    Req::post("/v1/relays/heartbeat")
+        .bearer(NODE_KEY)
+        .json(body)
+}
+
+fn listed(h: &Harness, node: &str) -> bool {
+    h.state
+        .view()
+        .relays
+        .contains_key(&format!("eu-west/{node}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_relay_leaves_after_two_heartbeats_not_the_lease_ttl() {
+    let h = Harness::with(liveness_options()).await;
+    assert_eq!(h.state.options.lease_ttl, Duration::from_secs(5));
+    assert_eq!(h.state.options.relay_miss_after, Duration::from_secs(2));
+    let silent = h.register("eu-west", "n1", "198.18.0.1").await;
+    let alive = h.register("eu-west", "n2", "198.18.0.2").await;
+    let start = Instant::now();
+    let mut gone_after = None;
+    // n2 heartbeats every second for 8 s (longer than the lease TTL); n1 says nothing.
+    for _ in 0..80 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if start.elapsed().as_millis() % 1000 < 100 {
+            let r = h.call(heartbeat("n2", &alive)).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        }
+        if gone_after.is_none() && !listed(&h, "n1") {
+            gone_after = Some(start.elapsed());
+        }
+        assert!(listed(&h, "n2"), "a heartbeating relay was removed");
+    }
+    let gone_after = gone_after.expect("the silent relay was never removed");
+    assert!(
+        gone_after >= Duration::from_secs(2) && gone_after < Duration::from_millis(2600),
+        "removed {gone_after:?} after its last heartbeat; want 2 s plus at most one check"
+    );
+    // The silent relay learns it on its next heartbeat, and registers again.
+    let r = h.call(heartbeat("n1", &silent)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert_eq!(r.code(), "lease_expired");
+    h.register("eu-west", "n1", "198.18.0.1").await;
+    assert!(listed(&h, "n1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relay_renewed_through_another_replica_is_left_alone() {
+    let a = Harness::with(liveness_options()).await;
+    let store: Arc<dyn Store> = Arc::new(a.store.clone());
+    let b_state = AppState::start(store, liveness_options()).await;
+    let b = Harness {
+        store: a.store.clone(),
+        app: router(b_state.clone()),
+        state: b_state,
+    };
+    // Registered through A, then heartbeating only through B (the agent moved).
+    let lease = a.register("eu-west", "n1", "198.18.0.1").await;
+    assert_eq!(a.state.liveness.len(), 1);
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let r = b.call(heartbeat("n1", &lease)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(
+            listed(&a, "n1") && listed(&b, "n1"),
+            "the relay was removed"
+        );
+    }
+    // A saw B's renewals in the lease and stopped watching it; B watches it now.
+    assert_eq!(a.state.liveness.len(), 0);
+    assert_eq!(b.state.liveness.len(), 1);
+    // When the relay falls silent, B removes it.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert!(!listed(&a, "n1") && !listed(&b, "n1"));
+}

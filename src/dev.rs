@@ -1,0 +1,536 @@
+//! `nexrtc dev`: a whole NexRTC Edge network in one process on loopback, for trying it
+//! out and for the browser tests.
+//!
+//! * The controller on its embedded store, plain HTTP on `--http` (127.0.0.1:8080):
+//!   the whole API, the demo page `/`, the operator page `/status`, and the dev-only
+//!   `POST /dev/session`.
+//! * One relay (TURN UDP/TCP on `--turn-port`, TLS on `--tls-port` with a self-signed
+//!   certificate made at start, loopback peers allowed, `/metrics` on `--relay-metrics`)
+//!   with its edge agent in-process, registered as `local/dev-1`.
+//! * Bootstrapped: region `local`, tenant `dev`, an API key (scopes `ice`, `client_ip`;
+//!   printed, or fixed with `--api-key` / `NEXRTC_API_KEY`), an admin key (printed) and
+//!   the agent's node key (internal).
+//!
+//! Threads: the relay runs as `nexrtc relay` does (`nexrtc_relay::run_with`, blocking,
+//! its workers plus a one-thread control runtime) on a thread of its own; the controller
+//! runs on this process's multi-thread tokio runtime. Both react to SIGINT/SIGTERM; on
+//! either, the controller stops serving and the relay drains for at most
+//! [`DRAIN_GRACE_SECS`], then the process exits 0.
+//!
+//! Metrics: the `metrics` facade has one global recorder per process. The controller's
+//! recorder is installed first ([`nexrtc_controller::metrics::install`]) and the agent's
+//! `nexrtc_agent_*` metrics are recorded into it too; the relay's `/metrics` renders its
+//! own counters (not the facade) and appends the agent's lines from that recorder. The
+//! controller's `/metrics` therefore also shows the agent's lines in dev mode.
+//!
+//! `POST /dev/session?room=R` mints, for a fresh participant, the ICE servers
+//! (`POST /v1/ice-servers`) and a room token (`POST /v1/rooms/{room}/tokens`) with the dev
+//! API key, by calling the API router in-process: the key never reaches the browser.
+//! `GET /v1/status` is served without a key in dev mode (the dev admin key is added to
+//! requests that carry none).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use nexrtc_controller::config::{Bootstrap, FileConfig};
+use nexrtc_controller::credentials::{new_api_key, random_b64, random_id};
+use nexrtc_controller::{AppState, ControllerArgs, ControllerConfig};
+use nexrtc_edge_agent::{AgentConfig, RelayLoad};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+
+/// The demo page (`web/demo.html`).
+const DEMO_HTML: &str = include_str!("../web/demo.html");
+
+/// The region, tenant and node `nexrtc dev` creates.
+pub const REGION: &str = "local";
+pub const TENANT: &str = "dev";
+pub const NODE: &str = "dev-1";
+
+/// How long the relay drains at shutdown before it exits anyway.
+const DRAIN_GRACE_SECS: u64 = 1;
+/// How long startup waits for the relay to listen and to register.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// A relay's record is rewritten at least this often (30 s outside dev mode).
+const LOAD_REFRESH_SECS: u64 = 2;
+/// Lifetime of what `/dev/session` mints (seconds).
+const SESSION_TTL: u64 = 600;
+
+/// `nexrtc dev` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevArgs {
+    /// Controller HTTP: the API, the demo page and /status (port 0: any free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Relay TURN port, UDP and TCP.
+    #[arg(long, value_name = "PORT", default_value_t = 3478)]
+    pub turn_port: u16,
+    /// Relay TURN-over-TLS port (self-signed certificate).
+    #[arg(long, value_name = "PORT", default_value_t = 5349)]
+    pub tls_port: u16,
+    /// Relay /metrics, /healthz and /readyz.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9641")]
+    pub relay_metrics: SocketAddr,
+    /// Lowest relay port.
+    #[arg(long, value_name = "PORT", default_value_t = 49152)]
+    pub min_port: u16,
+    /// Highest relay port.
+    #[arg(long, value_name = "PORT", default_value_t = 65535)]
+    pub max_port: u16,
+    /// The dev tenant's API key (nxk_ and at least 32 characters) [default: random].
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "NEXRTC_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+    /// Log JSON lines.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+/// The keys of one dev run.
+#[derive(Clone)]
+struct Keys {
+    api: String,
+    admin: String,
+    node: String,
+}
+
+/// What the relay thread reports once it listens.
+struct Started {
+    relay: Arc<nexrtc_relay::Relay>,
+    bound: Vec<nexrtc_relay::Bound>,
+}
+
+pub fn dev(args: DevArgs) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let keys = Keys {
+        api: args.api_key.clone().unwrap_or_else(new_api_key),
+        admin: new_api_key(),
+        node: new_api_key(),
+    };
+    let configs = controller_config(&args, &keys).and_then(|c| Ok((c, relay_config(&args)?)));
+    let (controller, relay) = match configs {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("nexrtc dev: invalid configuration: {e:#}");
+            return ExitCode::from(super::EXIT_CONFIG);
+        }
+    };
+    super::init_logging(args.log_json);
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(args, keys, controller, relay)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("nexrtc dev: {e:#}");
+            ExitCode::from(super::EXIT_FAILURE)
+        }
+    }
+}
+
+fn controller_config(args: &DevArgs, keys: &Keys) -> anyhow::Result<ControllerConfig> {
+    anyhow::ensure!(
+        args.http.ip().is_loopback(),
+        "--http {}: nexrtc dev serves plain HTTP on loopback only",
+        args.http
+    );
+    let flags = ControllerArgs {
+        listen: Some(args.http),
+        default_region: Some(REGION.to_owned()),
+        ..ControllerArgs::default()
+    };
+    let file = FileConfig {
+        bootstrap: Bootstrap {
+            admin_key: Some(keys.admin.clone()),
+            node_key: Some(keys.node.clone()),
+            ice_key: Some(keys.api.clone()),
+            tenant: Some(TENANT.to_owned()),
+            tenant_secret: Some(random_b64(32)),
+            cors_origins: Vec::new(),
+            regions: vec![nexrtc_geo_region()],
+        },
+        // The embedded store takes any write rate: keep relay records (and /status) fresh.
+        load_refresh_secs: Some(LOAD_REFRESH_SECS),
+        ..FileConfig::default()
+    };
+    ControllerConfig::build(flags, file).map_err(|e| match e {
+        nexrtc_controller::ConfigError::Invalid {
+            key: "bootstrap.ice_key",
+            message,
+        } => anyhow!("--api-key: {message}"),
+        e => anyhow!(e),
+    })
+}
+
+/// Region `local` (Frankfurt's coordinates; only one region, so they do not matter).
+fn nexrtc_geo_region() -> nexrtc_controller::model::Region {
+    nexrtc_controller::model::Region::new(REGION.to_owned(), 50.11, 8.68)
+}
+
+fn relay_config(args: &DevArgs) -> anyhow::Result<nexrtc_relay::RelayConfig> {
+    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let settings = nexrtc_relay::Settings {
+        listening_ip: vec![loopback],
+        relay_ip: vec![loopback],
+        listening_port: Some(args.turn_port),
+        tls_listening_port: Some(args.tls_port),
+        min_port: Some(args.min_port),
+        max_port: Some(args.max_port),
+        realm: Some("nexrtc.dev".to_owned()),
+        allow_loopback_peers: true,
+        metrics_listen: Some(args.relay_metrics),
+        drain_grace: Some(DRAIN_GRACE_SECS),
+        log_json: args.log_json,
+        secrets_pushed: true,
+        ..nexrtc_relay::Settings::default()
+    };
+    Ok(nexrtc_relay::RelayConfig::load(settings)?)
+}
+
+async fn run(
+    args: DevArgs,
+    keys: Keys,
+    controller: ControllerConfig,
+    relay_config: nexrtc_relay::RelayConfig,
+) -> anyhow::Result<()> {
+    // The controller first: the agent registers with it.
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.http))?;
+    let http = listener.local_addr()?;
+    let agent_metrics = nexrtc_controller::metrics::install()
+        .ok_or_else(|| anyhow!("the metrics recorder was installed twice"))?;
+    nexrtc_edge_agent::metric::describe();
+    let store: Arc<dyn nexrtc_controller::store::Store> =
+        Arc::new(nexrtc_controller::store::MemoryStore::new());
+    nexrtc_controller::server::bootstrap(
+        &*store,
+        &controller.bootstrap,
+        controller.options.clock.unix_now(),
+    )
+    .await?;
+    let state = tokio::time::timeout(
+        controller.startup_timeout,
+        AppState::start(store, controller.options.clone()),
+    )
+    .await
+    .map_err(|_| anyhow!("the embedded store gave no snapshot"))?;
+    let api = nexrtc_controller::router(state.clone());
+    let app = api.clone().merge(dev_routes(api, keys.api.clone())).layer(
+        axum::middleware::map_request_with_state(Arc::new(keys.admin.clone()), public_status),
+    );
+    let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+    let closing = state.clone();
+    let server = tokio::spawn(async move {
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+                closing.close();
+            })
+            .await
+    });
+
+    // The relay and its agent, on their own thread.
+    let controller_url: nexrtc_edge_agent::Url = format!("http://{http}/").parse()?;
+    let (started_tx, started_rx) = mpsc::channel::<Started>();
+    let node_key = keys.node.clone();
+    let relay_thread = std::thread::Builder::new()
+        .name("relay".to_owned())
+        .spawn(move || {
+            let advertised = nexrtc_edge_agent::config::relay_advertised(&relay_config);
+            nexrtc_relay::run_with(relay_config, move |relay| {
+                let mut agent = AgentConfig::new(vec![controller_url], &node_key, REGION);
+                agent.node = Some(NODE.to_owned());
+                agent.advertise = advertised;
+                agent.probe_interval = 0;
+                let load = RelayLoad::new(relay.monitor(), agent.capacity);
+                let handle = nexrtc_edge_agent::spawn(agent, load, relay.clone())?;
+                let _ = started_tx.send(Started {
+                    relay: relay.clone(),
+                    bound: relay.bound().to_vec(),
+                });
+                let render: nexrtc_relay::metrics::ExtraMetrics =
+                    Arc::new(move || agent_lines(&agent_metrics.render()));
+                Ok(Some(nexrtc_relay::Extension {
+                    name: "edge agent",
+                    guard: Box::new(handle),
+                    metrics: Some(render),
+                    owns_secrets: true,
+                }))
+            })
+        })?;
+
+    let started = tokio::task::spawn_blocking(move || started_rx.recv_timeout(START_TIMEOUT))
+        .await?
+        .ok();
+    let Some(started) = started else {
+        let _ = stop_http.send(());
+        let outcome = tokio::task::spawn_blocking(move || relay_thread.join()).await?;
+        return Err(match outcome {
+            Ok(Err(e)) => anyhow!("the relay could not start: {e}"),
+            _ => anyhow!("the relay did not start within {START_TIMEOUT:?}"),
+        });
+    };
+    let registered = wait_registered(&state).await;
+    print_banner(http, &args, &keys, &started.bound, registered);
+
+    // Until a stop signal, or until the relay ends: it drains on the same signal (and may
+    // notice it first), or stops on a failure.
+    {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let stop = super::stop_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                _ = tick.tick() => if relay_thread.is_finished() { break },
+            }
+        }
+    }
+    tracing::info!(
+        "stopping: controller, then the relay (drains for {DRAIN_GRACE_SECS} s at most)"
+    );
+    // The relay saw the same signal; the drain order covers a stop for any other reason.
+    started.relay.drain();
+    drop(started);
+    let _ = stop_http.send(());
+    match tokio::time::timeout(Duration::from_secs(10), server).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "controller HTTP ended with an error"),
+        Err(_) => tracing::warn!("controller HTTP connections still open after 10 s"),
+        _ => {}
+    }
+    state.close();
+    drop(state);
+    let outcome = tokio::task::spawn_blocking(move || relay_thread.join()).await?;
+    match outcome {
+        Ok(Ok(exit)) if exit.is_clean() => Ok(()),
+        Ok(Ok(exit)) => Err(anyhow!("the relay stopped: {exit:?}")),
+        Ok(Err(e)) => Err(anyhow!("the relay failed: {e}")),
+        Err(_) => Err(anyhow!("the relay thread panicked")),
+    }
+}
+
+/// Waits (bounded) until the relay's agent has registered; whether it did.
+async fn wait_registered(state: &AppState) -> bool {
+    let id = format!("{REGION}/{NODE}");
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    while tokio::time::Instant::now() < deadline {
+        if state.view().relays.contains_key(&id) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!("the relay has not registered with the controller yet");
+    false
+}
+
+/// The `nexrtc_agent_*` families of a Prometheus text (comments included).
+fn agent_lines(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let name = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+            .unwrap_or(line);
+        if name.starts_with("nexrtc_agent_") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Dev mode serves `GET /v1/status` without a key: requests that carry none get the dev
+/// admin key.
+async fn public_status(State(admin_key): State<Arc<String>>, mut request: Request) -> Request {
+    if request.uri().path() == "/v1/status"
+        && request.method() == Method::GET
+        && !request.headers().contains_key(header::AUTHORIZATION)
+    {
+        if let Ok(value) = HeaderValue::from_str(&format!("Bearer {admin_key}")) {
+            request.headers_mut().insert(header::AUTHORIZATION, value);
+        }
+    }
+    request
+}
+
+#[derive(Clone)]
+struct DevState {
+    api: Router,
+    api_key: Arc<String>,
+}
+
+fn dev_routes(api: Router, api_key: String) -> Router {
+    let state = DevState {
+        api,
+        api_key: Arc::new(api_key),
+    };
+    Router::new()
+        .route("/", get(demo_page))
+        .route("/dev/session", post(session))
+        .with_state(state)
+}
+
+async fn demo_page() -> Response {
+    let content_type = HeaderValue::from_static("text/html; charset=utf-8");
+    ([(header::CONTENT_TYPE, content_type)], DEMO_HTML).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct SessionQuery {
+    room: Option<String>,
+}
+
+/// Room names the demo accepts (the signaling service checks its own rules too).
+fn valid_room(room: &str) -> bool {
+    (1..=64).contains(&room.len())
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"code": code, "message": message.into()})),
+    )
+        .into_response()
+}
+
+/// `POST /dev/session?room=R`: ICE servers and a room token for a fresh participant.
+async fn session(State(dev): State<DevState>, Query(q): Query<SessionQuery>) -> Response {
+    let room = q.room.unwrap_or_else(|| "demo".to_owned());
+    if !valid_room(&room) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "room: 1-64 characters of A-Z a-z 0-9 - _",
+        );
+    }
+    let participant = format!("guest-{}", &random_id()[..8]);
+    let ice_body = json!({"user": participant, "ttl": SESSION_TTL});
+    let ice = match call(&dev, "/v1/ice-servers", &ice_body).await {
+        Ok((StatusCode::CREATED, ice)) => ice,
+        Ok((status, body)) => return (status, Json(body)).into_response(),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    };
+    let token_body = json!({"participant": participant, "ttl": SESSION_TTL});
+    let (token, signal_error) =
+        match call(&dev, &format!("/v1/rooms/{room}/tokens"), &token_body).await {
+            Ok((status, body)) if status.is_success() => (body, Value::Null),
+            Ok((status, body)) => (
+                Value::Null,
+                json!({"status": status.as_u16(), "error": body}),
+            ),
+            Err(e) => (Value::Null, json!({"status": 500, "error": e.to_string()})),
+        };
+    Json(json!({
+        "room": room,
+        "participant": participant,
+        "ice": ice,
+        "token": token,
+        "signal_error": signal_error,
+    }))
+    .into_response()
+}
+
+/// A POST to the API router in-process, with the dev API key.
+async fn call(dev: &DevState, path: &str, body: &Value) -> anyhow::Result<(StatusCode, Value)> {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {}", dev.api_key))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))?;
+    let response = dev.api.clone().oneshot(request).await?;
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024).await?;
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok((status, value))
+}
+
+fn print_banner(
+    http: SocketAddr,
+    args: &DevArgs,
+    keys: &Keys,
+    bound: &[nexrtc_relay::Bound],
+    registered: bool,
+) {
+    let listening: Vec<String> = bound
+        .iter()
+        .map(|b| format!("{} {}", b.transport.as_str(), b.addr))
+        .collect();
+    let curl = format!(
+        "curl -s -X POST http://{http}/v1/ice-servers -H 'Authorization: Bearer {}' \
+         -H 'Content-Type: application/json' -d '{{\"user\":\"alice\"}}'",
+        keys.api
+    );
+    let registration = match registered {
+        true => "registered",
+        false => "NOT registered yet",
+    };
+    println!(
+        "\nnexrtc dev: a NexRTC Edge network on this machine (development only)\n\n\
+         \x20 controller   http://{http}  (embedded store; API: /v1/openapi.json)\n\
+         \x20 demo page    http://{http}/?room=demo  (open it in two tabs; &transport=udp|tcp|tls)\n\
+         \x20 status page  http://{http}/status\n\
+         \x20 relay        {REGION}/{NODE}, {registration}: {}\n\
+         \x20              self-signed TLS certificate, loopback peers allowed, relay ports {}-{}\n\
+         \x20 relay ops    http://{}/metrics\n\
+         \x20 tenant       {TENANT}\n\
+         \x20 API key      {}  (scopes ice, client_ip; fix it with --api-key or NEXRTC_API_KEY)\n\
+         \x20 admin key    {}\n\n\
+         ICE servers with TURN credentials:\n  {curl}\n\n\
+         Ctrl-C stops everything.\n",
+        listening.join(", "),
+        args.min_port,
+        args.max_port,
+        args.relay_metrics,
+        keys.api,
+        keys.admin,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_lines_keep_only_agent_families() {
+        let text = "# HELP nexrtc_agent_registered 1 while registered\n\
+                    # TYPE nexrtc_agent_registered gauge\n\
+                    nexrtc_agent_registered 1\n\
+                    # TYPE nexrtc_controller_requests_total counter\n\
+                    nexrtc_controller_requests_total{route=\"/\"} 3\n";
+        let kept = agent_lines(text);
+        assert_eq!(kept.lines().count(), 3, "{kept}");
+        assert!(!kept.contains("controller"), "{kept}");
+    }
+
+    #[test]
+    fn room_names() {
+        assert!(valid_room("demo"));
+        assert!(valid_room("Team_7-a"));
+        assert!(!valid_room(""));
+        assert!(!valid_room("a/b"));
+        assert!(!valid_room("a b"));
+        assert!(!valid_room(&"x".repeat(65)));
+    }
+}

@@ -1,0 +1,153 @@
+// Two headless Chromium pages call each other through the `nexrtc dev` demo page with
+// relay-only ICE over one TURN transport; run by tests/dev_browser.rs.
+//
+//   BASE_URL=http://127.0.0.1:8080 TRANSPORT=udp|tcp|tls ROOM=r1 \
+//   SCREENSHOT_DIR=target/e2e-screenshots CHROMIUM=/usr/bin/chromium node call.js
+//
+// Checks (exit 1 with the reason otherwise): both pages join the room, connect, open the
+// data channel and receive every chat message of the other; each page's selected
+// candidate pair has a local candidate of type `relay` allocated over TRANSPORT; the
+// /status page shows the relay carrying the call's allocations. Prints
+// one JSON line with what it measured (the Rust test compares it with the relay's
+// /metrics). Every wait is bounded.
+"use strict";
+const fs = require("fs");
+const path = require("path");
+const { chromium } = require("playwright-core");
+
+const BASE_URL = process.env.BASE_URL || "http://127.0.0.1:8080";
+const TRANSPORT = process.env.TRANSPORT || "udp";
+const ROOM = process.env.ROOM || `room-${TRANSPORT}-${process.pid}`;
+const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || "";
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const MESSAGES = Number(process.env.MESSAGES || 20);
+const MESSAGE_BYTES = 1000;
+const STEP_TIMEOUT_MS = 30000;
+
+function log(...args) {
+  console.error(`[call.js ${TRANSPORT}]`, ...args);
+}
+
+async function until(page, what, predicate, arg) {
+  try {
+    await page.waitForFunction(predicate, arg, { timeout: STEP_TIMEOUT_MS, polling: 100 });
+  } catch (e) {
+    const state = await page.evaluate(() => ({
+      me: window.nexrtc && window.nexrtc.me,
+      errors: window.nexrtc && window.nexrtc.errors,
+      state: document.getElementById("state").textContent,
+    })).catch(() => ({}));
+    throw new Error(`${what}: not within ${STEP_TIMEOUT_MS} ms; page: ${JSON.stringify(state)}`);
+  }
+}
+
+function message(from, i) {
+  const head = `${from}#${i}:`;
+  return head + "x".repeat(MESSAGE_BYTES - head.length);
+}
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox", // CI runs as root
+      "--disable-gpu",
+      "--ignore-certificate-errors", // the dev relay's TLS certificate is self-signed
+      "--autoplay-policy=no-user-gesture-required",
+    ],
+  });
+  try {
+    const context = await browser.newContext({ viewport: { width: 1100, height: 820 } });
+    const url = `${BASE_URL}/?room=${encodeURIComponent(ROOM)}&transport=${TRANSPORT}`;
+    const pages = [];
+    for (const name of ["a", "b"]) {
+      const page = await context.newPage();
+      page.on("console", (m) => { if (m.type() === "error") log(`${name} console:`, m.text()); });
+      page.on("pageerror", (e) => log(`${name} page error:`, e.message));
+      await page.goto(url);
+      // The second page joins after the first is in the room: it is the one that offers.
+      await until(page, `${name} joins ${ROOM}`, () => window.nexrtc && window.nexrtc.me);
+      pages.push(page);
+    }
+    const [a, b] = pages;
+    for (const [name, page] of [["a", a], ["b", b]]) {
+      await until(page, `${name} connects and opens the data channel`, () => {
+        const peer = [...window.nexrtc.peers.values()][0];
+        return peer && peer.pc.connectionState === "connected" && peer.channel && peer.channel.readyState === "open";
+      });
+    }
+    const ids = [];
+    for (const page of pages) ids.push(await page.evaluate(() => window.nexrtc.me));
+
+    // Chat both ways, then wait until each side has everything the other sent.
+    for (const [from, page] of [["a", a], ["b", b]]) {
+      await page.evaluate(({ from, n, size }) => {
+        for (let i = 0; i < n; i++) {
+          const head = `${from}#${i}:`;
+          if (window.nexrtc.sendChat(head + "x".repeat(size - head.length)) !== 1) throw new Error("no open channel");
+        }
+      }, { from, n: MESSAGES, size: MESSAGE_BYTES });
+    }
+    // And one short line each, which the chat panel shows.
+    for (const [from, page] of [["a", a], ["b", b]]) {
+      await page.evaluate((text) => window.nexrtc.sendChat(text), `hello from ${from}, over TURN/${TRANSPORT}`);
+    }
+    await until(a, "a receives every message of b", (n) => window.nexrtc.received.length >= n, MESSAGES + 1);
+    await until(b, "b receives every message of a", (n) => window.nexrtc.received.length >= n, MESSAGES + 1);
+    for (const [name, page, other] of [["a", a, "b"], ["b", b, "a"]]) {
+      const got = await page.evaluate(() => window.nexrtc.received.map((m) => m.text));
+      for (let i = 0; i < MESSAGES; i++) {
+        if (got[i] !== message(other, i)) throw new Error(`${name}: message ${i} of ${other} wrong or missing`);
+      }
+      if (got[MESSAGES] !== `hello from ${other}, over TURN/${TRANSPORT}`) throw new Error(`${name}: no hello from ${other}`);
+    }
+
+    // Let some video flow, then read the selected candidate pairs.
+    await until(a, "a shows the remote video", () => {
+      const v = document.getElementById("remote");
+      return v.readyState >= 2 && v.videoWidth > 0;
+    });
+    await a.waitForTimeout(1500);
+    const pairs = [];
+    for (const [name, page] of [["a", a], ["b", b]]) {
+      const pair = await page.evaluate(() => window.nexrtc.selectedPair());
+      if (!pair) throw new Error(`${name}: no selected candidate pair`);
+      if (pair.local.type !== "relay") throw new Error(`${name}: local candidate is ${pair.local.type}, not relay`);
+      if (pair.local.relayProtocol !== TRANSPORT) {
+        throw new Error(`${name}: relay candidate allocated over ${pair.local.relayProtocol}, not ${TRANSPORT}`);
+      }
+      pairs.push(pair);
+    }
+
+    if (SCREENSHOT_DIR) {
+      fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
+      await until(a, "a shows its stats", () => document.getElementById("stats").textContent.startsWith("relay:"));
+      await a.screenshot({ path: path.join(SCREENSHOT_DIR, `demo-${TRANSPORT}.png`) });
+      const status = await context.newPage();
+      await status.goto(`${BASE_URL}/status`);
+      // The relay's heartbeats report the call's allocations (one per page).
+      await until(status, "the status page shows the call's allocations",
+        () => Number(document.body.dataset.allocations || 0) >= 2);
+      await status.screenshot({ path: path.join(SCREENSHOT_DIR, `status-${TRANSPORT}.png`) });
+      await status.close();
+    }
+
+    const result = {
+      transport: TRANSPORT,
+      room: ROOM,
+      participants: ids,
+      messages_each_way: MESSAGES,
+      chat_bytes_each_way: MESSAGES * MESSAGE_BYTES,
+      pairs,
+      bytes_sent_total: pairs.reduce((sum, p) => sum + (p.bytesSent || 0), 0),
+    };
+    console.log(JSON.stringify(result));
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((e) => {
+  log("FAILED:", e && e.message ? e.message : e);
+  process.exit(1);
+});

@@ -1,0 +1,204 @@
+//! The browser end to end: headless Chromium (Debian's `chromium`, driven by
+//! playwright-core from `tests/browser/`) opens the `nexrtc dev` demo page twice in one
+//! room; the pages call each other with relay-only ICE over one TURN transport (UDP, TCP,
+//! TLS), chat over the data channel both ways and send fake-camera video. The node script
+//! checks the call in the pages (see `tests/browser/call.js`); this test checks that the
+//! relay's `/metrics` counted at least the bytes the browsers sent, on that transport.
+//!
+//! Needs `chromium`, `node` and `npm ci` in `tests/browser/` (.ci/run does all three);
+//! outside CI a missing one skips the test loudly. Screenshots of the demo page mid-call
+//! and of `/status` go to `target/e2e-screenshots/`.
+
+mod support;
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+/// Bound of one node run (it bounds each of its own steps at 30 s).
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// The Chromium binary: `$CHROMIUM`, else Debian's `/usr/bin/chromium`.
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+/// Whether Chromium, node and the npm packages are there: outside CI a missing one
+/// skips the test loudly, in CI it fails it.
+fn browser_available() -> bool {
+    let node = Command::new("node").arg("--version").output();
+    let missing = if !chromium().is_file() {
+        Some(format!(
+            "{} (Debian: apt-get install chromium)",
+            chromium().display()
+        ))
+    } else if !node.is_ok_and(|o| o.status.success()) {
+        Some("node (Debian: apt-get install nodejs npm)".to_owned())
+    } else if !browser_dir().join("node_modules/playwright-core").is_dir() {
+        Some("tests/browser/node_modules (run `npm ci` in tests/browser)".to_owned())
+    } else {
+        None
+    };
+    let Some(missing) = missing else { return true };
+    if in_ci() {
+        panic!("{missing} is missing, and CI is set: .ci/run installs it");
+    }
+    eprintln!();
+    eprintln!("######################################################################");
+    eprintln!("## SKIPPED: {missing} is missing.");
+    eprintln!("## This test did NOT run. In CI (CI=true) a missing tool fails instead.");
+    eprintln!("######################################################################");
+    false
+}
+
+fn screenshot_dir() -> PathBuf {
+    // target/e2e-screenshots, beside the tmp dir cargo gives integration tests.
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(|target| target.join("e2e-screenshots"))
+        .unwrap_or_else(|| PathBuf::from("target/e2e-screenshots"))
+}
+
+/// Runs `tests/browser/call.js`; its one JSON line of results.
+fn run_call(dev: &DevNetwork, transport: &str) -> Value {
+    let room = format!("e2e-{transport}-{}", &random_token("")[..8]);
+    let stderr_log = std::env::temp_dir().join(format!("nexrtc-call-{room}.log"));
+    let mut child = Command::new("node")
+        .arg("call.js")
+        .current_dir(browser_dir())
+        .env("BASE_URL", dev.base_url())
+        .env("TRANSPORT", transport)
+        .env("ROOM", &room)
+        .env("SCREENSHOT_DIR", screenshot_dir())
+        .env("CHROMIUM", chromium())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_log).expect("log file"))
+        .spawn()
+        .expect("start node");
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for node") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "call.js did not finish within {CALL_TIMEOUT:?}: {}",
+                std::fs::read_to_string(&stderr_log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stdout = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut stdout);
+    }
+    let stderr = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+    assert!(
+        status.success(),
+        "call.js failed ({status}):\n{stderr}\n---- nexrtc dev ----\n{}",
+        dev.process.log_tail(40)
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("call.js printed no result: {stdout}\n{stderr}"));
+    serde_json::from_str(line).expect("call.js result is JSON")
+}
+
+fn browser_call(slot: u16, transport: &str) {
+    if !browser_available() {
+        return;
+    }
+    let mut dev = DevNetwork::start(slot);
+    let relayed = |m: &Metrics, direction: &str| {
+        m.sum(
+            "nexrtc_relay_bytes_total",
+            &[
+                ("tenant", "dev"),
+                ("transport", transport),
+                ("direction", direction),
+            ],
+        )
+    };
+    let before = dev.relay_metrics();
+    let result = run_call(&dev, transport);
+    eprintln!("call.js: {result}");
+
+    // What the pages saw (call.js already refused anything else).
+    assert_eq!(result["transport"], transport);
+    for pair in result["pairs"].as_array().expect("pairs") {
+        assert_eq!(pair["local"]["type"], "relay", "{pair}");
+        assert_eq!(pair["local"]["relayProtocol"], transport, "{pair}");
+        let url = pair["local"]["url"].as_str().unwrap_or_default();
+        let port = if transport == "tls" {
+            dev.tls_port
+        } else {
+            dev.turn_port
+        };
+        assert!(
+            url.contains(&format!("127.0.0.1:{port}")),
+            "relay URL {url}"
+        );
+    }
+
+    // The relay carried it: every byte the browsers' transports sent (DTLS, SCTP with
+    // the chat, SRTP with the video) went to the peer through an allocation on this
+    // transport, so its counter grew by at least as much.
+    let after = dev.relay_metrics();
+    let to_peer = relayed(&after, "to_peer") - relayed(&before, "to_peer");
+    let to_client = relayed(&after, "to_client") - relayed(&before, "to_client");
+    let sent = result["bytes_sent_total"]
+        .as_f64()
+        .expect("bytes_sent_total");
+    let chat = 2.0 * result["chat_bytes_each_way"].as_f64().expect("chat bytes");
+    eprintln!(
+        "{transport}: browsers sent {sent} bytes ({chat} of chat); the relay counted \
+         {to_peer} to peers, {to_client} to clients"
+    );
+    assert!(
+        sent >= chat,
+        "the transports sent less than the chat: {result}"
+    );
+    assert!(
+        to_peer >= sent,
+        "relay to_peer bytes grew by {to_peer}, the browsers sent {sent}"
+    );
+    assert!(
+        to_client >= chat,
+        "relay to_client bytes grew by {to_client}"
+    );
+
+    let exit = dev
+        .stop(Duration::from_secs(15))
+        .expect("nexrtc dev exits after SIGTERM");
+    assert!(exit.success(), "{exit}: {}", dev.process.log_tail(30));
+}
+
+#[test]
+fn browsers_call_through_the_relay_over_udp() {
+    browser_call(slot::DEV_BROWSER_UDP, "udp");
+}
+
+#[test]
+fn browsers_call_through_the_relay_over_tcp() {
+    browser_call(slot::DEV_BROWSER_TCP, "tcp");
+}
+
+#[test]
+fn browsers_call_through_the_relay_over_tls() {
+    browser_call(slot::DEV_BROWSER_TLS, "tls");
+}

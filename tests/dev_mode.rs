@@ -1,0 +1,213 @@
+//! `nexrtc dev` without a browser: one process serves the controller API, the pages and
+//! a relay whose agent registered; what `/dev/session` mints works on that relay; the
+//! relay's and the controller's `/metrics` both work with one metrics recorder in the
+//! process; SIGTERM stops everything with exit code 0.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+fn json_of(answer: std::io::Result<(u16, String)>, what: &str) -> (u16, Value) {
+    let (status, body) = answer.unwrap_or_else(|e| panic!("{what}: {e}"));
+    let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: {e}: {body}"));
+    (status, value)
+}
+
+#[test]
+fn dev_runs_the_whole_network_in_one_process() {
+    let mut dev = DevNetwork::start(slot::DEV_MODE);
+
+    // The status JSON is public in dev mode and shows the one relay with its addresses.
+    let (status, report) = json_of(http_get(dev.http, "/v1/status"), "GET /v1/status");
+    assert_eq!(status, 200, "{report}");
+    let relays = report["relays"].as_array().expect("relays");
+    assert_eq!(relays.len(), 1, "{report}");
+    let relay = &relays[0];
+    assert_eq!(relay["id"], "local/dev-1");
+    assert_eq!(relay["state"], "active");
+    assert_eq!(relay["health"], "ok");
+    assert_eq!(relay["region_known"], true);
+    assert_eq!(relay["addresses"]["udp"]["port"], dev.turn_port);
+    assert_eq!(relay["addresses"]["tls"]["port"], dev.tls_port);
+    assert_eq!(report["regions"][0]["name"], "local");
+    assert_eq!(report["regions"][0]["active"], 1);
+
+    // A wrong key is still refused: dev mode only fills in a missing one.
+    let (status, body) = json_of(
+        http_call(
+            dev.http,
+            "GET",
+            "/v1/status",
+            Some("nxk_wrongwrongwrongwrongwrongwrongwrong"),
+            None,
+        ),
+        "GET /v1/status with a wrong key",
+    );
+    assert_eq!(status, 401, "{body}");
+
+    // The pages.
+    for (path, marker) in [("/", "RTCPeerConnection"), ("/status", "/v1/status")] {
+        let (status, html) = http_get(dev.http, path).expect(path);
+        assert_eq!(status, 200, "{path}");
+        assert!(html.contains(marker), "{path} does not mention {marker}");
+    }
+
+    // The API key works on the ICE API, as the printed curl line does.
+    let (status, ice) = json_of(
+        http_post(
+            dev.http,
+            "/v1/ice-servers",
+            &dev.api_key,
+            &json!({"user": "alice"}).to_string(),
+        ),
+        "POST /v1/ice-servers",
+    );
+    assert_eq!(status, 201, "{ice}");
+    assert!(offers(&ice, dev.turn_port), "{ice}");
+
+    // /dev/session mints TURN credentials for a fresh participant (no key in the
+    // request); they allocate on the relay.
+    let (status, session) = json_of(
+        http_call(dev.http, "POST", "/dev/session?room=dev-mode", None, None),
+        "POST /dev/session",
+    );
+    assert_eq!(status, 200, "{session}");
+    let participant = session["participant"].as_str().expect("participant");
+    assert!(participant.starts_with("guest-"), "{session}");
+    // ... and a room token for the signaling WebSocket.
+    let token = &session["token"];
+    assert!(
+        token["token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("nxt_")),
+        "{session}"
+    );
+    assert_eq!(token["participant"], participant, "{session}");
+    assert_eq!(token["room"], "dev-mode", "{session}");
+    assert!(
+        token["signal_url"]
+            .as_str()
+            .is_some_and(|u| u.contains("/v1/signal?room=dev-mode")),
+        "{session}"
+    );
+    assert_eq!(session["signal_error"], Value::Null, "{session}");
+    let (username, password) = credentials(&session["ice"]);
+    assert!(
+        username.ends_with(&format!(":dev:{participant}")),
+        "{username}"
+    );
+    let relay_addr = SocketAddr::from(([127, 0, 0, 1], dev.turn_port));
+    assert_eq!(
+        try_allocate(relay_addr, &username, &password),
+        AllocateOutcome::Allocated
+    );
+    let (status, bad) = json_of(
+        http_call(dev.http, "POST", "/dev/session?room=a%2Fb", None, None),
+        "POST /dev/session with a bad room",
+    );
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["code"], "invalid_request");
+
+    // Both /metrics work: the relay's own counters plus the agent's lines, and the
+    // controller's.
+    let relay_metrics = dev.relay_metrics();
+    assert!(
+        relay_metrics.sum("nexrtc_relay_allocations_total", &[("tenant", "dev")]) >= 1.0,
+        "{}",
+        relay_metrics.0
+    );
+    assert_eq!(
+        relay_metrics.sum("nexrtc_agent_registered", &[]),
+        1.0,
+        "{}",
+        relay_metrics.0
+    );
+    assert!(
+        !relay_metrics.has("nexrtc_controller_requests_total"),
+        "{}",
+        relay_metrics.0
+    );
+    let (status, text) = http_get(dev.http, "/metrics").expect("controller /metrics");
+    assert_eq!(status, 200);
+    let controller_metrics = Metrics(text);
+    assert!(
+        controller_metrics.sum(
+            "nexrtc_controller_credentials_issued_total",
+            &[("tenant", "dev")]
+        ) >= 2.0,
+        "{}",
+        controller_metrics.0
+    );
+
+    // SIGTERM: everything stops, exit code 0.
+    let exit = dev
+        .stop(Duration::from_secs(15))
+        .expect("nexrtc dev exits after SIGTERM");
+    assert!(exit.success(), "{exit}: {}", dev.process.log_tail(30));
+    let log = dev.process.log_text();
+    assert!(log.contains("API key"), "the banner names the API key");
+    assert!(
+        log.contains("curl -s -X POST"),
+        "the banner has the curl line"
+    );
+}
+
+#[test]
+fn dev_refuses_a_malformed_api_key() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_nexrtc"))
+        .args(["dev", "--api-key", "short"])
+        .output()
+        .expect("run nexrtc dev");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--api-key"), "{stderr}");
+}
+
+#[test]
+fn status_needs_an_admin_key_outside_dev_mode() {
+    let controller =
+        Controller::start(&ControllerSetup::embedded(5, 1000).region("eu-west", 53.35, -6.26));
+    let relay = controller.relay(slot::DEV_MODE_STATUS, "eu-west", "r1");
+    let (status, body) = http_get(controller.addr, "/v1/status").expect("GET /v1/status");
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = http_call(
+        controller.addr,
+        "GET",
+        "/v1/status",
+        Some(&controller.keys.ice_key),
+        None,
+    )
+    .expect("GET /v1/status with an ice key");
+    assert_eq!(status, 403, "{body}");
+    let (status, report) = controller.admin("GET", "/v1/status", None);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["regions"][0]["name"], "eu-west");
+    // The relay appears once its agent registered (bounded wait).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, report) = controller.admin("GET", "/v1/status", None);
+        if let Some(r) = report["relays"].as_array().and_then(|r| r.first()) {
+            assert_eq!(r["id"], "eu-west/r1", "{report}");
+            assert_eq!(r["addresses"]["udp"]["port"], relay.port, "{report}");
+            assert_eq!(report["regions"][0]["relays"], 1, "{report}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "relay never listed: {report}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The page itself is public (it holds no data).
+    let (status, html) = http_get(controller.addr, "/status").expect("GET /status");
+    assert_eq!(status, 200);
+    assert!(html.contains("<title>NexRTC Edge"), "{html}");
+    // `/` and /dev/session exist only in dev mode.
+    let (status, _) = http_call(controller.addr, "POST", "/dev/session?room=x", None, None)
+        .expect("POST /dev/session");
+    assert_eq!(status, 404);
+}
