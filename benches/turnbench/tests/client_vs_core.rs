@@ -56,6 +56,7 @@ impl Core {
                         handle: RelayHandle(1),
                         addr: "127.0.0.1:50001".parse().expect("bench test"),
                         reservation: None,
+                        shared: false,
                     };
                     self.server.relay_bound(request, Ok(binding), self.now);
                 }
