@@ -262,7 +262,7 @@ fn several_relay_ips_and_multiplexing() {
             (ip("192.0.2.12"), ip("192.0.2.12")),
         ]
     );
-    assert_eq!(c.multiplex_sockets, Some(32));
+    assert_eq!(c.multiplex_sockets, Some(4));
     assert_eq!(c.relay_threads, 3);
     let plain = build(base()).unwrap();
     assert_eq!(plain.multiplex_sockets, None);
