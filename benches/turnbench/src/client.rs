@@ -47,11 +47,20 @@ pub struct Auth {
 pub fn client_ip(i: usize) -> std::net::Ipv4Addr {
     let hi = i / 254;
     let lo = (i % 254) + 1;
-    std::net::Ipv4Addr::new(127, 1 + ((hi >> 8) & 0x7f) as u8, (hi & 0xff) as u8, lo as u8)
+    std::net::Ipv4Addr::new(
+        127,
+        1 + ((hi >> 8) & 0x7f) as u8,
+        (hi & 0xff) as u8,
+        lo as u8,
+    )
 }
 
 /// A UDP socket bound to `ip:0` with the given buffer sizes.
-pub fn udp_socket(ip: std::net::Ipv4Addr, buf_bytes: usize, nonblocking: bool) -> Result<UdpSocket> {
+pub fn udp_socket(
+    ip: std::net::Ipv4Addr,
+    buf_bytes: usize,
+    nonblocking: bool,
+) -> Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     if buf_bytes > 0 {
         let _ = s.set_recv_buffer_size(buf_bytes);
@@ -93,13 +102,24 @@ pub fn allocate(t: TransactionId, creds: &Creds, auth: Option<&Auth>) -> Vec<u8>
     }
 }
 
-pub fn create_permission(t: TransactionId, peer: SocketAddr, creds: &Creds, auth: &Auth) -> Vec<u8> {
+pub fn create_permission(
+    t: TransactionId,
+    peer: SocketAddr,
+    creds: &Creds,
+    auth: &Auth,
+) -> Vec<u8> {
     let mut b = MessageBuilder::new(Method::CREATE_PERMISSION, Class::Request, t);
     b.xor_address(attr::XOR_PEER_ADDRESS, peer);
     with_auth(b, creds, auth)
 }
 
-pub fn channel_bind(t: TransactionId, channel: u16, peer: SocketAddr, creds: &Creds, auth: &Auth) -> Vec<u8> {
+pub fn channel_bind(
+    t: TransactionId,
+    channel: u16,
+    peer: SocketAddr,
+    creds: &Creds,
+    auth: &Auth,
+) -> Vec<u8> {
     let mut b = MessageBuilder::new(Method::CHANNEL_BIND, Class::Request, t);
     let c = channel.to_be_bytes();
     b.attribute(attr::CHANNEL_NUMBER, &[c[0], c[1], 0, 0]);
@@ -116,9 +136,14 @@ pub fn refresh_zero(t: TransactionId, creds: &Creds, auth: &Auth) -> Vec<u8> {
 
 /// What a response says, as far as the engine cares.
 pub enum Answer {
-    Success { relayed: Option<SocketAddr> },
+    Success {
+        relayed: Option<SocketAddr>,
+    },
     /// 401 or 438: retry with these realm and nonce.
-    Challenge { realm: String, nonce: Vec<u8> },
+    Challenge {
+        realm: String,
+        nonce: Vec<u8>,
+    },
     Error(u16),
 }
 
@@ -332,9 +357,13 @@ impl Engine {
             ep.wait(20, &mut ready)?;
             for &tok in &ready {
                 let i = tok as usize;
-                let Some(c) = clients.get_mut(i) else { continue };
+                let Some(c) = clients.get_mut(i) else {
+                    continue;
+                };
                 while let Ok((n, _from)) = c.sock.recv_from(&mut buf) {
-                    let Some((t, answer)) = parse_answer(&buf[..n]) else { continue };
+                    let Some((t, answer)) = parse_answer(&buf[..n]) else {
+                        continue;
+                    };
                     if t != c.txid {
                         continue; // an answer to an earlier retransmission
                     }
@@ -351,7 +380,11 @@ impl Engine {
                                     &self.creds.password,
                                 );
                                 c.auth = Some(Auth { realm, nonce, key });
-                                let step = if c.step == Step::Challenge { Step::Allocate } else { c.step };
+                                let step = if c.step == Step::Challenge {
+                                    Step::Allocate
+                                } else {
+                                    c.step
+                                };
                                 self.send(c, step, &mut stats);
                             } else {
                                 c.step = Step::Failed;
@@ -420,11 +453,24 @@ impl Engine {
 
 /// Blocking helper for one client: Allocate with the 401 round trip, then
 /// CreatePermission and ChannelBind to `peer`. Used by tests and small setups.
-pub fn setup_one(server: SocketAddr, creds: &Creds, sock: UdpSocket, peer: SocketAddr, channel: u16) -> Result<Client> {
-    let mut e = Engine::new(server, creds.clone(), 1, Instant::now() + Duration::from_secs(10));
+pub fn setup_one(
+    server: SocketAddr,
+    creds: &Creds,
+    sock: UdpSocket,
+    peer: SocketAddr,
+    channel: u16,
+) -> Result<Client> {
+    let mut e = Engine::new(
+        server,
+        creds.clone(),
+        1,
+        Instant::now() + Duration::from_secs(10),
+    );
     let mut cs = vec![Engine::new_client(sock, Some(peer), channel)];
     let st = e.run(&mut cs, false)?;
-    let Some(c) = cs.pop() else { bail!("no client") };
+    let Some(c) = cs.pop() else {
+        bail!("no client")
+    };
     if !c.ok() {
         bail!("TURN setup failed: {st:?}");
     }

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use turn_core::stun::{Message, TransactionId};
 use turn_core::{
-    ClientAction, ClientSocket, Command, Config, Credentials, Now, RelayBinding, RelayHandle, Server,
-    Transport,
+    ClientAction, ClientSocket, Command, Config, Credentials, Now, RelayBinding, RelayHandle,
+    Server, Transport,
 };
 use turnbench::client::{
     allocate, channel_bind, create_permission, parse_answer, refresh_zero, Answer, Auth, Creds,
@@ -91,18 +91,25 @@ fn allocate_bind_relay_and_release_against_the_core() {
     let answer = core.ask(client(), &allocate(txid(1), &creds, None));
     let (t, a) = parse_answer(&answer).expect("parses");
     assert_eq!(t, txid(1));
-    let Answer::Challenge { realm, nonce } = a else { panic!("expected a 401") };
+    let Answer::Challenge { realm, nonce } = a else {
+        panic!("expected a 401")
+    };
     assert_eq!(realm, "bench");
     let key = turn_core::stun::long_term_key(&creds.username, &realm, &creds.password);
     let auth = Auth { realm, nonce, key };
 
     // 2. Authenticated Allocate: success with the relayed address.
     let answer = core.ask(client(), &allocate(txid(2), &creds, Some(&auth)));
-    assert!(Message::parse(&answer).expect("bench test").verify_integrity(&key));
+    assert!(Message::parse(&answer)
+        .expect("bench test")
+        .verify_integrity(&key));
     match parse_answer(&answer) {
         Some((t, Answer::Success { relayed })) => {
             assert_eq!(t, txid(2));
-            assert_eq!(relayed, Some("127.0.0.1:50001".parse().expect("bench test")));
+            assert_eq!(
+                relayed,
+                Some("127.0.0.1:50001".parse().expect("bench test"))
+            );
         }
         _ => panic!("Allocate refused"),
     }
@@ -110,15 +117,28 @@ fn allocate_bind_relay_and_release_against_the_core() {
     // 3. CreatePermission and ChannelBind to the peer.
     let peer: SocketAddr = "127.0.0.2:6000".parse().expect("bench test");
     let answer = core.ask(client(), &create_permission(txid(3), peer, &creds, &auth));
-    assert!(matches!(parse_answer(&answer), Some((_, Answer::Success { .. }))));
-    let answer = core.ask(client(), &channel_bind(txid(4), CHANNEL, peer, &creds, &auth));
-    assert!(matches!(parse_answer(&answer), Some((_, Answer::Success { .. }))));
+    assert!(matches!(
+        parse_answer(&answer),
+        Some((_, Answer::Success { .. }))
+    ));
+    let answer = core.ask(
+        client(),
+        &channel_bind(txid(4), CHANNEL, peer, &creds, &auth),
+    );
+    assert!(matches!(
+        parse_answer(&answer),
+        Some((_, Answer::Success { .. }))
+    ));
 
     // 4. A ChannelData packet as the load generator sends it goes to the peer.
     let mut pkt = channel_header(CHANNEL, 100).to_vec();
     pkt.extend_from_slice(&[0xAB; 100]);
     match core.server.handle_client(client(), &pkt, core.now) {
-        ClientAction::Forward { relay, peer: to, payload } => {
+        ClientAction::Forward {
+            relay,
+            peer: to,
+            payload,
+        } => {
             assert_eq!(relay, RelayHandle(1));
             assert_eq!(to, peer);
             assert_eq!(payload, 4..104);
@@ -128,7 +148,10 @@ fn allocate_bind_relay_and_release_against_the_core() {
 
     // 5. Refresh with LIFETIME 0 deletes the allocation and frees its socket.
     let answer = core.ask(client(), &refresh_zero(txid(5), &creds, &auth));
-    assert!(matches!(parse_answer(&answer), Some((_, Answer::Success { .. }))));
+    assert!(matches!(
+        parse_answer(&answer),
+        Some((_, Answer::Success { .. }))
+    ));
     assert_eq!(core.freed, vec![RelayHandle(1)]);
     assert!(!core.server.has_allocation(&client()));
 }
@@ -144,7 +167,10 @@ fn wrong_secret_is_a_second_challenge_and_garbage_is_no_answer() {
     let key = turn_core::stun::long_term_key(&creds.username, &realm, &creds.password);
     let auth = Auth { realm, nonce, key };
     let answer = core.ask(client(), &allocate(txid(2), &creds, Some(&auth)));
-    assert!(matches!(parse_answer(&answer), Some((_, Answer::Challenge { .. }))));
+    assert!(matches!(
+        parse_answer(&answer),
+        Some((_, Answer::Challenge { .. }))
+    ));
     assert!(parse_answer(&[0u8; 7]).is_none());
     assert!(parse_answer(&channel_header(CHANNEL, 4)).is_none());
 }

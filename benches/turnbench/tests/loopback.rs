@@ -25,10 +25,15 @@ fn free_udp_port() -> u16 {
 /// Value of a numeric field of the generator's one-line JSON answer.
 fn field(json: &str, name: &str) -> f64 {
     let key = format!("\"{name}\":");
-    let start = json.find(&key).unwrap_or_else(|| panic!("{name} missing in {json}")) + key.len();
+    let start = json
+        .find(&key)
+        .unwrap_or_else(|| panic!("{name} missing in {json}"))
+        + key.len();
     let rest = &json[start..];
     let end = rest.find([',', '}']).expect("bench test");
-    rest[..end].parse().unwrap_or_else(|_| panic!("{name} not a number in {json}"))
+    rest[..end]
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} not a number in {json}"))
 }
 
 fn load(args: &[&str]) -> String {
@@ -60,8 +65,23 @@ fn generator_drives_the_raw_forwarder_both_ways() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let json = load(&[
-        "relay", "--target", "fake", "--server", &listen, "--server-pid", &pid, "--clients", "4",
-        "--payload", "100", "--rate", "2000", "--duration", "0.5", "--drain", "2",
+        "relay",
+        "--target",
+        "fake",
+        "--server",
+        &listen,
+        "--server-pid",
+        &pid,
+        "--clients",
+        "4",
+        "--payload",
+        "100",
+        "--rate",
+        "2000",
+        "--duration",
+        "0.5",
+        "--drain",
+        "2",
     ]);
     let sent = field(&json, "sent");
     let peer = field(&json, "peer_received");
@@ -78,8 +98,19 @@ fn generator_drives_the_raw_forwarder_both_ways() {
 #[test]
 fn direct_path_needs_no_relay() {
     let json = load(&[
-        "relay", "--target", "direct", "--clients", "2", "--payload", "1000", "--rate", "1000",
-        "--duration", "0.3", "--drain", "2",
+        "relay",
+        "--target",
+        "direct",
+        "--clients",
+        "2",
+        "--payload",
+        "1000",
+        "--rate",
+        "1000",
+        "--duration",
+        "0.3",
+        "--drain",
+        "2",
     ]);
     assert!(field(&json, "sent") > 0.0, "{json}");
     assert!(field(&json, "received") > 0.0, "{json}");

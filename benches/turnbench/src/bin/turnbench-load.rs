@@ -28,11 +28,18 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use turnbench::client::{client_ip, udp_socket, Client, Creds, Engine, EngineStats};
 use turnbench::hist::Histogram;
-use turnbench::probe::{bind_message, channel_header, read_probe, write_probe, BIND_ACK, CHANNEL, PROBE_LEN};
-use turnbench::sys::{now_ns, pin_current_thread, proc_cpu_secs, proc_fd_count, proc_rss_bytes, raise_nofile, to_sockaddr, Batch, Epoll};
+use turnbench::probe::{
+    bind_message, channel_header, read_probe, write_probe, BIND_ACK, CHANNEL, PROBE_LEN,
+};
+use turnbench::sys::{
+    now_ns, pin_current_thread, proc_cpu_secs, proc_fd_count, proc_rss_bytes, raise_nofile,
+    to_sockaddr, Batch, Epoll,
+};
 
 #[derive(Parser)]
-#[command(about = "TURN relay load generator (ChannelData round trips, Allocate rate, held allocations)")]
+#[command(
+    about = "TURN relay load generator (ChannelData round trips, Allocate rate, held allocations)"
+)]
 struct Cli {
     #[command(subcommand)]
     mode: Mode,
@@ -188,9 +195,20 @@ fn engine_json(s: &EngineStats) -> String {
 }
 
 /// Non-blocking client sockets for clients `first..first+n` on their IPs.
-fn client_sockets(common: &Common, first: usize, n: usize, sockbuf: usize) -> Result<Vec<UdpSocket>> {
+fn client_sockets(
+    common: &Common,
+    first: usize,
+    n: usize,
+    sockbuf: usize,
+) -> Result<Vec<UdpSocket>> {
     (first..first + n)
-        .map(|k| udp_socket(client_ip(common.ip_offset + k / common.per_ip.max(1)), sockbuf, true))
+        .map(|k| {
+            udp_socket(
+                client_ip(common.ip_offset + k / common.per_ip.max(1)),
+                sockbuf,
+                true,
+            )
+        })
         .collect()
 }
 
@@ -289,7 +307,9 @@ fn relay(a: RelayArgs) -> Result<()> {
             while !shared.stop.load(Ordering::Relaxed) {
                 ep.wait(20, &mut ready)?;
                 for &t in &ready {
-                    let Some(p) = peers.get(t as usize) else { continue };
+                    let Some(p) = peers.get(t as usize) else {
+                        continue;
+                    };
                     let fd = p.as_raw_fd();
                     for _ in 0..8 {
                         let got = b.recv(fd, 0)?;
@@ -310,7 +330,10 @@ fn relay(a: RelayArgs) -> Result<()> {
     };
 
     // Client receive thread.
-    let rx_socks: Vec<UdpSocket> = clients.iter().map(|c| c.try_clone()).collect::<std::io::Result<_>>()?;
+    let rx_socks: Vec<UdpSocket> = clients
+        .iter()
+        .map(|c| c.try_clone())
+        .collect::<std::io::Result<_>>()?;
     let rx_thread = {
         let shared = shared.clone();
         let cpus = a.cpus.clone();
@@ -328,7 +351,9 @@ fn relay(a: RelayArgs) -> Result<()> {
             while !shared.stop.load(Ordering::Relaxed) {
                 ep.wait(20, &mut ready)?;
                 for &t in &ready {
-                    let Some(s) = rx_socks.get(t as usize) else { continue };
+                    let Some(s) = rx_socks.get(t as usize) else {
+                        continue;
+                    };
                     let fd = s.as_raw_fd();
                     for _ in 0..8 {
                         let got = b.recv(fd, 0)?;
@@ -339,10 +364,11 @@ fn relay(a: RelayArgs) -> Result<()> {
                         for i in 0..got {
                             let pkt = &b.bufs[i][..b.lens[i]];
                             let ok_header = !header
-                                || (pkt.len() >= 4
-                                    && pkt[..4] == channel_header(CHANNEL, payload));
+                                || (pkt.len() >= 4 && pkt[..4] == channel_header(CHANNEL, payload));
                             match (ok_header, pkt.get(off..).and_then(read_probe)) {
-                                (true, Some((_seq, sent, client))) if pkt.len() == off + payload => {
+                                (true, Some((_seq, sent, client)))
+                                    if pkt.len() == off + payload =>
+                                {
                                     r.packets += 1;
                                     r.bytes += payload as u64;
                                     if sent >= warm_ns {
@@ -375,7 +401,11 @@ fn relay(a: RelayArgs) -> Result<()> {
     let drain_until = Instant::now() + Duration::from_secs_f64(a.drain);
     let total_sent: u64 = sent.iter().sum();
     while Instant::now() < drain_until {
-        let got: u64 = shared.received.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        let got: u64 = shared
+            .received
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum();
         if got >= total_sent {
             break;
         }
@@ -540,7 +570,11 @@ fn send_loop(
             }
             blocked_round = 0;
         }
-        let dest = if a.target == Target::Direct { peers[c] } else { server };
+        let dest = if a.target == Target::Direct {
+            peers[c]
+        } else {
+            server
+        };
         let now = now_ns();
         for i in 0..n {
             seq += 1;
@@ -574,8 +608,16 @@ fn alloc(a: AllocArgs) -> Result<()> {
         let n = round.min(a.count - made);
         let socks = client_sockets(&a.common, next_client, n, 0)?;
         next_client += n;
-        let mut cs: Vec<Client> = socks.into_iter().map(|s| Engine::new_client(s, None, 0)).collect();
-        let mut e = Engine::new(a.common.server, creds.clone(), a.common.concurrency, Instant::now() + Duration::from_secs(60));
+        let mut cs: Vec<Client> = socks
+            .into_iter()
+            .map(|s| Engine::new_client(s, None, 0))
+            .collect();
+        let mut e = Engine::new(
+            a.common.server,
+            creds.clone(),
+            a.common.concurrency,
+            Instant::now() + Duration::from_secs(60),
+        );
         let c0 = cpu_of(a.common.server_pid);
         let t0 = Instant::now();
         let st = e.run(&mut cs, false)?;
@@ -593,7 +635,12 @@ fn alloc(a: AllocArgs) -> Result<()> {
         total.done += st.done;
         rounds += 1;
         // Release outside the measured time.
-        let mut r = Engine::new(a.common.server, creds.clone(), a.common.concurrency, Instant::now() + Duration::from_secs(60));
+        let mut r = Engine::new(
+            a.common.server,
+            creds.clone(),
+            a.common.concurrency,
+            Instant::now() + Duration::from_secs(60),
+        );
         let _ = r.run(&mut cs, true)?;
         drop(cs);
         if st.done == 0 {
@@ -643,8 +690,16 @@ fn hold(a: HoldArgs) -> Result<()> {
         let n = chunk.min(a.count - first);
         let socks = client_sockets(&a.common, first, n, 0)?;
         first += n;
-        let mut cs: Vec<Client> = socks.into_iter().map(|s| Engine::new_client(s, None, 0)).collect();
-        let mut e = Engine::new(a.common.server, creds.clone(), a.common.concurrency, deadline);
+        let mut cs: Vec<Client> = socks
+            .into_iter()
+            .map(|s| Engine::new_client(s, None, 0))
+            .collect();
+        let mut e = Engine::new(
+            a.common.server,
+            creds.clone(),
+            a.common.concurrency,
+            deadline,
+        );
         let s = e.run(&mut cs, false)?;
         held += cs.iter().filter(|c| c.ok()).count();
         st.requests += s.requests;

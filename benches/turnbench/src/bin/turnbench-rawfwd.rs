@@ -191,7 +191,13 @@ fn client_side(
 }
 
 /// Peer → client: receive at offset 4, write the header in place, forward.
-fn peer_side(rfd: i32, lfd: i32, rx: &mut Batch, t: &mut Tables, counts: &mut Counts) -> Result<usize> {
+fn peer_side(
+    rfd: i32,
+    lfd: i32,
+    rx: &mut Batch,
+    t: &mut Tables,
+    counts: &mut Counts,
+) -> Result<usize> {
     let n = rx.recv(rfd, HEADROOM)?;
     let mut out = 0;
     for i in 0..n {
@@ -221,7 +227,9 @@ fn main() -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let threads = args.threads.max(1);
     let batch = args.batch.clamp(1, 1024);
-    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     // Stop on SIGTERM/SIGINT (blocked in every thread, taken by sigtimedwait
     // below) or after max_seconds.
     // SAFETY: plain signal mask manipulation on a local, zeroed set.
