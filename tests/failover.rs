@@ -42,6 +42,35 @@ fn three_regions(etcd: &Etcd) -> ControllerSetup {
         .region("ap-northeast", 35.68, 139.69)
 }
 
+/// A controller on `etcd` with one region, eu-west, offering every relay; relays leave only
+/// when their lease expires (the tests using it are not about failure detection).
+fn eu_west(etcd: &Etcd) -> Controller {
+    Controller::start(
+        &ControllerSetup::etcd(etcd, LEASE_TTL, HEARTBEAT_MS)
+            .lease_only()
+            .offer_all()
+            .region("eu-west", 53.35, -6.26),
+    )
+}
+
+/// The TURN credentials of an ICE answer that offers every relay of `relays`, once the
+/// first of them accepts them (its agent has received the tenant's secret).
+fn accepted_credentials(controller: &Controller, relays: &[&Relay]) -> (String, String) {
+    let (answer, _) = controller.until("relays offered", Duration::from_secs(20), |ans| {
+        relays.iter().all(|r| offers(ans, r.port))
+    });
+    let (user, pass) = credentials(&answer);
+    allocate_until(
+        relays[0],
+        &user,
+        &pass,
+        "credentials accepted",
+        Duration::from_secs(15),
+        |o| *o == AllocateOutcome::Allocated,
+    );
+    (user, pass)
+}
+
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
@@ -261,31 +290,16 @@ fn secret_rotation_under_live_traffic_loses_nothing_and_retires_the_old_secret()
         return;
     }
     let Some(etcd) = Etcd::start() else { return };
-    let controller = Controller::start(
-        &ControllerSetup::etcd(&etcd, LEASE_TTL, HEARTBEAT_MS)
-            .lease_only()
-            .region("eu-west", 53.35, -6.26),
-    );
+    let controller = eu_west(&etcd);
     let relay = controller.relay(slot::ROTATION, "eu-west", "rot-1");
     let peer = EchoPeer::start();
-    let (answer, _) = controller.until("relay offered", Duration::from_secs(20), |a| {
-        offers(a, relay.port)
-    });
-    let (old_user, old_pass) = credentials(&answer);
+    // Accepted: the agent has pushed the tenant's secret into the relay.
+    let (old_user, old_pass) = accepted_credentials(&controller, &[&relay]);
     let old_secret = controller.keys.tenant_secret.clone();
     assert_eq!(
         old_pass,
         turn_core::auth::rest_password(old_secret.as_bytes(), &old_user),
         "the first credentials are signed with the bootstrap secret"
-    );
-    // The agent has pushed the tenant's secret into the relay.
-    allocate_until(
-        &relay,
-        &old_user,
-        &old_pass,
-        "old credentials accepted",
-        Duration::from_secs(15),
-        |o| *o == AllocateOutcome::Allocated,
     );
 
     // ~10 s of traffic relayed the whole time.
@@ -396,12 +410,7 @@ fn drain_under_live_traffic_keeps_the_call_sends_new_clients_elsewhere_and_exits
         return;
     }
     let Some(etcd) = Etcd::start() else { return };
-    let controller = Controller::start(
-        &ControllerSetup::etcd(&etcd, LEASE_TTL, HEARTBEAT_MS)
-            .lease_only()
-            .offer_all()
-            .region("eu-west", 53.35, -6.26),
-    );
+    let controller = eu_west(&etcd);
     // turnutils_uclient releases the allocation that carried its traffic
     // (Refresh, lifetime 0) but leaves its second one to expire (coturn's own
     // turnserver shows the same); a short lifetime on A makes that one end
@@ -416,18 +425,7 @@ fn drain_under_live_traffic_keeps_the_call_sends_new_clients_elsewhere_and_exits
     );
     let b = controller.relay(slot::DRAIN_B, "eu-west", "b");
     let peer = EchoPeer::start();
-    let (answer, _) = controller.until("both relays offered", Duration::from_secs(20), |ans| {
-        offers(ans, a.port) && offers(ans, b.port)
-    });
-    let (user, pass) = credentials(&answer);
-    allocate_until(
-        &a,
-        &user,
-        &pass,
-        "credentials accepted by A",
-        Duration::from_secs(15),
-        |o| *o == AllocateOutcome::Allocated,
-    );
+    let (user, pass) = accepted_credentials(&controller, &[&a, &b]);
 
     let long = long_run(&a, &peer, &user, &pass, 400);
     let running = long.spawn();
@@ -554,17 +552,9 @@ fn a_region_drained_with_a_deadline_exits_at_it_with_clients_left() {
         return;
     }
     let Some(etcd) = Etcd::start() else { return };
-    let controller = Controller::start(
-        &ControllerSetup::etcd(&etcd, LEASE_TTL, HEARTBEAT_MS)
-            .lease_only()
-            .offer_all()
-            .region("eu-west", 53.35, -6.26),
-    );
+    let controller = eu_west(&etcd);
     let mut relay = controller.relay(slot::DRAIN_DEADLINE, "eu-west", "d");
-    let (answer, _) = controller.until("relay offered", Duration::from_secs(20), |ans| {
-        offers(ans, relay.port)
-    });
-    let (user, pass) = credentials(&answer);
+    let (user, pass) = accepted_credentials(&controller, &[&relay]);
     // A call that would last 30 s, far beyond the deadline.
     let peer = EchoPeer::start();
     let long = long_run(&relay, &peer, &user, &pass, 1500);
