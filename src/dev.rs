@@ -40,8 +40,9 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use nexrtc_controller::api::error::ApiError;
 use nexrtc_controller::config::{Bootstrap, FileConfig};
-use nexrtc_controller::credentials::{new_api_key, random_b64, random_id};
+use nexrtc_controller::credentials::{self, new_api_key, random_b64, random_id};
 use nexrtc_controller::{AppState, ControllerArgs, ControllerConfig};
 use nexrtc_edge_agent::{AgentConfig, RelayLoad};
 use serde::Deserialize;
@@ -398,57 +399,38 @@ struct SessionQuery {
     room: Option<String>,
 }
 
-/// Room names the demo accepts (the signaling service checks its own rules too).
-fn valid_room(room: &str) -> bool {
-    (1..=64).contains(&room.len())
-        && room
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"code": code, "message": message.into()})),
-    )
-        .into_response()
-}
-
 /// `POST /dev/session?room=R`: ICE servers and a room token for a fresh participant.
 async fn session(State(dev): State<DevState>, Query(q): Query<SessionQuery>) -> Response {
     let room = q.room.unwrap_or_else(|| "demo".to_owned());
-    if !valid_room(&room) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "room: 1-64 characters of A-Z a-z 0-9 - _",
-        );
+    // The signaling service's own rule, checked before anything is minted.
+    if !credentials::validate_room_name(&room) {
+        return ApiError::invalid_request("room: 1-64 characters of A-Z a-z 0-9 . - _")
+            .into_response();
     }
     let participant = format!("guest-{}", &random_id()[..8]);
     let ice_body = json!({"user": participant, "ttl": SESSION_TTL});
     let ice = match call(&dev, "/v1/ice-servers", &ice_body).await {
         Ok((StatusCode::CREATED, ice)) => ice,
         Ok((status, body)) => return (status, Json(body)).into_response(),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => return internal(e),
     };
     let token_body = json!({"participant": participant, "ttl": SESSION_TTL});
-    let (token, signal_error) =
-        match call(&dev, &format!("/v1/rooms/{room}/tokens"), &token_body).await {
-            Ok((status, body)) if status.is_success() => (body, Value::Null),
-            Ok((status, body)) => (
-                Value::Null,
-                json!({"status": status.as_u16(), "error": body}),
-            ),
-            Err(e) => (Value::Null, json!({"status": 500, "error": e.to_string()})),
-        };
+    let token = match call(&dev, &format!("/v1/rooms/{room}/tokens"), &token_body).await {
+        Ok((StatusCode::CREATED, token)) => token,
+        Ok((status, body)) => return (status, Json(body)).into_response(),
+        Err(e) => return internal(e),
+    };
     Json(json!({
         "room": room,
         "participant": participant,
         "ice": ice,
         "token": token,
-        "signal_error": signal_error,
     }))
     .into_response()
+}
+
+fn internal(e: anyhow::Error) -> Response {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response()
 }
 
 /// A POST to the API router in-process, with the dev API key.
@@ -522,15 +504,5 @@ mod tests {
         let kept = agent_lines(text);
         assert_eq!(kept.lines().count(), 3, "{kept}");
         assert!(!kept.contains("controller"), "{kept}");
-    }
-
-    #[test]
-    fn room_names() {
-        assert!(valid_room("demo"));
-        assert!(valid_room("Team_7-a"));
-        assert!(!valid_room(""));
-        assert!(!valid_room("a/b"));
-        assert!(!valid_room("a b"));
-        assert!(!valid_room(&"x".repeat(65)));
     }
 }
