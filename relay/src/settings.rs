@@ -317,10 +317,9 @@ pub(crate) mod defaults {
     pub const MIN_PORT: u16 = 49152;
     pub const MAX_PORT: u16 = 65535;
     pub const MAX_TCP_CONNECTIONS: u32 = 10_000;
-    /// Few shared sockets keep the recvmmsg/sendmmsg batches full: on the 2-core bench
-    /// machine one worker relayed 224k packets per CPU-second with 1 socket, ~200k with 4
-    /// and 159k with 32 (100 B ChannelData, 64 clients). More sockets let more allocations
-    /// of one host talk to the same peer address (the multiplexing limit).
+    /// Few shared sockets keep the recvmmsg/sendmmsg batches full (more datagrams per
+    /// syscall); more sockets let more allocations of one host talk to the same peer
+    /// address (the multiplexing limit). benches/RESULTS.md has the multiplexed rows.
     pub const MULTIPLEX_SOCKETS: u16 = 4;
     pub const DRAIN_GRACE_SECS: u64 = 300;
     pub const METRICS_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9641);
