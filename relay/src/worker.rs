@@ -209,6 +209,7 @@ impl Worker {
             for t in again {
                 self.dispatch(t, false, now);
             }
+            self.flush();
             self.timers(now);
             self.drive_core(now);
             self.publish(now);
@@ -285,7 +286,11 @@ impl Worker {
                         }
                         self.server.relay_bound(request, result, now);
                     }
-                    Command::FreeRelay { relay } => self.relays.free(relay, self.poll.registry()),
+                    Command::FreeRelay { relay } => {
+                        // Queued datagrams name their socket by descriptor.
+                        self.flush();
+                        self.relays.free(relay, self.poll.registry());
+                    }
                 }
             }
             while let Some(t) = self.server.poll_transmit() {

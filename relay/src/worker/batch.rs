@@ -1,6 +1,11 @@
 //! Batched UDP I/O: `recvmmsg` fills up to [`BATCH`] receive slots in one
-//! system call, and the datagrams a batch produces leave with one `sendmmsg`
-//! per run of consecutive datagrams on the same socket.
+//! system call, and queued datagrams leave with one `sendmmsg` per socket.
+//!
+//! Sending is deferred: the worker flushes once per event-loop turn (or when
+//! the slots run out), so the datagrams that the relay sockets made ready in
+//! one turn leave their client listener in one `sendmmsg` rather than one per
+//! relay socket. The queue is ordered by socket before sending; datagrams on
+//! one socket keep their order.
 //!
 //! Every slot keeps [`HEADROOM`] free bytes in front of its payload, so a peer
 //! datagram becomes ChannelData by writing the 4-byte header in place, and a
@@ -18,12 +23,16 @@
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::ops::Range;
 use std::os::fd::RawFd;
 
 use super::HEADROOM;
 
-/// Datagrams per `recvmmsg` / `sendmmsg`.
+/// Datagrams per `recvmmsg`.
 pub(crate) const BATCH: usize = 32;
+/// Receive slots: two receives' worth, so a turn's queued datagrams can wait
+/// in their slots while the next socket is read.
+const SLOTS: usize = 2 * BATCH;
 /// The largest UDP payload (IPv6 jumbograms aside).
 const MAX_DATAGRAM: usize = 65536;
 /// One slot: headroom, payload, and padding room for stream transports.
@@ -33,6 +42,8 @@ pub(crate) const SLOT: usize = HEADROOM + MAX_DATAGRAM + 4;
 #[derive(Clone, Copy)]
 struct Out {
     fd: RawFd,
+    /// Queue order, to keep a socket's datagrams in order when sorting.
+    seq: u32,
     slot: usize,
     start: usize,
     len: usize,
@@ -41,13 +52,17 @@ struct Out {
 }
 
 pub(crate) struct Batch {
-    /// `BATCH` slots of `SLOT` bytes.
+    /// `SLOTS` slots of `SLOT` bytes.
     bufs: Box<[u8]>,
-    lens: [usize; BATCH],
-    from: [libc::sockaddr_in6; BATCH],
-    from_len: [libc::socklen_t; BATCH],
-    truncated: [bool; BATCH],
+    lens: [usize; SLOTS],
+    from: [libc::sockaddr_in6; SLOTS],
+    from_len: [libc::socklen_t; SLOTS],
+    truncated: [bool; SLOTS],
+    /// Slots `..used` hold datagrams received since the queue was last empty.
+    used: usize,
     out: Vec<Out>,
+    /// Datagrams the kernel refused since the last `flush`.
+    failed: u64,
     /// Scratch for the system calls (rebuilt per call: they hold pointers).
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
@@ -68,29 +83,42 @@ impl Batch {
             )
         };
         Batch {
-            bufs: vec![0u8; BATCH * SLOT].into_boxed_slice(),
-            lens: [0; BATCH],
-            from: [sa; BATCH],
-            from_len: [0; BATCH],
-            truncated: [false; BATCH],
-            out: Vec::with_capacity(BATCH),
-            hdrs: vec![hdr; BATCH],
-            iovs: vec![iov; BATCH],
+            bufs: vec![0u8; SLOTS * SLOT].into_boxed_slice(),
+            lens: [0; SLOTS],
+            from: [sa; SLOTS],
+            from_len: [0; SLOTS],
+            truncated: [false; SLOTS],
+            used: 0,
+            out: Vec::with_capacity(SLOTS),
+            failed: 0,
+            hdrs: vec![hdr; SLOTS],
+            iovs: vec![iov; SLOTS],
         }
     }
 
-    /// Receives up to `BATCH` datagrams on `fd` (nonblocking); `Ok(0)` never
-    /// happens: no datagram is `WouldBlock`.
-    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+    /// Receives up to `BATCH` datagrams on `fd` (nonblocking) into free
+    /// slots and returns their indices; no datagram is `WouldBlock`. Sends
+    /// what is queued first when too few slots are free.
+    ///
+    /// Must not be called while the slots of an earlier receive are still
+    /// being read (they stay valid until the next `recv`).
+    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<Range<usize>> {
+        if self.out.is_empty() {
+            self.used = 0;
+        } else if SLOTS - self.used < BATCH {
+            self.send_queued();
+            self.used = 0;
+        }
+        let first = self.used;
         let base = self.bufs.as_mut_ptr();
-        for i in 0..BATCH {
-            // SAFETY: slot i lies inside `bufs` (BATCH * SLOT bytes).
+        for i in first..first + BATCH {
+            // SAFETY: slot i < SLOTS lies inside `bufs` (SLOTS * SLOT bytes).
             let payload = unsafe { base.add(i * SLOT + HEADROOM) };
             self.iovs[i] = libc::iovec {
                 iov_base: payload.cast(),
                 iov_len: MAX_DATAGRAM,
             };
-            let h = &mut self.hdrs[i];
+            let h = &mut self.hdrs[i - first];
             h.msg_hdr.msg_name = (&mut self.from[i] as *mut libc::sockaddr_in6).cast();
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
             h.msg_hdr.msg_iov = &mut self.iovs[i];
@@ -120,8 +148,8 @@ impl Batch {
                 return Err(e);
             }
         };
-        for i in 0..n {
-            let h = &self.hdrs[i];
+        for k in 0..n {
+            let (h, i) = (&self.hdrs[k], first + k);
             self.lens[i] = h.msg_len as usize;
             self.from_len[i] = h.msg_hdr.msg_namelen;
             self.truncated[i] = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
@@ -129,7 +157,8 @@ impl Batch {
         if n == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        Ok(n)
+        self.used = first + n;
+        Ok(first..first + n)
     }
 
     /// Datagram `i` of the last `recv`: its sender and length, or `None` when
@@ -158,6 +187,7 @@ impl Batch {
         let (to, to_len) = to_sockaddr(to);
         self.out.push(Out {
             fd,
+            seq: self.out.len() as u32,
             slot: i,
             start,
             len,
@@ -166,24 +196,33 @@ impl Batch {
         });
     }
 
-    /// Sends everything queued: one `sendmmsg` per run of datagrams on one
-    /// socket. Returns how many could not be sent (the socket buffer was full,
-    /// or the destination refused); they are dropped, as UDP may.
+    /// Sends everything queued: one `sendmmsg` per socket. Returns how many
+    /// datagrams could not be sent since the last call (the socket buffer was
+    /// full, or the destination refused); they are dropped, as UDP may.
+    ///
+    /// Callers flush before a socket with queued datagrams is closed: a queued
+    /// datagram names its socket by file descriptor.
     pub(crate) fn flush(&mut self) -> u64 {
-        let mut failed = 0;
+        self.send_queued();
+        std::mem::take(&mut self.failed)
+    }
+
+    fn send_queued(&mut self) {
+        // By socket, then queue order: `seq` is unique, so the unstable
+        // (allocation-free) sort keeps each socket's datagrams in order.
+        self.out.sort_unstable_by_key(|o| (o.fd, o.seq));
         let mut start = 0;
         while start < self.out.len() {
             let fd = self.out[start].fd;
             let mut end = start + 1;
-            // One run: the same socket, at most BATCH datagrams (the scratch size).
-            while end < self.out.len() && self.out[end].fd == fd && end - start < BATCH {
+            // One run: the same socket, at most SLOTS datagrams (the scratch size).
+            while end < self.out.len() && self.out[end].fd == fd && end - start < SLOTS {
                 end += 1;
             }
-            failed += self.send_run(start, end);
+            self.failed += self.send_run(start, end);
             start = end;
         }
         self.out.clear();
-        failed
     }
 
     fn send_run(&mut self, start: usize, end: usize) -> u64 {
@@ -323,9 +362,9 @@ mod tests {
             b.send_to(&[i; 10], a.local_addr().unwrap()).unwrap();
         }
         // Loopback delivers synchronously: all five are queued now.
-        let n = batch.recv(a.as_raw_fd()).unwrap();
-        assert_eq!(n, 5);
-        for i in 0..n {
+        let got = batch.recv(a.as_raw_fd()).unwrap();
+        assert_eq!(got, 0..5);
+        for i in got {
             let (from, len) = batch.meta(i).unwrap();
             assert_eq!((from, len), (b.local_addr().unwrap(), 10));
             assert_eq!(batch.payload(i), &[i as u8; 10]);
@@ -345,22 +384,86 @@ mod tests {
     }
 
     #[test]
-    fn runs_longer_than_a_batch_are_split() {
+    fn runs_longer_than_the_scratch_are_split() {
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut batch = Batch::new();
         batch.slot_mut(0)[HEADROOM..HEADROOM + 3].copy_from_slice(b"abc");
         let to = b.local_addr().unwrap();
-        for _ in 0..BATCH + 8 {
+        for _ in 0..SLOTS + 8 {
             batch.queue(a.as_raw_fd(), 0, HEADROOM, 3, to);
         }
         assert_eq!(batch.flush(), 0);
         b.set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
-        for _ in 0..BATCH + 8 {
+        for _ in 0..SLOTS + 8 {
             let mut buf = [0u8; 8];
             let (n, from) = b.recv_from(&mut buf).unwrap();
             assert_eq!((&buf[..n], from), (&b"abc"[..], a.local_addr().unwrap()));
         }
+    }
+
+    /// Queued datagrams wait in their slots while the next socket is read,
+    /// leave grouped by socket in queue order, and the slots are reused once
+    /// the queue is empty.
+    #[test]
+    fn queued_datagrams_survive_later_receives_and_leave_by_socket() {
+        let recv_a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let recv_b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let out_a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let out_b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&recv_a, &recv_b] {
+            s.set_nonblocking(true).unwrap();
+        }
+        let mut batch = Batch::new();
+        let to = sink.local_addr().unwrap();
+        // Three rounds of receives, each from both sockets, queued crosswise
+        // (a's datagrams leave on out_b and the other way round), flushed once.
+        let mut expect_from_a = Vec::new();
+        let mut expect_from_b = Vec::new();
+        for round in 0..3u8 {
+            for (k, (rx, tx)) in [(&recv_a, &out_b), (&recv_b, &out_a)]
+                .into_iter()
+                .enumerate()
+            {
+                for j in 0..BATCH as u8 {
+                    let tag = [round, k as u8, j];
+                    sender.send_to(&tag, rx.local_addr().unwrap()).unwrap();
+                }
+                let got = batch.recv(rx.as_raw_fd()).unwrap();
+                assert_eq!(got.len(), BATCH);
+                for i in got {
+                    batch.queue(tx.as_raw_fd(), i, HEADROOM, 3, to);
+                    let tag = batch.payload(i).to_vec();
+                    if k == 0 {
+                        expect_from_b.push(tag)
+                    } else {
+                        expect_from_a.push(tag)
+                    }
+                }
+            }
+        }
+        assert_eq!(batch.flush(), 0);
+        sink.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
+        for _ in 0..6 * BATCH {
+            let mut buf = [0u8; 8];
+            let (n, from) = sink.recv_from(&mut buf).unwrap();
+            if from == out_a.local_addr().unwrap() {
+                from_a.push(buf[..n].to_vec());
+            } else {
+                from_b.push(buf[..n].to_vec());
+            }
+        }
+        assert_eq!(from_a, expect_from_a);
+        assert_eq!(from_b, expect_from_b);
+        // Queue empty: the next receive starts at slot 0 again.
+        sender
+            .send_to(b"xyz", recv_a.local_addr().unwrap())
+            .unwrap();
+        assert_eq!(batch.recv(recv_a.as_raw_fd()).unwrap(), 0..1);
     }
 }

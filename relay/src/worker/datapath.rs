@@ -17,17 +17,17 @@ use crate::stream::{cut_frames, FrameError, ReadOutcome};
 
 impl Worker {
     /// Client datagrams on listener `index`, a `recvmmsg` batch at a time.
-    /// ChannelData and Send payloads are queued and leave with one
-    /// `sendmmsg` per relay socket run; a control message first flushes what
-    /// is queued, then lets the core act (bind or free relay sockets, answer).
+    /// ChannelData and Send payloads are queued (they leave when the loop
+    /// turn ends, `Worker::flush`); a control message lets the core act at
+    /// once (bind or free relay sockets, answer).
     pub(super) fn udp_readable(&mut self, index: u32, now: Now) {
         for _ in 0..UDP_BUDGET / BATCH {
             let Some(l) = self.clients.udp.get(index as usize) else {
                 return;
             };
             let (fd, local) = (l.socket.as_raw_fd(), l.local);
-            let n = match self.batch.recv(fd) {
-                Ok(n) => n,
+            let got = match self.batch.recv(fd) {
+                Ok(got) => got,
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => return,
                     io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => continue,
@@ -37,7 +37,8 @@ impl Worker {
                     }
                 },
             };
-            for i in 0..n {
+            let full = got.len() == BATCH;
+            for i in got {
                 let Some((remote, _)) = self.batch.meta(i) else {
                     self.server.stats().dropped(DropReason::Malformed).inc();
                     continue;
@@ -66,15 +67,11 @@ impl Worker {
                         }
                         _ => server.stats().dropped(DropReason::SendFailed).inc(),
                     },
-                    ClientAction::Done => {
-                        self.flush();
-                        self.drive_core(now);
-                    }
+                    ClientAction::Done => self.drive_core(now),
                 }
             }
-            self.flush();
             self.drive_core(now);
-            if n < BATCH {
+            if !full {
                 // Fewer than asked for: the socket is empty (edge-triggered
                 // readiness re-arms on the next datagram).
                 return;
@@ -84,15 +81,16 @@ impl Worker {
     }
 
     /// Peer datagrams on relay socket `index`, a `recvmmsg` batch at a time;
-    /// ChannelData to UDP clients leaves with one `sendmmsg` per listener.
+    /// ChannelData to UDP clients is queued on their listener, so the datagrams
+    /// of every relay socket read in one turn leave in one `sendmmsg`.
     pub(super) fn relay_readable(&mut self, index: u32, now: Now) {
         let relay = RelayHandle(index);
         for _ in 0..UDP_BUDGET / BATCH {
             let Some(socket) = self.relays.socket(relay) else {
                 return;
             };
-            let n = match self.batch.recv(socket.as_raw_fd()) {
-                Ok(n) => n,
+            let got = match self.batch.recv(socket.as_raw_fd()) {
+                Ok(got) => got,
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => return,
                     io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => continue,
@@ -102,7 +100,8 @@ impl Worker {
                     }
                 },
             };
-            for i in 0..n {
+            let full = got.len() == BATCH;
+            for i in got {
                 let Some((peer, len)) = self.batch.meta(i) else {
                     self.server.stats().dropped(DropReason::FrameTooLarge).inc();
                     continue;
@@ -133,17 +132,17 @@ impl Worker {
                     None => self.server.stats().dropped(DropReason::SendFailed).inc(),
                 }
             }
-            self.flush();
             self.drive_core(now);
-            if n < BATCH {
+            if !full {
                 return;
             }
         }
         self.again.push(token(TokenKind::Relay, index));
     }
 
-    /// Sends the queued datagrams; counts what the kernel refused.
-    fn flush(&mut self) {
+    /// Sends the queued datagrams; counts what the kernel refused. Called at
+    /// the end of every loop turn and before a relay socket is closed.
+    pub(super) fn flush(&mut self) {
         let failed = self.batch.flush();
         if failed > 0 {
             self.server
