@@ -86,6 +86,9 @@ pub struct RelayConfig {
     /// Shared relay sockets per worker and relay IP; `None`: one socket per
     /// allocation (the default).
     pub multiplex_sockets: Option<u16>,
+    /// Send runs of datagrams to one destination as one UDP GSO send, where
+    /// the kernel supports it (`--no-gso` turns it off).
+    pub gso: bool,
     pub drain_grace: Duration,
     pub metrics_listen: SocketAddr,
     pub log_json: bool,
@@ -233,6 +236,7 @@ impl RelayConfig {
                 (true, n) => Some(n.unwrap_or(defaults::MULTIPLEX_SOCKETS)),
                 (false, _) => None,
             },
+            gso: !s.no_gso,
             drain_grace: Duration::from_secs(s.drain_grace.unwrap_or(defaults::DRAIN_GRACE_SECS)),
             metrics_listen: s.metrics_listen.unwrap_or(defaults::METRICS_LISTEN),
             log_json: s.log_json,

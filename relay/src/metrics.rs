@@ -30,6 +30,10 @@ pub struct ShellStats {
     /// Connections refused because `--max-tcp-connections` were open.
     pub connections_rejected: Counter,
     pub tls_handshake_failures: Counter,
+    /// `sendmmsg` calls of the UDP data path.
+    pub udp_send_calls: Counter,
+    /// Datagrams sent as extra segments of a UDP GSO send.
+    pub udp_gso_coalesced: Counter,
     /// Relay sockets bound now (set by the worker every loop).
     pub relay_sockets: AtomicU64,
     /// Ports held for RESERVATION-TOKENs now.
@@ -217,7 +221,7 @@ pub fn render(workers: &[WorkerStats], status: Status) -> String {
             out.sample(name, &[("transport", tr.as_str())], v);
         }
     }
-    let counters: [(&str, &str, u64); 2] = [
+    let counters: [(&str, &str, u64); 4] = [
         (
             "nexrtc_relay_tcp_connections_rejected_total",
             "Client connections refused at --max-tcp-connections.",
@@ -227,6 +231,16 @@ pub fn render(workers: &[WorkerStats], status: Status) -> String {
             "nexrtc_relay_tls_handshake_failures_total",
             "Failed TLS handshakes.",
             sum(&|w| w.shell.tls_handshake_failures.get()),
+        ),
+        (
+            "nexrtc_relay_udp_send_calls_total",
+            "sendmmsg calls of the UDP data path (each sends one or more datagrams).",
+            sum(&|w| w.shell.udp_send_calls.get()),
+        ),
+        (
+            "nexrtc_relay_udp_gso_coalesced_total",
+            "Datagrams that left as extra segments of one UDP GSO send to their destination.",
+            sum(&|w| w.shell.udp_gso_coalesced.get()),
         ),
     ];
     for (name, help, v) in counters {

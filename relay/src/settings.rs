@@ -64,6 +64,11 @@ pub struct Settings {
     /// Shared relay sockets per worker and relay IP in --multiplex-peer mode [default: 4].
     #[arg(long, value_name = "N")]
     pub multiplex_sockets: Option<u16>,
+    /// Send every UDP datagram on its own, never as one UDP GSO send of several
+    /// datagrams to one destination (for NIC drivers with GSO bugs).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_gso: bool,
 
     /// Address relay sockets are bound to; one IPv4 and/or one IPv6 (enables RFC 6156 IPv6
     /// relaying) [default: the listening IP, if there is one specific IP].
@@ -207,7 +212,7 @@ impl Settings {
                 alternate_server, drain_grace, metrics_listen;
             lists: listening_ip, relay_ip, external_ip, static_auth_secret, denied_peer_ip,
                 allowed_peer_ip;
-            switches: multiplex_peer, no_udp, no_tcp, no_tls, allow_loopback_peers, log_json, log_addresses,
+            switches: multiplex_peer, no_gso, no_udp, no_tcp, no_tls, allow_loopback_peers, log_json, log_addresses,
                 secrets_pushed)
     }
 }

@@ -158,7 +158,7 @@ impl Worker {
             clients,
             relays,
             buf: vec![0u8; BUF_LEN].into_boxed_slice(),
-            batch: batch::Batch::new(),
+            batch: batch::Batch::new(config.gso && batch::gso_supported()),
             shared: shared.clone(),
             shell,
             again: Vec::new(),

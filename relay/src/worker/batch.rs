@@ -38,10 +38,23 @@ const MAX_DATAGRAM: usize = 65536;
 /// One slot: headroom, payload, and padding room for stream transports.
 pub(crate) const SLOT: usize = HEADROOM + MAX_DATAGRAM + 4;
 
+/// Most datagrams in one GSO message (the kernel's UDP_MAX_SEGMENTS is 64
+/// on older kernels).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Largest datagram sent as a GSO segment: one that fits a 1500-byte MTU
+/// over IPv6. Larger ones (rare in media) go one per message, as the kernel
+/// refuses segments above the route's MTU.
+const GSO_MAX_SEGMENT: usize = 1500 - 40 - 8;
+/// Most payload bytes in one GSO message (one IP packet's worth).
+const GSO_MAX_BYTES: usize = 65_000;
+
 /// One datagram waiting to be sent: `slot[range]` from `fd` to `to`.
 #[derive(Clone, Copy)]
 struct Out {
     fd: RawFd,
+    /// Groups datagrams to one destination when sorting (equal keys are
+    /// compared in full before coalescing).
+    dest: u64,
     /// Queue order, to keep a socket's datagrams in order when sorting.
     seq: u32,
     slot: usize,
@@ -49,6 +62,25 @@ struct Out {
     len: usize,
     to: libc::sockaddr_in6,
     to_len: libc::socklen_t,
+}
+
+/// What a `flush` did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Flushed {
+    /// `sendmmsg` calls.
+    pub calls: u64,
+    /// Datagrams that left inside a GSO message beyond its first one (the
+    /// sends GSO saved).
+    pub coalesced: u64,
+    /// Datagrams the kernel refused.
+    pub failed: u64,
+}
+
+impl Out {
+    fn same_destination(&self, other: &Out) -> bool {
+        self.dest == other.dest
+            && from_sockaddr(&self.to, self.to_len) == from_sockaddr(&other.to, other.to_len)
+    }
 }
 
 pub(crate) struct Batch {
@@ -61,11 +93,17 @@ pub(crate) struct Batch {
     /// Slots `..used` hold datagrams received since the queue was last empty.
     used: usize,
     out: Vec<Out>,
-    /// Datagrams the kernel refused since the last `flush`.
-    failed: u64,
-    /// Scratch for the system calls (rebuilt per call: they hold pointers).
+    /// Since the last `flush`: what was sent and refused.
+    sent: Flushed,
+    /// Coalesce runs to one destination into GSO messages.
+    gso: bool,
+    /// Scratch for the system calls (rebuilt per call: they hold pointers):
+    /// headers, their iovecs, their GSO control messages, and the first
+    /// queued datagram of each header.
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
+    ctrl: Vec<[u64; 4]>,
+    first: Vec<usize>,
 }
 
 // SAFETY: the raw pointers in `hdrs` and `iovs` are scratch, rewritten before
@@ -73,7 +111,9 @@ pub(crate) struct Batch {
 unsafe impl Send for Batch {}
 
 impl Batch {
-    pub(crate) fn new() -> Batch {
+    /// `gso`: coalesce datagrams to one destination into UDP GSO sends (the
+    /// caller checked [`gso_supported`]).
+    pub(crate) fn new(gso: bool) -> Batch {
         // SAFETY: all-zero is a valid value of these plain C structs.
         let (sa, hdr, iov) = unsafe {
             (
@@ -90,9 +130,12 @@ impl Batch {
             truncated: [false; SLOTS],
             used: 0,
             out: Vec::with_capacity(SLOTS),
-            failed: 0,
+            sent: Flushed::default(),
+            gso,
             hdrs: vec![hdr; SLOTS],
             iovs: vec![iov; SLOTS],
+            ctrl: vec![[0; 4]; SLOTS],
+            first: vec![0; SLOTS],
         }
     }
 
@@ -184,9 +227,17 @@ impl Batch {
 
     /// Queues `slot[start..start + len]` of slot `i` to be sent from `fd` to `to`.
     pub(crate) fn queue(&mut self, fd: RawFd, i: usize, start: usize, len: usize, to: SocketAddr) {
+        let dest = match to {
+            SocketAddr::V4(a) => u64::from(u32::from(*a.ip())) << 16 | u64::from(a.port()),
+            SocketAddr::V6(a) => {
+                let ip = u128::from(*a.ip());
+                (ip as u64 ^ (ip >> 64) as u64).rotate_left(16) ^ u64::from(a.port())
+            }
+        };
         let (to, to_len) = to_sockaddr(to);
         self.out.push(Out {
             fd,
+            dest,
             seq: self.out.len() as u32,
             slot: i,
             start,
@@ -196,21 +247,23 @@ impl Batch {
         });
     }
 
-    /// Sends everything queued: one `sendmmsg` per socket. Returns how many
-    /// datagrams could not be sent since the last call (the socket buffer was
-    /// full, or the destination refused); they are dropped, as UDP may.
+    /// Sends everything queued: one `sendmmsg` per socket. Returns what was
+    /// sent since the last call, and how many datagrams could not be sent
+    /// (the socket buffer was full, or the destination refused); those are
+    /// dropped, as UDP may.
     ///
     /// Callers flush before a socket with queued datagrams is closed: a queued
     /// datagram names its socket by file descriptor.
-    pub(crate) fn flush(&mut self) -> u64 {
+    pub(crate) fn flush(&mut self) -> Flushed {
         self.send_queued();
-        std::mem::take(&mut self.failed)
+        std::mem::take(&mut self.sent)
     }
 
     fn send_queued(&mut self) {
-        // By socket, then queue order: `seq` is unique, so the unstable
-        // (allocation-free) sort keeps each socket's datagrams in order.
-        self.out.sort_unstable_by_key(|o| (o.fd, o.seq));
+        // By socket, then destination, then queue order: `seq` is unique, so
+        // the unstable (allocation-free) sort keeps each flow in order, and a
+        // destination's datagrams end up next to each other for GSO.
+        self.out.sort_unstable_by_key(|o| (o.fd, o.dest, o.seq));
         let mut start = 0;
         while start < self.out.len() {
             let fd = self.out[start].fd;
@@ -219,62 +272,142 @@ impl Batch {
             while end < self.out.len() && self.out[end].fd == fd && end - start < SLOTS {
                 end += 1;
             }
-            self.failed += self.send_run(start, end);
+            self.send_run(start, end);
             start = end;
         }
         self.out.clear();
     }
 
-    fn send_run(&mut self, start: usize, end: usize) -> u64 {
+    /// Sends `out[start..end]` (one socket) with `sendmmsg`: one message per
+    /// datagram, or with GSO one message per run of datagrams to the same
+    /// destination whose sizes are equal (the last may be shorter).
+    fn send_run(&mut self, start: usize, end: usize) {
         let base = self.bufs.as_mut_ptr();
-        let count = end - start;
-        for k in 0..count {
-            let o = &mut self.out[start + k];
-            // SAFETY: start + len lies inside slot `o.slot` (checked by callers
-            // taking the range from the slot they filled).
-            let p = unsafe { base.add(o.slot * SLOT + o.start) };
-            self.iovs[k] = libc::iovec {
-                iov_base: p.cast(),
-                iov_len: o.len,
-            };
-            let h = &mut self.hdrs[k];
-            h.msg_hdr.msg_name = (&mut o.to as *mut libc::sockaddr_in6).cast();
-            h.msg_hdr.msg_namelen = o.to_len;
-            h.msg_hdr.msg_iov = &mut self.iovs[k];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
+        let mut msgs = 0;
+        let mut k = start;
+        while k < end {
+            let seg = self.out[k].len;
+            let mut j = k + 1;
+            if self.gso && (1..=GSO_MAX_SEGMENT).contains(&seg) {
+                let mut total = seg;
+                while j < end
+                    && j - k < GSO_MAX_SEGMENTS
+                    && self.out[j].same_destination(&self.out[k])
+                    && (1..=seg).contains(&self.out[j].len)
+                    && total + self.out[j].len <= GSO_MAX_BYTES
+                {
+                    total += self.out[j].len;
+                    j += 1;
+                    if self.out[j - 1].len < seg {
+                        break; // only the last segment may be shorter
+                    }
+                }
+            }
+            for (n, o) in self.out[k..j].iter().enumerate() {
+                // SAFETY: start + len lies inside slot `o.slot` (checked by
+                // callers taking the range from the slot they filled).
+                let p = unsafe { base.add(o.slot * SLOT + o.start) };
+                self.iovs[k - start + n] = libc::iovec {
+                    iov_base: p.cast(),
+                    iov_len: o.len,
+                };
+            }
+            let h = &mut self.hdrs[msgs];
+            h.msg_hdr.msg_name = (&mut self.out[k].to as *mut libc::sockaddr_in6).cast();
+            h.msg_hdr.msg_namelen = self.out[k].to_len;
+            h.msg_hdr.msg_iov = &mut self.iovs[k - start];
+            h.msg_hdr.msg_iovlen = j - k;
             h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
+            if j - k > 1 {
+                // SAFETY: `ctrl[msgs]` is 8-byte aligned and CMSG_SPACE(2)
+                // (24) <= 32 bytes long; the header points at it.
+                unsafe {
+                    h.msg_hdr.msg_control = self.ctrl[msgs].as_mut_ptr().cast();
+                    h.msg_hdr.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as _;
+                    let c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+                    (*c).cmsg_level = libc::SOL_UDP;
+                    (*c).cmsg_type = libc::UDP_SEGMENT;
+                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg as u16);
+                }
+            } else {
+                h.msg_hdr.msg_control = std::ptr::null_mut();
+                h.msg_hdr.msg_controllen = 0;
+            }
+            self.first[msgs] = k;
+            msgs += 1;
+            k = j;
         }
         let fd = self.out[start].fd;
-        let mut failed = 0;
         let mut done = 0;
-        while done < count {
-            // SAFETY: headers done..count point at live iovecs, addresses and
-            // slots for the duration of the call.
+        while done < msgs {
+            // SAFETY: headers done..msgs point at live iovecs, control
+            // buffers, addresses and slots for the duration of the call.
             let rc = unsafe {
                 libc::sendmmsg(
                     fd,
                     self.hdrs.as_mut_ptr().add(done),
-                    (count - done) as libc::c_uint,
+                    (msgs - done) as libc::c_uint,
                     libc::MSG_DONTWAIT,
                 )
             };
+            self.sent.calls += 1;
             if rc > 0 {
-                done += rc as usize;
+                let sent = rc as usize;
+                let upto = if done + sent < msgs {
+                    self.first[done + sent]
+                } else {
+                    end
+                };
+                self.sent.coalesced += (upto - self.first[done]) as u64 - sent as u64;
+                done += sent;
                 continue;
             }
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            // This datagram failed (full buffer, or an ICMP error reported
-            // for its destination): drop it and go on with the rest.
-            failed += 1;
+            let first = self.first[done];
+            let last = if done + 1 < msgs {
+                self.first[done + 1]
+            } else {
+                end
+            };
+            if last - first > 1 && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) {
+                // The route's device cannot segment (EIO) or the segment
+                // exceeds its MTU (EINVAL): no more GSO on this worker; send
+                // the rest one datagram per message.
+                tracing::info!(error = %e, "UDP GSO refused by the kernel; sending datagrams one by one");
+                self.gso = false;
+                return self.send_run(first, end);
+            }
+            // This message failed (full buffer, or an ICMP error reported
+            // for its destination): drop its datagrams and go on.
+            self.sent.failed += (last - first) as u64;
             done += 1;
         }
-        failed
     }
+}
+
+/// Kernel support for UDP GSO (`UDP_SEGMENT`, Linux 4.18): the option is
+/// accepted on a UDP socket.
+pub(crate) fn gso_supported() -> bool {
+    let Ok(socket) = std::net::UdpSocket::bind("0.0.0.0:0") else {
+        return false;
+    };
+    let size: libc::c_int = 1200;
+    // SAFETY: a valid socket and a c_int option value of the right length.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&size as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
 }
 
 fn from_sockaddr(sa: &libc::sockaddr_in6, len: libc::socklen_t) -> Option<SocketAddr> {
@@ -353,7 +486,7 @@ mod tests {
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         a.set_nonblocking(true).unwrap();
-        let mut batch = Batch::new();
+        let mut batch = Batch::new(false);
         assert_eq!(
             batch.recv(a.as_raw_fd()).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
@@ -372,7 +505,7 @@ mod tests {
             batch.slot_mut(i)[..HEADROOM].copy_from_slice(&[0x40, 0, 0, 10]);
             batch.queue(a.as_raw_fd(), i, 0, HEADROOM + len, from);
         }
-        assert_eq!(batch.flush(), 0);
+        assert_eq!(batch.flush().failed, 0);
         b.set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
         for i in 0..5u8 {
@@ -387,13 +520,13 @@ mod tests {
     fn runs_longer_than_the_scratch_are_split() {
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut batch = Batch::new();
+        let mut batch = Batch::new(false);
         batch.slot_mut(0)[HEADROOM..HEADROOM + 3].copy_from_slice(b"abc");
         let to = b.local_addr().unwrap();
         for _ in 0..SLOTS + 8 {
             batch.queue(a.as_raw_fd(), 0, HEADROOM, 3, to);
         }
-        assert_eq!(batch.flush(), 0);
+        assert_eq!(batch.flush().failed, 0);
         b.set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
         for _ in 0..SLOTS + 8 {
@@ -417,7 +550,7 @@ mod tests {
         for s in [&recv_a, &recv_b] {
             s.set_nonblocking(true).unwrap();
         }
-        let mut batch = Batch::new();
+        let mut batch = Batch::new(false);
         let to = sink.local_addr().unwrap();
         // Three rounds of receives, each from both sockets, queued crosswise
         // (a's datagrams leave on out_b and the other way round), flushed once.
@@ -445,7 +578,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(batch.flush(), 0);
+        assert_eq!(batch.flush().failed, 0);
         sink.set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
         let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
@@ -465,5 +598,56 @@ mod tests {
             .send_to(b"xyz", recv_a.local_addr().unwrap())
             .unwrap();
         assert_eq!(batch.recv(recv_a.as_raw_fd()).unwrap(), 0..1);
+    }
+
+    /// Runs to one destination leave as one GSO message each, and arrive as
+    /// the separate datagrams they were, in order; without GSO the same queue
+    /// is one message per datagram in the same single `sendmmsg`.
+    #[test]
+    fn runs_to_one_destination_leave_as_gso_segments() {
+        if !gso_supported() {
+            eprintln!("skipped: this kernel has no UDP GSO");
+            return;
+        }
+        for gso in [true, false] {
+            let out = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let mut batch = Batch::new(gso);
+            // Slot i holds 100 bytes of i; a gets 10 of them plus a short
+            // last one (slot 10), b gets 3, queued interleaved with a's.
+            for i in 0..14 {
+                batch.slot_mut(i)[HEADROOM..HEADROOM + 100].fill(i as u8);
+            }
+            let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+            for i in 0..10 {
+                batch.queue(out.as_raw_fd(), i, HEADROOM, 100, to_a);
+                if i % 4 == 0 {
+                    batch.queue(out.as_raw_fd(), 11 + i / 4, HEADROOM, 100, to_b);
+                }
+            }
+            batch.queue(out.as_raw_fd(), 10, HEADROOM, 40, to_a);
+            let sent = batch.flush();
+            let coalesced = if gso { 10 + 2 } else { 0 };
+            assert_eq!((sent.calls, sent.coalesced, sent.failed), (1, coalesced, 0));
+            for (sock, want) in [
+                (
+                    &a,
+                    (0..11)
+                        .map(|i| (i as u8, if i == 10 { 40 } else { 100 }))
+                        .collect::<Vec<_>>(),
+                ),
+                (&b, (11..14).map(|i| (i as u8, 100)).collect()),
+            ] {
+                sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                for (fill, len) in want {
+                    let mut buf = [0u8; 2048];
+                    let (n, from) = sock.recv_from(&mut buf).unwrap();
+                    assert_eq!(from, out.local_addr().unwrap());
+                    assert_eq!(&buf[..n], &vec![fill; len][..], "gso {gso}");
+                }
+            }
+        }
     }
 }

@@ -143,13 +143,15 @@ impl Worker {
     /// Sends the queued datagrams; counts what the kernel refused. Called at
     /// the end of every loop turn and before a relay socket is closed.
     pub(super) fn flush(&mut self) {
-        let failed = self.batch.flush();
-        if failed > 0 {
+        let sent = self.batch.flush();
+        if sent.failed > 0 {
             self.server
                 .stats()
                 .dropped(DropReason::SendFailed)
-                .add(failed);
+                .add(sent.failed);
         }
+        self.shell.udp_send_calls.add(sent.calls);
+        self.shell.udp_gso_coalesced.add(sent.coalesced);
     }
 
     /// Readiness of client connection `index`.
