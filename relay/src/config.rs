@@ -89,6 +89,8 @@ pub struct RelayConfig {
     /// Send runs of datagrams to one destination as one UDP GSO send, where
     /// the kernel supports it (`--no-gso` turns it off).
     pub gso: bool,
+    /// Datagrams per `recvmmsg` (1..=128).
+    pub udp_batch: usize,
     pub drain_grace: Duration,
     pub metrics_listen: SocketAddr,
     pub log_json: bool,
@@ -237,6 +239,12 @@ impl RelayConfig {
                 (false, _) => None,
             },
             gso: !s.no_gso,
+            udp_batch: match s.udp_batch {
+                Some(n) if !(1..=crate::worker::batch::MAX_BATCH).contains(&n) => {
+                    return Err(invalid("udp_batch", "must be 1 to 128"))
+                }
+                n => n.unwrap_or(defaults::UDP_BATCH),
+            },
             drain_grace: Duration::from_secs(s.drain_grace.unwrap_or(defaults::DRAIN_GRACE_SECS)),
             metrics_listen: s.metrics_listen.unwrap_or(defaults::METRICS_LISTEN),
             log_json: s.log_json,

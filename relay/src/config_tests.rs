@@ -227,6 +227,20 @@ fn semantic_checks_name_the_key() {
         ),
         (
             Settings {
+                udp_batch: Some(129),
+                ..base()
+            },
+            "`udp_batch`",
+        ),
+        (
+            Settings {
+                udp_batch: Some(0),
+                ..base()
+            },
+            "`udp_batch`",
+        ),
+        (
+            Settings {
                 channel_lifetime: Some(0),
                 ..base()
             },
@@ -266,6 +280,7 @@ fn several_relay_ips_and_multiplexing() {
     assert_eq!(c.relay_threads, 3);
     let plain = build(base()).unwrap();
     assert_eq!(plain.multiplex_sockets, None);
+    assert_eq!((plain.udp_batch, plain.gso), (32, true));
     assert!(plain.relay_threads >= 1);
 }
 

@@ -64,6 +64,9 @@ pub struct Settings {
     /// Shared relay sockets per worker and relay IP in --multiplex-peer mode [default: 4].
     #[arg(long, value_name = "N")]
     pub multiplex_sockets: Option<u16>,
+    /// Datagrams read per recvmmsg call on a UDP socket, 1 to 128 [default: 32].
+    #[arg(long, value_name = "N")]
+    pub udp_batch: Option<usize>,
     /// Send every UDP datagram on its own, never as one UDP GSO send of several
     /// datagrams to one destination (for NIC drivers with GSO bugs).
     #[arg(long)]
@@ -206,7 +209,7 @@ impl Settings {
         let flags = self;
         merge_fields!(flags, file;
             options: listening_port, tls_listening_port, extra_tls_listening_port,
-                max_tcp_connections, relay_threads, multiplex_sockets, min_port, max_port, realm, secrets_file, nonce_secret,
+                max_tcp_connections, relay_threads, multiplex_sockets, udp_batch, min_port, max_port, realm, secrets_file, nonce_secret,
                 cert, pkey, user_quota, tenant_quota, total_quota, max_bps, permissions_quota,
                 max_allocate_lifetime, channel_lifetime, permission_lifetime, stale_nonce,
                 alternate_server, drain_grace, metrics_listen;
@@ -326,6 +329,8 @@ pub(crate) mod defaults {
     /// syscall); more sockets let more allocations of one host talk to the same peer
     /// address (the multiplexing limit). benches/RESULTS.md has the multiplexed rows.
     pub const MULTIPLEX_SOCKETS: u16 = 4;
+    /// Datagrams per recvmmsg; benches/RESULTS.md has the sweep.
+    pub const UDP_BATCH: usize = 32;
     pub const DRAIN_GRACE_SECS: u64 = 300;
     pub const METRICS_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9641);
     pub const UNSPECIFIED_V6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);

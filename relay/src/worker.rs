@@ -47,7 +47,7 @@ use crate::relay_sockets::{PortPools, RelaySockets};
 pub(crate) use crate::clients::{bind_listeners, Listener};
 pub(crate) use datapath::udp_send;
 
-mod batch;
+pub(crate) mod batch;
 mod datapath;
 
 /// Bytes kept free in front of every received payload for the ChannelData header.
@@ -158,7 +158,7 @@ impl Worker {
             clients,
             relays,
             buf: vec![0u8; BUF_LEN].into_boxed_slice(),
-            batch: batch::Batch::new(config.gso && batch::gso_supported()),
+            batch: batch::Batch::new(config.udp_batch, config.gso && batch::gso_supported()),
             shared: shared.clone(),
             shell,
             again: Vec::new(),

@@ -1,4 +1,4 @@
-//! Batched UDP I/O: `recvmmsg` fills up to [`BATCH`] receive slots in one
+//! Batched UDP I/O: `recvmmsg` fills up to `--udp-batch` receive slots in one
 //! system call, and queued datagrams leave with one `sendmmsg` per socket.
 //!
 //! Sending is deferred: the worker flushes once per event-loop turn (or when
@@ -28,11 +28,8 @@ use std::os::fd::RawFd;
 
 use super::HEADROOM;
 
-/// Datagrams per `recvmmsg`.
-pub(crate) const BATCH: usize = 32;
-/// Receive slots: two receives' worth, so a turn's queued datagrams can wait
-/// in their slots while the next socket is read.
-const SLOTS: usize = 2 * BATCH;
+/// Most datagrams per `recvmmsg` that `--udp-batch` may ask for.
+pub const MAX_BATCH: usize = 128;
 /// The largest UDP payload (IPv6 jumbograms aside).
 const MAX_DATAGRAM: usize = 65536;
 /// One slot: headroom, payload, and padding room for stream transports.
@@ -84,12 +81,17 @@ impl Out {
 }
 
 pub(crate) struct Batch {
-    /// `SLOTS` slots of `SLOT` bytes.
+    /// Datagrams per `recvmmsg`.
+    size: usize,
+    /// Receive slots: two receives' worth, so a turn's queued datagrams can
+    /// wait in their slots while the next socket is read.
+    slots: usize,
+    /// `slots` slots of `SLOT` bytes.
     bufs: Box<[u8]>,
-    lens: [usize; SLOTS],
-    from: [libc::sockaddr_in6; SLOTS],
-    from_len: [libc::socklen_t; SLOTS],
-    truncated: [bool; SLOTS],
+    lens: Vec<usize>,
+    from: Vec<libc::sockaddr_in6>,
+    from_len: Vec<libc::socklen_t>,
+    truncated: Vec<bool>,
     /// Slots `..used` hold datagrams received since the queue was last empty.
     used: usize,
     out: Vec<Out>,
@@ -111,9 +113,12 @@ pub(crate) struct Batch {
 unsafe impl Send for Batch {}
 
 impl Batch {
-    /// `gso`: coalesce datagrams to one destination into UDP GSO sends (the
-    /// caller checked [`gso_supported`]).
-    pub(crate) fn new(gso: bool) -> Batch {
+    /// `size` datagrams per `recvmmsg` (1..=`MAX_BATCH`); `gso`: coalesce
+    /// datagrams to one destination into UDP GSO sends (the caller checked
+    /// [`gso_supported`]).
+    pub(crate) fn new(size: usize, gso: bool) -> Batch {
+        let size = size.clamp(1, MAX_BATCH);
+        let slots = 2 * size;
         // SAFETY: all-zero is a valid value of these plain C structs.
         let (sa, hdr, iov) = unsafe {
             (
@@ -123,23 +128,30 @@ impl Batch {
             )
         };
         Batch {
-            bufs: vec![0u8; SLOTS * SLOT].into_boxed_slice(),
-            lens: [0; SLOTS],
-            from: [sa; SLOTS],
-            from_len: [0; SLOTS],
-            truncated: [false; SLOTS],
+            size,
+            slots,
+            bufs: vec![0u8; slots * SLOT].into_boxed_slice(),
+            lens: vec![0; slots],
+            from: vec![sa; slots],
+            from_len: vec![0; slots],
+            truncated: vec![false; slots],
             used: 0,
-            out: Vec::with_capacity(SLOTS),
+            out: Vec::with_capacity(slots),
             sent: Flushed::default(),
             gso,
-            hdrs: vec![hdr; SLOTS],
-            iovs: vec![iov; SLOTS],
-            ctrl: vec![[0; 4]; SLOTS],
-            first: vec![0; SLOTS],
+            hdrs: vec![hdr; slots],
+            iovs: vec![iov; slots],
+            ctrl: vec![[0; 4]; slots],
+            first: vec![0; slots],
         }
     }
 
-    /// Receives up to `BATCH` datagrams on `fd` (nonblocking) into free
+    /// Datagrams per `recvmmsg`: a receive of fewer found the socket empty.
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Receives up to `size` datagrams on `fd` (nonblocking) into free
     /// slots and returns their indices; no datagram is `WouldBlock`. Sends
     /// what is queued first when too few slots are free.
     ///
@@ -148,14 +160,14 @@ impl Batch {
     pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<Range<usize>> {
         if self.out.is_empty() {
             self.used = 0;
-        } else if SLOTS - self.used < BATCH {
+        } else if self.slots - self.used < self.size {
             self.send_queued();
             self.used = 0;
         }
         let first = self.used;
         let base = self.bufs.as_mut_ptr();
-        for i in first..first + BATCH {
-            // SAFETY: slot i < SLOTS lies inside `bufs` (SLOTS * SLOT bytes).
+        for i in first..first + self.size {
+            // SAFETY: slot i < slots lies inside `bufs` (slots * SLOT bytes).
             let payload = unsafe { base.add(i * SLOT + HEADROOM) };
             self.iovs[i] = libc::iovec {
                 iov_base: payload.cast(),
@@ -172,13 +184,13 @@ impl Batch {
             h.msg_len = 0;
         }
         let n = loop {
-            // SAFETY: BATCH headers, each pointing at its own live iovec,
+            // SAFETY: `size` headers, each pointing at its own live iovec,
             // address and slot for the duration of the call.
             let rc = unsafe {
                 libc::recvmmsg(
                     fd,
                     self.hdrs.as_mut_ptr(),
-                    BATCH as libc::c_uint,
+                    self.size as libc::c_uint,
                     libc::MSG_DONTWAIT,
                     std::ptr::null_mut(),
                 )
@@ -268,8 +280,8 @@ impl Batch {
         while start < self.out.len() {
             let fd = self.out[start].fd;
             let mut end = start + 1;
-            // One run: the same socket, at most SLOTS datagrams (the scratch size).
-            while end < self.out.len() && self.out[end].fd == fd && end - start < SLOTS {
+            // One run: the same socket, at most `slots` datagrams (the scratch size).
+            while end < self.out.len() && self.out[end].fd == fd && end - start < self.slots {
                 end += 1;
             }
             self.send_run(start, end);
@@ -470,6 +482,8 @@ fn to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_in6, libc::socklen_t) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BATCH: usize = 32;
     use std::os::fd::AsRawFd;
 
     #[test]
@@ -486,7 +500,7 @@ mod tests {
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         a.set_nonblocking(true).unwrap();
-        let mut batch = Batch::new(false);
+        let mut batch = Batch::new(BATCH, false);
         assert_eq!(
             batch.recv(a.as_raw_fd()).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
@@ -520,16 +534,16 @@ mod tests {
     fn runs_longer_than_the_scratch_are_split() {
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut batch = Batch::new(false);
+        let mut batch = Batch::new(BATCH, false);
         batch.slot_mut(0)[HEADROOM..HEADROOM + 3].copy_from_slice(b"abc");
         let to = b.local_addr().unwrap();
-        for _ in 0..SLOTS + 8 {
+        for _ in 0..2 * BATCH + 8 {
             batch.queue(a.as_raw_fd(), 0, HEADROOM, 3, to);
         }
         assert_eq!(batch.flush().failed, 0);
         b.set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
-        for _ in 0..SLOTS + 8 {
+        for _ in 0..2 * BATCH + 8 {
             let mut buf = [0u8; 8];
             let (n, from) = b.recv_from(&mut buf).unwrap();
             assert_eq!((&buf[..n], from), (&b"abc"[..], a.local_addr().unwrap()));
@@ -550,7 +564,7 @@ mod tests {
         for s in [&recv_a, &recv_b] {
             s.set_nonblocking(true).unwrap();
         }
-        let mut batch = Batch::new(false);
+        let mut batch = Batch::new(BATCH, false);
         let to = sink.local_addr().unwrap();
         // Three rounds of receives, each from both sockets, queued crosswise
         // (a's datagrams leave on out_b and the other way round), flushed once.
@@ -613,7 +627,7 @@ mod tests {
             let out = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            let mut batch = Batch::new(gso);
+            let mut batch = Batch::new(BATCH, gso);
             // Slot i holds 100 bytes of i; a gets 10 of them plus a short
             // last one (slot 10), b gets 3, queued interleaved with a's.
             for i in 0..14 {

@@ -9,7 +9,6 @@ use std::os::fd::AsRawFd;
 use turn_core::stats::DropReason;
 use turn_core::{ClientAction, ClientSocket, Now, PeerAction, RelayHandle, Server, Transport};
 
-use super::batch::BATCH;
 use super::{token, TokenKind, Worker, HEADROOM, STREAM_BUDGET, UDP_BUDGET};
 use crate::clients::CloseReason;
 use crate::relay_sockets::RelaySockets;
@@ -21,7 +20,7 @@ impl Worker {
     /// turn ends, `Worker::flush`); a control message lets the core act at
     /// once (bind or free relay sockets, answer).
     pub(super) fn udp_readable(&mut self, index: u32, now: Now) {
-        for _ in 0..UDP_BUDGET / BATCH {
+        for _ in 0..UDP_BUDGET.div_ceil(self.batch.size()) {
             let Some(l) = self.clients.udp.get(index as usize) else {
                 return;
             };
@@ -37,7 +36,7 @@ impl Worker {
                     }
                 },
             };
-            let full = got.len() == BATCH;
+            let full = got.len() == self.batch.size();
             for i in got {
                 let Some((remote, _)) = self.batch.meta(i) else {
                     self.server.stats().dropped(DropReason::Malformed).inc();
@@ -85,7 +84,7 @@ impl Worker {
     /// of every relay socket read in one turn leave in one `sendmmsg`.
     pub(super) fn relay_readable(&mut self, index: u32, now: Now) {
         let relay = RelayHandle(index);
-        for _ in 0..UDP_BUDGET / BATCH {
+        for _ in 0..UDP_BUDGET.div_ceil(self.batch.size()) {
             let Some(socket) = self.relays.socket(relay) else {
                 return;
             };
@@ -100,7 +99,7 @@ impl Worker {
                     }
                 },
             };
-            let full = got.len() == BATCH;
+            let full = got.len() == self.batch.size();
             for i in got {
                 let Some((peer, len)) = self.batch.meta(i) else {
                     self.server.stats().dropped(DropReason::FrameTooLarge).inc();
