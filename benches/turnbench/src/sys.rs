@@ -124,6 +124,11 @@ pub struct Batch {
     pub addrs: Vec<libc::sockaddr_in>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
+    /// Send runs to one destination as one UDP GSO message (the raw
+    /// forwarder's `--gso`; never the load generator: real clients don't).
+    pub gso: bool,
+    order: Vec<usize>,
+    ctrl: Vec<[u64; 4]>,
 }
 
 impl Batch {
@@ -136,7 +141,76 @@ impl Batch {
             iovs: Vec::with_capacity(n),
             // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
             hdrs: (0..n).map(|_| unsafe { std::mem::zeroed() }).collect(),
+            gso: false,
+            order: Vec::with_capacity(n),
+            ctrl: vec![[0; 4]; n],
         }
+    }
+
+    /// Like `build` for a send with GSO: slots ordered by destination (then
+    /// slot), a run to one destination of equal lengths (the last may be
+    /// shorter, at most 64) becomes one header. Returns the header count.
+    fn build_gso(&mut self, count: usize, offset: usize) -> usize {
+        let key =
+            |a: &libc::sockaddr_in| (u64::from(a.sin_addr.s_addr) << 16) | u64::from(a.sin_port);
+        self.order.clear();
+        self.order.extend(0..count);
+        let addrs = &self.addrs;
+        self.order.sort_unstable_by_key(|&i| (key(&addrs[i]), i));
+        self.iovs.clear();
+        for &i in &self.order {
+            let buf = &mut self.bufs[i];
+            self.iovs.push(libc::iovec {
+                // SAFETY: offset < buf.len() (checked by callers through the len).
+                iov_base: unsafe { buf.as_mut_ptr().add(offset.min(buf.len())) }.cast(),
+                iov_len: self.lens[i],
+            });
+        }
+        let mut msgs = 0;
+        let mut k = 0;
+        while k < count {
+            let first = self.order[k];
+            let seg = self.lens[first];
+            let mut j = k + 1;
+            while j < count && j - k < 64 {
+                let i = self.order[j];
+                if key(&self.addrs[i]) != key(&self.addrs[first])
+                    || self.lens[i] > seg
+                    || self.lens[i] == 0
+                {
+                    break;
+                }
+                j += 1;
+                if self.lens[i] < seg {
+                    break;
+                }
+            }
+            let h = &mut self.hdrs[msgs];
+            h.msg_hdr.msg_name = (&mut self.addrs[first] as *mut libc::sockaddr_in).cast();
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            h.msg_hdr.msg_iov = &mut self.iovs[k];
+            h.msg_hdr.msg_iovlen = j - k;
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+            if j - k > 1 {
+                // SAFETY: ctrl[msgs] is 8-byte aligned and 32 >= CMSG_SPACE(2) bytes.
+                unsafe {
+                    h.msg_hdr.msg_control = self.ctrl[msgs].as_mut_ptr().cast();
+                    h.msg_hdr.msg_controllen = libc::CMSG_SPACE(2) as _;
+                    let c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+                    (*c).cmsg_level = libc::SOL_UDP;
+                    (*c).cmsg_type = libc::UDP_SEGMENT;
+                    (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg as u16);
+                }
+            } else {
+                h.msg_hdr.msg_control = std::ptr::null_mut();
+                h.msg_hdr.msg_controllen = 0;
+            }
+            msgs += 1;
+            k = j;
+        }
+        msgs
     }
 
     pub fn capacity(&self) -> usize {
@@ -206,8 +280,13 @@ impl Batch {
     /// data at `offset`). Retries until all are handed to the kernel or an
     /// error other than EAGAIN/EINTR; returns how many were sent.
     pub fn send(&mut self, fd: RawFd, count: usize, offset: usize) -> io::Result<usize> {
-        let count = count.min(self.capacity());
-        self.build(count, offset, true);
+        let sent = count.min(self.capacity());
+        let count = if self.gso {
+            self.build_gso(sent, offset)
+        } else {
+            self.build(sent, offset, true);
+            sent
+        };
         let mut done = 0;
         let mut spins = 0u32;
         while done < count {
@@ -239,7 +318,7 @@ impl Batch {
             }
             done += r as usize;
         }
-        Ok(count)
+        Ok(sent)
     }
 }
 

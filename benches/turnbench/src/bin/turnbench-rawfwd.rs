@@ -42,6 +42,10 @@ struct Args {
     /// Socket buffer size (bytes) asked for each socket.
     #[arg(long, default_value_t = 4 << 20)]
     sockbuf: usize,
+    /// Send runs of datagrams to one destination as one UDP GSO message (as
+    /// our relay does by default).
+    #[arg(long)]
+    gso: bool,
     /// Pin worker i to CPU (i mod nproc).
     #[arg(long)]
     pin: bool,
@@ -100,7 +104,13 @@ fn socket(addr: SocketAddrV4, reuse: bool, buf: usize) -> Result<Socket> {
     Ok(s)
 }
 
-fn worker(listen: Socket, relay: Socket, batch: usize, stop: Arc<AtomicBool>) -> Result<Counts> {
+fn worker(
+    listen: Socket,
+    relay: Socket,
+    batch: usize,
+    gso: bool,
+    stop: Arc<AtomicBool>,
+) -> Result<Counts> {
     let lfd = listen.as_raw_fd();
     let rfd = relay.as_raw_fd();
     let mut ep = Epoll::new(4)?;
@@ -108,6 +118,8 @@ fn worker(listen: Socket, relay: Socket, batch: usize, stop: Arc<AtomicBool>) ->
     ep.add(rfd, RELAY)?;
     let mut rx = Batch::new(batch, BUF);
     let mut tx = Batch::new(batch, BUF);
+    rx.gso = gso;
+    tx.gso = gso;
     let mut t = Tables::default();
     let mut counts = Counts::default();
     let mut ready = Vec::new();
@@ -256,7 +268,7 @@ fn main() -> Result<()> {
             if pin {
                 let _ = pin_current_thread(&[i % ncpu]);
             }
-            worker(l, r, batch, stop)
+            worker(l, r, batch, args.gso, stop)
         }));
     }
     eprintln!("turnbench-rawfwd: {} worker(s) on {}", threads, args.listen);
