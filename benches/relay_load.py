@@ -130,8 +130,11 @@ def udp_port_taken(port):
 class Server:
     """One server process under test."""
 
-    def __init__(self, kind, workers, tmp, hold=False, relay_help="", extra=()):
+    def __init__(self, kind, workers, tmp, hold=False, relay_help="", extra=(), pin=False):
         self.kind = kind
+        # Pinned (one worker, `--pin`): the server on CPU 1, the generator on CPU 0.
+        self.cpus = {1} if pin else None
+        self.gen_cpus = [0] if pin else None
         self.workers = workers
         self.port = free_port()
         self.tmp = tmp
@@ -182,8 +185,14 @@ class Server:
             raise ValueError(kind)
         self.cmd = cmd
         self.logf = open(self.logpath, "w")
+        cpus = self.cpus
+
+        def setup():
+            raise_limits()
+            if cpus:
+                os.sched_setaffinity(0, cpus)
         self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT,
-                                     preexec_fn=raise_limits)
+                                     preexec_fn=setup)
         self.pid = self.proc.pid
         self.wait_ready()
 
@@ -259,7 +268,7 @@ def run_load(args, timeout=180):
     return json.loads(line), " ".join(os.path.basename(c) if i == 0 else c for i, c in enumerate(cmd))
 
 
-def relay_run(server, payload, duration, rate=0, window=0, target=None, per_ip=8):
+def relay_run(server, payload, duration, rate=0, window=0, target=None, per_ip=8, gen_cpus=None):
     clients = CLIENTS
     if target is None:
         target = "fake" if server.kind.startswith("rawfwd") else "turn"
@@ -269,6 +278,9 @@ def relay_run(server, payload, duration, rate=0, window=0, target=None, per_ip=8
             "--per-ip", per_ip, "--ip-offset", IPS.take(clients // per_ip + 1)]
     if server:
         args += ["--server-pid", server.pid]
+        gen_cpus = server.gen_cpus
+    if gen_cpus:
+        args += ["--cpus", ",".join(str(c) for c in gen_cpus)]
     res, cmd = run_load(args)
     res["cmd"] = cmd
     return res
@@ -431,6 +443,9 @@ def write_section(section, name="relay"):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a ~1-minute smoke run")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="one-worker runs unpinned (by default the server runs on CPU 1 "
+                             "and the load generator on CPU 0)")
     parser.add_argument("--profile", action="store_true",
                         help="add a perf profile of our relay under load")
     parser.add_argument("--no-build", action="store_true", help="use target/release as it is")
@@ -478,6 +493,7 @@ def main():
     repeat = args.repeat or (1 if quick else 3)
     payloads = [100, 1000]
     nproc = os.cpu_count() or 1
+    pin = not args.no_pin and nproc >= 2
     worker_sets = [1] if quick or nproc == 1 else [1, nproc]
     alloc_count, alloc_round = (4000, 4000) if quick else (30000, 10000)
     held_ours_default = 15000  # one relay IP, one socket per allocation: 16,384 ports
@@ -523,7 +539,8 @@ def main():
                     continue  # the multiplexed mode with every worker only (run time)
                 log(f"== [{rep + 1}/{repeat}] {kind}, {workers} worker(s)")
                 try:
-                    with Server(kind, workers, tmp, relay_help=relay_help) as srv:
+                    with Server(kind, workers, tmp, relay_help=relay_help,
+                                pin=pin and workers == 1) as srv:
                         commands.append(" ".join(os.path.basename(c) if i == 0 else c
                                                  for i, c in enumerate(srv.cmd)))
                         for p in payloads:
@@ -546,7 +563,8 @@ def main():
         for workers in worker_sets:
             for p in payloads:
                 rate = half_rate.get((workers, p)) or half_rate.get((1, p))
-                r = relay_run(None, p, dur, rate=rate, target="direct")
+                r = relay_run(None, p, dur, rate=rate, target="direct",
+                              gen_cpus=[0] if pin and workers == 1 else None)
                 direct_runs.setdefault((workers, p), []).append(r)
                 log(f"== direct {p} B @ {rate:,}: p50 {r['rtt_p50_us']} p99 {r['rtt_p99_us']}")
     # recvmmsg batch size: our relay, 1 worker, 100 B saturation, interleaved.
@@ -557,7 +575,7 @@ def main():
                 log(f"== [{rep + 1}/{repeat}] batch sweep: --udp-batch {b}")
                 try:
                     with Server("nexrtc", 1, tmp, relay_help=relay_help,
-                                extra=["--udp-batch", b]) as srv:
+                                extra=["--udp-batch", b], pin=pin) as srv:
                         before = scrape(srv, "nexrtc_relay_udp_send_calls_total")
                         r = relay_run(srv, 100, dur, window=WINDOW)
                         r["send_calls"] = scrape(srv, "nexrtc_relay_udp_send_calls_total") - before
@@ -615,7 +633,7 @@ def main():
                    allocs, holds, commands, profile, ours_threads, mux, load_start,
                    loadavg(), elapsed, hold_ours, errors, fd_hard,
                    os.environ.get("NEXRTC_REV") or git_rev(), sys.argv[1:],
-                   time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), sweep)
+                   time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), sweep, pin)
     with open(os.path.join(tmp, "render.pickle"), "wb") as f:
         pickle.dump(render_args, f)
     section = render(args, *render_args)
@@ -626,7 +644,7 @@ def main():
 
 def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, direct, half_rate,
            allocs, holds, commands, profile, ours_threads, mux, load_start, load_end,
-           elapsed, hold_ours, errors, fd_hard, rev, argv, when, sweep=None):
+           elapsed, hold_ours, errors, fd_hard, rev, argv, when, sweep=None, pin=False):
     kernel = os.uname().release
     cmdline = "python3 benches/relay_load.py" + "".join(f" {a}" for a in argv)
     names = {"nexrtc": "nexrtc relay", "nexrtc-mux": "nexrtc relay, " + (mux[0] if mux else "")
@@ -658,7 +676,14 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
                "as one UDP GSO send (the `--no-gso` rows go without). **Saturation**: closed loop, at most "
                f"{WINDOW} packets in flight per client, {dur:g} s. **Latency**: open loop at half "
                "our relay's saturation round-trip rate (same offered rate for all three), "
-               f"{dur:g} s, first 0.3 s left out. Each configuration ran {repeat} time(s), "
+               f"{dur:g} s, first 0.3 s left out. "
+               + ("**One-worker runs are pinned**: the server process on CPU 1, the load "
+                  "generator on CPU 0 (`sched_setaffinity`; `--no-pin` turns it off), so neither "
+                  "steals the other's core (compare the ranges in brackets with the all-worker "
+                  "rows); the loopback delivery a server's sends cause still runs on its own "
+                  "CPU and counts in its CPU time. Runs with every worker share both cores with the "
+                  "generator. " if pin else "")
+               + f"Each configuration ran {repeat} time(s), "
                "servers interleaved; the saturation row is the run with the median packets per "
                "CPU-second (range in brackets), latency figures are medians over the runs. "
                "\"Relayed\" counts both legs (client→peer and "
@@ -775,7 +800,8 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
     if sweep:
         out.append("### recvmmsg batch size (`--udp-batch`)")
         out.append("")
-        out.append("Our relay, 1 worker, one socket per allocation, 100 B, the saturation load above; "
+        out.append("Our relay, 1 worker, one socket per allocation, 100 B, the saturation load above"
+                   + (" (pinned)" if pin else "") + "; "
                    f"each size ran {repeat} time(s), interleaved with the others; median run (range). "
                    "Send calls = `nexrtc_relay_udp_send_calls_total` over the run (sendmmsg calls; "
                    "each sends one or more datagrams, a GSO message counting once).")

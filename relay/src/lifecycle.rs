@@ -125,7 +125,7 @@ async fn serve(
     for b in relay.bound() {
         tracing::info!(transport = b.transport.as_str(), addr = %b.addr, "listening");
     }
-    for r in config.relay_v4.iter().chain(config.relay_v6.iter()) {
+    for r in config.relay_addresses() {
         tracing::info!(
             bind = %r.bind,
             advertised = %r.advertised,
