@@ -253,12 +253,14 @@ fn relay(a: RelayArgs) -> Result<()> {
     // Setup: TURN allocations, fake bindings, or nothing.
     let setup_start = Instant::now();
     let mut setup_stats = EngineStats::default();
+    // The TURN clients, kept to delete their allocations at the end.
+    let mut turn_clients: Vec<Client> = Vec::new();
+    let creds = Creds::rest(&a.common.secret, &a.common.user, 3600);
     let clients: Vec<UdpSocket> = match a.target {
         Target::Turn => {
-            let creds = Creds::rest(&a.common.secret, &a.common.user, 3600);
             let mut engine = Engine::new(
                 a.common.server,
-                creds,
+                creds.clone(),
                 a.common.concurrency,
                 Instant::now() + Duration::from_secs(30),
             );
@@ -271,7 +273,12 @@ fn relay(a: RelayArgs) -> Result<()> {
             if cs.iter().any(|c| !c.ok()) {
                 bail!("TURN setup failed: {}", engine_json(&setup_stats));
             }
-            cs.into_iter().map(|c| c.sock).collect()
+            let socks = cs
+                .iter()
+                .map(|c| c.sock.try_clone())
+                .collect::<std::io::Result<Vec<_>>>()?;
+            turn_clients = cs;
+            socks
         }
         Target::Fake => {
             for (c, p) in clients.iter().zip(&peer_addrs) {
@@ -421,6 +428,18 @@ fn relay(a: RelayArgs) -> Result<()> {
     let rx = rx_thread
         .join()
         .map_err(|_| anyhow::anyhow!("receive thread panicked"))??;
+    if !turn_clients.is_empty() {
+        // Delete the allocations (Refresh 0), as a client that hangs up does,
+        // so a later run on the same server starts from none (outside the
+        // measured time).
+        let mut release = Engine::new(
+            a.common.server,
+            creds,
+            a.common.concurrency,
+            Instant::now() + Duration::from_secs(10),
+        );
+        let _ = release.run(&mut turn_clients, true)?;
+    }
 
     let server_cpu = match (cpu0, cpu1) {
         (Some(x), Some(y)) => Some(y - x),
