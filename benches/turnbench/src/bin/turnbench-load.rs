@@ -304,34 +304,13 @@ fn relay(a: RelayArgs) -> Result<()> {
         let cpus = a.cpus.clone();
         std::thread::spawn(move || -> Result<(u64, u64)> {
             let _ = pin_current_thread(&cpus);
-            let mut ep = Epoll::new(256)?;
-            for (i, p) in peers.iter().enumerate() {
-                ep.add(p.as_raw_fd(), i as u64)?;
-            }
-            let mut b = Batch::new(32, 2048);
             let (mut n, mut bytes) = (0u64, 0u64);
-            let mut ready = Vec::new();
-            while !shared.stop.load(Ordering::Relaxed) {
-                ep.wait(20, &mut ready)?;
-                for &t in &ready {
-                    let Some(p) = peers.get(t as usize) else {
-                        continue;
-                    };
-                    let fd = p.as_raw_fd();
-                    for _ in 0..8 {
-                        let got = b.recv(fd, 0)?;
-                        if got == 0 {
-                            break;
-                        }
-                        n += got as u64;
-                        bytes += b.lens[..got].iter().map(|&l| l as u64).sum::<u64>();
-                        b.send(fd, got, 0)?;
-                        if got < b.capacity() {
-                            break;
-                        }
-                    }
-                }
-            }
+            each_batch(&peers, &shared.stop, |fd, got, b| {
+                n += got as u64;
+                bytes += b.lens[..got].iter().map(|&l| l as u64).sum::<u64>();
+                b.send(fd, got, 0)?;
+                Ok(())
+            })?;
             Ok((n, bytes))
         })
     };
@@ -347,53 +326,30 @@ fn relay(a: RelayArgs) -> Result<()> {
         let payload = a.payload;
         std::thread::spawn(move || -> Result<RxResult> {
             let _ = pin_current_thread(&cpus);
-            let mut ep = Epoll::new(256)?;
-            for (i, s) in rx_socks.iter().enumerate() {
-                ep.add(s.as_raw_fd(), i as u64)?;
-            }
-            let mut b = Batch::new(32, 2048);
             let mut r = RxResult::default();
-            let mut ready = Vec::new();
             let off = if header { 4 } else { 0 };
-            while !shared.stop.load(Ordering::Relaxed) {
-                ep.wait(20, &mut ready)?;
-                for &t in &ready {
-                    let Some(s) = rx_socks.get(t as usize) else {
-                        continue;
-                    };
-                    let fd = s.as_raw_fd();
-                    for _ in 0..8 {
-                        let got = b.recv(fd, 0)?;
-                        if got == 0 {
-                            break;
-                        }
-                        let now = now_ns();
-                        for i in 0..got {
-                            let pkt = &b.bufs[i][..b.lens[i]];
-                            let ok_header = !header
-                                || (pkt.len() >= 4 && pkt[..4] == channel_header(CHANNEL, payload));
-                            match (ok_header, pkt.get(off..).and_then(read_probe)) {
-                                (true, Some((_seq, sent, client)))
-                                    if pkt.len() == off + payload =>
-                                {
-                                    r.packets += 1;
-                                    r.bytes += payload as u64;
-                                    if sent >= warm_ns {
-                                        r.hist.record(now.saturating_sub(sent));
-                                    }
-                                    if let Some(c) = shared.received.get(client as usize) {
-                                        c.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                }
-                                _ => r.bad += 1,
+            each_batch(&rx_socks, &shared.stop, |_, got, b| {
+                let now = now_ns();
+                for i in 0..got {
+                    let pkt = &b.bufs[i][..b.lens[i]];
+                    let ok_header =
+                        !header || (pkt.len() >= 4 && pkt[..4] == channel_header(CHANNEL, payload));
+                    match (ok_header, pkt.get(off..).and_then(read_probe)) {
+                        (true, Some((_seq, sent, client))) if pkt.len() == off + payload => {
+                            r.packets += 1;
+                            r.bytes += payload as u64;
+                            if sent >= warm_ns {
+                                r.hist.record(now.saturating_sub(sent));
+                            }
+                            if let Some(c) = shared.received.get(client as usize) {
+                                c.fetch_add(1, Ordering::Relaxed);
                             }
                         }
-                        if got < b.capacity() {
-                            break;
-                        }
+                        _ => r.bad += 1,
                     }
                 }
-            }
+                Ok(())
+            })?;
             Ok(r)
         })
     };
@@ -502,6 +458,42 @@ fn relay(a: RelayArgs) -> Result<()> {
 }
 
 /// The raw forwarder's binding, retried until acknowledged.
+/// Until `stop`: waits for any of `socks` to be readable and hands each
+/// received batch (its socket, the count, the slots) to `on_batch`; a socket
+/// is read at most 8 batches per wakeup.
+fn each_batch(
+    socks: &[UdpSocket],
+    stop: &AtomicBool,
+    mut on_batch: impl FnMut(i32, usize, &mut Batch) -> Result<()>,
+) -> Result<()> {
+    let mut ep = Epoll::new(256)?;
+    for (i, s) in socks.iter().enumerate() {
+        ep.add(s.as_raw_fd(), i as u64)?;
+    }
+    let mut b = Batch::new(32, 2048);
+    let mut ready = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        ep.wait(20, &mut ready)?;
+        for &t in &ready {
+            let Some(s) = socks.get(t as usize) else {
+                continue;
+            };
+            let fd = s.as_raw_fd();
+            for _ in 0..8 {
+                let got = b.recv(fd, 0)?;
+                if got == 0 {
+                    break;
+                }
+                on_batch(fd, got, &mut b)?;
+                if got < b.capacity() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn fake_bind(c: &UdpSocket, server: SocketAddrV4, peer: SocketAddrV4) -> Result<()> {
     let m = bind_message(CHANNEL, peer);
     let mut buf = [0u8; 64];
