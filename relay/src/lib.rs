@@ -47,11 +47,10 @@ mod slab;
 mod stream;
 pub mod tls;
 mod worker;
-#[cfg(test)]
-mod workers_tests;
 
 pub use config::{ConfigError, CredentialSource, Listeners, RelayConfig};
 pub use control::{Bound, Control, Monitor, Relay, StartError};
 pub use lifecycle::{run, run_with, AttachError, Exit, Extension, RunError};
 pub use relay_sockets::RelayAddress;
 pub use settings::Settings;
+pub use worker::gso_supported;

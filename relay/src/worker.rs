@@ -48,6 +48,7 @@ pub(crate) use crate::clients::{bind_listeners, Listener};
 pub(crate) use datapath::udp_send;
 
 pub(crate) mod batch;
+pub use batch::gso_supported;
 mod datapath;
 
 /// Bytes kept free in front of every received payload for the ChannelData header.

@@ -403,8 +403,9 @@ impl Batch {
 }
 
 /// Kernel support for UDP GSO (`UDP_SEGMENT`, Linux 4.18): the option is
-/// accepted on a UDP socket.
-pub(crate) fn gso_supported() -> bool {
+/// accepted on a UDP socket. Workers coalesce with GSO only where this holds
+/// (and `--no-gso` is not given).
+pub fn gso_supported() -> bool {
     let Ok(socket) = std::net::UdpSocket::bind("0.0.0.0:0") else {
         return false;
     };

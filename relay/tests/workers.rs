@@ -1,135 +1,15 @@
 //! The relay as a whole on loopback: several workers on SO_REUSEPORT
-//! listeners, host-wide quotas, and multiplexed relay sockets carrying
-//! ChannelData both ways for many clients.
+//! listeners, host-wide quotas, multiplexed relay sockets carrying
+//! ChannelData both ways for many clients, and bursts through the batched,
+//! GSO-coalesced sends.
 
-use std::net::{SocketAddr, UdpSocket};
+mod support;
+
+use std::net::UdpSocket;
 use std::time::Duration;
 
-use turn_core::auth::rest_password;
-use turn_core::stun::{
-    self, attr, channel_data_header, long_term_key, Class, Message, MessageBuilder, Method,
-    TransactionId,
-};
-
-use crate::{Relay, RelayConfig, Settings};
-
-const REALM: &str = "workers.test";
-const SECRET: &str = "s3cret";
-
-/// A relay on free loopback ports (retried if another test took them first).
-fn start(tweak: impl Fn(&mut Settings)) -> Relay {
-    for _ in 0..20 {
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = probe.local_addr().unwrap().port();
-        drop(probe);
-        let base = 20_000 + (port % 20_000);
-        let mut s = Settings {
-            realm: Some(REALM.into()),
-            static_auth_secret: vec![SECRET.into()],
-            listening_ip: vec!["127.0.0.1".parse().unwrap()],
-            listening_port: Some(port),
-            no_tcp: true,
-            no_tls: true,
-            allow_loopback_peers: true,
-            min_port: Some(base),
-            max_port: Some(base + 999),
-            relay_threads: Some(2),
-            ..Settings::default()
-        };
-        tweak(&mut s);
-        let config = RelayConfig::build(s, [5; 32]).unwrap();
-        if let Ok(relay) = Relay::start(&config) {
-            return relay;
-        }
-    }
-    panic!("no free ports for the relay");
-}
-
-struct Client {
-    socket: UdpSocket,
-    server: SocketAddr,
-    username: String,
-    key: [u8; 16],
-    nonce: String,
-    id: u8,
-}
-
-impl Client {
-    fn new(server: SocketAddr, user: &str) -> Client {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let username = format!("{}:{user}", crate::control::unix_now() + 3600);
-        let key = long_term_key(
-            &username,
-            REALM,
-            &rest_password(SECRET.as_bytes(), &username),
-        );
-        Client {
-            socket,
-            server,
-            username,
-            key,
-            nonce: String::new(),
-            id: 0,
-        }
-    }
-
-    fn request(&mut self, method: Method, f: impl Fn(&mut MessageBuilder)) -> Vec<u8> {
-        self.id += 1;
-        let mut b = MessageBuilder::new(method, Class::Request, TransactionId([self.id; 12]));
-        f(&mut b);
-        if !self.nonce.is_empty() {
-            b.attribute(attr::USERNAME, self.username.as_bytes())
-                .attribute(attr::REALM, REALM.as_bytes())
-                .attribute(attr::NONCE, self.nonce.as_bytes())
-                .message_integrity(&self.key);
-        }
-        self.socket.send_to(&b.finish(), self.server).unwrap();
-        let mut buf = [0u8; 2048];
-        let (n, _) = self.socket.recv_from(&mut buf).unwrap();
-        buf[..n].to_vec()
-    }
-
-    fn code(answer: &[u8]) -> u16 {
-        let msg = Message::parse(answer).unwrap();
-        msg.attribute(attr::ERROR_CODE)
-            .map_or(200, |a| stun::decode_error_code(a.value).unwrap().0)
-    }
-
-    /// Allocate (after the 401 round trip): the answer's code and relayed address.
-    fn allocate(&mut self) -> (u16, Option<SocketAddr>) {
-        let transport = |b: &mut MessageBuilder| {
-            b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
-        };
-        if self.nonce.is_empty() {
-            let answer = self.request(Method::ALLOCATE, transport);
-            let msg = Message::parse(&answer).unwrap();
-            assert_eq!(Client::code(&answer), 401);
-            self.nonce = stun::decode_utf8(msg.attribute(attr::NONCE).unwrap().value)
-                .unwrap()
-                .to_owned();
-        }
-        let answer = self.request(Method::ALLOCATE, transport);
-        let msg = Message::parse(&answer).unwrap();
-        let relayed = msg
-            .attribute(attr::XOR_RELAYED_ADDRESS)
-            .map(|a| stun::decode_xor_address(a.value, &msg.transaction_id()).unwrap());
-        (Client::code(&answer), relayed)
-    }
-
-    fn channel_bind(&mut self, number: u16, peer: SocketAddr) -> u16 {
-        let answer = self.request(Method::CHANNEL_BIND, |b| {
-            b.attribute(
-                attr::CHANNEL_NUMBER,
-                &[(number >> 8) as u8, number as u8, 0, 0],
-            )
-            .xor_address(attr::XOR_PEER_ADDRESS, peer);
-        });
-        Client::code(&answer)
-    }
-}
+use support::{start, Client};
+use turn_core::stun::channel_data_header;
 
 #[test]
 fn quotas_hold_across_workers() {
@@ -254,7 +134,7 @@ fn bursts_arrive_in_order_through_batched_and_coalesced_sends() {
             break;
         }
     }
-    if crate::worker::batch::gso_supported() {
+    if nexrtc_relay::gso_supported() {
         assert!(coalesced() > 0, "no burst left as one GSO send");
     }
 }
