@@ -8,8 +8,9 @@ Servers (each started fresh, in the foreground, on free loopback ports):
      no CLI, no TLS/DTLS/TCP, relay-threads = 1 or nproc),
   3. `turnbench-rawfwd`: recvmmsg/sendmmsg, no TURN logic -- the machine's limit
      (and again with `--gso`, the limit for a relay that coalesces with GSO).
-Our relay also runs with `--no-gso` and `--multiplex-peer`, and a recvmmsg
-batch-size sweep (`--udp-batch`).
+Our relay also runs with `--no-gso` and `--multiplex-peer`, and sweeps of the
+recvmmsg batch size (`--udp-batch`) and of the shared sockets of the
+multiplexed mode (`--multiplex-sockets`).
 The load generator `turnbench-load` (benches/turnbench) allocates 64 clients per
 run (each its own UDP socket, Allocate with the 401 round trip, CreatePermission,
 ChannelBind to a peer socket of its own); the peers echo through the relay.
@@ -73,8 +74,13 @@ TARGET_BYTES_PER_ALLOC = 2048
 NOISY_P99_US = 500.0
 # Our relay's configurations: the default, multiplexed, and without UDP GSO.
 OURS = ("nexrtc", "nexrtc-mux", "nexrtc-nogso")
-# recvmmsg batch sizes swept (`--udp-batch`), 1 worker, 100 B saturation.
-BATCH_SWEEP = [8, 16, 32, 64, 128]
+# Settings of our relay swept (1 worker, 100 B saturation): flag, server kind,
+# values, the default, title.
+SWEEPS = [
+    ("--udp-batch", "nexrtc", [8, 16, 32, 64, 128], 32, "recvmmsg batch size"),
+    ("--multiplex-sockets", "nexrtc-mux", [1, 2, 4, 16, 64], 4,
+     "Shared relay sockets per worker in multiplexed mode"),
+]
 
 
 def log(*a):
@@ -567,24 +573,26 @@ def main():
                               gen_cpus=[0] if pin and workers == 1 else None)
                 direct_runs.setdefault((workers, p), []).append(r)
                 log(f"== direct {p} B @ {rate:,}: p50 {r['rtt_p50_us']} p99 {r['rtt_p99_us']}")
-    # recvmmsg batch size: our relay, 1 worker, 100 B saturation, interleaved.
-    sweep_runs = {}  # batch -> [result with send_calls]
-    if "--udp-batch" in relay_help:
+    # Sweeps of one setting of our relay: 1 worker, 100 B saturation, interleaved.
+    sweep_runs = {}  # (flag, value) -> [result with send_calls]
+    for flag, kind, values, _default, _title in SWEEPS:
+        if flag not in relay_help or (kind == "nexrtc-mux" and not mux):
+            continue
         for rep in range(repeat):
-            for b in ([8, 32] if quick else BATCH_SWEEP):
-                log(f"== [{rep + 1}/{repeat}] batch sweep: --udp-batch {b}")
+            for v in (values[::2] if quick else values):
+                log(f"== [{rep + 1}/{repeat}] sweep: {flag} {v}")
                 try:
-                    with Server("nexrtc", 1, tmp, relay_help=relay_help,
-                                extra=["--udp-batch", b], pin=pin) as srv:
+                    with Server(kind, 1, tmp, relay_help=relay_help, extra=[flag, v],
+                                pin=pin) as srv:
                         before = scrape(srv, "nexrtc_relay_udp_send_calls_total")
                         r = relay_run(srv, 100, dur, window=WINDOW)
                         r["send_calls"] = scrape(srv, "nexrtc_relay_udp_send_calls_total") - before
-                        sweep_runs.setdefault(b, []).append(r)
+                        sweep_runs.setdefault((flag, v), []).append(r)
                         log(f"   per CPU-s {r['relayed_per_cpu_sec']}, send calls {r['send_calls']:.0f}")
                 except (RuntimeError, subprocess.TimeoutExpired, ValueError, OSError) as e:
-                    errors.append(f"batch sweep, --udp-batch {b}: {str(e)[:300]}")
+                    errors.append(f"sweep, {flag} {v}: {str(e)[:300]}")
                     log(f"   FAILED: {e}")
-    sweep = {b: median_run(v, "relayed_per_cpu_sec") for b, v in sweep_runs.items()}
+    sweep = {k: median_run(v, "relayed_per_cpu_sec") for k, v in sweep_runs.items()}
     sat = {k: median_run(v, "relayed_per_cpu_sec") for k, v in sat_runs.items()}
     lat = {k: median_latency(v) for k, v in lat_runs.items()}
     direct = {k: median_latency(v) for k, v in direct_runs.items()}
@@ -797,31 +805,37 @@ def render(args, quick, dur, repeat, nproc, worker_sets, servers, sat, lat, dire
     out.append("")
 
     # Allocations.
-    if sweep:
-        out.append("### recvmmsg batch size (`--udp-batch`)")
+    for flag, kind, values, default, title in SWEEPS:
+        rows = sorted((v, r) for (f, v), r in (sweep or {}).items() if f == flag)
+        if not rows:
+            continue
+        out.append(f"### {title} (`{flag}`)")
         out.append("")
-        out.append("Our relay, 1 worker, one socket per allocation, 100 B, the saturation load above"
+        out.append(f"Our relay ({names[kind]}), 1 worker, 100 B, the saturation load above"
                    + (" (pinned)" if pin else "") + "; "
-                   f"each size ran {repeat} time(s), interleaved with the others; median run (range). "
+                   f"each value ran {repeat} time(s), interleaved with the others; median run (range). "
                    "Send calls = `nexrtc_relay_udp_send_calls_total` over the run (sendmmsg calls; "
                    "each sends one or more datagrams, a GSO message counting once).")
         out.append("")
-        out.append("| `--udp-batch` | relayed pkt per CPU-s (min–max) | CPU µs/pkt | relayed pkt/s | "
+        out.append(f"| `{flag}` | relayed pkt per CPU-s (min–max) | CPU µs/pkt | relayed pkt/s | "
                    "sendmmsg calls per relayed datagram |")
         out.append("|---|---|---|---|---|")
-        best = max(sweep, key=lambda b: sweep[b].get("relayed_per_cpu_sec") or 0)
-        for b in sorted(sweep):
-            r = sweep[b]
+        for v, r in rows:
             pc = r.get("relayed_per_cpu_sec")
             spread = r.get("spread")
             calls = r.get("send_calls")
             per = calls / r["relayed"] if calls is not None and r.get("relayed") else None
-            mark = (" (default)" if b == 32 else "") + (" **best**" if b == best else "")
-            out.append(f"| {b}{mark} | {fmt_int(pc)}"
+            out.append(f"| {v}{' (default)' if v == default else ''} | {fmt_int(pc)}"
                        + (f" ({fmt_int(spread[0])}–{fmt_int(spread[1])})" if spread and r.get("runs", 1) > 1 else "")
                        + f" | {fmt_f(1e6 / pc if pc else None, 2)} | {fmt_int(r.get('relayed_pps'))} | "
                        f"{fmt_f(per, 3)} |")
         out.append("")
+        if flag == "--multiplex-sockets":
+            out.append("Fewer shared sockets mean fewer sendmmsg calls per datagram (last column); each shared socket lets one "
+                       "allocation talk to a given peer IP:port, so a host lets at most "
+                       "sockets × workers × relay IPs allocations reach one peer address "
+                       "(ARCHITECTURE.md, multiplexed relay sockets).")
+            out.append("")
     out.append("### Allocations")
     out.append("")
     out.append("| server | workers | allocations | allocations/s | server CPU-s | CPU µs per allocation | "
