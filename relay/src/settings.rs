@@ -327,7 +327,7 @@ pub(crate) mod defaults {
     pub const MAX_TCP_CONNECTIONS: u32 = 10_000;
     /// Few shared sockets keep the recvmmsg/sendmmsg batches full (more datagrams per
     /// syscall); more sockets let more allocations of one host talk to the same peer
-    /// address (the multiplexing limit). benches/RESULTS.md has the multiplexed rows.
+    /// address (the multiplexing limit). benches/RESULTS.md has the sweep.
     pub const MULTIPLEX_SOCKETS: u16 = 4;
     /// Datagrams per recvmmsg; benches/RESULTS.md has the sweep.
     pub const UDP_BATCH: usize = 32;
