@@ -212,6 +212,19 @@ fn client_sockets(
         .collect()
 }
 
+/// Clients `first..first+n` on their IPs, to allocate with nothing else to set up.
+fn bare_clients(common: &Common, first: usize, n: usize) -> Result<Vec<Client>> {
+    Ok(client_sockets(common, first, n, 0)?
+        .into_iter()
+        .map(|s| Engine::new_client(s, None, 0))
+        .collect())
+}
+
+/// A TURN exchange engine for the common server and concurrency.
+fn engine(common: &Common, creds: Creds, deadline: Instant) -> Engine {
+    Engine::new(common.server, creds, common.concurrency, deadline)
+}
+
 // ---------------------------------------------------------------- relay mode
 
 struct Shared {
@@ -258,10 +271,9 @@ fn relay(a: RelayArgs) -> Result<()> {
     let creds = Creds::rest(&a.common.secret, &a.common.user, 3600);
     let clients: Vec<UdpSocket> = match a.target {
         Target::Turn => {
-            let mut engine = Engine::new(
-                a.common.server,
+            let mut engine = engine(
+                &a.common,
                 creds.clone(),
-                a.common.concurrency,
                 Instant::now() + Duration::from_secs(30),
             );
             let mut cs: Vec<Client> = clients
@@ -388,12 +400,7 @@ fn relay(a: RelayArgs) -> Result<()> {
         // Delete the allocations (Refresh 0), as a client that hangs up does,
         // so a later run on the same server starts from none (outside the
         // measured time).
-        let mut release = Engine::new(
-            a.common.server,
-            creds,
-            a.common.concurrency,
-            Instant::now() + Duration::from_secs(10),
-        );
+        let mut release = engine(&a.common, creds, Instant::now() + Duration::from_secs(10));
         let _ = release.run(&mut turn_clients, true)?;
     }
 
@@ -617,16 +624,11 @@ fn alloc(a: AllocArgs) -> Result<()> {
     let mut next_client = 0usize;
     while made < a.count && started.elapsed().as_secs_f64() < a.max_seconds {
         let n = round.min(a.count - made);
-        let socks = client_sockets(&a.common, next_client, n, 0)?;
+        let mut cs = bare_clients(&a.common, next_client, n)?;
         next_client += n;
-        let mut cs: Vec<Client> = socks
-            .into_iter()
-            .map(|s| Engine::new_client(s, None, 0))
-            .collect();
-        let mut e = Engine::new(
-            a.common.server,
+        let mut e = engine(
+            &a.common,
             creds.clone(),
-            a.common.concurrency,
             Instant::now() + Duration::from_secs(60),
         );
         let c0 = cpu_of(a.common.server_pid);
@@ -646,10 +648,9 @@ fn alloc(a: AllocArgs) -> Result<()> {
         total.done += st.done;
         rounds += 1;
         // Release outside the measured time.
-        let mut r = Engine::new(
-            a.common.server,
+        let mut r = engine(
+            &a.common,
             creds.clone(),
-            a.common.concurrency,
             Instant::now() + Duration::from_secs(60),
         );
         let _ = r.run(&mut cs, true)?;
@@ -699,18 +700,9 @@ fn hold(a: HoldArgs) -> Result<()> {
     let mut first = 0usize;
     while first < a.count && Instant::now() < deadline {
         let n = chunk.min(a.count - first);
-        let socks = client_sockets(&a.common, first, n, 0)?;
+        let mut cs = bare_clients(&a.common, first, n)?;
         first += n;
-        let mut cs: Vec<Client> = socks
-            .into_iter()
-            .map(|s| Engine::new_client(s, None, 0))
-            .collect();
-        let mut e = Engine::new(
-            a.common.server,
-            creds.clone(),
-            a.common.concurrency,
-            deadline,
-        );
+        let mut e = engine(&a.common, creds.clone(), deadline);
         let s = e.run(&mut cs, false)?;
         held += cs.iter().filter(|c| c.ok()).count();
         st.requests += s.requests;
