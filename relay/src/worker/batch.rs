@@ -49,9 +49,9 @@ const GSO_MAX_BYTES: usize = 65_000;
 #[derive(Clone, Copy)]
 struct Out {
     fd: RawFd,
-    /// Groups datagrams to one destination when sorting (equal keys are
-    /// compared in full before coalescing).
-    dest: u64,
+    /// The destination (`to` as the kernel wants it): sorts and compares
+    /// datagrams to one destination.
+    peer: SocketAddr,
     /// Queue order, to keep a socket's datagrams in order when sorting.
     seq: u32,
     slot: usize,
@@ -71,13 +71,6 @@ pub(crate) struct Flushed {
     pub coalesced: u64,
     /// Datagrams the kernel refused.
     pub failed: u64,
-}
-
-impl Out {
-    fn same_destination(&self, other: &Out) -> bool {
-        self.dest == other.dest
-            && from_sockaddr(&self.to, self.to_len) == from_sockaddr(&other.to, other.to_len)
-    }
 }
 
 pub(crate) struct Batch {
@@ -239,17 +232,11 @@ impl Batch {
 
     /// Queues `slot[start..start + len]` of slot `i` to be sent from `fd` to `to`.
     pub(crate) fn queue(&mut self, fd: RawFd, i: usize, start: usize, len: usize, to: SocketAddr) {
-        let dest = match to {
-            SocketAddr::V4(a) => u64::from(u32::from(*a.ip())) << 16 | u64::from(a.port()),
-            SocketAddr::V6(a) => {
-                let ip = u128::from(*a.ip());
-                (ip as u64 ^ (ip >> 64) as u64).rotate_left(16) ^ u64::from(a.port())
-            }
-        };
+        let peer = to;
         let (to, to_len) = to_sockaddr(to);
         self.out.push(Out {
             fd,
-            dest,
+            peer,
             seq: self.out.len() as u32,
             slot: i,
             start,
@@ -275,7 +262,7 @@ impl Batch {
         // By socket, then destination, then queue order: `seq` is unique, so
         // the unstable (allocation-free) sort keeps each flow in order, and a
         // destination's datagrams end up next to each other for GSO.
-        self.out.sort_unstable_by_key(|o| (o.fd, o.dest, o.seq));
+        self.out.sort_unstable_by_key(|o| (o.fd, o.peer, o.seq));
         let mut start = 0;
         while start < self.out.len() {
             let fd = self.out[start].fd;
@@ -304,7 +291,7 @@ impl Batch {
                 let mut total = seg;
                 while j < end
                     && j - k < GSO_MAX_SEGMENTS
-                    && self.out[j].same_destination(&self.out[k])
+                    && self.out[j].peer == self.out[k].peer
                     && (1..=seg).contains(&self.out[j].len)
                     && total + self.out[j].len <= GSO_MAX_BYTES
                 {
