@@ -20,22 +20,16 @@ import os
 import random
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+from benchlib import free_port, write_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benches", "RESULTS.md")
 REGIONS = 200
 RELAYS = 5000
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def key():
@@ -252,10 +246,7 @@ most every 50 ms), so one registration takes up to ~50 ms however idle the serve
 wrk commands: `{base['cmd']}`; `{ice_run['cmd']}` (Lua script in the harness).
 <!-- controller:end -->
 """
-    text = open(RESULTS).read() if os.path.exists(RESULTS) else "# Benchmark results\n\nWritten by the harnesses in benches/; each section says how it was made.\n\n"
-    text = re.sub(r"<!-- controller:begin.*?<!-- controller:end -->\n", "", text, flags=re.S)
-    with open(RESULTS, "w") as f:
-        f.write(text.rstrip("\n") + "\n\n" + section)
+    write_section("controller", section)
     print(section)
 
 

@@ -36,15 +36,15 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from benchlib import free_port, write_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benches", "RESULTS.md")
 NEXRTC = os.path.join(ROOT, "target", "release", "nexrtc")
 ETCD = "/usr/bin/etcd"
 POLL = 0.020  # seconds between ICE polls
@@ -55,25 +55,6 @@ CONFIGS = [  # (lease_ttl_secs, heartbeat_interval_ms, relay_miss_after_ms)
 TARGET_S = 3.0
 
 PROCS = []  # every process started, killed in `finally`
-USED_PORTS = set()
-
-
-def free_port():
-    """A free TCP and UDP port on 127.0.0.1 not handed out before in this run."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port in USED_PORTS:
-            continue
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        USED_PORTS.add(port)
-        return port
-    raise SystemExit("no free port found")
 
 
 def key():
@@ -382,15 +363,7 @@ Detections (s), defaults: {', '.join(f'{v:.2f}' for v in default['detections'])}
 {('Detections (s), lease alone: ' + ', '.join(f'{v:.2f}' for v in backstop['detections']) + '.') if backstop else ''}
 <!-- failover:end -->
 """
-    text = open(RESULTS).read() if os.path.exists(RESULTS) else (
-        "# Benchmark results\n\nWritten by the harnesses in benches/; each section says how it was made.\n\n")
-    pattern = re.compile(r"<!-- failover:begin.*?<!-- failover:end -->\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(RESULTS, "w") as f:
-        f.write(text)
+    write_section("failover", section)
     print(section)
 
 

@@ -46,8 +46,9 @@ import sys
 import tempfile
 import time
 
+from benchlib import free_port, write_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benches", "RESULTS.md")
 REL = os.path.join(ROOT, "target", "release")
 # NEXRTC_BIN / NEXRTC_REV: measure another build of the relay (e.g. a branch
 # built elsewhere), labelled with its commit.
@@ -85,21 +86,6 @@ SWEEPS = [
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
-
-
-def free_port(kind=socket.SOCK_DGRAM):
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port")
 
 
 def raise_limits():
@@ -147,7 +133,7 @@ class Server:
         self.logpath = os.path.join(tmp, f"{kind}-{workers}-{self.port}.log")
         self.note = ""
         if kind in OURS:
-            metrics = free_port(socket.SOCK_STREAM)
+            metrics = free_port()
             self.metrics = metrics
             cmd = [NEXRTC, "relay", "--realm", REALM, "--static-auth-secret", SECRET,
                    "--allow-loopback-peers", "--listening-ip", "127.0.0.1",
@@ -431,19 +417,6 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
-def write_section(section, name="relay"):
-    text = open(RESULTS).read() if os.path.exists(RESULTS) else (
-        "# Benchmark results\n\nWritten by the harnesses in benches/; each section says how it was made.\n\n")
-    pattern = re.compile(r"<!-- " + re.escape(name) + r":begin.*?<!-- " + re.escape(name)
-                         + r":end -->\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(RESULTS, "w") as f:
-        f.write(text)
-
-
 # ---------------------------------------------------------------------- main
 
 def main():
@@ -471,7 +444,7 @@ def main():
         with open(args.render_from, "rb") as f:
             section = render(args, *pickle.load(f))
         if not args.no_write:
-            write_section(section, args.section)
+            write_section(args.section, section)
         print(section)
         return
     if args.priority:
@@ -646,7 +619,7 @@ def main():
         pickle.dump(render_args, f)
     section = render(args, *render_args)
     if not args.no_write:
-        write_section(section, args.section)
+        write_section(args.section, section)
     print(section)
 
 
