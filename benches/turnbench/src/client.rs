@@ -225,6 +225,17 @@ pub struct EngineStats {
     pub done: u64,
 }
 
+impl std::ops::AddAssign<&EngineStats> for EngineStats {
+    fn add_assign(&mut self, o: &EngineStats) {
+        self.requests += o.requests;
+        self.retransmits += o.retransmits;
+        self.challenges += o.challenges;
+        self.errors += o.errors;
+        self.failed += o.failed;
+        self.done += o.done;
+    }
+}
+
 /// Runs TURN exchanges for many clients at once, at most `concurrency` in flight.
 pub struct Engine {
     pub server: SocketAddr,

@@ -640,12 +640,7 @@ fn alloc(a: AllocArgs) -> Result<()> {
             _ => cpu_known = false,
         }
         made += st.done as usize;
-        total.requests += st.requests;
-        total.retransmits += st.retransmits;
-        total.challenges += st.challenges;
-        total.errors += st.errors;
-        total.failed += st.failed;
-        total.done += st.done;
+        total += &st;
         rounds += 1;
         // Release outside the measured time.
         let mut r = engine(
@@ -705,12 +700,7 @@ fn hold(a: HoldArgs) -> Result<()> {
         let mut e = engine(&a.common, creds.clone(), deadline);
         let s = e.run(&mut cs, false)?;
         held += cs.iter().filter(|c| c.ok()).count();
-        st.requests += s.requests;
-        st.retransmits += s.retransmits;
-        st.challenges += s.challenges;
-        st.errors += s.errors;
-        st.failed += s.failed;
-        st.done += s.done;
+        st += &s;
     }
     let secs = t0.elapsed().as_secs_f64();
     let rss1 = proc_rss_bytes(pid)?;
