@@ -85,10 +85,12 @@ fn allocate(relay: SocketAddr, username: &str, password: &str) -> Result<SocketA
 
     let txid = TransactionId([2; 12]);
     let mut b = request(txid.0);
-    b.attribute(attr::USERNAME, username.as_bytes())
-        .attribute(attr::REALM, REALM.as_bytes())
-        .attribute(attr::NONCE, &nonce)
-        .message_integrity(&stun::long_term_key(username, REALM, password));
+    b.long_term_credentials(
+        username,
+        REALM,
+        &nonce,
+        &stun::long_term_key(username, REALM, password),
+    );
     let answer = exchange(b);
     let msg = Message::parse(&answer).unwrap();
     match msg.class() {

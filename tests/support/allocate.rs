@@ -95,10 +95,7 @@ pub fn try_allocate(server: SocketAddr, username: &str, password: &str) -> Alloc
     let mut second = MessageBuilder::new(Method::ALLOCATE, Class::Request, txid());
     second
         .attribute(attr::REQUESTED_TRANSPORT, &udp)
-        .attribute(attr::USERNAME, username.as_bytes())
-        .attribute(attr::REALM, realm.as_bytes())
-        .attribute(attr::NONCE, &nonce)
-        .message_integrity(&key)
+        .long_term_credentials(username, &realm, &nonce, &key)
         .fingerprint();
     let Some(answer) = exchange(&sock, server, &second.finish()) else {
         return AllocateOutcome::NoAnswer;
@@ -110,10 +107,7 @@ pub fn try_allocate(server: SocketAddr, username: &str, password: &str) -> Alloc
             let mut refresh = MessageBuilder::new(Method::REFRESH, Class::Request, txid());
             refresh
                 .u32(attr::LIFETIME, 0)
-                .attribute(attr::USERNAME, username.as_bytes())
-                .attribute(attr::REALM, realm.as_bytes())
-                .attribute(attr::NONCE, &nonce)
-                .message_integrity(&key)
+                .long_term_credentials(username, &realm, &nonce, &key)
                 .fingerprint();
             let _ = exchange(&sock, server, &refresh.finish());
             AllocateOutcome::Allocated

@@ -86,10 +86,7 @@ fn setup() -> Setup {
     let signed = |method, id: u8, f: &dyn Fn(&mut MessageBuilder)| {
         let mut b = MessageBuilder::new(method, Class::Request, TransactionId([id; 12]));
         f(&mut b);
-        b.attribute(attr::USERNAME, username.as_bytes())
-            .attribute(attr::REALM, REALM.as_bytes())
-            .attribute(attr::NONCE, nonce.as_bytes())
-            .message_integrity(&key);
+        b.long_term_credentials(&username, REALM, nonce.as_bytes(), &key);
         b.finish()
     };
     let alloc = signed(Method::ALLOCATE, 2, &|b| {

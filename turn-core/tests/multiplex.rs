@@ -166,10 +166,7 @@ impl Shell {
         let (username, nonce) = un.split_once('\n').expect("pair");
         let mut b = MessageBuilder::new(method, Class::Request, self.next_txid());
         f(&mut b);
-        b.attribute(attr::USERNAME, username.as_bytes())
-            .attribute(attr::REALM, REALM.as_bytes())
-            .attribute(attr::NONCE, nonce.as_bytes())
-            .message_integrity(&key);
+        b.long_term_credentials(username, REALM, nonce.as_bytes(), &key);
         b.finish()
     }
 

@@ -192,10 +192,7 @@ fn signed(
 ) -> Vec<u8> {
     let mut b = MessageBuilder::new(method, Class::Request, id);
     f(&mut b);
-    b.attribute(attr::USERNAME, creds.username.as_bytes())
-        .attribute(attr::REALM, REALM.as_bytes())
-        .attribute(attr::NONCE, creds.nonce.as_bytes())
-        .message_integrity(&creds.key)
+    b.long_term_credentials(&creds.username, REALM, creds.nonce.as_bytes(), &creds.key)
         .fingerprint();
     b.finish()
 }

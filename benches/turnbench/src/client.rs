@@ -80,10 +80,7 @@ fn txid(seq: u64) -> TransactionId {
 }
 
 fn with_auth(mut b: MessageBuilder, creds: &Creds, auth: &Auth) -> Vec<u8> {
-    b.attribute(attr::USERNAME, creds.username.as_bytes())
-        .attribute(attr::REALM, auth.realm.as_bytes())
-        .attribute(attr::NONCE, &auth.nonce)
-        .message_integrity(&auth.key)
+    b.long_term_credentials(&creds.username, &auth.realm, &auth.nonce, &auth.key)
         .fingerprint();
     b.finish()
 }

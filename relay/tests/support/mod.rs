@@ -84,10 +84,7 @@ impl Client {
         let mut b = MessageBuilder::new(method, Class::Request, TransactionId([self.id; 12]));
         f(&mut b);
         if !self.nonce.is_empty() {
-            b.attribute(attr::USERNAME, self.username.as_bytes())
-                .attribute(attr::REALM, REALM.as_bytes())
-                .attribute(attr::NONCE, self.nonce.as_bytes())
-                .message_integrity(&self.key);
+            b.long_term_credentials(&self.username, REALM, self.nonce.as_bytes(), &self.key);
         }
         self.socket
             .send_to(&b.finish(), self.server)

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use super::attr::{
     xor_in_place, xor_mask, ERROR_CODE, FAMILY_IPV4, FAMILY_IPV6, FINGERPRINT, MESSAGE_INTEGRITY,
-    MESSAGE_INTEGRITY_SHA256, UNKNOWN_ATTRIBUTES,
+    MESSAGE_INTEGRITY_SHA256, NONCE, REALM, UNKNOWN_ATTRIBUTES, USERNAME,
 };
 use super::integrity::{fingerprint, hmac_sha1, hmac_sha256};
 use super::{encode_type, round_up_4, Class, Method, TransactionId, HEADER_LEN, MAGIC_COOKIE};
@@ -117,6 +117,22 @@ impl MessageBuilder {
             self.put(MESSAGE_INTEGRITY, len, &[&mac]);
         }
         self
+    }
+
+    /// Signs a request with long-term credentials (RFC 8489 §9.2.4): USERNAME,
+    /// REALM and NONCE, then MESSAGE-INTEGRITY with `key`
+    /// (`long_term_key(username, realm, password)`).
+    pub fn long_term_credentials(
+        &mut self,
+        username: &str,
+        realm: &str,
+        nonce: &[u8],
+        key: &[u8],
+    ) -> &mut Self {
+        self.attribute(USERNAME, username.as_bytes())
+            .attribute(REALM, realm.as_bytes())
+            .attribute(NONCE, nonce)
+            .message_integrity(key)
     }
 
     /// Appends MESSAGE-INTEGRITY-SHA256: the full 32-byte HMAC-SHA256 with `key`
