@@ -393,21 +393,25 @@ impl Batch {
 /// accepted on a UDP socket. Workers coalesce with GSO only where this holds
 /// (and `--no-gso` is not given).
 pub fn gso_supported() -> bool {
-    let Ok(socket) = std::net::UdpSocket::bind("0.0.0.0:0") else {
-        return false;
-    };
-    let size: libc::c_int = 1200;
-    // SAFETY: a valid socket and a c_int option value of the right length.
-    let rc = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&socket),
-            libc::SOL_UDP,
-            libc::UDP_SEGMENT,
-            (&size as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    rc == 0
+    // Probed once per process: every worker asks at start.
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        let Ok(socket) = std::net::UdpSocket::bind("0.0.0.0:0") else {
+            return false;
+        };
+        let size: libc::c_int = 1200;
+        // SAFETY: a valid socket and a c_int option value of the right length.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&socket),
+                libc::SOL_UDP,
+                libc::UDP_SEGMENT,
+                (&size as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        rc == 0
+    })
 }
 
 fn from_sockaddr(sa: &libc::sockaddr_in6, len: libc::socklen_t) -> Option<SocketAddr> {
