@@ -7,7 +7,8 @@
 //! * One relay (TURN UDP/TCP on `--turn-port`, TLS on `--tls-port` with a self-signed
 //!   certificate made at start, loopback peers allowed, `/metrics` on `--relay-metrics`)
 //!   with its edge agent in-process, registered as `local/dev-1`.
-//! * Bootstrapped: region `local`, tenant `dev`, an API key (scopes `ice`, `client_ip`;
+//! * Bootstrapped: region `local`, tenant `dev` (its `cors_origins`: this server's own
+//!   origin, `http://<--http>` and `http://localhost:<port>`), an API key (scopes `ice`, `client_ip`;
 //!   printed, or fixed with `--api-key` / `NEXRTC_API_KEY`), an admin key (printed) and
 //!   the agent's node key (internal).
 //!
@@ -179,6 +180,16 @@ fn controller_config(args: &DevArgs, keys: &Keys) -> anyhow::Result<ControllerCo
     })
 }
 
+/// The origins of the pages served on `http`: the dev tenant allows exactly these (the
+/// address as bound, and `localhost` for a loopback address).
+fn page_origins(http: SocketAddr) -> Vec<String> {
+    let mut origins = vec![format!("http://{http}")];
+    if http.ip().is_loopback() {
+        origins.push(format!("http://localhost:{}", http.port()));
+    }
+    origins
+}
+
 /// Region `local` (Frankfurt's coordinates; only one region, so they do not matter).
 fn nexrtc_geo_region() -> nexrtc_controller::model::Region {
     nexrtc_controller::model::Region::new(REGION.to_owned(), 50.11, 8.68)
@@ -215,17 +226,16 @@ async fn run(
         .await
         .with_context(|| format!("cannot listen on {}", args.http))?;
     let http = listener.local_addr()?;
+    // The pages are served from here; their WebSocket sends this Origin.
+    let mut bootstrap = controller.bootstrap.clone();
+    bootstrap.cors_origins = page_origins(http);
     let agent_metrics = nexrtc_controller::metrics::install()
         .ok_or_else(|| anyhow!("the metrics recorder was installed twice"))?;
     nexrtc_edge_agent::metric::describe();
     let store: Arc<dyn nexrtc_controller::store::Store> =
         Arc::new(nexrtc_controller::store::MemoryStore::new());
-    nexrtc_controller::server::bootstrap(
-        &*store,
-        &controller.bootstrap,
-        controller.options.clock.unix_now(),
-    )
-    .await?;
+    nexrtc_controller::server::bootstrap(&*store, &bootstrap, controller.options.clock.unix_now())
+        .await?;
     let state = tokio::time::timeout(
         controller.startup_timeout,
         AppState::start(store, controller.options.clone()),
