@@ -62,8 +62,8 @@ pub fn check_origin(headers: &HeaderMap, tenant: &TenantRecord) -> Result<(), Ap
         return Ok(());
     };
     let origin = value.to_str().ok().map(str::to_ascii_lowercase);
-    let allowed = values.next().is_none()
-        && origin.is_some_and(|o| tenant.cors_origins.iter().any(|allowed| *allowed == o));
+    let allowed =
+        values.next().is_none() && origin.is_some_and(|o| tenant.cors_origins.contains(&o));
     match allowed {
         true => Ok(()),
         false => Err(forbidden_origin(
