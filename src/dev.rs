@@ -24,7 +24,8 @@
 //! own counters (not the facade) and appends the agent's lines from that recorder. The
 //! controller's `/metrics` therefore also shows the agent's lines in dev mode.
 //!
-//! `POST /dev/session?room=R` mints, for a fresh participant, the ICE servers
+//! `POST /dev/session?room=R` mints, for a fresh participant (or for `&participant=P`,
+//! which the demo page uses to refresh its room token), the ICE servers
 //! (`POST /v1/ice-servers`) and a room token (`POST /v1/rooms/{room}/tokens`) with the dev
 //! API key, by calling the API router in-process: the key never reaches the browser.
 //! `GET /v1/status` is served without a key in dev mode (the dev admin key is added to
@@ -407,9 +408,12 @@ async fn demo_page() -> Response {
 #[derive(Debug, Deserialize)]
 struct SessionQuery {
     room: Option<String>,
+    /// To refresh: the participant the page already is (default: a fresh one).
+    participant: Option<String>,
 }
 
-/// `POST /dev/session?room=R`: ICE servers and a room token for a fresh participant.
+/// `POST /dev/session?room=R[&participant=P]`: ICE servers and a room token for a fresh
+/// participant, or for `P` (a page refreshing its room token before it expires).
 async fn session(State(dev): State<DevState>, Query(q): Query<SessionQuery>) -> Response {
     let room = q.room.unwrap_or_else(|| "demo".to_owned());
     // The signaling service's own rule, checked before anything is minted.
@@ -417,7 +421,14 @@ async fn session(State(dev): State<DevState>, Query(q): Query<SessionQuery>) -> 
         return ApiError::invalid_request("room: 1-64 characters of A-Z a-z 0-9 . - _")
             .into_response();
     }
-    let participant = format!("guest-{}", &random_id()[..8]);
+    let participant = match q.participant {
+        Some(p) if credentials::validate_room_name(&p) => p,
+        Some(_) => {
+            return ApiError::invalid_request("participant: 1-64 characters of A-Z a-z 0-9 . - _")
+                .into_response()
+        }
+        None => format!("guest-{}", &random_id()[..8]),
+    };
     let ice_body = json!({"user": participant, "ttl": SESSION_TTL});
     let ice = match call(&dev, "/v1/ice-servers", &ice_body).await {
         Ok((StatusCode::CREATED, ice)) => ice,
