@@ -65,7 +65,7 @@ const DRAIN_GRACE_SECS: u64 = 1;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// A relay's record is rewritten at least this often (30 s outside dev mode).
 const LOAD_REFRESH_SECS: u64 = 2;
-/// Lifetime of what `/dev/session` mints (seconds).
+/// Lifetime of the TURN credentials `/dev/session` mints (seconds).
 const SESSION_TTL: u64 = 600;
 
 /// `nexrtc dev` flags.
@@ -97,6 +97,11 @@ pub struct DevArgs {
         hide_env_values = true
     )]
     pub api_key: Option<String>,
+    /// Lifetime of the room tokens `/dev/session` mints, in seconds (1 to 3600); the demo
+    /// page refreshes its token on the open WebSocket before it expires.
+    #[arg(long, value_name = "SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub room_token_ttl: u64,
     /// Log JSON lines.
     #[arg(long)]
     pub log_json: bool,
@@ -244,9 +249,13 @@ async fn run(
     .await
     .map_err(|_| anyhow!("the embedded store gave no snapshot"))?;
     let api = nexrtc_controller::router(state.clone());
-    let app = api.clone().merge(dev_routes(api, keys.api.clone())).layer(
-        axum::middleware::map_request_with_state(Arc::new(keys.admin.clone()), public_status),
-    );
+    let app = api
+        .clone()
+        .merge(dev_routes(api, keys.api.clone(), args.room_token_ttl))
+        .layer(axum::middleware::map_request_with_state(
+            Arc::new(keys.admin.clone()),
+            public_status,
+        ));
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     let closing = state.clone();
     let server = tokio::spawn(async move {
@@ -385,12 +394,15 @@ async fn public_status(State(admin_key): State<Arc<String>>, mut request: Reques
 
 #[derive(Clone)]
 struct DevState {
+    /// Lifetime of the room tokens minted (`--room-token-ttl`).
+    room_token_ttl: u64,
     api: Router,
     api_key: Arc<String>,
 }
 
-fn dev_routes(api: Router, api_key: String) -> Router {
+fn dev_routes(api: Router, api_key: String, room_token_ttl: u64) -> Router {
     let state = DevState {
+        room_token_ttl,
         api,
         api_key: Arc::new(api_key),
     };
@@ -435,7 +447,7 @@ async fn session(State(dev): State<DevState>, Query(q): Query<SessionQuery>) -> 
         Ok((status, body)) => return (status, Json(body)).into_response(),
         Err(e) => return internal(e),
     };
-    let token_body = json!({"participant": participant, "ttl": SESSION_TTL});
+    let token_body = json!({"participant": participant, "ttl": dev.room_token_ttl});
     let token = match call(&dev, &format!("/v1/rooms/{room}/tokens"), &token_body).await {
         Ok((StatusCode::CREATED, token)) => token,
         Ok((status, body)) => return (status, Json(body)).into_response(),
