@@ -229,3 +229,31 @@ fn signaling_outlives_the_room_tokens_through_refreshes() {
         .expect("nexrtc dev exits after SIGTERM");
     assert!(exit.success(), "{exit}: {}", dev.process.log_tail(30));
 }
+
+/// TURN over TLS with the dev relay's self-signed certificate, in a browser that checks
+/// certificates: ICE fails with candidate error 701, and the demo page says why and how
+/// to fix it instead of staying at "calling".
+#[test]
+fn the_demo_page_explains_a_refused_relay_certificate() {
+    if !browser_available() {
+        return;
+    }
+    let mut dev = DevNetwork::start(slot::DEV_BROWSER_CERT_HINT);
+    let result = run_call(
+        &dev,
+        "tls",
+        &[("EXPECT_HINT", "--ignore-certificate-errors")],
+    );
+    eprintln!("call.js: {result}");
+    let hints = result["hints"].as_array().expect("hints");
+    assert!(
+        hints.iter().any(|h| h
+            .as_str()
+            .is_some_and(|h| h.contains("701") && h.contains("&transport=udp"))),
+        "{result}"
+    );
+    let exit = dev
+        .stop(Duration::from_secs(15))
+        .expect("nexrtc dev exits after SIGTERM");
+    assert!(exit.success(), "{exit}: {}", dev.process.log_tail(30));
+}

@@ -9,7 +9,9 @@
 // candidate pair has a local candidate of type `relay` allocated over TRANSPORT; the
 // /status page shows the relay carrying the call's allocations. With TOKEN_REFRESHES=N
 // (nexrtc dev --room-token-ttl short), each page must also have refreshed its room token
-// N times with its signaling WebSocket still open and no token error. Prints
+// N times with its signaling WebSocket still open and no token error. With
+// EXPECT_HINT=text, Chromium keeps checking certificates (no --ignore-certificate-errors)
+// and the check is only that the calling page shows a hint containing text. Prints
 // one JSON line with what it measured (the Rust test compares it with the relay's
 // /metrics). Every wait is bounded.
 "use strict";
@@ -24,6 +26,7 @@ const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || "";
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const MESSAGES = Number(process.env.MESSAGES || 20);
 const TOKEN_REFRESHES = Number(process.env.TOKEN_REFRESHES || 0);
+const EXPECT_HINT = process.env.EXPECT_HINT || "";
 const MESSAGE_BYTES = 1000;
 const STEP_TIMEOUT_MS = 30000;
 
@@ -55,7 +58,8 @@ async function main() {
     args: [
       "--no-sandbox", // CI runs as root
       "--disable-gpu",
-      "--ignore-certificate-errors", // the dev relay's TLS certificate is self-signed
+      // The dev relay's TLS certificate is self-signed.
+      ...(EXPECT_HINT ? [] : ["--ignore-certificate-errors"]),
       "--autoplay-policy=no-user-gesture-required",
     ],
   });
@@ -73,6 +77,15 @@ async function main() {
       pages.push(page);
     }
     const [a, b] = pages;
+    if (EXPECT_HINT) {
+      // b offers, so b gathers candidates and meets the relay's certificate.
+      await until(b, `b shows a hint containing ${JSON.stringify(EXPECT_HINT)}`,
+        (text) => window.nexrtc.hints.some((h) => h.includes(text)) &&
+          document.getElementById("hint").textContent.includes(text), EXPECT_HINT);
+      const hints = await b.evaluate(() => window.nexrtc.hints);
+      console.log(JSON.stringify({ transport: TRANSPORT, room: ROOM, hints }));
+      return;
+    }
     for (const [name, page] of [["a", a], ["b", b]]) {
       await until(page, `${name} connects and opens the data channel`, () => {
         const peer = [...window.nexrtc.peers.values()][0];
