@@ -159,8 +159,8 @@ impl Reader<'_> {
         let idle = self.hub.options().idle_timeout;
         let mut idle_at = Instant::now() + idle;
         let mut closed = self.conn.closed();
-        // A revocation written between the check at connect and the join counts too.
         let mut watching = true;
+        // A revocation written between the check at connect and the join counts too.
         if self.grant.is_revoked(&revoked.borrow_and_update()) {
             self.drop_for(DropReason::Revoked);
             return;
