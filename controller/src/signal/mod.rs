@@ -120,3 +120,64 @@ impl Default for SignalOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn snapshot(records: &[RoomRevocation]) -> Snapshot<RoomRevocation> {
+        let entries = records.iter().map(|r| {
+            let path = RoomRevocation::path(&r.tenant, &r.room, r.participant.as_deref());
+            (path, Arc::new(r.clone()))
+        });
+        Snapshot {
+            entries: Arc::new(entries.collect::<HashMap<_, _>>()),
+            revision: 1,
+            live: true,
+            synced_at: None,
+            error: None,
+        }
+    }
+
+    fn grant(room: &str, participant: &str, issued_at: u64) -> Grant {
+        Grant {
+            key: RoomKey {
+                tenant: "acme".into(),
+                room: room.into(),
+            },
+            participant: participant.into(),
+            issued_at,
+            expires_at: issued_at + 600,
+        }
+    }
+
+    #[test]
+    fn revocations_cover_earlier_tokens_of_their_participant_or_room() {
+        let revoke = |room: &str, participant: Option<&str>| RoomRevocation {
+            tenant: "acme".into(),
+            room: room.into(),
+            participant: participant.map(str::to_owned),
+            revoked_at: 1000,
+            until: 4600,
+        };
+        let one = snapshot(&[revoke("r", Some("alice"))]);
+        assert!(grant("r", "alice", 1000).is_revoked(&one), "same second");
+        assert!(grant("r", "alice", 0).is_revoked(&one), "no iat");
+        assert!(!grant("r", "alice", 1001).is_revoked(&one), "minted later");
+        assert!(
+            !grant("r", "bob", 900).is_revoked(&one),
+            "another participant"
+        );
+        assert!(!grant("q", "alice", 900).is_revoked(&one), "another room");
+        let room = snapshot(&[revoke("r", None)]);
+        assert!(grant("r", "bob", 900).is_revoked(&room));
+        assert!(!grant("r", "bob", 1001).is_revoked(&room));
+        assert!(!grant("q", "bob", 900).is_revoked(&room));
+        let mut other_tenant = grant("r", "bob", 900);
+        other_tenant.key.tenant = "globex".into();
+        assert!(!other_tenant.is_revoked(&room));
+    }
+}
