@@ -7,7 +7,8 @@
 //! * One relay (TURN UDP/TCP on `--turn-port`, TLS on `--tls-port` with a self-signed
 //!   certificate made at start, loopback peers allowed, `/metrics` on `--relay-metrics`)
 //!   with its edge agent in-process, registered as `local/dev-1`.
-//! * Bootstrapped: region `local`, tenant `dev`, an API key (scopes `ice`, `client_ip`;
+//! * Bootstrapped: region `local`, tenant `dev` (its `cors_origins`: this server's own
+//!   origin, `http://<--http>` and `http://localhost:<port>`), an API key (scopes `ice`, `client_ip`;
 //!   printed, or fixed with `--api-key` / `NEXRTC_API_KEY`), an admin key (printed) and
 //!   the agent's node key (internal).
 //!
@@ -23,7 +24,8 @@
 //! own counters (not the facade) and appends the agent's lines from that recorder. The
 //! controller's `/metrics` therefore also shows the agent's lines in dev mode.
 //!
-//! `POST /dev/session?room=R` mints, for a fresh participant, the ICE servers
+//! `POST /dev/session?room=R` mints, for a fresh participant (or for `&participant=P`,
+//! which the demo page uses to refresh its room token), the ICE servers
 //! (`POST /v1/ice-servers`) and a room token (`POST /v1/rooms/{room}/tokens`) with the dev
 //! API key, by calling the API router in-process: the key never reaches the browser.
 //! `GET /v1/status` is served without a key in dev mode (the dev admin key is added to
@@ -63,7 +65,7 @@ const DRAIN_GRACE_SECS: u64 = 1;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// A relay's record is rewritten at least this often (30 s outside dev mode).
 const LOAD_REFRESH_SECS: u64 = 2;
-/// Lifetime of what `/dev/session` mints (seconds).
+/// Lifetime of the TURN credentials `/dev/session` mints (seconds).
 const SESSION_TTL: u64 = 600;
 
 /// `nexrtc dev` flags.
@@ -95,6 +97,11 @@ pub struct DevArgs {
         hide_env_values = true
     )]
     pub api_key: Option<String>,
+    /// Lifetime of the room tokens `/dev/session` mints, in seconds (1 to 3600); the demo
+    /// page refreshes its token on the open WebSocket before it expires.
+    #[arg(long, value_name = "SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub room_token_ttl: u64,
     /// Log JSON lines.
     #[arg(long)]
     pub log_json: bool,
@@ -179,6 +186,16 @@ fn controller_config(args: &DevArgs, keys: &Keys) -> anyhow::Result<ControllerCo
     })
 }
 
+/// The origins of the pages served on `http`: the dev tenant allows exactly these (the
+/// address as bound, and `localhost` for a loopback address).
+fn page_origins(http: SocketAddr) -> Vec<String> {
+    let mut origins = vec![format!("http://{http}")];
+    if http.ip().is_loopback() {
+        origins.push(format!("http://localhost:{}", http.port()));
+    }
+    origins
+}
+
 /// Region `local` (Frankfurt's coordinates; only one region, so they do not matter).
 fn nexrtc_geo_region() -> nexrtc_controller::model::Region {
     nexrtc_controller::model::Region::new(REGION.to_owned(), 50.11, 8.68)
@@ -215,17 +232,16 @@ async fn run(
         .await
         .with_context(|| format!("cannot listen on {}", args.http))?;
     let http = listener.local_addr()?;
+    // The pages are served from here; their WebSocket sends this Origin.
+    let mut bootstrap = controller.bootstrap.clone();
+    bootstrap.cors_origins = page_origins(http);
     let agent_metrics = nexrtc_controller::metrics::install()
         .ok_or_else(|| anyhow!("the metrics recorder was installed twice"))?;
     nexrtc_edge_agent::metric::describe();
     let store: Arc<dyn nexrtc_controller::store::Store> =
         Arc::new(nexrtc_controller::store::MemoryStore::new());
-    nexrtc_controller::server::bootstrap(
-        &*store,
-        &controller.bootstrap,
-        controller.options.clock.unix_now(),
-    )
-    .await?;
+    nexrtc_controller::server::bootstrap(&*store, &bootstrap, controller.options.clock.unix_now())
+        .await?;
     let state = tokio::time::timeout(
         controller.startup_timeout,
         AppState::start(store, controller.options.clone()),
@@ -233,9 +249,13 @@ async fn run(
     .await
     .map_err(|_| anyhow!("the embedded store gave no snapshot"))?;
     let api = nexrtc_controller::router(state.clone());
-    let app = api.clone().merge(dev_routes(api, keys.api.clone())).layer(
-        axum::middleware::map_request_with_state(Arc::new(keys.admin.clone()), public_status),
-    );
+    let app = api
+        .clone()
+        .merge(dev_routes(api, keys.api.clone(), args.room_token_ttl))
+        .layer(axum::middleware::map_request_with_state(
+            Arc::new(keys.admin.clone()),
+            public_status,
+        ));
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     let closing = state.clone();
     let server = tokio::spawn(async move {
@@ -374,12 +394,15 @@ async fn public_status(State(admin_key): State<Arc<String>>, mut request: Reques
 
 #[derive(Clone)]
 struct DevState {
+    /// Lifetime of the room tokens minted (`--room-token-ttl`).
+    room_token_ttl: u64,
     api: Router,
     api_key: Arc<String>,
 }
 
-fn dev_routes(api: Router, api_key: String) -> Router {
+fn dev_routes(api: Router, api_key: String, room_token_ttl: u64) -> Router {
     let state = DevState {
+        room_token_ttl,
         api,
         api_key: Arc::new(api_key),
     };
@@ -397,9 +420,12 @@ async fn demo_page() -> Response {
 #[derive(Debug, Deserialize)]
 struct SessionQuery {
     room: Option<String>,
+    /// To refresh: the participant the page already is (default: a fresh one).
+    participant: Option<String>,
 }
 
-/// `POST /dev/session?room=R`: ICE servers and a room token for a fresh participant.
+/// `POST /dev/session?room=R[&participant=P]`: ICE servers and a room token for a fresh
+/// participant, or for `P` (a page refreshing its room token before it expires).
 async fn session(State(dev): State<DevState>, Query(q): Query<SessionQuery>) -> Response {
     let room = q.room.unwrap_or_else(|| "demo".to_owned());
     // The signaling service's own rule, checked before anything is minted.
@@ -407,14 +433,21 @@ async fn session(State(dev): State<DevState>, Query(q): Query<SessionQuery>) -> 
         return ApiError::invalid_request("room: 1-64 characters of A-Z a-z 0-9 . - _")
             .into_response();
     }
-    let participant = format!("guest-{}", &random_id()[..8]);
+    let participant = match q.participant {
+        Some(p) if credentials::validate_room_name(&p) => p,
+        Some(_) => {
+            return ApiError::invalid_request("participant: 1-64 characters of A-Z a-z 0-9 . - _")
+                .into_response()
+        }
+        None => format!("guest-{}", &random_id()[..8]),
+    };
     let ice_body = json!({"user": participant, "ttl": SESSION_TTL});
     let ice = match call(&dev, "/v1/ice-servers", &ice_body).await {
         Ok((StatusCode::CREATED, ice)) => ice,
         Ok((status, body)) => return (status, Json(body)).into_response(),
         Err(e) => return internal(e),
     };
-    let token_body = json!({"participant": participant, "ttl": SESSION_TTL});
+    let token_body = json!({"participant": participant, "ttl": dev.room_token_ttl});
     let token = match call(&dev, &format!("/v1/rooms/{room}/tokens"), &token_body).await {
         Ok((StatusCode::CREATED, token)) => token,
         Ok((status, body)) => return (status, Json(body)).into_response(),

@@ -69,8 +69,9 @@ fn screenshot_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/e2e-screenshots"))
 }
 
-/// Runs `tests/browser/call.js`; its one JSON line of results.
-fn run_call(dev: &DevNetwork, transport: &str) -> Value {
+/// Runs `tests/browser/call.js` (with more environment `env`); its one JSON line of
+/// results.
+fn run_call(dev: &DevNetwork, transport: &str, env: &[(&str, &str)]) -> Value {
     let room = format!("e2e-{transport}-{}", &random_token("")[..8]);
     let stderr_log = std::env::temp_dir().join(format!("nexrtc-call-{room}.log"));
     let mut child = Command::new("node")
@@ -81,6 +82,7 @@ fn run_call(dev: &DevNetwork, transport: &str) -> Value {
         .env("ROOM", &room)
         .env("SCREENSHOT_DIR", screenshot_dir())
         .env("CHROMIUM", chromium())
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr_log).expect("log file"))
@@ -135,7 +137,7 @@ fn browser_call(slot: u16, transport: &str) {
         )
     };
     let before = dev.relay_metrics();
-    let result = run_call(&dev, transport);
+    let result = run_call(&dev, transport, &[]);
     eprintln!("call.js: {result}");
 
     // What the pages saw (call.js already refused anything else).
@@ -201,4 +203,57 @@ fn browsers_call_through_the_relay_over_tcp() {
 #[test]
 fn browsers_call_through_the_relay_over_tls() {
     browser_call(slot::DEV_BROWSER_TLS, "tls");
+}
+
+/// A call longer than its room tokens' lifetime (3 s here) keeps its signaling: each page
+/// is told `token_expiring`, fetches a new token for the same participant and sends
+/// `refresh` on the open WebSocket (call.js checks the sockets stay open and no
+/// `token_expired` arrives).
+#[test]
+fn signaling_outlives_the_room_tokens_through_refreshes() {
+    if !browser_available() {
+        return;
+    }
+    let mut dev = DevNetwork::start_with(slot::DEV_BROWSER_REFRESH, &["--room-token-ttl", "3"]);
+    let result = run_call(&dev, "udp", &[("TOKEN_REFRESHES", "3")]);
+    eprintln!("call.js: {result}");
+    let refreshes = result["token_refreshes"]
+        .as_array()
+        .expect("token_refreshes");
+    assert_eq!(refreshes.len(), 2, "{result}");
+    for n in refreshes {
+        assert!(n.as_u64().is_some_and(|n| n >= 3), "{result}");
+    }
+    let exit = dev
+        .stop(Duration::from_secs(15))
+        .expect("nexrtc dev exits after SIGTERM");
+    assert!(exit.success(), "{exit}: {}", dev.process.log_tail(30));
+}
+
+/// TURN over TLS with the dev relay's self-signed certificate, in a browser that checks
+/// certificates: ICE fails with candidate error 701, and the demo page says why and how
+/// to fix it instead of staying at "calling".
+#[test]
+fn the_demo_page_explains_a_refused_relay_certificate() {
+    if !browser_available() {
+        return;
+    }
+    let mut dev = DevNetwork::start(slot::DEV_BROWSER_CERT_HINT);
+    let result = run_call(
+        &dev,
+        "tls",
+        &[("EXPECT_HINT", "--ignore-certificate-errors")],
+    );
+    eprintln!("call.js: {result}");
+    let hints = result["hints"].as_array().expect("hints");
+    assert!(
+        hints.iter().any(|h| h
+            .as_str()
+            .is_some_and(|h| h.contains("701") && h.contains("&transport=udp"))),
+        "{result}"
+    );
+    let exit = dev
+        .stop(Duration::from_secs(15))
+        .expect("nexrtc dev exits after SIGTERM");
+    assert!(exit.success(), "{exit}: {}", dev.process.log_tail(30));
 }

@@ -1,11 +1,13 @@
 //! `nexrtc dev` without a browser: one process serves the controller API, the pages and
 //! a relay whose agent registered; what `/dev/session` mints works on that relay; the
 //! relay's and the controller's `/metrics` both work with one metrics recorder in the
-//! process; SIGTERM stops everything with exit code 0.
+//! process; the dev tenant lets its own pages (and only them) open the signaling
+//! WebSocket; SIGTERM stops everything with exit code 0.
 
 mod support;
 
-use std::net::SocketAddr;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -15,6 +17,29 @@ fn json_of(answer: std::io::Result<(u16, String)>, what: &str) -> (u16, Value) {
     let (status, body) = answer.unwrap_or_else(|e| panic!("{what}: {e}"));
     let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: {e}: {body}"));
     (status, value)
+}
+
+/// The status code of a WebSocket handshake for `path` sent with `Origin: origin`.
+fn handshake_status(addr: SocketAddr, path: &str, origin: &str) -> u16 {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") && s.read(&mut byte).expect("read") == 1 {
+        head.push(byte[0]);
+    }
+    let line = String::from_utf8_lossy(&head).into_owned();
+    let status = line.split(' ').nth(1).unwrap_or_default();
+    status
+        .parse()
+        .unwrap_or_else(|_| panic!("status line {line:?}"))
 }
 
 #[test]
@@ -103,6 +128,47 @@ fn dev_runs_the_whole_network_in_one_process() {
     assert_eq!(
         try_allocate(relay_addr, &username, &password),
         AllocateOutcome::Allocated
+    );
+    // The demo page's WebSocket comes from this server's own origin, which the dev
+    // tenant allows; a page elsewhere holding the token is refused before the upgrade.
+    let signal = format!(
+        "/v1/signal?room=dev-mode&token={}",
+        token["token"].as_str().expect("token")
+    );
+    let own = format!("http://{}", dev.http);
+    let by_name = format!("http://localhost:{}", dev.http.port());
+    assert_eq!(
+        handshake_status(dev.http, &signal, "https://evil.example"),
+        403
+    );
+    assert_eq!(handshake_status(dev.http, &signal, &own), 101);
+    assert_eq!(handshake_status(dev.http, &signal, &by_name), 101);
+    // A page refreshing its room token asks for the participant it already is.
+    let (status, again) = json_of(
+        http_call(
+            dev.http,
+            "POST",
+            &format!("/dev/session?room=dev-mode&participant={participant}"),
+            None,
+            None,
+        ),
+        "POST /dev/session for the same participant",
+    );
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["token"]["participant"], participant, "{again}");
+    let (status, bad) = json_of(
+        http_call(
+            dev.http,
+            "POST",
+            "/dev/session?room=r&participant=a%2Fb",
+            None,
+            None,
+        ),
+        "POST /dev/session with a bad participant",
+    );
+    assert_eq!(
+        (status, bad["code"].as_str()),
+        (400, Some("invalid_request"))
     );
     let (status, bad) = json_of(
         http_call(dev.http, "POST", "/dev/session?room=a%2Fb", None, None),

@@ -4,7 +4,7 @@
 //! paused time and need expiries to follow it. [`Clock::Virtual`] counts Unix time from a
 //! fixed start along `tokio::time::Instant`, so `tokio::time::advance` moves both.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
@@ -33,6 +33,21 @@ impl Clock {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             Clock::Virtual { start_unix, start } => start_unix + start.elapsed().as_secs(),
+        }
+    }
+
+    /// The `tokio::time::Instant` at which [`Clock::unix_now`] reaches `unix` (about now
+    /// if it already has): the deadline of an expiry, for timers.
+    pub fn instant_at(&self, unix: u64) -> Instant {
+        match self {
+            Clock::System => {
+                let at = UNIX_EPOCH + Duration::from_secs(unix);
+                let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+                Instant::now() + left
+            }
+            Clock::Virtual { start_unix, start } => {
+                *start + Duration::from_secs(unix.saturating_sub(*start_unix))
+            }
         }
     }
 }
@@ -82,5 +97,17 @@ mod tests {
         assert_eq!(c.unix_now(), 1000);
         tokio::time::advance(std::time::Duration::from_secs(61)).await;
         assert_eq!(c.unix_now(), 1061);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn instants_of_unix_times() {
+        let c = Clock::starting_at(1000);
+        let t0 = Instant::now();
+        assert_eq!(c.instant_at(1010), t0 + Duration::from_secs(10));
+        assert_eq!(c.instant_at(900), t0, "the past is now");
+        let s = Clock::System;
+        let at = s.instant_at(s.unix_now() + 5);
+        let now = Instant::now();
+        assert!(at > now + Duration::from_secs(4) && at <= now + Duration::from_secs(5));
     }
 }

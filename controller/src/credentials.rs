@@ -5,7 +5,7 @@
 //! * **Client tokens** let a browser fetch ICE servers without holding an API key. An app
 //!   backend mints one with `POST /v1/client-tokens`; it is
 //!   `nxt_` + base64url(payload) + `.` + base64url(tag), where payload is the JSON
-//!   `{"v":1,"t":tenant,"u":user,"exp":unix}` and tag = HMAC-SHA256(tenant's `token_key`,
+//!   `{"v":1,"t":tenant,"u":user,"exp":unix,"iat":unix}` and tag = HMAC-SHA256(tenant's `token_key`,
 //!   `"nexrtc-client-token-v1." ‖ base64url(payload)`). The per-tenant `token_key` is
 //!   32 random bytes stored in the tenant record (so every replica verifies tokens with
 //!   no shared master key in the config, and deleting the tenant voids its tokens). Tokens
@@ -150,6 +150,10 @@ pub struct TokenClaims {
     pub r: Option<String>,
     /// Expiry, Unix seconds.
     pub exp: u64,
+    /// Issued at, Unix seconds (room-token revocations cover tokens issued up to a
+    /// moment; a token without it counts as issued at 0, i.e. before any revocation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
 }
 
 /// Why a client token was refused.
@@ -267,6 +271,7 @@ mod tests {
             u: "alice".into(),
             r: None,
             exp: 1000,
+            iat: Some(900),
         };
         let token = sign_token(&key, &claims).expect("sign");
         assert_eq!(verify_token(&token, &key, 999), Ok(claims.clone()));
@@ -303,6 +308,7 @@ mod tests {
             u: "alice".into(),
             r: Some("standup".into()),
             exp: 1000,
+            iat: None,
         };
         let token = sign_token(&key, &claims).expect("sign");
         assert_eq!(verify_token(&token, &key, 1), Ok(claims));

@@ -1,7 +1,7 @@
 //! The in-memory picture every request is answered from.
 //!
-//! [`Snapshots`] mirrors six store prefixes with [`WatchedMap`]s (relays, regions, tenants,
-//! keys, revocations, probes). A background task rebuilds a [`View`] — the relay records
+//! [`Snapshots`] mirrors seven store prefixes with [`WatchedMap`]s (relays, regions,
+//! tenants, keys, revocations, room-token revocations, probes). A background task rebuilds a [`View`] — the relay records
 //! plus a precomputed [`nexrtc_geo::Ranker`] — whenever relays, regions or probes change,
 //! and publishes it behind a `tokio::sync::watch` (an `Arc` clone under a read lock to
 //! take). So `POST /v1/ice-servers` never touches the store: it reads the key and tenant
@@ -25,7 +25,8 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::model::{self, KeyRecord, ProbeRecord, Region, RelayRecord, RelayState, Revocation};
-use crate::model::{TenantRecord, KEYS, PROBES, REGIONS, RELAYS, REVOKED, TENANTS};
+use crate::model::{RoomRevocation, TenantRecord, ROOM_REVOKED};
+use crate::model::{KEYS, PROBES, REGIONS, RELAYS, REVOKED, TENANTS};
 use crate::store::{Decoder, Snapshot, Store, WatchedMap, WatchedMapConfig};
 
 /// What ranking is configured with (besides the store's contents).
@@ -119,6 +120,7 @@ pub struct Snapshots {
     pub tenants: WatchedMap<TenantRecord>,
     pub keys: WatchedMap<KeyRecord>,
     pub revoked: WatchedMap<Revocation>,
+    pub room_revoked: WatchedMap<RoomRevocation>,
     pub probes: WatchedMap<ProbeRecord>,
     view: watch::Receiver<Arc<View>>,
     task: JoinHandle<()>,
@@ -170,6 +172,7 @@ impl Snapshots {
             tenants: map(store, TENANTS),
             keys: map(store, KEYS),
             revoked: map(store, REVOKED),
+            room_revoked: map(store, ROOM_REVOKED),
             probes,
             view,
             task,
@@ -193,6 +196,7 @@ impl Snapshots {
         self.tenants.wait_for(|s| s.is_loaded()).await;
         self.keys.wait_for(|s| s.is_loaded()).await;
         self.revoked.wait_for(|s| s.is_loaded()).await;
+        self.room_revoked.wait_for(|s| s.is_loaded()).await;
         self.probes.wait_for(|s| s.is_loaded()).await;
         let (r, g, p) = (
             self.relays.snapshot().revision,
@@ -222,6 +226,7 @@ impl Snapshots {
             self.tenants.snapshot().age(now),
             self.keys.snapshot().age(now),
             self.revoked.snapshot().age(now),
+            self.room_revoked.snapshot().age(now),
             self.probes.snapshot().age(now),
         ];
         ages.into_iter()

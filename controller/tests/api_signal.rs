@@ -1,7 +1,7 @@
 //! Signaling on real loopback sockets, driven by a WebSocket client nobody here wrote
 //! (tokio-tungstenite): room tokens, refusals before the upgrade, the message protocol,
-//! presence, a full room's fan-out, limits, a stalled reader, and the redirect between
-//! two replicas sharing one store.
+//! presence, a full room's fan-out, limits, a stalled reader, the redirect between two
+//! replicas sharing one store, the handshake's Origin, revocation, expiry and refresh.
 
 mod api_common;
 
@@ -356,6 +356,7 @@ async fn the_upgrade_is_refused_with_json_for_bad_tokens() {
             u: "alice".into(),
             r: room.map(str::to_owned),
             exp,
+            iat: None,
         };
         credentials::sign_token(&key, &claims).expect("sign")
     };
@@ -415,6 +416,7 @@ async fn the_upgrade_is_refused_with_json_for_bad_tokens() {
             u: "alice".into(),
             r: Some("r1".into()),
             exp: now_unix() + 60,
+            iat: None,
         };
         credentials::sign_token(&credentials::random_b64(32), &claims).expect("sign")
     };
@@ -1126,4 +1128,252 @@ async fn shutdown_closes_signaling_connections_with_going_away() {
         .await
         .expect("server stops in time");
     ended.expect("task").expect("run_on");
+}
+
+/// A WebSocket request to `url` with an `Origin` header, as a browser sends it.
+fn with_origin(url: &str, origin: &str) -> tungstenite::handshake::client::Request {
+    let mut request = url.into_client_request().expect("request");
+    let value = origin.parse().expect("header");
+    request.headers_mut().insert("origin", value);
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handshake_origin_must_be_one_of_the_tenants() {
+    let store = seeded_store().await;
+    let c = start(&store, SignalOptions::default()).await;
+    let token = c.token("r1", "alice").await;
+    let url = c.ws_url("r1", &token);
+    // A page elsewhere holding a leaked token is refused before the upgrade.
+    let (status, _, body) = refused(with_origin(&url, "https://evil.example")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden_origin")),
+        "{body}"
+    );
+    assert!(body["message"].is_string());
+    assert_eq!(c.state.rooms.members(&key("r1")), 0);
+    // The tenant's own page is let in, and so is a client that sends no Origin.
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(with_origin(&url, "https://app.acme.example"))
+            .await
+            .expect("connect from an allowed origin");
+    assert_eq!(recv(&mut ws).await["type"], "welcome");
+    let (mut other, _) =
+        tokio_tungstenite::connect_async(c.ws_url("r1", &c.token("r1", "bob").await))
+            .await
+            .expect("connect without Origin");
+    assert_eq!(recv(&mut other).await["type"], "welcome");
+}
+
+/// `POST /v1/admin/tenants/{tenant}/rooms/{room}/revocations` through `via`.
+async fn revoke(via: &Replica, room: &str, body: Value) -> (u16, Value) {
+    let path = format!("/v1/admin/tenants/{TENANT}/rooms/{room}/revocations");
+    http(via.addr, "POST", &path, Some(ADMIN_KEY), Some(body)).await
+}
+
+/// Sleeps until the Unix second after `t` (tokens minted then postdate a revocation at `t`).
+async fn after_second(t: u64) {
+    while now_unix() <= t {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_close_live_connections_on_the_replica_holding_them_and_refuse_the_tokens() {
+    let store = seeded_store().await;
+    let one = start(&store, SignalOptions::default()).await;
+    let two = start(&store, SignalOptions::default()).await;
+    for r in [&one, &two] {
+        assert!(
+            r.state.replicas.wait_for_live(|n| n == 2, WAIT).await,
+            "both registered"
+        );
+    }
+    // A room hosted by replica two; the revocations go through replica one.
+    let room = (0..64)
+        .map(|i| format!("room{i}"))
+        .find(|r| one.state.replicas.owner(TENANT, r) != Owner::Local)
+        .expect("a room of replica two");
+    let alice_token = two.token(&room, "alice").await;
+    let (mut alice, _) = tokio_tungstenite::connect_async(two.ws_url(&room, &alice_token))
+        .await
+        .expect("connect");
+    assert_eq!(recv(&mut alice).await["type"], "welcome");
+    let (mut bob, _) = two.join(&room, "bob").await;
+    assert_eq!(recv(&mut alice).await["type"], "peer-joined");
+
+    // Refusals: admin only, existing tenant, valid names, nothing unknown in the body.
+    let path = format!("/v1/admin/tenants/{TENANT}/rooms/{room}/revocations");
+    let (status, body) = http(one.addr, "POST", &path, Some(ICE_KEY), Some(json!({}))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden_scope"))
+    );
+    let (status, body) = http(
+        one.addr,
+        "POST",
+        &format!("/v1/admin/tenants/nobody/rooms/{room}/revocations"),
+        Some(ADMIN_KEY),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    let (status, body) = revoke(&one, &room, json!({"participant": "a b"})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_participant"))
+    );
+    let (status, body) = revoke(&one, &room, json!({"who": "alice"})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    assert_eq!(
+        two.state.rooms.members(&key(&room)),
+        2,
+        "nothing revoked yet"
+    );
+
+    // Revoking alice closes her connection on replica two at once; bob stays.
+    let (status, record) = revoke(&one, &room, json!({"participant": "alice"})).await;
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(record["participant"], "alice");
+    assert_eq!(record["tenant"], TENANT);
+    let revoked_at = record["revoked_at"].as_u64().expect("revoked_at");
+    assert_eq!(record["until"].as_u64(), Some(revoked_at + 3600));
+    let (seen, code) = until_closed(&mut alice).await;
+    assert_eq!(code, Some(4002), "{seen:?}");
+    assert_eq!(
+        seen.last().map(|m| &m["code"]),
+        Some(&json!("revoked")),
+        "{seen:?}"
+    );
+    assert_eq!(
+        recv(&mut bob).await,
+        json!({"type": "peer-left", "id": "alice"})
+    );
+    send(&mut bob, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut bob).await, json!({"type": "pong"}));
+    // The record lives under a lease of the longest room-token TTL.
+    let kv = Store::get(&store, &format!("room_revoked/{TENANT}/{room}/alice"))
+        .await
+        .expect("get")
+        .expect("stored");
+    assert!(kv.lease.is_some(), "under a lease");
+
+    // Her token is refused at connect, on either replica; a token minted afterwards works.
+    let (status, _, body) = refused(two.ws_url(&room, &alice_token).as_str()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("revoked")),
+        "{body}"
+    );
+    let (status, _, body) = refused(one.ws_url(&room, &alice_token).as_str()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("revoked")),
+        "{body}"
+    );
+    after_second(revoked_at).await;
+    let (mut alice, _) = two.join(&room, "alice").await;
+
+    // Revoking the whole room closes everyone in it.
+    let (status, record) = revoke(&one, &room, json!({})).await;
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(record.get("participant"), None);
+    for ws in [&mut alice, &mut bob] {
+        let (seen, code) = until_closed(ws).await;
+        assert_eq!(code, Some(4002), "{seen:?}");
+        assert!(seen.iter().any(|m| m["code"] == "revoked"), "{seen:?}");
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while two.state.rooms.members(&key(&room)) > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "room emptied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_warned_then_closed_when_its_token_expires() {
+    let store = seeded_store().await;
+    let c = start(&store, SignalOptions::default()).await;
+    let (status, minted) = c
+        .mint("r1", json!({"participant": "alice", "ttl": 2}))
+        .await;
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().expect("token");
+    let (mut alice, _) = tokio_tungstenite::connect_async(c.ws_url("r1", token))
+        .await
+        .expect("connect");
+    assert_eq!(recv(&mut alice).await["type"], "welcome");
+    let (mut bob, _) = c.join("r1", "bob").await;
+    assert_eq!(recv(&mut alice).await["type"], "peer-joined");
+    let warning = recv(&mut alice).await;
+    assert_eq!(warning["type"], "token_expiring", "{warning}");
+    let left = warning["expires_in"].as_u64().expect("expires_in");
+    assert!((1..=2).contains(&left), "{warning}");
+    let (seen, code) = until_closed(&mut alice).await;
+    assert_eq!(code, Some(4001), "{seen:?}");
+    assert_eq!(
+        seen.last().map(|m| &m["code"]),
+        Some(&json!("token_expired")),
+        "{seen:?}"
+    );
+    assert_eq!(
+        recv(&mut bob).await,
+        json!({"type": "peer-left", "id": "alice"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_extends_a_connection_with_a_token_checked_as_at_connect() {
+    let store = seeded_store().await;
+    let c = start(&store, SignalOptions::default()).await;
+    let (status, minted) = c
+        .mint("r1", json!({"participant": "alice", "ttl": 2}))
+        .await;
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().expect("token");
+    let (mut alice, _) = tokio_tungstenite::connect_async(c.ws_url("r1", token))
+        .await
+        .expect("connect");
+    assert_eq!(recv(&mut alice).await["type"], "welcome");
+    assert_eq!(recv(&mut alice).await["type"], "token_expiring");
+
+    // Tokens for another participant or room, a client token, garbage: refused, and
+    // the connection keeps its current token.
+    let bob = c.token("r1", "bob").await;
+    let elsewhere = c.token("r2", "alice").await;
+    let (_, client) = http(
+        c.addr,
+        "POST",
+        "/v1/client-tokens",
+        Some(ICE_KEY),
+        Some(json!({"user": "alice"})),
+    )
+    .await;
+    let client = client["token"].as_str().expect("client token").to_owned();
+    for bad in [bob.as_str(), &elsewhere, &client, "nxt_garbage"] {
+        send(&mut alice, json!({"type": "refresh", "token": bad})).await;
+        let answer = recv(&mut alice).await;
+        assert_eq!(answer["code"], "refresh_refused", "{bad}: {answer}");
+    }
+    send(&mut alice, json!({"type": "refresh"})).await;
+    assert_eq!(recv(&mut alice).await["code"], "bad_message");
+
+    // A fresh token for the same room and participant extends the connection.
+    let (_, fresh) = c
+        .mint("r1", json!({"participant": "alice", "ttl": 60}))
+        .await;
+    let fresh = fresh["token"].as_str().expect("token");
+    send(&mut alice, json!({"type": "refresh", "token": fresh})).await;
+    let answer = recv(&mut alice).await;
+    assert_eq!(answer["type"], "refreshed", "{answer}");
+    let left = answer["expires_in"].as_u64().expect("expires_in");
+    assert!((59..=60).contains(&left), "{answer}");
+    // Past the first token's expiry, the connection is still there.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    send(&mut alice, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut alice).await, json!({"type": "pong"}));
 }

@@ -202,14 +202,37 @@ async fn cors_only_for_the_tenants_origins() {
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.header("access-control-allow-origin"), Some(allowed));
     assert_eq!(r.header("vary"), Some("Origin"));
+    // A foreign origin is refused, not merely left without the CORS header: nothing is
+    // minted for it.
     let r = h
         .call(ice_with(&token).header("origin", other).json(json!({})))
         .await;
     assert_eq!(
-        r.status,
-        StatusCode::CREATED,
-        "CORS is enforced by the browser"
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "forbidden_origin"),
+        "{}",
+        r.text
     );
+    assert!(r.json["message"].is_string(), "{}", r.text);
+    assert_eq!(r.json.get("iceServers"), None, "{}", r.text);
+    assert_eq!(r.json.get("password"), None, "{}", r.text);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    // Origins compare case-insensitively; `null` (sandboxed frames) is no listed origin.
+    let r = h
+        .call(
+            ice_with(&token)
+                .header("origin", "https://APP.acme.example")
+                .json(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = h
+        .call(ice_with(&token).header("origin", "null").json(json!({})))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    // No Origin (a server, curl): served.
+    let r = h.call(ice_with(&token).json(json!({}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.header("access-control-allow-origin"), None);
 
     // Another tenant's origin is not ours: a tenant "beta" allowing evil.example does not
@@ -226,7 +249,11 @@ async fn cors_only_for_the_tenants_origins() {
     let r = h
         .call(ice_with(&token).header("origin", other).json(json!({})))
         .await;
-    assert_eq!(r.header("access-control-allow-origin"), None);
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "forbidden_origin")
+    );
+    assert_eq!(r.json.get("iceServers"), None, "{}", r.text);
     // Error answers for an allowed origin are readable by the page too.
     let r = h
         .call(
@@ -237,4 +264,77 @@ async fn cors_only_for_the_tenants_origins() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.header("access-control-allow-origin"), Some(allowed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn api_keys_sent_by_a_browser_are_held_to_the_tenants_origins() {
+    let h = Harness::start().await;
+    h.register_fleet().await;
+    let allowed = "https://app.acme.example";
+    let other = "https://evil.example";
+    let ice = |origin: Option<&str>| {
+        let r = Req::post("/v1/ice-servers")
+            .bearer(ICE_KEY)
+            .peer(LONDON_IP)
+            .json(json!({}));
+        match origin {
+            Some(o) => r.header("origin", o),
+            None => r,
+        }
+    };
+    // A server sends no Origin.
+    assert_eq!(h.call(ice(None)).await.status, StatusCode::CREATED);
+    assert_eq!(h.call(ice(Some(allowed))).await.status, StatusCode::CREATED);
+    let r = h.call(ice(Some(other))).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "forbidden_origin"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.json.get("password"), None);
+    // The same rule guards the token endpoints: a page elsewhere cannot mint tokens with a
+    // leaked key.
+    let r = h
+        .call(
+            Req::post("/v1/client-tokens")
+                .bearer(ICE_KEY)
+                .header("origin", other)
+                .json(json!({"user": "alice"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "forbidden_origin")
+    );
+    assert_eq!(r.json.get("token"), None);
+    let r = h
+        .call(
+            Req::post("/v1/rooms/standup/tokens")
+                .bearer(ICE_KEY)
+                .header("origin", other)
+                .json(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "forbidden_origin")
+    );
+    let r = h
+        .call(
+            Req::post("/v1/client-tokens")
+                .bearer(ICE_KEY)
+                .json(json!({"user": "alice"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    // Global keys have no tenant and no list: the admin API is not a browser API.
+    let r = h
+        .call(
+            Req::get("/v1/admin/tenants")
+                .bearer(ADMIN_KEY)
+                .header("origin", other),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }

@@ -7,7 +7,11 @@
 // Checks (exit 1 with the reason otherwise): both pages join the room, connect, open the
 // data channel and receive every chat message of the other; each page's selected
 // candidate pair has a local candidate of type `relay` allocated over TRANSPORT; the
-// /status page shows the relay carrying the call's allocations. Prints
+// /status page shows the relay carrying the call's allocations. With TOKEN_REFRESHES=N
+// (nexrtc dev --room-token-ttl short), each page must also have refreshed its room token
+// N times with its signaling WebSocket still open and no token error. With
+// EXPECT_HINT=text, Chromium keeps checking certificates (no --ignore-certificate-errors)
+// and the check is only that the calling page shows a hint containing text. Prints
 // one JSON line with what it measured (the Rust test compares it with the relay's
 // /metrics). Every wait is bounded.
 "use strict";
@@ -21,6 +25,8 @@ const ROOM = process.env.ROOM || `room-${TRANSPORT}-${process.pid}`;
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || "";
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const MESSAGES = Number(process.env.MESSAGES || 20);
+const TOKEN_REFRESHES = Number(process.env.TOKEN_REFRESHES || 0);
+const EXPECT_HINT = process.env.EXPECT_HINT || "";
 const MESSAGE_BYTES = 1000;
 const STEP_TIMEOUT_MS = 30000;
 
@@ -52,7 +58,8 @@ async function main() {
     args: [
       "--no-sandbox", // CI runs as root
       "--disable-gpu",
-      "--ignore-certificate-errors", // the dev relay's TLS certificate is self-signed
+      // The dev relay's TLS certificate is self-signed.
+      ...(EXPECT_HINT ? [] : ["--ignore-certificate-errors"]),
       "--autoplay-policy=no-user-gesture-required",
     ],
   });
@@ -70,6 +77,15 @@ async function main() {
       pages.push(page);
     }
     const [a, b] = pages;
+    if (EXPECT_HINT) {
+      // b offers, so b gathers candidates and meets the relay's certificate.
+      await until(b, `b shows a hint containing ${JSON.stringify(EXPECT_HINT)}`,
+        (text) => window.nexrtc.hints.some((h) => h.includes(text)) &&
+          document.getElementById("hint").textContent.includes(text), EXPECT_HINT);
+      const hints = await b.evaluate(() => window.nexrtc.hints);
+      console.log(JSON.stringify({ transport: TRANSPORT, room: ROOM, hints }));
+      return;
+    }
     for (const [name, page] of [["a", a], ["b", b]]) {
       await until(page, `${name} connects and opens the data channel`, () => {
         const peer = [...window.nexrtc.peers.values()][0];
@@ -100,6 +116,23 @@ async function main() {
         if (got[i] !== message(other, i)) throw new Error(`${name}: message ${i} of ${other} wrong or missing`);
       }
       if (got[MESSAGES] !== `hello from ${other}, over TURN/${TRANSPORT}`) throw new Error(`${name}: no hello from ${other}`);
+    }
+
+    // The call outlives its room tokens: the pages refresh them on the open WebSocket.
+    const tokenRefreshes = [];
+    if (TOKEN_REFRESHES > 0) {
+      for (const [name, page] of [["a", a], ["b", b]]) {
+        await until(page, `${name} refreshes its room token ${TOKEN_REFRESHES} times`,
+          (n) => window.nexrtc.tokenRefreshes >= n, TOKEN_REFRESHES);
+        const seen = await page.evaluate(() => ({
+          open: window.nexrtc.signalOpen(),
+          refreshes: window.nexrtc.tokenRefreshes,
+          tokenErrors: window.nexrtc.errors.filter((e) => /token_expired|revoked|refresh_refused/.test(e)),
+        }));
+        if (!seen.open) throw new Error(`${name}: the signaling WebSocket closed`);
+        if (seen.tokenErrors.length) throw new Error(`${name}: ${seen.tokenErrors.join("; ")}`);
+        tokenRefreshes.push(seen.refreshes);
+      }
     }
 
     // Let some video flow, then read the selected candidate pairs.
@@ -140,6 +173,7 @@ async function main() {
       chat_bytes_each_way: MESSAGES * MESSAGE_BYTES,
       pairs,
       bytes_sent_total: pairs.reduce((sum, p) => sum + (p.bytesSent || 0), 0),
+      token_refreshes: tokenRefreshes,
     };
     console.log(JSON.stringify(result));
   } finally {

@@ -26,9 +26,14 @@ impl DevNetwork {
     /// Starts on free ports, relaying from the ports of `slot`; a lost race for a port
     /// is retried on others.
     pub fn start(slot: u16) -> DevNetwork {
+        DevNetwork::start_with(slot, &[])
+    }
+
+    /// [`DevNetwork::start`] with more `nexrtc dev` flags.
+    pub fn start_with(slot: u16, flags: &[&str]) -> DevNetwork {
         let mut attempt = 1;
         loop {
-            match DevNetwork::try_start(slot) {
+            match DevNetwork::try_start(slot, flags) {
                 Ok(dev) => return dev,
                 Err(e) if attempt < 3 && e.contains("in use") => {
                     eprintln!("nexrtc dev start {attempt} lost a port race, retrying: {e}");
@@ -39,7 +44,7 @@ impl DevNetwork {
         }
     }
 
-    fn try_start(slot: u16) -> Result<DevNetwork, String> {
+    fn try_start(slot: u16, flags: &[&str]) -> Result<DevNetwork, String> {
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let turn_port = free_port();
         let mut tls_port = free_port();
@@ -57,6 +62,7 @@ impl DevNetwork {
             .args(["--relay-metrics", &relay_metrics.to_string()])
             .args(["--min-port", &min_port.to_string()])
             .args(["--max-port", &(min_port + SLOT_WIDTH - 1).to_string()])
+            .args(flags)
             .env("NEXRTC_API_KEY", &api_key);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");

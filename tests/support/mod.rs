@@ -85,6 +85,8 @@ pub mod slot {
     pub const DEV_BROWSER_TCP: u16 = 36;
     pub const DEV_BROWSER_TLS: u16 = 37;
     pub const DEV_MODE_STATUS: u16 = 38;
+    pub const DEV_BROWSER_REFRESH: u16 = 39;
+    pub const DEV_BROWSER_CERT_HINT: u16 = 40;
 }
 
 pub(crate) const SLOT_BASE: u16 = 61_000;

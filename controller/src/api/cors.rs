@@ -1,12 +1,24 @@
-//! CORS for `POST /v1/ice-servers`, the one endpoint browsers call (with a client token).
+//! Browser origins: the one origin rule ([`check_origin`]) and CORS for
+//! `POST /v1/ice-servers`, the one endpoint browsers call over HTTP (with a client token).
 //!
-//! Per tenant: an answer carries `Access-Control-Allow-Origin: <origin>` only when the
-//! request's `Origin` is in the authenticated tenant's `cors_origins` (exact match of
-//! `scheme://host[:port]`). Never `*`, never `Access-Control-Allow-Credentials` (the
-//! token travels in `Authorization`, not in cookies). A preflight carries no credential,
-//! so it is accepted when *some* tenant allows the origin; the real request is then
-//! checked against its own tenant. Errors before authentication (401) carry the header on
-//! the same any-tenant rule, so the page can read why it failed.
+//! **The rule.** A request that carries `Origin` (browsers send it on every cross-origin
+//! request and on every WebSocket handshake) is served only when that origin is in the
+//! `cors_origins` of the tenant its credential belongs to (exact match of
+//! `scheme://host[:port]`, case-insensitive); otherwise it is refused with 403
+//! `forbidden_origin` before anything is minted. It applies to every tenant credential —
+//! client tokens, room tokens (`GET /v1/signal`, checked before the upgrade) and tenant
+//! API keys (a server sends none, but a key pasted into a page is held to the same list).
+//! A request without `Origin` (a server, curl) is not refused for lacking one. CORS
+//! headers alone would not do: they only stop a page from *reading* an answer after the
+//! credentials were issued. Global keys (admin, node) have no tenant and no list.
+//!
+//! **CORS headers.** An answer carries `Access-Control-Allow-Origin: <origin>` only when
+//! the request's `Origin` is in the authenticated tenant's `cors_origins`. Never `*`,
+//! never `Access-Control-Allow-Credentials` (the token travels in `Authorization`, not in
+//! cookies). A preflight carries no credential, so it is accepted when *some* tenant
+//! allows the origin; the real request is then checked against its own tenant. Errors
+//! before authentication (401) carry the header on the same any-tenant rule, so the page
+//! can read why it failed.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -33,6 +45,29 @@ pub fn normalize_origin(origin: &str) -> Result<String, String> {
         true => Ok(lower),
         false => Err(format!(
             "origin {origin:?} must be scheme://host[:port] (no path, no '*')"
+        )),
+    }
+}
+
+/// 403 `forbidden_origin`.
+fn forbidden_origin(message: &'static str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden_origin", message)
+}
+
+/// The origin rule (see the module docs): `Ok` when the request has no `Origin`, or
+/// exactly one that `tenant` lists; 403 `forbidden_origin` otherwise.
+pub fn check_origin(headers: &HeaderMap, tenant: &TenantRecord) -> Result<(), ApiError> {
+    let mut values = headers.get_all(header::ORIGIN).iter();
+    let Some(value) = values.next() else {
+        return Ok(());
+    };
+    let origin = value.to_str().ok().map(str::to_ascii_lowercase);
+    let allowed =
+        values.next().is_none() && origin.is_some_and(|o| tenant.cors_origins.contains(&o));
+    match allowed {
+        true => Ok(()),
+        false => Err(forbidden_origin(
+            "this origin is not in the tenant's cors_origins",
         )),
     }
 }
@@ -93,12 +128,8 @@ pub async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Res
         Some(m) => m.as_bytes() == Method::POST.as_str().as_bytes(),
     };
     if !method_ok || !any_tenant_allows(&state, &origin) {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden_origin",
-            "this origin is not allowed by any tenant's cors_origins",
-        )
-        .into_response();
+        return forbidden_origin("this origin is not allowed by any tenant's cors_origins")
+            .into_response();
     }
     let Ok(origin) = HeaderValue::from_str(&origin) else {
         return ApiError::invalid_request("bad Origin header").into_response();

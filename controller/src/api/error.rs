@@ -6,7 +6,7 @@
 //! |---|---|
 //! | 307 | `wrong_replica` (signaling: with `Location` and `location`) |
 //! | 400 | `invalid_json`, `invalid_request`, `invalid_ttl`, `unknown_region`, `unknown_tenant`, `invalid_client_ip`, `already_expired`, `invalid_room`, `invalid_participant` |
-//! | 401 | `missing_credentials`, `invalid_key`, `expired_token`, `invalid_token` |
+//! | 401 | `missing_credentials`, `invalid_key`, `expired_token`, `invalid_token`, `revoked` |
 //! | 403 | `forbidden_scope`, `forbidden_origin`, `forbidden`, `wrong_room` |
 //! | 404 | `not_found`, `lease_expired` |
 //! | 405 | `method_not_allowed` |

@@ -148,8 +148,18 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// Reads the Bearer credential and resolves it against the key and tenant snapshots.
+/// Reads the Bearer credential and resolves it against the key and tenant snapshots; a
+/// tenant's credential sent with an `Origin` must come from one of the tenant's
+/// `cors_origins` ([`super::cors::check_origin`]).
 pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Caller, ApiError> {
+    let caller = resolve(headers, state)?;
+    if let Some(tenant) = &caller.tenant {
+        super::cors::check_origin(headers, tenant)?;
+    }
+    Ok(caller)
+}
+
+fn resolve(headers: &HeaderMap, state: &AppState) -> Result<Caller, ApiError> {
     let missing = || {
         ApiError::unauthorized(
             "missing_credentials",

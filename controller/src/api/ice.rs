@@ -291,13 +291,15 @@ pub async fn client_tokens(
                 )
             })?,
     };
-    let exp = state.unix_now() + ttl;
+    let now = state.unix_now();
+    let exp = now + ttl;
     let claims = TokenClaims {
         v: 1,
         t: tenant.name.clone(),
         u: req.user.clone(),
         r: None,
         exp,
+        iat: Some(now),
     };
     let token = credentials::sign_token(&tenant.token_key, &claims)
         .ok_or_else(|| ApiError::internal("tenant token key is corrupt"))?;

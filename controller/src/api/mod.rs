@@ -8,10 +8,10 @@
 //!
 //! | route | who |
 //! |---|---|
-//! | `POST /v1/ice-servers`, `OPTIONS /v1/ice-servers` | API key (`ice`) or client token; CORS |
+//! | `POST /v1/ice-servers`, `OPTIONS /v1/ice-servers` | API key (`ice`) or client token; CORS, `Origin` checked |
 //! | `POST /v1/client-tokens` | API key (`ice`) |
 //! | `POST /v1/rooms/{room}/tokens` | API key (`ice`) |
-//! | `GET /v1/signal` (WebSocket) | room token (`?token=` or Bearer) |
+//! | `GET /v1/signal` (WebSocket) | room token (`?token=` or Bearer); `Origin` checked |
 //! | `/v1/admin/…` | API key (`admin`) |
 //! | `POST /v1/relays/register`, `…/heartbeat`, `…/probes`, `GET /v1/relays/events` | API key (`node`) |
 //! | `GET /v1/status` | API key (`admin`) |
@@ -40,7 +40,7 @@ use axum::Router;
 use tokio::time::Instant;
 
 use crate::app::AppState;
-use admin::{fleet, keys, tenants};
+use admin::{fleet, keys, rooms, tenants};
 use error::ApiError;
 
 /// One registered route: method and path template (axum's and OpenAPI's `{param}` syntax).
@@ -115,6 +115,11 @@ fn routes() -> Routes {
             delete.clone(),
             "/v1/admin/tenants/{tenant}/secrets/{id}",
             tenants::delete_secret,
+        )
+        .add(
+            post.clone(),
+            "/v1/admin/tenants/{tenant}/rooms/{room}/revocations",
+            rooms::revoke_room_tokens,
         )
         // API keys.
         .add(get.clone(), "/v1/admin/keys", keys::list_keys)

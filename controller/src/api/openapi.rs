@@ -86,7 +86,7 @@ fn paths() -> Value {
         "/v1/signal": {
             "get": {"summary": "WebRTC signaling: upgrades to a WebSocket carrying JSON messages \
                     (welcome, peer-joined, peer-left, offer, answer, candidate, ping/pong, leave, \
-                    error); see the controller's signal module docs",
+                    refresh/refreshed, token_expiring, error); see the controller's signal module docs",
                 "parameters": [
                     {"name": "room", "in": "query", "required": true, "schema": {"type": "string"}},
                     {"name": "token", "in": "query", "required": false, "schema": {"type": "string"},
@@ -97,8 +97,8 @@ fn paths() -> Value {
                         "headers": {"Location": {"schema": {"type": "string"}}},
                         "content": {"application/json": {"schema": schema("WrongReplica")}}},
                     "400": err("invalid_room"),
-                    "401": err("missing_credentials, invalid_token or expired_token"),
-                    "403": err("wrong_room"),
+                    "401": err("missing_credentials, invalid_token, expired_token or revoked"),
+                    "403": err("wrong_room or forbidden_origin"),
                     "426": err("upgrade_required")}}
         },
         "/v1/admin/tenants": {
@@ -123,6 +123,13 @@ fn paths() -> Value {
             "delete": with_params(op("Retire a secret", admin, None, json!({
                 "200": ok("the tenant", tenant()), "404": err("not_found"),
                 "409": err("last_secret")})), &["tenant", "id"])
+        },
+        "/v1/admin/tenants/{tenant}/rooms/{room}/revocations": {
+            "post": with_params(optional_body(op("Revoke the room tokens issued so far: one \
+                participant's (body {\"participant\"}) or the whole room's (empty body); live \
+                signaling connections holding one close with error revoked", admin,
+                Some("RoomRevokeBody"), json!({"201": ok("the revocation", schema("RoomRevocation")),
+                    "404": err("not_found: no such tenant")}))), &["tenant", "room"])
         },
         "/v1/admin/keys": {
             "get": op("List API keys (without the keys)", admin, None,
@@ -320,7 +327,14 @@ fn schemas() -> Value {
         "RevokeBody": {"type": "object", "required": ["username"], "additionalProperties": false,
             "properties": {"username": s("string")}},
         "Revocation": {"type": "object", "properties": {"tenant": s("string"),
-            "username": s("string"), "until": s("integer"), "revoked_at": s("integer")}}
+            "username": s("string"), "until": s("integer"), "revoked_at": s("integer")}},
+        "RoomRevokeBody": {"type": "object", "additionalProperties": false,
+            "properties": {"participant": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}}},
+        "RoomRevocation": {"type": "object", "required": ["tenant", "room", "revoked_at", "until"],
+            "properties": {"tenant": s("string"), "room": s("string"), "participant": s("string"),
+                "revoked_at": {"type": "integer", "description": "tokens issued at or before this \
+                    Unix second are revoked"},
+                "until": {"type": "integer", "description": "the record expires then (Unix seconds)"}}}
     });
     let agent = agent_schemas(&addresses, &transports, &state, &strings);
     let status = status_schemas(&addresses, &transports, &state);

@@ -8,10 +8,16 @@
 //! **The upgrade** is refused before switching protocols, with the usual JSON errors:
 //! browsers cannot set headers on a WebSocket, so the token comes in the `token` query
 //! parameter (`Authorization: Bearer` works too). 400 `invalid_room`; 401
-//! `missing_credentials`, `invalid_token`, `expired_token`; 403 `wrong_room` (the token
-//! is for another room); 307 `wrong_replica` with `Location` (and `location` in the body)
-//! when another replica hosts the room; 426 `upgrade_required` for a plain GET. The token
-//! is checked at connect only: a connection outlives its token.
+//! `missing_credentials`, `invalid_token`, `expired_token`, `revoked`; 403 `wrong_room`
+//! (the token is for another room), `forbidden_origin` (the handshake's `Origin` is not
+//! in the tenant's `cors_origins`: [`super::cors::check_origin`], as on the HTTP API);
+//! 307 `wrong_replica` with `Location` (and `location` in the body) when another replica
+//! hosts the room; 426 `upgrade_required` for a plain GET.
+//!
+//! **After the upgrade** the connection keeps its token honest ([`conn::Credentials`]):
+//! it closes when the token expires unless the client sent `refresh` with a new token,
+//! which [`verify`] checks exactly as at connect (with the handshake's `Origin`), and
+//! when a revocation covers it.
 
 use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -21,6 +27,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::cors;
 use super::error::ApiError;
 use super::extract::{parse_json, BodyBytes, Caller, Credential};
 use crate::app::AppState;
@@ -29,7 +36,7 @@ use crate::credentials::{self, TokenClaims, TokenError};
 use crate::credentials::{DEFAULT_ROOM_TOKEN_TTL, MAX_ROOM_NAME_LEN, MAX_ROOM_TOKEN_TTL};
 use crate::metrics;
 use crate::model::Scope;
-use crate::signal::{conn, Owner, RoomKey};
+use crate::signal::{conn, Grant, Owner, RoomKey};
 
 /// Path of the signaling endpoint.
 pub const SIGNAL_PATH: &str = "/v1/signal";
@@ -101,13 +108,15 @@ pub async fn room_tokens(
                 )
             })?,
     };
-    let exp = state.unix_now() + ttl;
+    let now = state.unix_now();
+    let exp = now + ttl;
     let claims = TokenClaims {
         v: 1,
         t: tenant.name.clone(),
         u: participant.clone(),
         r: Some(room.clone()),
         exp,
+        iat: Some(now),
     };
     let token = credentials::sign_token(&tenant.token_key, &claims)
         .ok_or_else(|| ApiError::internal("tenant token key is corrupt"))?;
@@ -144,7 +153,7 @@ pub async fn signal(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match admit(&state, &uri, &headers) {
-        Ok(Admitted::Here { key, participant }) => {
+        Ok(Admitted::Here(grant)) => {
             let Ok(upgrade) = upgrade else {
                 return ApiError::new(
                     StatusCode::UPGRADE_REQUIRED,
@@ -156,10 +165,11 @@ pub async fn signal(
             let hub = state.rooms.clone();
             let shutdown = state.closing();
             let max = hub.options().max_frame;
+            let credentials = credentials_of(&state, grant, &headers);
             upgrade
                 .max_message_size(max)
                 .max_frame_size(max)
-                .on_upgrade(move |socket| conn::serve(socket, hub, key, participant, shutdown))
+                .on_upgrade(move |socket| conn::serve(socket, hub, credentials, shutdown))
         }
         Ok(Admitted::Elsewhere(location)) => wrong_replica(location),
         Err(e) => e.into_response(),
@@ -167,10 +177,7 @@ pub async fn signal(
 }
 
 enum Admitted {
-    Here {
-        key: RoomKey,
-        participant: String,
-    },
+    Here(Grant),
     /// The URL of the replica hosting the room (with the same query).
     Elsewhere(String),
 }
@@ -186,12 +193,29 @@ fn admit(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Result<Admitted, A
             "send the room token as ?token=… or Authorization: Bearer",
         )
     })?;
+    let grant = verify(state, &token, &room, headers)?;
+    if let Owner::Remote(base) = state.replicas.owner(&grant.key.tenant, &room) {
+        let query = uri.query().unwrap_or_default();
+        return Ok(Admitted::Elsewhere(format!("{base}{SIGNAL_PATH}?{query}")));
+    }
+    Ok(Admitted::Here(grant))
+}
+
+/// The checks of a room token for `room`, at connect and at every `refresh`: signature and
+/// expiry under its tenant's key, the handshake's `Origin` against the tenant's list, the
+/// room claim, and the revocations.
+pub fn verify(
+    state: &AppState,
+    token: &str,
+    room: &str,
+    headers: &HeaderMap,
+) -> Result<Grant, ApiError> {
     let invalid = |m: &str| ApiError::unauthorized("invalid_token", m);
-    let claims = credentials::token_claims(&token).map_err(|e| invalid(&e.to_string()))?;
+    let claims = credentials::token_claims(token).map_err(|e| invalid(&e.to_string()))?;
     let tenants = state.snapshots.tenants.snapshot();
     let tenant =
         (tenants.get(&claims.t)).ok_or_else(|| invalid(&TokenError::UnknownTenant.to_string()))?;
-    let claims = match credentials::verify_token(&token, &tenant.token_key, state.unix_now()) {
+    let claims = match credentials::verify_token(token, &tenant.token_key, state.unix_now()) {
         Ok(claims) => claims,
         Err(TokenError::Expired) => {
             return Err(ApiError::unauthorized(
@@ -201,6 +225,7 @@ fn admit(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Result<Admitted, A
         }
         Err(e) => return Err(invalid(&e.to_string())),
     };
+    cors::check_origin(headers, tenant)?;
     let Some(token_room) = claims.r else {
         return Err(invalid(
             "not a room token (mint one with POST /v1/rooms/{room}/tokens)",
@@ -213,17 +238,41 @@ fn admit(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Result<Admitted, A
             "this room token is for another room",
         ));
     }
-    if let Owner::Remote(base) = state.replicas.owner(&claims.t, &room) {
-        let query = uri.query().unwrap_or_default();
-        return Ok(Admitted::Elsewhere(format!("{base}{SIGNAL_PATH}?{query}")));
-    }
-    Ok(Admitted::Here {
+    let grant = Grant {
         key: RoomKey {
             tenant: claims.t,
-            room,
+            room: token_room,
         },
         participant: claims.u,
-    })
+        issued_at: claims.iat.unwrap_or(0),
+        expires_at: claims.exp,
+    };
+    if grant.is_revoked(&state.snapshots.room_revoked.snapshot()) {
+        return Err(ApiError::unauthorized(
+            "revoked",
+            "this room token was revoked",
+        ));
+    }
+    Ok(grant)
+}
+
+/// What the connection keeps: its grant, and [`verify`] for `refresh` with the same room
+/// and the handshake's `Origin`.
+fn credentials_of(state: &AppState, grant: Grant, headers: &HeaderMap) -> conn::Credentials {
+    let mut origin = HeaderMap::new();
+    for value in headers.get_all(header::ORIGIN) {
+        origin.append(header::ORIGIN, value.clone());
+    }
+    let (checker, room) = (state.clone(), grant.key.room.clone());
+    let verify: conn::Verify = Box::new(move |token| {
+        verify(&checker, token, &room, &origin).map_err(|e| format!("{}: {}", e.code, e.message))
+    });
+    conn::Credentials {
+        grant,
+        verify,
+        revoked: state.snapshots.room_revoked.subscribe(),
+        clock: state.options.clock,
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {

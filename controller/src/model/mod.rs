@@ -9,6 +9,7 @@
 //! | `tenants/<tenant>` | [`TenantRecord`] | until deleted |
 //! | `keys/<sha256 hex of the key>` | [`KeyRecord`] | until deleted |
 //! | `revoked/<tenant>/<username>` | [`Revocation`] | under a lease ending at the username's expiry |
+//! | `room_revoked/<tenant>/<room>/<participant or *>` | [`RoomRevocation`] | under a lease of the longest room-token TTL |
 //! | `probes/<from>/<to>` | [`ProbeRecord`] | until overwritten |
 //! | `controllers/<replica id>` | [`ControllerRecord`] | under the replica's lease |
 //!
@@ -33,6 +34,8 @@ pub const TENANTS: &str = "tenants/";
 pub const KEYS: &str = "keys/";
 /// Key prefix of revoked usernames.
 pub const REVOKED: &str = "revoked/";
+/// Key prefix of revoked room tokens (signaling; relays never see these).
+pub const ROOM_REVOKED: &str = "room_revoked/";
 /// Key prefix of the region-to-region probe matrix.
 pub const PROBES: &str = "probes/";
 
@@ -225,6 +228,45 @@ pub struct Revocation {
 impl Revocation {
     pub fn key(tenant: &str, username: &str) -> String {
         format!("{REVOKED}{tenant}/{username}")
+    }
+}
+
+/// `room_revoked/<tenant>/<room>/<participant>` (`*` for the whole room): room tokens of
+/// that participant (or of anyone in the room) issued at or before `revoked_at` are
+/// refused, and connections holding one are closed. Tokens issued later are not affected
+/// (the application decides whom it mints for). The record lives under a lease of the
+/// longest room-token TTL, after which every token it covers has expired anyway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRevocation {
+    pub tenant: String,
+    pub room: String,
+    /// `None`: every participant of the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant: Option<String>,
+    /// Unix seconds; tokens issued at or before this second are revoked.
+    pub revoked_at: u64,
+    /// Unix seconds when the record expires (every token it covers has expired by then).
+    pub until: u64,
+}
+
+impl RoomRevocation {
+    /// The participant segment meaning "the whole room" (not a valid participant id).
+    pub const WHOLE_ROOM: &'static str = "*";
+
+    /// The key relative to [`ROOM_REVOKED`].
+    pub fn path(tenant: &str, room: &str, participant: Option<&str>) -> String {
+        let who = participant.unwrap_or(Self::WHOLE_ROOM);
+        format!("{tenant}/{room}/{who}")
+    }
+
+    /// The store key.
+    pub fn key(tenant: &str, room: &str, participant: Option<&str>) -> String {
+        format!("{ROOM_REVOKED}{}", Self::path(tenant, room, participant))
+    }
+
+    /// Whether a token issued at `issued_at` (Unix seconds) is revoked by this record.
+    pub fn covers(&self, issued_at: u64) -> bool {
+        issued_at <= self.revoked_at
     }
 }
 

@@ -11,6 +11,10 @@
 //! Either side ends the connection through [`Conn::close`] (first order wins): the reader
 //! stops reading, the writer sends the farewell `error` and the close frame (bounded by
 //! [`FAREWELL_TIMEOUT`]; skipped for a stuck reader) and drops the socket.
+//!
+//! The reader also keeps the connection's token ([`Credentials`]): it warns
+//! (`token_expiring`) before the token expires, closes at its expiry (`token_expired`),
+//! swaps it on `refresh`, and closes when the mirrored revocations cover it (`revoked`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,9 +26,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::protocol::{self, ErrorCode, Inbound};
-use super::room::{Close, Conn, DropReason, Hub, Room, RoomKey};
+use super::room::{Close, Conn, DropReason, Hub, Room};
+use super::{Grant, EXPIRY_WARNING};
+use crate::clock::Clock;
 use crate::metrics;
-use crate::model::RateLimit;
+use crate::model::{RateLimit, RoomRevocation};
+use crate::store::Snapshot;
 
 /// Time the farewell (last error and close frame) may take to write.
 pub const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -32,14 +39,35 @@ pub const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
 /// must not flood the queue).
 const RATE_ERROR_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Serves one upgraded socket as participant `me` of `key` until it ends.
+/// Checks a `refresh` token exactly as at connect; `Err` explains the refusal.
+pub type Verify = Box<dyn Fn(&str) -> Result<Grant, String> + Send + Sync>;
+
+/// A connection's token and what keeps it honest.
+pub struct Credentials {
+    /// What the token it connected with grants.
+    pub grant: Grant,
+    pub verify: Verify,
+    /// The mirrored room-token revocations (`room_revoked/`).
+    pub revoked: watch::Receiver<Arc<Snapshot<RoomRevocation>>>,
+    /// Turns the token's expiry into a timer deadline.
+    pub clock: Clock,
+}
+
+/// Serves one upgraded socket for `credentials.grant` until it ends.
 pub async fn serve(
     socket: WebSocket,
     hub: Arc<Hub>,
-    key: RoomKey,
-    me: String,
+    credentials: Credentials,
     shutdown: watch::Receiver<bool>,
 ) {
+    let Credentials {
+        grant,
+        verify,
+        revoked,
+        clock,
+    } = credentials;
+    let key = grant.key.clone();
+    let me = grant.participant.clone();
     let options = hub.options().clone();
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(options.queue.max(2));
@@ -47,11 +75,16 @@ pub async fn serve(
     let writer = tokio::spawn(write(sink, rx, conn.clone(), options.ping_interval));
     match hub.join(&key, &me, &conn) {
         Ok(room) => {
-            let reader = Reader {
+            let mut reader = Reader {
                 hub: &hub,
                 room: &room,
                 me: &me,
                 conn: &conn,
+                verify: &verify,
+                clock,
+                deadline: Instant::now(),
+                warn_at: None,
+                grant,
                 bucket: Bucket::new(options.rate),
                 // A burst's worth of refusals, refilled at a fifth of the rate.
                 strikes: Bucket::new(RateLimit {
@@ -60,7 +93,8 @@ pub async fn serve(
                 }),
                 last_rate_error: None,
             };
-            reader.run(&mut stream, shutdown).await;
+            reader.set_grant(reader.grant.clone());
+            reader.run(&mut stream, shutdown, revoked).await;
             hub.leave(&key, &me, conn.id);
         }
         Err(_full) => {
@@ -102,6 +136,14 @@ struct Reader<'a> {
     room: &'a Room,
     me: &'a str,
     conn: &'a Conn,
+    verify: &'a Verify,
+    clock: Clock,
+    /// The token held now.
+    grant: Grant,
+    /// When it expires.
+    deadline: Instant,
+    /// When to send `token_expiring` (`None` once sent).
+    warn_at: Option<Instant>,
     bucket: Bucket,
     strikes: Bucket,
     last_rate_error: Option<Instant>,
@@ -112,9 +154,17 @@ impl Reader<'_> {
         mut self,
         stream: &mut SplitStream<WebSocket>,
         mut shutdown: watch::Receiver<bool>,
+        mut revoked: watch::Receiver<Arc<Snapshot<RoomRevocation>>>,
     ) {
         let idle = self.hub.options().idle_timeout;
+        let mut idle_at = Instant::now() + idle;
         let mut closed = self.conn.closed();
+        let mut watching = true;
+        // A revocation written between the check at connect and the join counts too.
+        if self.grant.is_revoked(&revoked.borrow_and_update()) {
+            self.drop_for(DropReason::Revoked);
+            return;
+        }
         loop {
             let next = tokio::select! {
                 biased;
@@ -123,20 +173,41 @@ impl Reader<'_> {
                     self.drop_for(DropReason::Shutdown);
                     return;
                 }
-                next = tokio::time::timeout(idle, stream.next()) => next,
-            };
-            let message = match next {
-                Err(_elapsed) => {
+                changed = revoked.changed(), if watching => {
+                    // `Err`: the mirror is gone (the server is stopping).
+                    watching = changed.is_ok();
+                    if watching && self.grant.is_revoked(&revoked.borrow_and_update()) {
+                        self.drop_for(DropReason::Revoked);
+                        return;
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep_until(self.deadline) => {
+                    self.drop_for(DropReason::TokenExpired);
+                    return;
+                }
+                _ = tokio::time::sleep_until(self.warn_at.unwrap_or(self.deadline)),
+                    if self.warn_at.is_some() => {
+                    self.warn_at = None;
+                    let warning = protocol::token_expiring(self.expires_in());
+                    self.room.reply(self.me, self.conn, warning);
+                    continue;
+                }
+                _ = tokio::time::sleep_until(idle_at) => {
                     self.drop_for(DropReason::Idle);
                     return;
                 }
-                Ok(None) => return,
-                Ok(Some(Err(e))) => {
+                next = stream.next() => next,
+            };
+            idle_at = Instant::now() + idle;
+            let message = match next {
+                None => return,
+                Some(Err(e)) => {
                     tracing::debug!(error = %e, "signaling connection read error");
                     self.drop_for(DropReason::ProtocolError);
                     return;
                 }
-                Ok(Some(Ok(message))) => message,
+                Some(Ok(message)) => message,
             };
             let text = match message {
                 Message::Text(text) => Some(text),
@@ -210,6 +281,18 @@ impl Reader<'_> {
                 self.conn.close(Close::normal());
                 return false;
             }
+            Inbound::Refresh { token } => match (self.verify)(&token) {
+                Ok(grant) if grant.key == self.grant.key && grant.participant == self.me => {
+                    self.set_grant(grant);
+                    let answer = protocol::refreshed(self.expires_in());
+                    self.room.reply(self.me, self.conn, answer);
+                }
+                Ok(_) => self.error(
+                    ErrorCode::RefreshRefused,
+                    "this room token is for another participant",
+                ),
+                Err(why) => self.error(ErrorCode::RefreshRefused, &why),
+            },
             Inbound::Relay { to, body, .. } => {
                 if to == self.me {
                     self.error(ErrorCode::BadMessage, "\"to\" is yourself");
@@ -228,6 +311,22 @@ impl Reader<'_> {
         true
     }
 
+    /// Holds `grant` from now on: its expiry is the connection's deadline, and the warning
+    /// comes [`EXPIRY_WARNING`] before it (at most half the time left).
+    fn set_grant(&mut self, grant: Grant) {
+        let now = Instant::now();
+        self.deadline = self.clock.instant_at(grant.expires_at);
+        let lead = EXPIRY_WARNING.min(self.deadline.saturating_duration_since(now) / 2);
+        self.warn_at = Some(self.deadline - lead);
+        self.grant = grant;
+    }
+
+    /// Whole seconds (rounded up) until the token expires.
+    fn expires_in(&self) -> u64 {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        left.as_secs() + u64::from(left.subsec_nanos() > 0)
+    }
+
     fn error(&self, code: ErrorCode, message: &str) {
         metrics::signal_error(code.as_str());
         self.room
@@ -237,6 +336,11 @@ impl Reader<'_> {
     fn drop_for(&self, reason: DropReason) {
         let error = match reason {
             DropReason::RateLimited => Some((ErrorCode::RateLimited, "too many messages")),
+            DropReason::TokenExpired => Some((
+                ErrorCode::TokenExpired,
+                "the room token expired; refresh it when told token_expiring",
+            )),
+            DropReason::Revoked => Some((ErrorCode::Revoked, "the room token was revoked")),
             _ => None,
         };
         self.conn.close(Close::dropped(reason, error));

@@ -15,6 +15,10 @@ pub enum Inbound {
     Join,
     Leave,
     Ping,
+    /// A new room token for the same room and participant, extending the connection.
+    Refresh {
+        token: String,
+    },
     /// `offer`, `answer` or `candidate` for one peer.
     Relay {
         kind: RelayKind,
@@ -38,6 +42,7 @@ impl Inbound {
             Inbound::Join => "join",
             Inbound::Leave => "leave",
             Inbound::Ping => "ping",
+            Inbound::Refresh { .. } => "refresh",
             Inbound::Relay { kind, .. } => kind.as_str(),
         }
     }
@@ -62,6 +67,12 @@ pub enum ErrorCode {
     RateLimited,
     RoomFull,
     Replaced,
+    /// The connection's token expired (the connection closes).
+    TokenExpired,
+    /// The connection's token was revoked (the connection closes).
+    Revoked,
+    /// A `refresh` token was refused; the connection keeps its current token.
+    RefreshRefused,
 }
 
 impl ErrorCode {
@@ -73,6 +84,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::RoomFull => "room_full",
             ErrorCode::Replaced => "replaced",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::Revoked => "revoked",
+            ErrorCode::RefreshRefused => "refresh_refused",
         }
     }
 }
@@ -91,13 +105,19 @@ pub fn parse(text: &str) -> Result<Inbound, String> {
         "join" => return Ok(Inbound::Join),
         "leave" => return Ok(Inbound::Leave),
         "ping" => return Ok(Inbound::Ping),
+        "refresh" => {
+            return match body.remove("token") {
+                Some(Value::String(token)) if !token.is_empty() => Ok(Inbound::Refresh { token }),
+                _ => Err("refresh needs a string \"token\" (a new room token)".to_owned()),
+            }
+        }
         "offer" => RelayKind::Offer,
         "answer" => RelayKind::Answer,
         "candidate" => RelayKind::Candidate,
         other => {
             let shown: String = other.chars().take(32).collect();
             return Err(format!(
-                "unknown type {shown:?} (join, leave, ping, offer, answer, candidate)"
+                "unknown type {shown:?} (join, leave, ping, refresh, offer, answer, candidate)"
             ));
         }
     };
@@ -140,6 +160,20 @@ pub fn pong() -> Utf8Bytes {
     Utf8Bytes::from_static(r#"{"type":"pong"}"#)
 }
 
+/// Sent once, shortly before the connection's token expires: fetch a new one and `refresh`.
+pub fn token_expiring(expires_in: u64) -> Utf8Bytes {
+    json!({"type": "token_expiring", "expires_in": expires_in})
+        .to_string()
+        .into()
+}
+
+/// The answer to an accepted `refresh`.
+pub fn refreshed(expires_in: u64) -> Utf8Bytes {
+    json!({"type": "refreshed", "expires_in": expires_in})
+        .to_string()
+        .into()
+}
+
 pub fn error(code: ErrorCode, message: &str) -> Utf8Bytes {
     json!({"type": "error", "code": code.as_str(), "message": message})
         .to_string()
@@ -170,6 +204,12 @@ mod tests {
         assert_eq!(parse(r#"{"type":"ping"}"#), Ok(Inbound::Ping));
         assert_eq!(parse(r#"{"type":"leave","extra":1}"#), Ok(Inbound::Leave));
         assert_eq!(parse(r#"{"type":"join"}"#), Ok(Inbound::Join));
+        assert_eq!(
+            parse(r#"{"type":"refresh","token":"nxt_x"}"#),
+            Ok(Inbound::Refresh {
+                token: "nxt_x".into()
+            })
+        );
     }
 
     #[test]
@@ -186,6 +226,9 @@ mod tests {
             r#"{"type":"answer","to":7}"#,
             r#"{"type":"dance","to":"bob"}"#,
             "{\"type\":\"offer\",\"to\":\"b\"",
+            r#"{"type":"refresh"}"#,
+            r#"{"type":"refresh","token":""}"#,
+            r#"{"type":"refresh","token":5}"#,
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

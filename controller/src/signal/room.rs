@@ -42,6 +42,10 @@ pub enum DropReason {
     RoomFull,
     /// The server is shutting down.
     Shutdown,
+    /// Its room token expired and was not refreshed.
+    TokenExpired,
+    /// Its room token was revoked.
+    Revoked,
 }
 
 impl DropReason {
@@ -54,6 +58,8 @@ impl DropReason {
             DropReason::ProtocolError => "protocol_error",
             DropReason::RoomFull => "room_full",
             DropReason::Shutdown => "shutdown",
+            DropReason::TokenExpired => "token_expired",
+            DropReason::Revoked => "revoked",
         }
     }
 }
@@ -87,6 +93,8 @@ impl Close {
             DropReason::Shutdown | DropReason::Idle => 1001, // going away
             DropReason::ProtocolError => 1002,
             DropReason::Replaced => 4000,
+            DropReason::TokenExpired => 4001,
+            DropReason::Revoked => 4002,
             _ => 1008, // policy violation
         };
         Close {

@@ -1,5 +1,5 @@
 //! The admin API (keys with the `admin` scope): tenants and their secrets, API keys,
-//! regions, relays (list, drain) and revocations.
+//! regions, relays (list, drain), revocations of TURN usernames and of room tokens.
 //!
 //! Admin calls are rare, so they read and write the store directly (with compare-and-swap
 //! for read-modify-write), then wait briefly until this replica's snapshot shows the write,
@@ -7,6 +7,7 @@
 
 pub mod fleet;
 pub mod keys;
+pub mod rooms;
 pub mod tenants;
 
 use serde::de::DeserializeOwned;
