@@ -238,14 +238,13 @@ async fn run(
     );
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     let closing = state.clone();
+    let limits = controller.http.clone();
     let server = tokio::spawn(async move {
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-                closing.close();
-            })
-            .await
+        let shutdown = async move {
+            let _ = stopped.await;
+            closing.close();
+        };
+        nexrtc_controller::http::serve(listener, None, app, limits, shutdown).await;
     });
 
     // The relay and its agent, on their own thread.
@@ -312,10 +311,11 @@ async fn run(
     started.relay.drain();
     drop(started);
     let _ = stop_http.send(());
-    match tokio::time::timeout(Duration::from_secs(10), server).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "controller HTTP ended with an error"),
-        Err(_) => tracing::warn!("controller HTTP connections still open after 10 s"),
-        _ => {}
+    if tokio::time::timeout(Duration::from_secs(11), server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("controller HTTP connections still open after 11 s");
     }
     state.close();
     drop(state);
