@@ -35,12 +35,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use nexrtc_controller::api::error::ApiError;
+use nexrtc_controller::api::extract::Query;
 use nexrtc_controller::config::{Bootstrap, FileConfig};
 use nexrtc_controller::credentials::{self, new_api_key, random_b64, random_id};
 use nexrtc_controller::{AppState, ControllerArgs, ControllerConfig};
