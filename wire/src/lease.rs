@@ -56,7 +56,7 @@ mod tests {
 
     #[test]
     fn a_lease_id_above_2_pow_53_is_a_string_and_round_trips_exactly() {
-        assert!(BIG > 1 << 53);
+        const { assert!(BIG > 1 << 53) };
         let text = serde_json::to_string(&Record { lease: BIG }).expect("serialize");
         assert_eq!(text, r#"{"lease":"7587899319748079376"}"#);
         let back: Record = serde_json::from_str(&text).expect("deserialize");
