@@ -1,8 +1,8 @@
 //! Connection limits on real loopback sockets, plain HTTP and HTTPS: a slowloris client
 //! and a silent socket are closed by the header-read and idle timeouts, the per-address
 //! cap closes idle connections of one address while other clients (and that address's
-//! new connections) are served, and long-lived streams (the agents' SSE stream) are cut
-//! by neither.
+//! new connections) are served, and long-lived connections (the agents' SSE stream, a
+//! signaling WebSocket) are cut by neither.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 
 const NODE_KEY: &str = "nxk_node00000000000000000000000000000000000";
+const ICE_KEY: &str = "nxk_ice000000000000000000000000000000000000";
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -43,6 +44,8 @@ impl Server {
             http,
             bootstrap: Bootstrap {
                 node_key: Some(NODE_KEY.into()),
+                ice_key: Some(ICE_KEY.into()),
+                tenant: Some("acme".into()),
                 ..Bootstrap::default()
             },
             ..FileConfig::default()
@@ -307,4 +310,65 @@ async fn plain_one_address_cannot_hold_every_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_one_address_cannot_hold_every_connection() {
     one_address_cannot_hold_every_connection(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_websocket_is_neither_timed_out_nor_evicted() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = Server::start(false, limits(1, 1, 2)).await;
+    // A room token, on a connection of its own.
+    let mut s = server.connect_from([127, 0, 0, 1]).await;
+    let body = r#"{"participant":"alice"}"#;
+    let req = format!(
+        "POST /v1/rooms/room1/tokens HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
+         authorization: Bearer {ICE_KEY}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out);
+    let json = text.split_once("\r\n\r\n").expect("head").1;
+    let minted: serde_json::Value = serde_json::from_str(json).expect("token answer");
+    let token = minted["token"].as_str().expect("token");
+
+    let url = format!("ws://{}/v1/signal?room=room1&token={token}", server.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
+    let welcome = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("welcome in time")
+        .expect("a message")
+        .expect("welcome");
+    assert!(
+        welcome.to_text().expect("text").contains("welcome"),
+        "{welcome:?}"
+    );
+
+    // Quiet for three idle timeouts (the server pings every 15 s), then more connections
+    // from the same address than its cap (2) allows.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut others = Vec::new();
+    for _ in 0..6 {
+        let mut s = server.connect_from([127, 0, 0, 1]).await;
+        s.write_all(b"GET /healthz HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        others.push(s);
+    }
+    ws.send(Message::text(r#"{"type":"ping"}"#))
+        .await
+        .expect("the WebSocket is still open");
+    let pong = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("pong in time")
+        .expect("a message")
+        .expect("pong");
+    assert!(pong.to_text().expect("text").contains("pong"), "{pong:?}");
+    drop((ws, others));
+    server.stop().await;
 }
