@@ -26,25 +26,37 @@
 //!
 //! `POST /dev/session?room=R` mints, for a fresh participant (or for `&participant=P`,
 //! which the demo page uses to refresh its room token), the ICE servers
-//! (`POST /v1/ice-servers`) and a room token (`POST /v1/rooms/{room}/tokens`) with the dev
-//! API key, by calling the API router in-process: the key never reaches the browser.
+//! (`POST /v1/ice-servers`) and a room token (`POST /v1/rooms/{room}/tokens`) with a key
+//! of its own (scope `ice`, not printed), by calling the API router in-process: no key
+//! reaches the browser, and the printed API key's rate limit is not spent by pages.
+//! `/dev/session` is rate limited per client address ([`SESSION_RATE`]).
 //! `GET /v1/status` is served without a key in dev mode (the dev admin key is added to
 //! requests that carry none).
+//!
+//! Every request must name this machine in `Host`: `localhost` or a loopback address,
+//! with any port; anything else gets 421 `forbidden_host` (JSON). A web page whose name
+//! an attacker re-points at 127.0.0.1 (DNS rebinding) sends its own name, so it can read
+//! neither `/v1/status` nor `/dev/session`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use nexrtc_controller::api::error::ApiError;
+use nexrtc_controller::api::extract::Query;
 use nexrtc_controller::config::{Bootstrap, FileConfig};
-use nexrtc_controller::credentials::{self, new_api_key, random_b64, random_id};
+use nexrtc_controller::credentials::{self, key_hash, new_api_key, random_b64, random_id};
+use nexrtc_controller::model::{self, KeyRecord, RateLimit, Scope, KEYS};
+use nexrtc_controller::ratelimit::RateLimiter;
 use nexrtc_controller::{AppState, ControllerArgs, ControllerConfig};
 use nexrtc_edge_agent::{AgentConfig, RelayLoad};
 use serde::Deserialize;
@@ -67,6 +79,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 const LOAD_REFRESH_SECS: u64 = 2;
 /// Lifetime of the TURN credentials `/dev/session` mints (seconds).
 const SESSION_TTL: u64 = 600;
+/// `/dev/session` per client address: a page reloaded now and then, not a loop.
+const SESSION_RATE: RateLimit = RateLimit {
+    per_second: 2.0,
+    burst: 20,
+};
 
 /// `nexrtc dev` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -113,6 +130,8 @@ struct Keys {
     api: String,
     admin: String,
     node: String,
+    /// `/dev/session`'s own key (scope `ice`), never printed.
+    session: String,
 }
 
 /// What the relay thread reports once it listens.
@@ -127,6 +146,7 @@ pub fn dev(args: DevArgs) -> std::process::ExitCode {
         api: args.api_key.clone().unwrap_or_else(new_api_key),
         admin: new_api_key(),
         node: new_api_key(),
+        session: new_api_key(),
     };
     let configs = controller_config(&args, &keys).and_then(|c| Ok((c, relay_config(&args)?)));
     let (controller, relay) = match configs {
@@ -240,8 +260,21 @@ async fn run(
     nexrtc_edge_agent::metric::describe();
     let store: Arc<dyn nexrtc_controller::store::Store> =
         Arc::new(nexrtc_controller::store::MemoryStore::new());
-    nexrtc_controller::server::bootstrap(&*store, &bootstrap, controller.options.clock.unix_now())
-        .await?;
+    nexrtc_controller::server::bootstrap(
+        &*store,
+        &bootstrap,
+        controller.options.clock.unix_now(),
+    )
+    .await?;
+    let session_key = KeyRecord {
+        name: "dev session".to_owned(),
+        tenant: Some(TENANT.to_owned()),
+        scopes: vec![Scope::Ice],
+        rate_limit: None,
+        created_at: controller.options.clock.unix_now(),
+    };
+    let session_key_id = format!("{KEYS}{}", key_hash(&keys.session));
+    (store.create(&session_key_id, model::encode(&session_key), None)).await?;
     let state = tokio::time::timeout(
         controller.startup_timeout,
         AppState::start(store, controller.options.clone()),
@@ -249,23 +282,21 @@ async fn run(
     .await
     .map_err(|_| anyhow!("the embedded store gave no snapshot"))?;
     let api = nexrtc_controller::router(state.clone());
-    let app = api
-        .clone()
-        .merge(dev_routes(api, keys.api.clone(), args.room_token_ttl))
-        .layer(axum::middleware::map_request_with_state(
+    let app = (api.clone().merge(dev_routes(api, keys.session.clone(), args.room_token_ttl)))
+        .layer(middleware::map_request_with_state(
             Arc::new(keys.admin.clone()),
             public_status,
-        ));
+        ))
+        .layer(middleware::from_fn(loopback_host));
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     let closing = state.clone();
+    let limits = controller.http.clone();
     let server = tokio::spawn(async move {
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-                closing.close();
-            })
-            .await
+        let shutdown = async move {
+            let _ = stopped.await;
+            closing.close();
+        };
+        nexrtc_controller::http::serve(listener, None, app, limits, shutdown).await;
     });
 
     // The relay and its agent, on their own thread.
@@ -332,10 +363,11 @@ async fn run(
     started.relay.drain();
     drop(started);
     let _ = stop_http.send(());
-    match tokio::time::timeout(Duration::from_secs(10), server).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "controller HTTP ended with an error"),
-        Err(_) => tracing::warn!("controller HTTP connections still open after 10 s"),
-        _ => {}
+    if tokio::time::timeout(Duration::from_secs(11), server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("controller HTTP connections still open after 11 s");
     }
     state.close();
     drop(state);
@@ -392,19 +424,67 @@ async fn public_status(State(admin_key): State<Arc<String>>, mut request: Reques
     request
 }
 
+/// Refuses requests whose `Host` (or HTTP/2 authority) is not `localhost` or a loopback
+/// address, with any port: 421 `forbidden_host`.
+async fn loopback_host(request: Request, next: Next) -> Response {
+    let host = match request.headers().get(header::HOST) {
+        Some(value) => value.to_str().ok(),
+        None => request.uri().authority().map(|a| a.as_str()),
+    };
+    if host.is_some_and(is_loopback_host) {
+        return next.run(request).await;
+    }
+    ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "forbidden_host",
+        "nexrtc dev answers only requests for localhost or a loopback address (Host header)",
+    )
+    .into_response()
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, each with an optional `:port`.
+fn is_loopback_host(host: &str) -> bool {
+    let port_ok = |port: &str| port.is_empty() || port.parse::<u16>().is_ok();
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((ip, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port = match after {
+            "" => "",
+            p => match p.strip_prefix(':') {
+                Some(port) if !port.is_empty() => port,
+                _ => return false,
+            },
+        };
+        return port_ok(port) && ip.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
+    }
+    let (name, port) = match host.split_once(':') {
+        Some((name, port)) if !port.is_empty() => (name, port),
+        Some(_) => return false,
+        None => (host, ""),
+    };
+    port_ok(port)
+        && (name.eq_ignore_ascii_case("localhost")
+            || name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback()))
+}
+
 #[derive(Clone)]
 struct DevState {
     /// Lifetime of the room tokens minted (`--room-token-ttl`).
     room_token_ttl: u64,
     api: Router,
+    /// `/dev/session`'s key.
     api_key: Arc<String>,
+    /// `/dev/session` per client address.
+    limiter: Arc<RateLimiter>,
 }
 
-fn dev_routes(api: Router, api_key: String, room_token_ttl: u64) -> Router {
+fn dev_routes(api: Router, session_key: String, room_token_ttl: u64) -> Router {
     let state = DevState {
         room_token_ttl,
         api,
-        api_key: Arc::new(api_key),
+        api_key: Arc::new(session_key),
+        limiter: Arc::new(RateLimiter::default()),
     };
     Router::new()
         .route("/", get(demo_page))
@@ -426,7 +506,26 @@ struct SessionQuery {
 
 /// `POST /dev/session?room=R[&participant=P]`: ICE servers and a room token for a fresh
 /// participant, or for `P` (a page refreshing its room token before it expires).
-async fn session(State(dev): State<DevState>, Query(q): Query<SessionQuery>) -> Response {
+async fn session(State(dev): State<DevState>, mut parts: Parts) -> Response {
+    // The peer is the client: dev mode trusts no proxy.
+    let peer = (parts.extensions.get::<ConnectInfo<SocketAddr>>()).map(|c| c.0.ip());
+    let bucket = format!(
+        "session:{}",
+        peer.map(|ip| ip.to_canonical().to_string())
+            .unwrap_or_default()
+    );
+    if let Err(wait) = dev.limiter.check(&bucket, SESSION_RATE) {
+        let limited = ApiError::rate_limited(wait);
+        return ApiError {
+            message: "too many sessions from this address; retry later".to_owned(),
+            ..limited
+        }
+        .into_response();
+    }
+    let q = match Query::<SessionQuery>::from_request_parts(&mut parts, &()).await {
+        Ok(Query(q)) => q,
+        Err(e) => return e.into_response(),
+    };
     let room = q.room.unwrap_or_else(|| "demo".to_owned());
     // The signaling service's own rule, checked before anything is minted.
     if !credentials::validate_room_name(&room) {
@@ -466,7 +565,7 @@ fn internal(e: anyhow::Error) -> Response {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response()
 }
 
-/// A POST to the API router in-process, with the dev API key.
+/// A POST to the API router in-process, with `/dev/session`'s key.
 async fn call(dev: &DevState, path: &str, body: &Value) -> anyhow::Result<(StatusCode, Value)> {
     let request = Request::builder()
         .method(Method::POST)
@@ -526,6 +625,38 @@ fn print_banner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_hosts_pass() {
+        for good in [
+            "localhost",
+            "LOCALHOST:8080",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.1.2.3:1",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(is_loopback_host(good), "{good}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "localhost.",
+            "127.0.0.1.nip.io",
+            "10.0.0.1:8080",
+            "0.0.0.0:8080",
+            "[::2]:8080",
+            "[::1]8080",
+            "localhost:",
+            "localhost:99999",
+            "::1",
+            "",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn agent_lines_keep_only_agent_families() {

@@ -2,7 +2,9 @@
 //! a relay whose agent registered; what `/dev/session` mints works on that relay; the
 //! relay's and the controller's `/metrics` both work with one metrics recorder in the
 //! process; the dev tenant lets its own pages (and only them) open the signaling
-//! WebSocket; SIGTERM stops everything with exit code 0.
+//! WebSocket; `/dev/session` is rate limited per address without touching the API key's
+//! budget; only requests for localhost or a loopback address are served (DNS rebinding);
+//! SIGTERM stops everything with exit code 0.
 
 mod support;
 
@@ -40,6 +42,26 @@ fn handshake_status(addr: SocketAddr, path: &str, origin: &str) -> u16 {
     status
         .parse()
         .unwrap_or_else(|_| panic!("status line {line:?}"))
+}
+
+/// `method path` with `Host: host` (HTTP/1.0, no body): `(status, body)`.
+fn with_host(addr: SocketAddr, method: &str, path: &str, host: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let head = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n");
+    s.write_all(head.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
+    (
+        status.unwrap_or_else(|| panic!("no status in {head:?}")),
+        body.to_owned(),
+    )
 }
 
 #[test]
@@ -176,6 +198,73 @@ fn dev_runs_the_whole_network_in_one_process() {
     );
     assert_eq!(status, 400, "{bad}");
     assert_eq!(bad["code"], "invalid_request");
+    let (status, bad) = json_of(
+        http_call(dev.http, "POST", "/dev/session?room=a&room=b", None, None),
+        "POST /dev/session with a repeated room",
+    );
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["code"], "invalid_request");
+
+    // /dev/session has a per-address limit of its own: a page calling it in a loop is
+    // refused (JSON 429) while the printed API key keeps its whole budget.
+    let mut limited = None;
+    for _ in 0..60 {
+        match json_of(
+            http_call(dev.http, "POST", "/dev/session?room=loop", None, None),
+            "POST /dev/session in a loop",
+        ) {
+            (200, _) => {}
+            (429, body) => {
+                limited = Some(body);
+                break;
+            }
+            (status, body) => panic!("POST /dev/session: {status} {body}"),
+        }
+    }
+    let limited = limited.expect("60 sessions in a row from one address were all served");
+    assert_eq!(limited["code"], "rate_limited", "{limited}");
+    for _ in 0..5 {
+        let (status, ice) = json_of(
+            http_post(
+                dev.http,
+                "/v1/ice-servers",
+                &dev.api_key,
+                &json!({"user": "alice"}).to_string(),
+            ),
+            "POST /v1/ice-servers after /dev/session was limited",
+        );
+        assert_eq!(status, 201, "{ice}");
+    }
+
+    // DNS rebinding: a page under another name re-pointed at 127.0.0.1 sends its own name
+    // as Host, and is refused everything (JSON 421); this machine's names are served.
+    for host in [
+        "evil.example",
+        "evil.example:8080",
+        "127.0.0.1.nip.io",
+        "10.0.0.1",
+    ] {
+        for (method, path) in [
+            ("GET", "/v1/status"),
+            ("GET", "/"),
+            ("POST", "/dev/session"),
+        ] {
+            let (status, body) = with_host(dev.http, method, path, host);
+            assert_eq!(status, 421, "{method} {path} Host {host}: {body}");
+            let body: Value = serde_json::from_str(&body).expect("JSON error");
+            assert_eq!(body["code"], "forbidden_host", "{body}");
+        }
+    }
+    let port = dev.http.port();
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        "localhost".to_owned(),
+    ] {
+        let (status, body) = with_host(dev.http, "GET", "/v1/status", &host);
+        assert_eq!(status, 200, "Host {host}: {body}");
+    }
 
     // Both /metrics work: the relay's own counters plus the agent's lines, and the
     // controller's.

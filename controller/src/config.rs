@@ -20,6 +20,13 @@
 //! per_second = 100
 //! burst = 200
 //!
+//! [http]                   # connection limits (defaults shown)
+//! header_read_timeout_secs = 10    # a request head must arrive within this (slowloris)
+//! idle_timeout_secs = 60           # no request in progress and no traffic (not SSE/WebSocket)
+//! tls_handshake_timeout_secs = 10
+//! max_connections = 4096           # lowered to fit the descriptor limit (RLIMIT_NOFILE)
+//! max_connections_per_ip = 128     # per TCP peer; trusted_proxies are exempt
+//!
 //! [bootstrap]              # created at first start if absent (used by `nexrtc dev`)
 //! admin_key = "nxk_…"
 //! tenant = "dev"
@@ -41,6 +48,7 @@ use serde::Deserialize;
 
 use crate::app::Options;
 use crate::clock::Clock;
+use crate::http::HttpLimits;
 use crate::model::{self, RateLimit};
 use crate::signal::SignalOptions;
 use crate::state::RankingOptions;
@@ -140,7 +148,20 @@ pub struct FileConfig {
     pub advertise_url: Option<String>,
     pub signal_room_size: Option<usize>,
     #[serde(default)]
+    pub http: HttpFile,
+    #[serde(default)]
     pub bootstrap: Bootstrap,
+}
+
+/// `[http]`: connection limits and timeouts (see [`HttpLimits`]).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    pub header_read_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub tls_handshake_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// Records created at first start when absent (idempotent; safe with many replicas).
@@ -186,6 +207,8 @@ pub struct ControllerConfig {
     pub startup_timeout: Duration,
     pub log_json: bool,
     pub bootstrap: Bootstrap,
+    /// Connection limits and timeouts.
+    pub http: HttpLimits,
     /// Everything the API itself uses (GeoIP is opened by `run`).
     pub options: Options,
 }
@@ -280,8 +303,10 @@ impl ControllerConfig {
                 format!("must be 1 to {MAX_ROOM_SIZE}"),
             ));
         }
+        let trusted_proxies = nets("trusted_proxies", &trusted)?;
+        let http = http_limits(&file.http, &trusted_proxies)?;
         let options = Options {
-            trusted_proxies: nets("trusted_proxies", &trusted)?,
+            trusted_proxies,
             lease_ttl,
             heartbeat_interval: heartbeat,
             relay_miss_after: miss_after,
@@ -315,6 +340,7 @@ impl ControllerConfig {
             startup_timeout: Duration::from_secs(file.startup_timeout_secs.unwrap_or(30)),
             log_json: args.log_json || file.log_json.unwrap_or(false),
             bootstrap: file.bootstrap,
+            http,
             options,
         })
     }
@@ -329,6 +355,56 @@ pub fn parse_file(path: &Path) -> Result<FileConfig, ConfigError> {
     toml::from_str(&text).map_err(|source| ConfigError::Parse {
         path: path.to_owned(),
         source,
+    })
+}
+
+/// Largest connection timeout (seconds).
+pub const MAX_TIMEOUT_SECS: u64 = 3600;
+/// Largest `http.max_connections`.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+
+fn http_limits(file: &HttpFile, trusted: &[IpNet]) -> Result<HttpLimits, ConfigError> {
+    let defaults = HttpLimits::default();
+    let secs = |key: &'static str, value: Option<u64>, default: Duration| match value {
+        None => Ok(default),
+        Some(s) if (1..=MAX_TIMEOUT_SECS).contains(&s) => Ok(Duration::from_secs(s)),
+        Some(_) => Err(invalid(key, format!("must be 1 to {MAX_TIMEOUT_SECS}"))),
+    };
+    let max = file.max_connections.unwrap_or(defaults.max_connections);
+    if !(1..=MAX_CONNECTIONS).contains(&max) {
+        return Err(invalid(
+            "http.max_connections",
+            format!("must be 1 to {MAX_CONNECTIONS}"),
+        ));
+    }
+    let per_ip = (file.max_connections_per_ip)
+        .unwrap_or(defaults.max_connections_per_ip)
+        .min(max);
+    if per_ip == 0 || file.max_connections_per_ip.is_some_and(|n| n > max) {
+        return Err(invalid(
+            "http.max_connections_per_ip",
+            "must be 1 to http.max_connections",
+        ));
+    }
+    Ok(HttpLimits {
+        header_read_timeout: secs(
+            "http.header_read_timeout_secs",
+            file.header_read_timeout_secs,
+            defaults.header_read_timeout,
+        )?,
+        idle_timeout: secs(
+            "http.idle_timeout_secs",
+            file.idle_timeout_secs,
+            defaults.idle_timeout,
+        )?,
+        tls_handshake_timeout: secs(
+            "http.tls_handshake_timeout_secs",
+            file.tls_handshake_timeout_secs,
+            defaults.tls_handshake_timeout,
+        )?,
+        max_connections: max,
+        max_connections_per_ip: per_ip,
+        exempt: trusted.to_vec(),
     })
 }
 
@@ -458,6 +534,55 @@ mod tests {
         assert!(ControllerConfig::build(ControllerArgs::default(), f).is_err());
         let f = file("lease_ttl_secs = 1\nheartbeat_interval_ms = 1000").expect("toml");
         assert!(ControllerConfig::build(ControllerArgs::default(), f).is_err());
+    }
+
+    #[test]
+    fn http_limits_have_defaults_and_bad_values_name_their_key() {
+        let c = ControllerConfig::build(ControllerArgs::default(), FileConfig::default())
+            .expect("config");
+        assert_eq!(c.http, HttpLimits::default());
+        let f = file(
+            "trusted_proxies = [\"10.0.0.0/8\"]\n[http]\nheader_read_timeout_secs = 2\n\
+             idle_timeout_secs = 5\nmax_connections = 50\nmax_connections_per_ip = 5",
+        )
+        .expect("toml");
+        let c = ControllerConfig::build(ControllerArgs::default(), f).expect("config");
+        assert_eq!(c.http.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.http.idle_timeout, Duration::from_secs(5));
+        assert_eq!(
+            (c.http.max_connections, c.http.max_connections_per_ip),
+            (50, 5)
+        );
+        assert_eq!(c.http.exempt, c.options.trusted_proxies);
+        for (bad, key) in [
+            (
+                "[http]\nheader_read_timeout_secs = 0",
+                "`http.header_read_timeout_secs`",
+            ),
+            (
+                "[http]\nidle_timeout_secs = 86400",
+                "`http.idle_timeout_secs`",
+            ),
+            (
+                "[http]\ntls_handshake_timeout_secs = 0",
+                "`http.tls_handshake_timeout_secs`",
+            ),
+            ("[http]\nmax_connections = 0", "`http.max_connections`"),
+            (
+                "[http]\nmax_connections = 10\nmax_connections_per_ip = 11",
+                "`http.max_connections_per_ip`",
+            ),
+            (
+                "[http]\nmax_connections_per_ip = 0",
+                "`http.max_connections_per_ip`",
+            ),
+        ] {
+            let f = file(bad).expect("toml");
+            let e = ControllerConfig::build(ControllerArgs::default(), f).expect_err(bad);
+            assert!(e.to_string().contains(key), "{bad}: {e}");
+        }
+        let e = file("[http]\nidle_timeout = 5").expect_err("unknown key");
+        assert!(e.to_string().contains("idle_timeout"), "{e}");
     }
 
     #[test]

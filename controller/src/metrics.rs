@@ -14,6 +14,8 @@
 //! | `nexrtc_controller_signal_participants` | gauge | (none) connected participants on this replica |
 //! | `nexrtc_controller_signal_messages_total` | counter | `type` (`offer`, `answer`, `candidate`, `ping`, `join`, `leave`) |
 //! | `nexrtc_controller_signal_errors_total` | counter | `code` (the `error` messages sent) |
+//! | `nexrtc_controller_http_connections` | gauge | (none) open HTTP(S) connections |
+//! | `nexrtc_controller_http_connections_closed_total` | counter | `reason` (`refused`: over a cap with nothing idle to close; `evicted`: idle, closed to make room; `idle`: idle timeout) |
 //! | `nexrtc_controller_signal_drops_total` | counter | `reason` (`slow_reader`, `replaced`, `rate_limited`, `idle`, `protocol_error`, `room_full`, `shutdown`) |
 //!
 //! Labels never carry usernames, keys or addresses (unbounded, and private). The recorder
@@ -42,6 +44,8 @@ pub const SIGNAL_PARTICIPANTS: &str = "nexrtc_controller_signal_participants";
 pub const SIGNAL_MESSAGES: &str = "nexrtc_controller_signal_messages_total";
 pub const SIGNAL_ERRORS: &str = "nexrtc_controller_signal_errors_total";
 pub const SIGNAL_DROPS: &str = "nexrtc_controller_signal_drops_total";
+pub const HTTP_CONNECTIONS: &str = "nexrtc_controller_http_connections";
+pub const HTTP_CLOSED: &str = "nexrtc_controller_http_connections_closed_total";
 
 /// Latency buckets (seconds): the ICE answer should take well under a millisecond.
 const BUCKETS: &[f64] = &[
@@ -105,6 +109,11 @@ fn describe() {
     metrics::describe_counter!(
         SIGNAL_DROPS,
         "signaling connections closed by the server by reason"
+    );
+    metrics::describe_gauge!(HTTP_CONNECTIONS, "open HTTP(S) connections");
+    metrics::describe_counter!(
+        HTTP_CLOSED,
+        "HTTP(S) connections closed by the server's connection limits, by reason"
     );
 }
 
@@ -172,6 +181,16 @@ pub fn signal_error(code: &'static str) {
 /// A connection closed by the server for `reason`.
 pub fn signal_drop(reason: &'static str) {
     counter!(SIGNAL_DROPS, "reason" => reason).increment(1);
+}
+
+/// An HTTP connection admitted (+1) or gone (−1).
+pub fn http_connections(delta: f64) {
+    gauge!(HTTP_CONNECTIONS).increment(delta);
+}
+
+/// An HTTP connection closed by a limit (`refused`, `evicted`, `idle`).
+pub fn http_closed(reason: &'static str) {
+    counter!(HTTP_CLOSED, "reason" => reason).increment(1);
 }
 
 /// Snapshot age; `None` (never loaded) is exported as −1.

@@ -1,27 +1,16 @@
 //! [`run`]: `nexrtc controller` — store, bootstrap, snapshot, HTTP(S) listener.
 //!
-//! HTTPS is a tokio-rustls accept loop (ring provider, ALPN h2 + http/1.1) feeding
-//! hyper-util's auto (HTTP/1 + HTTP/2) connection builder, each connection tagged with its
-//! peer address (`ConnectInfo`) so handlers see the client. Plain HTTP uses `axum::serve`.
-//! On shutdown the listener closes and open connections get up to 10 s to finish.
+//! HTTP and HTTPS (tokio-rustls, ring provider, ALPN h2 + http/1.1) are served by
+//! [`crate::http::serve`] with the connection limits and timeouts of `[http]`.
 
 use std::future::Future;
 use std::io::BufReader;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use axum::extract::ConnectInfo;
-use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use nexrtc_geo::GeoIp;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt as _;
 
 use crate::app::AppState;
 use crate::config::{Bootstrap, ControllerConfig, TlsFiles};
@@ -29,11 +18,6 @@ use crate::credentials::{key_hash, random_b64, random_id};
 use crate::model::{self, KeyRecord, Limits, Policy, Scope, Secret, TenantRecord};
 use crate::model::{KEYS, REGIONS, TENANTS};
 use crate::store::{EtcdConfig, EtcdStore, MemoryStore, Store};
-
-/// Time a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time open connections get to finish at shutdown.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the controller on `config.listen` until `shutdown` completes.
 pub async fn run(
@@ -109,15 +93,7 @@ pub async fn run_on(
         tls = acceptor.is_some(),
         "controller listening"
     );
-    match acceptor {
-        None => {
-            let service = app.into_make_service_with_connect_info::<SocketAddr>();
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown)
-                .await?;
-        }
-        Some(acceptor) => serve_tls(listener, acceptor, app, shutdown).await,
-    }
+    crate::http::serve(listener, acceptor, app, config.http.clone(), shutdown).await;
     // Other replicas take this one's rooms at once rather than after the lease TTL.
     state_for_exit
         .replicas
@@ -126,7 +102,7 @@ pub async fn run_on(
     Ok(())
 }
 
-fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
     let open = |path: &std::path::Path| {
         std::fs::File::open(path)
             .map(BufReader::new)
@@ -149,53 +125,6 @@ fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
         .context("TLS certificate and key do not match")?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(tls)))
-}
-
-async fn serve_tls(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let graceful = GracefulShutdown::new();
-    let builder = Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let acceptor = acceptor.clone();
-        let service =
-            app.clone()
-                .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    req
-                });
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                _ => return,
-            };
-            let service = TowerToHyperService::new(service);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
 }
 
 /// Creates the bootstrap records that do not exist yet (see [`Bootstrap`]).

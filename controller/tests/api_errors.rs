@@ -362,3 +362,99 @@ async fn rate_limit_answers_429_with_retry_after() {
     tokio::time::advance(std::time::Duration::from_secs(2)).await;
     assert_eq!(h.call(req()).await.status, StatusCode::CREATED);
 }
+
+/// Whichever way a request is wrong, every route answers an error as JSON
+/// `{"code", "message"}`: path parameters that are not UTF-8, malformed and repeated query
+/// parameters, bad JSON bodies, a method the route does not take.
+#[tokio::test(start_paused = true)]
+async fn every_route_answers_errors_as_json() {
+    let h = Harness::start().await;
+    let table = nexrtc_controller::api::route_table();
+    let key_for = |path: &str| match path {
+        p if p.starts_with("/v1/admin/") => ADMIN_KEY,
+        p if p.starts_with("/v1/relays/") => NODE_KEY,
+        _ => ICE_KEY,
+    };
+    let fill = |path: &str, value: &str| {
+        let mut out = String::new();
+        let mut rest = path;
+        while let Some(start) = rest.find('{') {
+            out.push_str(&rest[..start]);
+            out.push_str(value);
+            let end = rest[start..].find('}').expect("closing brace") + start;
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    };
+    let check = |what: String, r: &Response| {
+        if r.status.is_client_error() || r.status.is_server_error() {
+            assert_eq!(
+                r.header("content-type"),
+                Some("application/json"),
+                "{what}: {} {}",
+                r.status,
+                r.text
+            );
+            assert!(!r.code().is_empty(), "{what}: no code in {}", r.text);
+            assert!(
+                r.json["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{what}: no message in {}",
+                r.text
+            );
+        }
+    };
+    let mut bad_params = 0;
+    for route in &table {
+        let method: &'static str = Box::leak(route.method.as_str().to_owned().into_boxed_str());
+        let key = key_for(route.path);
+
+        // Path parameters that are not UTF-8 once decoded.
+        if route.path.contains('{') {
+            let path = fill(route.path, "%FF");
+            let r = h.call(Req::new(method, path.clone()).bearer(key)).await;
+            check(format!("{method} {path}"), &r);
+            assert!(r.status.is_client_error(), "{method} {path}: {}", r.status);
+            if route.path.starts_with("/v1/admin/") {
+                assert_eq!(
+                    (r.status, r.code()),
+                    (StatusCode::BAD_REQUEST, "invalid_request"),
+                    "{method} {path}: {}",
+                    r.text
+                );
+                bad_params += 1;
+            }
+        }
+
+        // Malformed and repeated query parameters.
+        let path = format!(
+            "{}?%FF=%FF&room=a&room=b&region=%FF&node=%FF&x",
+            fill(route.path, "x")
+        );
+        let r = h.call(Req::new(method, path.clone()).bearer(key)).await;
+        check(format!("{method} {path}"), &r);
+
+        // A body that is not JSON (routes that read no body ignore it).
+        if route.path != "/v1/relays/events" {
+            let path = fill(route.path, "x");
+            let r = h
+                .call(Req::new(method, path.clone()).bearer(key).raw("{\"a\": "))
+                .await;
+            check(format!("{method} {path} with a bad body"), &r);
+        }
+
+        // A method the route does not take.
+        let path = fill(route.path, "x");
+        let r = h.call(Req::new("PATCH", path.clone()).bearer(key)).await;
+        check(format!("PATCH {path}"), &r);
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "PATCH {path}");
+        assert_eq!(r.code(), "method_not_allowed");
+    }
+    assert!(
+        bad_params >= 8,
+        "{bad_params} admin routes with path parameters"
+    );
+    let r = h.call(Req::get("/v1/nope%FF")).await;
+    check("GET /v1/nope%FF".to_owned(), &r);
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

@@ -92,3 +92,31 @@ async fn every_documented_operation_is_routed() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json, openapi::document());
 }
+
+/// Every `lease` property in the document is a string (decimal lease ids).
+#[test]
+fn lease_ids_are_strings_everywhere() {
+    fn walk(v: &serde_json::Value, at: &str, found: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(lease) = map.get("properties").and_then(|p| p.get("lease")) {
+                    assert_eq!(lease["type"], "string", "{at}: lease is {lease}");
+                    found.push(at.to_owned());
+                }
+                for (k, child) in map {
+                    walk(child, &format!("{at}/{k}"), found);
+                }
+            }
+            serde_json::Value::Array(list) => {
+                for (i, child) in list.iter().enumerate() {
+                    walk(child, &format!("{at}/{i}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(&openapi::document(), "", &mut found);
+    // Registered, Heartbeat, Relay.
+    assert!(found.len() >= 3, "{found:?}");
+}

@@ -3,6 +3,8 @@
 //! stores these in `relays/<region>/<node>`; the edge agent sends them in
 //! registrations and heartbeats. One definition, so the two cannot drift.
 
+pub mod lease;
+
 use std::net::{IpAddr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};

@@ -5,13 +5,14 @@
 //! | status | codes |
 //! |---|---|
 //! | 307 | `wrong_replica` (signaling: with `Location` and `location`) |
-//! | 400 | `invalid_json`, `invalid_request`, `invalid_ttl`, `unknown_region`, `unknown_tenant`, `invalid_client_ip`, `already_expired`, `invalid_room`, `invalid_participant` |
+//! | 400 | `invalid_json`, `invalid_request` (also bad path parameters and query strings), `invalid_ttl`, `unknown_region`, `unknown_tenant`, `invalid_client_ip`, `already_expired`, `invalid_room`, `invalid_participant` |
 //! | 401 | `missing_credentials`, `invalid_key`, `expired_token`, `invalid_token`, `revoked` |
 //! | 403 | `forbidden_scope`, `forbidden_origin`, `forbidden`, `wrong_room` |
 //! | 404 | `not_found`, `lease_expired` |
 //! | 405 | `method_not_allowed` |
 //! | 409 | `conflict`, `last_secret` |
 //! | 413 | `body_too_large` |
+//! | 421 | `forbidden_host` (`nexrtc dev` only: `Host` is not localhost or a loopback address) |
 //! | 426 | `upgrade_required` (a plain GET of the WebSocket endpoint) |
 //! | 429 | `rate_limited` (with `Retry-After`) |
 //! | 500 | `internal` |

@@ -1,6 +1,7 @@
-//! Request extractors that fail with our JSON errors: [`JsonBody`], [`Caller`] (Bearer
-//! authentication) and [`ClientAddr`] (the client's IP, X-Forwarded-For only behind
-//! trusted proxies).
+//! Request extractors that fail with our JSON errors: [`JsonBody`], [`Path`], [`Query`],
+//! [`Caller`] (Bearer authentication) and [`ClientAddr`] (the client's IP,
+//! X-Forwarded-For only behind trusted proxies). Handlers use these, never axum's own
+//! `Path`/`Query`/`Json` extractors, whose rejections are plain text.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -64,6 +65,47 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         serde_json::error::Category::Data => ApiError::invalid_request(e.to_string()),
         _ => ApiError::invalid_json(e.to_string()),
     })
+}
+
+/// Path parameters. A parameter that is not UTF-8 once percent-decoded (`%FF`) or does
+/// not parse is 400 `invalid_request` (axum's rejection is plain text).
+#[derive(Debug, Clone)]
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::BAD_REQUEST => {
+                    ApiError::invalid_request(format!("path: {}", rejection.body_text()))
+                }
+                // A route without the parameters the handler wants: our bug, not the
+                // client's.
+                _ => ApiError::internal(rejection.body_text()),
+            })
+    }
+}
+
+/// A query string deserialized into `T` (`serde_urlencoded`, as axum's `Query`). A
+/// malformed or repeated parameter is 400 `invalid_request`.
+#[derive(Debug, Clone, Default)]
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|rejection| {
+                ApiError::invalid_request(format!("query: {}", rejection.body_text()))
+            })
+    }
 }
 
 /// The value of `name` in a query string (no percent-decoding: the values read this way

@@ -3,8 +3,10 @@
 //! Every route is registered through one table ([`route_table`]), which is also what the
 //! OpenAPI document ([`openapi::document`]) is checked against in tests, so the two cannot
 //! drift apart. Unknown paths answer 404 `not_found`, known paths with another method 405
-//! `method_not_allowed`, both in the JSON error shape of [`error::ApiError`]. Bodies are
-//! limited to [`extract::BODY_LIMIT`] (16 KiB).
+//! `method_not_allowed`, both in the JSON error shape of [`error::ApiError`]; so do bad
+//! path parameters, query strings and bodies (handlers read them through
+//! [`extract`]'s `Path`, `Query` and `JsonBody`, never axum's plain-text rejections).
+//! Bodies are limited to [`extract::BODY_LIMIT`] (16 KiB).
 //!
 //! | route | who |
 //! |---|---|

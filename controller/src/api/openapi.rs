@@ -254,6 +254,7 @@ fn schemas() -> Value {
         "tcp": schema("Endpoint"), "tls": schema("Endpoint"), "tls_alt": schema("Endpoint")}});
     let transports = json!({"type": "array", "items": {"enum": ["udp", "tcp", "tls", "quic"]}});
     let strings = json!({"type": "array", "items": s("string")});
+    let lease = lease_schema();
     let mut all = json!({
         "Error": {"type": "object", "required": ["code", "message"],
             "properties": {"code": s("string"), "message": s("string")}},
@@ -318,7 +319,7 @@ fn schemas() -> Value {
         "Relay": {"type": "object", "properties": {"node": s("string"), "region": s("string"),
             "addresses": addresses.clone(), "transports": transports.clone(), "load": schema("Load"),
             "state": state.clone(), "version": s("string"), "registered_at": s("integer"),
-            "updated_at": s("integer"), "lease": s("integer"), "load_fraction": s("number")}},
+            "updated_at": s("integer"), "lease": lease, "load_fraction": s("number")}},
         "Drained": {"type": "object", "properties": {"drained": strings}},
         "DrainBody": {"type": "object", "additionalProperties": false, "properties": {
             "deadline_secs": {"type": "integer", "minimum": 1, "maximum": 604800,
@@ -346,6 +347,12 @@ fn schemas() -> Value {
         }
     }
     all
+}
+
+/// Lease ids are decimal strings: etcd's do not fit a JavaScript number.
+fn lease_schema() -> Value {
+    json!({"type": "string", "pattern": "^-?[0-9]+$",
+        "description": "lease id, a decimal string (64-bit)"})
 }
 
 /// Schema of `GET /v1/status`.
@@ -376,7 +383,7 @@ fn agent_schemas(addresses: &Value, transports: &Value, state: &Value, strings: 
             "additionalProperties": false, "properties": {"node": s("string"), "region": s("string"),
                 "addresses": addresses, "transports": transports, "load": schema("Load"),
                 "state": state.clone(), "version": s("string")}},
-        "Registered": {"type": "object", "properties": {"lease": s("string"),
+        "Registered": {"type": "object", "properties": {"lease": lease_schema(),
             "lease_ttl_secs": s("integer"), "heartbeat_interval_ms": s("integer"),
             "tenants": {"type": "array", "items": {"type": "object", "properties": {
                 "name": s("string"), "secrets": strings, "cut_at_expiry": s("boolean")}}},
@@ -385,7 +392,7 @@ fn agent_schemas(addresses: &Value, transports: &Value, state: &Value, strings: 
                 "region": s("string"), "node": s("string"), "stun": s("string")}}}}},
         "Heartbeat": {"type": "object", "required": ["region", "node", "lease"],
             "additionalProperties": false, "properties": {"region": s("string"),
-                "node": s("string"), "lease": s("string"), "load": schema("Load"),
+                "node": s("string"), "lease": lease_schema(), "load": schema("Load"),
                 "state": state.clone()}},
         "ProbeReport": {"type": "object", "required": ["from_region", "from_node", "results"],
             "properties": {"from_region": s("string"), "from_node": s("string"),

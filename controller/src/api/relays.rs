@@ -66,7 +66,9 @@ pub struct TenantSecrets {
 /// `POST /v1/relays/register` answer.
 #[derive(Debug, Serialize)]
 pub struct Registered {
-    pub lease: String,
+    /// A decimal string ([`nexrtc_wire::lease`]).
+    #[serde(with = "nexrtc_wire::lease")]
+    pub lease: i64,
     pub lease_ttl_secs: u64,
     pub heartbeat_interval_ms: u64,
     pub tenants: Vec<TenantSecrets>,
@@ -81,7 +83,9 @@ pub struct Registered {
 pub struct Heartbeat {
     pub region: String,
     pub node: String,
-    pub lease: String,
+    /// A decimal string (a JSON integer is accepted too; see [`nexrtc_wire::lease`]).
+    #[serde(with = "nexrtc_wire::lease")]
+    pub lease: i64,
     #[serde(default)]
     pub load: Load,
     /// What the relay reports (a drain order from the admin API overrides `active`).
@@ -215,7 +219,7 @@ pub async fn register(
     Ok((
         StatusCode::CREATED,
         Json(Registered {
-            lease: lease.id.0.to_string(),
+            lease: lease.id.0,
             lease_ttl_secs: lease.ttl.as_secs(),
             heartbeat_interval_ms: heartbeat_ms(&state),
             tenants: tenant_secrets(&state.snapshots.tenants.snapshot()),
@@ -248,11 +252,7 @@ pub async fn heartbeat(
     _: Node,
     JsonBody(body): JsonBody<Heartbeat>,
 ) -> Result<Json<HeartbeatAnswer>, ApiError> {
-    let lease = LeaseId(
-        body.lease
-            .parse()
-            .map_err(|_| ApiError::invalid_request("lease must be a decimal lease id"))?,
-    );
+    let lease = LeaseId(body.lease);
     match state.store.keep_alive(lease).await {
         Ok(()) => state.liveness.renewed(lease, state.options.lease_ttl),
         Err(StoreError::LeaseNotFound) => {

@@ -25,7 +25,9 @@ pub struct RelayRecord {
     /// Unix seconds of the last write of this record.
     #[serde(default)]
     pub updated_at: u64,
-    /// The lease the record lives under.
+    /// The lease the record lives under (a decimal string in JSON; see
+    /// [`nexrtc_wire::lease`]).
+    #[serde(with = "nexrtc_wire::lease")]
     pub lease: i64,
     /// A drain order's deadline (Unix seconds): the relay exits then even if clients remain.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,14 +14,14 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::{check_name, list, read, update};
 use crate::api::error::ApiError;
-use crate::api::extract::{query_param, Admin, JsonBody};
+use crate::api::extract::{query_param, Admin, JsonBody, Path};
 use crate::app::AppState;
 use crate::credentials::parse_username;
 use crate::model::{self, Region, RelayRecord, RelayState, Revocation, TenantRecord};

@@ -1,14 +1,14 @@
 //! `/v1/admin/keys…`: API keys. A key is shown once, when created; the store keeps only
 //! its SHA-256 (hex), which is also its id.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::{create, list};
 use crate::api::error::ApiError;
-use crate::api::extract::{Admin, JsonBody};
+use crate::api::extract::{Admin, JsonBody, Path};
 use crate::app::AppState;
 use crate::credentials::{key_hash, new_api_key};
 use crate::model::{KeyRecord, RateLimit, Scope, KEYS, TENANTS};

@@ -6,7 +6,7 @@
 //! with the old secret has expired (the tenant's `max_ttl`), `DELETE …/secrets/{id}`
 //! retires it. The last secret cannot be deleted (409 `last_secret`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{check_name, create, list, read, update};
 use crate::api::cors::normalize_origin;
 use crate::api::error::ApiError;
-use crate::api::extract::{Admin, JsonBody};
+use crate::api::extract::{Admin, JsonBody, Path};
 use crate::app::AppState;
 use crate::credentials::{random_b64, random_id};
 use crate::model::{Limits, Policy, Secret, TenantRecord, MAX_SECRETS, TENANTS};
