@@ -37,11 +37,54 @@ enum Command {
     Agent(Box<AgentArgs>),
     /// Run the controller: ICE-config API, admin API and relay registry (etcd,
     /// or an embedded in-memory store when no --etcd is given).
-    Controller(Box<nexrtc_controller::ControllerArgs>),
+    Controller(Box<ControllerCommand>),
     /// Run a whole network on this machine for development: the controller (embedded
     /// store, 127.0.0.1:8080) with the demo page `/` and `/status`, and one relay with
     /// its edge agent (TURN 3478 UDP/TCP, TLS 5349 self-signed), all bootstrapped.
     Dev(Box<dev::DevArgs>),
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ControllerCommand {
+    #[command(subcommand)]
+    action: Option<ControllerAction>,
+    #[command(flatten)]
+    run: nexrtc_controller::ControllerArgs,
+}
+
+#[derive(Subcommand)]
+enum ControllerAction {
+    /// Write a first configuration with fresh API keys (admin, node, ice), a
+    /// tenant and a region, to a new file of mode 0600 (never overwritten).
+    Init(InitArgs),
+}
+
+#[derive(clap::Args)]
+struct InitArgs {
+    /// The file to create.
+    #[arg(long, value_name = "FILE", default_value = "nexrtc-controller.toml")]
+    out: std::path::PathBuf,
+    /// The address the controller is to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// The tenant to create (the ice key's).
+    #[arg(long, value_name = "NAME", default_value = "acme")]
+    tenant: String,
+    /// The region to create.
+    #[arg(long, value_name = "NAME", default_value = "eu-west")]
+    region: String,
+    /// The region's latitude.
+    #[arg(
+        long,
+        value_name = "DEG",
+        default_value_t = 53.35,
+        allow_negative_numbers = true
+    )]
+    lat: f64,
+    /// The region's longitude.
+    #[arg(long, value_name = "DEG", default_value_t = -6.26, allow_negative_numbers = true)]
+    lon: f64,
 }
 
 #[derive(clap::Args)]
@@ -88,7 +131,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn controller(args: nexrtc_controller::ControllerArgs) -> ExitCode {
+fn controller(command: ControllerCommand) -> ExitCode {
+    let args = match command.action {
+        Some(ControllerAction::Init(init)) => return controller_init(init),
+        None => command.run,
+    };
     let config = match nexrtc_controller::ControllerConfig::load(args) {
         Ok(c) => c,
         Err(e) => {
@@ -106,6 +153,36 @@ fn controller(args: nexrtc_controller::ControllerArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("nexrtc controller: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn controller_init(args: InitArgs) -> ExitCode {
+    use nexrtc_controller::init::{write_config, InitError, InitOptions};
+    let options = InitOptions {
+        listen: args.listen,
+        tenant: args.tenant,
+        region: (args.region, args.lat, args.lon),
+        ..InitOptions::default()
+    };
+    match write_config(&args.out, &options) {
+        Ok(()) => {
+            let out = args.out.display();
+            println!(
+                "wrote {out} (mode 0600): admin, node and ice keys, tenant {:?}, region {:?}",
+                options.tenant, options.region.0
+            );
+            println!("start the controller: nexrtc controller --config {out}");
+            println!("start a relay:        nexrtc relay --controller http://{} --node-token-file {out} --region {} …", options.listen, options.region.0);
+            ExitCode::SUCCESS
+        }
+        Err(e @ (InitError::Exists(_) | InitError::Invalid(_))) => {
+            eprintln!("nexrtc controller init: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("nexrtc controller init: {e}");
             ExitCode::from(EXIT_FAILURE)
         }
     }
@@ -130,6 +207,10 @@ async fn stop_signal() {
 fn relay(mut args: RelayArgs) -> ExitCode {
     // With a controller, the tenant secrets come from it.
     args.settings.secrets_pushed = args.agent.is_some();
+    if let Some(Err(e)) = args.agent.as_mut().map(AgentConfig::load_node_token_file) {
+        eprintln!("nexrtc relay: invalid configuration: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let config = match nexrtc_relay::RelayConfig::load(args.settings) {
         Ok(c) => c,
         Err(e) => {
@@ -169,8 +250,12 @@ fn relay(mut args: RelayArgs) -> ExitCode {
     }
 }
 
-fn agent(args: AgentArgs) -> ExitCode {
+fn agent(mut args: AgentArgs) -> ExitCode {
     init_logging(args.log_json);
+    if let Err(e) = args.agent.load_node_token_file() {
+        eprintln!("nexrtc agent: invalid configuration: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

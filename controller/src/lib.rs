@@ -20,6 +20,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod init;
 pub mod liveness;
 pub mod metrics;
 pub mod model;

@@ -85,6 +85,8 @@ pub mod slot {
     pub const DEV_BROWSER_TCP: u16 = 36;
     pub const DEV_BROWSER_TLS: u16 = 37;
     pub const DEV_MODE_STATUS: u16 = 38;
+    pub const CONTROLLER_INIT: u16 = 43;
+    pub const COTURN_AGENT: u16 = 44;
 }
 
 pub(crate) const SLOT_BASE: u16 = 61_000;
