@@ -10,11 +10,12 @@
 
 mod dev;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use nexrtc_edge_agent::{AgentConfig, CoturnLoad, LogOnly, RelayLoad};
+use nexrtc_edge_agent::{AgentConfig, CoturnLoad, LogOnly, RelayLoad, StunHealth};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -33,7 +34,8 @@ enum Command {
     /// Run a TURN relay node (UDP, TCP and TLS; flags follow coturn's names).
     Relay(Box<RelayArgs>),
     /// Run the edge agent beside another TURN server (coturn): reports its load
-    /// from its Prometheus endpoint and keeps it registered with the controller.
+    /// from its Prometheus endpoint (or only its health, with --turn-stun) and
+    /// keeps it registered with the controller.
     Agent(Box<AgentArgs>),
     /// Run the controller: ICE-config API, admin API and relay registry (etcd,
     /// or an embedded in-memory store when no --etcd is given).
@@ -98,13 +100,20 @@ struct RelayArgs {
 
 #[derive(clap::Args)]
 struct AgentArgs {
-    /// The TURN server's Prometheus endpoint (coturn: `--prometheus`, port 9641).
+    /// The TURN server's Prometheus endpoint (coturn: `turnserver --prometheus`,
+    /// port 9641): load from its allocations and traffic. Refused unless it serves
+    /// coturn's metric families.
     #[arg(
         long,
         value_name = "URL",
         default_value = "http://127.0.0.1:9641/metrics"
     )]
     turn_metrics: String,
+    /// Instead of --turn-metrics, for a coturn without Prometheus (Debian's package):
+    /// health only, from STUN Binding requests to its UDP listening address; the
+    /// load reported is the host's CPU, allocations and traffic unknown (0).
+    #[arg(long, value_name = "ADDR", conflicts_with = "turn_metrics")]
+    turn_stun: Option<std::net::SocketAddr>,
     #[command(flatten)]
     agent: AgentConfig,
     /// Address of the agent's own /metrics (heartbeats, lease renewals, stream
@@ -280,9 +289,17 @@ fn agent(mut args: AgentArgs) -> ExitCode {
                 async move { render() }
             }),
         );
-        let load = CoturnLoad::new(&args.turn_metrics, args.agent.capacity)?;
-        let _handle = nexrtc_edge_agent::spawn(args.agent, load, LogOnly)?;
-        tracing::info!(turn_metrics = %args.turn_metrics, metrics = %args.metrics_listen, "edge agent running");
+        let _handle = match args.turn_stun {
+            Some(addr) => {
+                tracing::info!(turn_stun = %addr, metrics = %args.metrics_listen, "edge agent running: health from STUN Binding, load unknown");
+                nexrtc_edge_agent::spawn(args.agent, StunHealth::new(addr), LogOnly)?
+            }
+            None => {
+                let load = CoturnLoad::new(&args.turn_metrics, args.agent.capacity)?;
+                tracing::info!(turn_metrics = %args.turn_metrics, metrics = %args.metrics_listen, "edge agent running");
+                nexrtc_edge_agent::spawn(args.agent, load, LogOnly)?
+            }
+        };
         axum::serve(listener, app)
             .with_graceful_shutdown(stop_signal())
             .await?;
@@ -297,6 +314,11 @@ fn agent(mut args: AgentArgs) -> ExitCode {
     }
 }
 
+/// Whether logs are coloured: on a terminal, unless `NO_COLOR` is set (no-color.org).
+fn colour(terminal: bool, no_color: bool) -> bool {
+    terminal && !no_color
+}
+
 /// The Prometheus recorder of the `metrics` facade (the agent's metrics), and
 /// a renderer the relay appends to its `/metrics`.
 fn install_metrics() -> Result<nexrtc_relay::metrics::ExtraMetrics, nexrtc_relay::AttachError> {
@@ -307,11 +329,15 @@ fn install_metrics() -> Result<nexrtc_relay::metrics::ExtraMetrics, nexrtc_relay
     Ok(Arc::new(move || handle.render()))
 }
 
-/// `RUST_LOG` filters (default `info`); `--log-json` writes JSON lines.
+/// `RUST_LOG` filters (default `info`); `--log-json` writes JSON lines. Logs go
+/// to stderr, in colour only when it is a terminal and `NO_COLOR` is unset or
+/// empty (no escape codes in a log file or a pipe).
 fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour(std::io::stderr().is_terminal(), no_color))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

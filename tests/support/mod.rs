@@ -85,6 +85,7 @@ pub mod slot {
     pub const DEV_BROWSER_TCP: u16 = 36;
     pub const DEV_BROWSER_TLS: u16 = 37;
     pub const DEV_MODE_STATUS: u16 = 38;
+    pub const COTURN_STUN: u16 = 42;
     pub const CONTROLLER_INIT: u16 = 43;
     pub const COTURN_AGENT: u16 = 44;
 }
