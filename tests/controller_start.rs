@@ -1,6 +1,7 @@
-//! `nexrtc controller init` writes a configuration the controller starts with, whose
-//! keys work: the node key (read by a relay with `--node-token-file`) registers a
-//! relay, the ice key gets ICE servers, the admin key lists relays.
+//! Starting a controller as a newcomer does: `nexrtc controller init` writes a
+//! configuration the controller starts with, whose keys work (the node key, read by
+//! a relay with `--node-token-file`, registers a relay; the ice key gets ICE
+//! servers; the admin key lists relays); an etcd that is not there is one sentence.
 
 mod support;
 
@@ -86,4 +87,23 @@ fn init_writes_a_config_whose_keys_work_and_never_overwrites_it() {
     assert!(username.contains(":acme:alice"), "{username}");
     assert_eq!(controller.registered(), vec!["eu-west/relay1".to_owned()]);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn an_unreachable_etcd_is_one_sentence_at_start() {
+    let endpoint = format!("http://127.0.0.1:{}", free_port()); // nothing listens
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexrtc"));
+    cmd.args(["controller", "--listen", &listen, "--etcd", &endpoint]);
+    let mut controller = ChildGuard::spawn("nexrtc-controller-no-etcd", &mut cmd);
+    let status = controller
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("still running: {}", controller.log_tail(10)));
+    assert!(!status.success());
+    let log = controller.log_text();
+    let want = format!("cannot reach etcd at {endpoint}: ");
+    assert!(log.contains(&want), "{log}");
+    assert!(log.contains("is etcd running? (--etcd "), "{log}");
+    assert!(log.to_lowercase().contains("connection refused"), "{log}");
+    assert!(!log.contains("tonic::"), "no debug dump: {log}");
 }
