@@ -345,3 +345,13 @@ fn init_logging(json: bool) {
         builder.init();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(super::colour(true, false));
+        assert!(!super::colour(false, false), "a file or a pipe");
+        assert!(!super::colour(true, true), "NO_COLOR");
+    }
+}
