@@ -10,11 +10,12 @@
 
 mod dev;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use nexrtc_edge_agent::{AgentConfig, CoturnLoad, LogOnly, RelayLoad};
+use nexrtc_edge_agent::{AgentConfig, CoturnLoad, LogOnly, RelayLoad, StunHealth};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -33,15 +34,59 @@ enum Command {
     /// Run a TURN relay node (UDP, TCP and TLS; flags follow coturn's names).
     Relay(Box<RelayArgs>),
     /// Run the edge agent beside another TURN server (coturn): reports its load
-    /// from its Prometheus endpoint and keeps it registered with the controller.
+    /// from its Prometheus endpoint (or only its health, with --turn-stun) and
+    /// keeps it registered with the controller.
     Agent(Box<AgentArgs>),
     /// Run the controller: ICE-config API, admin API and relay registry (etcd,
     /// or an embedded in-memory store when no --etcd is given).
-    Controller(Box<nexrtc_controller::ControllerArgs>),
+    Controller(Box<ControllerCommand>),
     /// Run a whole network on this machine for development: the controller (embedded
     /// store, 127.0.0.1:8080) with the demo page `/` and `/status`, and one relay with
     /// its edge agent (TURN 3478 UDP/TCP, TLS 5349 self-signed), all bootstrapped.
     Dev(Box<dev::DevArgs>),
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ControllerCommand {
+    #[command(subcommand)]
+    action: Option<ControllerAction>,
+    #[command(flatten)]
+    run: nexrtc_controller::ControllerArgs,
+}
+
+#[derive(Subcommand)]
+enum ControllerAction {
+    /// Write a first configuration with fresh API keys (admin, node, ice), a
+    /// tenant and a region, to a new file of mode 0600 (never overwritten).
+    Init(InitArgs),
+}
+
+#[derive(clap::Args)]
+struct InitArgs {
+    /// The file to create.
+    #[arg(long, value_name = "FILE", default_value = "nexrtc-controller.toml")]
+    out: std::path::PathBuf,
+    /// The address the controller is to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// The tenant to create (the ice key's).
+    #[arg(long, value_name = "NAME", default_value = "acme")]
+    tenant: String,
+    /// The region to create.
+    #[arg(long, value_name = "NAME", default_value = "eu-west")]
+    region: String,
+    /// The region's latitude.
+    #[arg(
+        long,
+        value_name = "DEG",
+        default_value_t = 53.35,
+        allow_negative_numbers = true
+    )]
+    lat: f64,
+    /// The region's longitude.
+    #[arg(long, value_name = "DEG", default_value_t = -6.26, allow_negative_numbers = true)]
+    lon: f64,
 }
 
 #[derive(clap::Args)]
@@ -55,13 +100,20 @@ struct RelayArgs {
 
 #[derive(clap::Args)]
 struct AgentArgs {
-    /// The TURN server's Prometheus endpoint (coturn: `--prometheus`, port 9641).
+    /// The TURN server's Prometheus endpoint (coturn: `turnserver --prometheus`,
+    /// port 9641): load from its allocations and traffic. Refused unless it serves
+    /// coturn's metric families.
     #[arg(
         long,
         value_name = "URL",
         default_value = "http://127.0.0.1:9641/metrics"
     )]
     turn_metrics: String,
+    /// Instead of --turn-metrics, for a coturn without Prometheus (Debian's package):
+    /// health only, from STUN Binding requests to its UDP listening address; the
+    /// load reported is the host's CPU, allocations and traffic unknown (0).
+    #[arg(long, value_name = "ADDR", conflicts_with = "turn_metrics")]
+    turn_stun: Option<std::net::SocketAddr>,
     #[command(flatten)]
     agent: AgentConfig,
     /// Address of the agent's own /metrics (heartbeats, lease renewals, stream
@@ -88,7 +140,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn controller(args: nexrtc_controller::ControllerArgs) -> ExitCode {
+fn controller(command: ControllerCommand) -> ExitCode {
+    let args = match command.action {
+        Some(ControllerAction::Init(init)) => return controller_init(init),
+        None => command.run,
+    };
     let config = match nexrtc_controller::ControllerConfig::load(args) {
         Ok(c) => c,
         Err(e) => {
@@ -106,6 +162,36 @@ fn controller(args: nexrtc_controller::ControllerArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("nexrtc controller: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn controller_init(args: InitArgs) -> ExitCode {
+    use nexrtc_controller::init::{write_config, InitError, InitOptions};
+    let options = InitOptions {
+        listen: args.listen,
+        tenant: args.tenant,
+        region: (args.region, args.lat, args.lon),
+        ..InitOptions::default()
+    };
+    match write_config(&args.out, &options) {
+        Ok(()) => {
+            let out = args.out.display();
+            println!(
+                "wrote {out} (mode 0600): admin, node and ice keys, tenant {:?}, region {:?}",
+                options.tenant, options.region.0
+            );
+            println!("start the controller: nexrtc controller --config {out}");
+            println!("start a relay:        nexrtc relay --controller http://{} --node-token-file {out} --region {} …", options.listen, options.region.0);
+            ExitCode::SUCCESS
+        }
+        Err(e @ (InitError::Exists(_) | InitError::Invalid(_))) => {
+            eprintln!("nexrtc controller init: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("nexrtc controller init: {e}");
             ExitCode::from(EXIT_FAILURE)
         }
     }
@@ -130,6 +216,10 @@ async fn stop_signal() {
 fn relay(mut args: RelayArgs) -> ExitCode {
     // With a controller, the tenant secrets come from it.
     args.settings.secrets_pushed = args.agent.is_some();
+    if let Some(Err(e)) = args.agent.as_mut().map(AgentConfig::load_node_token_file) {
+        eprintln!("nexrtc relay: invalid configuration: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let config = match nexrtc_relay::RelayConfig::load(args.settings) {
         Ok(c) => c,
         Err(e) => {
@@ -169,8 +259,12 @@ fn relay(mut args: RelayArgs) -> ExitCode {
     }
 }
 
-fn agent(args: AgentArgs) -> ExitCode {
+fn agent(mut args: AgentArgs) -> ExitCode {
     init_logging(args.log_json);
+    if let Err(e) = args.agent.load_node_token_file() {
+        eprintln!("nexrtc agent: invalid configuration: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -195,9 +289,17 @@ fn agent(args: AgentArgs) -> ExitCode {
                 async move { render() }
             }),
         );
-        let load = CoturnLoad::new(&args.turn_metrics, args.agent.capacity)?;
-        let _handle = nexrtc_edge_agent::spawn(args.agent, load, LogOnly)?;
-        tracing::info!(turn_metrics = %args.turn_metrics, metrics = %args.metrics_listen, "edge agent running");
+        let _handle = match args.turn_stun {
+            Some(addr) => {
+                tracing::info!(turn_stun = %addr, metrics = %args.metrics_listen, "edge agent running: health from STUN Binding, load unknown");
+                nexrtc_edge_agent::spawn(args.agent, StunHealth::new(addr), LogOnly)?
+            }
+            None => {
+                let load = CoturnLoad::new(&args.turn_metrics, args.agent.capacity)?;
+                tracing::info!(turn_metrics = %args.turn_metrics, metrics = %args.metrics_listen, "edge agent running");
+                nexrtc_edge_agent::spawn(args.agent, load, LogOnly)?
+            }
+        };
         axum::serve(listener, app)
             .with_graceful_shutdown(stop_signal())
             .await?;
@@ -212,6 +314,11 @@ fn agent(args: AgentArgs) -> ExitCode {
     }
 }
 
+/// Whether logs are coloured: on a terminal, unless `NO_COLOR` is set (no-color.org).
+fn colour(terminal: bool, no_color: bool) -> bool {
+    terminal && !no_color
+}
+
 /// The Prometheus recorder of the `metrics` facade (the agent's metrics), and
 /// a renderer the relay appends to its `/metrics`.
 fn install_metrics() -> Result<nexrtc_relay::metrics::ExtraMetrics, nexrtc_relay::AttachError> {
@@ -222,15 +329,29 @@ fn install_metrics() -> Result<nexrtc_relay::metrics::ExtraMetrics, nexrtc_relay
     Ok(Arc::new(move || handle.render()))
 }
 
-/// `RUST_LOG` filters (default `info`); `--log-json` writes JSON lines.
+/// `RUST_LOG` filters (default `info`); `--log-json` writes JSON lines. Logs go
+/// to stderr, in colour only when it is a terminal and `NO_COLOR` is unset or
+/// empty (no escape codes in a log file or a pipe).
 fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour(std::io::stderr().is_terminal(), no_color))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(super::colour(true, false));
+        assert!(!super::colour(false, false), "a file or a pipe");
+        assert!(!super::colour(true, true), "NO_COLOR");
     }
 }

@@ -37,6 +37,8 @@
 //! ```
 //!
 //! Plain HTTP is refused unless the listen address is loopback or `insecure_http = true`.
+//! Every key is described for operators in `docs/configuration.md`; `nexrtc controller
+//! init` (`init.rs`) writes a first file.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod http;
+pub mod init;
 pub mod liveness;
 pub mod metrics;
 pub mod model;

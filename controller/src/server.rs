@@ -67,7 +67,16 @@ pub async fn run_on(
                 prefix: config.key_prefix.clone(),
                 ..EtcdConfig::default()
             };
-            Arc::new(EtcdStore::connect(etcd).await.context("etcd")?)
+            let list = config.etcd_endpoints.join(",");
+            let unreachable = |e: crate::store::StoreError| match e {
+                crate::store::StoreError::Unavailable(reason) => anyhow!(
+                    "cannot reach etcd at {list}: {reason}; is etcd running? (--etcd {list})"
+                ),
+                other => anyhow!("etcd at {list}: {other}"),
+            };
+            let etcd = EtcdStore::connect(etcd).await.map_err(unreachable)?;
+            etcd.check_reachable().await.map_err(unreachable)?;
+            Arc::new(etcd)
         }
     };
     let startup = async {

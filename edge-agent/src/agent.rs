@@ -156,7 +156,7 @@ async fn register<L: LoadSource>(shared: &Shared, load: &mut L) -> (Duration, Du
                     transports,
                     load: sample.load,
                     state: shared.state(sample.state),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    version: load.version(),
                 };
                 let answer = shared.client.post::<_, wire::RegisterResponse>(
                     routes::REGISTER,

@@ -17,7 +17,8 @@ use crate::wire::{Endpoint, RelayAddresses, Transport};
 // when none is given (clap-rs/clap#5092): they are optional one by one and
 // required together through the group.
 #[derive(Debug, Clone, clap::Args)]
-#[group(id = "agent", multiple = true, requires_all = ["controllers", "node_token", "region"])]
+// The token comes from --node-token or --node-token-file (group `node_key`, one of them).
+#[group(id = "agent", multiple = true, requires_all = ["controllers", "node_key", "region"])]
 pub struct AgentConfig {
     /// Controller base URL; repeat (or separate with commas) for replicas.
     #[arg(
@@ -35,9 +36,17 @@ pub struct AgentConfig {
         value_name = "TOKEN",
         env = "NEXRTC_NODE_TOKEN",
         hide_env_values = true,
-        required = false
+        required = false,
+        group = "node_key",
+        default_value = "",
+        hide_default_value = true
     )]
     pub node_token: String,
+
+    /// Read the token from FILE instead: a file holding the token, or the controller
+    /// configuration `nexrtc controller init` wrote (its `[bootstrap] node_key`).
+    #[arg(long, value_name = "FILE", required = false, group = "node_key")]
+    pub node_token_file: Option<PathBuf>,
 
     /// The region this relay serves (e.g. eu-west).
     #[arg(long, value_name = "NAME", env = "NEXRTC_REGION", required = false)]
@@ -91,6 +100,7 @@ impl AgentConfig {
         AgentConfig {
             controllers,
             node_token: node_token.to_owned(),
+            node_token_file: None,
             region: region.to_owned(),
             node: None,
             advertise: Vec::new(),
@@ -102,6 +112,23 @@ impl AgentConfig {
             probe_interval: 10,
             probe_count: 5,
         }
+    }
+
+    /// Reads `--node-token-file` into `node_token` (nothing to do without it).
+    pub fn load_node_token_file(&mut self) -> Result<(), String> {
+        let Some(path) = &self.node_token_file else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--node-token-file {}: {e}", path.display()))?;
+        self.node_token = token_from_file(&text).ok_or_else(|| {
+            format!(
+                "--node-token-file {}: no token in it (expected the token alone, or a \
+                 controller configuration with [bootstrap] node_key)",
+                path.display()
+            )
+        })?;
+        Ok(())
     }
 
     /// The node name: `--node`, else the host name made a valid name, else `node`.
@@ -139,6 +166,18 @@ impl AgentConfig {
             backoff: Backoff::default(),
         }
     }
+}
+
+/// The token of a `--node-token-file`: `[bootstrap] node_key` of a controller
+/// configuration, else the file's one line.
+fn token_from_file(text: &str) -> Option<String> {
+    if let Ok(table) = text.parse::<toml::Table>() {
+        let key = table.get("bootstrap")?.get("node_key")?.as_str()?;
+        return Some(key.to_owned()).filter(|k| !k.is_empty());
+    }
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let token = lines.next()?;
+    (lines.next().is_none() && !token.contains(char::is_whitespace)).then(|| token.to_owned())
 }
 
 /// Heartbeat periods outside 100 ms ..= 60 s are taken as the nearest bound.
@@ -315,6 +354,55 @@ mod tests {
         ] {
             assert!(parse_advertised(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn node_token_file_is_a_token_or_a_controller_config() {
+        let dir = std::env::temp_dir().join(format!("nexrtc-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bare = dir.join("token");
+        std::fs::write(&bare, "nxk_abc\n").unwrap();
+        let config = dir.join("c.toml");
+        std::fs::write(
+            &config,
+            "listen = \"127.0.0.1:8080\"\n[bootstrap]\nadmin_key = \"nxk_admin\"\nnode_key = \"nxk_node\"\n",
+        )
+        .unwrap();
+        let no_key = dir.join("other.toml");
+        std::fs::write(&no_key, "listen = \"127.0.0.1:8080\"\n").unwrap();
+        let mut a = AgentConfig::new(Vec::new(), "", "r");
+        for (path, want) in [(&bare, "nxk_abc"), (&config, "nxk_node")] {
+            a.node_token_file = Some(path.clone());
+            a.load_node_token_file().unwrap();
+            assert_eq!(a.node_token, want);
+        }
+        for bad in [no_key, dir.join("missing")] {
+            a.node_token_file = Some(bad.clone());
+            let e = a.load_node_token_file().unwrap_err();
+            assert!(e.contains("--node-token-file"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            agent: AgentConfig,
+        }
+        let base = [
+            "x",
+            "--controller",
+            "http://127.0.0.1:8080",
+            "--region",
+            "r",
+        ];
+        let with = |extra: &[&str]| {
+            Cli::try_parse_from(base.iter().chain(extra).copied()).map(|c| c.agent)
+        };
+        let a = with(&["--node-token-file", "c.toml"]).unwrap();
+        assert_eq!(a.node_token_file, Some(PathBuf::from("c.toml")));
+        assert!(with(&["--node-token", "t", "--node-token-file", "c.toml"]).is_err());
+        assert!(with(&[]).is_err(), "a token is required");
     }
 
     #[test]

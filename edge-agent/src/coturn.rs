@@ -1,5 +1,12 @@
-//! Load of a coturn node, scraped from its Prometheus endpoint (`--prometheus`,
-//! port 9641), for an agent running standalone beside it.
+//! Load of a coturn node, for an agent running standalone beside it: scraped
+//! from its Prometheus endpoint ([`CoturnLoad`], coturn's `--prometheus`, port
+//! 9641), or, for a coturn built without Prometheus (Debian's package), only its
+//! health from STUN Binding requests to its listening port ([`StunHealth`]).
+//!
+//! A scrape must be coturn's: an endpoint that refuses the connection, answers
+//! something that is not Prometheus text, or Prometheus text without coturn's
+//! families (a NexRTC relay's `/metrics`, also on port 9641 by default) is an
+//! error that says which, and the agent does not register.
 //!
 //! coturn's names (`src/apps/relay/prom_server.c`): the gauge
 //! `turn_total_allocations{type=…}` and the counters `turn_total_traffic_rcvp`,
@@ -9,6 +16,7 @@
 //! rates lag; a missing metric counts as 0.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -122,6 +130,87 @@ pub fn coturn_totals(samples: &[PromSample]) -> (u64, Totals) {
     (allocations, totals)
 }
 
+/// The metric families of a text exposition: sample names and the names of
+/// `# HELP` / `# TYPE` lines (a family with no series yet has only those).
+fn families(text: &str, samples: &[PromSample]) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix('#')?.trim_start();
+            let rest = rest
+                .strip_prefix("HELP ")
+                .or_else(|| rest.strip_prefix("TYPE "))?;
+            rest.split_whitespace().next().map(str::to_owned)
+        })
+        .chain(samples.iter().map(|s| s.name.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Checks that a scrape is coturn's metrics and reads its samples; the error
+/// says what it is instead.
+pub fn coturn_samples(text: &str) -> Result<Vec<PromSample>, String> {
+    let samples = parse_text(text);
+    let families = families(text, &samples);
+    if families.iter().any(|f| f.starts_with("nexrtc_")) {
+        return Err(
+            "this is a NexRTC relay's /metrics, not coturn's (both use port 9641 by \
+             default): point --turn-metrics at coturn's Prometheus endpoint \
+             (turnserver --prometheus --prometheus-port PORT)"
+                .to_owned(),
+        );
+    }
+    if families.is_empty() {
+        let start: String = text.trim_start().chars().take(40).collect();
+        return Err(format!(
+            "not Prometheus text (it starts with {start:?}): is this coturn's \
+             --prometheus endpoint?"
+        ));
+    }
+    // coturn's families (src/apps/relay/prom_server.c): turn_total_allocations,
+    // turn_traffic_*, turn_total_traffic_*, stun_binding_*.
+    if !families
+        .iter()
+        .any(|f| f.starts_with("turn_") || f.starts_with("stun_"))
+    {
+        let some: Vec<&str> = families.iter().take(3).map(String::as_str).collect();
+        return Err(format!(
+            "Prometheus text without coturn's metric families (turn_total_allocations, \
+             turn_traffic_*; it has {}): is this coturn's --prometheus endpoint?",
+            some.join(", ")
+        ));
+    }
+    Ok(samples)
+}
+
+/// A failed HTTP request in words: "connection refused" rather than a debug dump.
+fn request_error(e: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return "connection refused: nothing listens there; is coturn running with \
+                        --prometheus?"
+                    .to_owned();
+            }
+        }
+        source = err.source();
+    }
+    if e.is_timeout() {
+        return "no answer within 2 s".to_owned();
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        source = err.source();
+    }
+    text
+}
+
 /// Scrapes coturn's metrics once per heartbeat.
 #[derive(Debug)]
 pub struct CoturnLoad {
@@ -158,15 +247,16 @@ impl CoturnLoad {
             .get(&self.url)
             .send()
             .await
-            .map_err(|e| scrape_err(e.to_string()))?;
+            .map_err(|e| scrape_err(request_error(&e)))?;
         if !response.status().is_success() {
-            return Err(scrape_err(response.status().to_string()));
+            return Err(scrape_err(format!("HTTP {}", response.status())));
         }
         let text = response
             .text()
             .await
-            .map_err(|e| scrape_err(e.to_string()))?;
-        let (allocations, totals) = coturn_totals(&parse_text(&text));
+            .map_err(|e| scrape_err(request_error(&e)))?;
+        let samples = coturn_samples(&text).map_err(scrape_err)?;
+        let (allocations, totals) = coturn_totals(&samples);
         let (pps_in, pps_out, bps_in, bps_out) = self.rates.update(Instant::now(), totals);
         let load = LoadReport {
             allocations,
@@ -188,6 +278,127 @@ impl CoturnLoad {
 impl LoadSource for CoturnLoad {
     fn sample(&mut self) -> impl Future<Output = Result<Sample, LoadError>> + Send {
         self.read()
+    }
+
+    fn version(&self) -> String {
+        format!("agent {} (coturn)", env!("CARGO_PKG_VERSION"))
+    }
+}
+
+/// The health of a TURN server from STUN Binding requests to its listening
+/// port, for a coturn without Prometheus. The load is unknown: heartbeats carry
+/// the host's CPU only (allocations, traffic and capacity 0, which the
+/// controller reads as "unknown": only CPU counts). A server that does not
+/// answer is not vouched for: the heartbeat is skipped and the lease runs out.
+#[derive(Debug)]
+pub struct StunHealth {
+    addr: SocketAddr,
+    cpu: CpuMeter,
+    /// The SOFTWARE attribute of its last answer (coturn: `Coturn-4.6.1 'Gorst'`).
+    software: Option<String>,
+}
+
+/// Binding requests per health check; each waits this long for its answer.
+const STUN_TRIES: u32 = 3;
+const STUN_WAIT: Duration = Duration::from_millis(500);
+
+impl StunHealth {
+    /// `addr`: the server's UDP listening address, e.g. `127.0.0.1:3478`.
+    pub fn new(addr: SocketAddr) -> StunHealth {
+        StunHealth {
+            addr,
+            cpu: CpuMeter::host(),
+            software: None,
+        }
+    }
+
+    async fn read(&mut self) -> Result<Sample, LoadError> {
+        let software = binding(self.addr).await.map_err(|reason| LoadError::Stun {
+            addr: self.addr,
+            reason,
+        })?;
+        self.software = software;
+        Ok(Sample {
+            load: LoadReport {
+                cpu: self.cpu.sample(),
+                ..LoadReport::default()
+            },
+            state: RelayState::Active,
+        })
+    }
+}
+
+/// One STUN Binding transaction over UDP (RFC 8489 section 6.2.1: retransmitted
+/// while unanswered): the SOFTWARE of the success response.
+async fn binding(addr: SocketAddr) -> Result<Option<String>, String> {
+    use rand::Rng;
+    use turn_core::stun::{attr, Class, Message, MessageBuilder, Method, TransactionId};
+    let local: SocketAddr = if addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = tokio::net::UdpSocket::bind(local)
+        .await
+        .map_err(|e| format!("cannot bind a UDP socket: {e}"))?;
+    socket.connect(addr).await.map_err(|e| e.to_string())?;
+    let txid: [u8; 12] = rand::rng().random();
+    let mut request = MessageBuilder::new(Method::BINDING, Class::Request, TransactionId(txid));
+    request.fingerprint();
+    let request = request.finish();
+    let mut buf = [0u8; 1500];
+    let mut refused = false;
+    for _ in 0..STUN_TRIES {
+        if socket.send(&request).await.is_err() {
+            refused = true;
+        }
+        let until = Instant::now() + STUN_WAIT;
+        while let Ok(received) = tokio::time::timeout_at(until, socket.recv(&mut buf)).await {
+            let n = match received {
+                Ok(n) => n,
+                // ICMP port unreachable, reported on the connected socket.
+                Err(_) => {
+                    refused = true;
+                    continue;
+                }
+            };
+            let Ok(msg) = Message::parse(&buf[..n]) else {
+                continue;
+            };
+            if msg.method() != Method::BINDING || msg.transaction_id().0 != txid {
+                continue;
+            }
+            if msg.class() != Class::Success {
+                return Err("a STUN error response to a Binding request".to_owned());
+            }
+            let software = msg
+                .attribute(attr::SOFTWARE)
+                .and_then(|a| attr::decode_utf8(a.value).ok())
+                .map(str::to_owned);
+            return Ok(software);
+        }
+    }
+    Err(if refused {
+        "port unreachable: is the TURN server listening there (UDP)?".to_owned()
+    } else {
+        format!(
+            "no answer to {STUN_TRIES} Binding requests in {} ms",
+            (STUN_WAIT * STUN_TRIES).as_millis()
+        )
+    })
+}
+
+impl LoadSource for StunHealth {
+    fn sample(&mut self) -> impl Future<Output = Result<Sample, LoadError>> + Send {
+        self.read()
+    }
+
+    fn version(&self) -> String {
+        let agent = env!("CARGO_PKG_VERSION");
+        match &self.software {
+            Some(s) => format!("{s} (agent {agent})"),
+            None => format!("agent {agent} (coturn)"),
+        }
     }
 }
 
@@ -235,6 +446,25 @@ garbage line {
                 bytes_out: 0, // missing: 0
             }
         );
+    }
+
+    #[test]
+    fn only_coturn_text_is_taken() {
+        assert_eq!(
+            coturn_samples(COTURN).map(|s| s.len()),
+            Ok(parse_text(COTURN).len())
+        );
+        // Families with no series yet still mark coturn's endpoint.
+        let fresh = "# HELP turn_total_allocations x\n# TYPE turn_total_allocations gauge\n";
+        assert_eq!(coturn_samples(fresh), Ok(Vec::new()));
+        let ours =
+            "# TYPE nexrtc_relay_allocations_active gauge\nnexrtc_relay_allocations_active 0\n";
+        let e = coturn_samples(ours).unwrap_err();
+        assert!(e.contains("NexRTC relay's /metrics, not coturn's"), "{e}");
+        let e = coturn_samples("<html>hello</html>").unwrap_err();
+        assert!(e.contains("not Prometheus text"), "{e}");
+        let e = coturn_samples("node_cpu_seconds_total 1\n").unwrap_err();
+        assert!(e.contains("without coturn's metric families"), "{e}");
     }
 
     #[test]

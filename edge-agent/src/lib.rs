@@ -16,7 +16,8 @@
 //! * [`agent`] — [`spawn`] and its tasks (control, probes; `events`: the
 //!   stream), torn down with the [`AgentHandle`].
 //! * [`load`] — [`LoadSource`] and [`RelayLoad`] (the in-process relay's
-//!   counters); [`coturn`] — [`CoturnLoad`] (coturn's Prometheus endpoint).
+//!   counters); [`coturn`] — [`CoturnLoad`] (coturn's Prometheus endpoint) and
+//!   [`StunHealth`] (STUN Binding health only, for a coturn without Prometheus).
 //! * [`apply`] — [`Apply`]: the relay applies pushed state, [`LogOnly`] logs it.
 //! * [`probe`] — latency probes; [`metric`] — metric names.
 //!
@@ -50,7 +51,7 @@ pub use agent::{spawn, AgentError, AgentHandle, AgentStatus};
 pub use apply::{Apply, ApplyError, LogOnly};
 pub use client::{CallError, ClientError, ControllerClient};
 pub use config::AgentConfig;
-pub use coturn::CoturnLoad;
+pub use coturn::{CoturnLoad, StunHealth};
 pub use load::{LoadError, LoadSource, RelayLoad, Sample};
 pub use reqwest::Url;
 pub use sse::{SseDecoder, SseError, SseEvent};

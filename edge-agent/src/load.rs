@@ -20,6 +20,11 @@ pub enum LoadError {
     Unhealthy(String),
     #[error("cannot scrape {url}: {reason}")]
     Scrape { url: String, reason: String },
+    #[error("no STUN answer from {addr}: {reason}")]
+    Stun {
+        addr: std::net::SocketAddr,
+        reason: String,
+    },
 }
 
 /// One reading: the load, and whether the server drains on its own account
@@ -33,6 +38,12 @@ pub struct Sample {
 /// A source of load reports, sampled once per heartbeat.
 pub trait LoadSource: Send + 'static {
     fn sample(&mut self) -> impl Future<Output = Result<Sample, LoadError>> + Send;
+
+    /// The software version the controller shows for this relay (`version` of the
+    /// registration), read after a successful `sample`.
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_owned()
+    }
 }
 
 /// Monotonic packet and byte counters, client side (in = from clients).

@@ -144,6 +144,27 @@ impl Controller {
         }
     }
 
+    /// A controller started from a configuration file someone else wrote (listening
+    /// on `addr`, with `keys` in its `[bootstrap]`), until it is ready.
+    pub fn start_from_file(
+        addr: SocketAddr,
+        config_file: PathBuf,
+        keys: ControllerKeys,
+        setup: ControllerSetup,
+    ) -> Controller {
+        let mut process = spawn(&config_file);
+        if let Err(e) = wait_ready(addr, &mut process) {
+            panic!("{e}");
+        }
+        Controller {
+            addr,
+            setup,
+            keys,
+            config_file,
+            process,
+        }
+    }
+
     /// `http://127.0.0.1:PORT`, as agents are given it.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

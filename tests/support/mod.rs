@@ -87,6 +87,9 @@ pub mod slot {
     pub const DEV_MODE_STATUS: u16 = 38;
     pub const DEV_BROWSER_REFRESH: u16 = 39;
     pub const DEV_BROWSER_CERT_HINT: u16 = 40;
+    pub const COTURN_STUN: u16 = 42;
+    pub const CONTROLLER_INIT: u16 = 43;
+    pub const COTURN_AGENT: u16 = 44;
 }
 
 pub(crate) const SLOT_BASE: u16 = 61_000;

@@ -146,3 +146,16 @@ pub async fn page() -> Response {
     let content_type = HeaderValue::from_static("text/html; charset=utf-8");
     ([(header::CONTENT_TYPE, content_type)], STATUS_HTML).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    /// The page says what its numbers mean: load, multiplier and version.
+    #[test]
+    fn the_page_explains_load_multiplier_and_version() {
+        let page = super::STATUS_HTML;
+        assert!(page.contains(r#"id="legend""#));
+        assert!(page.contains("allocations ÷ capacity"));
+        assert!(page.contains("round-trip time is multiplied by"));
+        assert!(page.contains("agent x.y (coturn)"));
+    }
+}

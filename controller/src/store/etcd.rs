@@ -91,6 +91,14 @@ impl EtcdStore {
         })
     }
 
+    /// One read, to learn at start whether etcd answers at all.
+    pub async fn check_reachable(&self) -> Result<(), StoreError> {
+        let mut kv = self.kv();
+        self.call("get", kv.get(self.prefix.as_bytes(), None))
+            .await
+            .map(drop)
+    }
+
     /// The underlying client, for what the [`Store`](super::Store) API does not cover
     /// (compaction, maintenance). Its keys are absolute: add [`EtcdStore::prefix`].
     pub fn client(&self) -> Client {
@@ -155,7 +163,7 @@ fn map_error(error: etcd_client::Error) -> StoreError {
             | Code::DeadlineExceeded
             | Code::Cancelled
             | Code::Aborted
-            | Code::Unknown => StoreError::Unavailable(status.to_string()),
+            | Code::Unknown => StoreError::Unavailable(causes(&status)),
             _ => StoreError::Other(status.to_string()),
         },
         E::LeaseKeepAliveError(message) if message.contains("lease not found") => {
@@ -165,9 +173,27 @@ fn map_error(error: etcd_client::Error) -> StoreError {
         | E::IoError(_)
         | E::WatchError(_)
         | E::LeaseKeepAliveError(_)
-        | E::EndpointError(_) => StoreError::Unavailable(error.to_string()),
+        | E::EndpointError(_) => StoreError::Unavailable(causes(&error)),
         other => StoreError::Other(other.to_string()),
     }
+}
+
+/// An error and its causes in words, outermost first, each once: "tcp connect error:
+/// Connection refused (os error 111)" rather than tonic's debug dump of the chain.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = match e.downcast_ref::<tonic::Status>() {
+            Some(status) => status.message().to_owned(),
+            None => e.to_string(),
+        };
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 fn strip(prefix: &str, key: &[u8]) -> Result<String, StoreError> {
