@@ -174,8 +174,9 @@ impl Relay {
             .unwrap_or_default();
         let credentials = Arc::new(config.credentials.load()?);
         // Host-wide: ports (EVEN-PORT, RESERVATION-TOKEN) and quota counts.
+        crate::host::warn_if_ephemeral(&config.ports);
         let addrs: Vec<RelayAddress> = config.relay_addresses().collect();
-        let pools = PortPools::new(&addrs, config.ports.clone());
+        let pools = PortPools::new(&addrs, config.ports.clone(), &config.core.peer_filter);
         let ledger = Arc::new(AllocationLedger::new());
 
         let mut built = Vec::with_capacity(workers);

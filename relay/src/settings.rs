@@ -83,7 +83,7 @@ pub struct Settings {
     #[arg(long, value_name = "IP[/IP]")]
     #[serde(default, deserialize_with = "one_or_many")]
     pub external_ip: Vec<ExternalIp>,
-    /// Lowest relay port [default: 49152].
+    /// Lowest relay port [default: 61000, above Linux's ephemeral ports 32768-60999].
     #[arg(long, value_name = "PORT")]
     pub min_port: Option<u16>,
     /// Highest relay port [default: 65535].
@@ -322,7 +322,11 @@ pub(crate) mod defaults {
     pub const LISTENING_IP: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     pub const LISTENING_PORT: u16 = 3478;
     pub const TLS_LISTENING_PORT: u16 = 5349;
-    pub const MIN_PORT: u16 = 49152;
+    /// Above the Linux default ephemeral range (net.ipv4.ip_local_port_range
+    /// 32768-60999), so a relay port given back never becomes another
+    /// process's outgoing socket: 4,536 ports per relay IP (README,
+    /// "Relay ports").
+    pub const MIN_PORT: u16 = 61000;
     pub const MAX_PORT: u16 = 65535;
     pub const MAX_TCP_CONNECTIONS: u32 = 10_000;
     /// Few shared sockets keep the recvmmsg/sendmmsg batches full (more datagrams per

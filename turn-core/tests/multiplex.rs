@@ -75,9 +75,12 @@ fn client(n: u32) -> ClientSocket {
 impl Shell {
     fn new() -> Shell {
         let mut config = Config::new(REALM, [7; 32]);
-        config
-            .peer_filter
-            .own_relay_addresses(vec![addr("192.0.2.10:0").ip()], 49152..=65535);
+        // The shell holds the shared sockets' ports for the relay's life.
+        let relay_ip = addr("192.0.2.10:0").ip();
+        let held = config.peer_filter.relay_ip(relay_ip, relay_ip);
+        for handle in 0..SHARED {
+            held.hold(50_000 + handle as u16);
+        }
         let mut c = Credentials::new();
         c.insert_tenant("default", vec![SECRET.to_vec()])
             .expect("tenant");

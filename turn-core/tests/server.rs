@@ -25,6 +25,8 @@ const PEER: &str = "1.2.3.4:5000";
 struct Harness {
     server: Server,
     now: Now,
+    /// The relay IP's held ports, kept as a shell's port pool does.
+    held: Arc<turn_core::HeldPorts>,
     next_handle: u32,
     freed: Vec<RelayHandle>,
     bind_requests: Vec<PortRequest>,
@@ -73,9 +75,8 @@ impl Harness {
 
     fn with(tweak: impl FnOnce(&mut Config)) -> Harness {
         let mut config = Config::new(REALM, [42; 32]);
-        config
-            .peer_filter
-            .own_relay_addresses(vec![addr(RELAY_ADDR).ip()], 49152..=65535);
+        let relay_ip = addr(RELAY_ADDR).ip();
+        let held = config.peer_filter.relay_ip(relay_ip, relay_ip);
         tweak(&mut config);
         let mono = Instant::now();
         Harness {
@@ -84,6 +85,7 @@ impl Harness {
                 mono,
                 unix_secs: T0_UNIX,
             },
+            held,
             next_handle: 0,
             freed: Vec::new(),
             bind_requests: Vec::new(),
@@ -108,6 +110,7 @@ impl Harness {
                     let handle = RelayHandle(self.next_handle);
                     let mut relay = addr(RELAY_ADDR);
                     relay.set_port(50000 + self.next_handle as u16);
+                    self.held.hold(relay.port());
                     self.next_handle += 1;
                     let binding = RelayBinding {
                         handle,
@@ -117,7 +120,10 @@ impl Harness {
                     };
                     self.server.relay_bound(request, Ok(binding), self.now);
                 }
-                Command::FreeRelay { relay } => self.freed.push(relay),
+                Command::FreeRelay { relay } => {
+                    self.held.release(50000 + relay.0 as u16);
+                    self.freed.push(relay);
+                }
             }
         }
     }
@@ -534,6 +540,97 @@ fn blocked_peers_are_403() {
     // The relay's own relayed addresses stay reachable: two clients of one relay.
     let ok = permission(&mut h, c, &creds, "192.0.2.10:50001", 21);
     assert_eq!(answer_code(&ok), None);
+}
+
+#[test]
+fn own_addresses_only_on_ports_the_relay_holds() {
+    // The relay's own address is public-looking and opened by the operator:
+    // still, only the ports of live relay sockets are peers, never the TURN
+    // listener or another service on the host, and a channel to a relay port
+    // stops carrying data once that port is given back.
+    let mut h = Harness::with(|c| c.peer_filter.allow("192.0.2.0/24".parse().expect("cidr")));
+    let (a, a_creds, a_relayed) = allocated(&mut h, 4040);
+    let (b, b_creds, b_relayed) = allocated(&mut h, 4041);
+    assert_eq!(a_relayed.ip(), b_relayed.ip());
+    let listener = "192.0.2.10:3478";
+    let other_service = "192.0.2.10:22";
+    let free_relay_port = "192.0.2.10:50099";
+    for (i, peer) in [listener, other_service, free_relay_port]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            answer_code(&channel_bind(
+                &mut h,
+                a,
+                &a_creds,
+                0x4001,
+                peer,
+                50 + i as u8
+            )),
+            Some(403),
+            "{peer}"
+        );
+    }
+    // Another host of the opened range is an ordinary peer.
+    assert_eq!(
+        answer_code(&channel_bind(
+            &mut h,
+            a,
+            &a_creds,
+            0x4001,
+            "192.0.2.99:22",
+            53
+        )),
+        None
+    );
+    // A Send indication to the listener (a nested Allocate) is dropped.
+    assert_eq!(
+        answer_code(&permission(&mut h, a, &a_creds, listener, 54)),
+        None
+    );
+    let mut send = MessageBuilder::new(Method::SEND, Class::Indication, txid(55));
+    send.xor_address(attr::XOR_PEER_ADDRESS, addr(listener))
+        .attribute(attr::DATA, &allocate_request(txid(56), &a_creds));
+    let (action, out) = h.input(a, &send.finish());
+    assert_eq!((action, out.len()), (ClientAction::Done, 0));
+    assert_eq!(h.server.stats().dropped(DropReason::DeniedPeer).get(), 1);
+    // Client to client through the relay: b's relayed address is held.
+    assert_eq!(
+        answer_code(&channel_bind(
+            &mut h,
+            a,
+            &a_creds,
+            0x4002,
+            &b_relayed.to_string(),
+            57
+        )),
+        None
+    );
+    let mut packet = channel_data_header(0x4002, 2).to_vec();
+    packet.extend_from_slice(b"hi");
+    let (action, _) = h.input(a, &packet);
+    assert!(matches!(action, ClientAction::Forward { peer, .. } if peer == b_relayed));
+    // b's allocation ends: its port may be anyone's now.
+    let gone = signed(Method::REFRESH, txid(58), &b_creds, |m| {
+        m.u32(attr::LIFETIME, 0);
+    });
+    assert_eq!(answer_code(&h.ask(b, &gone)), None);
+    assert!(!h.held.contains(b_relayed.port()));
+    let (action, _) = h.input(a, &packet);
+    assert_eq!(action, ClientAction::Done);
+    assert_eq!(h.server.stats().dropped(DropReason::DeniedPeer).get(), 2);
+    assert_eq!(
+        answer_code(&channel_bind(
+            &mut h,
+            a,
+            &a_creds,
+            0x4002,
+            &b_relayed.to_string(),
+            59
+        )),
+        Some(403)
+    );
 }
 
 #[test]

@@ -19,6 +19,9 @@ pub(crate) struct Channel {
     pub(crate) number: u16,
     pub(crate) peer: SocketAddr,
     pub(crate) expires: Instant,
+    /// The peer is one of the relay's own addresses: every packet checks
+    /// that the relay still holds its port (see `client_channel_data`).
+    pub(crate) own: bool,
 }
 
 #[derive(Debug)]
@@ -60,11 +63,10 @@ impl Allocation {
     }
 
     #[inline]
-    pub(crate) fn channel_peer(&self, number: u16, now: Instant) -> Option<SocketAddr> {
+    pub(crate) fn channel(&self, number: u16, now: Instant) -> Option<&Channel> {
         self.channels
             .iter()
             .find(|c| c.number == number && c.expires > now)
-            .map(|c| c.peer)
     }
 
     #[inline]
@@ -116,17 +118,20 @@ impl Allocation {
         &mut self,
         number: u16,
         peer: SocketAddr,
+        own: bool,
         expires: Instant,
         stats: &Stats,
     ) {
         if let Some(c) = self.channels.iter_mut().find(|c| c.number == number) {
             c.peer = peer;
+            c.own = own;
             c.expires = expires;
         } else {
             self.channels.push(Channel {
                 number,
                 peer,
                 expires,
+                own,
             });
             stats.channels_active.inc();
         }

@@ -270,12 +270,25 @@ impl Server {
             self.count_drop(DropReason::Malformed);
             return ClientAction::Done;
         };
-        let Some(alloc) = self.allocation_of_mut(&from) else {
+        let Some(alloc) = self
+            .by_client
+            .get(&from)
+            .and_then(|&slot| self.allocations.get_mut(slot as usize))
+            .and_then(Option::as_mut)
+        else {
             return self.drop_client(DropReason::NoAllocation);
         };
-        let Some(peer) = alloc.channel_peer(data.channel, now) else {
+        let Some(channel) = alloc.channel(data.channel, now) else {
             return self.drop_client(DropReason::NoChannel);
         };
+        let peer = channel.peer;
+        // A channel to one of the relay's own addresses was checked at
+        // ChannelBind against the ports the relay held then; the port may
+        // have been released since (and taken by another process), so it is
+        // checked again here. Other peers cost one flag test.
+        if channel.own && !self.config.peer_filter.check(peer) {
+            return self.drop_client(DropReason::DeniedPeer);
+        }
         if !alloc.has_permission(peer.ip(), now) {
             return self.drop_client(DropReason::NoPermission);
         }

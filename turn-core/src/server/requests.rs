@@ -500,8 +500,9 @@ impl Server {
         let channel_expires = now.mono + self.config.channel_lifetime;
         let permission_expires = now.mono + self.config.permission_lifetime;
         let stats = self.stats.clone();
+        let own = self.config.peer_filter.is_own(peer.ip());
         if let Some(alloc) = self.allocation_of_mut(&ctx.client) {
-            alloc.bind_channel(number, peer, channel_expires, &stats);
+            alloc.bind_channel(number, peer, own, channel_expires, &stats);
             // RFC 8656 §11.2: binding a channel installs or refreshes the
             // permission for the peer's IP.
             let new = alloc.permit(peer.ip(), permission_expires, &stats);
