@@ -2,7 +2,8 @@
 //!
 //! Safe by default: the relay refuses peers in loopback, private, link-local,
 //! multicast, documentation and cloud-metadata ranges (eturnal's recommended
-//! list), so a TURN allocation cannot be used to reach the operator's internal
+//! list, plus the IPv6 spellings of IPv4 addresses and deprecated site-local),
+//! so a TURN allocation cannot be used to reach the operator's internal
 //! network (coturn CVE-2020-26262 was a loopback bypass of exactly this).
 //!
 //! The relay's own addresses (relay, listening and advertised IPs, and the
@@ -114,6 +115,12 @@ impl OwnRelay {
 /// 4. `--denied-peer-ip` and the default blocklist — denied (loopback only
 ///    unless `--allow-loopback-peers`);
 /// 5. everything else — allowed.
+///
+/// An IPv6 address that embeds an IPv4 one (NAT64 64:ff9b::/96 and
+/// 64:ff9b:1::/48, SIIT ::ffff:0:0:0/96, IPv4-compatible ::/96) must pass both
+/// as itself (those ranges are denied by default) and as the IPv4 address, so
+/// an allow list for IPv6 never opens a private IPv4 network through a
+/// translator.
 #[derive(Debug, Clone)]
 pub struct PeerFilter {
     blocked: Vec<IpNet>,
@@ -164,10 +171,15 @@ fn default_denied() -> Vec<IpNet> {
         v4(203, 0, 113, 0, 24),
         v4(224, 0, 0, 0, 4),
         v4(240, 0, 0, 0, 4),
-        v6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96),
+        v6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96), // NAT64 well-known prefix (RFC 6052)
+        v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), // NAT64 local use (RFC 8215)
+        v6([0, 0, 0, 0, 0, 0, 0, 0], 96),         // IPv4-compatible (RFC 4291 §2.5.5.1)
+        v6([0, 0, 0, 0, 0, 0xffff, 0, 0], 96),    // IPv4-mapped (also read as IPv4)
+        v6([0, 0, 0, 0, 0xffff, 0, 0, 0], 96),    // SIIT IPv4-translated (RFC 7915)
         v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64),
         v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),
         v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),
+        v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10), // site-local (deprecated, RFC 3879)
         v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),
     ]
 }
@@ -177,6 +189,22 @@ fn is_loopback(ip: IpAddr) -> bool {
         IpAddr::V4(v4) => v4.is_loopback(),
         IpAddr::V6(v6) => v6.is_loopback(),
     }
+}
+
+/// The IPv4 address an IPv6 address stands for through a translator, in the
+/// last 32 bits (RFC 6052 §2.2, the /96 format; the well-known prefix allows
+/// only that one): NAT64 64:ff9b::/96 and 64:ff9b:1::/48 (RFC 8215), SIIT
+/// ::ffff:0:a.b.c.d (RFC 7915), IPv4-compatible ::a.b.c.d (RFC 4291
+/// §2.5.5.1; not :: and ::1, which are judged as themselves).
+fn embedded_ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
+    let IpAddr::V6(v6) = ip else { return None };
+    let s = v6.segments();
+    let translated = matches!(s, [0x64, 0xff9b, 0, 0, 0, 0, _, _])
+        || matches!(s, [0x64, 0xff9b, 1, ..])
+        || matches!(s, [0, 0, 0, 0, 0xffff, 0, _, _])
+        || (matches!(s, [0, 0, 0, 0, 0, 0, _, _]) && !matches!(s, [.., 0, 0 | 1]));
+    let [.., a, b, c, d] = v6.octets();
+    translated.then_some(Ipv4Addr::new(a, b, c, d))
 }
 
 /// IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are judged as the IPv4 address.
@@ -263,11 +291,13 @@ impl PeerFilter {
             .map(|r| r.held.clone())
     }
 
-    /// Whether `ip` is one of the relay's own addresses: sending there needs
+    /// Whether `ip` is one of the relay's own addresses (directly or embedded
+    /// in a translated IPv6 address): sending there needs
     /// [`PeerFilter::check`] again whenever the port may have changed hands.
     pub fn is_own(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.own_ips.contains(&ip)
+            || embedded_ipv4(ip).is_some_and(|v4| self.own_ips.contains(&IpAddr::V4(v4)))
     }
 
     /// Whether a permission for `ip` may be installed. Permissions are per IP
@@ -281,7 +311,7 @@ impl PeerFilter {
         if self.own_ips.contains(&ip) {
             return true;
         }
-        self.general(ip)
+        self.general(ip) && embedded_ipv4(ip).is_none_or(|v4| self.check_ip(IpAddr::V4(v4)))
     }
 
     /// Whether the relay may send to `peer`.
@@ -294,6 +324,8 @@ impl PeerFilter {
             return self.holds(ip, peer.port()) || (self.allow_loopback && is_loopback(ip));
         }
         self.general(ip)
+            && embedded_ipv4(ip)
+                .is_none_or(|v4| self.check(SocketAddr::new(IpAddr::V4(v4), peer.port())))
     }
 
     /// Whether a relay IP that receives datagrams sent to `ip` holds `port`.
@@ -429,5 +461,56 @@ mod tests {
         assert!(!f.check(addr("127.0.0.1:3478")));
         f.allow_loopback(true);
         assert!(f.check(addr("127.0.0.1:3478")));
+    }
+
+    #[test]
+    fn ipv6_spellings_of_ipv4_and_site_local_are_refused() {
+        let f = PeerFilter::default();
+        for denied in [
+            "[64:ff9b::808:808]:53",   // NAT64 of 8.8.8.8 (RFC 6052)
+            "[64:ff9b:1::808:808]:53", // local-use NAT64 (RFC 8215)
+            "[::808:808]:53",          // IPv4-compatible
+            "[::ffff:0:808:808]:53",   // SIIT
+            "[::ffff:10.0.0.1]:53",    // IPv4-mapped, judged as 10.0.0.1
+            "[fec0::1]:53",            // site-local
+        ] {
+            assert!(!f.check(addr(denied)), "{denied} should be denied");
+            assert!(!f.check_ip(addr(denied).ip()), "{denied} should be denied");
+        }
+        // IPv4-mapped is the IPv4 address itself: a public one is a peer.
+        assert!(f.check(addr("[::ffff:8.8.8.8]:53")));
+    }
+
+    #[test]
+    fn translated_ipv6_is_judged_by_its_ipv4_too() {
+        let mut f = PeerFilter::default();
+        for net in ["64:ff9b::/96", "64:ff9b:1::/48", "::/96", "::ffff:0:0:0/96"] {
+            f.allow(net.parse().expect("cidr"));
+        }
+        f.allow("192.0.2.0/24".parse().expect("cidr"));
+        for (peer, ok) in [
+            ("[64:ff9b::808:808]:53", true),    // 8.8.8.8
+            ("[64:ff9b::a00:1]:53", false),     // 10.0.0.1
+            ("[64:ff9b::7f00:1]:53", false),    // 127.0.0.1
+            ("[64:ff9b::a9fe:a9fe]:80", false), // 169.254.169.254
+            ("[64:ff9b:1::a00:1]:53", false),   // 10.0.0.1
+            ("[64:ff9b:1::c000:201]:53", true), // 192.0.2.1, allowed as IPv4
+            ("[::a00:1]:53", false),            // 10.0.0.1
+            ("[::ffff:0:a00:1]:53", false),     // 10.0.0.1
+            ("[::ffff:0:808:808]:53", true),    // 8.8.8.8
+            ("[64:ff9b::1:203]:53", false),     // 0.1.2.3, always blocked
+        ] {
+            assert_eq!(f.check(addr(peer)), ok, "{peer}");
+            assert_eq!(f.check_ip(addr(peer).ip()), ok, "{peer}");
+        }
+        // The relay's own IPv4 address through a translator: held ports only.
+        let held = f.relay_ip(
+            "8.8.8.8".parse().expect("ip"),
+            "8.8.8.8".parse().expect("ip"),
+        );
+        held.hold(61000);
+        assert!(f.check(addr("[64:ff9b::808:808]:61000")));
+        assert!(!f.check(addr("[64:ff9b::808:808]:3478")));
+        assert!(f.is_own("64:ff9b::808:808".parse().expect("ip")));
     }
 }
