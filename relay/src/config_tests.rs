@@ -395,6 +395,17 @@ fn own_addresses_are_peers_only_on_held_relay_ports() {
 }
 
 #[test]
+fn channel_numbers_follow_rfc_8656_unless_legacy() {
+    assert!(!build(base()).unwrap().core.legacy_channel_numbers);
+    let c = build(Settings {
+        legacy_channel_numbers: true,
+        ..base()
+    })
+    .unwrap();
+    assert!(c.core.legacy_channel_numbers);
+}
+
+#[test]
 fn quotas_and_lifetimes() {
     let c = build(Settings {
         user_quota: Some(3),

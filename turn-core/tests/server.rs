@@ -645,17 +645,16 @@ fn loopback_peers_when_the_operator_allows_them() {
 
 #[test]
 fn channel_bind_rules() {
-    // RFC 8656 §11.2; numbers up to 0x7FFF as RFC 5766 allowed.
+    // RFC 8656 §12.2: numbers 0x4000-0x4FFF only.
     let mut h = Harness::new();
     let (c, creds, _) = allocated(&mut h, 4016);
-    assert_eq!(
-        answer_code(&channel_bind(&mut h, c, &creds, 0x3FFF, PEER, 3)),
-        Some(400)
-    );
-    assert_eq!(
-        answer_code(&channel_bind(&mut h, c, &creds, 0x8000, PEER, 4)),
-        Some(400)
-    );
+    for (i, number) in [0x3FFF, 0x5000, 0x7FFF, 0x8000].into_iter().enumerate() {
+        assert_eq!(
+            answer_code(&channel_bind(&mut h, c, &creds, number, PEER, 60 + i as u8)),
+            Some(400),
+            "{number:#x}"
+        );
+    }
     assert_eq!(
         answer_code(&channel_bind(&mut h, c, &creds, 0x4000, PEER, 5)),
         None
@@ -687,6 +686,120 @@ fn channel_bind_rules() {
         Some(443)
     );
     assert_eq!(h.server.stats().channels_active.get(), 1);
+}
+
+#[test]
+fn legacy_channel_numbers_up_to_0x7fff() {
+    // RFC 5766 §11 allowed 0x4000-0x7FFF; older clients still use it.
+    let mut h = Harness::with(|c| c.legacy_channel_numbers = true);
+    let (c, creds, _) = allocated(&mut h, 4030);
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x7FFF, PEER, 3)),
+        None
+    );
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x8000, "1.2.3.5:5000", 4)),
+        Some(400)
+    );
+    let mut packet = channel_data_header(0x7FFF, 1).to_vec();
+    packet.push(7);
+    let (action, _) = h.input(c, &packet);
+    assert!(matches!(action, ClientAction::Forward { peer, .. } if peer == addr(PEER)));
+}
+
+#[test]
+fn thousands_of_channels_route_to_their_own_peers() {
+    // Every channel number RFC 8656 §12 allows, on one allocation, to 4,096
+    // peers (16 IPs x 256 ports: within the permission quota). Each packet
+    // must reach exactly its channel's peer, and each peer's datagrams come
+    // back on exactly its channel.
+    let mut h = Harness::with(|c| c.channel_lifetime = Duration::from_secs(60));
+    let (c, creds, _) = allocated(&mut h, 4031);
+    let peer_of = |n: u16| {
+        let i = n - 0x4000;
+        SocketAddr::new(
+            std::net::IpAddr::from([1, 2, 3, 100 + (i / 256) as u8]),
+            10_000 + i % 256,
+        )
+    };
+    for number in 0x4000..=0x4FFFu16 {
+        let mut id = [0xC0; 12];
+        id[..2].copy_from_slice(&number.to_be_bytes());
+        let req = signed(Method::CHANNEL_BIND, TransactionId(id), &creds, |b| {
+            b.attribute(
+                attr::CHANNEL_NUMBER,
+                &[(number >> 8) as u8, number as u8, 0, 0],
+            )
+            .xor_address(attr::XOR_PEER_ADDRESS, peer_of(number));
+        });
+        assert_eq!(answer_code(&h.ask(c, &req)), None, "{number:#x}");
+    }
+    assert_eq!(h.server.stats().channels_active.get(), 4096);
+    // In a scrambled order, so no lookup can lean on insertion order.
+    for k in 0..4096u32 {
+        let number = 0x4000 + ((k * 2_897) % 4096) as u16;
+        let mut packet = channel_data_header(number, 2).to_vec();
+        packet.extend_from_slice(&number.to_be_bytes());
+        let (action, _) = h.input(c, &packet);
+        assert_eq!(
+            action,
+            ClientAction::Forward {
+                relay: RelayHandle(0),
+                peer: peer_of(number),
+                payload: 4..6
+            }
+        );
+        let back = h
+            .server
+            .handle_peer(RelayHandle(0), peer_of(number), b"ok", h.now);
+        assert_eq!(
+            back,
+            PeerAction::ToClient {
+                client: c,
+                header: channel_data_header(number, 2)
+            },
+            "{number:#x}"
+        );
+    }
+    // A peer port next to bound ones has no channel: a Data indication.
+    let stray = SocketAddr::new(peer_of(0x4000).ip(), 9_999);
+    assert_eq!(
+        h.server.handle_peer(RelayHandle(0), stray, b"x", h.now),
+        PeerAction::Done
+    );
+    assert!(h.server.poll_transmit().is_some());
+    // After they expire, a number may be bound to another peer, and the old
+    // peer's datagrams no longer arrive on it.
+    h.advance(Duration::from_secs(61));
+    assert_eq!(h.server.stats().channels_active.get(), 0);
+    let refresh = signed(Method::REFRESH, txid(70), &creds, |_| {});
+    assert_eq!(answer_code(&h.ask(c, &refresh)), None);
+    assert_eq!(
+        answer_code(&channel_bind(
+            &mut h,
+            c,
+            &creds,
+            0x4000,
+            &peer_of(0x4001).to_string(),
+            71
+        )),
+        None
+    );
+    assert_eq!(
+        h.server
+            .handle_peer(RelayHandle(0), peer_of(0x4001), b"ok", h.now),
+        PeerAction::ToClient {
+            client: c,
+            header: channel_data_header(0x4000, 2)
+        }
+    );
+    // The old peer (same IP, so permitted) gets a Data indication, not 0x4000.
+    assert_eq!(
+        h.server
+            .handle_peer(RelayHandle(0), peer_of(0x4000), b"ok", h.now),
+        PeerAction::Done
+    );
+    assert!(h.server.poll_transmit().is_some());
 }
 
 #[test]

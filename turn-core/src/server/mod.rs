@@ -8,6 +8,7 @@ mod ledger;
 mod mux;
 mod requests;
 mod response;
+mod table;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -638,11 +639,10 @@ impl Server {
         self.release_quota(&alloc.tenant, &alloc.user);
         if alloc.shared {
             let relay = alloc.relay;
-            for p in &alloc.permissions {
+            for ip in alloc.permissions.ips() {
                 let others = &self.allocations;
-                self.mux.unpermit(relay, p.ip, slot, || {
-                    find_permitting(others, relay, p.ip, slot)
-                });
+                self.mux
+                    .unpermit(relay, ip, slot, || find_permitting(others, relay, ip, slot));
             }
             for peer in &alloc.claims {
                 self.mux.unclaim(relay, *peer, slot);
@@ -716,10 +716,7 @@ fn find_permitting(
 ) -> Option<u32> {
     allocations.iter().enumerate().find_map(|(i, a)| {
         let a = a.as_ref()?;
-        (i as u32 != except
-            && a.shared
-            && a.relay == relay
-            && a.permissions.iter().any(|p| p.ip == ip))
-        .then_some(i as u32)
+        (i as u32 != except && a.shared && a.relay == relay && a.permissions.contains(ip))
+            .then_some(i as u32)
     })
 }

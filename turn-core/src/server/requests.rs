@@ -10,8 +10,8 @@ use crate::net::{ClientSocket, Now};
 use crate::ratelimit::TokenBucket;
 use crate::stats::{AuthFailure, MethodLabel};
 use crate::stun::{
-    self, attr, Class, IntegrityKind, Message, MessageBuilder, Method, TransactionId, CHANNEL_MAX,
-    CHANNEL_MIN,
+    self, attr, Class, IntegrityKind, Message, MessageBuilder, Method, TransactionId,
+    CHANNEL_BIND_MAX, CHANNEL_MAX, CHANNEL_MIN,
 };
 
 use super::allocation::Allocation;
@@ -343,8 +343,8 @@ impl Server {
             username: pending.username,
             tenant: pending.tenant,
             user: pending.user,
-            permissions: Vec::new(),
-            channels: Vec::new(),
+            permissions: Default::default(),
+            channels: Default::default(),
             stats,
             to_peer_budget: budget.clone(),
             to_client_budget: budget,
@@ -473,7 +473,14 @@ impl Server {
         let (Some(number), Some(peer)) = (number, peer) else {
             return self.error(ctx, 400, now);
         };
-        if !(CHANNEL_MIN..=CHANNEL_MAX).contains(&number) {
+        // RFC 8656 §12.2: a number outside 0x4000–0x4FFF is a 400 (up to
+        // 0x7FFF with `legacy_channel_numbers`, as RFC 5766 §11.2 allowed).
+        let max = if self.config.legacy_channel_numbers {
+            CHANNEL_MAX
+        } else {
+            CHANNEL_BIND_MAX
+        };
+        if !(CHANNEL_MIN..=max).contains(&number) {
             return self.error(ctx, 400, now);
         }
         if peer.is_ipv4() != alloc.relay_addr.is_ipv4() {
