@@ -841,6 +841,42 @@ fn refresh_extends_and_expiry_frees_the_relay() {
 }
 
 #[test]
+fn refresh_grants_at_least_the_default_lifetime() {
+    // RFC 8656 §8.2: max(default, min(requested, maximum)), as for Allocate.
+    let mut h = Harness::new();
+    let (c, creds, _) = allocated(&mut h, 4032);
+    for (i, (asked, granted)) in [
+        (Some(120), 600),
+        (Some(1), 600),
+        (Some(900), 900),
+        (None, 600),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let req = signed(Method::REFRESH, txid(80 + i as u8), &creds, |b| {
+            if let Some(secs) = asked {
+                b.u32(attr::LIFETIME, secs);
+            }
+        });
+        let answer = h.ask(c, &req);
+        let msg = Message::parse(&answer).expect("parses");
+        assert_eq!(msg.class(), Class::Success);
+        let lifetime = stun::decode_u32(msg.attribute(attr::LIFETIME).expect("lifetime").value);
+        assert_eq!(lifetime.expect("u32"), granted, "asked {asked:?}");
+    }
+    // The granted time is the one enforced: 120 asked, alive after 120 s.
+    let req = signed(Method::REFRESH, txid(90), &creds, |b| {
+        b.u32(attr::LIFETIME, 120);
+    });
+    assert_eq!(answer_code(&h.ask(c, &req)), None);
+    h.advance(Duration::from_secs(121));
+    assert_eq!(h.server.allocation_count(), 1);
+    h.advance(Duration::from_secs(480));
+    assert_eq!(h.server.allocation_count(), 0);
+}
+
+#[test]
 fn refresh_with_other_credentials_is_441() {
     let mut h = Harness::new();
     let (c, _creds, _) = allocated(&mut h, 4019);

@@ -289,11 +289,7 @@ impl Server {
             Err(ledger::QuotaRefusal::UserOrTenant) => return self.error(&ctx, 486, now),
         }
 
-        let lifetime = self
-            .requested_lifetime(msg)
-            .map_or(self.config.default_lifetime, |l| {
-                l.clamp(self.config.default_lifetime, self.config.max_lifetime)
-            });
+        let lifetime = self.granted_lifetime(msg);
         let request = AllocationRequestId(self.next_request);
         self.next_request += 1;
         self.pending.insert(
@@ -389,13 +385,12 @@ impl Server {
         if family_mismatch {
             return self.error(ctx, 443, now);
         }
-        let lifetime = match self.requested_lifetime(msg) {
-            Some(Duration::ZERO) => {
-                self.delete_allocation(slot);
-                Duration::ZERO
-            }
-            Some(l) => l.min(self.config.max_lifetime),
-            None => self.config.default_lifetime,
+        // RFC 8656 §8.2: a Refresh grants as an Allocate does (§7.2); 0 deletes.
+        let lifetime = if self.requested_lifetime(msg) == Some(Duration::ZERO) {
+            self.delete_allocation(slot);
+            Duration::ZERO
+        } else {
+            self.granted_lifetime(msg)
         };
         if let Some(alloc) = self
             .allocations
@@ -522,6 +517,14 @@ impl Server {
         }
         let b = self.builder(ctx, Class::Success);
         self.send(ctx, b, 0, now);
+    }
+
+    /// The lifetime granted for a request's LIFETIME (RFC 8656 §7.2):
+    /// max(default, min(requested, maximum)), the default when absent.
+    fn granted_lifetime(&self, msg: &Message<'_>) -> Duration {
+        let (default, max) = (self.config.default_lifetime, self.config.max_lifetime);
+        self.requested_lifetime(msg)
+            .map_or(default, |l| l.min(max).max(default))
     }
 
     fn requested_lifetime(&self, msg: &Message<'_>) -> Option<Duration> {
