@@ -877,6 +877,32 @@ fn refresh_grants_at_least_the_default_lifetime() {
 }
 
 #[test]
+fn overlong_username_is_400_and_counted() {
+    // RFC 8489 §14.3 (fewer than 509 bytes; RFC 5389 allowed fewer than 513).
+    let mut h = Harness::new();
+    let c = client(4033);
+    let long = format!("{}:{}", T0_UNIX + 3600, "u".repeat(600));
+    assert!(long.len() > 513);
+    let creds = h.login(c, &long, SECRET);
+    let answer = h.ask(c, &allocate_request(txid(91), &creds));
+    assert_eq!(answer_code(&answer), Some(400));
+    assert_eq!(h.server.allocation_count(), 0);
+    assert_eq!(
+        h.server
+            .stats()
+            .auth_failure(AuthFailure::BadUsername)
+            .get(),
+        1
+    );
+    // 512 bytes is still a username.
+    let c = client(4034);
+    let prefix = format!("{}:", T0_UNIX + 3600);
+    let longest = format!("{prefix}{}", "u".repeat(512 - prefix.len()));
+    let creds = h.login(c, &longest, SECRET);
+    h.allocate(c, &creds);
+}
+
+#[test]
 fn refresh_with_other_credentials_is_441() {
     let mut h = Harness::new();
     let (c, _creds, _) = allocated(&mut h, 4019);

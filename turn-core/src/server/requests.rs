@@ -43,6 +43,10 @@ const KNOWN: &[u16] = &[
     attr::USE_CANDIDATE,
 ];
 
+/// The longest USERNAME accepted, in bytes: RFC 5389 §15.3's limit (fewer
+/// than 513), which also admits every RFC 8489 §14.3 username (fewer than 509).
+const MAX_USERNAME_LEN: usize = 512;
+
 /// UDP's protocol number in REQUESTED-TRANSPORT (RFC 8656 §14.7).
 const PROTOCOL_UDP: u8 = 17;
 
@@ -173,6 +177,14 @@ impl Server {
             self.unauthenticated_error(ctx, 400, false, now);
             return None;
         };
+        // RFC 8489 §14.3: a USERNAME is fewer than 509 bytes (RFC 5389 §15.3
+        // allowed fewer than 513); a longer one is malformed: 400, before any
+        // key derivation.
+        if username.len() > MAX_USERNAME_LEN {
+            self.stats.auth_failure(AuthFailure::BadUsername).inc();
+            self.unauthenticated_error(ctx, 400, false, now);
+            return None;
+        }
         let ip = ctx.client.remote.ip();
         if !self.nonces.is_valid(nonce, ip, now.unix_secs) {
             self.stats.auth_failure(AuthFailure::BadNonce).inc();
