@@ -43,12 +43,12 @@ impl Allocation {
 
     #[inline]
     pub(crate) fn has_permission(&self, ip: IpAddr, now: Instant) -> bool {
-        self.permissions.expiry(ip).is_some_and(|e| e > now)
+        self.permissions.is_live(ip, now)
     }
 
     #[inline]
     pub(crate) fn channel(&self, number: u16, now: Instant) -> Option<&Channel> {
-        self.channels.by_number(number).filter(|c| c.expires > now)
+        self.channels.by_number(number, now)
     }
 
     #[inline]
