@@ -173,8 +173,8 @@ impl Relay {
             .map(|set| set.iter().map(Listener::bound).collect())
             .unwrap_or_default();
         let credentials = Arc::new(config.credentials.load()?);
-        // Host-wide: ports (EVEN-PORT, RESERVATION-TOKEN) and quota counts.
         crate::host::warn_if_ephemeral(&config.ports);
+        // Host-wide: ports (EVEN-PORT, RESERVATION-TOKEN) and quota counts.
         let addrs: Vec<RelayAddress> = config.relay_addresses().collect();
         let pools = PortPools::new(&addrs, config.ports.clone(), &config.core.peer_filter);
         let ledger = Arc::new(AllocationLedger::new());
