@@ -139,7 +139,10 @@ class Server:
                    "--allow-loopback-peers", "--listening-ip", "127.0.0.1",
                    "--listening-port", str(self.port), "--relay-ip", "127.0.0.1",
                    "--no-tcp", "--no-tls", "--metrics-listen", f"127.0.0.1:{metrics}",
-                   "--drain-grace", "0"]
+                   "--drain-grace", "0",
+                   # coturn's range (the relay's former default), for the same
+                   # number of relay ports per IP as coturn below.
+                   "--min-port", "49152", "--max-port", "65535"]
             if "--relay-threads" in relay_help:
                 cmd += ["--relay-threads", str(workers)]
             if hold or kind == "nexrtc-mux":

@@ -101,7 +101,7 @@ pub struct DevArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9641")]
     pub relay_metrics: SocketAddr,
     /// Lowest relay port.
-    #[arg(long, value_name = "PORT", default_value_t = 49152)]
+    #[arg(long, value_name = "PORT", default_value_t = 61000)]
     pub min_port: u16,
     /// Highest relay port.
     #[arg(long, value_name = "PORT", default_value_t = 65535)]

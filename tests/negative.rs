@@ -201,13 +201,16 @@ fn allowed_peer_ip_overrides_the_blocklist() {
     if !coturn_tools() {
         return;
     }
+    // The peer is on another loopback address than the relay's own: those
+    // are peers only on the relay's live ports, whatever the allow list says
+    // (`relay_host_services_are_not_reachable_as_peers`).
     let relay = Relay::start(
         RelayConfig::new(slot::ALLOWED_PEER_IP)
             .deny_loopback_peers()
             .arg("--allowed-peer-ip")
-            .arg("127.0.0.1"),
+            .arg("127.0.0.5"),
     );
-    let peer = EchoPeer::start();
+    let peer = EchoPeer::start_on("127.0.0.5");
     control_run(&relay, &peer);
 }
 

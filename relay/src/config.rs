@@ -152,14 +152,20 @@ impl RelayConfig {
         for net in s.allowed_peer_ip.iter().flat_map(|r| r.0.iter()) {
             filter.allow(*net);
         }
-        let own: Vec<IpAddr> = [relay_v4, relay_v6]
+        // The relay's own addresses: peers there only on ports it holds.
+        for r in [relay_v4, relay_v6].iter().flatten().chain(&relay_extra) {
+            filter.relay_ip(r.bind, r.advertised);
+        }
+        filter.own_addresses(listeners.ips.iter().copied());
+        filter.own_addresses(s.external_ip.iter().map(|e| e.public));
+        let wildcard = listeners
+            .ips
             .iter()
-            .flatten()
-            .chain(relay_extra.iter())
-            .flat_map(|r| [r.bind, r.advertised])
-            .filter(|ip| !ip.is_unspecified())
-            .collect();
-        filter.own_relay_addresses(own, ports.clone());
+            .chain([relay_v4, relay_v6].iter().flatten().map(|r| &r.bind))
+            .any(IpAddr::is_unspecified);
+        if wildcard {
+            filter.own_addresses(crate::host::interface_addresses());
+        }
 
         let mut core = turn_core::Config::new(realm, nonce_key);
         core.relay_ipv4 = relay_v4.is_some();
@@ -167,6 +173,7 @@ impl RelayConfig {
         core.peer_filter = filter;
         core.alternate_server = s.alternate_server;
         core.log_addresses = s.log_addresses;
+        core.legacy_channel_numbers = s.legacy_channel_numbers;
         let q = &mut core.quotas;
         q.user_allocations = s.user_quota.unwrap_or(q.user_allocations);
         q.tenant_allocations = s.tenant_quota.unwrap_or(q.tenant_allocations);

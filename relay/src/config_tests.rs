@@ -56,7 +56,7 @@ fn defaults_from_one_listening_ip() {
         })
     );
     assert_eq!(c.relay_v6, None);
-    assert_eq!(c.ports, 49152..=65535);
+    assert_eq!(c.ports, 61000..=65535);
     assert_eq!(c.drain_grace, Duration::from_secs(300));
     assert!(c.core.relay_ipv4 && !c.core.relay_ipv6);
     assert_eq!(c.core.nonce_key, KEY);
@@ -316,11 +316,12 @@ fn relay_address_derivation() {
     let r = c.relay_v4.unwrap();
     assert_eq!((r.bind, r.advertised), (ip("0.0.0.0"), ip("203.0.113.5")));
     // Own relay addresses stay reachable as peers although 203.0.113.0/24 is
-    // in the default deny list (client-to-client through one relay).
-    assert!(c
-        .core
-        .peer_filter
-        .check("203.0.113.5:50000".parse().unwrap()));
+    // in the default deny list (client-to-client through one relay), on the
+    // ports the relay holds.
+    let f = &c.core.peer_filter;
+    f.held_ports(ip("0.0.0.0")).unwrap().hold(61000);
+    assert!(f.check("203.0.113.5:61000".parse().unwrap()));
+    assert!(!f.check("203.0.113.5:61001".parse().unwrap()));
 }
 
 #[test]
@@ -338,6 +339,70 @@ fn peer_filter_from_flags() {
     assert!(f.check("10.1.2.3:9".parse().unwrap()));
     let c = build(base()).unwrap();
     assert!(!c.core.peer_filter.check("127.0.0.1:9".parse().unwrap()));
+}
+
+#[test]
+fn own_addresses_are_peers_only_on_held_relay_ports() {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let peer = |s: &str| s.parse::<SocketAddr>().unwrap();
+    // Relay IP, a second listening IP and the advertised IP, all in ranges
+    // the operator opened: only held relay ports are peers.
+    let c = build(Settings {
+        listening_ip: vec![ip("198.18.0.2")],
+        relay_ip: vec![ip("198.18.0.1")],
+        external_ip: vec!["203.0.113.9/198.18.0.1".parse().unwrap()],
+        allowed_peer_ip: vec![
+            "198.18.0.0/15".parse().unwrap(),
+            "203.0.113.0/24".parse().unwrap(),
+        ],
+        ..base()
+    })
+    .unwrap();
+    let f = &c.core.peer_filter;
+    let held = f.held_ports(ip("198.18.0.1")).unwrap();
+    held.hold(61000);
+    for (p, ok) in [
+        ("198.18.0.1:61000", true),
+        ("203.0.113.9:61000", true),
+        ("198.18.0.1:3478", false),
+        ("198.18.0.1:61001", false),
+        ("203.0.113.9:3478", false),
+        ("198.18.0.2:3478", false),
+        ("198.18.0.2:61000", false),
+        ("198.18.0.3:3478", true),
+    ] {
+        assert_eq!(f.check(peer(p)), ok, "{p}");
+    }
+    // Listening on the wildcard: every interface address of the host is own.
+    let c = build(Settings {
+        listening_ip: vec![],
+        external_ip: vec!["203.0.113.5".parse().unwrap()],
+        allowed_peer_ip: vec!["0.0.0.0/1".parse().unwrap(), "128.0.0.0/1".parse().unwrap()],
+        ..base()
+    })
+    .unwrap();
+    let f = &c.core.peer_filter;
+    let held = f.held_ports(ip("0.0.0.0")).unwrap();
+    held.hold(65000);
+    let host: Vec<IpAddr> = crate::host::interface_addresses()
+        .into_iter()
+        .filter(|a| a.is_ipv4() && !a.is_loopback())
+        .collect();
+    for a in host.iter().chain([ip("203.0.113.5")].iter()) {
+        assert!(!f.check(SocketAddr::new(*a, 3478)), "{a}:3478");
+        assert!(f.check(SocketAddr::new(*a, 65000)), "{a}:65000");
+    }
+}
+
+#[test]
+fn channel_numbers_follow_rfc_8656_unless_legacy() {
+    assert!(!build(base()).unwrap().core.legacy_channel_numbers);
+    let c = build(Settings {
+        legacy_channel_numbers: true,
+        ..base()
+    })
+    .unwrap();
+    assert!(c.core.legacy_channel_numbers);
 }
 
 #[test]

@@ -173,9 +173,10 @@ impl Relay {
             .map(|set| set.iter().map(Listener::bound).collect())
             .unwrap_or_default();
         let credentials = Arc::new(config.credentials.load()?);
+        crate::host::warn_if_ephemeral(&config.ports);
         // Host-wide: ports (EVEN-PORT, RESERVATION-TOKEN) and quota counts.
         let addrs: Vec<RelayAddress> = config.relay_addresses().collect();
-        let pools = PortPools::new(&addrs, config.ports.clone());
+        let pools = PortPools::new(&addrs, config.ports.clone(), &config.core.peer_filter);
         let ledger = Arc::new(AllocationLedger::new());
 
         let mut built = Vec::with_capacity(workers);

@@ -37,6 +37,7 @@
 mod clients;
 pub mod config;
 pub mod control;
+mod host;
 mod lifecycle;
 pub mod metrics;
 mod port_pool;

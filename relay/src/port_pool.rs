@@ -7,9 +7,10 @@
 
 use std::io;
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use turn_core::{BindFailure, PortRequest};
+use turn_core::{BindFailure, HeldPorts, PortRequest};
 
 /// How long port + 1 stays held for a RESERVATION-TOKEN (RFC 8656 §14.9 says
 /// "about 30 seconds").
@@ -46,6 +47,9 @@ pub(crate) struct PortPool<S> {
     reservations: Vec<Reservation<S>>,
     rng: Rng,
     warned: bool,
+    /// The same ports, published to the peer filter (which lets peers reach
+    /// the relay's own addresses only on ports held here).
+    held: Arc<HeldPorts>,
 }
 
 impl<S> PortPool<S> {
@@ -64,7 +68,15 @@ impl<S> PortPool<S> {
             reservations: Vec::new(),
             rng: Rng(seed | 1),
             warned: false,
+            held: Arc::new(HeldPorts::new()),
         }
+    }
+
+    /// Publishes the ports this pool holds in `held` (the peer filter's set
+    /// for this relay IP).
+    pub(crate) fn publishing(mut self, held: Arc<HeldPorts>) -> Self {
+        self.held = held;
+        self
     }
 
     /// Picks a port for `request` and binds it with `bind`.
@@ -98,6 +110,7 @@ impl<S> PortPool<S> {
         if let Some(slot) = self.slot(port) {
             if std::mem::replace(&mut self.used[slot], false) {
                 self.in_use -= 1;
+                self.held.release(port);
             }
         }
     }
@@ -139,6 +152,7 @@ impl<S> PortPool<S> {
         if let Some(slot) = self.slot(port) {
             if !std::mem::replace(&mut self.used[slot], true) {
                 self.in_use += 1;
+                self.held.hold(port);
             }
         }
     }
@@ -287,6 +301,30 @@ mod tests {
         pool.release(50002);
         let a = pool.acquire(PortRequest::Any, now, &mut bind).unwrap();
         assert_eq!(a.port, 50002);
+    }
+
+    #[test]
+    fn held_ports_are_published_until_released() {
+        let now = Instant::now();
+        let held = Arc::new(HeldPorts::new());
+        let mut pool = PortPool::new(50000..=50009, 5).publishing(held.clone());
+        let mut bind = binder(HashSet::new());
+        let a = pool.acquire(PortRequest::Any, now, &mut bind).unwrap();
+        let pair = pool
+            .acquire(PortRequest::Even { reserve_next: true }, now, &mut bind)
+            .unwrap();
+        assert_eq!(
+            held.len(),
+            3,
+            "a port, an even port and its reserved neighbour"
+        );
+        assert!(held.contains(a.port) && held.contains(pair.port) && held.contains(pair.port + 1));
+        pool.release(a.port);
+        assert!(!held.contains(a.port));
+        // An unclaimed reservation is given back when it expires.
+        pool.expire(now + RESERVATION_LIFETIME);
+        assert!(!held.contains(pair.port + 1));
+        assert_eq!(held.len(), 1);
     }
 
     #[test]

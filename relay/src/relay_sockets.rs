@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use mio::{Interest, Registry};
 use socket2::{Domain, Protocol, Socket, Type};
-use turn_core::{BindFailure, Family, PortRequest, RelayBinding, RelayHandle};
+use turn_core::{BindFailure, Family, PeerFilter, PortRequest, RelayBinding, RelayHandle};
 
 use crate::port_pool::PortPool;
 use crate::slab::Slab;
@@ -40,12 +40,20 @@ pub(crate) struct PortPools {
 }
 
 impl PortPools {
-    pub(crate) fn new(addrs: &[RelayAddress], ports: RangeInclusive<u16>) -> PortPools {
+    /// Each pool publishes the ports it holds in the peer filter's set for
+    /// its relay IP (see [`PeerFilter::relay_ip`]), so peers reach the
+    /// relay's own addresses only on live relay sockets.
+    pub(crate) fn new(
+        addrs: &[RelayAddress],
+        ports: RangeInclusive<u16>,
+        filter: &PeerFilter,
+    ) -> PortPools {
         PortPools {
             ips: addrs
                 .iter()
                 .map(|a| {
-                    let pool = PortPool::new(ports.clone(), random_seed());
+                    let held = filter.held_ports(a.bind).unwrap_or_default();
+                    let pool = PortPool::new(ports.clone(), random_seed()).publishing(held);
                     (*a, Arc::new(Mutex::new(pool)))
                 })
                 .collect(),
@@ -360,7 +368,9 @@ mod tests {
             advertised: "192.0.2.7".parse().unwrap(),
         };
         let now = Instant::now();
-        let pools = PortPools::new(&[addr], 40000..=60000);
+        let mut filter = PeerFilter::default();
+        let held = filter.relay_ip(addr.bind, addr.advertised);
+        let pools = PortPools::new(&[addr], 40000..=60000, &filter);
         let mut sockets = RelaySockets::new(&pools, None, now, poll.registry()).unwrap();
         let b = sockets
             .bind(Family::V4, PortRequest::Any, now, poll.registry())
@@ -368,6 +378,8 @@ mod tests {
         assert_eq!(b.addr.ip(), addr.advertised);
         let local = sockets.socket(b.handle).unwrap().local_addr().unwrap();
         assert_eq!(local, SocketAddr::new(ip, b.addr.port()));
+        assert!(held.contains(b.addr.port()));
+        assert!(filter.check(b.addr), "the relayed address is a peer");
         assert_eq!(
             sockets
                 .bind(Family::V6, PortRequest::Any, now, poll.registry())
@@ -376,6 +388,7 @@ mod tests {
         );
         sockets.free(b.handle, poll.registry());
         assert_eq!(sockets.active(), 0);
+        assert!(!filter.check(b.addr), "not once it is closed");
         assert!(sockets.socket(b.handle).is_none());
     }
 }

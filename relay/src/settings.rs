@@ -83,7 +83,7 @@ pub struct Settings {
     #[arg(long, value_name = "IP[/IP]")]
     #[serde(default, deserialize_with = "one_or_many")]
     pub external_ip: Vec<ExternalIp>,
-    /// Lowest relay port [default: 49152].
+    /// Lowest relay port [default: 61000, above Linux's ephemeral ports 32768-60999].
     #[arg(long, value_name = "PORT")]
     pub min_port: Option<u16>,
     /// Highest relay port [default: 65535].
@@ -120,6 +120,11 @@ pub struct Settings {
     #[arg(long)]
     #[serde(default)]
     pub allow_loopback_peers: bool,
+    /// Accept ChannelBind for channel numbers 0x5000-0x7FFF, as RFC 5766 did, for older
+    /// clients (coturn's turnutils pick numbers there); RFC 8656 allows 0x4000-0x4FFF only.
+    #[arg(long)]
+    #[serde(default)]
+    pub legacy_channel_numbers: bool,
     /// Refuse peers in this range: CIDR, IP or IP-IP, repeatable (added to the defaults).
     #[arg(long, value_name = "RANGE")]
     #[serde(default, deserialize_with = "one_or_many")]
@@ -216,7 +221,7 @@ impl Settings {
             lists: listening_ip, relay_ip, external_ip, static_auth_secret, denied_peer_ip,
                 allowed_peer_ip;
             switches: multiplex_peer, no_gso, no_udp, no_tcp, no_tls, allow_loopback_peers, log_json, log_addresses,
-                secrets_pushed)
+                secrets_pushed, legacy_channel_numbers)
     }
 }
 
@@ -322,7 +327,11 @@ pub(crate) mod defaults {
     pub const LISTENING_IP: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     pub const LISTENING_PORT: u16 = 3478;
     pub const TLS_LISTENING_PORT: u16 = 5349;
-    pub const MIN_PORT: u16 = 49152;
+    /// Above the Linux default ephemeral range (net.ipv4.ip_local_port_range
+    /// 32768-60999), so a relay port given back never becomes another
+    /// process's outgoing socket: 4,536 ports per relay IP (README,
+    /// "Relay ports").
+    pub const MIN_PORT: u16 = 61000;
     pub const MAX_PORT: u16 = 65535;
     pub const MAX_TCP_CONNECTIONS: u32 = 10_000;
     /// Few shared sockets keep the recvmmsg/sendmmsg batches full (more datagrams per

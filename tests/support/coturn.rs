@@ -7,23 +7,31 @@ use std::time::{Duration, Instant};
 
 use super::{free_udp_port, ChildGuard, Relay};
 
-/// coturn's `turnutils_peer`: a UDP echo peer on 127.0.0.1.
+/// coturn's `turnutils_peer`: a UDP echo peer on 127.0.0.1 (or another
+/// loopback address).
 pub struct EchoPeer {
+    pub ip: &'static str,
     pub port: u16,
     pub process: ChildGuard,
 }
 
 impl EchoPeer {
-    /// Starts the peer on a free port (again on another one if it loses a race
-    /// for the port) and waits until it echoes.
+    /// Starts the peer on a free port of 127.0.0.1 (again on another one if it
+    /// loses a race for the port) and waits until it echoes.
     pub fn start() -> EchoPeer {
+        EchoPeer::start_on("127.0.0.1")
+    }
+
+    /// [`EchoPeer::start`] on loopback address `ip`.
+    pub fn start_on(ip: &'static str) -> EchoPeer {
+        assert!(ip.starts_with("127."), "tests stay on loopback");
         let mut attempt = 1;
         loop {
             let port = free_udp_port();
             let mut cmd = Command::new("turnutils_peer");
-            cmd.args(["-L", "127.0.0.1", "-p", &port.to_string()]);
+            cmd.args(["-L", ip, "-p", &port.to_string()]);
             let process = ChildGuard::spawn("turnutils_peer", &mut cmd);
-            let mut peer = EchoPeer { port, process };
+            let mut peer = EchoPeer { ip, port, process };
             match peer.wait_echoing() {
                 Ok(()) => return peer,
                 Err(e) if attempt < 3 => {
@@ -49,7 +57,7 @@ impl EchoPeer {
                     self.process.log_tail(20)
                 ));
             }
-            let _ = sock.send_to(b"probe", ("127.0.0.1", self.port));
+            let _ = sock.send_to(b"probe", (self.ip, self.port));
             if let Ok((n, _)) = sock.recv_from(&mut buf) {
                 if &buf[..n] == b"probe" {
                     return Ok(());
@@ -125,7 +133,7 @@ impl Uclient {
             username: "alice".to_owned(),
             password: None,
             secret: Some(relay.secret.clone()),
-            peer_ip: "127.0.0.1".to_owned(),
+            peer_ip: peer.ip.to_owned(),
             peer_port: peer.port,
             server_port: relay.port,
         }
@@ -148,7 +156,7 @@ impl Uclient {
             username: username.to_owned(),
             password: Some(password.to_owned()),
             secret: None,
-            peer_ip: "127.0.0.1".to_owned(),
+            peer_ip: peer.ip.to_owned(),
             peer_port: peer.port,
             server_port,
         }

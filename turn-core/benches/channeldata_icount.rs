@@ -5,8 +5,9 @@
 //! `cargo bench -p turn-core --bench channeldata_icount` builds this with the
 //! bench profile and runs it; it then runs itself under
 //! `valgrind --tool=callgrind --toggle-collect=<one direction's loop>` once
-//! per direction and prints instructions per packet. Without valgrind it
-//! prints the wall-clock time per packet only.
+//! per direction and prints instructions per packet, with one channel and
+//! with 4,096 channels on the allocation (the last one bound is measured).
+//! Without valgrind it prints the wall-clock time per packet only.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ struct Setup {
     server: Server,
     now: Now,
     client: ClientSocket,
+    /// The channel measured (the last one bound) and its peer.
+    channel: u16,
     peer: SocketAddr,
     relay: RelayHandle,
 }
@@ -55,8 +58,18 @@ fn ask(server: &mut Server, now: Now, from: ClientSocket, packet: &[u8]) -> Vec<
     server.poll_transmit().expect("answer").data
 }
 
-/// One allocation with a channel to a peer, as a real client builds it.
-fn setup() -> Setup {
+/// The peer of the `i`th channel: 256 ports on each of 16 IPs (within the
+/// default permission quota); the first is 1.2.3.4:5000.
+fn peer_of(i: u16) -> SocketAddr {
+    SocketAddr::new(
+        std::net::IpAddr::from([1, 2, 3, 4 + (i / 256) as u8]),
+        5000 + i % 256,
+    )
+}
+
+/// One allocation with `channels` channels to as many peers, as a real
+/// client builds it.
+fn setup(channels: u16) -> Setup {
     let mut creds = Credentials::new();
     creds
         .insert_tenant("default", vec![b"secret".to_vec()])
@@ -73,7 +86,6 @@ fn setup() -> Setup {
         remote: addr("198.51.100.7:40000"),
         local: addr("192.0.2.10:3478"),
     };
-    let peer = addr("1.2.3.4:5000");
     let mut b = MessageBuilder::new(Method::ALLOCATE, Class::Request, TransactionId([1; 12]));
     b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
     let challenge = ask(&mut server, now, client, &b.finish());
@@ -83,8 +95,10 @@ fn setup() -> Setup {
         .to_owned();
     let username = "1800003600:bench".to_owned();
     let key = long_term_key(&username, REALM, &rest_password(b"secret", &username));
-    let signed = |method, id: u8, f: &dyn Fn(&mut MessageBuilder)| {
-        let mut b = MessageBuilder::new(method, Class::Request, TransactionId([id; 12]));
+    let signed = |method, id: u16, f: &dyn Fn(&mut MessageBuilder)| {
+        let mut txid = [0xB0; 12];
+        txid[..2].copy_from_slice(&id.to_be_bytes());
+        let mut b = MessageBuilder::new(method, Class::Request, TransactionId(txid));
         f(&mut b);
         b.long_term_credentials(&username, REALM, nonce.as_bytes(), &key);
         b.finish()
@@ -97,20 +111,27 @@ fn setup() -> Setup {
         Message::parse(&answer).expect("answer").class(),
         Class::Success
     );
-    let bind = signed(Method::CHANNEL_BIND, 3, &|b| {
-        b.attribute(attr::CHANNEL_NUMBER, &[0x40, 0, 0, 0])
-            .xor_address(attr::XOR_PEER_ADDRESS, peer);
-    });
-    let answer = ask(&mut server, now, client, &bind);
-    assert_eq!(
-        Message::parse(&answer).expect("answer").class(),
-        Class::Success
-    );
+    for i in 0..channels {
+        let number = 0x4000 + i;
+        let bind = signed(Method::CHANNEL_BIND, 3 + i, &|b| {
+            b.attribute(
+                attr::CHANNEL_NUMBER,
+                &[(number >> 8) as u8, number as u8, 0, 0],
+            )
+            .xor_address(attr::XOR_PEER_ADDRESS, peer_of(i));
+        });
+        let answer = ask(&mut server, now, client, &bind);
+        assert_eq!(
+            Message::parse(&answer).expect("answer").class(),
+            Class::Success
+        );
+    }
     Setup {
         server,
         now,
         client,
-        peer,
+        channel: 0x4000 + channels - 1,
+        peer: peer_of(channels - 1),
         relay: RelayHandle(7),
     }
 }
@@ -142,13 +163,16 @@ fn peer_to_client(s: &mut Setup, payload: &[u8], n: u32) -> u32 {
     sent
 }
 
+/// `direction` is `client` or `peer`, then `-N` for N channels.
 fn run(direction: &str) {
-    let mut s = setup();
-    let mut packet = vec![0x40, 0x00, 0x00, PAYLOAD as u8];
+    let (side, channels) = direction.split_once('-').unwrap_or((direction, "1"));
+    let mut s = setup(channels.parse().expect("channel count"));
+    let mut packet = s.channel.to_be_bytes().to_vec();
+    packet.extend_from_slice(&[0x00, PAYLOAD as u8]);
     packet.extend_from_slice(&[0xab; PAYLOAD]);
     let payload = vec![0xcd; PAYLOAD];
     let t = Instant::now();
-    let done = match direction {
+    let done = match side {
         "client" => client_to_peer(&mut s, &packet, PACKETS),
         _ => peer_to_client(&mut s, &payload, PACKETS),
     };
@@ -189,9 +213,21 @@ fn main() {
     // `cargo bench` passes `--bench`; nothing else is expected.
     run("client");
     run("peer");
+    run("client-4096");
+    run("peer-4096");
     for (function, direction, label) in [
         ("client_to_peer", "client", "client -> peer"),
         ("peer_to_client", "peer", "peer -> client"),
+        (
+            "client_to_peer",
+            "client-4096",
+            "client -> peer, 4,096 channels",
+        ),
+        (
+            "peer_to_client",
+            "peer-4096",
+            "peer -> client, 4,096 channels",
+        ),
     ] {
         match callgrind(function, direction) {
             Some(ir) => println!(

@@ -37,7 +37,7 @@ pub mod stun;
 
 pub use auth::{Credentials, TenantSecrets};
 pub use config::{Config, Quotas, RateLimit};
-pub use filter::PeerFilter;
+pub use filter::{HeldPorts, PeerFilter};
 pub use net::{ClientSocket, Now, PeerSocket, RelayHandle, Transport};
 pub use server::{
     AllocationLedger, AllocationRequestId, BindFailure, ClientAction, Command, Family, PeerAction,

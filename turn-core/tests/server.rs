@@ -25,6 +25,8 @@ const PEER: &str = "1.2.3.4:5000";
 struct Harness {
     server: Server,
     now: Now,
+    /// The relay IP's held ports, kept as a shell's port pool does.
+    held: Arc<turn_core::HeldPorts>,
     next_handle: u32,
     freed: Vec<RelayHandle>,
     bind_requests: Vec<PortRequest>,
@@ -73,9 +75,8 @@ impl Harness {
 
     fn with(tweak: impl FnOnce(&mut Config)) -> Harness {
         let mut config = Config::new(REALM, [42; 32]);
-        config
-            .peer_filter
-            .own_relay_addresses(vec![addr(RELAY_ADDR).ip()], 49152..=65535);
+        let relay_ip = addr(RELAY_ADDR).ip();
+        let held = config.peer_filter.relay_ip(relay_ip, relay_ip);
         tweak(&mut config);
         let mono = Instant::now();
         Harness {
@@ -84,6 +85,7 @@ impl Harness {
                 mono,
                 unix_secs: T0_UNIX,
             },
+            held,
             next_handle: 0,
             freed: Vec::new(),
             bind_requests: Vec::new(),
@@ -108,6 +110,7 @@ impl Harness {
                     let handle = RelayHandle(self.next_handle);
                     let mut relay = addr(RELAY_ADDR);
                     relay.set_port(50000 + self.next_handle as u16);
+                    self.held.hold(relay.port());
                     self.next_handle += 1;
                     let binding = RelayBinding {
                         handle,
@@ -117,7 +120,10 @@ impl Harness {
                     };
                     self.server.relay_bound(request, Ok(binding), self.now);
                 }
-                Command::FreeRelay { relay } => self.freed.push(relay),
+                Command::FreeRelay { relay } => {
+                    self.held.release(50000 + relay.0 as u16);
+                    self.freed.push(relay);
+                }
             }
         }
     }
@@ -537,6 +543,97 @@ fn blocked_peers_are_403() {
 }
 
 #[test]
+fn own_addresses_only_on_ports_the_relay_holds() {
+    // The relay's own address is public-looking and opened by the operator:
+    // still, only the ports of live relay sockets are peers, never the TURN
+    // listener or another service on the host, and a channel to a relay port
+    // stops carrying data once that port is given back.
+    let mut h = Harness::with(|c| c.peer_filter.allow("192.0.2.0/24".parse().expect("cidr")));
+    let (a, a_creds, a_relayed) = allocated(&mut h, 4040);
+    let (b, b_creds, b_relayed) = allocated(&mut h, 4041);
+    assert_eq!(a_relayed.ip(), b_relayed.ip());
+    let listener = "192.0.2.10:3478";
+    let other_service = "192.0.2.10:22";
+    let free_relay_port = "192.0.2.10:50099";
+    for (i, peer) in [listener, other_service, free_relay_port]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            answer_code(&channel_bind(
+                &mut h,
+                a,
+                &a_creds,
+                0x4001,
+                peer,
+                50 + i as u8
+            )),
+            Some(403),
+            "{peer}"
+        );
+    }
+    // Another host of the opened range is an ordinary peer.
+    assert_eq!(
+        answer_code(&channel_bind(
+            &mut h,
+            a,
+            &a_creds,
+            0x4001,
+            "192.0.2.99:22",
+            53
+        )),
+        None
+    );
+    // A Send indication to the listener (a nested Allocate) is dropped.
+    assert_eq!(
+        answer_code(&permission(&mut h, a, &a_creds, listener, 54)),
+        None
+    );
+    let mut send = MessageBuilder::new(Method::SEND, Class::Indication, txid(55));
+    send.xor_address(attr::XOR_PEER_ADDRESS, addr(listener))
+        .attribute(attr::DATA, &allocate_request(txid(56), &a_creds));
+    let (action, out) = h.input(a, &send.finish());
+    assert_eq!((action, out.len()), (ClientAction::Done, 0));
+    assert_eq!(h.server.stats().dropped(DropReason::DeniedPeer).get(), 1);
+    // Client to client through the relay: b's relayed address is held.
+    assert_eq!(
+        answer_code(&channel_bind(
+            &mut h,
+            a,
+            &a_creds,
+            0x4002,
+            &b_relayed.to_string(),
+            57
+        )),
+        None
+    );
+    let mut packet = channel_data_header(0x4002, 2).to_vec();
+    packet.extend_from_slice(b"hi");
+    let (action, _) = h.input(a, &packet);
+    assert!(matches!(action, ClientAction::Forward { peer, .. } if peer == b_relayed));
+    // b's allocation ends: its port may be anyone's now.
+    let gone = signed(Method::REFRESH, txid(58), &b_creds, |m| {
+        m.u32(attr::LIFETIME, 0);
+    });
+    assert_eq!(answer_code(&h.ask(b, &gone)), None);
+    assert!(!h.held.contains(b_relayed.port()));
+    let (action, _) = h.input(a, &packet);
+    assert_eq!(action, ClientAction::Done);
+    assert_eq!(h.server.stats().dropped(DropReason::DeniedPeer).get(), 2);
+    assert_eq!(
+        answer_code(&channel_bind(
+            &mut h,
+            a,
+            &a_creds,
+            0x4002,
+            &b_relayed.to_string(),
+            59
+        )),
+        Some(403)
+    );
+}
+
+#[test]
 fn loopback_peers_when_the_operator_allows_them() {
     let mut h = Harness::with(|c| c.peer_filter.allow_loopback(true));
     let (c, creds, _) = allocated(&mut h, 4015);
@@ -548,17 +645,16 @@ fn loopback_peers_when_the_operator_allows_them() {
 
 #[test]
 fn channel_bind_rules() {
-    // RFC 8656 §11.2; numbers up to 0x7FFF as RFC 5766 allowed.
+    // RFC 8656 §12.2: numbers 0x4000-0x4FFF only.
     let mut h = Harness::new();
     let (c, creds, _) = allocated(&mut h, 4016);
-    assert_eq!(
-        answer_code(&channel_bind(&mut h, c, &creds, 0x3FFF, PEER, 3)),
-        Some(400)
-    );
-    assert_eq!(
-        answer_code(&channel_bind(&mut h, c, &creds, 0x8000, PEER, 4)),
-        Some(400)
-    );
+    for (i, number) in [0x3FFF, 0x5000, 0x7FFF, 0x8000].into_iter().enumerate() {
+        assert_eq!(
+            answer_code(&channel_bind(&mut h, c, &creds, number, PEER, 60 + i as u8)),
+            Some(400),
+            "{number:#x}"
+        );
+    }
     assert_eq!(
         answer_code(&channel_bind(&mut h, c, &creds, 0x4000, PEER, 5)),
         None
@@ -590,6 +686,120 @@ fn channel_bind_rules() {
         Some(443)
     );
     assert_eq!(h.server.stats().channels_active.get(), 1);
+}
+
+#[test]
+fn legacy_channel_numbers_up_to_0x7fff() {
+    // RFC 5766 §11 allowed 0x4000-0x7FFF; older clients still use it.
+    let mut h = Harness::with(|c| c.legacy_channel_numbers = true);
+    let (c, creds, _) = allocated(&mut h, 4030);
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x7FFF, PEER, 3)),
+        None
+    );
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x8000, "1.2.3.5:5000", 4)),
+        Some(400)
+    );
+    let mut packet = channel_data_header(0x7FFF, 1).to_vec();
+    packet.push(7);
+    let (action, _) = h.input(c, &packet);
+    assert!(matches!(action, ClientAction::Forward { peer, .. } if peer == addr(PEER)));
+}
+
+#[test]
+fn thousands_of_channels_route_to_their_own_peers() {
+    // Every channel number RFC 8656 §12 allows, on one allocation, to 4,096
+    // peers (16 IPs x 256 ports: within the permission quota). Each packet
+    // must reach exactly its channel's peer, and each peer's datagrams come
+    // back on exactly its channel.
+    let mut h = Harness::with(|c| c.channel_lifetime = Duration::from_secs(60));
+    let (c, creds, _) = allocated(&mut h, 4031);
+    let peer_of = |n: u16| {
+        let i = n - 0x4000;
+        SocketAddr::new(
+            std::net::IpAddr::from([1, 2, 3, 100 + (i / 256) as u8]),
+            10_000 + i % 256,
+        )
+    };
+    for number in 0x4000..=0x4FFFu16 {
+        let mut id = [0xC0; 12];
+        id[..2].copy_from_slice(&number.to_be_bytes());
+        let req = signed(Method::CHANNEL_BIND, TransactionId(id), &creds, |b| {
+            b.attribute(
+                attr::CHANNEL_NUMBER,
+                &[(number >> 8) as u8, number as u8, 0, 0],
+            )
+            .xor_address(attr::XOR_PEER_ADDRESS, peer_of(number));
+        });
+        assert_eq!(answer_code(&h.ask(c, &req)), None, "{number:#x}");
+    }
+    assert_eq!(h.server.stats().channels_active.get(), 4096);
+    // In a scrambled order, so no lookup can lean on insertion order.
+    for k in 0..4096u32 {
+        let number = 0x4000 + ((k * 2_897) % 4096) as u16;
+        let mut packet = channel_data_header(number, 2).to_vec();
+        packet.extend_from_slice(&number.to_be_bytes());
+        let (action, _) = h.input(c, &packet);
+        assert_eq!(
+            action,
+            ClientAction::Forward {
+                relay: RelayHandle(0),
+                peer: peer_of(number),
+                payload: 4..6
+            }
+        );
+        let back = h
+            .server
+            .handle_peer(RelayHandle(0), peer_of(number), b"ok", h.now);
+        assert_eq!(
+            back,
+            PeerAction::ToClient {
+                client: c,
+                header: channel_data_header(number, 2)
+            },
+            "{number:#x}"
+        );
+    }
+    // A peer port next to bound ones has no channel: a Data indication.
+    let stray = SocketAddr::new(peer_of(0x4000).ip(), 9_999);
+    assert_eq!(
+        h.server.handle_peer(RelayHandle(0), stray, b"x", h.now),
+        PeerAction::Done
+    );
+    assert!(h.server.poll_transmit().is_some());
+    // After they expire, a number may be bound to another peer, and the old
+    // peer's datagrams no longer arrive on it.
+    h.advance(Duration::from_secs(61));
+    assert_eq!(h.server.stats().channels_active.get(), 0);
+    let refresh = signed(Method::REFRESH, txid(70), &creds, |_| {});
+    assert_eq!(answer_code(&h.ask(c, &refresh)), None);
+    assert_eq!(
+        answer_code(&channel_bind(
+            &mut h,
+            c,
+            &creds,
+            0x4000,
+            &peer_of(0x4001).to_string(),
+            71
+        )),
+        None
+    );
+    assert_eq!(
+        h.server
+            .handle_peer(RelayHandle(0), peer_of(0x4001), b"ok", h.now),
+        PeerAction::ToClient {
+            client: c,
+            header: channel_data_header(0x4000, 2)
+        }
+    );
+    // The old peer (same IP, so permitted) gets a Data indication, not 0x4000.
+    assert_eq!(
+        h.server
+            .handle_peer(RelayHandle(0), peer_of(0x4000), b"ok", h.now),
+        PeerAction::Done
+    );
+    assert!(h.server.poll_transmit().is_some());
 }
 
 #[test]
@@ -628,6 +838,68 @@ fn refresh_extends_and_expiry_frees_the_relay() {
     assert_eq!(h.freed, vec![RelayHandle(0)]);
     let tenant = h.server.stats().tenant("default");
     assert_eq!(tenant.transport(Transport::Udp).allocations_active.get(), 0);
+}
+
+#[test]
+fn refresh_grants_at_least_the_default_lifetime() {
+    // RFC 8656 §8.2: max(default, min(requested, maximum)), as for Allocate.
+    let mut h = Harness::new();
+    let (c, creds, _) = allocated(&mut h, 4032);
+    for (i, (asked, granted)) in [
+        (Some(120), 600),
+        (Some(1), 600),
+        (Some(900), 900),
+        (None, 600),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let req = signed(Method::REFRESH, txid(80 + i as u8), &creds, |b| {
+            if let Some(secs) = asked {
+                b.u32(attr::LIFETIME, secs);
+            }
+        });
+        let answer = h.ask(c, &req);
+        let msg = Message::parse(&answer).expect("parses");
+        assert_eq!(msg.class(), Class::Success);
+        let lifetime = stun::decode_u32(msg.attribute(attr::LIFETIME).expect("lifetime").value);
+        assert_eq!(lifetime.expect("u32"), granted, "asked {asked:?}");
+    }
+    // The granted time is the one enforced: 120 asked, alive after 120 s.
+    let req = signed(Method::REFRESH, txid(90), &creds, |b| {
+        b.u32(attr::LIFETIME, 120);
+    });
+    assert_eq!(answer_code(&h.ask(c, &req)), None);
+    h.advance(Duration::from_secs(121));
+    assert_eq!(h.server.allocation_count(), 1);
+    h.advance(Duration::from_secs(480));
+    assert_eq!(h.server.allocation_count(), 0);
+}
+
+#[test]
+fn overlong_username_is_400_and_counted() {
+    // RFC 8489 §14.3 (fewer than 509 bytes; RFC 5389 allowed fewer than 513).
+    let mut h = Harness::new();
+    let c = client(4033);
+    let long = format!("{}:{}", T0_UNIX + 3600, "u".repeat(600));
+    assert!(long.len() > 513);
+    let creds = h.login(c, &long, SECRET);
+    let answer = h.ask(c, &allocate_request(txid(91), &creds));
+    assert_eq!(answer_code(&answer), Some(400));
+    assert_eq!(h.server.allocation_count(), 0);
+    assert_eq!(
+        h.server
+            .stats()
+            .auth_failure(AuthFailure::BadUsername)
+            .get(),
+        1
+    );
+    // 512 bytes is still a username.
+    let c = client(4034);
+    let prefix = format!("{}:", T0_UNIX + 3600);
+    let longest = format!("{prefix}{}", "u".repeat(512 - prefix.len()));
+    let creds = h.login(c, &longest, SECRET);
+    h.allocate(c, &creds);
 }
 
 #[test]

@@ -17,6 +17,11 @@ pub const SECRET: &str = "s3cret";
 
 /// A relay on free loopback ports (retried if another test took them first).
 pub fn start(tweak: impl Fn(&mut Settings)) -> Relay {
+    start_with(tweak)
+}
+
+/// [`start`], where `tweak` may also change the listening address and ports.
+pub fn start_with(tweak: impl Fn(&mut Settings)) -> Relay {
     for _ in 0..20 {
         let probe = UdpSocket::bind("127.0.0.1:0").expect("loopback socket");
         let port = probe.local_addr().expect("local address").port();

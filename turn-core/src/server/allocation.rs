@@ -8,18 +8,7 @@ use crate::net::{ClientSocket, RelayHandle};
 use crate::ratelimit::TokenBucket;
 use crate::stats::{Stats, TenantStats, Traffic};
 
-#[derive(Debug)]
-pub(crate) struct Permission {
-    pub(crate) ip: IpAddr,
-    pub(crate) expires: Instant,
-}
-
-#[derive(Debug)]
-pub(crate) struct Channel {
-    pub(crate) number: u16,
-    pub(crate) peer: SocketAddr,
-    pub(crate) expires: Instant,
-}
+pub(crate) use super::table::{Channel, Channels, Permissions};
 
 #[derive(Debug)]
 pub(crate) struct Allocation {
@@ -32,10 +21,10 @@ pub(crate) struct Allocation {
     pub(crate) username: String,
     pub(crate) tenant: String,
     pub(crate) user: String,
-    /// Permissions and channels: a handful per allocation, so a linear scan of a
-    /// small vector beats a map on the packet path.
-    pub(crate) permissions: Vec<Permission>,
-    pub(crate) channels: Vec<Channel>,
+    /// Permissions by peer IP (RFC 8656 §9) and channels by number and by
+    /// peer address: constant-time lookups however many (see `table`).
+    pub(crate) permissions: Permissions,
+    pub(crate) channels: Channels,
     pub(crate) stats: Arc<TenantStats>,
     /// Bandwidth caps, one per direction, when the operator set one.
     pub(crate) to_peer_budget: Option<TokenBucket>,
@@ -54,37 +43,26 @@ impl Allocation {
 
     #[inline]
     pub(crate) fn has_permission(&self, ip: IpAddr, now: Instant) -> bool {
-        self.permissions
-            .iter()
-            .any(|p| p.ip == ip && p.expires > now)
+        self.permissions.is_live(ip, now)
     }
 
     #[inline]
-    pub(crate) fn channel_peer(&self, number: u16, now: Instant) -> Option<SocketAddr> {
-        self.channels
-            .iter()
-            .find(|c| c.number == number && c.expires > now)
-            .map(|c| c.peer)
+    pub(crate) fn channel(&self, number: u16, now: Instant) -> Option<&Channel> {
+        self.channels.by_number(number, now)
     }
 
     #[inline]
     pub(crate) fn channel_of(&self, peer: SocketAddr, now: Instant) -> Option<u16> {
-        self.channels
-            .iter()
-            .find(|c| c.peer == peer && c.expires > now)
-            .map(|c| c.number)
+        self.channels.by_peer(peer, now).map(|c| c.number)
     }
 
     /// Installs or refreshes the permission for `ip`. Returns whether it is new.
     pub(crate) fn permit(&mut self, ip: IpAddr, expires: Instant, stats: &Stats) -> bool {
-        if let Some(p) = self.permissions.iter_mut().find(|p| p.ip == ip) {
-            p.expires = p.expires.max(expires);
-            false
-        } else {
-            self.permissions.push(Permission { ip, expires });
+        let new = self.permissions.permit(ip, expires);
+        if new {
             stats.permissions_active.inc();
-            true
         }
+        new
     }
 
     /// Whether a new permission for `ip` would exceed `quota` (0 = unlimited).
@@ -95,39 +73,33 @@ impl Allocation {
         let new = ips
             .iter()
             .enumerate()
-            .filter(|(i, ip)| {
-                !self.permissions.iter().any(|p| p.ip == **ip) && !ips[..*i].contains(ip)
-            })
+            .filter(|(i, ip)| !self.permissions.contains(**ip) && !ips[..*i].contains(ip))
             .count();
         self.permissions.len() + new > quota as usize
     }
 
-    /// Checks the channel-bind rules of RFC 8656 §11.2: the number may not be
+    /// Checks the channel-bind rules of RFC 8656 §12.2: the number may not be
     /// bound to another peer, nor the peer to another number.
     pub(crate) fn channel_conflict(&self, number: u16, peer: SocketAddr, now: Instant) -> bool {
-        self.channels.iter().any(|c| {
-            c.expires > now
-                && ((c.number == number && c.peer != peer)
-                    || (c.peer == peer && c.number != number))
-        })
+        self.channel(number, now).is_some_and(|c| c.peer != peer)
+            || self.channel_of(peer, now).is_some_and(|n| n != number)
     }
 
     pub(crate) fn bind_channel(
         &mut self,
         number: u16,
         peer: SocketAddr,
+        own: bool,
         expires: Instant,
         stats: &Stats,
     ) {
-        if let Some(c) = self.channels.iter_mut().find(|c| c.number == number) {
-            c.peer = peer;
-            c.expires = expires;
-        } else {
-            self.channels.push(Channel {
-                number,
-                peer,
-                expires,
-            });
+        let channel = Channel {
+            number,
+            peer,
+            expires,
+            own,
+        };
+        if self.channels.bind(channel) {
             stats.channels_active.inc();
         }
     }
@@ -138,10 +110,10 @@ impl Allocation {
     pub(crate) fn expire(&mut self, now: Instant, stats: &Stats, gone: &mut Vec<IpAddr>) {
         let before = self.permissions.len();
         let shared = self.shared;
-        self.permissions.retain(|p| {
-            let keep = p.expires > now;
+        self.permissions.retain(|ip, expires| {
+            let keep = expires > now;
             if !keep && shared {
-                gone.push(p.ip);
+                gone.push(ip);
             }
             keep
         });

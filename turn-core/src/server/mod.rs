@@ -8,6 +8,7 @@ mod ledger;
 mod mux;
 mod requests;
 mod response;
+mod table;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -270,12 +271,25 @@ impl Server {
             self.count_drop(DropReason::Malformed);
             return ClientAction::Done;
         };
-        let Some(alloc) = self.allocation_of_mut(&from) else {
+        let Some(alloc) = self
+            .by_client
+            .get(&from)
+            .and_then(|&slot| self.allocations.get_mut(slot as usize))
+            .and_then(Option::as_mut)
+        else {
             return self.drop_client(DropReason::NoAllocation);
         };
-        let Some(peer) = alloc.channel_peer(data.channel, now) else {
+        let Some(channel) = alloc.channel(data.channel, now) else {
             return self.drop_client(DropReason::NoChannel);
         };
+        let peer = channel.peer;
+        // A channel to one of the relay's own addresses was checked at
+        // ChannelBind against the ports the relay held then; the port may
+        // have been released since (and taken by another process), so it is
+        // checked again here. Other peers cost one flag test.
+        if channel.own && !self.config.peer_filter.check(peer) {
+            return self.drop_client(DropReason::DeniedPeer);
+        }
         if !alloc.has_permission(peer.ip(), now) {
             return self.drop_client(DropReason::NoPermission);
         }
@@ -625,11 +639,10 @@ impl Server {
         self.release_quota(&alloc.tenant, &alloc.user);
         if alloc.shared {
             let relay = alloc.relay;
-            for p in &alloc.permissions {
+            for ip in alloc.permissions.ips() {
                 let others = &self.allocations;
-                self.mux.unpermit(relay, p.ip, slot, || {
-                    find_permitting(others, relay, p.ip, slot)
-                });
+                self.mux
+                    .unpermit(relay, ip, slot, || find_permitting(others, relay, ip, slot));
             }
             for peer in &alloc.claims {
                 self.mux.unclaim(relay, *peer, slot);
@@ -703,10 +716,7 @@ fn find_permitting(
 ) -> Option<u32> {
     allocations.iter().enumerate().find_map(|(i, a)| {
         let a = a.as_ref()?;
-        (i as u32 != except
-            && a.shared
-            && a.relay == relay
-            && a.permissions.iter().any(|p| p.ip == ip))
-        .then_some(i as u32)
+        (i as u32 != except && a.shared && a.relay == relay && a.permissions.contains(ip))
+            .then_some(i as u32)
     })
 }

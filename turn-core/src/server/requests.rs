@@ -10,8 +10,8 @@ use crate::net::{ClientSocket, Now};
 use crate::ratelimit::TokenBucket;
 use crate::stats::{AuthFailure, MethodLabel};
 use crate::stun::{
-    self, attr, Class, IntegrityKind, Message, MessageBuilder, Method, TransactionId, CHANNEL_MAX,
-    CHANNEL_MIN,
+    self, attr, Class, IntegrityKind, Message, MessageBuilder, Method, TransactionId,
+    CHANNEL_BIND_MAX, CHANNEL_MAX, CHANNEL_MIN,
 };
 
 use super::allocation::Allocation;
@@ -42,6 +42,10 @@ const KNOWN: &[u16] = &[
     attr::PRIORITY,
     attr::USE_CANDIDATE,
 ];
+
+/// The longest USERNAME accepted, in bytes: RFC 5389 §15.3's limit (fewer
+/// than 513), which also admits every RFC 8489 §14.3 username (fewer than 509).
+const MAX_USERNAME_LEN: usize = 512;
 
 /// UDP's protocol number in REQUESTED-TRANSPORT (RFC 8656 §14.7).
 const PROTOCOL_UDP: u8 = 17;
@@ -173,6 +177,14 @@ impl Server {
             self.unauthenticated_error(ctx, 400, false, now);
             return None;
         };
+        // RFC 8489 §14.3: a USERNAME is fewer than 509 bytes (RFC 5389 §15.3
+        // allowed fewer than 513); a longer one is malformed: 400, before any
+        // key derivation.
+        if username.len() > MAX_USERNAME_LEN {
+            self.stats.auth_failure(AuthFailure::BadUsername).inc();
+            self.unauthenticated_error(ctx, 400, false, now);
+            return None;
+        }
         let ip = ctx.client.remote.ip();
         if !self.nonces.is_valid(nonce, ip, now.unix_secs) {
             self.stats.auth_failure(AuthFailure::BadNonce).inc();
@@ -289,11 +301,7 @@ impl Server {
             Err(ledger::QuotaRefusal::UserOrTenant) => return self.error(&ctx, 486, now),
         }
 
-        let lifetime = self
-            .requested_lifetime(msg)
-            .map_or(self.config.default_lifetime, |l| {
-                l.clamp(self.config.default_lifetime, self.config.max_lifetime)
-            });
+        let lifetime = self.granted_lifetime(msg);
         let request = AllocationRequestId(self.next_request);
         self.next_request += 1;
         self.pending.insert(
@@ -343,8 +351,8 @@ impl Server {
             username: pending.username,
             tenant: pending.tenant,
             user: pending.user,
-            permissions: Vec::new(),
-            channels: Vec::new(),
+            permissions: Default::default(),
+            channels: Default::default(),
             stats,
             to_peer_budget: budget.clone(),
             to_client_budget: budget,
@@ -389,13 +397,12 @@ impl Server {
         if family_mismatch {
             return self.error(ctx, 443, now);
         }
-        let lifetime = match self.requested_lifetime(msg) {
-            Some(Duration::ZERO) => {
-                self.delete_allocation(slot);
-                Duration::ZERO
-            }
-            Some(l) => l.min(self.config.max_lifetime),
-            None => self.config.default_lifetime,
+        // RFC 8656 §8.2: a Refresh grants as an Allocate does (§7.2); 0 deletes.
+        let lifetime = if self.requested_lifetime(msg) == Some(Duration::ZERO) {
+            self.delete_allocation(slot);
+            Duration::ZERO
+        } else {
+            self.granted_lifetime(msg)
         };
         if let Some(alloc) = self
             .allocations
@@ -473,7 +480,14 @@ impl Server {
         let (Some(number), Some(peer)) = (number, peer) else {
             return self.error(ctx, 400, now);
         };
-        if !(CHANNEL_MIN..=CHANNEL_MAX).contains(&number) {
+        // RFC 8656 §12.2: a number outside 0x4000–0x4FFF is a 400 (up to
+        // 0x7FFF with `legacy_channel_numbers`, as RFC 5766 §11.2 allowed).
+        let max = if self.config.legacy_channel_numbers {
+            CHANNEL_MAX
+        } else {
+            CHANNEL_BIND_MAX
+        };
+        if !(CHANNEL_MIN..=max).contains(&number) {
             return self.error(ctx, 400, now);
         }
         if peer.is_ipv4() != alloc.relay_addr.is_ipv4() {
@@ -500,8 +514,9 @@ impl Server {
         let channel_expires = now.mono + self.config.channel_lifetime;
         let permission_expires = now.mono + self.config.permission_lifetime;
         let stats = self.stats.clone();
+        let own = self.config.peer_filter.is_own(peer.ip());
         if let Some(alloc) = self.allocation_of_mut(&ctx.client) {
-            alloc.bind_channel(number, peer, channel_expires, &stats);
+            alloc.bind_channel(number, peer, own, channel_expires, &stats);
             // RFC 8656 §11.2: binding a channel installs or refreshes the
             // permission for the peer's IP.
             let new = alloc.permit(peer.ip(), permission_expires, &stats);
@@ -514,6 +529,14 @@ impl Server {
         }
         let b = self.builder(ctx, Class::Success);
         self.send(ctx, b, 0, now);
+    }
+
+    /// The lifetime granted for a request's LIFETIME (RFC 8656 §7.2):
+    /// max(default, min(requested, maximum)), the default when absent.
+    fn granted_lifetime(&self, msg: &Message<'_>) -> Duration {
+        let (default, max) = (self.config.default_lifetime, self.config.max_lifetime);
+        self.requested_lifetime(msg)
+            .map_or(default, |l| l.min(max).max(default))
     }
 
     fn requested_lifetime(&self, msg: &Message<'_>) -> Option<Duration> {

@@ -9,14 +9,18 @@ use super::{ParseError, HEADER_LEN};
 
 /// Lowest valid channel number (RFC 8656 §12).
 pub const CHANNEL_MIN: u16 = 0x4000;
-/// Highest accepted channel number.
-///
-/// RFC 8656 §12 narrowed the range to 0x4000–0x4FFF (keeping 0x5000–0x7FFF
-/// free for RFC 7983 demultiplexing), but RFC 5766 allowed 0x4000–0x7FFF and
-/// deployed clients still pick numbers up there (coturn's own client does).
-/// The relay never chooses channel numbers and does not multiplex DTLS-SRTP on
-/// its ports, so it accepts the RFC 5766 range, as coturn does.
+/// Highest channel number of the ChannelData framing: any message whose first
+/// two bits are `01` (RFC 5766's range 0x4000–0x7FFF) is parsed as
+/// ChannelData. Which numbers a client may bind is the server's rule,
+/// [`CHANNEL_BIND_MAX`].
 pub const CHANNEL_MAX: u16 = 0x7FFF;
+/// Highest channel number a client may bind: RFC 8656 §12 allows
+/// 0x4000–0x4FFF and reserves 0x5000–0xFFFF, so that the first byte of
+/// ChannelData (64–79) stays apart from the other protocols that share a port
+/// (RFC 7983; RFC 9443 gives 80–127 to QUIC). RFC 5766 allowed up to 0x7FFF,
+/// and some older clients (coturn's test clients) still pick numbers there:
+/// `Config::legacy_channel_numbers` accepts them.
+pub const CHANNEL_BIND_MAX: u16 = 0x4FFF;
 
 /// A parsed ChannelData message borrowing the packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

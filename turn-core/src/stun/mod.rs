@@ -29,7 +29,7 @@ pub use attr::{
 pub use builder::MessageBuilder;
 pub use channel::{
     channel_data_header, frame_len, is_channel_data, parse_channel_data, round_up_4, ChannelData,
-    CHANNEL_MAX, CHANNEL_MIN,
+    CHANNEL_BIND_MAX, CHANNEL_MAX, CHANNEL_MIN,
 };
 pub use integrity::{long_term_key, long_term_key_sha256, FINGERPRINT_XOR};
 pub use message::{Attributes, IntegrityKind, Message, RawAttribute, UnknownAttributes};
