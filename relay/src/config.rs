@@ -173,7 +173,7 @@ impl RelayConfig {
         core.peer_filter = filter;
         core.alternate_server = s.alternate_server;
         core.log_addresses = s.log_addresses;
-        core.legacy_channel_numbers = s.legacy_channel_numbers;
+        core.strict_channel_numbers = s.strict_channel_numbers;
         let q = &mut core.quotas;
         q.user_allocations = s.user_quota.unwrap_or(q.user_allocations);
         q.tenant_allocations = s.tenant_quota.unwrap_or(q.tenant_allocations);

@@ -395,14 +395,14 @@ fn own_addresses_are_peers_only_on_held_relay_ports() {
 }
 
 #[test]
-fn channel_numbers_follow_rfc_8656_unless_legacy() {
-    assert!(!build(base()).unwrap().core.legacy_channel_numbers);
+fn channel_numbers_follow_rfc_5766_unless_strict() {
+    assert!(!build(base()).unwrap().core.strict_channel_numbers);
     let c = build(Settings {
-        legacy_channel_numbers: true,
+        strict_channel_numbers: true,
         ..base()
     })
     .unwrap();
-    assert!(c.core.legacy_channel_numbers);
+    assert!(c.core.strict_channel_numbers);
 }
 
 #[test]

@@ -120,11 +120,12 @@ pub struct Settings {
     #[arg(long)]
     #[serde(default)]
     pub allow_loopback_peers: bool,
-    /// Accept ChannelBind for channel numbers 0x5000-0x7FFF, as RFC 5766 did, for older
-    /// clients (coturn's turnutils pick numbers there); RFC 8656 allows 0x4000-0x4FFF only.
+    /// Refuse ChannelBind for channel numbers 0x5000-0x7FFF, as RFC 8656 says (0x4000-0x4FFF
+    /// only); by default they are accepted, as RFC 5766 allowed (coturn's turnutils pick
+    /// numbers there).
     #[arg(long)]
     #[serde(default)]
-    pub legacy_channel_numbers: bool,
+    pub strict_channel_numbers: bool,
     /// Refuse peers in this range: CIDR, IP or IP-IP, repeatable (added to the defaults).
     #[arg(long, value_name = "RANGE")]
     #[serde(default, deserialize_with = "one_or_many")]
@@ -221,7 +222,7 @@ impl Settings {
             lists: listening_ip, relay_ip, external_ip, static_auth_secret, denied_peer_ip,
                 allowed_peer_ip;
             switches: multiplex_peer, no_gso, no_udp, no_tcp, no_tls, allow_loopback_peers, log_json, log_addresses,
-                secrets_pushed, legacy_channel_numbers)
+                secrets_pushed, strict_channel_numbers)
     }
 }
 

@@ -395,9 +395,6 @@ impl Relay {
                 if config.allow_loopback_peers {
                     cmd.arg("--allow-loopback-peers");
                 }
-                // coturn's turnutils clients bind channel numbers anywhere in
-                // RFC 5766's 0x4000-0x7FFF.
-                cmd.arg("--legacy-channel-numbers");
                 cmd.args(&config.extra_args);
                 if std::env::var_os("RUST_LOG").is_none() {
                     cmd.env("RUST_LOG", "info");

@@ -38,9 +38,10 @@ pub struct Config {
     pub nonce_key: [u8; 32],
     /// Log client and peer addresses (otherwise they are redacted).
     pub log_addresses: bool,
-    /// Accept ChannelBind for channel numbers up to 0x7FFF as RFC 5766 did
-    /// (RFC 8656 §12 allows only 0x4000–0x4FFF, the default).
-    pub legacy_channel_numbers: bool,
+    /// Refuse ChannelBind for channel numbers 0x5000–0x7FFF, as RFC 8656 §12 says
+    /// (0x4000–0x4FFF only). Off by default: RFC 5766 allowed up to 0x7FFF, and
+    /// clients still pick numbers there (coturn's test clients do), as coturn accepts.
+    pub strict_channel_numbers: bool,
 }
 
 /// Resource limits; 0 means unlimited.
@@ -101,7 +102,7 @@ impl Config {
             alternate_server: None,
             nonce_key,
             log_addresses: false,
-            legacy_channel_numbers: false,
+            strict_channel_numbers: false,
         }
     }
 }

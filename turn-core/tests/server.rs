@@ -645,8 +645,8 @@ fn loopback_peers_when_the_operator_allows_them() {
 
 #[test]
 fn channel_bind_rules() {
-    // RFC 8656 §12.2: numbers 0x4000-0x4FFF only.
-    let mut h = Harness::new();
+    // RFC 8656 §12.2: numbers 0x4000-0x4FFF only (with strict channel numbers).
+    let mut h = Harness::with(|c| c.strict_channel_numbers = true);
     let (c, creds, _) = allocated(&mut h, 4016);
     for (i, number) in [0x3FFF, 0x5000, 0x7FFF, 0x8000].into_iter().enumerate() {
         assert_eq!(
@@ -689,9 +689,9 @@ fn channel_bind_rules() {
 }
 
 #[test]
-fn legacy_channel_numbers_up_to_0x7fff() {
-    // RFC 5766 §11 allowed 0x4000-0x7FFF; older clients still use it.
-    let mut h = Harness::with(|c| c.legacy_channel_numbers = true);
+fn channel_numbers_up_to_0x7fff_by_default() {
+    // RFC 5766 §11 allowed 0x4000-0x7FFF; clients still use it.
+    let mut h = Harness::new();
     let (c, creds, _) = allocated(&mut h, 4030);
     assert_eq!(
         answer_code(&channel_bind(&mut h, c, &creds, 0x7FFF, PEER, 3)),

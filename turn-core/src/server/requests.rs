@@ -480,12 +480,13 @@ impl Server {
         let (Some(number), Some(peer)) = (number, peer) else {
             return self.error(ctx, 400, now);
         };
-        // RFC 8656 §12.2: a number outside 0x4000–0x4FFF is a 400 (up to
-        // 0x7FFF with `legacy_channel_numbers`, as RFC 5766 §11.2 allowed).
-        let max = if self.config.legacy_channel_numbers {
-            CHANNEL_MAX
-        } else {
+        // RFC 8656 §12.2: a number outside 0x4000–0x4FFF is a 400; up to
+        // 0x7FFF is accepted unless `strict_channel_numbers`, as RFC 5766 §11.2
+        // allowed and clients still use.
+        let max = if self.config.strict_channel_numbers {
             CHANNEL_BIND_MAX
+        } else {
+            CHANNEL_MAX
         };
         if !(CHANNEL_MIN..=max).contains(&number) {
             return self.error(ctx, 400, now);

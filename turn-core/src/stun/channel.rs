@@ -18,8 +18,8 @@ pub const CHANNEL_MAX: u16 = 0x7FFF;
 /// 0x4000–0x4FFF and reserves 0x5000–0xFFFF, so that the first byte of
 /// ChannelData (64–79) stays apart from the other protocols that share a port
 /// (RFC 7983; RFC 9443 gives 80–127 to QUIC). RFC 5766 allowed up to 0x7FFF,
-/// and some older clients (coturn's test clients) still pick numbers there:
-/// `Config::legacy_channel_numbers` accepts them.
+/// and clients still pick numbers there (coturn's test clients do): they are
+/// accepted unless `Config::strict_channel_numbers` is set.
 pub const CHANNEL_BIND_MAX: u16 = 0x4FFF;
 
 /// A parsed ChannelData message borrowing the packet.
