@@ -43,6 +43,9 @@ pub enum ConfigError {
     Random(String),
 }
 
+/// The smallest answer budget accepted, bytes per second.
+const MIN_ANSWER_BYTES: u64 = 1024;
+
 fn key_names(key: &str) -> String {
     format!("`{key}` (--{})", key.replace('_', "-"))
 }
@@ -173,6 +176,27 @@ impl RelayConfig {
         q.total_allocations = s.total_quota.unwrap_or(q.total_allocations);
         q.allocation_bytes_per_sec = s.max_bps.unwrap_or(q.allocation_bytes_per_sec);
         q.permissions_per_allocation = s.permissions_quota.unwrap_or(q.permissions_per_allocation);
+        q.channels_per_allocation = s.channels_quota.unwrap_or(q.channels_per_allocation);
+        // Smaller than two answers would refuse even the first 401 of a burst.
+        let answer_bytes = |key, v: Option<u64>, default: u64| match v {
+            Some(v) if v < MIN_ANSWER_BYTES => Err(invalid(
+                key,
+                format!("must be at least {MIN_ANSWER_BYTES} bytes per second, got {v}"),
+            )),
+            v => Ok(turn_core::ByteRate::per_second(v.unwrap_or(default))),
+        };
+        core.unauthenticated = turn_core::AnswerBudget {
+            per_source: answer_bytes(
+                "unauthenticated_bytes_per_ip",
+                s.unauthenticated_bytes_per_ip,
+                turn_core::AnswerBudget::DEFAULT_PER_SOURCE,
+            )?,
+            total: answer_bytes(
+                "unauthenticated_bytes_total",
+                s.unauthenticated_bytes_total,
+                turn_core::AnswerBudget::DEFAULT_TOTAL,
+            )?,
+        };
         let secs = |key, v: Option<u64>, default: Duration| match v {
             Some(0) => Err(invalid(key, "must be at least 1 second")),
             Some(v) => Ok(Duration::from_secs(v)),

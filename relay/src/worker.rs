@@ -134,7 +134,10 @@ impl Worker {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token(TokenKind::Waker, 0))?);
         let start = Instant::now();
-        let mut server = Server::new(config.core.clone(), credentials, start);
+        // The answer budget is the host's: each worker takes its share.
+        let mut core = config.core.clone();
+        core.unauthenticated = core.unauthenticated.shared_by(config.relay_threads);
+        let mut server = Server::new(core, credentials, start);
         server.share_ledger(ledger);
         let shell = Arc::new(ShellStats::default());
         let clients = Clients::new(config, listeners, tls, shell.clone(), poll.registry())?;

@@ -78,6 +78,9 @@ impl Shell {
         config
             .peer_filter
             .own_relay_addresses(vec![addr("192.0.2.10:0").ip()], 49152..=65535);
+        // One user holds every allocation here: no user or total quota.
+        config.quotas.user_allocations = 0;
+        config.quotas.total_allocations = 0;
         let mut c = Credentials::new();
         c.insert_tenant("default", vec![SECRET.to_vec()])
             .expect("tenant");

@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap;
 use crate::auth::{Credentials, Nonces};
 use crate::config::Config;
 use crate::net::{ClientSocket, Now, RelayHandle};
-use crate::ratelimit::SourceLimiter;
+use crate::ratelimit::AnswerLimiter;
 use crate::stats::{DropReason, MethodLabel, Stats};
 use crate::stun::{
     self, attr, channel_data_header, is_channel_data, parse_channel_data, Class, Message, Method,
@@ -174,7 +174,7 @@ pub struct Server {
     ledger: Arc<AllocationLedger>,
 
     responses: ResponseCache,
-    unauthenticated: SourceLimiter,
+    unauthenticated: AnswerLimiter,
     transmits: VecDeque<Transmit>,
     commands: VecDeque<Command>,
     next_sweep: Option<Instant>,
@@ -185,7 +185,7 @@ pub struct Server {
 impl Server {
     pub fn new(config: Config, credentials: Arc<Credentials>, now: Instant) -> Server {
         let nonces = Nonces::new(config.nonce_key);
-        let unauthenticated = SourceLimiter::new(config.unauthenticated_rate, now);
+        let unauthenticated = AnswerLimiter::new(config.unauthenticated, now);
         // Seed for Data indication transaction ids (RFC 8489 §5: unpredictable
         // enough that an off-path attacker cannot guess them).
         let rng = config
