@@ -84,6 +84,11 @@ pub struct RelayConfig {
     /// `None` when TLS is off.
     pub tls: Option<CertSource>,
     pub max_tcp_connections: usize,
+    /// Most TCP and TLS connections from one client IP, over every worker.
+    pub max_tcp_connections_per_ip: u32,
+    /// A TCP or TLS connection without an allocation this long after it
+    /// opened is closed.
+    pub tcp_auth_deadline: Duration,
     /// Data-plane workers (at least 1).
     pub relay_threads: usize,
     /// Shared relay sockets per worker and relay IP; `None`: one socket per
@@ -252,6 +257,15 @@ impl RelayConfig {
             max_tcp_connections: s
                 .max_tcp_connections
                 .unwrap_or(defaults::MAX_TCP_CONNECTIONS) as usize,
+            max_tcp_connections_per_ip: match s.max_tcp_connections_per_ip {
+                Some(0) => return Err(invalid("max_tcp_connections_per_ip", "must be at least 1")),
+                n => n.unwrap_or(defaults::MAX_TCP_CONNECTIONS_PER_IP),
+            },
+            tcp_auth_deadline: secs(
+                "tcp_auth_deadline",
+                s.tcp_auth_deadline,
+                Duration::from_secs(defaults::TCP_AUTH_DEADLINE_SECS),
+            )?,
             relay_threads: match s.relay_threads {
                 Some(0) => return Err(invalid("relay_threads", "must be at least 1")),
                 Some(n) => n,

@@ -177,6 +177,7 @@ impl Relay {
         let addrs: Vec<RelayAddress> = config.relay_addresses().collect();
         let pools = PortPools::new(&addrs, config.ports.clone());
         let ledger = Arc::new(AllocationLedger::new());
+        let conns_per_ip = crate::clients::ConnsPerIp::default();
 
         let mut built = Vec::with_capacity(workers);
         for (index, listeners) in sets.into_iter().enumerate() {
@@ -188,6 +189,7 @@ impl Relay {
                 tls_config.clone(),
                 &pools,
                 ledger.clone(),
+                conns_per_ip.clone(),
             )
             .map_err(StartError::Worker)?;
             built.push(w);

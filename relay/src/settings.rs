@@ -351,6 +351,11 @@ pub(crate) mod defaults {
     pub const MIN_PORT: u16 = 49152;
     pub const MAX_PORT: u16 = 65535;
     pub const MAX_TCP_CONNECTIONS: u32 = 10_000;
+    /// A tenth of the host's connections: one address cannot hold them all,
+    /// while a NAT's users still get many.
+    pub const MAX_TCP_CONNECTIONS_PER_IP: u32 = 1_000;
+    /// Time for a TLS handshake, the 401 round trip and the Allocate, with room to spare.
+    pub const TCP_AUTH_DEADLINE_SECS: u64 = 10;
     /// Few shared sockets keep the recvmmsg/sendmmsg batches full (more datagrams per
     /// syscall); more sockets let more allocations of one host talk to the same peer
     /// address (the multiplexing limit). benches/RESULTS.md has the sweep.

@@ -38,7 +38,7 @@ use turn_core::net::Redacted;
 use turn_core::stats::DropReason;
 use turn_core::{AllocationLedger, Command, Credentials, Now, Server};
 
-use crate::clients::{Clients, CloseReason};
+use crate::clients::{Clients, CloseReason, ConnsPerIp};
 use crate::config::RelayConfig;
 use crate::control::{unix_now, Control, WorkerShared};
 use crate::metrics::{ShellStats, WorkerStats};
@@ -130,6 +130,7 @@ impl Worker {
         tls: Option<Arc<ServerConfig>>,
         pools: &PortPools,
         ledger: Arc<AllocationLedger>,
+        conns_per_ip: ConnsPerIp,
     ) -> io::Result<(Worker, Arc<WorkerShared>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token(TokenKind::Waker, 0))?);
@@ -140,7 +141,14 @@ impl Worker {
         let mut server = Server::new(core, credentials, start);
         server.share_ledger(ledger);
         let shell = Arc::new(ShellStats::default());
-        let clients = Clients::new(config, listeners, tls, shell.clone(), poll.registry())?;
+        let clients = Clients::new(
+            config,
+            listeners,
+            tls,
+            shell.clone(),
+            conns_per_ip,
+            poll.registry(),
+        )?;
         let relays = RelaySockets::new(pools, config.multiplex_sockets, start, poll.registry())?;
         let shared = Arc::new(WorkerShared {
             alive: true.into(),
@@ -328,6 +336,7 @@ impl Worker {
             }
             CloseReason::Garbage => stats.dropped(DropReason::Malformed).inc(),
             CloseReason::TooLarge => stats.dropped(DropReason::FrameTooLarge).inc(),
+            CloseReason::Unauthenticated => self.shell.connections_unauthenticated.inc(),
             CloseReason::Client | CloseReason::Error => {}
         }
     }
