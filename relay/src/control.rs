@@ -175,9 +175,11 @@ impl Relay {
         let credentials = Arc::new(config.credentials.load()?);
         // Host-wide: ports (EVEN-PORT, RESERVATION-TOKEN) and quota counts.
         let addrs: Vec<RelayAddress> = config.relay_addresses().collect();
-        let pools = PortPools::new(&addrs, config.ports.clone());
-        let ledger = Arc::new(AllocationLedger::new());
-        let conns_per_ip = crate::clients::ConnsPerIp::default();
+        let host = worker::HostWide {
+            pools: PortPools::new(&addrs, config.ports.clone()),
+            ledger: Arc::new(AllocationLedger::new()),
+            conns_per_ip: crate::clients::ConnsPerIp::default(),
+        };
 
         let mut built = Vec::with_capacity(workers);
         for (index, listeners) in sets.into_iter().enumerate() {
@@ -187,9 +189,7 @@ impl Relay {
                 credentials.clone(),
                 listeners,
                 tls_config.clone(),
-                &pools,
-                ledger.clone(),
-                conns_per_ip.clone(),
+                &host,
             )
             .map_err(StartError::Worker)?;
             built.push(w);

@@ -23,7 +23,8 @@
 //! connection's queue; TLS encrypts into rustls' buffers).
 //!
 //! A relay runs N workers (`--relay-threads`), each with its own SO_REUSEPORT
-//! listeners; they share only the port pools and the quota ledger, both taken
+//! listeners; they share only the port pools, the quota ledger and the
+//! connection counts per client IP ([`HostWide`]), all taken
 //! on Allocate and when an allocation ends, never per packet.
 
 use std::io;
@@ -119,6 +120,16 @@ pub(crate) struct Worker {
     shutdown: bool,
 }
 
+/// What the workers of one relay share: host-wide state taken on Allocate,
+/// when an allocation ends and when a connection opens or closes, never per
+/// packet.
+#[derive(Clone)]
+pub(crate) struct HostWide {
+    pub pools: PortPools,
+    pub ledger: Arc<AllocationLedger>,
+    pub conns_per_ip: ConnsPerIp,
+}
+
 impl Worker {
     /// Builds worker `index` around already bound listeners (errors are the
     /// caller's to report before any thread starts).
@@ -128,9 +139,7 @@ impl Worker {
         credentials: Arc<Credentials>,
         listeners: Vec<Listener>,
         tls: Option<Arc<ServerConfig>>,
-        pools: &PortPools,
-        ledger: Arc<AllocationLedger>,
-        conns_per_ip: ConnsPerIp,
+        host: &HostWide,
     ) -> io::Result<(Worker, Arc<WorkerShared>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token(TokenKind::Waker, 0))?);
@@ -139,17 +148,22 @@ impl Worker {
         let mut core = config.core.clone();
         core.unauthenticated = core.unauthenticated.shared_by(config.relay_threads);
         let mut server = Server::new(core, credentials, start);
-        server.share_ledger(ledger);
+        server.share_ledger(host.ledger.clone());
         let shell = Arc::new(ShellStats::default());
         let clients = Clients::new(
             config,
             listeners,
             tls,
             shell.clone(),
-            conns_per_ip,
+            host.conns_per_ip.clone(),
             poll.registry(),
         )?;
-        let relays = RelaySockets::new(pools, config.multiplex_sockets, start, poll.registry())?;
+        let relays = RelaySockets::new(
+            &host.pools,
+            config.multiplex_sockets,
+            start,
+            poll.registry(),
+        )?;
         let shared = Arc::new(WorkerShared {
             alive: true.into(),
             allocations: 0.into(),
