@@ -238,8 +238,8 @@ pub(crate) struct Clients {
     max_conns: usize,
     per_ip: ConnsPerIp,
     max_per_ip: u32,
-    /// A connection that has never held an allocation is closed this long
-    /// after it opened, whatever it sends (Binding requests included).
+    /// A connection without an allocation for this long is closed, whatever
+    /// it sends (Binding requests included).
     auth_deadline: Duration,
     /// A connection with an allocation that sends nothing for this long has
     /// none any more: every allocation needs a Refresh within its lifetime.
@@ -442,9 +442,10 @@ impl Clients {
     /// Schedules closes of stalled, idle and unauthenticated connections
     /// (once a second). A connection whose client holds an allocation (the
     /// core says) may stay quiet longer: its allocation keeps it alive with
-    /// Refreshes. One that never held one is closed at the auth deadline: an
-    /// allocation needs an authenticated Allocate, so only a client with
-    /// credentials keeps a connection.
+    /// Refreshes. One without an allocation (not yet, or no longer: deleted,
+    /// expired, revoked) is closed at the auth deadline: an allocation needs
+    /// an authenticated Allocate, so only a client with valid credentials
+    /// keeps a connection.
     pub(crate) fn sweep(&mut self, now: Instant, server: &turn_core::Server) {
         let mut closes = Vec::new();
         for index in self.conns.indices().collect::<Vec<_>>() {
@@ -452,7 +453,11 @@ impl Clients {
                 continue;
             };
             let allocated = server.has_allocation(&c.client);
-            c.authenticated |= allocated;
+            if allocated {
+                c.unallocated_since = None;
+            } else {
+                c.unallocated_since.get_or_insert(now);
+            }
             let stalled = c
                 .partial_since
                 .is_some_and(|t| now.duration_since(t) >= STALL_TIMEOUT)
@@ -464,7 +469,10 @@ impl Clients {
             };
             if stalled {
                 closes.push((index, CloseReason::Stalled));
-            } else if !c.authenticated && now.duration_since(c.opened) >= self.auth_deadline {
+            } else if c
+                .unallocated_since
+                .is_some_and(|t| now.duration_since(t) >= self.auth_deadline)
+            {
                 closes.push((index, CloseReason::Unauthenticated));
             } else if now.duration_since(c.last_rx) >= idle_limit {
                 closes.push((index, CloseReason::Idle));

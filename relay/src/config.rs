@@ -86,8 +86,7 @@ pub struct RelayConfig {
     pub max_tcp_connections: usize,
     /// Most TCP and TLS connections from one client IP, over every worker.
     pub max_tcp_connections_per_ip: u32,
-    /// A TCP or TLS connection without an allocation this long after it
-    /// opened is closed.
+    /// A TCP or TLS connection without an allocation for this long is closed.
     pub tcp_auth_deadline: Duration,
     /// Data-plane workers (at least 1).
     pub relay_threads: usize,

@@ -32,7 +32,7 @@ pub struct ShellStats {
     /// Connections refused because `--max-tcp-connections-per-ip` of their
     /// client IP were open.
     pub connections_rejected_per_ip: Counter,
-    /// Connections closed at `--tcp-auth-deadline` without an allocation.
+    /// Connections closed after `--tcp-auth-deadline` without an allocation.
     pub connections_unauthenticated: Counter,
     pub tls_handshake_failures: Counter,
     /// `sendmmsg` calls of the UDP data path.
@@ -226,7 +226,12 @@ pub fn render(workers: &[WorkerStats], status: Status) -> String {
             out.sample(name, &[("transport", tr.as_str())], v);
         }
     }
-    let counters: [(&str, &str, u64); 6] = [
+    let counters: [(&str, &str, u64); 7] = [
+        (
+            "nexrtc_relay_allocations_revoked_total",
+            "Allocations ended at once because their username was revoked.",
+            sum(&|w| w.core.allocations_revoked.get()),
+        ),
         (
             "nexrtc_relay_tcp_connections_rejected_total",
             "Client connections refused at --max-tcp-connections.",

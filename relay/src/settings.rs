@@ -55,9 +55,9 @@ pub struct Settings {
     /// [default: 1000].
     #[arg(long, value_name = "N")]
     pub max_tcp_connections_per_ip: Option<u32>,
-    /// Seconds a TCP or TLS connection may stay open before it holds an
-    /// allocation (an authenticated Allocate succeeded); Binding requests do not
-    /// extend it [default: 10].
+    /// Seconds a TCP or TLS connection may stay open without an allocation
+    /// (before an authenticated Allocate succeeds, or after the allocation
+    /// ends); Binding requests do not extend it [default: 10].
     #[arg(long, value_name = "SECS")]
     pub tcp_auth_deadline: Option<u64>,
     /// Data-plane worker threads, each with its own SO_REUSEPORT listeners,

@@ -909,6 +909,40 @@ fn secret_rotation_and_revocation() {
     assert_eq!(h.server.stats().auth_failure(AuthFailure::Revoked).get(), 1);
 }
 
+/// A revocation ends the username's live allocations at once: ChannelData is
+/// dropped, the relay socket freed, the quota released; others keep theirs.
+#[test]
+fn revocation_ends_live_allocations() {
+    let mut h = Harness::with(|c| c.quotas.user_allocations = 1);
+    let (c, creds, _) = allocated(&mut h, 4042);
+    let (other, other_creds, _) = allocated(&mut h, 4043);
+    channel_bind(&mut h, c, &creds, 0x4000, PEER, 3);
+    channel_bind(&mut h, other, &other_creds, 0x4000, PEER, 3);
+    let mut packet = channel_data_header(0x4000, 4).to_vec();
+    packet.extend_from_slice(b"data");
+    assert!(matches!(
+        h.input(c, &packet).0,
+        ClientAction::Forward { .. }
+    ));
+
+    h.server.revoke(&creds.username, T0_UNIX + 3600);
+    h.run_commands();
+    assert_eq!(h.freed, vec![RelayHandle(0)], "its relay socket is freed");
+    assert_eq!(h.server.allocation_count(), 1);
+    assert_eq!(h.server.stats().allocations_revoked.get(), 1);
+    assert_eq!(h.input(c, &packet).0, ClientAction::Done);
+    assert_eq!(h.server.stats().dropped(DropReason::NoAllocation).get(), 1);
+    assert!(matches!(
+        h.input(other, &packet).0,
+        ClientAction::Forward { .. }
+    ));
+    let refresh = signed(Method::REFRESH, txid(72), &creds, |_| {});
+    assert_eq!(answer_code(&h.ask(c, &refresh)), Some(401));
+    // Its quota was given back: once the revocation lapses, it may allocate.
+    h.server.revoke(&creds.username, T0_UNIX);
+    h.allocate(c, &creds);
+}
+
 #[test]
 fn allocate_attribute_errors() {
     let mut h = Harness::new();

@@ -77,15 +77,20 @@ pub struct Client {
 
 impl Client {
     pub fn new(server: SocketAddr, user: &str) -> Client {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("client socket");
-        socket
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("read timeout");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock after 1970")
             .as_secs();
-        let username = format!("{}:{user}", now + 3600);
+        Client::with_username(server, &format!("{}:{user}", now + 3600))
+    }
+
+    /// A client with this whole TURN REST username (`<expiry>:<user>`).
+    pub fn with_username(server: SocketAddr, username: &str) -> Client {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("client socket");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        let username = username.to_owned();
         let key = long_term_key(
             &username,
             REALM,

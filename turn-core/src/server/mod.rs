@@ -514,10 +514,37 @@ impl Server {
         self.credentials = credentials;
     }
 
-    /// Refuses `username` (a full REST username) until `until_unix`: its next
-    /// request gets 401, whichever allocation it is for.
+    /// Refuses `username` (a full REST username) until `until_unix`, and
+    /// ends its live allocations now: their relay sockets are freed (see
+    /// [`Server::poll_command`]), their quotas released, and packets on them
+    /// dropped from here on (counted in `allocations_revoked`). Its requests
+    /// get 401, so it cannot allocate again.
     pub fn revoke(&mut self, username: &str, until_unix: u64) {
         self.revoked.insert(username.to_owned(), until_unix);
+        let revoked: Vec<u32> = self
+            .allocations
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.as_ref().is_some_and(|a| a.username == username))
+            .map(|(slot, _)| slot as u32)
+            .collect();
+        for slot in revoked {
+            self.delete_allocation(slot);
+            self.stats.allocations_revoked.inc();
+        }
+        // An Allocate waiting for its relay socket: the socket is given back
+        // when it comes (`relay_bound` finds no pending request).
+        let pending: Vec<AllocationRequestId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.username == username)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in pending {
+            if let Some(p) = self.pending.remove(&id) {
+                self.release_quota(&p.tenant, &p.user);
+            }
+        }
     }
 
     /// Stops accepting allocations: new Allocates get 300 ALTERNATE-SERVER
