@@ -5,7 +5,7 @@
 //! the file and (for file values) the line.
 
 use std::fmt;
-use std::io;
+use std::io::{self, IsTerminal};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -110,10 +110,14 @@ impl RelayConfig {
     /// Reads `--config` (if given), merges the flags over it and checks the result.
     pub fn load(flags: Settings) -> Result<RelayConfig, ConfigError> {
         let file = flags.config.clone();
-        let settings = match &file {
+        let mut settings = match &file {
             Some(path) => flags.merge(parse_file(path)?),
             None => flags,
         };
+        if settings.drain_grace.is_none() {
+            let foreground = std::io::stdin().is_terminal() || std::io::stderr().is_terminal();
+            settings.drain_grace = Some(default_drain_grace(foreground));
+        }
         let mut config = RelayConfig::build(settings, random_key()?)?;
         config.file = file;
         Ok(config)
@@ -326,6 +330,17 @@ fn extra_relay_addresses(
         });
     }
     out
+}
+
+/// A relay started from a terminal is stopped by a person waiting for it: a
+/// short grace. Under a service manager (no terminal) SIGTERM waits the long
+/// one, for calls to end.
+pub(crate) fn default_drain_grace(foreground: bool) -> u64 {
+    if foreground {
+        defaults::FOREGROUND_DRAIN_GRACE_SECS
+    } else {
+        defaults::DRAIN_GRACE_SECS
+    }
 }
 
 pub(crate) fn parse_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {

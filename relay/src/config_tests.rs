@@ -363,6 +363,14 @@ fn quotas_and_lifetimes() {
 }
 
 #[test]
+fn drain_grace_is_short_in_a_terminal() {
+    assert_eq!(default_drain_grace(true), 30);
+    assert_eq!(default_drain_grace(false), 300);
+    let c = build(base()).unwrap();
+    assert_eq!(c.drain_grace, Duration::from_secs(300));
+}
+
+#[test]
 fn safe_quota_defaults_and_explicit_unlimited() {
     let c = build(base()).unwrap();
     let q = c.core.quotas;

@@ -363,6 +363,8 @@ pub(crate) mod defaults {
     /// Datagrams per recvmmsg; benches/RESULTS.md has the sweep.
     pub const UDP_BATCH: usize = 32;
     pub const DRAIN_GRACE_SECS: u64 = 300;
+    /// When stdin or stderr is a terminal.
+    pub const FOREGROUND_DRAIN_GRACE_SECS: u64 = 30;
     pub const METRICS_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9641);
     pub const UNSPECIFIED_V6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 }
