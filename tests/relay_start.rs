@@ -147,3 +147,31 @@ fn a_second_sigint_stops_a_draining_relay_at_once() {
     assert!(status.success(), "{status:?}");
     assert!(asked.elapsed() < Duration::from_secs(5));
 }
+
+/// An empty node token (flag or environment) is refused before anything
+/// starts, naming the flag; the controller would only answer 401 later.
+#[test]
+fn an_empty_node_token_is_refused_at_start() {
+    let agent = ["--controller", "http://127.0.0.1:9", "--region", "r"];
+    let mut flag = relay_cmd(&agent);
+    flag.args(["--node-token", ""]);
+    let mut env = relay_cmd(&agent);
+    env.env("NEXRTC_NODE_TOKEN", "");
+    let mut standalone = Command::new(env!("CARGO_BIN_EXE_nexrtc"));
+    standalone
+        .arg("agent")
+        .args(agent)
+        .env("NEXRTC_NODE_TOKEN", "");
+    for (what, mut cmd) in [("flag", flag), ("env", env), ("agent", standalone)] {
+        let mut p = ChildGuard::spawn("relay", &mut cmd);
+        let status = p
+            .wait_exit(Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{what}: started: {}", p.log_tail(20)));
+        assert_eq!(status.code(), Some(2), "{what}: {}", p.log_text());
+        let log = p.log_text();
+        assert!(
+            log.contains("--node-token") && log.contains("empty"),
+            "{what}: {log}"
+        );
+    }
+}

@@ -35,7 +35,8 @@ pub struct AgentConfig {
         value_name = "TOKEN",
         env = "NEXRTC_NODE_TOKEN",
         hide_env_values = true,
-        required = false
+        required = false,
+        value_parser = parse_node_token
     )]
     pub node_token: String,
 
@@ -83,6 +84,19 @@ pub struct AgentConfig {
     /// STUN Binding requests per target and round.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub probe_count: u32,
+}
+
+/// `--node-token`: an empty token would only be refused by the controller
+/// (401) after the relay started; refuse it at start instead.
+fn parse_node_token(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err(
+            "empty: give the node key the controller issued (--node-token or \
+                    NEXRTC_NODE_TOKEN)"
+                .to_owned(),
+        );
+    }
+    Ok(s.to_owned())
 }
 
 impl AgentConfig {
@@ -341,5 +355,31 @@ mod tests {
         assert_eq!(cli.agent.heartbeat_interval(), Duration::from_secs(1));
         assert_eq!(cli.agent.addresses().1, [Transport::Udp]);
         assert_eq!(cli.agent.probe_count, 5);
+    }
+
+    #[test]
+    fn an_empty_node_token_is_refused_naming_the_flag() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            agent: AgentConfig,
+        }
+        for token in ["", "  "] {
+            let err = Cli::try_parse_from([
+                "x",
+                "--controller",
+                "https://a.example:8443",
+                "--node-token",
+                token,
+                "--region",
+                "eu-west",
+            ])
+            .err()
+            .expect("refused");
+            let text = err.to_string();
+            assert!(text.contains("--node-token"), "{text}");
+            assert!(text.contains("empty"), "{text}");
+        }
     }
 }
