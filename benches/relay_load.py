@@ -357,7 +357,7 @@ def render_one_source(nproc, count, concurrency, runs, commands, errors, load_st
            f"{elapsed:.0f} s. Our relay: commit `{os.environ.get('NEXRTC_REV') or git_rev()}`; "
            f"coturn: {coturn_version()}.", "",
            f"{count:,} allocations, {concurrency} in flight, every client its own UDP socket "
-           "on ONE source IP (127.1.0.1, a port each), each with its own 401 round trip "
+           "on ONE source IP (127.1.x.y, a port each), each with its own 401 round trip "
            "(unauthenticated Allocate, 401, Allocate with MESSAGE-INTEGRITY, success); "
            "retransmission after 500 ms, at most 7 tries. Both servers with every core "
            f"({nproc} worker threads / relay-threads) and their default limits on "

@@ -185,7 +185,7 @@ impl RelayConfig {
         q.allocation_bytes_per_sec = s.max_bps.unwrap_or(q.allocation_bytes_per_sec);
         q.permissions_per_allocation = s.permissions_quota.unwrap_or(q.permissions_per_allocation);
         q.channels_per_allocation = s.channels_quota.unwrap_or(q.channels_per_allocation);
-        // Smaller than two answers would refuse even the first 401 of a burst.
+        // Below 1 KiB/s even a handful of 401s would be refused.
         let answer_bytes = |key, v: Option<u64>, default: u64| match v {
             Some(v) if v < MIN_ANSWER_BYTES => Err(invalid(
                 key,

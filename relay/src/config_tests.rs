@@ -408,7 +408,7 @@ fn unauthenticated_answer_budget() {
     let b = c.core.unauthenticated;
     assert_eq!(
         (b.per_source.per_second, b.per_source.burst),
-        (2_000_000, 4_000_000)
+        (2_000_000, 8_000_000)
     );
     assert_eq!(b.total.per_second, 9_000_000);
     for (s, key) in [

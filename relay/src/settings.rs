@@ -167,13 +167,13 @@ pub struct Settings {
     pub permissions_quota: Option<u32>,
     /// Bytes per second of answers to unauthenticated requests (401 and 438
     /// challenges, 400s, Binding answers) to one source IP, with bursts of
-    /// twice that: the relay must not amplify floods from spoofed addresses,
+    /// four times that: the relay must not amplify floods from spoofed addresses,
     /// yet every new allocation of every client behind one NAT address needs a
     /// 401 (about 130 bytes) [default: 524288].
     #[arg(long, value_name = "BYTES")]
     pub unauthenticated_bytes_per_ip: Option<u64>,
     /// Bytes per second of answers to unauthenticated requests to all sources
-    /// together, with bursts of twice that [default: 4194304].
+    /// together, with bursts of four times that [default: 4194304].
     #[arg(long, value_name = "BYTES")]
     pub unauthenticated_bytes_total: Option<u64>,
     /// Longest allocation lifetime granted, seconds [default: 3600].

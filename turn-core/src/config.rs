@@ -69,11 +69,12 @@ pub struct ByteRate {
 }
 
 impl ByteRate {
-    /// `per_second`, with bursts of two seconds' worth.
+    /// `per_second`, with bursts of four seconds' worth (a one-off amount:
+    /// what a flood gets out is bounded by the rate).
     pub const fn per_second(per_second: u64) -> ByteRate {
         ByteRate {
             per_second,
-            burst: per_second.saturating_mul(2),
+            burst: per_second.saturating_mul(4),
         }
     }
 }
@@ -98,8 +99,8 @@ pub struct AnswerBudget {
 
 impl AnswerBudget {
     /// 512 KiB/s to one source IP: about 4,000 challenges a second (a 401 is
-    /// about 130 bytes), bursts of 8,000, for the thousands of users of a
-    /// carrier NAT.
+    /// 110-140 bytes, with the realm), bursts of about 16,000, for the
+    /// thousands of users of a carrier NAT.
     pub const DEFAULT_PER_SOURCE: u64 = 512 * 1024;
     /// 4 MiB/s to all sources together.
     pub const DEFAULT_TOTAL: u64 = 4 * 1024 * 1024;

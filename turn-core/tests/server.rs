@@ -817,7 +817,7 @@ fn one_nat_address_gets_its_challenges_and_a_flood_is_cut() {
     assert_eq!(h.server.stats().dropped(DropReason::RateLimited).get(), 0);
     // Keep going in the same instant: the per-source burst runs out.
     let burst = turn_core::AnswerBudget::default().per_source.burst;
-    let flood = 40_000u16;
+    let flood = 60_000u16;
     let mut more = 0u64;
     for port in 0..flood {
         let c = client(port);
