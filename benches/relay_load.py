@@ -24,6 +24,9 @@ Per server, workers (1 and nproc) and payload (100 and 1,000 B):
     peers with no relay, same rate) = added latency;
   * Allocate rate (allocations/s and CPU-us per allocation, 401 round trip and
     HMAC included) and RSS per held allocation.
+With --one-source, only the Allocate rate from ONE source address (8,000
+clients on one IP, 128 in flight, as behind a NAT), ours vs coturn, written to
+its own section ("relay-one-source").
 Writes the "Relay" section of benches/RESULTS.md (between the relay markers,
 replacing an earlier one, other sections untouched).
 
@@ -49,7 +52,7 @@ import time
 from benchlib import free_port, write_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REL = os.path.join(ROOT, "target", "release")
+REL = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release")
 # NEXRTC_BIN / NEXRTC_REV: measure another build of the relay (e.g. a branch
 # built elsewhere), labelled with its commit.
 NEXRTC = os.environ.get("NEXRTC_BIN") or os.path.join(REL, "nexrtc")
@@ -73,6 +76,9 @@ TARGET_BYTES_PER_ALLOC = 2048
 # A direct-path p99 above this means the machine's scheduling, not the relay,
 # decides the tail: the p99 target is then reported as inconclusive.
 NOISY_P99_US = 500.0
+# Allocations from one source address (clients behind one NAT), in flight at once.
+ONE_SOURCE_COUNT = 8000
+ONE_SOURCE_CONCURRENCY = 128
 # Our relay's configurations: the default, multiplexed, and without UDP GSO.
 OURS = ("nexrtc", "nexrtc-mux", "nexrtc-nogso")
 # Settings of our relay swept (1 worker, 100 B saturation): flag, server kind,
@@ -142,7 +148,10 @@ class Server:
                    "--drain-grace", "0",
                    # coturn's range (the relay's former default), for the same
                    # number of relay ports per IP as coturn below.
-                   "--min-port", "49152", "--max-port", "65535"]
+                   "--min-port", "49152", "--max-port", "65535",
+                   # The generator signs every client with one username: the
+                   # bench measures capacity, not the per-user quota.
+                   "--user-quota", "0", "--total-quota", "0"]
             if "--relay-threads" in relay_help:
                 cmd += ["--relay-threads", str(workers)]
             if hold or kind == "nexrtc-mux":
@@ -289,6 +298,96 @@ def alloc_run(server, count, round_size, concurrency=64, per_ip=8):
     res, cmd = run_load(args, timeout=300)
     res["cmd"] = cmd
     return res
+
+
+def one_source_run(server, count, concurrency):
+    """`count` allocations with every client on ONE source IP (its own port
+    each), as behind a NAT: one round, all live at once."""
+    args = ["alloc", "--server", f"127.0.0.1:{server.port}", "--secret", SECRET,
+            "--server-pid", server.pid, "--count", count, "--round", count,
+            "--concurrency", concurrency, "--per-ip", count,
+            "--ip-offset", IPS.take(1), "--max-seconds", 120]
+    res, cmd = run_load(args, timeout=300)
+    res["cmd"] = cmd
+    return res
+
+
+def one_source(args):
+    """Only the one-source Allocate section: ours vs coturn, every worker."""
+    if not args.no_build:
+        log("building release binaries …")
+        subprocess.run(["cargo", "build", "--release", "-p", "nexrtc", "-p", "turnbench"],
+                       cwd=ROOT, check=True)
+    for b in (NEXRTC, LOAD):
+        if not os.path.exists(b):
+            sys.exit(f"{b} missing: cargo build --release -p nexrtc -p turnbench")
+    relay_help = subprocess.run([NEXRTC, "relay", "--help"], capture_output=True,
+                                text=True, timeout=30).stdout
+    nproc = os.cpu_count() or 1
+    count, concurrency = ONE_SOURCE_COUNT, ONE_SOURCE_CONCURRENCY
+    tmp = tempfile.mkdtemp(prefix="nexrtc-relaybench-")
+    log(f"logs in {tmp}")
+    kinds = ["nexrtc"] + (["coturn"] if shutil.which("turnserver") else [])
+    started = time.time()
+    load_start = loadavg()
+    runs, errors, commands = {}, [], {}
+    for kind in kinds:
+        log(f"== one source address: {kind}, {nproc} worker(s), {count:,} allocations")
+        try:
+            with Server(kind, nproc, tmp, relay_help=relay_help) as srv:
+                commands[kind] = " ".join(os.path.basename(c) if i == 0 else c
+                                          for i, c in enumerate(srv.cmd))
+                runs[kind] = one_source_run(srv, count, concurrency)
+                log(f"   {runs[kind]}")
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
+            errors.append(f"{kind}: {str(e)[:300]}")
+            log(f"   FAILED: {e}")
+    section = render_one_source(nproc, count, concurrency, runs, commands, errors, load_start,
+                                loadavg(), time.time() - started)
+    if not args.no_write:
+        write_section("relay-one-source", section)
+    print(section)
+
+
+def render_one_source(nproc, count, concurrency, runs, commands, errors, load_start, load_end,
+                      elapsed):
+    names = {"nexrtc": "nexrtc relay", "coturn": "coturn"}
+    out = ["<!-- relay-one-source:begin (written by benches/relay_load.py --one-source) -->",
+           "## Allocations from one source address (clients behind one NAT)", "",
+           f"Command: `python3 benches/relay_load.py --one-source`. Machine: {nproc} CPUs, "
+           f"kernel {os.uname().release}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+           f"load average {load_start} at the start, {load_end} at the end. Run took "
+           f"{elapsed:.0f} s. Our relay: commit `{os.environ.get('NEXRTC_REV') or git_rev()}`; "
+           f"coturn: {coturn_version()}.", "",
+           f"{count:,} allocations, {concurrency} in flight, every client its own UDP socket "
+           "on ONE source IP (127.1.x.y, a port each), each with its own 401 round trip "
+           "(unauthenticated Allocate, 401, Allocate with MESSAGE-INTEGRITY, success); "
+           "retransmission after 500 ms, at most 7 tries. Both servers with every core "
+           f"({nproc} worker threads / relay-threads) and their default limits on "
+           "unauthenticated answers (ours: a byte budget per source IP and in total, "
+           "`--unauthenticated-bytes-per-ip`, `--unauthenticated-bytes-total`). Time to "
+           "allocate: from a client's first request to its success.", "",
+           "| server | allocations made | failed | retransmits | time | allocations/s | "
+           "time to allocate p50 | p99 |",
+           "|---|---|---|---|---|---|---|---|"]
+    for kind in ("nexrtc", "coturn"):
+        r = runs.get(kind)
+        if not r:
+            continue
+        e = r.get("engine", {})
+        p50, p99 = r.get("alloc_p50_ms"), r.get("alloc_p99_ms")
+        out.append(f"| {names[kind]} | {r['allocations']:,} | {e.get('failed', 0):,} | "
+                   f"{e.get('retransmits', 0):,} | {r['alloc_secs']:.2f} s | "
+                   f"{fmt_int(r['allocs_per_sec'])} | "
+                   f"{'—' if p50 is None else f'{p50:.1f} ms'} | "
+                   f"{'—' if p99 is None else f'{p99:.1f} ms'} |")
+    out.append("")
+    for kind, cmd in commands.items():
+        out.append(f"* {names[kind]}: `{cmd}`; generator: `{runs.get(kind, {}).get('cmd', '')}`")
+    for e in errors:
+        out.append(f"* FAILED: {e}")
+    out.append("<!-- relay-one-source:end -->")
+    return "\n".join(out) + "\n"
 
 
 def hold_run(server, count, settle, concurrency=256, per_ip=32):
@@ -440,9 +539,15 @@ def main():
     parser.add_argument("--section", default="relay",
                         help="marker name of the RESULTS.md section (default relay; e.g. "
                              "relay-baseline to keep an earlier build's figures beside it)")
+    parser.add_argument("--one-source", action="store_true",
+                        help="only the Allocate rate from ONE source address (clients behind "
+                             "one NAT), ours vs coturn; writes its own section")
     parser.add_argument("--render-from", metavar="PICKLE",
                         help="re-render the section from a run's render.pickle (no load)")
     args = parser.parse_args()
+    if args.one_source:
+        one_source(args)
+        return
     if args.render_from:
         with open(args.render_from, "rb") as f:
             section = render(args, *pickle.load(f))

@@ -88,8 +88,9 @@ pub enum CallError {
     /// The lease is gone: register again.
     #[error("lease expired")]
     LeaseExpired,
-    /// The controller refused the request (not retried).
-    #[error("refused with {status}: {code}: {message}")]
+    /// The controller refused the request (not retried). A 401 (missing or
+    /// invalid credentials) names the flag that holds them.
+    #[error("refused with {status}: {code}: {message}{}", credentials_hint(*.status))]
     Rejected {
         status: u16,
         code: String,
@@ -98,6 +99,15 @@ pub enum CallError {
     /// No replica answered within the call's budget.
     #[error("no controller answered ({attempts} attempts; last: {last})")]
     Unavailable { attempts: u32, last: String },
+}
+
+/// What to check when the controller refuses the node's credentials.
+fn credentials_hint(status: u16) -> &'static str {
+    if status == StatusCode::UNAUTHORIZED.as_u16() {
+        " (check --node-token / NEXRTC_NODE_TOKEN: the node key the controller issued)"
+    } else {
+        ""
+    }
 }
 
 /// The live event stream of one replica.

@@ -114,8 +114,20 @@ impl AgentConfig {
         }
     }
 
-    /// Reads `--node-token-file` into `node_token` (nothing to do without it).
+    /// Reads `--node-token-file` into `node_token`, then refuses an empty token: the
+    /// controller would only answer 401 after the relay started, so it is refused at
+    /// start, naming the flag.
     pub fn load_node_token_file(&mut self) -> Result<(), String> {
+        self.read_node_token_file()?;
+        if self.node_token.trim().is_empty() {
+            return Err("--node-token is empty: give the node key the controller issued \
+                 (--node-token, NEXRTC_NODE_TOKEN or --node-token-file)"
+                .to_owned());
+        }
+        Ok(())
+    }
+
+    fn read_node_token_file(&mut self) -> Result<(), String> {
         let Some(path) = &self.node_token_file else {
             return Ok(());
         };
@@ -429,5 +441,24 @@ mod tests {
         assert_eq!(cli.agent.heartbeat_interval(), Duration::from_secs(1));
         assert_eq!(cli.agent.addresses().1, [Transport::Udp]);
         assert_eq!(cli.agent.probe_count, 5);
+    }
+
+    #[test]
+    fn an_empty_node_token_is_refused_naming_the_flag() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            agent: AgentConfig,
+        }
+        for token in [None, Some(""), Some("  ")] {
+            let mut args = vec!["x", "--controller", "https://a.example:8443"];
+            args.extend(token.map(|t| ["--node-token", t]).into_iter().flatten());
+            args.extend(["--region", "eu-west"]);
+            let mut cli = Cli::try_parse_from(args).expect("parsed");
+            let text = cli.agent.load_node_token_file().expect_err("refused");
+            assert!(text.contains("--node-token"), "{text}");
+            assert!(text.contains("empty"), "{text}");
+        }
     }
 }

@@ -369,3 +369,30 @@ async fn a_draining_heartbeat_answer_is_a_drain_order() {
     // Applied once, without deadline or alternate (the answer carries neither).
     assert_eq!(*rec.drains.lock().unwrap(), vec![DrainOrder::default()]);
 }
+
+/// The controller's 401 (missing or invalid credentials) comes back as an
+/// error whose text — the agent's log line — names the flag to fix.
+#[tokio::test]
+async fn a_refused_token_names_the_flag() {
+    let store = Store::new(100, secrets("s1"));
+    let a = Replica::start(store).await;
+    let mut c = config(&[&a]);
+    c.node_token = "wrong".into();
+    let client = nexrtc_edge_agent::ControllerClient::new(&c.client()).unwrap();
+    let err = client
+        .post::<_, serde_json::Value>(
+            routes::REGISTER,
+            &serde_json::json!({}),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            nexrtc_edge_agent::CallError::Rejected { status: 401, .. }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--node-token"), "{err}");
+}

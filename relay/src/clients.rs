@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mio::{Interest, Registry};
@@ -194,6 +194,37 @@ pub(crate) enum CloseReason {
     TooLarge,
     Stalled,
     Idle,
+    /// No allocation by `--tcp-auth-deadline`.
+    Unauthenticated,
+}
+
+/// Open TCP and TLS connections per client IP over every worker, so that
+/// one address cannot hold every connection slot. Taken when a connection is
+/// accepted and when it closes, never per packet.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConnsPerIp(Arc<Mutex<HashMap<IpAddr, u32>>>);
+
+impl ConnsPerIp {
+    /// Counts one more connection of `ip` unless it has `max` open.
+    fn try_acquire(&self, ip: IpAddr, max: u32) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = m.entry(ip).or_default();
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
 }
 
 pub(crate) struct Clients {
@@ -205,6 +236,11 @@ pub(crate) struct Clients {
     tls: Option<Arc<ServerConfig>>,
     shell: Arc<ShellStats>,
     max_conns: usize,
+    per_ip: ConnsPerIp,
+    max_per_ip: u32,
+    /// A connection without an allocation for this long is closed, whatever
+    /// it sends (Binding requests included).
+    auth_deadline: Duration,
     /// A connection with an allocation that sends nothing for this long has
     /// none any more: every allocation needs a Refresh within its lifetime.
     idle_allocated: Duration,
@@ -216,6 +252,7 @@ impl Clients {
         listeners: Vec<Listener>,
         tls: Option<Arc<ServerConfig>>,
         shell: Arc<ShellStats>,
+        per_ip: ConnsPerIp,
         registry: &Registry,
     ) -> io::Result<Clients> {
         let mut c = Clients {
@@ -230,6 +267,9 @@ impl Clients {
             max_conns: config
                 .max_tcp_connections
                 .div_ceil(config.relay_threads.max(1)),
+            per_ip,
+            max_per_ip: config.max_tcp_connections_per_ip,
+            auth_deadline: config.tcp_auth_deadline,
             idle_allocated: config.core.max_lifetime + IDLE_TIMEOUT,
         };
         for l in listeners {
@@ -301,7 +341,12 @@ impl Clients {
                 remote,
                 local,
             };
+            if !self.per_ip.try_acquire(remote.ip(), self.max_per_ip) {
+                self.shell.connections_rejected_per_ip.inc();
+                continue;
+            }
             let Some(index) = self.conns.insert(Conn::new(stream, client, tls, now)) else {
+                self.per_ip.release(remote.ip());
                 continue;
             };
             let t = token(TokenKind::Conn, index);
@@ -311,6 +356,7 @@ impl Clients {
                 .map(|c| registry.register(&mut c.stream, t, crate::worker::CONN_INTEREST));
             if !matches!(registered, Some(Ok(()))) {
                 self.conns.remove(index);
+                self.per_ip.release(remote.ip());
                 continue;
             }
             self.by_client.insert(client, index);
@@ -389,29 +435,45 @@ impl Clients {
             self.by_client.remove(&conn.client);
         }
         self.shell.connections_active[conn.client.transport as usize].sub(1);
+        self.per_ip.release(conn.client.remote.ip());
         Some(conn.client)
     }
 
-    /// Schedules closes of stalled and idle connections (once a second). A
-    /// connection whose client holds an allocation (the core says) may stay
-    /// quiet longer: its allocation keeps it alive with Refreshes.
+    /// Schedules closes of stalled, idle and unauthenticated connections
+    /// (once a second). A connection whose client holds an allocation (the
+    /// core says) may stay quiet longer: its allocation keeps it alive with
+    /// Refreshes. One without an allocation (not yet, or no longer: deleted,
+    /// expired, revoked) is closed at the auth deadline: an allocation needs
+    /// an authenticated Allocate, so only a client with valid credentials
+    /// keeps a connection.
     pub(crate) fn sweep(&mut self, now: Instant, server: &turn_core::Server) {
         let mut closes = Vec::new();
-        for index in self.conns.indices() {
-            let Some(c) = self.conns.get(index) else {
+        for index in self.conns.indices().collect::<Vec<_>>() {
+            let Some(c) = self.conns.get_mut(index) else {
                 continue;
             };
+            let allocated = server.has_allocation(&c.client);
+            if allocated {
+                c.unallocated_since = None;
+            } else {
+                c.unallocated_since.get_or_insert(now);
+            }
             let stalled = c
                 .partial_since
                 .is_some_and(|t| now.duration_since(t) >= STALL_TIMEOUT)
                 || (c.is_handshaking() && now.duration_since(c.opened) >= STALL_TIMEOUT);
-            let idle_limit = if server.has_allocation(&c.client) {
+            let idle_limit = if allocated {
                 self.idle_allocated
             } else {
                 IDLE_TIMEOUT
             };
             if stalled {
                 closes.push((index, CloseReason::Stalled));
+            } else if c
+                .unallocated_since
+                .is_some_and(|t| now.duration_since(t) >= self.auth_deadline)
+            {
+                closes.push((index, CloseReason::Unauthenticated));
             } else if now.duration_since(c.last_rx) >= idle_limit {
                 closes.push((index, CloseReason::Idle));
             }
@@ -424,6 +486,7 @@ impl Clients {
         for index in self.conns.indices().collect::<Vec<_>>() {
             if let Some(mut c) = self.conns.remove(index) {
                 c.close();
+                self.per_ip.release(c.client.remote.ip());
             }
         }
     }

@@ -5,7 +5,7 @@
 //! the file and (for file values) the line.
 
 use std::fmt;
-use std::io;
+use std::io::{self, IsTerminal};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,9 @@ pub enum ConfigError {
     #[error("cannot read random bytes from the OS: {0}")]
     Random(String),
 }
+
+/// The smallest answer budget accepted, bytes per second.
+const MIN_ANSWER_BYTES: u64 = 1024;
 
 fn key_names(key: &str) -> String {
     format!("`{key}` (--{})", key.replace('_', "-"))
@@ -81,6 +84,10 @@ pub struct RelayConfig {
     /// `None` when TLS is off.
     pub tls: Option<CertSource>,
     pub max_tcp_connections: usize,
+    /// Most TCP and TLS connections from one client IP, over every worker.
+    pub max_tcp_connections_per_ip: u32,
+    /// A TCP or TLS connection without an allocation for this long is closed.
+    pub tcp_auth_deadline: Duration,
     /// Data-plane workers (at least 1).
     pub relay_threads: usize,
     /// Shared relay sockets per worker and relay IP; `None`: one socket per
@@ -103,10 +110,14 @@ impl RelayConfig {
     /// Reads `--config` (if given), merges the flags over it and checks the result.
     pub fn load(flags: Settings) -> Result<RelayConfig, ConfigError> {
         let file = flags.config.clone();
-        let settings = match &file {
+        let mut settings = match &file {
             Some(path) => flags.merge(parse_file(path)?),
             None => flags,
         };
+        if settings.drain_grace.is_none() {
+            let foreground = std::io::stdin().is_terminal() || std::io::stderr().is_terminal();
+            settings.drain_grace = Some(default_drain_grace(foreground));
+        }
         let mut config = RelayConfig::build(settings, random_key()?)?;
         config.file = file;
         Ok(config)
@@ -180,6 +191,27 @@ impl RelayConfig {
         q.total_allocations = s.total_quota.unwrap_or(q.total_allocations);
         q.allocation_bytes_per_sec = s.max_bps.unwrap_or(q.allocation_bytes_per_sec);
         q.permissions_per_allocation = s.permissions_quota.unwrap_or(q.permissions_per_allocation);
+        q.channels_per_allocation = s.channels_quota.unwrap_or(q.channels_per_allocation);
+        // Below 1 KiB/s even a handful of 401s would be refused.
+        let answer_bytes = |key, v: Option<u64>, default: u64| match v {
+            Some(v) if v < MIN_ANSWER_BYTES => Err(invalid(
+                key,
+                format!("must be at least {MIN_ANSWER_BYTES} bytes per second, got {v}"),
+            )),
+            v => Ok(turn_core::ByteRate::per_second(v.unwrap_or(default))),
+        };
+        core.unauthenticated = turn_core::AnswerBudget {
+            per_source: answer_bytes(
+                "unauthenticated_bytes_per_ip",
+                s.unauthenticated_bytes_per_ip,
+                turn_core::AnswerBudget::DEFAULT_PER_SOURCE,
+            )?,
+            total: answer_bytes(
+                "unauthenticated_bytes_total",
+                s.unauthenticated_bytes_total,
+                turn_core::AnswerBudget::DEFAULT_TOTAL,
+            )?,
+        };
         let secs = |key, v: Option<u64>, default: Duration| match v {
             Some(0) => Err(invalid(key, "must be at least 1 second")),
             Some(v) => Ok(Duration::from_secs(v)),
@@ -235,6 +267,15 @@ impl RelayConfig {
             max_tcp_connections: s
                 .max_tcp_connections
                 .unwrap_or(defaults::MAX_TCP_CONNECTIONS) as usize,
+            max_tcp_connections_per_ip: match s.max_tcp_connections_per_ip {
+                Some(0) => return Err(invalid("max_tcp_connections_per_ip", "must be at least 1")),
+                n => n.unwrap_or(defaults::MAX_TCP_CONNECTIONS_PER_IP),
+            },
+            tcp_auth_deadline: secs(
+                "tcp_auth_deadline",
+                s.tcp_auth_deadline,
+                Duration::from_secs(defaults::TCP_AUTH_DEADLINE_SECS),
+            )?,
             relay_threads: match s.relay_threads {
                 Some(0) => return Err(invalid("relay_threads", "must be at least 1")),
                 Some(n) => n,
@@ -296,6 +337,17 @@ fn extra_relay_addresses(
         });
     }
     out
+}
+
+/// A relay started from a terminal is stopped by a person waiting for it: a
+/// short grace. Under a service manager (no terminal) SIGTERM waits the long
+/// one, for calls to end.
+pub(crate) fn default_drain_grace(foreground: bool) -> u64 {
+    if foreground {
+        defaults::FOREGROUND_DRAIN_GRACE_SECS
+    } else {
+        defaults::DRAIN_GRACE_SECS
+    }
 }
 
 pub(crate) fn parse_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {

@@ -428,6 +428,76 @@ fn quotas_and_lifetimes() {
 }
 
 #[test]
+fn drain_grace_is_short_in_a_terminal() {
+    assert_eq!(default_drain_grace(true), 30);
+    assert_eq!(default_drain_grace(false), 300);
+    let c = build(base()).unwrap();
+    assert_eq!(c.drain_grace, Duration::from_secs(300));
+}
+
+#[test]
+fn safe_quota_defaults_and_explicit_unlimited() {
+    let c = build(base()).unwrap();
+    let q = c.core.quotas;
+    assert_eq!(q.user_allocations, 64);
+    assert_eq!(q.channels_per_allocation, 64);
+    assert_eq!(q.total_allocations, 100_000);
+    let c = build(Settings {
+        user_quota: Some(0),
+        channels_quota: Some(0),
+        total_quota: Some(0),
+        ..base()
+    })
+    .unwrap();
+    let q = c.core.quotas;
+    assert_eq!(
+        (
+            q.user_allocations,
+            q.channels_per_allocation,
+            q.total_allocations
+        ),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn unauthenticated_answer_budget() {
+    let c = build(base()).unwrap();
+    assert_eq!(c.core.unauthenticated, turn_core::AnswerBudget::default());
+    let c = load_file(
+        "budget.toml",
+        "realm = \"r\"\nstatic_auth_secret = \"s\"\nlistening_ip = \"127.0.0.1\"\n\
+         unauthenticated_bytes_per_ip = 2000000\nunauthenticated_bytes_total = 9000000\n",
+    )
+    .unwrap();
+    let b = c.core.unauthenticated;
+    assert_eq!(
+        (b.per_source.per_second, b.per_source.burst),
+        (2_000_000, 8_000_000)
+    );
+    assert_eq!(b.total.per_second, 9_000_000);
+    for (s, key) in [
+        (
+            Settings {
+                unauthenticated_bytes_per_ip: Some(100),
+                ..base()
+            },
+            "`unauthenticated_bytes_per_ip` (--unauthenticated-bytes-per-ip)",
+        ),
+        (
+            Settings {
+                unauthenticated_bytes_total: Some(0),
+                ..base()
+            },
+            "`unauthenticated_bytes_total` (--unauthenticated-bytes-total)",
+        ),
+    ] {
+        let e = build(s).unwrap_err().to_string();
+        assert!(e.starts_with(key), "{e}");
+    }
+}
+
+#[test]
 fn secrets_file() {
     let f = TempFile::new(
         "secrets.toml",

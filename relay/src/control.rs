@@ -6,7 +6,7 @@
 //! applied by the worker itself between event batches. Counts flow back through
 //! atomics the handle reads.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -48,6 +48,14 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// A relay IP the host cannot bind: every Allocate would fail (508).
+    #[error(
+        "relay IP {ip} is not an address of this host (bind: {source}); give an address of \
+         one of its interfaces (--relay-ip), and --external-ip for the public one behind NAT"
+    )]
+    RelayIpNotLocal { ip: IpAddr, source: std::io::Error },
+    #[error("cannot bind a relay socket on {ip}: {source}")]
+    RelayIp { ip: IpAddr, source: std::io::Error },
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("{0}")]
@@ -164,6 +172,9 @@ impl Relay {
     /// Binds every listener (errors here are the operator's: port in use,
     /// address not on this host) and starts the workers.
     pub fn start(config: &RelayConfig) -> Result<Relay, StartError> {
+        for r in config.relay_addresses() {
+            check_relay_ip(r.bind)?;
+        }
         let certs = config.tls.clone().map(CertResolver::new).transpose()?;
         let tls_config = certs.as_ref().map(|c| c.server_config()).transpose()?;
         let workers = config.relay_threads.max(1);
@@ -176,8 +187,11 @@ impl Relay {
         crate::host::warn_if_ephemeral(&config.ports);
         // Host-wide: ports (EVEN-PORT, RESERVATION-TOKEN) and quota counts.
         let addrs: Vec<RelayAddress> = config.relay_addresses().collect();
-        let pools = PortPools::new(&addrs, config.ports.clone(), &config.core.peer_filter);
-        let ledger = Arc::new(AllocationLedger::new());
+        let host = worker::HostWide {
+            pools: PortPools::new(&addrs, config.ports.clone(), &config.core.peer_filter),
+            ledger: Arc::new(AllocationLedger::new()),
+            conns_per_ip: crate::clients::ConnsPerIp::default(),
+        };
 
         let mut built = Vec::with_capacity(workers);
         for (index, listeners) in sets.into_iter().enumerate() {
@@ -187,8 +201,7 @@ impl Relay {
                 credentials.clone(),
                 listeners,
                 tls_config.clone(),
-                &pools,
-                ledger.clone(),
+                &host,
             )
             .map_err(StartError::Worker)?;
             built.push(w);
@@ -316,6 +329,19 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Binds (and drops) a UDP socket on `ip`: a relay IP that is not on this
+/// host would otherwise start "healthy" and refuse every Allocate. No packet
+/// is sent.
+fn check_relay_ip(ip: IpAddr) -> Result<(), StartError> {
+    match UdpSocket::bind(SocketAddr::new(ip, 0)) {
+        Ok(_) => Ok(()),
+        Err(source) if source.kind() == std::io::ErrorKind::AddrNotAvailable => {
+            Err(StartError::RelayIpNotLocal { ip, source })
+        }
+        Err(source) => Err(StartError::RelayIp { ip, source }),
     }
 }
 

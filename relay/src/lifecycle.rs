@@ -3,8 +3,9 @@
 //!
 //! * SIGTERM / SIGINT: drain. New Allocates get 300 ALTERNATE-SERVER (with
 //!   `--alternate-server`) or 508; existing allocations keep relaying; the
-//!   process exits when none is left or after `--drain-grace`. A second
-//!   SIGTERM / SIGINT exits at once.
+//!   process exits when none is left or after `--drain-grace` (30 s when
+//!   started from a terminal, else 300 s), logging a countdown every few
+//!   seconds meanwhile. A second SIGTERM / SIGINT (Ctrl-C) exits at once.
 //! * SIGHUP: re-read the TLS certificate and the secrets (the `--secrets-file`
 //!   and the static secrets); a failed reload keeps what was loaded before.
 //!   Nothing else of the configuration is reloaded.
@@ -183,6 +184,9 @@ async fn serve(
     Ok(exit)
 }
 
+/// How often the drain countdown is logged.
+const COUNTDOWN_EVERY: Duration = Duration::from_secs(5);
+
 async fn watch(
     relay: &Relay,
     config: &RelayConfig,
@@ -194,6 +198,7 @@ async fn watch(
     let monitor = relay.monitor();
     let workers = monitor.workers_alive();
     let mut deadline: Option<Instant> = None;
+    let mut next_countdown = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         let stop = tokio::select! {
@@ -246,8 +251,18 @@ async fn watch(
             if allocations == 0 {
                 return Exit::Drained;
             }
-            if Instant::now() >= d {
+            let now = Instant::now();
+            if now >= d {
                 return Exit::GraceElapsed { allocations };
+            }
+            if now >= next_countdown {
+                next_countdown = now + COUNTDOWN_EVERY;
+                let left = d.saturating_duration_since(now).as_secs_f64().ceil();
+                tracing::info!(
+                    "draining: {allocations} allocation{} left, exit in {left:.0} s; \
+                     Ctrl-C (SIGINT or SIGTERM) again to stop now",
+                    if allocations == 1 { "" } else { "s" }
+                );
             }
         }
     }

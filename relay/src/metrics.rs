@@ -29,6 +29,11 @@ pub struct ShellStats {
     pub connections_total: [Counter; 3],
     /// Connections refused because `--max-tcp-connections` were open.
     pub connections_rejected: Counter,
+    /// Connections refused because `--max-tcp-connections-per-ip` of their
+    /// client IP were open.
+    pub connections_rejected_per_ip: Counter,
+    /// Connections closed after `--tcp-auth-deadline` without an allocation.
+    pub connections_unauthenticated: Counter,
     pub tls_handshake_failures: Counter,
     /// `sendmmsg` calls of the UDP data path.
     pub udp_send_calls: Counter,
@@ -221,11 +226,26 @@ pub fn render(workers: &[WorkerStats], status: Status) -> String {
             out.sample(name, &[("transport", tr.as_str())], v);
         }
     }
-    let counters: [(&str, &str, u64); 4] = [
+    let counters: [(&str, &str, u64); 7] = [
+        (
+            "nexrtc_relay_allocations_revoked_total",
+            "Allocations ended at once because their username was revoked.",
+            sum(&|w| w.core.allocations_revoked.get()),
+        ),
         (
             "nexrtc_relay_tcp_connections_rejected_total",
             "Client connections refused at --max-tcp-connections.",
             sum(&|w| w.shell.connections_rejected.get()),
+        ),
+        (
+            "nexrtc_relay_tcp_connections_rejected_per_ip_total",
+            "Client connections refused at --max-tcp-connections-per-ip.",
+            sum(&|w| w.shell.connections_rejected_per_ip.get()),
+        ),
+        (
+            "nexrtc_relay_tcp_connections_unauthenticated_total",
+            "Client connections closed at --tcp-auth-deadline without an allocation.",
+            sum(&|w| w.shell.connections_unauthenticated.get()),
         ),
         (
             "nexrtc_relay_tls_handshake_failures_total",

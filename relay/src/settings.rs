@@ -51,6 +51,15 @@ pub struct Settings {
     /// Most concurrent TCP and TLS client connections [default: 10000].
     #[arg(long, value_name = "N")]
     pub max_tcp_connections: Option<u32>,
+    /// Most concurrent TCP and TLS client connections from one IP address
+    /// [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub max_tcp_connections_per_ip: Option<u32>,
+    /// Seconds a TCP or TLS connection may stay open without an allocation
+    /// (before an authenticated Allocate succeeds, or after the allocation
+    /// ends); Binding requests do not extend it [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub tcp_auth_deadline: Option<u64>,
     /// Data-plane worker threads, each with its own SO_REUSEPORT listeners,
     /// relay sockets and TURN state [default: the number of CPU cores].
     #[arg(long, value_name = "N")]
@@ -142,15 +151,19 @@ pub struct Settings {
     #[arg(long, value_name = "FILE")]
     pub pkey: Option<PathBuf>,
 
-    /// Live allocations per user, 486 beyond [default: 0 = unlimited].
+    /// Live allocations per user, 486 beyond; 0 = unlimited [default: 64].
     #[arg(long, value_name = "N")]
     pub user_quota: Option<u32>,
     /// Live allocations per tenant, 486 beyond [default: 0 = unlimited].
     #[arg(long, value_name = "N")]
     pub tenant_quota: Option<u32>,
-    /// Live allocations on this relay, 508 beyond [default: 0 = unlimited].
+    /// Live allocations on this relay, 508 beyond; 0 = unlimited [default: 100000].
     #[arg(long, value_name = "N")]
     pub total_quota: Option<u32>,
+    /// Channels per allocation, 508 beyond; 0 = unlimited (up to the 16,384
+    /// channel numbers) [default: 64].
+    #[arg(long, value_name = "N")]
+    pub channels_quota: Option<u32>,
     /// Bandwidth of one allocation in BYTES per second, each direction (as coturn's
     /// max-bps) [default: 0 = unlimited].
     #[arg(long, value_name = "BYTES")]
@@ -158,6 +171,17 @@ pub struct Settings {
     /// Permissions per allocation [default: 256].
     #[arg(long, value_name = "N")]
     pub permissions_quota: Option<u32>,
+    /// Bytes per second of answers to unauthenticated requests (401 and 438
+    /// challenges, 400s, Binding answers) to one source IP, with bursts of
+    /// four times that: the relay must not amplify floods from spoofed addresses,
+    /// yet every new allocation of every client behind one NAT address needs a
+    /// 401 (about 130 bytes) [default: 524288].
+    #[arg(long, value_name = "BYTES")]
+    pub unauthenticated_bytes_per_ip: Option<u64>,
+    /// Bytes per second of answers to unauthenticated requests to all sources
+    /// together, with bursts of four times that [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    pub unauthenticated_bytes_total: Option<u64>,
     /// Longest allocation lifetime granted, seconds [default: 3600].
     #[arg(long, value_name = "SECS")]
     pub max_allocate_lifetime: Option<u64>,
@@ -174,7 +198,8 @@ pub struct Settings {
     /// Where new clients are sent while draining (300 ALTERNATE-SERVER), IP:PORT.
     #[arg(long, value_name = "ADDR")]
     pub alternate_server: Option<SocketAddr>,
-    /// Seconds to wait for allocations to end after SIGTERM/SIGINT [default: 300].
+    /// Seconds to wait for allocations to end after SIGTERM/SIGINT [default: 30
+    /// when run from a terminal (stdin or stderr is one), else 300].
     #[arg(long, value_name = "SECS")]
     pub drain_grace: Option<u64>,
     /// Address of /metrics, /healthz and /readyz [default: 127.0.0.1:9641].
@@ -215,8 +240,9 @@ impl Settings {
         let flags = self;
         merge_fields!(flags, file;
             options: listening_port, tls_listening_port, extra_tls_listening_port,
-                max_tcp_connections, relay_threads, multiplex_sockets, udp_batch, min_port, max_port, realm, secrets_file, nonce_secret,
-                cert, pkey, user_quota, tenant_quota, total_quota, max_bps, permissions_quota,
+                max_tcp_connections, max_tcp_connections_per_ip, tcp_auth_deadline, relay_threads, multiplex_sockets, udp_batch, min_port, max_port, realm, secrets_file, nonce_secret,
+                cert, pkey, user_quota, tenant_quota, total_quota, channels_quota, max_bps, permissions_quota,
+                unauthenticated_bytes_per_ip, unauthenticated_bytes_total,
                 max_allocate_lifetime, channel_lifetime, permission_lifetime, stale_nonce,
                 alternate_server, drain_grace, metrics_listen;
             lists: listening_ip, relay_ip, external_ip, static_auth_secret, denied_peer_ip,
@@ -335,6 +361,11 @@ pub(crate) mod defaults {
     pub const MIN_PORT: u16 = 61000;
     pub const MAX_PORT: u16 = 65535;
     pub const MAX_TCP_CONNECTIONS: u32 = 10_000;
+    /// A tenth of the host's connections: one address cannot hold them all,
+    /// while a NAT's users still get many.
+    pub const MAX_TCP_CONNECTIONS_PER_IP: u32 = 1_000;
+    /// Time for a TLS handshake, the 401 round trip and the Allocate, with room to spare.
+    pub const TCP_AUTH_DEADLINE_SECS: u64 = 10;
     /// Few shared sockets keep the recvmmsg/sendmmsg batches full (more datagrams per
     /// syscall); more sockets let more allocations of one host talk to the same peer
     /// address (the multiplexing limit). benches/RESULTS.md has the sweep.
@@ -342,6 +373,8 @@ pub(crate) mod defaults {
     /// Datagrams per recvmmsg; benches/RESULTS.md has the sweep.
     pub const UDP_BATCH: usize = 32;
     pub const DRAIN_GRACE_SECS: u64 = 300;
+    /// When stdin or stderr is a terminal.
+    pub const FOREGROUND_DRAIN_GRACE_SECS: u64 = 30;
     pub const METRICS_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9641);
     pub const UNSPECIFIED_V6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 }

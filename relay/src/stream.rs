@@ -106,6 +106,9 @@ pub(crate) struct Conn {
     pub last_rx: Instant,
     /// Since when the connection holds a partial frame without completing one.
     pub partial_since: Option<Instant>,
+    /// Since when the connection has no allocation (from its opening until
+    /// an authenticated Allocate succeeds, and again once it ends).
+    pub unallocated_since: Option<Instant>,
 }
 
 impl Conn {
@@ -126,6 +129,7 @@ impl Conn {
             opened: now,
             last_rx: now,
             partial_since: None,
+            unallocated_since: Some(now),
         }
     }
 

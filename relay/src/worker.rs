@@ -23,7 +23,8 @@
 //! connection's queue; TLS encrypts into rustls' buffers).
 //!
 //! A relay runs N workers (`--relay-threads`), each with its own SO_REUSEPORT
-//! listeners; they share only the port pools and the quota ledger, both taken
+//! listeners; they share only the port pools, the quota ledger and the
+//! connection counts per client IP ([`HostWide`]), all taken
 //! on Allocate and when an allocation ends, never per packet.
 
 use std::io;
@@ -38,7 +39,7 @@ use turn_core::net::Redacted;
 use turn_core::stats::DropReason;
 use turn_core::{AllocationLedger, Command, Credentials, Now, Server};
 
-use crate::clients::{Clients, CloseReason};
+use crate::clients::{Clients, CloseReason, ConnsPerIp};
 use crate::config::RelayConfig;
 use crate::control::{unix_now, Control, WorkerShared};
 use crate::metrics::{ShellStats, WorkerStats};
@@ -119,6 +120,16 @@ pub(crate) struct Worker {
     shutdown: bool,
 }
 
+/// What the workers of one relay share: host-wide state taken on Allocate,
+/// when an allocation ends and when a connection opens or closes, never per
+/// packet.
+#[derive(Clone)]
+pub(crate) struct HostWide {
+    pub pools: PortPools,
+    pub ledger: Arc<AllocationLedger>,
+    pub conns_per_ip: ConnsPerIp,
+}
+
 impl Worker {
     /// Builds worker `index` around already bound listeners (errors are the
     /// caller's to report before any thread starts).
@@ -128,17 +139,31 @@ impl Worker {
         credentials: Arc<Credentials>,
         listeners: Vec<Listener>,
         tls: Option<Arc<ServerConfig>>,
-        pools: &PortPools,
-        ledger: Arc<AllocationLedger>,
+        host: &HostWide,
     ) -> io::Result<(Worker, Arc<WorkerShared>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token(TokenKind::Waker, 0))?);
         let start = Instant::now();
-        let mut server = Server::new(config.core.clone(), credentials, start);
-        server.share_ledger(ledger);
+        // The answer budget is the host's: each worker takes its share.
+        let mut core = config.core.clone();
+        core.unauthenticated = core.unauthenticated.shared_by(config.relay_threads);
+        let mut server = Server::new(core, credentials, start);
+        server.share_ledger(host.ledger.clone());
         let shell = Arc::new(ShellStats::default());
-        let clients = Clients::new(config, listeners, tls, shell.clone(), poll.registry())?;
-        let relays = RelaySockets::new(pools, config.multiplex_sockets, start, poll.registry())?;
+        let clients = Clients::new(
+            config,
+            listeners,
+            tls,
+            shell.clone(),
+            host.conns_per_ip.clone(),
+            poll.registry(),
+        )?;
+        let relays = RelaySockets::new(
+            &host.pools,
+            config.multiplex_sockets,
+            start,
+            poll.registry(),
+        )?;
         let shared = Arc::new(WorkerShared {
             alive: true.into(),
             allocations: 0.into(),
@@ -325,6 +350,7 @@ impl Worker {
             }
             CloseReason::Garbage => stats.dropped(DropReason::Malformed).inc(),
             CloseReason::TooLarge => stats.dropped(DropReason::FrameTooLarge).inc(),
+            CloseReason::Unauthenticated => self.shell.connections_unauthenticated.inc(),
             CloseReason::Client | CloseReason::Error => {}
         }
     }

@@ -36,7 +36,7 @@ pub mod stats;
 pub mod stun;
 
 pub use auth::{Credentials, TenantSecrets};
-pub use config::{Config, Quotas, RateLimit};
+pub use config::{AnswerBudget, ByteRate, Config, Quotas};
 pub use filter::{HeldPorts, PeerFilter};
 pub use net::{ClientSocket, Now, PeerSocket, RelayHandle, Transport};
 pub use server::{

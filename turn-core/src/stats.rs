@@ -166,6 +166,8 @@ pub struct Stats {
     pub permissions_active: Counter,
     /// Channels bound now (a gauge).
     pub channels_active: Counter,
+    /// Allocations ended because their username was revoked.
+    pub allocations_revoked: Counter,
 }
 
 impl Default for Stats {
@@ -179,6 +181,7 @@ impl Default for Stats {
             errors: counters(ERROR_CODES.len()),
             permissions_active: Counter::default(),
             channels_active: Counter::default(),
+            allocations_revoked: Counter::default(),
         }
     }
 }

@@ -81,6 +81,9 @@ impl Shell {
         for handle in 0..SHARED {
             held.hold(50_000 + handle as u16);
         }
+        // One user holds every allocation here: no user or total quota.
+        config.quotas.user_allocations = 0;
+        config.quotas.total_allocations = 0;
         let mut c = Credentials::new();
         c.insert_tenant("default", vec![SECRET.to_vec()])
             .expect("tenant");

@@ -948,6 +948,58 @@ fn quotas() {
     h.allocate(c2, &creds2);
 }
 
+/// Safe defaults: one user cannot hold more than 64 allocations (486, RFC
+/// 8656 §7.2) nor one allocation more than 64 channels (508, §12.2); 0, set
+/// explicitly, lifts a quota.
+#[test]
+fn default_quotas_bound_a_user_and_an_allocation() {
+    let mut h = Harness::new();
+    let username = valid_username("greedy");
+    let per_user = turn_core::Quotas::DEFAULT_USER_ALLOCATIONS;
+    let mut first = None;
+    for i in 0..per_user {
+        let c = client(20_000 + i as u16);
+        let creds = h.login(c, &username, SECRET);
+        h.allocate(c, &creds);
+        first.get_or_insert((c, creds));
+    }
+    let c = client(20_000 + per_user as u16);
+    let creds = h.login(c, &username, SECRET);
+    assert_eq!(
+        answer_code(&h.ask(c, &allocate_request(txid(1), &creds))),
+        Some(486)
+    );
+    let (c, creds) = first.expect("allocated");
+    let per_allocation = turn_core::Quotas::DEFAULT_CHANNELS_PER_ALLOCATION as u16;
+    for i in 0..per_allocation {
+        let peer = format!("1.2.3.4:{}", 6000 + i);
+        let answer = channel_bind(&mut h, c, &creds, 0x4000 + i, &peer, 1 + (i % 200) as u8);
+        assert_eq!(answer_code(&answer), None, "channel {i}");
+    }
+    let peer = format!("1.2.3.4:{}", 6000 + per_allocation);
+    let answer = channel_bind(&mut h, c, &creds, 0x4000 + per_allocation, &peer, 250);
+    assert_eq!(answer_code(&answer), Some(508));
+    // Refreshing a bound channel is not a new one.
+    let answer = channel_bind(&mut h, c, &creds, 0x4000, "1.2.3.4:6000", 251);
+    assert_eq!(answer_code(&answer), None);
+
+    let mut h = Harness::with(|c| {
+        c.quotas.user_allocations = 0;
+        c.quotas.channels_per_allocation = 0;
+    });
+    for i in 0..=per_user {
+        let c = client(20_000 + i as u16);
+        let creds = h.login(c, &username, SECRET);
+        h.allocate(c, &creds);
+    }
+    let (c, creds, _) = allocated(&mut h, 4039);
+    for i in 0..=per_allocation {
+        let peer = format!("1.2.3.4:{}", 6000 + i);
+        let answer = channel_bind(&mut h, c, &creds, 0x4000 + i, &peer, 1 + (i % 200) as u8);
+        assert_eq!(answer_code(&answer), None, "channel {i}");
+    }
+}
+
 #[test]
 fn tenant_quota() {
     let mut h = Harness::with(|c| c.quotas.tenant_allocations = 2);
@@ -989,32 +1041,74 @@ fn bandwidth_cap_drops_and_counts() {
 }
 
 #[test]
-fn unauthenticated_answers_are_rate_limited_per_source() {
+fn unauthenticated_answers_are_budgeted_in_bytes_per_source() {
+    let binding = |i: u32| {
+        let mut id = [0u8; 12];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        request(Method::BINDING, TransactionId(id), |_| {})
+    };
+    let one = Harness::new().ask(client(4034), &binding(0)).len() as u64;
     let mut h = Harness::with(|c| {
-        c.unauthenticated_rate = turn_core::RateLimit {
-            per_second: 10,
-            burst: 5,
+        c.unauthenticated.per_source = turn_core::ByteRate {
+            per_second: 10 * one,
+            burst: 5 * one,
         }
     });
     let c = client(4034);
-    let answered = (0..50u8)
-        .filter(|i| {
-            !h.input(c, &request(Method::BINDING, txid(*i), |_| {}))
-                .1
-                .is_empty()
-        })
+    let answered = (0..50)
+        .filter(|i| !h.input(c, &binding(*i)).1.is_empty())
         .count();
     assert_eq!(answered, 5);
     assert_eq!(h.server.stats().dropped(DropReason::RateLimited).get(), 45);
     // Another source is answered.
     let mut other = c;
     other.remote = addr("203.0.113.9:1");
-    assert_eq!(
-        h.input(other, &request(Method::BINDING, txid(1), |_| {}))
+    assert_eq!(h.input(other, &binding(1)).1.len(), 1);
+    // The bucket refills with time: a tenth of a second is one answer.
+    h.now.mono += Duration::from_millis(100);
+    assert_eq!(h.input(c, &binding(99)).1.len(), 1);
+    assert!(h.input(c, &binding(100)).1.is_empty());
+}
+
+/// Thousands of clients behind one NAT address each need the 401 challenge
+/// before their first allocation: the defaults answer them all at once, and a
+/// flood from that address is still cut once it exceeds the byte budget.
+#[test]
+fn one_nat_address_gets_its_challenges_and_a_flood_is_cut() {
+    let mut h = Harness::new();
+    let mut answered_bytes = 0u64;
+    for port in 0..4_000u16 {
+        let c = client(10_000 + port);
+        let req = request(Method::ALLOCATE, txid(1), |b| {
+            b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+        });
+        let answer = h.ask(c, &req);
+        assert_eq!(answer_code(&answer), Some(401), "client {port}");
+        answered_bytes += answer.len() as u64;
+    }
+    assert_eq!(h.server.stats().dropped(DropReason::RateLimited).get(), 0);
+    // Keep going in the same instant: the per-source burst runs out.
+    let burst = turn_core::AnswerBudget::default().per_source.burst;
+    let flood = 60_000u16;
+    let mut more = 0u64;
+    for port in 0..flood {
+        let c = client(port);
+        let req = request(Method::ALLOCATE, txid(2), |b| {
+            b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+        });
+        more += h
+            .input(c, &req)
             .1
-            .len(),
-        1
+            .iter()
+            .map(|a| a.len() as u64)
+            .sum::<u64>();
+    }
+    assert!(
+        answered_bytes + more <= burst,
+        "{answered_bytes} + {more} bytes answered, burst {burst}"
     );
+    let dropped = h.server.stats().dropped(DropReason::RateLimited).get();
+    assert!(dropped > u64::from(flood) / 2, "{dropped} dropped");
 }
 
 #[test]
@@ -1085,6 +1179,40 @@ fn secret_rotation_and_revocation() {
     let refresh = signed(Method::REFRESH, txid(71), &new, |_| {});
     assert_eq!(answer_code(&h.ask(c2, &refresh)), Some(401));
     assert_eq!(h.server.stats().auth_failure(AuthFailure::Revoked).get(), 1);
+}
+
+/// A revocation ends the username's live allocations at once: ChannelData is
+/// dropped, the relay socket freed, the quota released; others keep theirs.
+#[test]
+fn revocation_ends_live_allocations() {
+    let mut h = Harness::with(|c| c.quotas.user_allocations = 1);
+    let (c, creds, _) = allocated(&mut h, 4042);
+    let (other, other_creds, _) = allocated(&mut h, 4043);
+    channel_bind(&mut h, c, &creds, 0x4000, PEER, 3);
+    channel_bind(&mut h, other, &other_creds, 0x4000, PEER, 3);
+    let mut packet = channel_data_header(0x4000, 4).to_vec();
+    packet.extend_from_slice(b"data");
+    assert!(matches!(
+        h.input(c, &packet).0,
+        ClientAction::Forward { .. }
+    ));
+
+    h.server.revoke(&creds.username, T0_UNIX + 3600);
+    h.run_commands();
+    assert_eq!(h.freed, vec![RelayHandle(0)], "its relay socket is freed");
+    assert_eq!(h.server.allocation_count(), 1);
+    assert_eq!(h.server.stats().allocations_revoked.get(), 1);
+    assert_eq!(h.input(c, &packet).0, ClientAction::Done);
+    assert_eq!(h.server.stats().dropped(DropReason::NoAllocation).get(), 1);
+    assert!(matches!(
+        h.input(other, &packet).0,
+        ClientAction::Forward { .. }
+    ));
+    let refresh = signed(Method::REFRESH, txid(72), &creds, |_| {});
+    assert_eq!(answer_code(&h.ask(c, &refresh)), Some(401));
+    // Its quota was given back: once the revocation lapses, it may allocate.
+    h.server.revoke(&creds.username, T0_UNIX);
+    h.allocate(c, &creds);
 }
 
 #[test]

@@ -201,6 +201,8 @@ pub struct Client {
     txid: TransactionId,
     msg: Vec<u8>,
     sent_at: Instant,
+    /// When its first request went out (for the time to allocate).
+    started: Instant,
     tries: u32,
     challenges: u32,
 }
@@ -220,6 +222,22 @@ pub struct EngineStats {
     pub errors: u64,
     pub failed: u64,
     pub done: u64,
+    /// Microseconds from the first request to the success, per client done
+    /// (allocation runs, not releases).
+    pub latencies_us: Vec<u64>,
+}
+
+impl EngineStats {
+    /// The `q` quantile (0..=1) of `latencies_us`, in milliseconds.
+    pub fn latency_ms(&self, q: f64) -> Option<f64> {
+        let mut v = self.latencies_us.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let i = ((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+        v.get(i).map(|us| *us as f64 / 1000.0)
+    }
 }
 
 impl std::ops::AddAssign<&EngineStats> for EngineStats {
@@ -230,6 +248,7 @@ impl std::ops::AddAssign<&EngineStats> for EngineStats {
         self.errors += o.errors;
         self.failed += o.failed;
         self.done += o.done;
+        self.latencies_us.extend_from_slice(&o.latencies_us);
     }
 }
 
@@ -273,6 +292,7 @@ impl Engine {
             txid: txid(0),
             msg: Vec::new(),
             sent_at: Instant::now(),
+            started: Instant::now(),
             tries: 0,
             challenges: 0,
         }
@@ -316,6 +336,9 @@ impl Engine {
         if next == Step::Done {
             c.step = Step::Done;
             stats.done += 1;
+            stats
+                .latencies_us
+                .push(c.started.elapsed().as_micros() as u64);
         } else {
             self.send(c, next, stats);
         }
@@ -348,6 +371,7 @@ impl Engine {
                     ep.add(c.sock.as_raw_fd(), i as u64)?;
                     // Every client pays the 401 round trip: a nonce learnt by
                     // another client of the same IP is not reused.
+                    c.started = Instant::now();
                     self.send(c, Step::Challenge, &mut stats);
                 }
                 in_flight.push(i);

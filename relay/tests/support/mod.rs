@@ -15,6 +15,28 @@ use nexrtc_relay::{Relay, RelayConfig, Settings};
 pub const REALM: &str = "workers.test";
 pub const SECRET: &str = "s3cret";
 
+/// A counter of the relay's `/metrics` text, summed over its labels when
+/// `labels` is empty, else the one line with exactly these labels.
+pub fn metric(relay: &Relay, name: &str, labels: &str) -> u64 {
+    let prefix = format!("{name}{labels} ");
+    relay
+        .monitor()
+        .render_metrics()
+        .lines()
+        .filter_map(|l| {
+            if labels.is_empty() {
+                let rest = l.strip_prefix(name)?;
+                let rest = rest
+                    .strip_prefix('{')
+                    .map_or(rest, |r| r.split_once("} ").map_or(r, |(_, v)| v));
+                rest.trim().parse::<u64>().ok()
+            } else {
+                l.strip_prefix(&prefix)?.trim().parse::<u64>().ok()
+            }
+        })
+        .sum()
+}
+
 /// A relay on free loopback ports (retried if another test took them first).
 pub fn start(tweak: impl Fn(&mut Settings)) -> Relay {
     start_with(tweak)
@@ -60,15 +82,20 @@ pub struct Client {
 
 impl Client {
     pub fn new(server: SocketAddr, user: &str) -> Client {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("client socket");
-        socket
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("read timeout");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock after 1970")
             .as_secs();
-        let username = format!("{}:{user}", now + 3600);
+        Client::with_username(server, &format!("{}:{user}", now + 3600))
+    }
+
+    /// A client with this whole TURN REST username (`<expiry>:<user>`).
+    pub fn with_username(server: SocketAddr, username: &str) -> Client {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("client socket");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        let username = username.to_owned();
         let key = long_term_key(
             &username,
             REALM,
@@ -129,6 +156,19 @@ impl Client {
             stun::decode_xor_address(a.value, &msg.transaction_id()).expect("XOR-RELAYED-ADDRESS")
         });
         (Client::code(&answer), relayed)
+    }
+
+    /// Refresh with `lifetime` seconds (0 deletes the allocation): the code.
+    pub fn refresh(&mut self, lifetime: u32) -> u16 {
+        let answer = self.request(Method::REFRESH, |b| {
+            b.u32(attr::LIFETIME, lifetime);
+        });
+        Client::code(&answer)
+    }
+
+    /// The TURN REST username (`<expiry>:<user>`).
+    pub fn username(&self) -> &str {
+        &self.username
     }
 
     pub fn channel_bind(&mut self, number: u16, peer: SocketAddr) -> u16 {

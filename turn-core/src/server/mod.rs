@@ -21,7 +21,7 @@ use rustc_hash::FxHashMap;
 use crate::auth::{Credentials, Nonces};
 use crate::config::Config;
 use crate::net::{ClientSocket, Now, RelayHandle};
-use crate::ratelimit::SourceLimiter;
+use crate::ratelimit::AnswerLimiter;
 use crate::stats::{DropReason, MethodLabel, Stats};
 use crate::stun::{
     self, attr, channel_data_header, is_channel_data, parse_channel_data, Class, Message, Method,
@@ -175,7 +175,7 @@ pub struct Server {
     ledger: Arc<AllocationLedger>,
 
     responses: ResponseCache,
-    unauthenticated: SourceLimiter,
+    unauthenticated: AnswerLimiter,
     transmits: VecDeque<Transmit>,
     commands: VecDeque<Command>,
     next_sweep: Option<Instant>,
@@ -186,7 +186,7 @@ pub struct Server {
 impl Server {
     pub fn new(config: Config, credentials: Arc<Credentials>, now: Instant) -> Server {
         let nonces = Nonces::new(config.nonce_key);
-        let unauthenticated = SourceLimiter::new(config.unauthenticated_rate, now);
+        let unauthenticated = AnswerLimiter::new(config.unauthenticated, now);
         // Seed for Data indication transaction ids (RFC 8489 §5: unpredictable
         // enough that an off-path attacker cannot guess them).
         let rng = config
@@ -528,10 +528,37 @@ impl Server {
         self.credentials = credentials;
     }
 
-    /// Refuses `username` (a full REST username) until `until_unix`: its next
-    /// request gets 401, whichever allocation it is for.
+    /// Refuses `username` (a full REST username) until `until_unix`, and
+    /// ends its live allocations now: their relay sockets are freed (see
+    /// [`Server::poll_command`]), their quotas released, and packets on them
+    /// dropped from here on (counted in `allocations_revoked`). Its requests
+    /// get 401, so it cannot allocate again.
     pub fn revoke(&mut self, username: &str, until_unix: u64) {
         self.revoked.insert(username.to_owned(), until_unix);
+        let revoked: Vec<u32> = self
+            .allocations
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.as_ref().is_some_and(|a| a.username == username))
+            .map(|(slot, _)| slot as u32)
+            .collect();
+        for slot in revoked {
+            self.delete_allocation(slot);
+            self.stats.allocations_revoked.inc();
+        }
+        // An Allocate waiting for its relay socket: the socket is given back
+        // when it comes (`relay_bound` finds no pending request).
+        let pending: Vec<AllocationRequestId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.username == username)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in pending {
+            if let Some(p) = self.pending.remove(&id) {
+                self.release_quota(&p.tenant, &p.user);
+            }
+        }
     }
 
     /// Stops accepting allocations: new Allocates get 300 ALTERNATE-SERVER

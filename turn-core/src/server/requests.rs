@@ -130,9 +130,6 @@ impl Server {
     }
 
     fn binding(&mut self, ctx: &Ctx, msg: &Message<'_>, now: Now) {
-        if !self.unauthenticated.allow(ctx.client.remote.ip(), now.mono) {
-            return self.count_drop(crate::stats::DropReason::RateLimited);
-        }
         let unknown = msg.unknown_required(KNOWN);
         let mut b;
         let code;
@@ -146,7 +143,7 @@ impl Server {
                 .unknown_attributes(unknown.as_slice());
             code = 420;
         }
-        self.send(ctx, b, code, now);
+        self.send_unauthenticated(ctx, b, code, now);
     }
 
     /// RFC 8489 §9.2.4. On failure the answer (401, 438 or 400) is already
@@ -512,6 +509,16 @@ impl Server {
         if alloc.permission_quota_exceeded(&[peer.ip()], quota) {
             return self.error(ctx, 508, now);
         }
+        // RFC 8656 §12.2: a valid request the server cannot fulfil "due to
+        // some capacity limit" gets 508 (Insufficient Capacity); 486 is for
+        // allocations only (§18). Refreshing a bound channel is always allowed.
+        let channels = self.config.quotas.channels_per_allocation;
+        if channels != 0
+            && alloc.channels.len() >= channels as usize
+            && !alloc.channels.iter().any(|c| c.number == number)
+        {
+            return self.error(ctx, 508, now);
+        }
         let channel_expires = now.mono + self.config.channel_lifetime;
         let permission_expires = now.mono + self.config.permission_lifetime;
         let stats = self.stats.clone();
@@ -565,12 +572,8 @@ impl Server {
     }
 
     /// An answer sent before (or instead of) authentication: 400, 401 or 438,
-    /// with REALM and a fresh NONCE when `challenge`. Rate limited per source
-    /// IP so that the relay cannot be used to amplify floods.
+    /// with REALM and a fresh NONCE when `challenge`.
     fn unauthenticated_error(&mut self, ctx: &Ctx, code: u16, challenge: bool, now: Now) {
-        if !self.unauthenticated.allow(ctx.client.remote.ip(), now.mono) {
-            return self.count_drop(crate::stats::DropReason::RateLimited);
-        }
         let mut b = self.builder(ctx, Class::Error);
         b.error_code(code, reason(code));
         if challenge {
@@ -579,7 +582,31 @@ impl Server {
             b.attribute(attr::REALM, self.config.realm.as_bytes())
                 .attribute(attr::NONCE, nonce.as_bytes());
         }
-        self.send(ctx, b, code, now);
+        self.send_unauthenticated(ctx, b, code, now);
+    }
+
+    /// Queues an answer to an unauthenticated request if the byte budget of
+    /// its source IP and the total budget allow (see [`crate::AnswerBudget`]:
+    /// the relay must not amplify floods from spoofed addresses); otherwise
+    /// drops it, counted as `rate_limited`. Never kept for retransmissions.
+    fn send_unauthenticated(&mut self, ctx: &Ctx, mut b: MessageBuilder, code: u16, now: Now) {
+        if ctx.fingerprint {
+            b.fingerprint();
+        }
+        let data = b.finish();
+        let ip = ctx.client.remote.ip();
+        if !self.unauthenticated.allow(ip, data.len() as u64, now.mono) {
+            return self.count_drop(crate::stats::DropReason::RateLimited);
+        }
+        if code != 0 {
+            if let Some(counter) = self.stats.error(code) {
+                counter.inc();
+            }
+        }
+        self.transmits.push_back(Transmit {
+            to: ctx.client,
+            data,
+        });
     }
 
     /// Signs (when authenticated), fingerprints (when the request had one),

@@ -660,7 +660,8 @@ fn alloc(a: AllocArgs) -> Result<()> {
     let per_cpu_sec = cpu.filter(|c| *c > 0.0).map(|c| made as f64 / c);
     println!(
         "{{\"mode\":\"alloc\",\"allocations\":{},\"rounds\":{},\"alloc_secs\":{:.3},\"allocs_per_sec\":{:.0},\
-\"server_cpu_secs\":{},\"cpu_us_per_alloc\":{},\"allocs_per_cpu_sec\":{},\"engine\":{}}}",
+\"server_cpu_secs\":{},\"cpu_us_per_alloc\":{},\"allocs_per_cpu_sec\":{},\"alloc_p50_ms\":{},\
+\"alloc_p99_ms\":{},\"engine\":{}}}",
         made,
         rounds,
         alloc_secs,
@@ -668,6 +669,8 @@ fn alloc(a: AllocArgs) -> Result<()> {
         opt(cpu),
         opt(us_per),
         opt(per_cpu_sec),
+        opt(total.latency_ms(0.5)),
+        opt(total.latency_ms(0.99)),
         engine_json(&total)
     );
     Ok(())
