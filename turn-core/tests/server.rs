@@ -713,7 +713,11 @@ fn thousands_of_channels_route_to_their_own_peers() {
     // peers (16 IPs x 256 ports: within the permission quota). Each packet
     // must reach exactly its channel's peer, and each peer's datagrams come
     // back on exactly its channel.
-    let mut h = Harness::with(|c| c.channel_lifetime = Duration::from_secs(60));
+    let mut h = Harness::with(|c| {
+        c.channel_lifetime = Duration::from_secs(60);
+        // Every channel number: past the default quota of channels per allocation.
+        c.quotas.channels_per_allocation = 0;
+    });
     let (c, creds, _) = allocated(&mut h, 4031);
     let peer_of = |n: u16| {
         let i = n - 0x4000;

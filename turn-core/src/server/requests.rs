@@ -515,7 +515,7 @@ impl Server {
         let channels = self.config.quotas.channels_per_allocation;
         if channels != 0
             && alloc.channels.len() >= channels as usize
-            && !alloc.channels.iter().any(|c| c.number == number)
+            && !alloc.channels.contains(number)
         {
             return self.error(ctx, 508, now);
         }

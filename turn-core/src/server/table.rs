@@ -167,6 +167,14 @@ impl Channels {
         }
     }
 
+    /// Whether `number` is bound, live or not yet swept.
+    pub(crate) fn contains(&self, number: u16) -> bool {
+        match self {
+            Channels::Few(v) => v.iter().any(|c| c.number == number),
+            Channels::Many(m) => m.by_number.contains_key(&number),
+        }
+    }
+
     /// Binds `channel.number` to `channel.peer`, replacing what the number
     /// was bound to; whether the number is new.
     pub(crate) fn bind(&mut self, channel: Channel) -> bool {
