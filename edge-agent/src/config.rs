@@ -451,9 +451,9 @@ mod tests {
             #[command(flatten)]
             agent: AgentConfig,
         }
-        for token in [None, Some(""), Some("  ")] {
+        for token in ["", "  "] {
             let mut args = vec!["x", "--controller", "https://a.example:8443"];
-            args.extend(token.map(|t| ["--node-token", t]).into_iter().flatten());
+            args.extend(["--node-token", token]);
             args.extend(["--region", "eu-west"]);
             let mut cli = Cli::try_parse_from(args).expect("parsed");
             let text = cli.agent.load_node_token_file().expect_err("refused");
