@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::liveness::Liveness;
+use crate::metrics::Metrics;
 use crate::model::RateLimit;
 use crate::ratelimit::RateLimiter;
 use crate::signal::{Hub, Replicas, SignalOptions};
@@ -98,6 +99,8 @@ pub struct Inner {
     pub rooms: Arc<Hub>,
     /// This replica's registration and the live replicas (signaling routes rooms over them).
     pub replicas: Replicas,
+    /// This controller's metrics (`/metrics`).
+    pub metrics: Metrics,
     /// `true` once the server is shutting down: long-lived streams end.
     closing: watch::Sender<bool>,
     upkeep: JoinHandle<()>,
@@ -122,17 +125,29 @@ impl AppState {
     /// Starts mirroring the store and waits for the first complete snapshot (inside a tokio
     /// runtime). While the store is unreachable this waits; `run` bounds it.
     pub async fn start(store: Arc<dyn Store>, options: Options) -> AppState {
-        crate::metrics::install();
-        let snapshots = Snapshots::start(&store, options.ranking.clone(), options.clock);
-        let upkeep = tokio::spawn(async {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tick.tick().await;
-                crate::metrics::upkeep();
+        let metrics = Metrics::new();
+        let snapshots = Snapshots::start(
+            &store,
+            options.ranking.clone(),
+            options.clock,
+            metrics.clone(),
+        );
+        let upkeep = tokio::spawn({
+            let metrics = metrics.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    metrics.upkeep();
+                }
             }
         });
         let liveness = Arc::new(Liveness::default());
-        let detector = liveness.spawn(Arc::clone(&store), options.relay_miss_after);
+        let detector = liveness.spawn(
+            Arc::clone(&store),
+            options.relay_miss_after,
+            metrics.clone(),
+        );
         let replicas = Replicas::start(
             &store,
             options.signal.advertise_url.clone(),
@@ -142,7 +157,8 @@ impl AppState {
         let state = AppState(Arc::new(Inner {
             store,
             snapshots,
-            rooms: Arc::new(Hub::new(options.signal.clone())),
+            rooms: Arc::new(Hub::new(options.signal.clone(), metrics.clone())),
+            metrics,
             replicas,
             options,
             limiter: RateLimiter::default(),

@@ -50,6 +50,8 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use crate::metrics::Metrics;
+
 /// Time open connections get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Descriptors kept free of HTTP connections (store connections, files, the listener).
@@ -90,12 +92,14 @@ impl Default for HttpLimits {
 }
 
 /// Serves `app` on `listener` (TLS when `tls` is set) under `limits` until `shutdown`
-/// completes, then gives open connections [`DRAIN_TIMEOUT`] to finish.
+/// completes, then gives open connections [`DRAIN_TIMEOUT`] to finish. Connection counts
+/// go to `metrics` (the controller's).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: Router,
     limits: HttpLimits,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let max = fd_budget(limits.max_connections);
@@ -106,7 +110,7 @@ pub async fn serve(
             "the descriptor limit (RLIMIT_NOFILE) lowers max_connections"
         );
     }
-    let table = Arc::new(Table::new(max, &limits));
+    let table = Arc::new(Table::new(max, &limits, metrics.clone()));
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -134,7 +138,7 @@ pub async fn serve(
         };
         backoff = BACKOFF_MIN;
         let Some(conn) = table.admit(peer.ip().to_canonical()) else {
-            crate::metrics::http_closed("refused");
+            metrics.http_closed("refused");
             tracing::debug!(%peer, "connection refused: connection cap reached");
             continue; // dropping `tcp` closes it
         };
@@ -145,6 +149,7 @@ pub async fn serve(
             builder: builder.clone(),
             tls: tls.clone(),
             limits: limits.clone(),
+            metrics: metrics.clone(),
         };
         let watcher = graceful.watcher();
         tokio::spawn(task.run(tcp, watcher));
@@ -185,6 +190,7 @@ struct Connection {
     builder: Builder<TokioExecutor>,
     tls: Option<TlsAcceptor>,
     limits: HttpLimits,
+    metrics: Metrics,
 }
 
 impl Connection {
@@ -196,6 +202,7 @@ impl Connection {
             builder,
             tls,
             limits,
+            metrics,
         } = self;
         let io = Tracked {
             inner: tcp,
@@ -250,7 +257,7 @@ impl Connection {
                 () = conn.close.notified() => return,
                 () = tokio::time::sleep_until(deadline) => {
                     if conn.idle_for() >= limits.idle_timeout && conn.evictable() {
-                        crate::metrics::http_closed("idle");
+                        metrics.http_closed("idle");
                         return; // dropping the connection closes it
                     }
                 }
@@ -270,19 +277,23 @@ struct Table {
 
 #[derive(Default)]
 struct TableInner {
+    metrics: Metrics,
     next_id: u64,
     conns: HashMap<u64, Arc<ConnState>>,
     per_ip: HashMap<IpAddr, usize>,
 }
 
 impl Table {
-    fn new(max: usize, limits: &HttpLimits) -> Table {
+    fn new(max: usize, limits: &HttpLimits, metrics: Metrics) -> Table {
         Table {
             max: max.max(1),
             per_ip: limits.max_connections_per_ip.max(1),
             exempt: limits.exempt.clone(),
             epoch: Instant::now(),
-            inner: Mutex::new(TableInner::default()),
+            inner: Mutex::new(TableInner {
+                metrics,
+                ..TableInner::default()
+            }),
         }
     }
 
@@ -316,7 +327,7 @@ impl Table {
         state.touch();
         inner.conns.insert(id, Arc::clone(&state));
         *inner.per_ip.entry(ip).or_insert(0) += 1;
-        crate::metrics::http_connections(1.0);
+        inner.metrics.http_connections(1.0);
         Some(Arc::new(Conn {
             state,
             table: Arc::clone(self),
@@ -339,7 +350,7 @@ impl Table {
         // Forgotten now so the newcomer takes its place; its task closes the socket.
         Self::forget(inner, victim.id, victim.ip);
         victim.close.notify_one();
-        crate::metrics::http_closed("evicted");
+        inner.metrics.http_closed("evicted");
         true
     }
 
@@ -353,7 +364,7 @@ impl Table {
                 inner.per_ip.remove(&ip);
             }
         }
-        crate::metrics::http_connections(-1.0);
+        inner.metrics.http_connections(-1.0);
     }
 }
 
@@ -533,7 +544,7 @@ mod tests {
             exempt: vec!["10.0.0.0/8".parse().expect("net")],
             ..HttpLimits::default()
         };
-        Arc::new(Table::new(max, &limits))
+        Arc::new(Table::new(max, &limits, Metrics::new()))
     }
 
     fn ip(s: &str) -> IpAddr {

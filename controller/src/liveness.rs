@@ -27,6 +27,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::metrics::Metrics;
 use crate::store::{LeaseId, Store, StoreError};
 
 /// When this replica last renewed each relay lease, and the lease's TTL.
@@ -88,7 +89,13 @@ impl Liveness {
 
     /// Starts the detector: every `miss_after / 8` (50–250 ms) it checks the overdue leases.
     /// `miss_after` at or above the lease TTL leaves it all to the lease.
-    pub fn spawn(self: &Arc<Self>, store: Arc<dyn Store>, miss_after: Duration) -> JoinHandle<()> {
+    /// Relays removed are counted in `metrics`.
+    pub fn spawn(
+        self: &Arc<Self>,
+        store: Arc<dyn Store>,
+        miss_after: Duration,
+        metrics: Metrics,
+    ) -> JoinHandle<()> {
         let liveness = Arc::clone(self);
         let period = (miss_after / 8).clamp(Duration::from_millis(50), Duration::from_millis(250));
         tokio::spawn(async move {
@@ -96,12 +103,12 @@ impl Liveness {
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                liveness.check(&*store, miss_after).await;
+                liveness.check(&*store, miss_after, &metrics).await;
             }
         })
     }
 
-    async fn check(&self, store: &dyn Store, miss_after: Duration) {
+    async fn check(&self, store: &dyn Store, miss_after: Duration, metrics: &Metrics) {
         for (lease, seen) in self.overdue(miss_after) {
             if miss_after >= seen.ttl {
                 self.forget_if(lease, seen); // the lease expires first anyway
@@ -119,7 +126,7 @@ impl Liveness {
                                 silent_ms = seen.at.elapsed().as_millis() as u64,
                                 "relay missed its heartbeats: removed"
                             );
-                            crate::metrics::relay_missed();
+                            metrics.relay_missed();
                             self.forget_if(lease, seen);
                         }
                         Err(StoreError::LeaseNotFound) => self.forget_if(lease, seen),

@@ -1,4 +1,4 @@
-//! Prometheus metrics of the controller (crates `metrics` + `metrics-exporter-prometheus`).
+//! Prometheus metrics of the controller (a [`nexrtc_metrics::Registry`] per instance).
 //!
 //! | name | type | labels |
 //! |---|---|---|
@@ -18,15 +18,17 @@
 //! | `nexrtc_controller_http_connections_closed_total` | counter | `reason` (`refused`: over a cap with nothing idle to close; `evicted`: idle, closed to make room; `idle`: idle timeout) |
 //! | `nexrtc_controller_signal_drops_total` | counter | `reason` (`slow_reader`, `replaced`, `rate_limited`, `idle`, `protocol_error`, `room_full`, `shutdown`) |
 //!
-//! Labels never carry usernames, keys or addresses (unbounded, and private). The recorder
-//! is process-global (installed once, by the first [`install`]); `/metrics` renders it.
+//! Labels never carry usernames, keys or addresses (unbounded, and private).
+//!
+//! Each controller instance ([`crate::AppState`]) owns one [`Metrics`], an
+//! [`nexrtc_metrics::Registry`] of its own (so several controllers in one process never mix
+//! their numbers); `/metrics` renders it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use nexrtc_metrics::Registry;
 
 use crate::model::RelayRecord;
 
@@ -52,171 +54,178 @@ const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
-static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-
-/// Installs the global recorder once; `None` if another recorder was installed first (then
-/// `/metrics` renders nothing of ours).
-pub fn install() -> Option<&'static PrometheusHandle> {
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.to_owned()), BUCKETS)
-                .ok()?;
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            match metrics::set_global_recorder(recorder) {
-                Ok(()) => {
-                    describe();
-                    Some(handle)
-                }
-                Err(e) => {
-                    tracing::warn!(%e, "a metrics recorder was already installed");
-                    None
-                }
-            }
-        })
-        .as_ref()
+/// One controller's metrics (cheap to clone: clones share them).
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Label pairs of [`RELAYS`] set last time, so regions that vanished go to 0 rather
+    /// than linger.
+    relay_labels: Arc<Mutex<BTreeSet<(String, &'static str)>>>,
 }
 
-fn describe() {
-    metrics::describe_counter!(REQUESTS, "HTTP requests by route and status");
-    metrics::describe_histogram!(
-        REQUEST_DURATION,
-        metrics::Unit::Seconds,
-        "HTTP request latency by route"
-    );
-    metrics::describe_counter!(CREDENTIALS_ISSUED, "TURN credentials issued by tenant");
-    metrics::describe_counter!(TOKENS_ISSUED, "client tokens issued by tenant");
-    metrics::describe_gauge!(
-        SNAPSHOT_AGE,
-        metrics::Unit::Seconds,
-        "age of the in-memory store snapshot (0 while the watch is live, -1 before loading)"
-    );
-    metrics::describe_gauge!(RELAYS, "registered relays by region and state");
-    metrics::describe_counter!(REGISTRATIONS, "relay registrations by outcome");
-    metrics::describe_counter!(HEARTBEATS, "relay heartbeats by outcome");
-    metrics::describe_counter!(
-        RELAYS_MISSED,
-        "relays removed by this replica after missing their heartbeats"
-    );
-    metrics::describe_gauge!(SIGNAL_ROOMS, "signaling rooms on this replica");
-    metrics::describe_gauge!(
-        SIGNAL_PARTICIPANTS,
-        "signaling participants on this replica"
-    );
-    metrics::describe_counter!(SIGNAL_MESSAGES, "signaling messages received by type");
-    metrics::describe_counter!(SIGNAL_ERRORS, "signaling error messages sent by code");
-    metrics::describe_counter!(
-        SIGNAL_DROPS,
-        "signaling connections closed by the server by reason"
-    );
-    metrics::describe_gauge!(HTTP_CONNECTIONS, "open HTTP(S) connections");
-    metrics::describe_counter!(
-        HTTP_CLOSED,
-        "HTTP(S) connections closed by the server's connection limits, by reason"
-    );
-}
-
-/// The exposition text (`None` without our recorder).
-pub fn render() -> Option<String> {
-    let handle = install()?;
-    Some(handle.render())
-}
-
-/// Drains histogram buffers; call every few seconds.
-pub fn upkeep() {
-    if let Some(handle) = install() {
-        handle.run_upkeep();
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
     }
 }
 
-/// One answered request.
-pub fn request(route: &str, status: u16, elapsed: Duration) {
-    let route = route.to_owned();
-    counter!(REQUESTS, "route" => route.clone(), "status" => status.to_string()).increment(1);
-    histogram!(REQUEST_DURATION, "route" => route).record(elapsed.as_secs_f64());
-}
-
-pub fn credentials_issued(tenant: &str) {
-    counter!(CREDENTIALS_ISSUED, "tenant" => tenant.to_owned()).increment(1);
-}
-
-pub fn token_issued(tenant: &str) {
-    counter!(TOKENS_ISSUED, "tenant" => tenant.to_owned()).increment(1);
-}
-
-pub fn registration(outcome: &'static str) {
-    counter!(REGISTRATIONS, "outcome" => outcome).increment(1);
-}
-
-pub fn heartbeat(outcome: &'static str) {
-    counter!(HEARTBEATS, "outcome" => outcome).increment(1);
-}
-
-pub fn relay_missed() {
-    counter!(RELAYS_MISSED).increment(1);
-}
-
-/// Rooms created (+1) or removed (−1). Gauges move by increments, so several controllers
-/// in one process (tests) add up instead of overwriting each other.
-pub fn signal_rooms(delta: f64) {
-    gauge!(SIGNAL_ROOMS).increment(delta);
-}
-
-/// Participants joined (+1) or gone (−1).
-pub fn signal_participants(delta: f64) {
-    gauge!(SIGNAL_PARTICIPANTS).increment(delta);
-}
-
-/// A valid client message of `kind` (a protocol type: bounded).
-pub fn signal_message(kind: &'static str) {
-    counter!(SIGNAL_MESSAGES, "type" => kind).increment(1);
-}
-
-/// An `error` message sent with `code`.
-pub fn signal_error(code: &'static str) {
-    counter!(SIGNAL_ERRORS, "code" => code).increment(1);
-}
-
-/// A connection closed by the server for `reason`.
-pub fn signal_drop(reason: &'static str) {
-    counter!(SIGNAL_DROPS, "reason" => reason).increment(1);
-}
-
-/// An HTTP connection admitted (+1) or gone (−1).
-pub fn http_connections(delta: f64) {
-    gauge!(HTTP_CONNECTIONS).increment(delta);
-}
-
-/// An HTTP connection closed by a limit (`refused`, `evicted`, `idle`).
-pub fn http_closed(reason: &'static str) {
-    counter!(HTTP_CLOSED, "reason" => reason).increment(1);
-}
-
-/// Snapshot age; `None` (never loaded) is exported as −1.
-pub fn set_snapshot_age(age: Option<Duration>) {
-    gauge!(SNAPSHOT_AGE).set(age.map_or(-1.0, |a| a.as_secs_f64()));
-}
-
-/// Label pairs set last time, so regions that vanished go to 0 rather than linger.
-static RELAY_LABELS: Mutex<BTreeSet<(String, &'static str)>> = Mutex::new(BTreeSet::new());
-
-/// Relay counts by region and state, from a relay snapshot.
-pub fn set_relays(relays: &HashMap<String, Arc<RelayRecord>>) {
-    let mut counts: HashMap<(String, &'static str), u64> = HashMap::new();
-    for r in relays.values() {
-        *counts
-            .entry((r.region.clone(), r.state.as_str()))
-            .or_default() += 1;
-    }
-    let mut seen = RELAY_LABELS.lock().unwrap_or_else(PoisonError::into_inner);
-    for (region, state) in seen.iter() {
-        if !counts.contains_key(&(region.clone(), *state)) {
-            gauge!(RELAYS, "region" => region.clone(), "state" => *state).set(0.0);
+impl Metrics {
+    /// A new, empty set of the controller's families.
+    pub fn new() -> Metrics {
+        let registry = Registry::with_buckets(REQUEST_DURATION, BUCKETS);
+        describe(&registry);
+        Metrics {
+            registry,
+            relay_labels: Arc::default(),
         }
     }
-    for ((region, state), n) in &counts {
-        gauge!(RELAYS, "region" => region.clone(), "state" => *state).set(*n as f64);
-        seen.insert((region.clone(), state));
+
+    /// The registry (to compose it into another exposition).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        self.registry.render()
+    }
+
+    /// Drains histogram buffers; call every few seconds.
+    pub fn upkeep(&self) {
+        self.registry.run_upkeep();
+    }
+
+    /// One answered request.
+    pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
+        let status = status.to_string();
+        let r = &self.registry;
+        r.counter(REQUESTS, &[("route", route), ("status", &status)])
+            .increment(1);
+        r.histogram(REQUEST_DURATION, &[("route", route)])
+            .record(elapsed.as_secs_f64());
+    }
+
+    pub fn credentials_issued(&self, tenant: &str) {
+        self.count(CREDENTIALS_ISSUED, "tenant", tenant);
+    }
+
+    pub fn token_issued(&self, tenant: &str) {
+        self.count(TOKENS_ISSUED, "tenant", tenant);
+    }
+
+    pub fn registration(&self, outcome: &'static str) {
+        self.count(REGISTRATIONS, "outcome", outcome);
+    }
+
+    pub fn heartbeat(&self, outcome: &'static str) {
+        self.count(HEARTBEATS, "outcome", outcome);
+    }
+
+    pub fn relay_missed(&self) {
+        self.registry.counter(RELAYS_MISSED, &[]).increment(1);
+    }
+
+    /// Rooms created (+1) or removed (−1).
+    pub fn signal_rooms(&self, delta: f64) {
+        self.registry.gauge(SIGNAL_ROOMS, &[]).increment(delta);
+    }
+
+    /// Participants joined (+1) or gone (−1).
+    pub fn signal_participants(&self, delta: f64) {
+        self.registry
+            .gauge(SIGNAL_PARTICIPANTS, &[])
+            .increment(delta);
+    }
+
+    /// A valid client message of `kind` (a protocol type: bounded).
+    pub fn signal_message(&self, kind: &'static str) {
+        self.count(SIGNAL_MESSAGES, "type", kind);
+    }
+
+    /// An `error` message sent with `code`.
+    pub fn signal_error(&self, code: &'static str) {
+        self.count(SIGNAL_ERRORS, "code", code);
+    }
+
+    /// A connection closed by the server for `reason`.
+    pub fn signal_drop(&self, reason: &'static str) {
+        self.count(SIGNAL_DROPS, "reason", reason);
+    }
+
+    /// An HTTP connection admitted (+1) or gone (−1).
+    pub fn http_connections(&self, delta: f64) {
+        self.registry.gauge(HTTP_CONNECTIONS, &[]).increment(delta);
+    }
+
+    /// An HTTP connection closed by a limit (`refused`, `evicted`, `idle`).
+    pub fn http_closed(&self, reason: &'static str) {
+        self.count(HTTP_CLOSED, "reason", reason);
+    }
+
+    /// Snapshot age; `None` (never loaded) is exported as −1.
+    pub fn set_snapshot_age(&self, age: Option<Duration>) {
+        (self.registry.gauge(SNAPSHOT_AGE, &[])).set(age.map_or(-1.0, |a| a.as_secs_f64()));
+    }
+
+    /// Relay counts by region and state, from a relay snapshot.
+    pub fn set_relays(&self, relays: &HashMap<String, Arc<RelayRecord>>) {
+        let mut counts: HashMap<(String, &'static str), u64> = HashMap::new();
+        for r in relays.values() {
+            *counts
+                .entry((r.region.clone(), r.state.as_str()))
+                .or_default() += 1;
+        }
+        let gauge = |region: &str, state: &str| {
+            self.registry
+                .gauge(RELAYS, &[("region", region), ("state", state)])
+        };
+        let mut seen = (self.relay_labels.lock()).unwrap_or_else(PoisonError::into_inner);
+        for (region, state) in seen.iter() {
+            if !counts.contains_key(&(region.clone(), *state)) {
+                gauge(region, state).set(0.0);
+            }
+        }
+        for ((region, state), n) in &counts {
+            gauge(region, state).set(*n as f64);
+            seen.insert((region.clone(), state));
+        }
+    }
+
+    fn count(&self, name: &'static str, label: &'static str, value: &str) {
+        self.registry.counter(name, &[(label, value)]).increment(1);
+    }
+}
+
+fn describe(r: &Registry) {
+    r.describe(REQUESTS, "HTTP requests by route and status");
+    r.describe(REQUEST_DURATION, "HTTP request latency by route");
+    r.describe(CREDENTIALS_ISSUED, "TURN credentials issued by tenant");
+    r.describe(TOKENS_ISSUED, "client tokens issued by tenant");
+    r.describe(
+        SNAPSHOT_AGE,
+        "age of the in-memory store snapshot (0 while the watch is live, -1 before loading)",
+    );
+    r.describe(RELAYS, "registered relays by region and state");
+    r.describe(REGISTRATIONS, "relay registrations by outcome");
+    r.describe(HEARTBEATS, "relay heartbeats by outcome");
+    r.describe(
+        RELAYS_MISSED,
+        "relays removed by this replica after missing their heartbeats",
+    );
+    r.describe(SIGNAL_ROOMS, "signaling rooms on this replica");
+    r.describe(
+        SIGNAL_PARTICIPANTS,
+        "signaling participants on this replica",
+    );
+    r.describe(SIGNAL_MESSAGES, "signaling messages received by type");
+    r.describe(SIGNAL_ERRORS, "signaling error messages sent by code");
+    r.describe(
+        SIGNAL_DROPS,
+        "signaling connections closed by the server by reason",
+    );
+    r.describe(HTTP_CONNECTIONS, "open HTTP(S) connections");
+    r.describe(
+        HTTP_CLOSED,
+        "HTTP(S) connections closed by the server's connection limits, by reason",
+    );
 }

@@ -102,7 +102,16 @@ pub async fn run_on(
         tls = acceptor.is_some(),
         "controller listening"
     );
-    crate::http::serve(listener, acceptor, app, config.http.clone(), shutdown).await;
+    let metrics = state_for_exit.metrics.clone();
+    crate::http::serve(
+        listener,
+        acceptor,
+        app,
+        config.http.clone(),
+        metrics,
+        shutdown,
+    )
+    .await;
     // Other replicas take this one's rooms at once rather than after the lease TTL.
     state_for_exit
         .replicas

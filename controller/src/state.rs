@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::model::{self, KeyRecord, ProbeRecord, Region, RelayRecord, RelayState, Revocation};
 use crate::model::{RoomRevocation, TenantRecord, ROOM_REVOKED};
 use crate::model::{KEYS, PROBES, REGIONS, RELAYS, REVOKED, TENANTS};
@@ -152,7 +153,13 @@ where
 impl Snapshots {
     /// Starts mirroring (inside a tokio runtime). Nothing is loaded yet: see
     /// [`Snapshots::loaded`].
-    pub fn start(store: &Arc<dyn Store>, options: RankingOptions, clock: Clock) -> Snapshots {
+    /// [`Metrics::set_relays`] follows every view.
+    pub fn start(
+        store: &Arc<dyn Store>,
+        options: RankingOptions,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> Snapshots {
         let relays: WatchedMap<RelayRecord> = map(store, RELAYS);
         let regions: WatchedMap<Region> = map(store, REGIONS);
         let probes: WatchedMap<ProbeRecord> = map(store, PROBES);
@@ -165,7 +172,7 @@ impl Snapshots {
         );
         let (tx, view) = watch::channel(Arc::new(first));
         let inputs = (relays.subscribe(), regions.subscribe(), probes.subscribe());
-        let task = tokio::spawn(rebuild(inputs, tx, options, clock));
+        let task = tokio::spawn(rebuild(inputs, tx, options, clock, metrics));
         Snapshots {
             relays,
             regions,
@@ -250,6 +257,7 @@ async fn rebuild(
     tx: watch::Sender<Arc<View>>,
     options: RankingOptions,
     clock: Clock,
+    metrics: Metrics,
 ) {
     loop {
         let (r, g, p) = (
@@ -261,7 +269,7 @@ async fn rebuild(
         for issue in view.ranker.issues() {
             tracing::debug!(%issue, "ranking input");
         }
-        crate::metrics::set_relays(&view.relays);
+        metrics.set_relays(&view.relays);
         tx.send_replace(Arc::new(view));
         // Coalesce bursts (thousands of heartbeat writes per second in a big fleet): at most
         // one rebuild per interval; changes meanwhile are folded into the next one.

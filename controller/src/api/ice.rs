@@ -25,7 +25,6 @@ use super::extract::{authenticate, parse_json, BodyBytes, Caller, ClientAddr, Cr
 use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::credentials::{self, TokenClaims, DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
-use crate::metrics;
 use crate::model::{Scope, TenantRecord};
 
 /// The request body (every field optional).
@@ -222,7 +221,7 @@ fn issue(
             },
         );
     }
-    metrics::credentials_issued(&tenant.name);
+    state.metrics.credentials_issued(&tenant.name);
     let explain = explain.then(|| {
         json!({
             "client": {"source": source, "location": location},
@@ -303,7 +302,7 @@ pub async fn client_tokens(
     };
     let token = credentials::sign_token(&tenant.token_key, &claims)
         .ok_or_else(|| ApiError::internal("tenant token key is corrupt"))?;
-    metrics::token_issued(&tenant.name);
+    state.metrics.token_issued(&tenant.name);
     Ok((
         StatusCode::CREATED,
         Json(TokenResponse {

@@ -32,7 +32,7 @@ pub mod relays;
 pub mod signal;
 pub mod status;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -177,7 +177,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
-        .layer(middleware::from_fn(track))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 
@@ -194,13 +194,13 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Counts and times every request by route template and status.
-async fn track(request: Request, next: Next) -> Response {
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = match request.extensions().get::<MatchedPath>() {
         Some(path) => path.as_str().to_owned(),
         None => "unmatched".to_owned(),
     };
     let start = Instant::now();
     let response = next.run(request).await;
-    crate::metrics::request(&route, response.status().as_u16(), start.elapsed());
+    (state.metrics).request(&route, response.status().as_u16(), start.elapsed());
     response
 }

@@ -20,7 +20,7 @@ pub async fn healthz() -> Json<Value> {
 /// 503 `not_ready` otherwise (never loaded, or the store unreachable for too long).
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let age = state.snapshot_age();
-    crate::metrics::set_snapshot_age(age);
+    state.metrics.set_snapshot_age(age);
     let max = state.options.max_snapshot_age;
     match age {
         Some(age) if age <= max => Json(json!({
@@ -59,9 +59,9 @@ pub async fn metrics(State(state): State<AppState>, addr: ClientAddr) -> Respons
             .into_response();
         }
     }
-    crate::metrics::set_snapshot_age(state.snapshot_age());
-    let body = crate::metrics::render().unwrap_or_default();
-    let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    state.metrics.set_snapshot_age(state.snapshot_age());
+    let body = state.metrics.render();
+    let content_type = HeaderValue::from_static(nexrtc_metrics::CONTENT_TYPE);
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 

@@ -30,7 +30,6 @@ use super::agent::{probe_targets, ProbeTarget};
 use super::error::ApiError;
 use super::extract::{JsonBody, Node};
 use crate::app::AppState;
-use crate::metrics;
 use crate::model::{self, Load, RelayAddresses, RelayRecord, RelayState, Revocation};
 use crate::model::{TenantRecord, Transport};
 use crate::store::{LeaseId, Snapshot, StoreError};
@@ -207,7 +206,7 @@ pub async fn register(
             Err(e) => tracing::warn!(error = %e, "could not revoke a relay's previous lease"),
         }
     }
-    metrics::registration("ok");
+    state.metrics.registration("ok");
     state.await_relays(revision).await;
     let revoked = state.snapshots.revoked.snapshot();
     let mut revoked: Vec<Revocation> = revoked
@@ -257,11 +256,11 @@ pub async fn heartbeat(
         Ok(()) => state.liveness.renewed(lease, state.options.lease_ttl),
         Err(StoreError::LeaseNotFound) => {
             state.liveness.forget(lease);
-            metrics::heartbeat("lease_expired");
+            state.metrics.heartbeat("lease_expired");
             return Err(lease_expired());
         }
         Err(e) => {
-            metrics::heartbeat("error");
+            state.metrics.heartbeat("error");
             return Err(e.into());
         }
     }
@@ -275,14 +274,14 @@ pub async fn heartbeat(
         None => match read::<RelayRecord>(&*state.store, &key).await? {
             Some(r) => r.value.into(),
             None => {
-                metrics::heartbeat("lease_expired");
+                state.metrics.heartbeat("lease_expired");
                 return Err(lease_expired());
             }
         },
     };
     if current.lease != lease.0 {
         state.liveness.forget(lease);
-        metrics::heartbeat("lease_expired");
+        state.metrics.heartbeat("lease_expired");
         return Err(lease_expired());
     }
     let wanted = match current.state {
@@ -312,16 +311,18 @@ pub async fn heartbeat(
                 answer_state = record.state;
             }
             Err(e) if e.status == StatusCode::NOT_FOUND => {
-                metrics::heartbeat("lease_expired");
+                state.metrics.heartbeat("lease_expired");
                 return Err(lease_expired());
             }
             Err(e) => {
-                metrics::heartbeat("error");
+                state.metrics.heartbeat("error");
                 return Err(e);
             }
         }
     }
-    metrics::heartbeat(if written { "written" } else { "kept" });
+    state
+        .metrics
+        .heartbeat(if written { "written" } else { "kept" });
     Ok(Json(HeartbeatAnswer {
         lease_ttl_secs: lease_ttl_secs(&state),
         heartbeat_interval_ms: heartbeat_ms(&state),

@@ -34,7 +34,6 @@ use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::credentials::{self, TokenClaims, TokenError};
 use crate::credentials::{DEFAULT_ROOM_TOKEN_TTL, MAX_ROOM_NAME_LEN, MAX_ROOM_TOKEN_TTL};
-use crate::metrics;
 use crate::model::Scope;
 use crate::signal::{conn, Grant, Owner, RoomKey};
 
@@ -120,7 +119,7 @@ pub async fn room_tokens(
     };
     let token = credentials::sign_token(&tenant.token_key, &claims)
         .ok_or_else(|| ApiError::internal("tenant token key is corrupt"))?;
-    metrics::token_issued(&tenant.name);
+    state.metrics.token_issued(&tenant.name);
     let path = format!("{SIGNAL_PATH}?room={room}");
     let signal_url = match state.replicas.owner(&tenant.name, &room) {
         Owner::Local => path,

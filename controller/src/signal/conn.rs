@@ -29,7 +29,6 @@ use super::protocol::{self, ErrorCode, Inbound};
 use super::room::{Close, Conn, DropReason, Hub, Room};
 use super::{Grant, EXPIRY_WARNING};
 use crate::clock::Clock;
-use crate::metrics;
 use crate::model::{RateLimit, RoomRevocation};
 use crate::store::Snapshot;
 
@@ -98,7 +97,7 @@ pub async fn serve(
             hub.leave(&key, &me, conn.id);
         }
         Err(_full) => {
-            metrics::signal_drop(DropReason::RoomFull.as_str());
+            hub.metrics().signal_drop(DropReason::RoomFull.as_str());
             let message = format!("room holds at most {} participants", options.room_size);
             conn.close(Close::dropped(
                 DropReason::RoomFull,
@@ -270,7 +269,7 @@ impl Reader<'_> {
                 return true;
             }
         };
-        metrics::signal_message(inbound.kind());
+        self.hub.metrics().signal_message(inbound.kind());
         match inbound {
             Inbound::Ping => self.room.reply(self.me, self.conn, protocol::pong()),
             Inbound::Join => {
@@ -328,7 +327,7 @@ impl Reader<'_> {
     }
 
     fn error(&self, code: ErrorCode, message: &str) {
-        metrics::signal_error(code.as_str());
+        self.hub.metrics().signal_error(code.as_str());
         self.room
             .reply(self.me, self.conn, protocol::error(code, message));
     }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::protocol::{self, ErrorCode};
 use super::SignalOptions;
-use crate::metrics;
+use crate::metrics::Metrics;
 
 /// A room is per tenant: two tenants' rooms of the same name never meet.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -153,13 +153,15 @@ type Members = HashMap<String, Arc<Conn>>;
 pub struct Room {
     name: String,
     members: Mutex<Members>,
+    metrics: Metrics,
 }
 
 impl Room {
-    fn new(name: &str) -> Room {
+    fn new(name: &str, metrics: Metrics) -> Room {
         Room {
             name: name.to_owned(),
             members: Mutex::default(),
+            metrics,
         }
     }
 
@@ -199,7 +201,12 @@ impl Room {
         };
         if !target.offer(msg) {
             let victim = to.to_owned();
-            drop_members(&mut members, vec![victim], DropReason::SlowReader);
+            drop_members(
+                &mut members,
+                vec![victim],
+                DropReason::SlowReader,
+                &self.metrics,
+            );
         }
         Ok(())
     }
@@ -211,7 +218,8 @@ impl Room {
         }
         let mut members = self.lock();
         if Self::is_member(&members, me, conn.id) {
-            drop_members(&mut members, vec![me.to_owned()], DropReason::SlowReader);
+            let victims = vec![me.to_owned()];
+            drop_members(&mut members, victims, DropReason::SlowReader, &self.metrics);
         } else {
             conn.close(Close::dropped(DropReason::SlowReader, None));
         }
@@ -226,7 +234,7 @@ impl Room {
 }
 
 /// Delivers `msg` to every member but `except`, dropping members whose queue is full.
-fn broadcast(members: &mut Members, except: Option<&str>, msg: Utf8Bytes) {
+fn broadcast(members: &mut Members, except: Option<&str>, msg: Utf8Bytes, metrics: &Metrics) {
     let mut pending = VecDeque::from([(except.map(str::to_owned), msg)]);
     while let Some((except, msg)) = pending.pop_front() {
         let mut victims = Vec::new();
@@ -238,8 +246,8 @@ fn broadcast(members: &mut Members, except: Option<&str>, msg: Utf8Bytes) {
         for id in victims {
             if let Some(conn) = members.remove(&id) {
                 conn.close(Close::dropped(DropReason::SlowReader, None));
-                metrics::signal_drop(DropReason::SlowReader.as_str());
-                metrics::signal_participants(-1.0);
+                metrics.signal_drop(DropReason::SlowReader.as_str());
+                metrics.signal_participants(-1.0);
                 pending.push_back((None, protocol::peer_left(&id)));
             }
         }
@@ -247,13 +255,18 @@ fn broadcast(members: &mut Members, except: Option<&str>, msg: Utf8Bytes) {
 }
 
 /// Removes `victims` (closing them for `reason`) and tells the rest.
-fn drop_members(members: &mut Members, victims: Vec<String>, reason: DropReason) {
+fn drop_members(
+    members: &mut Members,
+    victims: Vec<String>,
+    reason: DropReason,
+    metrics: &Metrics,
+) {
     for id in victims {
         if let Some(conn) = members.remove(&id) {
             conn.close(Close::dropped(reason, None));
-            metrics::signal_drop(reason.as_str());
-            metrics::signal_participants(-1.0);
-            broadcast(members, None, protocol::peer_left(&id));
+            metrics.signal_drop(reason.as_str());
+            metrics.signal_participants(-1.0);
+            broadcast(members, None, protocol::peer_left(&id), metrics);
         }
     }
 }
@@ -272,15 +285,23 @@ pub struct Hub {
     rooms: Mutex<HashMap<RoomKey, Arc<Room>>>,
     options: SignalOptions,
     next_id: AtomicU64,
+    metrics: Metrics,
 }
 
 impl Hub {
-    pub fn new(options: SignalOptions) -> Hub {
+    /// Rooms, members and drops are counted in `metrics` (the controller's).
+    pub fn new(options: SignalOptions, metrics: Metrics) -> Hub {
         Hub {
             rooms: Mutex::new(HashMap::new()),
             options,
             next_id: AtomicU64::new(1),
+            metrics,
         }
+    }
+
+    /// The controller's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn options(&self) -> &SignalOptions {
@@ -314,8 +335,8 @@ impl Hub {
         let room = rooms
             .entry(key.clone())
             .or_insert_with(|| {
-                metrics::signal_rooms(1.0);
-                Arc::new(Room::new(&key.room))
+                self.metrics.signal_rooms(1.0);
+                Arc::new(Room::new(&key.room, self.metrics.clone()))
             })
             .clone();
         let mut members = room.lock();
@@ -331,16 +352,16 @@ impl Hub {
                     "another connection joined with this participant id",
                 )),
             ));
-            metrics::signal_drop(DropReason::Replaced.as_str());
-            metrics::signal_participants(-1.0);
-            broadcast(&mut members, None, protocol::peer_left(me));
+            self.metrics.signal_drop(DropReason::Replaced.as_str());
+            self.metrics.signal_participants(-1.0);
+            broadcast(&mut members, None, protocol::peer_left(me), &self.metrics);
         }
         let peers = members.keys().map(String::as_str);
         // The queue is new and empty: the welcome always fits.
         conn.offer(protocol::welcome(me, peers, &key.room));
-        broadcast(&mut members, None, protocol::peer_joined(me));
+        broadcast(&mut members, None, protocol::peer_joined(me), &self.metrics);
         members.insert(me.to_owned(), conn.clone());
-        metrics::signal_participants(1.0);
+        self.metrics.signal_participants(1.0);
         drop(members);
         Ok(room)
     }
@@ -355,13 +376,13 @@ impl Hub {
         let mut members = room.lock();
         if Room::is_member(&members, me, conn) {
             members.remove(me);
-            metrics::signal_participants(-1.0);
-            broadcast(&mut members, None, protocol::peer_left(me));
+            self.metrics.signal_participants(-1.0);
+            broadcast(&mut members, None, protocol::peer_left(me), &self.metrics);
         }
         if members.is_empty() {
             drop(members);
             rooms.remove(key);
-            metrics::signal_rooms(-1.0);
+            self.metrics.signal_rooms(-1.0);
         }
     }
 
@@ -369,7 +390,7 @@ impl Hub {
     pub fn kick(&self, room: &Room, me: &str, conn: &Conn, reason: DropReason) {
         let mut members = room.lock();
         if Room::is_member(&members, me, conn.id) {
-            drop_members(&mut members, vec![me.to_owned()], reason);
+            drop_members(&mut members, vec![me.to_owned()], reason, &self.metrics);
         }
     }
 }
@@ -400,7 +421,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_that_member_only() {
-        let hub = Hub::new(SignalOptions::default());
+        let hub = Hub::new(SignalOptions::default(), Metrics::new());
         let (a, mut ra) = conn(&hub, 16);
         let (b, mut rb) = conn(&hub, 2);
         let (c, mut rc) = conn(&hub, 16);
@@ -430,10 +451,11 @@ mod tests {
 
     #[test]
     fn same_id_replaces_and_room_size_is_enforced() {
-        let hub = Hub::new(SignalOptions {
+        let options = SignalOptions {
             room_size: 2,
             ..SignalOptions::default()
-        });
+        };
+        let hub = Hub::new(options, Metrics::new());
         let (a1, _ra1) = conn(&hub, 16);
         let (a2, _ra2) = conn(&hub, 16);
         let (b, mut rb) = conn(&hub, 16);
