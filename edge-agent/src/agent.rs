@@ -27,6 +27,7 @@ use crate::probe::{probe_round, ProbeSettings};
 use crate::wire::{
     self, routes, DrainOrder, Event, LeaseId, ProbeTarget, RelayState, Revocations, Secrets,
 };
+use nexrtc_metrics::Registry;
 
 /// What the agent is doing, for the process's status page and for tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,6 +59,7 @@ pub enum AgentError {
 pub struct AgentHandle {
     tasks: Vec<JoinHandle<()>>,
     status: watch::Receiver<AgentStatus>,
+    metrics: Registry,
 }
 
 impl AgentHandle {
@@ -68,6 +70,12 @@ impl AgentHandle {
     /// A receiver that sees every status change.
     pub fn watch(&self) -> watch::Receiver<AgentStatus> {
         self.status.clone()
+    }
+
+    /// This agent's metrics (`nexrtc_agent_*`), to serve or to compose into another
+    /// registry.
+    pub fn metrics(&self) -> &Registry {
+        &self.metrics
     }
 }
 
@@ -89,6 +97,7 @@ pub(crate) struct Shared {
     pub(crate) targets: watch::Sender<Vec<ProbeTarget>>,
     pub(crate) revocations: Mutex<RevocationSet>,
     pub(crate) drain: Mutex<Option<DrainOrder>>,
+    pub(crate) metrics: Registry,
 }
 
 /// Starts the agent on the current tokio runtime.
@@ -118,6 +127,7 @@ pub fn spawn<L: LoadSource, A: Apply>(
         targets: watch::Sender::new(Vec::new()),
         revocations: Mutex::new(RevocationSet::default()),
         drain: Mutex::new(None),
+        metrics: metric::registry(),
     });
     let status = shared.status.subscribe();
     let mut tasks = vec![
@@ -127,15 +137,23 @@ pub fn spawn<L: LoadSource, A: Apply>(
     if shared.config.probe_interval > 0 {
         tasks.push(runtime.spawn(probe_loop(shared.clone())));
     }
-    Ok(AgentHandle { tasks, status })
+    let metrics = shared.metrics.clone();
+    Ok(AgentHandle {
+        tasks,
+        status,
+        metrics,
+    })
 }
 
 async fn control_loop<L: LoadSource>(shared: Arc<Shared>, mut load: L) {
     loop {
         let (period, ttl) = register(&shared, &mut load).await;
         heartbeat(&shared, &mut load, period, ttl).await;
-        metrics::counter!(metric::REREGISTRATIONS).increment(1);
-        metrics::gauge!(metric::REGISTERED).set(0.0);
+        shared
+            .metrics
+            .counter(metric::REREGISTRATIONS, &[])
+            .increment(1);
+        shared.metrics.gauge(metric::REGISTERED, &[]).set(0.0);
         shared.status.send_modify(|s| s.lease = None);
     }
 }
@@ -196,11 +214,17 @@ async fn heartbeat<L: LoadSource>(
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("heartbeat skipped: {e}");
-                metrics::counter!(metric::HEARTBEATS_SKIPPED).increment(1);
+                shared
+                    .metrics
+                    .counter(metric::HEARTBEATS_SKIPPED, &[])
+                    .increment(1);
                 continue;
             }
         };
-        metrics::counter!(metric::HEARTBEATS_SENT).increment(1);
+        shared
+            .metrics
+            .counter(metric::HEARTBEATS_SENT, &[])
+            .increment(1);
         let beat = wire::Heartbeat {
             region: shared.config.region.clone(),
             node: shared.node.clone(),
@@ -216,7 +240,10 @@ async fn heartbeat<L: LoadSource>(
             .await
         {
             Ok(answer) => {
-                metrics::counter!(metric::LEASE_RENEWALS).increment(1);
+                shared
+                    .metrics
+                    .counter(metric::LEASE_RENEWALS, &[])
+                    .increment(1);
                 shared.status.send_modify(|s| s.heartbeats_ok += 1);
                 if let Some(ms) = answer.heartbeat_interval_ms {
                     let new = clamp_interval(Duration::from_millis(ms));
@@ -241,7 +268,10 @@ async fn heartbeat<L: LoadSource>(
             }
             Err(e) => {
                 tracing::warn!("heartbeat failed: {e}");
-                metrics::counter!(metric::HEARTBEATS_FAILED).increment(1);
+                shared
+                    .metrics
+                    .counter(metric::HEARTBEATS_FAILED, &[])
+                    .increment(1);
                 shared.status.send_modify(|s| s.heartbeats_failed += 1);
             }
         }
@@ -266,8 +296,10 @@ impl Shared {
 
     fn registered(&self, r: wire::RegisterResponse) -> (Duration, Duration) {
         tracing::info!(lease = %r.lease, controller = %self.client.current(), "registered");
-        metrics::counter!(metric::REGISTRATIONS).increment(1);
-        metrics::gauge!(metric::REGISTERED).set(1.0);
+        self.metrics
+            .counter(metric::REGISTRATIONS, &[])
+            .increment(1);
+        self.metrics.gauge(metric::REGISTERED, &[]).set(1.0);
         self.apply_event(&Event::Secrets(Secrets {
             tenants: r.tenants,
             default_tenant: None,
@@ -330,7 +362,7 @@ async fn probe_loop(shared: Arc<Shared>) {
         let report = wire::ProbeReport {
             from_region: shared.config.region.clone(),
             from_node: shared.node.clone(),
-            results: probe_round(&list, settings).await,
+            results: probe_round(&list, settings, &shared.metrics).await,
         };
         let sent = shared
             .client

@@ -16,14 +16,20 @@ impl Shared {
         match Event::parse(&sse.name, &sse.data) {
             Ok(Event::Ping) => {}
             Ok(event) => {
-                metrics::counter!(metric::EVENTS, "event" => event.name()).increment(1);
+                (self
+                    .metrics
+                    .counter(metric::EVENTS, &[("event", event.name())]))
+                .increment(1);
                 self.status.send_modify(|s| s.events += 1);
                 self.apply_event(&event);
             }
             Err(EventError::Unknown(name)) => tracing::debug!("skipping unknown event {name:?}"),
             Err(e) => {
                 tracing::warn!("{e}");
-                metrics::counter!(metric::APPLY_FAILURES, "event" => "malformed").increment(1);
+                (self
+                    .metrics
+                    .counter(metric::APPLY_FAILURES, &[("event", "malformed")]))
+                .increment(1);
             }
         }
     }
@@ -33,8 +39,10 @@ impl Shared {
             Event::Secrets(s) => {
                 if let Err(e) = self.apply.set_secrets(s) {
                     tracing::error!("pushed secrets refused, keeping the current ones: {e}");
-                    metrics::counter!(metric::APPLY_FAILURES, "event" => Event::SECRETS)
-                        .increment(1);
+                    (self
+                        .metrics
+                        .counter(metric::APPLY_FAILURES, &[("event", Event::SECRETS)]))
+                    .increment(1);
                 }
             }
             Event::Revocations(list) => {
@@ -80,7 +88,10 @@ pub(crate) async fn events_loop(shared: Arc<Shared>) {
             Ok(mut stream) => {
                 tracing::info!(controller = %stream.controller, "event stream open");
                 if connected_before {
-                    metrics::counter!(metric::STREAM_RECONNECTS).increment(1);
+                    shared
+                        .metrics
+                        .counter(metric::STREAM_RECONNECTS, &[])
+                        .increment(1);
                 }
                 connected_before = true;
                 shared.status.send_modify(|s| s.stream_connected = true);

@@ -1,8 +1,11 @@
-//! The agent's metric names (the `metrics` facade: the process that runs the
-//! agent installs the exporter; without one these are no-ops).
+//! The agent's metrics: names, and [`registry`], the registry each agent records into
+//! ([`crate::AgentHandle::metrics`]; the process serves it on a `/metrics` of its own, or
+//! composes it into the relay's).
 //!
 //! `nexrtc_agent_<what>_<unit>`, `_total` for counters; labels never carry a
 //! username or an address.
+
+use nexrtc_metrics::Registry;
 
 /// Heartbeats started (one per interval, whatever the retries).
 pub const HEARTBEATS_SENT: &str = "nexrtc_agent_heartbeats_sent_total";
@@ -32,31 +35,27 @@ pub const PROBES_LOST: &str = "nexrtc_agent_probes_lost_total";
 /// 1 while the agent holds a lease, else 0.
 pub const REGISTERED: &str = "nexrtc_agent_registered";
 
-/// Registers the descriptions with the installed recorder (call once, after
-/// installing it).
-pub fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(HEARTBEATS_SENT, "Heartbeats started");
-    describe_counter!(
+/// A new registry with the agent's descriptions (one per agent: agents never share).
+pub fn registry() -> Registry {
+    let r = Registry::new();
+    r.describe(HEARTBEATS_SENT, "Heartbeats started");
+    r.describe(
         HEARTBEATS_FAILED,
-        "Heartbeats no controller replica acknowledged in time"
+        "Heartbeats no controller replica acknowledged in time",
     );
-    describe_counter!(
+    r.describe(
         HEARTBEATS_SKIPPED,
-        "Heartbeats skipped: the relay's load could not be read"
+        "Heartbeats skipped: the relay's load could not be read",
     );
-    describe_counter!(LEASE_RENEWALS, "Heartbeats acknowledged (lease renewed)");
-    describe_counter!(REGISTRATIONS, "Registrations with the controller");
-    describe_counter!(REREGISTRATIONS, "Registrations after the lease expired");
-    describe_counter!(STREAM_RECONNECTS, "Event stream reconnections");
-    describe_counter!(EVENTS, "Events received from the controller, by event");
-    describe_counter!(APPLY_FAILURES, "Events the relay could not apply, by event");
-    describe_histogram!(
-        PROBE_RTT,
-        Unit::Seconds,
-        "Latency probe round-trip time, by target region"
-    );
-    describe_counter!(PROBES_SENT, "Latency probes sent, by target region");
-    describe_counter!(PROBES_LOST, "Latency probes unanswered, by target region");
-    describe_gauge!(REGISTERED, "1 while the agent holds a lease");
+    r.describe(LEASE_RENEWALS, "Heartbeats acknowledged (lease renewed)");
+    r.describe(REGISTRATIONS, "Registrations with the controller");
+    r.describe(REREGISTRATIONS, "Registrations after the lease expired");
+    r.describe(STREAM_RECONNECTS, "Event stream reconnections");
+    r.describe(EVENTS, "Events received from the controller, by event");
+    r.describe(APPLY_FAILURES, "Events the relay could not apply, by event");
+    r.describe(PROBE_RTT, "Latency probe round-trip time, by target region");
+    r.describe(PROBES_SENT, "Latency probes sent, by target region");
+    r.describe(PROBES_LOST, "Latency probes unanswered, by target region");
+    r.describe(REGISTERED, "1 while the agent holds a lease");
+    r
 }

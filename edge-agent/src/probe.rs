@@ -19,6 +19,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use turn_core::stun::{Class, Message, MessageBuilder, Method, TransactionId};
 
+use nexrtc_metrics::Registry;
+
 use crate::wire::{ProbeResult, ProbeTarget};
 
 /// Targets probed per round, at most.
@@ -141,8 +143,12 @@ fn match_answer(bytes: &[u8], outstanding: &mut HashMap<[u8; 12], Instant>) -> O
     Some(sent.elapsed())
 }
 
-/// One round over `targets` (all at once, each from its own socket).
-pub async fn probe_round(targets: &[ProbeTarget], settings: ProbeSettings) -> Vec<ProbeResult> {
+/// One round over `targets` (all at once, each from its own socket), counted in `metrics`.
+pub async fn probe_round(
+    targets: &[ProbeTarget],
+    settings: ProbeSettings,
+    metrics: &Registry,
+) -> Vec<ProbeResult> {
     let mut set = JoinSet::new();
     for (i, target) in targets.iter().take(MAX_TARGETS).enumerate() {
         let stun = target.stun.clone();
@@ -176,7 +182,7 @@ pub async fn probe_round(targets: &[ProbeTarget], settings: ProbeSettings) -> Ve
     done.into_iter()
         .map(|(i, stats)| {
             let target = &targets[i];
-            record_metrics(&target.region, &stats);
+            record_metrics(metrics, &target.region, &stats);
             ProbeResult {
                 to_region: target.region.clone(),
                 to_node: target.node.clone(),
@@ -188,15 +194,17 @@ pub async fn probe_round(targets: &[ProbeTarget], settings: ProbeSettings) -> Ve
         .collect()
 }
 
-fn record_metrics(region: &str, stats: &ProbeStats) {
-    let labels = [("region", region.to_owned())];
-    let histogram = metrics::histogram!(crate::metric::PROBE_RTT, &labels);
+fn record_metrics(metrics: &Registry, region: &str, stats: &ProbeStats) {
+    let labels = [("region", region)];
+    let histogram = metrics.histogram(crate::metric::PROBE_RTT, &labels);
     for rtt in &stats.rtts {
         histogram.record(rtt.as_secs_f64());
     }
-    metrics::counter!(crate::metric::PROBES_SENT, &labels).increment(u64::from(stats.sent));
+    (metrics.counter(crate::metric::PROBES_SENT, &labels)).increment(u64::from(stats.sent));
     let lost = u64::from(stats.sent).saturating_sub(stats.rtts.len() as u64);
-    metrics::counter!(crate::metric::PROBES_LOST, &labels).increment(lost);
+    metrics
+        .counter(crate::metric::PROBES_LOST, &labels)
+        .increment(lost);
 }
 
 #[cfg(test)]

@@ -174,7 +174,10 @@ async fn moves_to_the_next_replica_without_registering_again() {
     assert_eq!(b.log.registrations(), 0);
     assert_eq!(b.log.last_heartbeat().unwrap().lease.0, "lease-1");
     // B logs a heartbeat before the agent reads its answer: wait for the agent's count.
-    eventually(10, "6 heartbeats answered", || agent.status().heartbeats_ok >= 6).await;
+    eventually(10, "6 heartbeats answered", || {
+        agent.status().heartbeats_ok >= 6
+    })
+    .await;
     assert_eq!(agent.status().registrations, 1);
 }
 

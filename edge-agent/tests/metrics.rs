@@ -1,19 +1,16 @@
-//! The agent's metrics through the `metrics` facade (a debugging recorder
-//! stands in for the process's exporter): heartbeats, renewals, a replica
-//! failover's stream reconnect, and probe RTTs by target region against a
-//! tiny STUN responder. One test: the recorder is process-global.
+//! The agent's metrics, read from its own registry (`AgentHandle::metrics`, what the
+//! process serves): heartbeats, renewals, a replica failover's stream reconnect, and
+//! probe RTTs by target region against a tiny STUN responder.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
 mod mock;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use mock::{Replica, Store, TOKEN};
 use nexrtc_edge_agent::wire::*;
 use nexrtc_edge_agent::{metric, spawn, AgentConfig, LoadError, LoadSource, LogOnly, Sample};
@@ -52,47 +49,38 @@ async fn stun_responder() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     (addr, task)
 }
 
-/// Counter totals, gauge maxima and histogram sample counts, by (name, region
-/// label). The recorder consumes every value on snapshot: they add up here.
-#[derive(Default)]
-struct Seen(HashMap<(String, String), u64>);
+/// Counter totals, gauge values and summary sample counts (`_count`), by (name, region
+/// label), from one scrape of the agent's registry.
+struct Seen(String);
 
 impl Seen {
-    fn update(&mut self, snapshotter: &Snapshotter) {
-        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
-            let region = key
-                .key()
-                .labels()
-                .find(|l| l.key() == "region")
-                .map(|l| l.value().to_owned())
-                .unwrap_or_default();
-            let slot = self
-                .0
-                .entry((key.key().name().to_owned(), region))
-                .or_default();
-            match value {
-                DebugValue::Counter(c) => *slot += c,
-                DebugValue::Gauge(g) => *slot = (*slot).max(g.into_inner() as u64),
-                DebugValue::Histogram(h) => *slot += h.len() as u64,
+    fn get(&self, name: &str, region: &str) -> u64 {
+        let count = format!("{name}_count");
+        let mut total = 0.0;
+        for line in self
+            .0
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let (metric, labels) = series.split_once('{').unwrap_or((series, ""));
+            let series_region = labels
+                .split_once("region=\"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map_or("", |(r, _)| r);
+            let quantile = labels.contains("quantile=");
+            if (metric == name || metric == count) && series_region == region && !quantile {
+                total += value.parse::<f64>().unwrap();
             }
         }
-    }
-
-    fn get(&self, name: &str, region: &str) -> u64 {
-        self.0
-            .get(&(name.to_owned(), region.to_owned()))
-            .copied()
-            .unwrap_or(0)
+        total as u64
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_failover_and_probes_are_counted() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install().unwrap();
-    metric::describe();
-
     let (stun, _responder) = stun_responder().await;
     let store = Store::new(50, Secrets::default());
     *store.probe_targets.lock().unwrap() = vec![ProbeTarget {
@@ -119,9 +107,9 @@ async fn heartbeats_failover_and_probes_are_counted() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     a.kill().await;
-    let mut seen = Seen::default();
+    let mut seen;
     loop {
-        seen.update(&snapshotter);
+        seen = Seen(agent.metrics().render());
         if seen.get(metric::STREAM_RECONNECTS, "") >= 1
             && seen.get(metric::LEASE_RENEWALS, "") >= 3
             && seen.get(metric::PROBE_RTT, "us-east") >= 3
@@ -130,7 +118,7 @@ async fn heartbeats_failover_and_probes_are_counted() {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "not within 10 s: {:?}",
+            "not within 10 s:\n{}",
             seen.0
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
