@@ -18,11 +18,10 @@
 //! either, the controller stops serving and the relay drains for at most
 //! [`DRAIN_GRACE_SECS`], then the process exits 0.
 //!
-//! Metrics: the `metrics` facade has one global recorder per process. The controller's
-//! recorder is installed first ([`nexrtc_controller::metrics::install`]) and the agent's
-//! `nexrtc_agent_*` metrics are recorded into it too; the relay's `/metrics` renders its
-//! own counters (not the facade) and appends the agent's lines from that recorder. The
-//! controller's `/metrics` therefore also shows the agent's lines in dev mode.
+//! Metrics: every component has a registry of its own ([`nexrtc_metrics::Registry`]), as in
+//! the separate processes. The controller's `/metrics` renders the controller's; the
+//! relay's `/metrics` renders the relay's, into which the agent's registry is registered
+//! (the agent's `nexrtc_agent_*` families follow the relay's own).
 //!
 //! `POST /dev/session?room=R` mints, for a fresh participant (or for `&participant=P`,
 //! which the demo page uses to refresh its room token), the ICE servers
@@ -255,17 +254,10 @@ async fn run(
     // The pages are served from here; their WebSocket sends this Origin.
     let mut bootstrap = controller.bootstrap.clone();
     bootstrap.cors_origins = page_origins(http);
-    let agent_metrics = nexrtc_controller::metrics::install()
-        .ok_or_else(|| anyhow!("the metrics recorder was installed twice"))?;
-    nexrtc_edge_agent::metric::describe();
     let store: Arc<dyn nexrtc_controller::store::Store> =
         Arc::new(nexrtc_controller::store::MemoryStore::new());
-    nexrtc_controller::server::bootstrap(
-        &*store,
-        &bootstrap,
-        controller.options.clock.unix_now(),
-    )
-    .await?;
+    nexrtc_controller::server::bootstrap(&*store, &bootstrap, controller.options.clock.unix_now())
+        .await?;
     let session_key = KeyRecord {
         name: "dev session".to_owned(),
         tenant: Some(TENANT.to_owned()),
@@ -282,21 +274,24 @@ async fn run(
     .await
     .map_err(|_| anyhow!("the embedded store gave no snapshot"))?;
     let api = nexrtc_controller::router(state.clone());
-    let app = (api.clone().merge(dev_routes(api, keys.session.clone(), args.room_token_ttl)))
-        .layer(middleware::map_request_with_state(
-            Arc::new(keys.admin.clone()),
-            public_status,
-        ))
-        .layer(middleware::from_fn(loopback_host));
+    let app = (api
+        .clone()
+        .merge(dev_routes(api, keys.session.clone(), args.room_token_ttl)))
+    .layer(middleware::map_request_with_state(
+        Arc::new(keys.admin.clone()),
+        public_status,
+    ))
+    .layer(middleware::from_fn(loopback_host));
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     let closing = state.clone();
     let limits = controller.http.clone();
+    let metrics = state.metrics.clone();
     let server = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.await;
             closing.close();
         };
-        nexrtc_controller::http::serve(listener, None, app, limits, shutdown).await;
+        nexrtc_controller::http::serve(listener, None, app, limits, metrics, shutdown).await;
     });
 
     // The relay and its agent, on their own thread.
@@ -318,12 +313,10 @@ async fn run(
                     relay: relay.clone(),
                     bound: relay.bound().to_vec(),
                 });
-                let render: nexrtc_relay::metrics::ExtraMetrics =
-                    Arc::new(move || agent_lines(&agent_metrics.render()));
                 Ok(Some(nexrtc_relay::Extension {
                     name: "edge agent",
+                    metrics: Some(handle.metrics().clone()),
                     guard: Box::new(handle),
-                    metrics: Some(render),
                     owns_secrets: true,
                 }))
             })
@@ -392,22 +385,6 @@ async fn wait_registered(state: &AppState) -> bool {
     }
     tracing::warn!("the relay has not registered with the controller yet");
     false
-}
-
-/// The `nexrtc_agent_*` families of a Prometheus text (comments included).
-fn agent_lines(text: &str) -> String {
-    let mut out = String::new();
-    for line in text.lines() {
-        let name = line
-            .strip_prefix("# HELP ")
-            .or_else(|| line.strip_prefix("# TYPE "))
-            .unwrap_or(line);
-        if name.starts_with("nexrtc_agent_") {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
 }
 
 /// Dev mode serves `GET /v1/status` without a key: requests that carry none get the dev
@@ -656,17 +633,5 @@ mod tests {
         ] {
             assert!(!is_loopback_host(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn agent_lines_keep_only_agent_families() {
-        let text = "# HELP nexrtc_agent_registered 1 while registered\n\
-                    # TYPE nexrtc_agent_registered gauge\n\
-                    nexrtc_agent_registered 1\n\
-                    # TYPE nexrtc_controller_requests_total counter\n\
-                    nexrtc_controller_requests_total{route=\"/\"} 3\n";
-        let kept = agent_lines(text);
-        assert_eq!(kept.lines().count(), 3, "{kept}");
-        assert!(!kept.contains("controller"), "{kept}");
     }
 }

@@ -12,7 +12,6 @@ mod dev;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use nexrtc_edge_agent::{AgentConfig, CoturnLoad, LogOnly, RelayLoad, StunHealth};
@@ -238,13 +237,13 @@ fn relay(mut args: RelayArgs) -> ExitCode {
         if agent.advertise.is_empty() {
             agent.advertise = advertised;
         }
-        let metrics = install_metrics()?;
         let load = RelayLoad::new(relay.monitor(), agent.capacity);
         let handle = nexrtc_edge_agent::spawn(agent, load, relay.clone())?;
         Ok(Some(nexrtc_relay::Extension {
             name: "edge agent",
+            // The agent's registry, composed into the relay's /metrics.
+            metrics: Some(handle.metrics().clone()),
             guard: Box::new(handle),
-            metrics: Some(metrics),
             owns_secrets: true,
         }))
     });
@@ -280,16 +279,8 @@ fn agent(mut args: AgentArgs) -> ExitCode {
             !args.agent.controllers.is_empty(),
             "--controller, --node-token and --region are required"
         );
-        let render = install_metrics().map_err(|e| anyhow::anyhow!(e))?;
         let listener = tokio::net::TcpListener::bind(args.metrics_listen).await?;
-        let app = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let render = render.clone();
-                async move { render() }
-            }),
-        );
-        let _handle = match args.turn_stun {
+        let handle = match args.turn_stun {
             Some(addr) => {
                 tracing::info!(turn_stun = %addr, metrics = %args.metrics_listen, "edge agent running: health from STUN Binding, load unknown");
                 nexrtc_edge_agent::spawn(args.agent, StunHealth::new(addr), LogOnly)?
@@ -300,6 +291,14 @@ fn agent(mut args: AgentArgs) -> ExitCode {
                 nexrtc_edge_agent::spawn(args.agent, load, LogOnly)?
             }
         };
+        let registry = handle.metrics().clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let registry = registry.clone();
+                async move { registry.render() }
+            }),
+        );
         axum::serve(listener, app)
             .with_graceful_shutdown(stop_signal())
             .await?;
@@ -317,16 +316,6 @@ fn agent(mut args: AgentArgs) -> ExitCode {
 /// Whether logs are coloured: on a terminal, unless `NO_COLOR` is set (no-color.org).
 fn colour(terminal: bool, no_color: bool) -> bool {
     terminal && !no_color
-}
-
-/// The Prometheus recorder of the `metrics` facade (the agent's metrics), and
-/// a renderer the relay appends to its `/metrics`.
-fn install_metrics() -> Result<nexrtc_relay::metrics::ExtraMetrics, nexrtc_relay::AttachError> {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    metrics::set_global_recorder(recorder)?;
-    nexrtc_edge_agent::metric::describe();
-    Ok(Arc::new(move || handle.render()))
 }
 
 /// `RUST_LOG` filters (default `info`); `--log-json` writes JSON lines. Logs go

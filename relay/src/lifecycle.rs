@@ -76,8 +76,9 @@ pub struct Extension {
     /// Kept alive while the relay runs, dropped (stopping the extension's
     /// tasks) before the relay stops.
     pub guard: Box<dyn std::any::Any + Send>,
-    /// Appended to `/metrics` at each scrape: the extension's own metrics.
-    pub metrics: Option<metrics::ExtraMetrics>,
+    /// The extension's own metrics, registered into the relay's registry: `/metrics`
+    /// shows its families after the relay's.
+    pub metrics: Option<nexrtc_metrics::Registry>,
     /// The extension supplies the secrets (a controller pushes them): SIGHUP
     /// then reloads only the certificate.
     pub owns_secrets: bool,
@@ -143,8 +144,11 @@ async fn serve(
     tracing::info!(addr = %http_addr, "operations HTTP: /metrics /healthz /readyz");
 
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
-    let extra = extension.as_ref().and_then(|e| e.metrics.clone());
-    let app = metrics::router(relay.monitor(), extra);
+    let registry = metrics::registry(relay.monitor());
+    if let Some(extra) = extension.as_ref().and_then(|e| e.metrics.clone()) {
+        registry.register(extra);
+    }
+    let app = metrics::router(relay.monitor(), registry);
     let reload_secrets = !extension.as_ref().is_some_and(|e| e.owns_secrets);
     let http_task = tokio::spawn(async move {
         let shutdown = async {

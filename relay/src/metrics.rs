@@ -2,19 +2,23 @@
 //! time from every worker's counters), `GET /healthz`, `GET /readyz`.
 //!
 //! The core and the shell only bump single-writer atomics; nothing here runs on
-//! the packet path. Names are `nexrtc_relay_<what>_<unit>` (`_total` for
+//! the packet path. At each scrape a collector of the relay's [`registry`] sums them into
+//! a registry made for that scrape ([`nexrtc_metrics`], the mechanism every component
+//! uses); an extension's registry (the edge agent's) is registered into the relay's, so
+//! its families follow the relay's own. Names are `nexrtc_relay_<what>_<unit>` (`_total` for
 //! counters); labels are tenant, transport, direction, method, code and reason,
 //! never a username or an address (their number is unbounded).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use nexrtc_metrics::{Collector, Registry, CONTENT_TYPE};
 use turn_core::stats::{AuthFailure, Counter, DropReason, MethodLabel, ERROR_CODES};
 use turn_core::{Stats, Transport};
 
@@ -60,10 +64,41 @@ pub struct Status {
     pub workers_alive: usize,
 }
 
-/// Renders the Prometheus text exposition (format 0.0.4).
+/// The relay's families, read from the workers' counters at each scrape.
+struct RelayCollector {
+    monitor: Monitor,
+}
+
+impl Collector for RelayCollector {
+    fn collect(&self, scrape: &Registry) {
+        collect(&self.monitor.stats(), self.monitor.status(), scrape);
+    }
+}
+
+/// The relay's registry: its own families (read at each scrape), then what is registered
+/// into it (an extension's metrics, see [`crate::Extension::metrics`]).
+pub fn registry(monitor: Monitor) -> Registry {
+    let registry = Registry::new();
+    registry.register_collector(Arc::new(RelayCollector { monitor }));
+    registry
+}
+
+/// The relay's own families alone, as `/metrics` shows them.
 pub fn render(workers: &[WorkerStats], status: Status) -> String {
-    let mut out = Out(String::with_capacity(8 * 1024));
+    let scrape = Registry::new();
+    collect(workers, status, &scrape);
+    scrape.render()
+}
+
+/// Describes and sets the relay's families in `out`: sums over `workers`, and `status`.
+fn collect(workers: &[WorkerStats], status: Status, out: &Registry) {
     let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(f).sum::<u64>();
+    let counter = |name: &'static str, labels: &[(&'static str, &str)], v: u64| {
+        out.counter(name, labels).absolute(v);
+    };
+    let gauge = |name: &'static str, labels: &[(&'static str, &str)], v: u64| {
+        out.gauge(name, labels).set(v as f64);
+    };
 
     // tenant -> transport -> [to_peer packets, to_peer bytes, to_client packets,
     // to_client bytes, allocations total, allocations active]
@@ -88,91 +123,54 @@ pub fn render(workers: &[WorkerStats], status: Status) -> String {
             }
         }
     }
-    let per_tenant = |out: &mut Out, name: &str, kind: &str, help: &str, i: usize| {
-        out.family(name, kind, help);
-        for (tenant, by_tr) in &tenants {
-            for tr in Transport::ALL {
-                let labels = [("tenant", tenant.as_str()), ("transport", tr.as_str())];
-                out.sample(name, &labels, by_tr[tr as usize][i]);
-            }
-        }
-    };
-    per_tenant(
-        &mut out,
-        "nexrtc_relay_allocations_active",
-        "gauge",
-        "Allocations alive now.",
-        5,
-    );
-    per_tenant(
-        &mut out,
-        "nexrtc_relay_allocations_total",
-        "counter",
-        "Allocations created.",
-        4,
-    );
-    for (name, help, base) in [
-        ("nexrtc_relay_packets_total", "Packets relayed.", 0),
-        ("nexrtc_relay_bytes_total", "Payload bytes relayed.", 1),
-    ] {
-        out.family(name, "counter", help);
-        for (tenant, by_tr) in &tenants {
-            for tr in Transport::ALL {
-                for (dir, off) in [("to_peer", 0), ("to_client", 2)] {
-                    let labels = [
-                        ("tenant", tenant.as_str()),
-                        ("transport", tr.as_str()),
-                        ("direction", dir),
-                    ];
-                    out.sample(name, &labels, by_tr[tr as usize][base + off]);
-                }
+    out.describe(ALLOCATIONS_ACTIVE, "Allocations alive now.");
+    out.describe(ALLOCATIONS_TOTAL, "Allocations created.");
+    out.describe(PACKETS, "Packets relayed.");
+    out.describe(BYTES, "Payload bytes relayed.");
+    for (tenant, by_tr) in &tenants {
+        for tr in Transport::ALL {
+            let v = &by_tr[tr as usize];
+            let labels = [("tenant", tenant.as_str()), ("transport", tr.as_str())];
+            gauge(ALLOCATIONS_ACTIVE, &labels, v[5]);
+            counter(ALLOCATIONS_TOTAL, &labels, v[4]);
+            for (dir, off) in [("to_peer", 0), ("to_client", 2)] {
+                let labels = [
+                    ("tenant", tenant.as_str()),
+                    ("transport", tr.as_str()),
+                    ("direction", dir),
+                ];
+                counter(PACKETS, &labels, v[off]);
+                counter(BYTES, &labels, v[1 + off]);
             }
         }
     }
 
     let name = "nexrtc_relay_requests_total";
-    out.family(name, "counter", "STUN/TURN requests received, by method.");
+    out.describe(name, "STUN/TURN requests received, by method.");
     for m in MethodLabel::ALL {
-        out.sample(
-            name,
-            &[("method", m.as_str())],
-            sum(&|w| w.core.request(*m).get()),
-        );
+        let v = sum(&|w| w.core.request(*m).get());
+        counter(name, &[("method", m.as_str())], v);
     }
     let name = "nexrtc_relay_error_responses_total";
-    out.family(name, "counter", "Error responses sent, by STUN error code.");
+    out.describe(name, "Error responses sent, by STUN error code.");
     for code in ERROR_CODES {
         let v = sum(&|w| w.core.error(code).map_or(0, Counter::get));
-        out.sample(name, &[("code", &code.to_string())], v);
+        counter(name, &[("code", &code.to_string())], v);
     }
     let name = "nexrtc_relay_auth_failures_total";
-    out.family(
-        name,
-        "counter",
-        "Requests that failed authentication, by reason.",
-    );
+    out.describe(name, "Requests that failed authentication, by reason.");
     for r in AuthFailure::ALL {
-        out.sample(
-            name,
-            &[("reason", r.as_str())],
-            sum(&|w| w.core.auth_failure(*r).get()),
-        );
+        let v = sum(&|w| w.core.auth_failure(*r).get());
+        counter(name, &[("reason", r.as_str())], v);
     }
     let name = "nexrtc_relay_dropped_packets_total";
-    out.family(
-        name,
-        "counter",
-        "Packets dropped without an answer, by reason.",
-    );
+    out.describe(name, "Packets dropped without an answer, by reason.");
     for r in DropReason::ALL {
-        out.sample(
-            name,
-            &[("reason", r.as_str())],
-            sum(&|w| w.core.dropped(*r).get()),
-        );
+        let v = sum(&|w| w.core.dropped(*r).get());
+        counter(name, &[("reason", r.as_str())], v);
     }
 
-    let gauges: [(&str, &str, u64); 4] = [
+    let gauges: [(&'static str, &'static str, u64); 4] = [
         (
             "nexrtc_relay_permissions_active",
             "Permissions installed now.",
@@ -195,38 +193,27 @@ pub fn render(workers: &[WorkerStats], status: Status) -> String {
         ),
     ];
     for (name, help, v) in gauges {
-        out.family(name, "gauge", help);
-        out.sample(name, &[], v);
+        out.describe(name, help);
+        gauge(name, &[], v);
     }
 
-    for (name, kind, help, idx) in [
-        (
-            "nexrtc_relay_tcp_connections_active",
-            "gauge",
-            "TCP/TLS client connections open now.",
-            0,
-        ),
-        (
-            "nexrtc_relay_tcp_connections_total",
-            "counter",
-            "TCP/TLS client connections accepted.",
-            1,
-        ),
-    ] {
-        out.family(name, kind, help);
-        for tr in [Transport::Tcp, Transport::Tls] {
-            let v = sum(&|w| {
-                let c = if idx == 0 {
-                    &w.shell.connections_active
-                } else {
-                    &w.shell.connections_total
-                };
-                c[tr as usize].get()
-            });
-            out.sample(name, &[("transport", tr.as_str())], v);
-        }
+    let (active, total) = (
+        "nexrtc_relay_tcp_connections_active",
+        "nexrtc_relay_tcp_connections_total",
+    );
+    out.describe(active, "TCP/TLS client connections open now.");
+    out.describe(total, "TCP/TLS client connections accepted.");
+    for tr in [Transport::Tcp, Transport::Tls] {
+        let labels = [("transport", tr.as_str())];
+        let i = tr as usize;
+        gauge(
+            active,
+            &labels,
+            sum(&|w| w.shell.connections_active[i].get()),
+        );
+        counter(total, &labels, sum(&|w| w.shell.connections_total[i].get()));
     }
-    let counters: [(&str, &str, u64); 7] = [
+    let counters: [(&'static str, &'static str, u64); 7] = [
         (
             "nexrtc_relay_allocations_revoked_total",
             "Allocations ended at once because their username was revoked.",
@@ -264,11 +251,11 @@ pub fn render(workers: &[WorkerStats], status: Status) -> String {
         ),
     ];
     for (name, help, v) in counters {
-        out.family(name, "counter", help);
-        out.sample(name, &[], v);
+        out.describe(name, help);
+        counter(name, &[], v);
     }
 
-    let status_gauges: [(&str, &str, u64); 3] = [
+    let status_gauges: [(&'static str, &'static str, u64); 3] = [
         (
             "nexrtc_relay_draining",
             "1 while draining (no new allocations).",
@@ -286,86 +273,38 @@ pub fn render(workers: &[WorkerStats], status: Status) -> String {
         ),
     ];
     for (name, help, v) in status_gauges {
-        out.family(name, "gauge", help);
-        out.sample(name, &[], v);
+        out.describe(name, help);
+        gauge(name, &[], v);
     }
     let name = "nexrtc_relay_build_info";
-    out.family(name, "gauge", "Always 1; the version is a label.");
-    out.sample(name, &[("version", env!("CARGO_PKG_VERSION"))], 1);
-    out.0
+    out.describe(name, "Always 1; the version is a label.");
+    gauge(name, &[("version", env!("CARGO_PKG_VERSION"))], 1);
 }
 
-struct Out(String);
-
-impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}");
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                self.0.push_str(k);
-                self.0.push_str("=\"");
-                escape_into(&mut self.0, v);
-                self.0.push('"');
-            }
-            self.0.push('}');
-        }
-        let _ = writeln!(self.0, " {value}");
-    }
-}
-
-/// Label value escaping of the text format: backslash, double quote, newline.
-fn escape_into(out: &mut String, v: &str) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// More Prometheus text appended to `/metrics` (an extension's own metrics).
-pub type ExtraMetrics = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+const ALLOCATIONS_ACTIVE: &str = "nexrtc_relay_allocations_active";
+const ALLOCATIONS_TOTAL: &str = "nexrtc_relay_allocations_total";
+const PACKETS: &str = "nexrtc_relay_packets_total";
+const BYTES: &str = "nexrtc_relay_bytes_total";
 
 #[derive(Clone)]
 struct Ops {
     monitor: Monitor,
-    extra: Option<ExtraMetrics>,
+    registry: Registry,
 }
 
-/// The routes of the operations listener.
-pub fn router(monitor: Monitor, extra: Option<ExtraMetrics>) -> Router {
+/// The routes of the operations listener; `/metrics` renders `registry` (see
+/// [`registry`]).
+pub fn router(monitor: Monitor, registry: Registry) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(Ops { monitor, extra })
+        .with_state(Ops { monitor, registry })
 }
 
 async fn metrics(State(ops): State<Ops>) -> Response {
-    let m = &ops.monitor;
-    let mut body = render(&m.stats(), m.status());
-    if let Some(extra) = &ops.extra {
-        body.push_str(&extra());
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    let body = ops.registry.render();
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
 }
 
 async fn healthz(State(Ops { monitor: m, .. }): State<Ops>) -> Response {
@@ -494,7 +433,10 @@ mod tests {
                 "{name} is a {kind}"
             );
         }
-        for l in text.lines().filter(|l| !l.starts_with('#')) {
+        for l in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             let family = l.split(['{', ' ']).next().unwrap();
             assert!(seen.contains(family), "sample {l} without TYPE");
             assert!(l.rsplit(' ').next().unwrap().parse::<u64>().is_ok(), "{l}");
