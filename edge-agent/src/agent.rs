@@ -24,8 +24,9 @@ use crate::config::{clamp_interval, AgentConfig};
 use crate::load::LoadSource;
 use crate::metric;
 use crate::probe::{probe_round, ProbeSettings};
-use crate::wire::{
-    self, routes, DrainOrder, Event, LeaseId, ProbeTarget, RelayState, Revocations, Secrets,
+use nexrtc_wire::{
+    routes, DrainOrder, Event, Heartbeat, HeartbeatAnswer, LeaseId, ProbeReport, ProbeTarget,
+    Registered, Registration, RelayState, Revocations, Secrets, Transport,
 };
 
 /// What the agent is doing, for the process's status page and for tests.
@@ -103,7 +104,7 @@ pub fn spawn<L: LoadSource, A: Apply>(
         .addresses()
         .1
         .iter()
-        .any(|t| *t != wire::Transport::Quic)
+        .any(|t| *t != Transport::Quic)
     {
         return Err(AgentError::NoAddress);
     }
@@ -149,7 +150,7 @@ async fn register<L: LoadSource>(shared: &Shared, load: &mut L) -> (Duration, Du
             Err(e) => tracing::warn!("not registering: {e}"),
             Ok(sample) => {
                 let (addresses, transports) = shared.config.addresses();
-                let request = wire::RegisterRequest {
+                let request = Registration {
                     node: shared.node.clone(),
                     region: shared.config.region.clone(),
                     addresses,
@@ -158,7 +159,7 @@ async fn register<L: LoadSource>(shared: &Shared, load: &mut L) -> (Duration, Du
                     state: shared.state(sample.state),
                     version: load.version(),
                 };
-                let answer = shared.client.post::<_, wire::RegisterResponse>(
+                let answer = shared.client.post::<_, Registered>(
                     routes::REGISTER,
                     &request,
                     budget,
@@ -187,7 +188,7 @@ async fn heartbeat<L: LoadSource>(
         t
     };
     let mut tick = ticker(period);
-    let Some(lease) = shared.status.borrow().lease.clone() else {
+    let Some(lease) = shared.status.borrow().lease else {
         return;
     };
     loop {
@@ -201,10 +202,10 @@ async fn heartbeat<L: LoadSource>(
             }
         };
         metrics::counter!(metric::HEARTBEATS_SENT).increment(1);
-        let beat = wire::Heartbeat {
+        let beat = Heartbeat {
             region: shared.config.region.clone(),
             node: shared.node.clone(),
-            lease: lease.clone(),
+            lease,
             load: sample.load,
             state: shared.state(sample.state),
         };
@@ -212,7 +213,7 @@ async fn heartbeat<L: LoadSource>(
         let budget = ttl.saturating_sub(period).max(shared.client_budget());
         match shared
             .client
-            .post::<_, wire::HeartbeatResponse>(routes::HEARTBEAT, &beat, budget)
+            .post::<_, HeartbeatAnswer>(routes::HEARTBEAT, &beat, budget)
             .await
         {
             Ok(answer) => {
@@ -264,7 +265,7 @@ impl Shared {
             .saturating_mul(replicas + 1)
     }
 
-    fn registered(&self, r: wire::RegisterResponse) -> (Duration, Duration) {
+    fn registered(&self, r: Registered) -> (Duration, Duration) {
         tracing::info!(lease = %r.lease, controller = %self.client.current(), "registered");
         metrics::counter!(metric::REGISTRATIONS).increment(1);
         metrics::gauge!(metric::REGISTERED).set(1.0);
@@ -327,7 +328,7 @@ async fn probe_loop(shared: Arc<Shared>) {
         if list.is_empty() {
             continue;
         }
-        let report = wire::ProbeReport {
+        let report = ProbeReport {
             from_region: shared.config.region.clone(),
             from_node: shared.node.clone(),
             results: probe_round(&list, settings).await,

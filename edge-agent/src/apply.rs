@@ -13,7 +13,7 @@ use std::sync::Arc;
 use turn_core::auth::CredentialsError;
 use turn_core::Credentials;
 
-use crate::wire::{DrainOrder, Revocations, Secrets};
+use nexrtc_wire::{DrainOrder, Revocations, Secrets};
 
 /// Why pushed secrets were not applied (the relay keeps the ones it has).
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +170,7 @@ impl RevocationSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Revoked, TenantSecrets};
+    use nexrtc_wire::{Revocation, TenantSecrets};
 
     fn secrets(tenants: &[(&str, &[&str])], default: Option<&str>) -> Secrets {
         Secrets {
@@ -215,7 +215,7 @@ mod tests {
         let list = |v: &[(&str, u64)]| Revocations {
             revoked: v
                 .iter()
-                .map(|(u, t)| Revoked {
+                .map(|(u, t)| Revocation {
                     tenant: "acme".into(),
                     username: u.to_string(),
                     until: *t,

@@ -8,7 +8,7 @@ use reqwest::Url;
 
 use crate::client::{Backoff, ClientConfig};
 use crate::tls::Trust;
-use crate::wire::{Endpoint, RelayAddresses, Transport};
+use nexrtc_wire::{Endpoint, RelayAddresses, Transport};
 
 /// The agent's settings. Flatten it into a command (`#[command(flatten)]`,
 /// as `Option<AgentConfig>` where the agent is optional): the controller URLs,

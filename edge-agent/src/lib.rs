@@ -8,8 +8,9 @@
 //!
 //! # Map
 //!
-//! * [`wire`] — the protocol: routes, JSON bodies, events (the controller
-//!   uses these types too).
+//! * The protocol — routes, JSON bodies, events, constants — is the
+//!   `nexrtc-wire` crate ([`nexrtc_wire`]), which the controller's routes use
+//!   too; the agent's tests run it against the real controller.
 //! * [`client`] — HTTPS to a list of replicas: failover, backoff with full
 //!   jitter, the event stream; [`tls`] — rustls on ring, CA file, the
 //!   dangerous no-verification option; `sse` — the event-stream decoder.
@@ -45,7 +46,6 @@ pub mod metric;
 pub mod probe;
 mod sse;
 pub mod tls;
-pub mod wire;
 
 pub use agent::{spawn, AgentError, AgentHandle, AgentStatus};
 pub use apply::{Apply, ApplyError, LogOnly};

@@ -9,7 +9,7 @@ use std::future::Future;
 
 use tokio::time::Instant;
 
-use crate::wire::{LoadReport, RelayState};
+use nexrtc_wire::{Load, RelayState};
 
 /// Why no load could be read. The agent then skips the heartbeat: a relay
 /// whose load cannot be read is not vouched for, and its lease runs out.
@@ -31,7 +31,7 @@ pub enum LoadError {
 /// (an operator's `nexrtc relay drain`, a stopping process).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Sample {
-    pub load: LoadReport,
+    pub load: Load,
     pub state: RelayState,
 }
 
@@ -210,7 +210,7 @@ impl RelayLoad {
             )));
         }
         let (pps_in, pps_out, bps_in, bps_out) = self.rates.update(Instant::now(), self.totals());
-        let load = LoadReport {
+        let load = Load {
             allocations: self.monitor.allocation_count() as u64,
             capacity: self.capacity,
             pps_in,
