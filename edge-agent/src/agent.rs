@@ -100,12 +100,7 @@ pub fn spawn<L: LoadSource, A: Apply>(
 ) -> Result<AgentHandle, AgentError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| AgentError::NoRuntime)?;
     // The controller refuses a relay clients cannot reach: fail now, not in a retry loop.
-    if !config
-        .addresses()
-        .1
-        .iter()
-        .any(|t| *t != Transport::Quic)
-    {
+    if !config.addresses().1.iter().any(|t| *t != Transport::Quic) {
         return Err(AgentError::NoAddress);
     }
     let client_config = config.client();
@@ -159,11 +154,10 @@ async fn register<L: LoadSource>(shared: &Shared, load: &mut L) -> (Duration, Du
                     state: shared.state(sample.state),
                     version: load.version(),
                 };
-                let answer = shared.client.post::<_, Registered>(
-                    routes::REGISTER,
-                    &request,
-                    budget,
-                );
+                let answer =
+                    shared
+                        .client
+                        .post::<_, Registered>(routes::REGISTER, &request, budget);
                 match answer.await {
                     Ok(r) => return shared.registered(r),
                     Err(e) => tracing::warn!("registration failed: {e}"),

@@ -120,9 +120,11 @@ impl AgentConfig {
     pub fn load_node_token_file(&mut self) -> Result<(), String> {
         self.read_node_token_file()?;
         if self.node_token.trim().is_empty() {
-            return Err("--node-token is empty: give the node key the controller issued \
+            return Err(
+                "--node-token is empty: give the node key the controller issued \
                  (--node-token, NEXRTC_NODE_TOKEN or --node-token-file)"
-                .to_owned());
+                    .to_owned(),
+            );
         }
         Ok(())
     }

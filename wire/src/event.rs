@@ -142,7 +142,10 @@ impl Event {
 
     /// Reads an event from its SSE name and its `data` (any serde format; the stream's is
     /// JSON: `serde_json::Deserializer`, or a parsed `serde_json::Value`).
-    pub fn read<'de, D: Deserializer<'de>>(name: &str, data: D) -> Result<Event, EventError<D::Error>> {
+    pub fn read<'de, D: Deserializer<'de>>(
+        name: &str,
+        data: D,
+    ) -> Result<Event, EventError<D::Error>> {
         fn payload<'de, T: DeserializeOwned, D: Deserializer<'de>>(
             event: &'static str,
             data: D,

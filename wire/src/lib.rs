@@ -36,8 +36,7 @@ pub use agent::{
     Registered, Registration, LEASE_EXPIRED,
 };
 pub use event::{
-    DrainOrder, Event, EventError, Revocation, Revocations, Secrets, TenantSecrets,
-    PING_INTERVAL,
+    DrainOrder, Event, EventError, Revocation, Revocations, Secrets, TenantSecrets, PING_INTERVAL,
 };
 pub use lease::LeaseId;
 
