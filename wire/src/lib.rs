@@ -1,7 +1,7 @@
 //! The agent↔controller protocol, declared once: the controller's routes
 //! (`controller/src/api/relays.rs`, `api/agent.rs`) and the edge agent both use these
 //! types, and `wire/tests/golden.rs` (with `wire/tests/golden/*.json`) plus the
-//! controller's `tests/api_wire_golden.rs` feed the same JSON to both, so the two
+//! controller's `tests/api_agent.rs` feed the same JSON to both, so the two
 //! sides cannot drift apart. serde only.
 //!
 //! * The relay vocabulary (this module): where a relay listens, what it carries, its

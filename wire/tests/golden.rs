@@ -1,5 +1,5 @@
 //! The golden JSON of `tests/golden/` read into the shared types and written back: nothing
-//! is lost, renamed or added on either side. The controller's `tests/api_wire_golden.rs`
+//! is lost, renamed or added on either side. The controller's `tests/api_agent.rs`
 //! sends the same files to its real routes.
 
 // Test code: a failed unwrap is a failed test.
