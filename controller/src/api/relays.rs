@@ -193,7 +193,7 @@ pub async fn heartbeat(
         Ok(()) => state.liveness.renewed(lease, state.options.lease_ttl),
         Err(StoreError::LeaseNotFound) => {
             state.liveness.forget(lease);
-            metrics::heartbeat("lease_expired");
+            metrics::heartbeat(nexrtc_wire::LEASE_EXPIRED);
             return Err(lease_expired());
         }
         Err(e) => {
@@ -211,14 +211,14 @@ pub async fn heartbeat(
         None => match read::<RelayRecord>(&*state.store, &key).await? {
             Some(r) => r.value.into(),
             None => {
-                metrics::heartbeat("lease_expired");
+                metrics::heartbeat(nexrtc_wire::LEASE_EXPIRED);
                 return Err(lease_expired());
             }
         },
     };
     if current.lease != lease.0 {
         state.liveness.forget(lease);
-        metrics::heartbeat("lease_expired");
+        metrics::heartbeat(nexrtc_wire::LEASE_EXPIRED);
         return Err(lease_expired());
     }
     let wanted = match current.state {
@@ -248,7 +248,7 @@ pub async fn heartbeat(
                 answer_state = record.state;
             }
             Err(e) if e.status == StatusCode::NOT_FOUND => {
-                metrics::heartbeat("lease_expired");
+                metrics::heartbeat(nexrtc_wire::LEASE_EXPIRED);
                 return Err(lease_expired());
             }
             Err(e) => {
