@@ -313,12 +313,7 @@ async fn probe_loop(shared: Arc<Shared>) {
     let targets = shared.targets.subscribe();
     loop {
         tick.tick().await;
-        let list: Vec<ProbeTarget> = targets
-            .borrow()
-            .iter()
-            .filter(|t| !(t.region == shared.config.region && t.node == shared.node))
-            .cloned()
-            .collect();
+        let list = others(&targets.borrow(), &shared.config.region, &shared.node);
         if list.is_empty() {
             continue;
         }
@@ -334,5 +329,36 @@ async fn probe_loop(shared: Arc<Shared>) {
         if let Err(e) = sent {
             tracing::warn!("probe report not delivered: {e}");
         }
+    }
+}
+
+/// The targets that are not this relay itself (never probed, whatever the controller says).
+fn others(targets: &[ProbeTarget], region: &str, node: &str) -> Vec<ProbeTarget> {
+    (targets.iter())
+        .filter(|t| !(t.region == region && t.node == node))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relay_itself_is_never_a_probe_target() {
+        let target = |region: &str, node: &str| ProbeTarget {
+            region: region.into(),
+            node: node.into(),
+            stun: "127.0.0.1:3478".into(),
+        };
+        let named = [
+            target("us-east", "r7"),
+            target("eu-west", "relay-1"),
+            target("eu-west", "relay-2"),
+        ];
+        assert_eq!(
+            others(&named, "eu-west", "relay-1"),
+            [target("us-east", "r7"), target("eu-west", "relay-2")]
+        );
     }
 }

@@ -250,7 +250,8 @@ async fn the_agent_probes_its_targets_and_reports() {
         .unwrap();
     let controller = Controller::new(100, "s").await;
     // The targets the registration answer names (relays of other regions); the agent's
-    // own region is never among them.
+    // own region is never among them (the agent skips itself anyway: a unit test in
+    // `agent.rs`).
     controller.put_relay("us-east", "r7", addr).await;
     controller.put_relay("ap-south", "r9", dead).await;
     let replica = Replica::start(&controller).await;
