@@ -11,7 +11,8 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 /// A relay's lease, as the registration answer grants it and every heartbeat names it: a
-/// decimal string in JSON (an integer is still read).
+/// decimal string in JSON (an integer is still read). The agent used to keep it as an
+/// opaque string; every controller has always sent a decimal one, which is all this reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LeaseId(pub i64);
 

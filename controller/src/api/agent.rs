@@ -23,7 +23,9 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::sse::{self, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use nexrtc_wire::{routes, DrainOrder, Event, ProbeReport, ProbeTarget, Revocations, Secrets};
+use nexrtc_wire::{
+    routes, DrainOrder, Event, ProbeReport, ProbeTarget, Revocations, Secrets, PING_INTERVAL,
+};
 use tokio::sync::watch;
 
 use super::error::ApiError;
@@ -34,8 +36,6 @@ use crate::model::{self, ProbeRecord, RelayState, Revocation, TenantRecord, Tran
 use crate::state::View;
 use crate::store::Snapshot;
 
-/// The stream sends `ping` after this long without another event.
-pub use nexrtc_wire::PING_INTERVAL;
 /// A region pair's probe record is rewritten at most this often.
 pub const PROBE_REFRESH: u64 = 300;
 /// Probe targets per other region.
