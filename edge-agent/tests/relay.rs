@@ -14,8 +14,8 @@ use std::time::Duration;
 use mock::{Replica, Store, TOKEN};
 use nexrtc_edge_agent::probe::{probe_addr, ProbeSettings};
 use nexrtc_edge_agent::wire::*;
-use nexrtc_edge_agent::{spawn, AgentConfig, RelayLoad};
-use nexrtc_relay::{Relay, RelayConfig, Settings};
+use nexrtc_edge_agent::{spawn, AgentConfig, Apply, ApplyError, RelayCounters, RelayLoad};
+use nexrtc_relay::{Monitor, Relay, RelayConfig, Settings};
 use turn_core::auth::rest_password;
 use turn_core::stun::{self, attr, Class, Message, MessageBuilder, Method, TransactionId};
 
@@ -43,6 +43,45 @@ fn start_relay(ports: (u16, u16)) -> (Arc<Relay>, SocketAddr) {
     let relay = Relay::start(&RelayConfig::load(settings).unwrap()).unwrap();
     let addr = relay.bound()[0].addr;
     (Arc::new(relay), addr)
+}
+
+/// The relay behind the agent's seams, as the `nexrtc` binary adapts it
+/// (`src/node.rs`: the agent does not depend on the relay crate).
+struct Attached(Arc<Relay>);
+
+impl Apply for Attached {
+    fn set_secrets(&self, secrets: &Secrets) -> Result<(), ApplyError> {
+        let credentials = nexrtc_edge_agent::credentials(secrets)?;
+        self.0.set_credentials(Arc::new(credentials));
+        Ok(())
+    }
+    fn revoke(&self, username: &str, until_unix: u64) {
+        self.0.revoke(username, until_unix);
+    }
+    fn drain(&self, order: &DrainOrder) {
+        let alternate = nexrtc_edge_agent::drain_alternate(order);
+        self.0.drain_to(alternate, order.deadline);
+    }
+}
+
+struct Counters(Monitor);
+
+impl RelayCounters for Counters {
+    fn is_healthy(&self) -> bool {
+        self.0.is_healthy()
+    }
+    fn workers_alive(&self) -> usize {
+        self.0.workers_alive()
+    }
+    fn allocation_count(&self) -> usize {
+        self.0.allocation_count()
+    }
+    fn is_draining(&self) -> bool {
+        self.0.status().draining
+    }
+    fn core_stats(&self) -> Vec<Arc<turn_core::Stats>> {
+        self.0.stats().into_iter().map(|w| w.core).collect()
+    }
 }
 
 fn secrets(tenant: &str, secret: &str) -> Secrets {
@@ -166,8 +205,8 @@ async fn pushed_secrets_and_revocations_reach_the_relay() {
     let replica = Replica::start(store.clone()).await;
     let agent = spawn(
         agent_config(&replica, addr),
-        RelayLoad::new(relay.monitor(), 1000),
-        relay.clone(),
+        RelayLoad::new(Counters(relay.monitor()), 1000),
+        Attached(relay.clone()),
     )
     .unwrap();
 
@@ -298,7 +337,8 @@ async fn the_agent_probes_its_targets_and_reports() {
     let mut config = agent_config(&replica, addr);
     config.probe_interval = 1;
     config.probe_count = 3;
-    let _agent = spawn(config, RelayLoad::new(relay.monitor(), 0), relay.clone()).unwrap();
+    let load = RelayLoad::new(Counters(relay.monitor()), 0);
+    let _agent = spawn(config, load, Attached(relay.clone())).unwrap();
 
     eventually(|| !replica.log.probes.lock().unwrap().is_empty()).await;
     let report = replica.log.probes.lock().unwrap()[0].clone();

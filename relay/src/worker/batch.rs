@@ -29,7 +29,7 @@ use std::os::fd::RawFd;
 use super::HEADROOM;
 
 /// Most datagrams per `recvmmsg` that `--udp-batch` may ask for.
-pub const MAX_BATCH: usize = 128;
+pub const MAX_BATCH: usize = crate::config::MAX_BATCH;
 /// The largest UDP payload (IPv6 jumbograms aside).
 const MAX_DATAGRAM: usize = 65536;
 /// One slot: headroom, payload, and padding room for stream transports.
