@@ -118,8 +118,9 @@ impl Worker {
         // The answer budget is the host's: each worker takes its share.
         let mut core = config.core.clone();
         core.unauthenticated = core.unauthenticated.shared_by(config.relay_threads);
-        let mut server = Server::new(core, credentials, start);
-        server.share_ledger(host.ledger.clone());
+        // The quotas are the host's: every worker counts in one ledger.
+        core.ledger = Some(host.ledger.clone());
+        let server = Server::new(core, credentials, start);
         let shell = Arc::new(ShellStats::default());
         let clients = Clients::new(
             config,
