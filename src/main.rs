@@ -8,6 +8,8 @@
 //! * `nexrtc dev` runs a whole network on loopback in one process (controller,
 //!   relay with its agent, demo and status pages): see `dev.rs`.
 
+#![forbid(unsafe_code)]
+
 mod dev;
 mod node;
 

@@ -37,6 +37,7 @@
 
 // Tests may unwrap (the workspace denies it elsewhere).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+#![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod apply;
