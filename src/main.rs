@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod agent_relay;
 mod dev;
 mod node;
 

@@ -4,18 +4,20 @@
 //! on a one-thread runtime; `nexrtc dev` runs one beside its controller.
 //!
 //! The agent does not depend on the relay crate: [`AttachedRelay`] (the
-//! agent's [`Apply`]) and [`RelayMonitor`] (its [`RelayCounters`]) adapt the
-//! relay to it here, and [`RelayNode::start`] is the one place that attaches
-//! an agent to a relay.
+//! agent's `Apply`) and [`RelayMonitor`] (its `RelayCounters`) adapt the
+//! relay to it (`src/agent_relay.rs`), and [`RelayNode::start`] is the one
+//! place that attaches an agent to a relay.
 
 use std::sync::Arc;
 
 use nexrtc_edge_agent::config::Advertised;
-use nexrtc_edge_agent::wire::{DrainOrder, Endpoint, Secrets, Transport};
-use nexrtc_edge_agent::{AgentConfig, AgentHandle, Apply, ApplyError, RelayCounters, RelayLoad};
+use nexrtc_edge_agent::wire::{Endpoint, Transport};
+use nexrtc_edge_agent::{AgentConfig, AgentHandle, RelayLoad};
 use nexrtc_relay::{
-    Bound, Exit, ExtraMetrics, Monitor, OpsListener, OpsServer, Relay, RelayConfig, Signals,
+    Bound, Exit, ExtraMetrics, OpsListener, OpsServer, Relay, RelayConfig, Signals,
 };
+
+pub use crate::agent_relay::{AttachedRelay, RelayMonitor};
 
 /// A relay node running on the current tokio runtime.
 pub struct RelayNode {
@@ -94,57 +96,6 @@ impl RelayNode {
         drop(self.relay);
         ops_stopped.await;
         exit
-    }
-}
-
-/// The in-process relay as the agent's [`Apply`]: the controller's secrets
-/// replace the relay's whole credential state (they win over
-/// `--static-auth-secret` and the secrets file), revocations and drain go to
-/// every worker.
-pub struct AttachedRelay(pub Arc<Relay>);
-
-impl Apply for AttachedRelay {
-    fn set_secrets(&self, secrets: &Secrets) -> Result<(), ApplyError> {
-        let credentials = nexrtc_edge_agent::credentials(secrets)?;
-        self.0.set_credentials(Arc::new(credentials));
-        Ok(())
-    }
-
-    fn revoke(&self, username: &str, until_unix: u64) {
-        self.0.revoke(username, until_unix);
-    }
-
-    fn drain(&self, order: &DrainOrder) {
-        let alternate = nexrtc_edge_agent::drain_alternate(order);
-        // The relay exits when empty, or at the order's deadline or after
-        // --drain-grace, whichever comes first.
-        tracing::info!(deadline = ?order.deadline, ?alternate, "drain ordered by the controller");
-        self.0.drain_to(alternate, order.deadline);
-    }
-}
-
-/// The relay's counters as the agent's [`RelayCounters`].
-pub struct RelayMonitor(pub Monitor);
-
-impl RelayCounters for RelayMonitor {
-    fn is_healthy(&self) -> bool {
-        self.0.is_healthy()
-    }
-
-    fn workers_alive(&self) -> usize {
-        self.0.workers_alive()
-    }
-
-    fn allocation_count(&self) -> usize {
-        self.0.allocation_count()
-    }
-
-    fn is_draining(&self) -> bool {
-        self.0.status().draining
-    }
-
-    fn core_stats(&self) -> Vec<Arc<turn_core::Stats>> {
-        self.0.stats().into_iter().map(|w| w.core).collect()
     }
 }
 

@@ -5,17 +5,22 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+/// The relay behind the agent's seams exactly as the `nexrtc` binary adapts it
+/// (the agent does not depend on the relay crate).
+#[path = "../../src/agent_relay.rs"]
+mod agent_relay;
 mod mock;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_relay::{AttachedRelay, RelayMonitor};
 use mock::{Replica, Store, TOKEN};
 use nexrtc_edge_agent::probe::{probe_addr, ProbeSettings};
 use nexrtc_edge_agent::wire::*;
-use nexrtc_edge_agent::{spawn, AgentConfig, Apply, ApplyError, RelayCounters, RelayLoad};
-use nexrtc_relay::{Monitor, Relay, RelayConfig, Settings};
+use nexrtc_edge_agent::{spawn, AgentConfig, RelayLoad};
+use nexrtc_relay::{Relay, RelayConfig, Settings};
 use turn_core::auth::rest_password;
 use turn_core::stun::{self, attr, Class, Message, MessageBuilder, Method, TransactionId};
 
@@ -43,45 +48,6 @@ fn start_relay(ports: (u16, u16)) -> (Arc<Relay>, SocketAddr) {
     let relay = Relay::start(&RelayConfig::load(settings).unwrap()).unwrap();
     let addr = relay.bound()[0].addr;
     (Arc::new(relay), addr)
-}
-
-/// The relay behind the agent's seams, as the `nexrtc` binary adapts it
-/// (`src/node.rs`: the agent does not depend on the relay crate).
-struct Attached(Arc<Relay>);
-
-impl Apply for Attached {
-    fn set_secrets(&self, secrets: &Secrets) -> Result<(), ApplyError> {
-        let credentials = nexrtc_edge_agent::credentials(secrets)?;
-        self.0.set_credentials(Arc::new(credentials));
-        Ok(())
-    }
-    fn revoke(&self, username: &str, until_unix: u64) {
-        self.0.revoke(username, until_unix);
-    }
-    fn drain(&self, order: &DrainOrder) {
-        let alternate = nexrtc_edge_agent::drain_alternate(order);
-        self.0.drain_to(alternate, order.deadline);
-    }
-}
-
-struct Counters(Monitor);
-
-impl RelayCounters for Counters {
-    fn is_healthy(&self) -> bool {
-        self.0.is_healthy()
-    }
-    fn workers_alive(&self) -> usize {
-        self.0.workers_alive()
-    }
-    fn allocation_count(&self) -> usize {
-        self.0.allocation_count()
-    }
-    fn is_draining(&self) -> bool {
-        self.0.status().draining
-    }
-    fn core_stats(&self) -> Vec<Arc<turn_core::Stats>> {
-        self.0.stats().into_iter().map(|w| w.core).collect()
-    }
 }
 
 fn secrets(tenant: &str, secret: &str) -> Secrets {
@@ -205,8 +171,8 @@ async fn pushed_secrets_and_revocations_reach_the_relay() {
     let replica = Replica::start(store.clone()).await;
     let agent = spawn(
         agent_config(&replica, addr),
-        RelayLoad::new(Counters(relay.monitor()), 1000),
-        Attached(relay.clone()),
+        RelayLoad::new(RelayMonitor(relay.monitor()), 1000),
+        AttachedRelay(relay.clone()),
     )
     .unwrap();
 
@@ -337,8 +303,8 @@ async fn the_agent_probes_its_targets_and_reports() {
     let mut config = agent_config(&replica, addr);
     config.probe_interval = 1;
     config.probe_count = 3;
-    let load = RelayLoad::new(Counters(relay.monitor()), 0);
-    let _agent = spawn(config, load, Attached(relay.clone())).unwrap();
+    let load = RelayLoad::new(RelayMonitor(relay.monitor()), 0);
+    let _agent = spawn(config, load, AttachedRelay(relay.clone())).unwrap();
 
     eventually(|| !replica.log.probes.lock().unwrap().is_empty()).await;
     let report = replica.log.probes.lock().unwrap()[0].clone();
