@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use nexrtc_edge_agent::wire::{DrainOrder, Secrets};
-use nexrtc_edge_agent::{Apply, ApplyError, RelayCounters};
+use nexrtc_edge_agent::{Apply, ApplyError, RelayCounters, Totals};
 use nexrtc_relay::{Monitor, Relay};
 
 /// The in-process relay as the agent's [`Apply`]: the controller's secrets
@@ -55,7 +55,18 @@ impl RelayCounters for RelayMonitor {
         self.0.status().draining
     }
 
-    fn core_stats(&self) -> Vec<Arc<turn_core::Stats>> {
-        self.0.stats().into_iter().map(|w| w.core).collect()
+    fn traffic(&self) -> Totals {
+        let mut t = Totals::default();
+        for w in self.0.stats() {
+            for tenant in w.core.tenants() {
+                for traffic in &tenant.by_transport {
+                    t.packets_in += traffic.to_peer.packets.get();
+                    t.bytes_in += traffic.to_peer.bytes.get();
+                    t.packets_out += traffic.to_client.packets.get();
+                    t.bytes_out += traffic.to_client.bytes.get();
+                }
+            }
+        }
+        t
     }
 }

@@ -57,6 +57,6 @@ pub use apply::{credentials, drain_alternate, Apply, ApplyError, LogOnly};
 pub use client::{CallError, ClientError, ControllerClient};
 pub use config::AgentConfig;
 pub use coturn::{CoturnLoad, StunHealth};
-pub use load::{LoadError, LoadSource, RelayCounters, RelayLoad, Sample};
+pub use load::{LoadError, LoadSource, RelayCounters, RelayLoad, Sample, Totals};
 pub use reqwest::Url;
 pub use sse::{SseDecoder, SseError, SseEvent};

@@ -8,10 +8,8 @@
 //! share of the whole host in-process, the host's busy share beside coturn.
 
 use std::future::Future;
-use std::sync::Arc;
 
 use tokio::time::Instant;
-use turn_core::Stats;
 
 use crate::wire::{LoadReport, RelayState};
 
@@ -183,8 +181,9 @@ pub trait RelayCounters: Send + 'static {
     fn allocation_count(&self) -> usize;
     /// The relay takes no new allocations.
     fn is_draining(&self) -> bool;
-    /// Each worker's core counters (the traffic reported is their sum).
-    fn core_stats(&self) -> Vec<Arc<Stats>>;
+    /// Packets and bytes relayed since start, over every worker, tenant and
+    /// transport (in: from clients to peers; out: back to clients).
+    fn traffic(&self) -> Totals;
 }
 
 /// The in-process relay's load, from its workers' counters.
@@ -207,21 +206,6 @@ impl<C: RelayCounters> RelayLoad<C> {
         }
     }
 
-    fn totals(&self) -> Totals {
-        let mut t = Totals::default();
-        for core in self.monitor.core_stats() {
-            for tenant in core.tenants() {
-                for traffic in &tenant.by_transport {
-                    t.packets_in += traffic.to_peer.packets.get();
-                    t.bytes_in += traffic.to_peer.bytes.get();
-                    t.packets_out += traffic.to_client.packets.get();
-                    t.bytes_out += traffic.to_client.bytes.get();
-                }
-            }
-        }
-        t
-    }
-
     fn read(&mut self) -> Result<Sample, LoadError> {
         if !self.monitor.is_healthy() {
             return Err(LoadError::Unhealthy(format!(
@@ -229,7 +213,8 @@ impl<C: RelayCounters> RelayLoad<C> {
                 self.monitor.workers_alive()
             )));
         }
-        let (pps_in, pps_out, bps_in, bps_out) = self.rates.update(Instant::now(), self.totals());
+        let (pps_in, pps_out, bps_in, bps_out) =
+            self.rates.update(Instant::now(), self.monitor.traffic());
         let load = LoadReport {
             allocations: self.monitor.allocation_count() as u64,
             capacity: self.capacity,

@@ -26,9 +26,10 @@
 //!   and the TOML file, one struct); [`tls`] — certificates from PEM files or
 //!   self-signed, swapped on SIGHUP; `host` — interface addresses, ephemeral
 //!   ports.
-//! * Leaves, shared by the modules above: `token` (what a mio token names),
-//!   `msg` ([`Control`], the orders to a worker), `stats` (the counters a
-//!   worker publishes: [`WorkerStats`], [`ShellStats`], [`Status`]), `error`
+//! * Small modules shared by those above, importing nothing of the crate but
+//!   `config` and `tls` (`error`): `token` (what a mio token names), `msg`
+//!   ([`Control`], the orders to a worker), `stats` (the counts a worker
+//!   publishes: [`WorkerStats`], [`ShellStats`], [`Status`]), `error`
 //!   ([`StartError`], [`RunError`]), `sys` (clock, SO_REUSEPORT, a UDP send).
 //!
 //! ```no_run
