@@ -61,10 +61,10 @@ use nexrtc_controller::ratelimit::RateLimiter;
 use nexrtc_controller::{AppState, ControllerArgs, ControllerConfig};
 use nexrtc_edge_agent::AgentConfig;
 use serde::Deserialize;
-
-use crate::node::RelayNode;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
+
+use crate::node::RelayNode;
 
 /// The demo page (`web/demo.html`).
 const DEMO_HTML: &str = include_str!("../web/demo.html");
@@ -76,7 +76,7 @@ pub const NODE: &str = "dev-1";
 
 /// How long the relay drains at shutdown before it exits anyway.
 const DRAIN_GRACE_SECS: u64 = 1;
-/// How long startup waits for the relay to listen and to register.
+/// How long startup waits for the relay's agent to register.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// A relay's record is rewritten at least this often (30 s outside dev mode).
 const LOAD_REFRESH_SECS: u64 = 2;

@@ -1,5 +1,6 @@
-//! The [`Relay`] handle: how the rest of the program (signal handling, the
-//! operations HTTP, and next the edge agent) talks to the data-plane workers.
+//! The [`Relay`] handle: how the rest of the program (supervision, the
+//! operations HTTP, and the edge agent through the binary's adapter) talks to
+//! the data-plane workers. [`Relay::start`] returns once the workers run.
 //!
 //! Each worker gets [`Control`] messages over a channel plus a `mio::Waker`, so
 //! the packet path never takes a lock: secrets, revocations and drain orders are

@@ -53,7 +53,7 @@ impl Exit {
     }
 
     /// Logs how the relay ended.
-    pub fn log(self) {
+    fn log(self) {
         match self {
             Exit::Drained => tracing::info!("drained; exiting"),
             Exit::GraceElapsed { allocations } => {
