@@ -8,14 +8,19 @@
 //! * `nexrtc dev` runs a whole network on loopback in one process (controller,
 //!   relay with its agent, demo and status pages): see `dev.rs`.
 
+#![forbid(unsafe_code)]
+
+mod agent_relay;
 mod dev;
+mod node;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use nexrtc_edge_agent::{AgentConfig, CoturnLoad, LogOnly, RelayLoad, StunHealth};
+use metrics_exporter_prometheus::PrometheusRecorder;
+use nexrtc_edge_agent::{AgentConfig, CoturnLoad, LogOnly, StunHealth};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -230,24 +235,23 @@ fn relay(mut args: RelayArgs) -> ExitCode {
     init_logging(config.log_json);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), realm = %config.core.realm, "starting relay");
     let agent = args.agent;
-    let advertised = nexrtc_edge_agent::config::relay_advertised(&config);
-    let result = nexrtc_relay::run_with(config, move |relay| {
-        let Some(mut agent) = agent else {
-            return Ok(None);
-        };
-        if agent.advertise.is_empty() {
-            agent.advertise = advertised;
-        }
-        let metrics = install_metrics()?;
-        let load = RelayLoad::new(relay.monitor(), agent.capacity);
-        let handle = nexrtc_edge_agent::spawn(agent, load, relay.clone())?;
-        Ok(Some(nexrtc_relay::Extension {
-            name: "edge agent",
-            guard: Box::new(handle),
-            metrics: Some(metrics),
-            owns_secrets: true,
-        }))
-    });
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the control runtime: {e}"))
+        .and_then(|runtime| {
+            runtime.block_on(async move {
+                // The agent's metrics are appended to the relay's /metrics.
+                let extra = match &agent {
+                    Some(_) => Some(install_metrics().map_err(|e| e.to_string())?),
+                    None => None,
+                };
+                let node = node::RelayNode::start(config, agent, extra)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(node.run().await)
+            })
+        });
     match result {
         Ok(exit) if exit.is_clean() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(EXIT_FAILURE),
@@ -321,7 +325,8 @@ fn colour(terminal: bool, no_color: bool) -> bool {
 
 /// The Prometheus recorder of the `metrics` facade (the agent's metrics), and
 /// a renderer the relay appends to its `/metrics`.
-fn install_metrics() -> Result<nexrtc_relay::metrics::ExtraMetrics, nexrtc_relay::AttachError> {
+fn install_metrics(
+) -> Result<nexrtc_relay::ExtraMetrics, metrics::SetRecorderError<PrometheusRecorder>> {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder)?;

@@ -5,12 +5,17 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+/// The relay behind the agent's seams exactly as the `nexrtc` binary adapts it
+/// (the agent does not depend on the relay crate).
+#[path = "../../src/agent_relay.rs"]
+mod agent_relay;
 mod harness;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_relay::{AttachedRelay, RelayMonitor};
 use harness::{Controller, Replica, TOKEN};
 use nexrtc_edge_agent::probe::{probe_addr, ProbeSettings};
 use nexrtc_edge_agent::{spawn, AgentConfig, RelayLoad};
@@ -155,8 +160,8 @@ async fn pushed_secrets_and_revocations_reach_the_relay() {
     let replica = Replica::start(&controller).await;
     let agent = spawn(
         agent_config(&replica, addr),
-        RelayLoad::new(relay.monitor(), 1000),
-        relay.clone(),
+        RelayLoad::new(RelayMonitor(relay.monitor()), 1000),
+        AttachedRelay(relay.clone()),
     )
     .unwrap();
 
@@ -258,7 +263,8 @@ async fn the_agent_probes_its_targets_and_reports() {
     let mut config = agent_config(&replica, addr);
     config.probe_interval = 1;
     config.probe_count = 3;
-    let _agent = spawn(config, RelayLoad::new(relay.monitor(), 0), relay.clone()).unwrap();
+    let load = RelayLoad::new(RelayMonitor(relay.monitor()), 0);
+    let _agent = spawn(config, load, AttachedRelay(relay.clone())).unwrap();
 
     eventually(|| !replica.log.probes.lock().unwrap().is_empty()).await;
     let report = replica.log.probes.lock().unwrap()[0].clone();
