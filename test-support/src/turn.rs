@@ -9,6 +9,7 @@
 //! Anything else the server sends while a request waits for its answer (ChannelData, Data
 //! indications) is kept for [`TurnClient::recv`] and [`TurnClient::recv_relayed`].
 
+use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
@@ -138,7 +139,7 @@ pub struct TurnClient {
     rto: Duration,
     timeout: Duration,
     txid_salt: u32,
-    next_txid: u64,
+    next_txid: Cell<u64>,
     /// Frames from the server read while waiting for an answer.
     pending: VecDeque<Vec<u8>>,
 }
@@ -180,7 +181,7 @@ impl TurnClient {
             rto: Duration::from_millis(500),
             timeout: Duration::from_secs(10),
             txid_salt: h.finish() as u32,
-            next_txid: 0,
+            next_txid: Cell::new(0),
             pending: VecDeque::new(),
         }
     }
@@ -297,7 +298,7 @@ impl TurnClient {
     }
 
     /// A Send indication: `data` for `peer`.
-    pub fn send_indication(&mut self, peer: SocketAddr, data: &[u8]) {
+    pub fn send_indication(&self, peer: SocketAddr, data: &[u8]) {
         let mut b = MessageBuilder::new(Method::SEND, Class::Indication, self.txid());
         b.xor_address(attr::XOR_PEER_ADDRESS, peer)
             .attribute(attr::DATA, data)
@@ -306,7 +307,7 @@ impl TurnClient {
     }
 
     /// ChannelData on `channel` (padded to 4 bytes over TCP). Allocates nothing.
-    pub fn send_channel_data(&mut self, channel: u16, data: &[u8]) {
+    pub fn send_channel_data(&self, channel: u16, data: &[u8]) {
         assert!(
             data.len() <= MAX_CHANNEL_PAYLOAD,
             "ChannelData payload too long"
@@ -352,11 +353,11 @@ impl TurnClient {
         }
     }
 
-    fn txid(&mut self) -> TransactionId {
-        self.next_txid += 1;
+    fn txid(&self) -> TransactionId {
+        self.next_txid.set(self.next_txid.get() + 1);
         let mut id = [0u8; 12];
         id[..4].copy_from_slice(&self.txid_salt.to_be_bytes());
-        id[4..].copy_from_slice(&self.next_txid.to_be_bytes());
+        id[4..].copy_from_slice(&self.next_txid.get().to_be_bytes());
         TransactionId(id)
     }
 
@@ -402,14 +403,17 @@ impl TurnClient {
     }
 
     /// Sends one datagram or frame; `false` when the TCP connection is gone.
-    fn send(&mut self, bytes: &[u8]) -> bool {
-        match &mut self.link {
+    fn send(&self, bytes: &[u8]) -> bool {
+        match &self.link {
             Link::Udp(s) => {
                 // A full socket buffer only loses the datagram, as on a network.
                 let _ = s.send_to(bytes, self.server);
                 true
             }
-            Link::Tcp(s) => s.write_all(bytes).is_ok(),
+            Link::Tcp(s) => {
+                let mut s: &TcpStream = s;
+                s.write_all(bytes).is_ok()
+            }
         }
     }
 
