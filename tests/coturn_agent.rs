@@ -109,7 +109,7 @@ fn what_is_not_coturns_metrics_is_refused_with_a_reason() {
 
 #[test]
 fn turn_stun_keeps_debians_turnserver_registered_with_its_version() {
-    if !require_tool("turnserver") {
+    if require_tool("turnserver", "coturn").is_none() {
         return;
     }
     let controller = Controller::start(

@@ -30,7 +30,9 @@ fn uclient_with(server_port: u16, peer: &EchoPeer, username: &str, password: &st
 
 #[test]
 fn ice_api_credentials_relay_through_our_relay_and_through_coturn() {
-    if !require_tool("turnutils_uclient") || !require_tool("turnserver") {
+    if require_tool("turnutils_uclient", "coturn").is_none()
+        || require_tool("turnserver", "coturn").is_none()
+    {
         return;
     }
     let controller = controller();
