@@ -9,10 +9,9 @@
 mod support;
 
 use std::net::UdpSocket;
-use std::time::Duration;
 
 use nexrtc_test_support::alloc::{CountingAllocator, Scope};
-use support::{client, start, TurnClient};
+use support::{channel_session, start, TurnClient};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -60,16 +59,7 @@ fn relaying_channel_data_allocates_nothing_per_packet() {
     let server = relay.bound()[0].addr;
     let mut sessions = Vec::new();
     for i in 0..4u16 {
-        let mut c = client(server, &format!("steady{i}"));
-        assert_eq!(c.allocate().code(), 200);
-        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-        peer.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        assert_eq!(
-            c.channel_bind(0x4000 + i, peer.local_addr().unwrap())
-                .code(),
-            200
-        );
+        let (c, peer, _) = channel_session(server, &format!("steady{i}"), 0x4000 + i);
         sessions.push((c, peer, 0x4000 + i));
     }
     // Warm up: the first packets may grow tables and queues to their size.

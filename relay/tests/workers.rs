@@ -5,10 +5,7 @@
 
 mod support;
 
-use std::net::UdpSocket;
-use std::time::Duration;
-
-use support::{client, start, Relayed};
+use support::{channel_session, client, start, Relayed};
 
 #[test]
 fn quotas_hold_across_workers() {
@@ -33,18 +30,8 @@ fn multiplexed_relay_sockets_carry_channel_data_both_ways() {
     let server = relay.bound()[0].addr;
     let mut sessions = Vec::new();
     for i in 0..8u16 {
-        let mut c = client(server, &format!("user{i}"));
-        let allocated = c.allocate();
-        assert_eq!(allocated.code(), 200);
-        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-        peer.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        assert_eq!(
-            c.channel_bind(0x4000 + i, peer.local_addr().unwrap())
-                .code(),
-            200
-        );
-        sessions.push((c, peer, allocated.relayed().unwrap(), 0x4000 + i));
+        let (c, peer, relayed) = channel_session(server, &format!("user{i}"), 0x4000 + i);
+        sessions.push((c, peer, relayed, 0x4000 + i));
     }
     // One shared socket per worker: eight allocations on at most two ports.
     let mut ports: Vec<u16> = sessions.iter().map(|s| s.2.port()).collect();
@@ -82,17 +69,7 @@ fn multiplexed_relay_sockets_carry_channel_data_both_ways() {
 fn bursts_arrive_in_order_through_batched_and_coalesced_sends() {
     let relay = start(|_| {});
     let server = relay.bound()[0].addr;
-    let mut c = client(server, "burst");
-    let allocated = c.allocate();
-    assert_eq!(allocated.code(), 200);
-    let relayed = allocated.relayed().unwrap();
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-    peer.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    assert_eq!(
-        c.channel_bind(0x4001, peer.local_addr().unwrap()).code(),
-        200
-    );
+    let (mut c, peer, relayed) = channel_session(server, "burst", 0x4001);
     let payload = |round: usize, i: usize| -> Vec<u8> {
         let mut p = vec![(i % 251) as u8; 300];
         p[..8].copy_from_slice(&((round * 1000 + i) as u64).to_be_bytes());

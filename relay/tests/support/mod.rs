@@ -84,3 +84,23 @@ pub fn client_as(server: SocketAddr, username: &str) -> TurnClient {
     let password = rest_password(SECRET.as_bytes(), username);
     TurnClient::udp(server, username, &password).with_timeouts(ANSWER_TIMEOUT, ANSWER_TIMEOUT)
 }
+
+/// A client of `user` with an allocation, and a peer (a UDP socket on 127.0.0.1
+/// that waits up to 10 s) bound to `channel`: the client, the peer and the
+/// relayed address.
+pub fn channel_session(
+    server: SocketAddr,
+    user: &str,
+    channel: u16,
+) -> (TurnClient, UdpSocket, SocketAddr) {
+    let mut c = client(server, user);
+    let allocated = c.allocate();
+    assert_eq!(allocated.code(), 200, "{user}: {allocated:?}");
+    let relayed = allocated.relayed().expect("XOR-RELAYED-ADDRESS");
+    let peer = UdpSocket::bind("127.0.0.1:0").expect("peer socket");
+    peer.set_read_timeout(Some(ANSWER_TIMEOUT))
+        .expect("read timeout");
+    let bound = c.channel_bind(channel, peer.local_addr().expect("peer address"));
+    assert_eq!(bound.code(), 200, "{user}: {bound:?}");
+    (c, peer, relayed)
+}
