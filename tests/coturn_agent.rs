@@ -119,27 +119,13 @@ fn turn_stun_keeps_debians_turnserver_registered_with_its_version() {
     );
     let port = free_port();
     let min = 61_000 + slot::COTURN_STUN * 100;
-    let mut cmd = Command::new("turnserver");
-    cmd.args([
-        "-n",
-        "--no-cli",
-        "--no-tls",
-        "--no-dtls",
-        "--log-file",
-        "stdout",
-    ])
-    .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"])
-    .args(["--listening-port", &port.to_string()])
-    .args([
-        "--min-port",
-        &min.to_string(),
-        "--max-port",
-        &(min + 99).to_string(),
-    ])
-    .args(["--realm", "coturn.test", "--use-auth-secret"])
-    .args(["--static-auth-secret", &controller.keys.tenant_secret])
-    .args(["--pidfile", &temp_file("coturn-pid", "").to_string_lossy()])
-    .args(["--userdb", &temp_file("coturn-db", "").to_string_lossy()]);
+    let mut cmd = turnserver(
+        "127.0.0.1",
+        port,
+        (min, min + 99),
+        "coturn.test",
+        &controller.keys.tenant_secret,
+    );
     let mut coturn = ChildGuard::spawn("coturn-turnserver", &mut cmd);
     let coturn_addr = SocketAddr::from(([127, 0, 0, 1], port));
 

@@ -362,23 +362,7 @@ impl Relay {
                 ChildGuard::spawn("nexrtc-relay", &mut cmd)
             }
             Backend::Coturn => {
-                let mut cmd = Command::new("turnserver");
-                cmd.args([
-                    "-n",
-                    "--no-cli",
-                    "--no-tls",
-                    "--no-dtls",
-                    "--log-file",
-                    "stdout",
-                ])
-                .args(["--listening-ip", &host, "--relay-ip", &host])
-                .args(["--listening-port", &port.to_string()])
-                .args(["--min-port", &min_port.to_string()])
-                .args(["--max-port", &max_port.to_string()])
-                .args(["--realm", &realm, "--use-auth-secret"])
-                .args(["--static-auth-secret", &secret])
-                .args(["--pidfile", &log_path("coturn-pid").to_string_lossy()])
-                .args(["--userdb", &log_path("coturn-db").to_string_lossy()]);
+                let mut cmd = turnserver(&host, port, (min_port, max_port), &realm, &secret);
                 if config.allow_loopback_peers {
                     cmd.arg("--allow-loopback-peers");
                 }
