@@ -118,14 +118,8 @@ fn turn_stun_keeps_debians_turnserver_registered_with_its_version() {
             .region("eu-west", 53.35, -6.26),
     );
     let port = free_port();
-    let min = 61_000 + slot::COTURN_STUN * 100;
-    let mut cmd = turnserver(
-        "127.0.0.1",
-        port,
-        (min, min + 99),
-        "coturn.test",
-        &controller.keys.tenant_secret,
-    );
+    let secret = &controller.keys.tenant_secret;
+    let mut cmd = turnserver("127.0.0.1", port, slot::COTURN_STUN, "coturn.test", secret);
     let mut coturn = ChildGuard::spawn("coturn-turnserver", &mut cmd);
     let coturn_addr = SocketAddr::from(([127, 0, 0, 1], port));
 

@@ -58,13 +58,13 @@ fn ice_api_credentials_relay_through_our_relay_and_through_coturn() {
 
     // coturn with use-auth-secret and the tenant's secret accepts them too.
     let port = free_port();
-    let min = 61_000 + slot::NETWORK_COTURN * 100;
+    let secret = &controller.keys.tenant_secret;
     let mut cmd = turnserver(
         "127.0.0.1",
         port,
-        (min, min + 99),
+        slot::NETWORK_COTURN,
         "coturn.test",
-        &controller.keys.tenant_secret,
+        secret,
     );
     cmd.arg("--allow-loopback-peers");
     let _coturn = ChildGuard::spawn("coturn-turnserver", &mut cmd);

@@ -362,7 +362,7 @@ impl Relay {
                 ChildGuard::spawn("nexrtc-relay", &mut cmd)
             }
             Backend::Coturn => {
-                let mut cmd = turnserver(&host, port, (min_port, max_port), &realm, &secret);
+                let mut cmd = turnserver(&host, port, config.slot, &realm, &secret);
                 if config.allow_loopback_peers {
                     cmd.arg("--allow-loopback-peers");
                 }
