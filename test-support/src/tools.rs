@@ -6,9 +6,13 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-/// Whether this is CI (`CI=true`), where a missing tool is a failure, not a skip.
+/// Whether this is CI (`CI` set to anything but empty, `0` or `false`; `.ci/run` sets
+/// `CI=true`), where a missing tool is a failure, not a skip.
 pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
+    std::env::var("CI").is_ok_and(|v| {
+        let v = v.trim();
+        !v.is_empty() && !v.eq_ignore_ascii_case("false") && v != "0"
+    })
 }
 
 /// The path of `program` on `PATH`; `None` after [`missing`] when it is not there.
