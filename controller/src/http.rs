@@ -90,7 +90,7 @@ impl Default for HttpLimits {
 }
 
 /// Serves `app` on `listener` (TLS when `tls` is set) under `limits` until `shutdown`
-/// completes, then gives open connections [`DRAIN_TIMEOUT`] to finish.
+/// completes, then gives open connections `DRAIN_TIMEOUT` (10 s) to finish.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,

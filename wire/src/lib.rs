@@ -27,6 +27,8 @@
 //! sides once read a field differently (required on one side, optional on the other), the
 //! shared type reads it as optional and says so: it accepts what either side sends.
 
+#![forbid(unsafe_code)]
+
 pub mod agent;
 pub mod event;
 pub mod lease;

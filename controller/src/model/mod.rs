@@ -1,4 +1,4 @@
-//! The JSON records the controller keeps in the store (DESIGN.md "Store layout").
+//! The JSON records the controller keeps in the store (ARCHITECTURE.md, "Store layout").
 //!
 //! Keys are relative to the store's prefix (`/nexrtc/v1/` in etcd):
 //!
