@@ -48,7 +48,7 @@
 //! # Ok(()) }
 //! ```
 
-// Tests may unwrap (the workspace denies it elsewhere); see the report on clippy.toml.
+// Tests may unwrap (the workspace denies `unwrap_used` elsewhere).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod clients;
