@@ -20,9 +20,9 @@ use harness::{Controller, Replica, TOKEN};
 use nexrtc_edge_agent::probe::{probe_addr, ProbeSettings};
 use nexrtc_edge_agent::{spawn, AgentConfig, RelayLoad};
 use nexrtc_relay::{Relay, RelayConfig, Settings};
+use nexrtc_test_support::turn::TurnClient;
 use nexrtc_wire::RelayState;
 use turn_core::auth::rest_password;
-use turn_core::stun::{self, attr, Class, Message, MessageBuilder, Method, TransactionId};
 
 const REALM: &str = "agent-test";
 
@@ -60,51 +60,10 @@ fn unix_now() -> u64 {
 /// A TURN Allocate over UDP from a fresh socket (401 challenge, then the
 /// authenticated request). `Ok(relayed address)` or `Err(error code)`.
 fn allocate(relay: SocketAddr, username: &str, password: &str) -> Result<SocketAddr, u16> {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let exchange = |b: MessageBuilder| -> Vec<u8> {
-        sock.send_to(&b.finish(), relay).unwrap();
-        let mut buf = [0u8; 1500];
-        let n = sock.recv(&mut buf).expect("relay answers");
-        buf[..n].to_vec()
-    };
-    let first = exchange(request([1; 12]));
-    let challenge = Message::parse(&first).unwrap();
-    assert_eq!(challenge.class(), Class::Error);
-    let nonce = challenge
-        .attribute(attr::NONCE)
-        .expect("NONCE")
-        .value
-        .to_vec();
-
-    let txid = TransactionId([2; 12]);
-    let mut b = request(txid.0);
-    b.long_term_credentials(
-        username,
-        REALM,
-        &nonce,
-        &stun::long_term_key(username, REALM, password),
-    );
-    let answer = exchange(b);
-    let msg = Message::parse(&answer).unwrap();
-    match msg.class() {
-        Class::Success => {
-            let a = msg
-                .attribute(attr::XOR_RELAYED_ADDRESS)
-                .expect("XOR-RELAYED-ADDRESS");
-            Ok(stun::decode_xor_address(a.value, &txid).unwrap())
-        }
-        _ => {
-            let e = msg.attribute(attr::ERROR_CODE).expect("ERROR-CODE");
-            Err(stun::decode_error_code(e.value).unwrap().0)
-        }
-    }
-}
-
-fn request(txid: [u8; 12]) -> MessageBuilder {
-    let mut b = MessageBuilder::new(Method::ALLOCATE, Class::Request, TransactionId(txid));
-    b.attribute(attr::REQUESTED_TRANSPORT, &[attr::TRANSPORT_UDP, 0, 0, 0]);
-    b
+    let answer = TurnClient::udp(relay, username, password)
+        .with_timeouts(Duration::from_secs(2), Duration::from_secs(2))
+        .allocate();
+    answer.relayed().ok_or_else(|| answer.code())
 }
 
 /// Allocates in a blocking thread.
