@@ -12,11 +12,12 @@
 //!   printed, or fixed with `--api-key` / `NEXRTC_API_KEY`), an admin key (printed) and
 //!   the agent's node key (internal).
 //!
-//! Threads: the relay runs as `nexrtc relay` does (`nexrtc_relay::run_with`, blocking,
-//! its workers plus a one-thread control runtime) on a thread of its own; the controller
-//! runs on this process's multi-thread tokio runtime. Both react to SIGINT/SIGTERM; on
-//! either, the controller stops serving and the relay drains for at most
-//! [`DRAIN_GRACE_SECS`], then the process exits 0.
+//! Threads: the controller and the relay's control side (its operations HTTP, its
+//! supervision and its agent: [`crate::node::RelayNode`], as in `nexrtc relay`) share this
+//! process's multi-thread tokio runtime; the relay's workers are threads of their own.
+//! On SIGINT/SIGTERM the controller stops serving and the relay drains for at most
+//! [`DRAIN_GRACE_SECS`], then the process exits 0; a relay that stops on a failure ends
+//! the process with exit 1.
 //!
 //! Metrics: every component has a registry of its own ([`nexrtc_metrics::Registry`]), as in
 //! the separate processes. The controller's `/metrics` renders the controller's; the
@@ -38,7 +39,7 @@
 //! neither `/v1/status` nor `/dev/session`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
@@ -57,10 +58,12 @@ use nexrtc_controller::credentials::{self, key_hash, new_api_key, random_b64, ra
 use nexrtc_controller::model::{self, KeyRecord, RateLimit, Scope, KEYS};
 use nexrtc_controller::ratelimit::RateLimiter;
 use nexrtc_controller::{AppState, ControllerArgs, ControllerConfig};
-use nexrtc_edge_agent::{AgentConfig, RelayLoad};
+use nexrtc_edge_agent::AgentConfig;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
+
+use crate::node::RelayNode;
 
 /// The demo page (`web/demo.html`).
 const DEMO_HTML: &str = include_str!("../web/demo.html");
@@ -72,7 +75,7 @@ pub const NODE: &str = "dev-1";
 
 /// How long the relay drains at shutdown before it exits anyway.
 const DRAIN_GRACE_SECS: u64 = 1;
-/// How long startup waits for the relay to listen and to register.
+/// How long startup waits for the relay's agent to register.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// A relay's record is rewritten at least this often (30 s outside dev mode).
 const LOAD_REFRESH_SECS: u64 = 2;
@@ -131,12 +134,6 @@ struct Keys {
     node: String,
     /// `/dev/session`'s own key (scope `ice`), never printed.
     session: String,
-}
-
-/// What the relay thread reports once it listens.
-struct Started {
-    relay: Arc<nexrtc_relay::Relay>,
-    bound: Vec<nexrtc_relay::Bound>,
 }
 
 pub fn dev(args: DevArgs) -> std::process::ExitCode {
@@ -294,67 +291,31 @@ async fn run(
         nexrtc_controller::http::serve(listener, None, app, limits, metrics, shutdown).await;
     });
 
-    // The relay and its agent, on their own thread.
+    // The relay and its agent, on this runtime (the workers are threads of their own).
     let controller_url: nexrtc_edge_agent::Url = format!("http://{http}/").parse()?;
-    let (started_tx, started_rx) = mpsc::channel::<Started>();
-    let node_key = keys.node.clone();
-    let relay_thread = std::thread::Builder::new()
-        .name("relay".to_owned())
-        .spawn(move || {
-            let advertised = nexrtc_edge_agent::config::relay_advertised(&relay_config);
-            nexrtc_relay::run_with(relay_config, move |relay| {
-                let mut agent = AgentConfig::new(vec![controller_url], &node_key, REGION);
-                agent.node = Some(NODE.to_owned());
-                agent.advertise = advertised;
-                agent.probe_interval = 0;
-                let load = RelayLoad::new(relay.monitor(), agent.capacity);
-                let handle = nexrtc_edge_agent::spawn(agent, load, relay.clone())?;
-                let _ = started_tx.send(Started {
-                    relay: relay.clone(),
-                    bound: relay.bound().to_vec(),
-                });
-                Ok(Some(nexrtc_relay::Extension {
-                    name: "edge agent",
-                    metrics: Some(handle.metrics().clone()),
-                    guard: Box::new(handle),
-                    owns_secrets: true,
-                }))
-            })
-        })?;
-
-    let started = tokio::task::spawn_blocking(move || started_rx.recv_timeout(START_TIMEOUT))
-        .await?
-        .ok();
-    let Some(started) = started else {
-        let _ = stop_http.send(());
-        let outcome = tokio::task::spawn_blocking(move || relay_thread.join()).await?;
-        return Err(match outcome {
-            Ok(Err(e)) => anyhow!("the relay could not start: {e}"),
-            _ => anyhow!("the relay did not start within {START_TIMEOUT:?}"),
-        });
+    let mut agent = AgentConfig::new(vec![controller_url], &keys.node, REGION);
+    agent.node = Some(NODE.to_owned());
+    agent.probe_interval = 0;
+    let node = match RelayNode::start(relay_config, Some(agent)).await {
+        Ok(node) => node,
+        Err(e) => {
+            let _ = stop_http.send(());
+            return Err(anyhow!("the relay could not start: {e}"));
+        }
     };
     let registered = wait_registered(&state).await;
-    print_banner(http, &args, &keys, &started.bound, registered);
+    print_banner(http, &args, &keys, node.bound(), registered);
 
     // Until a stop signal, or until the relay ends: it drains on the same signal (and may
     // notice it first), or stops on a failure.
-    {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        let stop = super::stop_signal();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                () = &mut stop => break,
-                _ = tick.tick() => if relay_thread.is_finished() { break },
-            }
-        }
-    }
+    let mut relay = tokio::spawn(node.run());
+    let ended = tokio::select! {
+        () = super::stop_signal() => None,
+        exit = &mut relay => Some(exit),
+    };
     tracing::info!(
         "stopping: controller, then the relay (drains for {DRAIN_GRACE_SECS} s at most)"
     );
-    // The relay saw the same signal; the drain order covers a stop for any other reason.
-    started.relay.drain();
-    drop(started);
     let _ = stop_http.send(());
     if tokio::time::timeout(Duration::from_secs(11), server)
         .await
@@ -364,12 +325,14 @@ async fn run(
     }
     state.close();
     drop(state);
-    let outcome = tokio::task::spawn_blocking(move || relay_thread.join()).await?;
-    match outcome {
-        Ok(Ok(exit)) if exit.is_clean() => Ok(()),
-        Ok(Ok(exit)) => Err(anyhow!("the relay stopped: {exit:?}")),
-        Ok(Err(e)) => Err(anyhow!("the relay failed: {e}")),
-        Err(_) => Err(anyhow!("the relay thread panicked")),
+    let exit = match ended {
+        Some(exit) => exit,
+        None => relay.await,
+    };
+    match exit {
+        Ok(exit) if exit.is_clean() => Ok(()),
+        Ok(exit) => Err(anyhow!("the relay stopped: {exit:?}")),
+        Err(_) => Err(anyhow!("the relay's supervision panicked")),
     }
 }
 

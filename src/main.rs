@@ -8,13 +8,17 @@
 //! * `nexrtc dev` runs a whole network on loopback in one process (controller,
 //!   relay with its agent, demo and status pages): see `dev.rs`.
 
+#![forbid(unsafe_code)]
+
+mod agent_relay;
 mod dev;
+mod node;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nexrtc_edge_agent::{AgentConfig, CoturnLoad, LogOnly, RelayLoad, StunHealth};
+use nexrtc_edge_agent::{AgentConfig, CoturnLoad, LogOnly, StunHealth};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -229,24 +233,19 @@ fn relay(mut args: RelayArgs) -> ExitCode {
     init_logging(config.log_json);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), realm = %config.core.realm, "starting relay");
     let agent = args.agent;
-    let advertised = nexrtc_edge_agent::config::relay_advertised(&config);
-    let result = nexrtc_relay::run_with(config, move |relay| {
-        let Some(mut agent) = agent else {
-            return Ok(None);
-        };
-        if agent.advertise.is_empty() {
-            agent.advertise = advertised;
-        }
-        let load = RelayLoad::new(relay.monitor(), agent.capacity);
-        let handle = nexrtc_edge_agent::spawn(agent, load, relay.clone())?;
-        Ok(Some(nexrtc_relay::Extension {
-            name: "edge agent",
-            // The agent's registry, composed into the relay's /metrics.
-            metrics: Some(handle.metrics().clone()),
-            guard: Box::new(handle),
-            owns_secrets: true,
-        }))
-    });
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the control runtime: {e}"))
+        .and_then(|runtime| {
+            runtime.block_on(async move {
+                // The agent's registry is composed into the relay's /metrics.
+                let node = node::RelayNode::start(config, agent)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(node.run().await)
+            })
+        });
     match result {
         Ok(exit) if exit.is_clean() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(EXIT_FAILURE),

@@ -109,7 +109,7 @@ fn what_is_not_coturns_metrics_is_refused_with_a_reason() {
 
 #[test]
 fn turn_stun_keeps_debians_turnserver_registered_with_its_version() {
-    if !require_tool("turnserver") {
+    if require_tool("turnserver", "coturn").is_none() {
         return;
     }
     let controller = Controller::start(
@@ -118,28 +118,8 @@ fn turn_stun_keeps_debians_turnserver_registered_with_its_version() {
             .region("eu-west", 53.35, -6.26),
     );
     let port = free_port();
-    let min = 61_000 + slot::COTURN_STUN * 100;
-    let mut cmd = Command::new("turnserver");
-    cmd.args([
-        "-n",
-        "--no-cli",
-        "--no-tls",
-        "--no-dtls",
-        "--log-file",
-        "stdout",
-    ])
-    .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"])
-    .args(["--listening-port", &port.to_string()])
-    .args([
-        "--min-port",
-        &min.to_string(),
-        "--max-port",
-        &(min + 99).to_string(),
-    ])
-    .args(["--realm", "coturn.test", "--use-auth-secret"])
-    .args(["--static-auth-secret", &controller.keys.tenant_secret])
-    .args(["--pidfile", &temp_file("coturn-pid", "").to_string_lossy()])
-    .args(["--userdb", &temp_file("coturn-db", "").to_string_lossy()]);
+    let secret = &controller.keys.tenant_secret;
+    let mut cmd = turnserver("127.0.0.1", port, slot::COTURN_STUN, "coturn.test", secret);
     let mut coturn = ChildGuard::spawn("coturn-turnserver", &mut cmd);
     let coturn_addr = SocketAddr::from(([127, 0, 0, 1], port));
 

@@ -34,31 +34,26 @@ fn chromium() -> PathBuf {
 }
 
 /// Whether Chromium, node and the npm packages are there: outside CI a missing one
-/// skips the test loudly, in CI it fails it.
+/// skips the test loudly, under `CI=true` it fails it (`nexrtc_test_support::tools`).
 fn browser_available() -> bool {
-    let node = Command::new("node").arg("--version").output();
-    let missing = if !chromium().is_file() {
-        Some(format!(
-            "{} (Debian: apt-get install chromium)",
-            chromium().display()
-        ))
-    } else if !node.is_ok_and(|o| o.status.success()) {
-        Some("node (Debian: apt-get install nodejs npm)".to_owned())
-    } else if !browser_dir().join("node_modules/playwright-core").is_dir() {
-        Some("tests/browser/node_modules (run `npm ci` in tests/browser)".to_owned())
-    } else {
-        None
-    };
-    let Some(missing) = missing else { return true };
-    if in_ci() {
-        panic!("{missing} is missing, and CI is set: .ci/run installs it");
+    if !chromium().is_file() {
+        missing(
+            &format!("{}", chromium().display()),
+            "apt-get install chromium, or set $CHROMIUM",
+        );
+        return false;
     }
-    eprintln!();
-    eprintln!("######################################################################");
-    eprintln!("## SKIPPED: {missing} is missing.");
-    eprintln!("## This test did NOT run. In CI (CI=true) a missing tool fails instead.");
-    eprintln!("######################################################################");
-    false
+    if require_tool("node", "nodejs npm").is_none() {
+        return false;
+    }
+    if !browser_dir().join("node_modules/playwright-core").is_dir() {
+        missing(
+            "tests/browser/node_modules",
+            "run `npm ci` in tests/browser",
+        );
+        return false;
+    }
+    true
 }
 
 fn screenshot_dir() -> PathBuf {

@@ -31,7 +31,8 @@ const AGENT_HEARTBEATS: &str = "nexrtc_agent_heartbeats_sent_total";
 const CONTROLLER_HEARTBEATS: &str = "nexrtc_controller_heartbeats_total";
 
 fn coturn_tools() -> bool {
-    require_tool("turnutils_uclient") && require_tool("turnutils_peer")
+    require_tool("turnutils_uclient", "coturn").is_some()
+        && require_tool("turnutils_peer", "coturn").is_some()
 }
 
 fn three_regions(etcd: &Etcd) -> ControllerSetup {

@@ -74,7 +74,11 @@ fn answers_within(addr: SocketAddr, tls: bool, limit: Duration) -> bool {
 }
 
 fn idle_sockets_do_not_exhaust_descriptors(tls: bool) {
-    if !require_tool("prlimit") || (tls && !(require_tool("openssl") && require_tool("curl"))) {
+    if require_tool("prlimit", "util-linux").is_none()
+        || (tls
+            && (require_tool("openssl", "openssl").is_none()
+                || require_tool("curl", "curl").is_none()))
+    {
         return;
     }
     let dir = std::env::temp_dir().join(format!("nexrtc-nofile-{}", random_token("")));

@@ -17,7 +17,9 @@ use support::*;
 /// Runs one uclient scenario against a fresh relay and checks the relay's own
 /// counters moved with the traffic.
 fn uclient_scenario(slot: u16, flags: &[&'static str], clients: u32, messages: u32) {
-    if !require_tool("turnutils_uclient") || !require_tool("turnutils_peer") {
+    if require_tool("turnutils_uclient", "coturn").is_none()
+        || require_tool("turnutils_peer", "coturn").is_none()
+    {
         return;
     }
     let relay = Relay::start(RelayConfig::new(slot));
@@ -127,7 +129,7 @@ fn uclient_many_clients_at_once() {
 
 #[test]
 fn stunclient_learns_its_mapped_address() {
-    if !require_tool("turnutils_stunclient") {
+    if require_tool("turnutils_stunclient", "coturn").is_none() {
         return;
     }
     let relay = Relay::start(RelayConfig::new(slot::STUNCLIENT));
@@ -163,7 +165,9 @@ fn stunclient_learns_its_mapped_address() {
 
 #[test]
 fn tenants_from_the_secrets_file() {
-    if !require_tool("turnutils_uclient") || !require_tool("turnutils_peer") {
+    if require_tool("turnutils_uclient", "coturn").is_none()
+        || require_tool("turnutils_peer", "coturn").is_none()
+    {
         return;
     }
     if backend() == Backend::Coturn {

@@ -33,7 +33,8 @@ async fn allocate_webrtc_rs(relay: &Relay, user: &str) -> (Client, impl Conn) {
 }
 
 fn coturn_tools() -> bool {
-    require_tool("turnutils_uclient") && require_tool("turnutils_peer")
+    require_tool("turnutils_uclient", "coturn").is_some()
+        && require_tool("turnutils_peer", "coturn").is_some()
 }
 
 /// A short clean uclient run (Send indications, no RTCP pair).

@@ -6,7 +6,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -30,7 +29,9 @@ fn uclient_with(server_port: u16, peer: &EchoPeer, username: &str, password: &st
 
 #[test]
 fn ice_api_credentials_relay_through_our_relay_and_through_coturn() {
-    if !require_tool("turnutils_uclient") || !require_tool("turnserver") {
+    if require_tool("turnutils_uclient", "coturn").is_none()
+        || require_tool("turnserver", "coturn").is_none()
+    {
         return;
     }
     let controller = controller();
@@ -57,29 +58,15 @@ fn ice_api_credentials_relay_through_our_relay_and_through_coturn() {
 
     // coturn with use-auth-secret and the tenant's secret accepts them too.
     let port = free_port();
-    let min = 61_000 + slot::NETWORK_COTURN * 100;
-    let mut cmd = Command::new("turnserver");
-    cmd.args([
-        "-n",
-        "--no-cli",
-        "--no-tls",
-        "--no-dtls",
-        "--log-file",
-        "stdout",
-    ])
-    .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"])
-    .args(["--listening-port", &port.to_string()])
-    .args([
-        "--min-port",
-        &min.to_string(),
-        "--max-port",
-        &(min + 99).to_string(),
-    ])
-    .args(["--realm", "coturn.test", "--use-auth-secret"])
-    .args(["--static-auth-secret", &controller.keys.tenant_secret])
-    .arg("--allow-loopback-peers")
-    .args(["--pidfile", &temp_file("coturn-pid", "").to_string_lossy()])
-    .args(["--userdb", &temp_file("coturn-db", "").to_string_lossy()]);
+    let secret = &controller.keys.tenant_secret;
+    let mut cmd = turnserver(
+        "127.0.0.1",
+        port,
+        slot::NETWORK_COTURN,
+        "coturn.test",
+        secret,
+    );
+    cmd.arg("--allow-loopback-peers");
     let _coturn = ChildGuard::spawn("coturn-turnserver", &mut cmd);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(20);

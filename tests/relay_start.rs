@@ -3,15 +3,12 @@
 
 mod support;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{free_port, ChildGuard};
-use turn_core::auth::rest_password;
-use turn_core::stun::{attr, long_term_key, Class, Message, MessageBuilder, Method, TransactionId};
+use support::{free_port, rest_credentials, ChildGuard, TurnClient};
 
-const REALM: &str = "start.test";
 const SECRET: &str = "s3cret";
 
 fn relay_cmd(extra: &[&str]) -> Command {
@@ -28,7 +25,7 @@ fn relay_cmd_on(port: u16, extra: &[&str]) -> Command {
         "--listening-port",
         &port,
     ])
-    .args(["--realm", "start.test", "--static-auth-secret", "s3cret"])
+    .args(["--realm", "start.test", "--static-auth-secret", SECRET])
     .args(["--no-tls", "--metrics-listen", "127.0.0.1:0"])
     .args(extra);
     cmd
@@ -56,50 +53,14 @@ fn a_relay_ip_not_on_this_host_refuses_to_start() {
     }
 }
 
-/// Sends `request` until answered (the relay may still be starting): the answer.
-fn exchange(sock: &UdpSocket, server: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut buf = [0u8; 1500];
-    while Instant::now() < deadline {
-        sock.send_to(request, server).expect("send");
-        if let Ok(n) = sock.recv(&mut buf) {
-            return buf[..n].to_vec();
-        }
-    }
-    panic!("the relay never answered");
-}
-
-/// Allocates over `sock` (with the 401 round trip) and keeps the allocation.
-fn allocate(sock: &UdpSocket, server: SocketAddr) {
-    let transport = |b: &mut MessageBuilder| {
-        b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
-    };
-    let mut b = MessageBuilder::new(Method::ALLOCATE, Class::Request, TransactionId([1; 12]));
-    transport(&mut b);
-    let answer = exchange(sock, server, &b.finish());
-    let msg = Message::parse(&answer).expect("STUN");
-    let nonce = msg
-        .attribute(attr::NONCE)
-        .expect("a 401 with NONCE")
-        .value
-        .to_vec();
-    let expiry = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 3600;
-    let username = format!("{expiry}:held");
-    let key = long_term_key(
-        &username,
-        REALM,
-        &rest_password(SECRET.as_bytes(), &username),
-    );
-    let mut b = MessageBuilder::new(Method::ALLOCATE, Class::Request, TransactionId([2; 12]));
-    transport(&mut b);
-    b.long_term_credentials(&username, REALM, &nonce, &key);
-    let answer = exchange(sock, server, &b.finish());
-    let msg = Message::parse(&answer).expect("STUN");
-    assert_eq!(msg.class(), Class::Success, "Allocate refused");
+/// A client that allocates (with the 401 round trip) and holds the allocation;
+/// it retransmits every 200 ms for up to 20 s, as the relay may still be starting.
+fn allocate(server: SocketAddr) -> TurnClient {
+    let (username, password) = rest_credentials(SECRET, "held");
+    let mut client = TurnClient::udp(server, &username, &password)
+        .with_timeouts(Duration::from_millis(200), Duration::from_secs(20));
+    assert_eq!(client.allocate().code(), 200, "Allocate refused");
+    client
 }
 
 fn signal(relay: &ChildGuard, name: &str) {
@@ -121,10 +82,7 @@ fn a_second_sigint_stops_a_draining_relay_at_once() {
         &mut relay_cmd_on(port, &["--relay-ip", "127.0.0.1", "--no-tcp"]),
     );
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    allocate(&sock, server);
+    let _held = allocate(server);
 
     signal(&relay, "INT");
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -16,7 +16,7 @@
 //!   participant id, and the token only opens `GET /v1/signal` for that room. One format,
 //!   one key, one verifier; a token with a room is refused by the ICE API and a token
 //!   without one by signaling.
-//! * **TURN credentials** follow DESIGN.md: username `<expiry>:<tenant>:<user>`, password
+//! * **TURN credentials** are the TURN REST API convention: username `<expiry>:<tenant>:<user>`, password
 //!   [`turn_core::auth::rest_password`] with the tenant's newest secret, exactly what the
 //!   relay verifies.
 

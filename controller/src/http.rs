@@ -92,8 +92,8 @@ impl Default for HttpLimits {
 }
 
 /// Serves `app` on `listener` (TLS when `tls` is set) under `limits` until `shutdown`
-/// completes, then gives open connections [`DRAIN_TIMEOUT`] to finish. Connection counts
-/// go to `metrics` (the controller's).
+/// completes, then gives open connections `DRAIN_TIMEOUT` (10 s) to finish. Connection
+/// counts go to `metrics` (the controller's).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,

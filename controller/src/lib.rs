@@ -15,6 +15,8 @@
 //!   (`GET /v1/signal`, `POST /v1/rooms/{room}/tokens` in [`api::signal`]).
 //! * [`metrics`] — Prometheus names and recording.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod app;
 pub mod clock;

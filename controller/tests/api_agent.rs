@@ -285,3 +285,139 @@ async fn registration_lists_probe_targets_in_other_regions() {
         ]
     );
 }
+
+/// A file of the protocol's golden JSON (`wire/tests/golden/`).
+fn golden(name: &str) -> Value {
+    let path = format!("{}/../wire/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// `actual` has the shape of `golden`: the same keys at every level, values of the same
+/// JSON type (`null` stands for any), arrays' elements shaped like the golden's first.
+fn assert_same_shape(at: &str, golden: &Value, actual: &Value) {
+    match (golden, actual) {
+        (Value::Object(g), Value::Object(a)) => {
+            let (gk, ak): (Vec<_>, Vec<_>) = (g.keys().collect(), a.keys().collect());
+            assert_eq!(gk, ak, "keys of {at}");
+            for (k, v) in g {
+                assert_same_shape(&format!("{at}.{k}"), v, &a[k]);
+            }
+        }
+        (Value::Array(g), Value::Array(a)) => {
+            assert!(!a.is_empty(), "{at} is empty: nothing to compare");
+            for (i, v) in a.iter().enumerate() {
+                assert_same_shape(&format!("{at}[{i}]"), &g[0], v);
+            }
+        }
+        (Value::Null, _) | (_, Value::Null) => {}
+        (Value::Number(_), Value::Number(_))
+        | (Value::String(_), Value::String(_))
+        | (Value::Bool(_), Value::Bool(_)) => {}
+        _ => panic!("{at}: {actual} is not shaped like {golden}"),
+    }
+}
+
+/// The golden requests of `wire/tests/golden/` go to the real routes, and every answer and
+/// event has the golden shape, and reads into the shared type and back unchanged: the
+/// controller and the agent (which sends and reads the same files) cannot drift apart.
+#[tokio::test(start_paused = true)]
+async fn golden_protocol_json_goes_through_the_real_routes() {
+    use nexrtc_wire::{routes, Event, Registered};
+
+    let h = Harness::start().await;
+    // Something in every list of the answers: a probe target, a revoked username, and a
+    // second relay of the region (the drain order's alternate).
+    h.register("us-east", "relay-7", "198.18.1.7").await;
+    h.register("eu-west", "relay-2", "198.18.0.2").await;
+    let admin = |m: &'static str, p: &str| Req::new(m, p).bearer(ADMIN_KEY);
+    let username = format!("{}:acme:eve", NOW + 600);
+    let r = h
+        .call(admin("POST", "/v1/admin/revocations").json(json!({"username": username})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    let r = h
+        .call(
+            Req::post(routes::REGISTER)
+                .bearer(NODE_KEY)
+                .json(golden("registration.json")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_same_shape("registered", &golden("registered.json"), &r.json);
+    let typed: Registered = serde_json::from_value(r.json.clone()).expect("Registered");
+    assert_eq!(serde_json::to_value(&typed).expect("json"), r.json);
+    let lease = r.json["lease"].clone();
+
+    let mut beat = golden("heartbeat.json");
+    beat["lease"] = lease.clone();
+    let r = h
+        .call(
+            Req::post(routes::HEARTBEAT)
+                .bearer(NODE_KEY)
+                .json(beat.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let answer = golden("heartbeat_answer.json");
+    assert_same_shape("heartbeat answer", &answer, &r.json);
+    let typed: nexrtc_wire::HeartbeatAnswer =
+        serde_json::from_value(r.json.clone()).expect("answer");
+    assert_eq!(serde_json::to_value(&typed).expect("json"), r.json);
+
+    // The previous release's form: an integer lease, no load or state.
+    let mut old = golden("heartbeat_integer_lease.json");
+    let id: i64 = lease
+        .as_str()
+        .expect("a string lease")
+        .parse()
+        .expect("decimal");
+    old["lease"] = json!(id);
+    let r = h
+        .call(Req::post(routes::HEARTBEAT).bearer(NODE_KEY).json(old))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    beat["lease"] = json!((id + 1000).to_string());
+    let r = h
+        .call(Req::post(routes::HEARTBEAT).bearer(NODE_KEY).json(beat))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert_eq!(r.json, golden("error_lease_expired.json"));
+
+    let r = h
+        .call(
+            Req::post(routes::PROBES)
+                .bearer(NODE_KEY)
+                .json(golden("probe_report.json")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+
+    // The events: the golden heartbeat said `draining`, so the stream's state has all three.
+    let r = h
+        .call(
+            admin("POST", "/v1/admin/relays/eu-west/relay-1/drain")
+                .json(json!({"deadline_secs": 600})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let mut events = Events::open(&h, "?region=eu-west&node=relay-1", NODE_KEY)
+        .await
+        .expect("open");
+    for (name, file) in [
+        (Event::SECRETS, "event_secrets.json"),
+        (Event::REVOCATIONS, "event_revocations.json"),
+        (Event::DRAIN, "event_drain.json"),
+    ] {
+        let (got, data) = events.next_change().await;
+        assert_eq!(got, name);
+        assert_same_shape(name, &golden(file), &data);
+        let event = Event::read(name, &data).expect("a known event");
+        assert_eq!(serde_json::to_value(&event).expect("json"), data);
+    }
+    let (name, data) = events.next().await.expect("ping");
+    assert_eq!(name, Event::PING);
+    assert_eq!(data, golden("event_ping.json"));
+}

@@ -120,3 +120,30 @@ fn lease_ids_are_strings_everywhere() {
     // Registered, Heartbeat, Relay.
     assert!(found.len() >= 3, "{found:?}");
 }
+
+/// The edge agents' schemas name exactly the fields of the protocol's golden JSON
+/// (`wire/tests/golden/`, which the shared `nexrtc_wire` types and the real routes are
+/// checked against): the document cannot drift from the protocol either.
+#[test]
+fn agent_schemas_name_the_golden_fields() {
+    let doc = openapi::document();
+    let schemas = &doc["components"]["schemas"];
+    for (schema, file) in [
+        ("Registration", "registration.json"),
+        ("Registered", "registered.json"),
+        ("Heartbeat", "heartbeat.json"),
+        ("HeartbeatAnswer", "heartbeat_answer.json"),
+        ("ProbeReport", "probe_report.json"),
+    ] {
+        let path = format!("{}/../wire/tests/golden/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).expect("golden file");
+        let golden: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let fields: BTreeSet<&String> = golden.as_object().expect("object").keys().collect();
+        let documented: BTreeSet<&String> = schemas[schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("schema {schema}"))
+            .keys()
+            .collect();
+        assert_eq!(documented, fields, "{schema} vs {file}");
+    }
+}

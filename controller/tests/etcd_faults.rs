@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use cases::watched::{contents, map_of, numbers, wait_for};
 use nexrtc_controller::store::{EtcdStore, Store, StoreError, WatchedMap, WatchedMapConfig};
-use support::{etcd_binary, free_port, store_for, Etcd};
+use support::{store_for, Etcd};
 use tokio::time::{timeout, Instant};
 
 /// Longest a call may take against a dead etcd: the 2 s request timeout plus scheduling.
@@ -36,11 +36,9 @@ async fn assert_unavailable<T: std::fmt::Debug>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_down_fails_fast_then_recovers() {
-    let Some(bin) = etcd_binary() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (client_port, peer_port) = (free_port(), free_port());
-    let mut etcd = Etcd::start(&bin, dir.path(), client_port, peer_port, false);
-    etcd.wait_ready().await;
+    let Some(mut etcd) = Etcd::start() else {
+        return;
+    };
     let store: Arc<dyn Store> = Arc::new(store_for(&etcd, "/nexrtc-test/faults/").await);
     store
         .put("relays/a", b"1".to_vec(), None)
@@ -93,8 +91,8 @@ async fn etcd_down_fails_fast_then_recovers() {
         "last snapshot still served"
     );
 
-    let etcd = Etcd::start(&bin, dir.path(), client_port, peer_port, false);
     let restarted = Instant::now();
+    etcd.restart(); // same ports, same data
     let deadline = restarted + Duration::from_secs(20);
     while store.put("relays/b", b"2".to_vec(), None).await.is_err() {
         assert!(
@@ -130,10 +128,7 @@ async fn etcd_down_fails_fast_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_frozen_times_out_then_recovers() {
-    let Some(bin) = etcd_binary() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let etcd = Etcd::start(&bin, dir.path(), free_port(), free_port(), false);
-    etcd.wait_ready().await;
+    let Some(etcd) = Etcd::start() else { return };
     let store: Arc<dyn Store> = Arc::new(store_for(&etcd, "/nexrtc-test/frozen/").await);
     let lease = store
         .grant_lease(Duration::from_secs(60))
@@ -141,7 +136,7 @@ async fn etcd_frozen_times_out_then_recovers() {
         .expect("grant");
     let mut watch = store.watch("", 0).await.expect("watch");
 
-    etcd.signal("STOP");
+    etcd.pause(); // SIGSTOP
     let frozen = Instant::now();
     assert_unavailable("get", store.get("a")).await;
     assert_unavailable("put", store.put("a", b"1".to_vec(), None)).await;
@@ -160,7 +155,7 @@ async fn etcd_frozen_times_out_then_recovers() {
         frozen.elapsed()
     );
 
-    etcd.signal("CONT");
+    etcd.resume(); // SIGCONT
     let thawed = Instant::now();
     let deadline = thawed + Duration::from_secs(20);
     while store.put("a", b"2".to_vec(), None).await.is_err() {
@@ -172,10 +167,7 @@ async fn etcd_frozen_times_out_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_compaction_ends_watch_with_compacted() {
-    let Some(bin) = etcd_binary() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let etcd = Etcd::start(&bin, dir.path(), free_port(), free_port(), false);
-    etcd.wait_ready().await;
+    let Some(etcd) = Etcd::start() else { return };
     let store = store_for(&etcd, "/nexrtc-test/compact/").await;
     let first = Store::put(&store, "k", b"1".to_vec(), None)
         .await
@@ -210,20 +202,17 @@ async fn etcd_compaction_ends_watch_with_compacted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_cancels_a_dropped_watch() {
     const GAUGE: &str = "etcd_debugging_mvcc_watcher_total";
-    let Some(bin) = etcd_binary() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let etcd = Etcd::start(&bin, dir.path(), free_port(), free_port(), false);
-    etcd.wait_ready().await;
+    let Some(etcd) = Etcd::start() else { return };
     let store: EtcdStore = store_for(&etcd, "/nexrtc-test/drop/").await;
-    let before = etcd.metric(GAUGE).await;
+    let before = etcd.metric(GAUGE);
     let mut watches = Vec::new();
     for _ in 0..3 {
         watches.push(Store::watch(&store, "w/", 0).await.expect("watch"));
     }
-    assert_eq!(etcd.metric(GAUGE).await, before + 3.0);
+    assert_eq!(etcd.metric(GAUGE), before + 3.0);
     drop(watches);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while etcd.metric(GAUGE).await != before {
+    while etcd.metric(GAUGE) != before {
         assert!(
             Instant::now() < deadline,
             "dropped watches still registered in etcd"

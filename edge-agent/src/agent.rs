@@ -24,10 +24,11 @@ use crate::config::{clamp_interval, AgentConfig};
 use crate::load::LoadSource;
 use crate::metric;
 use crate::probe::{probe_round, ProbeSettings};
-use crate::wire::{
-    self, routes, DrainOrder, Event, LeaseId, ProbeTarget, RelayState, Revocations, Secrets,
-};
 use nexrtc_metrics::Registry;
+use nexrtc_wire::{
+    routes, DrainOrder, Event, Heartbeat, HeartbeatAnswer, LeaseId, ProbeReport, ProbeTarget,
+    Registered, Registration, RelayState, Revocations, Secrets, Transport,
+};
 
 /// What the agent is doing, for the process's status page and for tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -108,12 +109,7 @@ pub fn spawn<L: LoadSource, A: Apply>(
 ) -> Result<AgentHandle, AgentError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| AgentError::NoRuntime)?;
     // The controller refuses a relay clients cannot reach: fail now, not in a retry loop.
-    if !config
-        .addresses()
-        .1
-        .iter()
-        .any(|t| *t != wire::Transport::Quic)
-    {
+    if !config.addresses().1.iter().any(|t| *t != Transport::Quic) {
         return Err(AgentError::NoAddress);
     }
     let client_config = config.client();
@@ -167,7 +163,7 @@ async fn register<L: LoadSource>(shared: &Shared, load: &mut L) -> (Duration, Du
             Err(e) => tracing::warn!("not registering: {e}"),
             Ok(sample) => {
                 let (addresses, transports) = shared.config.addresses();
-                let request = wire::RegisterRequest {
+                let request = Registration {
                     node: shared.node.clone(),
                     region: shared.config.region.clone(),
                     addresses,
@@ -176,11 +172,10 @@ async fn register<L: LoadSource>(shared: &Shared, load: &mut L) -> (Duration, Du
                     state: shared.state(sample.state),
                     version: load.version(),
                 };
-                let answer = shared.client.post::<_, wire::RegisterResponse>(
-                    routes::REGISTER,
-                    &request,
-                    budget,
-                );
+                let answer =
+                    shared
+                        .client
+                        .post::<_, Registered>(routes::REGISTER, &request, budget);
                 match answer.await {
                     Ok(r) => return shared.registered(r),
                     Err(e) => tracing::warn!("registration failed: {e}"),
@@ -205,7 +200,7 @@ async fn heartbeat<L: LoadSource>(
         t
     };
     let mut tick = ticker(period);
-    let Some(lease) = shared.status.borrow().lease.clone() else {
+    let Some(lease) = shared.status.borrow().lease else {
         return;
     };
     loop {
@@ -225,10 +220,10 @@ async fn heartbeat<L: LoadSource>(
             .metrics
             .counter(metric::HEARTBEATS_SENT, &[])
             .increment(1);
-        let beat = wire::Heartbeat {
+        let beat = Heartbeat {
             region: shared.config.region.clone(),
             node: shared.node.clone(),
-            lease: lease.clone(),
+            lease,
             load: sample.load,
             state: shared.state(sample.state),
         };
@@ -236,7 +231,7 @@ async fn heartbeat<L: LoadSource>(
         let budget = ttl.saturating_sub(period).max(shared.client_budget());
         match shared
             .client
-            .post::<_, wire::HeartbeatResponse>(routes::HEARTBEAT, &beat, budget)
+            .post::<_, HeartbeatAnswer>(routes::HEARTBEAT, &beat, budget)
             .await
         {
             Ok(answer) => {
@@ -294,7 +289,7 @@ impl Shared {
             .saturating_mul(replicas + 1)
     }
 
-    fn registered(&self, r: wire::RegisterResponse) -> (Duration, Duration) {
+    fn registered(&self, r: Registered) -> (Duration, Duration) {
         tracing::info!(lease = %r.lease, controller = %self.client.current(), "registered");
         self.metrics
             .counter(metric::REGISTRATIONS, &[])
@@ -350,16 +345,11 @@ async fn probe_loop(shared: Arc<Shared>) {
     let targets = shared.targets.subscribe();
     loop {
         tick.tick().await;
-        let list: Vec<ProbeTarget> = targets
-            .borrow()
-            .iter()
-            .filter(|t| !(t.region == shared.config.region && t.node == shared.node))
-            .cloned()
-            .collect();
+        let list = others(&targets.borrow(), &shared.config.region, &shared.node);
         if list.is_empty() {
             continue;
         }
-        let report = wire::ProbeReport {
+        let report = ProbeReport {
             from_region: shared.config.region.clone(),
             from_node: shared.node.clone(),
             results: probe_round(&list, settings, &shared.metrics).await,
@@ -371,5 +361,36 @@ async fn probe_loop(shared: Arc<Shared>) {
         if let Err(e) = sent {
             tracing::warn!("probe report not delivered: {e}");
         }
+    }
+}
+
+/// The targets that are not this relay itself (never probed, whatever the controller says).
+fn others(targets: &[ProbeTarget], region: &str, node: &str) -> Vec<ProbeTarget> {
+    (targets.iter())
+        .filter(|t| !(t.region == region && t.node == node))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relay_itself_is_never_a_probe_target() {
+        let target = |region: &str, node: &str| ProbeTarget {
+            region: region.into(),
+            node: node.into(),
+            stun: "127.0.0.1:3478".into(),
+        };
+        let named = [
+            target("us-east", "r7"),
+            target("eu-west", "relay-1"),
+            target("eu-west", "relay-2"),
+        ];
+        assert_eq!(
+            others(&named, "eu-west", "relay-1"),
+            [target("us-east", "r7"), target("eu-west", "relay-2")]
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! [`Apply`]: what the agent does with pushed secrets, revocations and drain
-//! orders. The relay applies them live ([`nexrtc_relay::Relay`]); beside
-//! coturn the agent only logs them ([`LogOnly`]).
+//! orders. The in-process relay applies them live (the `nexrtc` binary
+//! implements [`Apply`] for it, with [`credentials`] and [`drain_alternate`]);
+//! beside coturn the agent only logs them ([`LogOnly`]).
 //!
 //! The agent calls these from its tasks, never concurrently for one kind of
 //! event, and already reduces the controller's full-state events to changes:
@@ -8,12 +9,13 @@
 //! per new order.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use turn_core::auth::CredentialsError;
 use turn_core::Credentials;
 
-use crate::wire::{DrainOrder, Revocations, Secrets};
+use nexrtc_wire::{DrainOrder, Revocations, Secrets};
 
 /// Why pushed secrets were not applied (the relay keeps the ones it has).
 #[derive(Debug, thiserror::Error)]
@@ -78,37 +80,20 @@ pub fn credentials(secrets: &Secrets) -> Result<Credentials, ApplyError> {
     Ok(creds)
 }
 
-/// The in-process relay: secrets replace the relay's whole credential state
-/// (the controller's secrets win over `--static-auth-secret` and the secrets
-/// file), revocations and drain go to every worker.
-impl Apply for nexrtc_relay::Relay {
-    fn set_secrets(&self, secrets: &Secrets) -> Result<(), ApplyError> {
-        self.set_credentials(Arc::new(credentials(secrets)?));
-        Ok(())
-    }
-
-    fn revoke(&self, username: &str, until_unix: u64) {
-        nexrtc_relay::Relay::revoke(self, username, until_unix);
-    }
-
-    fn drain(&self, order: &DrainOrder) {
-        // ALTERNATE-SERVER carries an address, not a name (RFC 8489 §14.15):
-        // an alternate given as a host name falls back to --alternate-server.
-        let alternate = order.alternate.as_deref().and_then(|a| match a.parse() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
-                tracing::warn!(
-                    alternate = a,
-                    "drain order's alternate is not IP:PORT; using --alternate-server"
-                );
-                None
-            }
-        });
-        // The relay exits when empty, or at the order's deadline or after
-        // --drain-grace, whichever comes first.
-        tracing::info!(deadline = ?order.deadline, ?alternate, "drain ordered by the controller");
-        nexrtc_relay::Relay::drain_to(self, alternate, order.deadline);
-    }
+/// The ALTERNATE-SERVER a drain order names, as an address. It carries an
+/// address, not a name (RFC 8489 §14.15): an alternate given as a host name
+/// is logged and dropped (the relay then falls back to `--alternate-server`).
+pub fn drain_alternate(order: &DrainOrder) -> Option<SocketAddr> {
+    order.alternate.as_deref().and_then(|a| match a.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            tracing::warn!(
+                alternate = a,
+                "drain order's alternate is not IP:PORT; using --alternate-server"
+            );
+            None
+        }
+    })
 }
 
 /// Beside a TURN server the agent cannot reach (coturn): log what arrives.
@@ -170,7 +155,7 @@ impl RevocationSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Revoked, TenantSecrets};
+    use nexrtc_wire::{Revocation, TenantSecrets};
 
     fn secrets(tenants: &[(&str, &[&str])], default: Option<&str>) -> Secrets {
         Secrets {
@@ -215,7 +200,7 @@ mod tests {
         let list = |v: &[(&str, u64)]| Revocations {
             revoked: v
                 .iter()
-                .map(|(u, t)| Revoked {
+                .map(|(u, t)| Revocation {
                     tenant: "acme".into(),
                     username: u.to_string(),
                     until: *t,

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::sse::{SseDecoder, SseError, SseEvent};
 use crate::tls::{self, TlsError, Trust};
-use crate::wire::{routes, ErrorBody, LEASE_EXPIRED};
+use nexrtc_wire::{routes, ErrorBody, LEASE_EXPIRED};
 
 /// One SSE event may be at most this large (the secrets of every tenant).
 const MAX_EVENT: usize = 4 << 20;
@@ -215,7 +215,7 @@ impl ControllerClient {
         &self.bases[i]
     }
 
-    /// POSTs `body` to `route` and reads the JSON answer, retrying over the
+    /// POSTs `body` to `route` (one of [`routes`]) and reads the JSON answer, retrying over the
     /// replicas for up to `budget`.
     pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
@@ -223,6 +223,7 @@ impl ControllerClient {
         body: &B,
         budget: Duration,
     ) -> Result<T, CallError> {
+        let route = relative(route);
         let deadline = Instant::now() + budget;
         let mut attempt = 0u32;
         loop {
@@ -303,11 +304,11 @@ impl ControllerClient {
             CallError::Unavailable { attempts: 1, last }
         };
         let mut url = base
-            .join(routes::EVENTS)
+            .join(relative(routes::EVENTS))
             .map_err(|e| transient(e.to_string()))?;
         url.query_pairs_mut()
-            .append_pair("region", region)
-            .append_pair("node", node);
+            .append_pair(routes::REGION_PARAM, region)
+            .append_pair(routes::NODE_PARAM, node);
         let send = self
             .http
             .get(url)
@@ -364,6 +365,12 @@ fn chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+/// A route of [`routes`] (an absolute path) relative to a base URL, so that a base URL
+/// with a path prefix (`https://example.org/controller/`) keeps it.
+fn relative(route: &str) -> &str {
+    route.trim_start_matches('/')
 }
 
 fn retryable(status: StatusCode) -> bool {

@@ -8,7 +8,7 @@ use reqwest::Url;
 
 use crate::client::{Backoff, ClientConfig};
 use crate::tls::Trust;
-use crate::wire::{Endpoint, RelayAddresses, Transport};
+use nexrtc_wire::{Endpoint, RelayAddresses, Transport};
 
 /// The agent's settings. Flatten it into a command (`#[command(flatten)]`,
 /// as `Option<AgentConfig>` where the agent is optional): the controller URLs,
@@ -288,44 +288,6 @@ pub fn parse_advertised(s: &str) -> Result<Advertised, String> {
             port,
         },
     })
-}
-
-/// The addresses of a relay started from `config`, for when none are
-/// advertised: its advertised relay address (or listening address) with each
-/// listening port. Empty when the relay listens on the wildcard address only
-/// and has no external IP.
-pub fn relay_advertised(config: &nexrtc_relay::RelayConfig) -> Vec<Advertised> {
-    let advertised = [config.relay_v4, config.relay_v6]
-        .into_iter()
-        .flatten()
-        .map(|r| r.advertised)
-        .chain(config.listeners.ips.iter().copied())
-        .find(|ip| !ip.is_unspecified());
-    let Some(ip) = advertised else {
-        return Vec::new();
-    };
-    let host = ip.to_string();
-    let l = &config.listeners;
-    let mut out = Vec::new();
-    let mut add = |transport, port| {
-        out.push(Advertised {
-            transport,
-            endpoint: Endpoint {
-                host: host.clone(),
-                port,
-            },
-        })
-    };
-    if let Some(p) = l.udp_port {
-        add(Transport::Udp, p);
-    }
-    if let Some(p) = l.tcp_port {
-        add(Transport::Tcp, p);
-    }
-    for p in &l.tls_ports {
-        add(Transport::Tls, *p);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::load::{CpuMeter, LoadError, LoadSource, Rates, Sample, Totals};
-use crate::wire::{LoadReport, RelayState};
+use nexrtc_wire::{Load, RelayState};
 
 /// One sample line of the text exposition format.
 #[derive(Debug, Clone, PartialEq)]
@@ -258,7 +258,7 @@ impl CoturnLoad {
         let samples = coturn_samples(&text).map_err(scrape_err)?;
         let (allocations, totals) = coturn_totals(&samples);
         let (pps_in, pps_out, bps_in, bps_out) = self.rates.update(Instant::now(), totals);
-        let load = LoadReport {
+        let load = Load {
             allocations,
             capacity: self.capacity,
             pps_in,
@@ -319,9 +319,9 @@ impl StunHealth {
         })?;
         self.software = software;
         Ok(Sample {
-            load: LoadReport {
+            load: Load {
                 cpu: self.cpu.sample(),
-                ..LoadReport::default()
+                ..Load::default()
             },
             state: RelayState::Active,
         })

@@ -4,16 +4,15 @@
 //! changes here: a revocation is applied once, a drain order once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::agent::Shared;
 use crate::metric;
 use crate::sse::SseEvent;
-use crate::wire::{self, DrainOrder, Event, EventError};
+use nexrtc_wire::{DrainOrder, Event, EventError, PING_INTERVAL};
 
 impl Shared {
     fn on_sse(&self, sse: &SseEvent) {
-        match Event::parse(&sse.name, &sse.data) {
+        match parse(sse) {
             Ok(Event::Ping) => {}
             Ok(event) => {
                 (self
@@ -74,12 +73,28 @@ impl Shared {
     }
 }
 
+/// An SSE event as an [`Event`]: its `data` is one JSON value (nothing after it), except
+/// for `ping`, whose data is ignored.
+pub(crate) fn parse(sse: &SseEvent) -> Result<Event, EventError<serde_json::Error>> {
+    let mut data = serde_json::Deserializer::from_str(&sse.data);
+    match Event::read(&sse.name, &mut data)? {
+        Event::Ping => Ok(Event::Ping),
+        event => match data.end() {
+            Ok(()) => Ok(event),
+            Err(source) => Err(EventError::Data {
+                event: event.name(),
+                source,
+            }),
+        },
+    }
+}
+
 pub(crate) async fn events_loop(shared: Arc<Shared>) {
     let mut registered = shared.status.subscribe();
     if registered.wait_for(|s| s.lease.is_some()).await.is_err() {
         return;
     }
-    let idle = Duration::from_secs(3 * wire::PING_INTERVAL_SECS);
+    let idle = 3 * PING_INTERVAL;
     let (region, node) = (&shared.config.region, &shared.node);
     let mut attempt = 0u32;
     let mut connected_before = false;

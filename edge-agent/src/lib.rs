@@ -8,31 +8,37 @@
 //!
 //! # Map
 //!
-//! * [`wire`] — the protocol: routes, JSON bodies, events (the controller
-//!   uses these types too).
+//! * The protocol — routes, JSON bodies, events, constants — is the
+//!   `nexrtc-wire` crate (re-exported as [`wire`]), which the controller's
+//!   routes use too; the agent's tests run it against the real controller.
 //! * [`client`] — HTTPS to a list of replicas: failover, backoff with full
 //!   jitter, the event stream; [`tls`] — rustls on ring, CA file, the
 //!   dangerous no-verification option; `sse` — the event-stream decoder.
 //! * [`agent`] — [`spawn`] and its tasks (control, probes; `events`: the
 //!   stream), torn down with the [`AgentHandle`].
 //! * [`load`] — [`LoadSource`] and [`RelayLoad`] (the in-process relay's
-//!   counters); [`coturn`] — [`CoturnLoad`] (coturn's Prometheus endpoint) and
+//!   counters, read through [`RelayCounters`]); [`coturn`] — [`CoturnLoad`] (coturn's Prometheus endpoint) and
 //!   [`StunHealth`] (STUN Binding health only, for a coturn without Prometheus).
 //! * [`apply`] — [`Apply`]: the relay applies pushed state, [`LogOnly`] logs it.
+//!
+//! The agent does not depend on the relay crate: a program running both
+//! (the `nexrtc` binary) implements [`Apply`] and [`RelayCounters`] for it.
 //! * [`probe`] — latency probes; [`metric`] — metric names.
 //!
 //! ```no_run
-//! # async fn run(relay: std::sync::Arc<nexrtc_relay::Relay>) -> Result<(), Box<dyn std::error::Error>> {
-//! use nexrtc_edge_agent::{spawn, AgentConfig, RelayLoad};
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use nexrtc_edge_agent::{spawn, AgentConfig, LogOnly, StunHealth};
 //! let mut config = AgentConfig::new(vec!["https://controller.example.org/".parse()?], "token", "eu-west");
 //! config.advertise = vec![nexrtc_edge_agent::config::parse_advertised("udp:203.0.113.5:3478")?];
-//! let agent = spawn(config, RelayLoad::new(relay.monitor(), 10_000), relay.clone())?;
+//! let health = StunHealth::new("127.0.0.1:3478".parse()?);
+//! let agent = spawn(config, health, LogOnly)?;
 //! // … the agent runs until `agent` is dropped.
 //! # drop(agent); Ok(()) }
 //! ```
 
 // Tests may unwrap (the workspace denies it elsewhere).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+#![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod apply;
@@ -45,13 +51,15 @@ pub mod metric;
 pub mod probe;
 mod sse;
 pub mod tls;
-pub mod wire;
 
 pub use agent::{spawn, AgentError, AgentHandle, AgentStatus};
-pub use apply::{Apply, ApplyError, LogOnly};
+pub use apply::{credentials, drain_alternate, Apply, ApplyError, LogOnly};
 pub use client::{CallError, ClientError, ControllerClient};
 pub use config::AgentConfig;
 pub use coturn::{CoturnLoad, StunHealth};
-pub use load::{LoadError, LoadSource, RelayLoad, Sample};
+pub use load::{LoadError, LoadSource, RelayCounters, RelayLoad, Sample, Totals};
+/// The protocol crate, which this crate's API speaks ([`Apply`] takes its [`wire::Secrets`]
+/// and [`wire::DrainOrder`]): programs that embed the agent name its types through it.
+pub use nexrtc_wire as wire;
 pub use reqwest::Url;
 pub use sse::{SseDecoder, SseError, SseEvent};

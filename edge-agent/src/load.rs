@@ -1,5 +1,7 @@
 //! [`LoadSource`]: where a heartbeat's load comes from. [`RelayLoad`] reads the
-//! in-process relay's live counters; [`crate::CoturnLoad`] scrapes coturn.
+//! in-process relay's live counters through [`RelayCounters`] (the `nexrtc`
+//! binary implements it for the relay's monitor); [`crate::CoturnLoad`] scrapes
+//! coturn.
 //!
 //! Rates are deltas of monotonic counters over the time between two samples
 //! (the first sample reports 0). CPU comes from `/proc`: the relay process's
@@ -9,7 +11,7 @@ use std::future::Future;
 
 use tokio::time::Instant;
 
-use crate::wire::{LoadReport, RelayState};
+use nexrtc_wire::{Load, RelayState};
 
 /// Why no load could be read. The agent then skips the heartbeat: a relay
 /// whose load cannot be read is not vouched for, and its lease runs out.
@@ -31,7 +33,7 @@ pub enum LoadError {
 /// (an operator's `nexrtc relay drain`, a stopping process).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Sample {
-    pub load: LoadReport,
+    pub load: Load,
     pub state: RelayState,
 }
 
@@ -167,39 +169,41 @@ pub(crate) fn parse_self_stat(text: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// What [`RelayLoad`] reads from a relay running in the same process. The
+/// agent does not depend on the relay: the program that runs both (the
+/// `nexrtc` binary) implements this for the relay's monitor.
+pub trait RelayCounters: Send + 'static {
+    /// Every worker runs and has turned its loop recently.
+    fn is_healthy(&self) -> bool;
+    /// Worker threads running.
+    fn workers_alive(&self) -> usize;
+    /// Live allocations over all workers.
+    fn allocation_count(&self) -> usize;
+    /// The relay takes no new allocations.
+    fn is_draining(&self) -> bool;
+    /// Packets and bytes relayed since start, over every worker, tenant and
+    /// transport (in: from clients to peers; out: back to clients).
+    fn traffic(&self) -> Totals;
+}
+
 /// The in-process relay's load, from its workers' counters.
 #[derive(Debug)]
-pub struct RelayLoad {
-    monitor: nexrtc_relay::Monitor,
+pub struct RelayLoad<C> {
+    monitor: C,
     capacity: u64,
     rates: Rates,
     cpu: CpuMeter,
 }
 
-impl RelayLoad {
+impl<C: RelayCounters> RelayLoad<C> {
     /// `capacity`: allocations this relay should carry (0: not reported).
-    pub fn new(monitor: nexrtc_relay::Monitor, capacity: u64) -> RelayLoad {
+    pub fn new(monitor: C, capacity: u64) -> RelayLoad<C> {
         RelayLoad {
             monitor,
             capacity,
             rates: Rates::default(),
             cpu: CpuMeter::process(),
         }
-    }
-
-    fn totals(&self) -> Totals {
-        let mut t = Totals::default();
-        for w in self.monitor.stats() {
-            for tenant in w.core.tenants() {
-                for traffic in &tenant.by_transport {
-                    t.packets_in += traffic.to_peer.packets.get();
-                    t.bytes_in += traffic.to_peer.bytes.get();
-                    t.packets_out += traffic.to_client.packets.get();
-                    t.bytes_out += traffic.to_client.bytes.get();
-                }
-            }
-        }
-        t
     }
 
     fn read(&mut self) -> Result<Sample, LoadError> {
@@ -209,8 +213,9 @@ impl RelayLoad {
                 self.monitor.workers_alive()
             )));
         }
-        let (pps_in, pps_out, bps_in, bps_out) = self.rates.update(Instant::now(), self.totals());
-        let load = LoadReport {
+        let (pps_in, pps_out, bps_in, bps_out) =
+            self.rates.update(Instant::now(), self.monitor.traffic());
+        let load = Load {
             allocations: self.monitor.allocation_count() as u64,
             capacity: self.capacity,
             pps_in,
@@ -219,7 +224,7 @@ impl RelayLoad {
             bps_out,
             cpu: self.cpu.sample(),
         };
-        let state = if self.monitor.status().draining {
+        let state = if self.monitor.is_draining() {
             RelayState::Draining
         } else {
             RelayState::Active
@@ -228,7 +233,7 @@ impl RelayLoad {
     }
 }
 
-impl LoadSource for RelayLoad {
+impl<C: RelayCounters> LoadSource for RelayLoad<C> {
     fn sample(&mut self) -> impl Future<Output = Result<Sample, LoadError>> + Send {
         std::future::ready(self.read())
     }

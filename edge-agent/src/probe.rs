@@ -20,8 +20,7 @@ use tokio::time::Instant;
 use turn_core::stun::{Class, Message, MessageBuilder, Method, TransactionId};
 
 use nexrtc_metrics::Registry;
-
-use crate::wire::{ProbeResult, ProbeTarget};
+use nexrtc_wire::{ProbeResult, ProbeTarget};
 
 /// Targets probed per round, at most.
 pub const MAX_TARGETS: usize = 32;

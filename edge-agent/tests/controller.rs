@@ -1,22 +1,22 @@
-//! The agent against mock controllers on 127.0.0.1: registration, heartbeats,
-//! replica failover, lease expiry, pushed events. Waits are "eventually within
-//! N s"; nothing asserts an upper bound on time.
+//! The agent against the real controller on 127.0.0.1 (`harness`): registration,
+//! heartbeats, replica failover, lease expiry, pushed events. Waits are "eventually
+//! within N s"; nothing asserts an upper bound on time.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-mod mock;
+mod harness;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mock::{Replica, Store, TOKEN};
-use nexrtc_edge_agent::wire::*;
+use harness::{Controller, Replica, TOKEN};
 use nexrtc_edge_agent::{spawn, AgentConfig, Apply, ApplyError, LoadError, LoadSource, Sample};
+use nexrtc_wire::*;
 
 /// A load that never changes.
-struct FixedLoad(LoadReport);
+struct FixedLoad(Load);
 
 impl LoadSource for FixedLoad {
     fn sample(&mut self) -> impl Future<Output = Result<Sample, LoadError>> + Send {
@@ -28,12 +28,12 @@ impl LoadSource for FixedLoad {
 }
 
 fn load() -> FixedLoad {
-    FixedLoad(LoadReport {
+    FixedLoad(Load {
         allocations: 7,
         capacity: 100,
         pps_in: 15,
         cpu: 0.25,
-        ..LoadReport::default()
+        ..Load::default()
     })
 }
 
@@ -59,17 +59,6 @@ impl Apply for Recorder {
     }
     fn drain(&self, order: &DrainOrder) {
         self.drains.lock().unwrap().push(order.clone());
-    }
-}
-
-fn secrets(secret: &str) -> Secrets {
-    Secrets {
-        tenants: vec![TenantSecrets {
-            name: "acme".to_owned(),
-            secrets: vec![secret.to_owned()],
-            cut_at_expiry: false,
-        }],
-        default_tenant: None,
     }
 }
 
@@ -100,8 +89,8 @@ async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_then_heartbeats_at_the_interval() {
-    let store = Store::new(50, secrets("s1"));
-    let a = Replica::start(store.clone()).await;
+    let controller = Controller::new(50, "s1").await;
+    let a = Replica::start(&controller).await;
     let agent = spawn(config(&[&a]), load(), Arc::new(Recorder::default())).unwrap();
 
     eventually(10, "6 heartbeats", || a.log.heartbeats() >= 6).await;
@@ -117,11 +106,14 @@ async fn registers_then_heartbeats_at_the_interval() {
     assert_eq!(reg.state, RelayState::Active);
     assert_eq!(reg.load.allocations, 7);
 
+    // The lease the controller granted is the one the agent holds and renews.
+    let lease = LeaseId(controller.lease("eu-west", "relay-1").await.unwrap());
     let beats = a.log.heartbeats.lock().unwrap().clone();
     assert!(beats
         .iter()
-        .all(|(_, h)| h.lease.0 == "lease-1" && h.load.cpu == 0.25));
-    // The interval is the controller's 50 ms: 5 gaps take at least ~250 ms.
+        .all(|(_, h)| h.lease == lease && h.load.cpu == 0.25));
+    // The controller's 50 ms, clamped to the agent's floor of 100 ms: 5 gaps take at
+    // least ~250 ms.
     let span = beats[5].0 - beats[0].0;
     assert!(
         span >= Duration::from_millis(200),
@@ -129,7 +121,7 @@ async fn registers_then_heartbeats_at_the_interval() {
     );
     let status = agent.status();
     assert_eq!(status.registrations, 1);
-    assert_eq!(status.lease, Some(LeaseId("lease-1".into())));
+    assert_eq!(status.lease, Some(lease));
     assert!(status.heartbeats_ok >= 5);
 
     // Dropping the handle stops the agent.
@@ -146,33 +138,22 @@ async fn registers_then_heartbeats_at_the_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moves_to_the_next_replica_without_registering_again() {
-    let store = Store::new(100, secrets("s1"));
-    let a = Replica::start(store.clone()).await;
-    let b = Replica::start(store.clone()).await;
+    let controller = Controller::new(100, "s1").await;
+    let a = Replica::start(&controller).await;
+    let b = Replica::start(&controller).await;
     let agent = spawn(config(&[&a, &b]), load(), Arc::new(Recorder::default())).unwrap();
 
     eventually(10, "3 heartbeats on A", || a.log.heartbeats() >= 3).await;
-    eventually(10, "event stream on A", || {
-        a.log
-            .stream_opens
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 1
-    })
-    .await;
+    eventually(10, "event stream on A", || a.log.stream_opens() == 1).await;
     assert_eq!(b.log.heartbeats(), 0);
+    let granted = agent.status().lease.unwrap();
     a.kill().await;
 
     eventually(10, "3 heartbeats on B", || b.log.heartbeats() >= 3).await;
-    eventually(10, "event stream on B", || {
-        b.log
-            .stream_opens
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
-    })
-    .await;
+    eventually(10, "event stream on B", || b.log.stream_opens() >= 1).await;
     // Same lease: B renews what A granted; nobody registered again.
     assert_eq!(b.log.registrations(), 0);
-    assert_eq!(b.log.last_heartbeat().unwrap().lease.0, "lease-1");
+    assert_eq!(b.log.last_heartbeat().unwrap().lease, granted);
     // B logs a heartbeat before the agent reads its answer: wait for the agent's count.
     eventually(10, "6 heartbeats answered", || {
         agent.status().heartbeats_ok >= 6
@@ -183,18 +164,21 @@ async fn moves_to_the_next_replica_without_registering_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_lease_means_registering_again_at_once() {
-    let store = Store::new(100, secrets("s1"));
-    let a = Replica::start(store.clone()).await;
+    let controller = Controller::new(100, "s1").await;
+    let a = Replica::start(&controller).await;
     let agent = spawn(config(&[&a]), load(), Arc::new(Recorder::default())).unwrap();
     eventually(10, "2 heartbeats", || a.log.heartbeats() >= 2).await;
+    let first = agent.status().lease.unwrap();
 
     let before = a.log.heartbeats();
-    store.expire_all();
+    controller.expire("eu-west", "relay-1").await;
     eventually(10, "a second registration", || a.log.registrations() == 2).await;
     eventually(10, "heartbeats on the new lease", || {
-        a.log
-            .last_heartbeat()
-            .is_some_and(|h| h.lease.0 == "lease-2")
+        let held = agent.status().lease;
+        held.is_some_and(|l| l != first)
+            && a.log
+                .last_heartbeat()
+                .is_some_and(|h| Some(h.lease) == held)
     })
     .await;
     assert_eq!(agent.status().registrations, 2);
@@ -206,7 +190,7 @@ async fn expired_lease_means_registering_again_at_once() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|(_, h)| h.lease.0 == "lease-1")
+        .filter(|(_, h)| h.lease == first)
         .count();
     assert!(
         old <= before + 2,
@@ -216,8 +200,10 @@ async fn expired_lease_means_registering_again_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushed_events_are_applied_once() {
-    let store = Store::new(100, secrets("s1"));
-    let a = Replica::start(store.clone()).await;
+    // Heartbeats a minute apart: the drain order below reaches the agent through the
+    // stream alone, not through a heartbeat answer first.
+    let controller = Controller::new(60_000, "s1").await;
+    let a = Replica::start(&controller).await;
     let rec = Arc::new(Recorder::default());
     let agent = spawn(config(&[&a]), load(), rec.clone()).unwrap();
     // The register answer's secrets, then the stream's initial state.
@@ -227,7 +213,7 @@ async fn pushed_events_are_applied_once() {
     })
     .await;
 
-    store.push(&Event::Secrets(secrets("s2")));
+    controller.set_secrets("acme", &["s2"]).await;
     eventually(10, "new secret", || {
         rec.secrets
             .lock()
@@ -239,34 +225,28 @@ async fn pushed_events_are_applied_once() {
     .await;
 
     let far = 4_000_000_000;
-    let revoked = |names: &[&str]| Revocations {
-        revoked: names
-            .iter()
-            .map(|n| Revoked {
-                tenant: "acme".into(),
-                username: n.to_string(),
-                until: far,
-                revoked_at: 0,
-            })
-            .collect(),
-    };
-    store.push(&Event::Revocations(revoked(&["1:acme:mallory"])));
-    store.push_raw("from-the-future", "{\"x\":1}");
-    store.push_raw(Event::SECRETS, "not json");
-    store.push(&Event::Revocations(revoked(&[
-        "1:acme:mallory",
-        "1:acme:eve",
-    ])));
+    controller.revoke("acme", "1:acme:mallory", far).await;
+    eventually(10, "mallory revoked", || {
+        rec.revoked.lock().unwrap().len() == 1
+    })
+    .await;
+    a.faults.inject("from-the-future", "{\"x\":1}");
+    a.faults.inject(Event::SECRETS, "not json");
+    controller.revoke("acme", "1:acme:eve", far).await;
+    // A second relay of the region: the drain order's alternate.
+    controller
+        .put_relay("eu-west", "relay-2", "127.0.0.2:3478".parse().unwrap())
+        .await;
     let drain = DrainOrder {
         deadline: Some(far),
         alternate: Some("127.0.0.2:3478".into()),
     };
-    store.push(&Event::Drain(drain.clone()));
-    store.push(&Event::Drain(drain.clone()));
-    store.push(&Event::Ping);
+    controller.drain("eu-west", "relay-1", Some(far)).await;
+    controller.drain("eu-west", "relay-1", Some(far)).await;
+    a.faults.inject(Event::PING, "{}");
     eventually(10, "drain", || !rec.drains.lock().unwrap().is_empty()).await;
     // A marker after everything: once it is applied, nothing else is in flight.
-    store.push(&Event::Secrets(secrets("s3")));
+    controller.set_secrets("acme", &["s3"]).await;
     eventually(10, "marker", || {
         rec.secrets.lock().unwrap().last().unwrap().tenants[0].secrets[0] == "s3"
     })
@@ -281,34 +261,20 @@ async fn pushed_events_are_applied_once() {
     );
     assert_eq!(*rec.drains.lock().unwrap(), vec![drain]);
     // The malformed secrets event changed nothing; the stream stayed up.
-    assert_eq!(
-        a.log
-            .stream_opens
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(a.log.stream_opens(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_token_is_retried_with_backoff_not_hammered() {
-    let store = Store::new(100, secrets("s1"));
-    let a = Replica::start(store.clone()).await;
+    let controller = Controller::new(100, "s1").await;
+    let a = Replica::start(&controller).await;
     let mut c = config(&[&a]);
     c.node_token = "wrong".into();
     let agent = spawn(c, load(), Arc::new(Recorder::default())).unwrap();
-    eventually(10, "two refused attempts", || {
-        a.log
-            .unauthorized
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 2
-    })
-    .await;
+    eventually(10, "two refused attempts", || a.log.unauthorized() >= 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Full-jitter backoff from 100 ms: a handful of tries in this time, not hundreds.
-    let tries = a
-        .log
-        .unauthorized
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let tries = a.log.unauthorized();
     assert!(tries < 30, "{tries} tries");
     assert_eq!(agent.status().registrations, 0);
     assert_eq!(a.log.registrations(), 0);
@@ -316,8 +282,8 @@ async fn a_refused_token_is_retried_with_backoff_not_hammered() {
 
 #[tokio::test]
 async fn an_agent_without_an_address_does_not_start() {
-    let store = Store::new(100, secrets("s1"));
-    let a = Replica::start(store).await;
+    let controller = Controller::new(100, "s1").await;
+    let a = Replica::start(&controller).await;
     let mut c = config(&[&a]);
     c.advertise = vec![nexrtc_edge_agent::config::parse_advertised("quic:127.0.0.1:443").unwrap()];
     let err = spawn(c, load(), Arc::new(Recorder::default())).unwrap_err();
@@ -334,8 +300,8 @@ async fn all_replicas_down_then_one_comes_back() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let store = Store::new(100, secrets("s1"));
-    let b = Replica::start(store.clone()).await;
+    let controller = Controller::new(100, "s1").await;
+    let b = Replica::start(&controller).await;
     let mut c = config(&[&b]);
     c.controllers
         .insert(0, format!("http://{dead}/").parse().unwrap());
@@ -347,16 +313,18 @@ async fn all_replicas_down_then_one_comes_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_heartbeat_answer_is_a_drain_order() {
-    let store = Store::new(50, secrets("s1"));
-    let a = Replica::start(store.clone()).await;
+    let controller = Controller::new(50, "s1").await;
+    let a = Replica::start(&controller).await;
+    // No event stream: the order can only come with a heartbeat answer.
+    a.faults
+        .no_events
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let rec = Arc::new(Recorder::default());
     let _agent = spawn(config(&[&a]), load(), rec.clone()).unwrap();
     eventually(10, "heartbeats", || a.log.heartbeats() >= 2).await;
     assert!(rec.drains.lock().unwrap().is_empty());
 
-    store
-        .draining
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    controller.drain("eu-west", "relay-1", None).await;
     eventually(10, "drain applied", || {
         !rec.drains.lock().unwrap().is_empty()
     })
@@ -371,14 +339,15 @@ async fn a_draining_heartbeat_answer_is_a_drain_order() {
     eventually(10, "more heartbeats", || a.log.heartbeats() >= n + 3).await;
     // Applied once, without deadline or alternate (the answer carries neither).
     assert_eq!(*rec.drains.lock().unwrap(), vec![DrainOrder::default()]);
+    assert_eq!(a.log.stream_opens(), 0);
 }
 
 /// The controller's 401 (missing or invalid credentials) comes back as an
 /// error whose text — the agent's log line — names the flag to fix.
 #[tokio::test]
 async fn a_refused_token_names_the_flag() {
-    let store = Store::new(100, secrets("s1"));
-    let a = Replica::start(store).await;
+    let controller = Controller::new(100, "s1").await;
+    let a = Replica::start(&controller).await;
     let mut c = config(&[&a]);
     c.node_token = "wrong".into();
     let client = nexrtc_edge_agent::ControllerClient::new(&c.client()).unwrap();

@@ -1,18 +1,18 @@
 //! The agent's metrics, read from its own registry (`AgentHandle::metrics`, what the
-//! process serves): heartbeats, renewals, a replica failover's stream reconnect, and
-//! probe RTTs by target region against a tiny STUN responder.
+//! process serves), against the real controller: heartbeats, renewals, a replica
+//! failover's stream reconnect, and probe RTTs by target region against a tiny STUN
+//! responder.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-mod mock;
+mod harness;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mock::{Replica, Store, TOKEN};
-use nexrtc_edge_agent::wire::*;
+use harness::{Controller, Replica, TOKEN};
 use nexrtc_edge_agent::{metric, spawn, AgentConfig, LoadError, LoadSource, LogOnly, Sample};
 use turn_core::stun::{attr, Class, Message, MessageBuilder, Method};
 
@@ -82,14 +82,11 @@ impl Seen {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_failover_and_probes_are_counted() {
     let (stun, _responder) = stun_responder().await;
-    let store = Store::new(50, Secrets::default());
-    *store.probe_targets.lock().unwrap() = vec![ProbeTarget {
-        region: "us-east".into(),
-        node: "r2".into(),
-        stun: stun.to_string(),
-    }];
-    let a = Replica::start(store.clone()).await;
-    let b = Replica::start(store.clone()).await;
+    let controller = Controller::new(50, "s1").await;
+    // The probe target the registration answer names.
+    controller.put_relay("us-east", "r2", stun).await;
+    let a = Replica::start(&controller).await;
+    let b = Replica::start(&controller).await;
     let mut config = AgentConfig::new(vec![a.url.clone(), b.url.clone()], TOKEN, "eu-west");
     config.node = Some("relay-1".into());
     config.advertise =

@@ -1,23 +1,28 @@
-//! The agent with a real `nexrtc_relay::Relay` on 127.0.0.1: pushed secrets
-//! and revocations change what the relay accepts (checked with real Allocate
+//! The agent with a real `nexrtc_relay::Relay` and the real controller on
+//! 127.0.0.1: pushed secrets and revocations change what the relay accepts (checked with real Allocate
 //! requests over UDP); probes measure the relay's RTT and a dead port's loss.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-mod mock;
+/// The relay behind the agent's seams exactly as the `nexrtc` binary adapts it
+/// (the agent does not depend on the relay crate).
+#[path = "../../src/agent_relay.rs"]
+mod agent_relay;
+mod harness;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mock::{Replica, Store, TOKEN};
+use agent_relay::{AttachedRelay, RelayMonitor};
+use harness::{Controller, Replica, TOKEN};
 use nexrtc_edge_agent::probe::{probe_addr, ProbeSettings};
-use nexrtc_edge_agent::wire::*;
 use nexrtc_edge_agent::{spawn, AgentConfig, RelayLoad};
 use nexrtc_relay::{Relay, RelayConfig, Settings};
+use nexrtc_test_support::turn::TurnClient;
+use nexrtc_wire::RelayState;
 use turn_core::auth::rest_password;
-use turn_core::stun::{self, attr, Class, Message, MessageBuilder, Method, TransactionId};
 
 const REALM: &str = "agent-test";
 
@@ -45,17 +50,6 @@ fn start_relay(ports: (u16, u16)) -> (Arc<Relay>, SocketAddr) {
     (Arc::new(relay), addr)
 }
 
-fn secrets(tenant: &str, secret: &str) -> Secrets {
-    Secrets {
-        tenants: vec![TenantSecrets {
-            name: tenant.to_owned(),
-            secrets: vec![secret.to_owned()],
-            cut_at_expiry: false,
-        }],
-        default_tenant: None,
-    }
-}
-
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -66,51 +60,10 @@ fn unix_now() -> u64 {
 /// A TURN Allocate over UDP from a fresh socket (401 challenge, then the
 /// authenticated request). `Ok(relayed address)` or `Err(error code)`.
 fn allocate(relay: SocketAddr, username: &str, password: &str) -> Result<SocketAddr, u16> {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let exchange = |b: MessageBuilder| -> Vec<u8> {
-        sock.send_to(&b.finish(), relay).unwrap();
-        let mut buf = [0u8; 1500];
-        let n = sock.recv(&mut buf).expect("relay answers");
-        buf[..n].to_vec()
-    };
-    let first = exchange(request([1; 12]));
-    let challenge = Message::parse(&first).unwrap();
-    assert_eq!(challenge.class(), Class::Error);
-    let nonce = challenge
-        .attribute(attr::NONCE)
-        .expect("NONCE")
-        .value
-        .to_vec();
-
-    let txid = TransactionId([2; 12]);
-    let mut b = request(txid.0);
-    b.long_term_credentials(
-        username,
-        REALM,
-        &nonce,
-        &stun::long_term_key(username, REALM, password),
-    );
-    let answer = exchange(b);
-    let msg = Message::parse(&answer).unwrap();
-    match msg.class() {
-        Class::Success => {
-            let a = msg
-                .attribute(attr::XOR_RELAYED_ADDRESS)
-                .expect("XOR-RELAYED-ADDRESS");
-            Ok(stun::decode_xor_address(a.value, &txid).unwrap())
-        }
-        _ => {
-            let e = msg.attribute(attr::ERROR_CODE).expect("ERROR-CODE");
-            Err(stun::decode_error_code(e.value).unwrap().0)
-        }
-    }
-}
-
-fn request(txid: [u8; 12]) -> MessageBuilder {
-    let mut b = MessageBuilder::new(Method::ALLOCATE, Class::Request, TransactionId(txid));
-    b.attribute(attr::REQUESTED_TRANSPORT, &[attr::TRANSPORT_UDP, 0, 0, 0]);
-    b
+    let answer = TurnClient::udp(relay, username, password)
+        .with_timeouts(Duration::from_secs(2), Duration::from_secs(2))
+        .allocate();
+    answer.relayed().ok_or_else(|| answer.code())
 }
 
 /// Allocates in a blocking thread.
@@ -162,12 +115,12 @@ async fn pushed_secrets_and_revocations_reach_the_relay() {
     );
     assert_eq!(try_allocate(addr, &alice, "pushed-1").await, Err(401));
 
-    let store = Store::new(100, secrets("acme", "pushed-1"));
-    let replica = Replica::start(store.clone()).await;
+    let controller = Controller::new(100, "pushed-1").await;
+    let replica = Replica::start(&controller).await;
     let agent = spawn(
         agent_config(&replica, addr),
-        RelayLoad::new(relay.monitor(), 1000),
-        relay.clone(),
+        RelayLoad::new(RelayMonitor(relay.monitor()), 1000),
+        AttachedRelay(relay.clone()),
     )
     .unwrap();
 
@@ -180,33 +133,20 @@ async fn pushed_secrets_and_revocations_reach_the_relay() {
 
     // Rotation pushed over the stream: new first, old still valid, then old retired.
     eventually(|| agent.status().stream_connected).await;
-    let rotated = Secrets {
-        tenants: vec![TenantSecrets {
-            name: "acme".to_owned(),
-            secrets: vec!["pushed-2".into(), "pushed-1".into()],
-            cut_at_expiry: false,
-        }],
-        default_tenant: None,
-    };
-    store.push(&Event::Secrets(rotated));
+    controller
+        .set_secrets("acme", &["pushed-2", "pushed-1"])
+        .await;
     eventually_allocates(addr, &format!("{exp}:acme:dave"), "pushed-2", true).await;
     assert!(try_allocate(addr, &format!("{exp}:acme:erin"), "pushed-1")
         .await
         .is_ok());
-    store.push(&Event::Secrets(secrets("acme", "pushed-2")));
+    controller.set_secrets("acme", &["pushed-2"]).await;
     eventually_allocates(addr, &format!("{exp}:acme:frank"), "pushed-1", false).await;
 
     // A revoked username is refused on its next request.
     let mallory = format!("{exp}:acme:mallory");
     assert!(try_allocate(addr, &mallory, "pushed-2").await.is_ok());
-    store.push(&Event::Revocations(Revocations {
-        revoked: vec![Revoked {
-            tenant: "acme".into(),
-            username: mallory.clone(),
-            until: exp,
-            revoked_at: 0,
-        }],
-    }));
+    controller.revoke("acme", &mallory, exp).await;
     eventually_allocates(addr, &mallory, "pushed-2", false).await;
     assert_eq!(try_allocate(addr, &mallory, "pushed-2").await, Err(401));
 
@@ -222,10 +162,7 @@ async fn pushed_secrets_and_revocations_reach_the_relay() {
     assert_eq!((hb.load.capacity, hb.state), (1000, RelayState::Active));
 
     // A drain order drains the relay, and the heartbeats say so.
-    store.push(&Event::Drain(DrainOrder {
-        deadline: Some(exp),
-        alternate: None,
-    }));
+    controller.drain("eu-west", "relay-1", Some(exp)).await;
     eventually(|| relay.is_draining()).await;
     eventually(|| {
         replica
@@ -275,30 +212,18 @@ async fn the_agent_probes_its_targets_and_reports() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let store = Store::new(100, secrets("acme", "s"));
-    *store.probe_targets.lock().unwrap() = vec![
-        ProbeTarget {
-            region: "us-east".into(),
-            node: "r7".into(),
-            stun: addr.to_string(),
-        },
-        ProbeTarget {
-            region: "ap-south".into(),
-            node: "r9".into(),
-            stun: dead.to_string(),
-        },
-        // Itself: never probed.
-        ProbeTarget {
-            region: "eu-west".into(),
-            node: "relay-1".into(),
-            stun: addr.to_string(),
-        },
-    ];
-    let replica = Replica::start(store).await;
+    let controller = Controller::new(100, "s").await;
+    // The targets the registration answer names (relays of other regions); the agent's
+    // own region is never among them (the agent skips itself anyway: a unit test in
+    // `agent.rs`).
+    controller.put_relay("us-east", "r7", addr).await;
+    controller.put_relay("ap-south", "r9", dead).await;
+    let replica = Replica::start(&controller).await;
     let mut config = agent_config(&replica, addr);
     config.probe_interval = 1;
     config.probe_count = 3;
-    let _agent = spawn(config, RelayLoad::new(relay.monitor(), 0), relay.clone()).unwrap();
+    let load = RelayLoad::new(RelayMonitor(relay.monitor()), 0);
+    let _agent = spawn(config, load, AttachedRelay(relay.clone())).unwrap();
 
     eventually(|| !replica.log.probes.lock().unwrap().is_empty()).await;
     let report = replica.log.probes.lock().unwrap()[0].clone();
@@ -307,13 +232,18 @@ async fn the_agent_probes_its_targets_and_reports() {
         ("eu-west", "relay-1")
     );
     assert_eq!(report.results.len(), 2, "{report:?}");
-    let live = &report.results[0];
+    let to = |region: &str| {
+        (report.results.iter())
+            .find(|r| r.to_region == region)
+            .unwrap_or_else(|| panic!("no result for {region}: {report:?}"))
+    };
+    let live = to("us-east");
     assert_eq!(
         (live.to_region.as_str(), live.samples, live.loss),
         ("us-east", 3, 0.0)
     );
     assert!(live.rtt_ms.unwrap() > 0.0);
-    let lost = &report.results[1];
+    let lost = to("ap-south");
     assert_eq!(
         (lost.to_node.as_str(), lost.loss, lost.rtt_ms),
         ("r9", 1.0, None)

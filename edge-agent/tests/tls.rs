@@ -4,18 +4,18 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-mod mock;
+mod harness;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use mock::{Replica, Store, TOKEN};
+use harness::{Controller, Replica, TOKEN};
 use nexrtc_edge_agent::client::{Backoff, ClientConfig};
 use nexrtc_edge_agent::tls::Trust;
-use nexrtc_edge_agent::wire::{
-    self, LoadReport, RegisterRequest, RegisterResponse, RelayAddresses, RelayState, Secrets,
-};
 use nexrtc_edge_agent::{CallError, ControllerClient};
+use nexrtc_wire::{
+    routes, Endpoint, Load, Registered, Registration, RelayAddresses, RelayState, Transport,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A self-signed certificate for 127.0.0.1 and its PEM file.
@@ -80,37 +80,43 @@ fn client(
     .unwrap()
 }
 
-fn request() -> RegisterRequest {
-    RegisterRequest {
+fn request() -> Registration {
+    Registration {
         node: "n1".into(),
         region: "eu-west".into(),
-        addresses: RelayAddresses::default(),
-        transports: vec![],
-        load: LoadReport::default(),
+        addresses: RelayAddresses {
+            udp: Some(Endpoint {
+                host: "127.0.0.1".into(),
+                port: 3478,
+            }),
+            ..RelayAddresses::default()
+        },
+        transports: vec![Transport::Udp],
+        load: Load::default(),
         state: RelayState::Active,
         version: String::new(),
     }
 }
 
-async fn register(c: &ControllerClient) -> Result<RegisterResponse, CallError> {
-    c.post(
-        wire::routes::REGISTER,
-        &request(),
-        Duration::from_millis(500),
-    )
-    .await
+async fn register(c: &ControllerClient) -> Result<Registered, CallError> {
+    c.post(routes::REGISTER, &request(), Duration::from_millis(500))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_signed_controller_is_trusted_only_through_the_ca_file() {
     let cert = Cert::new();
-    let store = Store::new(100, Secrets::default());
-    let replica = Replica::start_with(store, Some(cert.acceptor())).await;
+    let controller = Controller::new(100, "s1").await;
+    let replica = Replica::start_with(&controller, Some(cert.acceptor())).await;
     assert_eq!(replica.url.scheme(), "https");
 
     let trusted = client(&replica.url, Trust::Verify, Some(&cert.pem_file));
     let answer = register(&trusted).await.unwrap();
-    assert_eq!(answer.lease.0, "lease-1");
+    assert_eq!(
+        Some(answer.lease.0),
+        controller.lease("eu-west", "n1").await,
+        "the lease the relay's record lives under"
+    );
 
     let untrusted = client(&replica.url, Trust::Verify, None);
     match register(&untrusted).await {

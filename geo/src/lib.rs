@@ -67,6 +67,8 @@
 //! on the request path. About 2 µs per request with 200 regions and 5,000 relays on this
 //! project's machine (`cargo bench -p nexrtc-geo --bench select`).
 
+#![forbid(unsafe_code)]
+
 pub mod calibrate;
 pub mod geoip;
 pub mod rank;

@@ -14,11 +14,19 @@ use turn_core::stats::DropReason;
 use turn_core::{ClientSocket, Stats, Transport};
 
 use crate::config::{Listeners, RelayConfig};
-use crate::control::{Bound, StartError};
-use crate::metrics::ShellStats;
+use crate::error::StartError;
 use crate::slab::Slab;
+use crate::stats::ShellStats;
 use crate::stream::{Conn, SendOutcome, IDLE_TIMEOUT, STALL_TIMEOUT};
-use crate::worker::{token, TokenKind};
+use crate::sys::{set_reuse_port, udp_send};
+use crate::token::{token, TokenKind, CONN_INTEREST};
+
+/// One socket the relay listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
 
 /// A bound listener, before it is handed to a worker.
 #[derive(Debug)]
@@ -115,27 +123,6 @@ fn probe(addr: SocketAddr, stream: bool) -> io::Result<SocketAddr> {
         .local_addr()?
         .as_socket()
         .ok_or_else(|| io::Error::other("not an IP socket"))
-}
-
-/// SO_REUSEPORT (Linux ≥ 3.9), set directly so no socket2 feature is needed.
-pub(crate) fn set_reuse_port(socket: &Socket) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: a valid fd and a c_int option value of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_REUSEPORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 fn bind_udp_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
@@ -353,7 +340,7 @@ impl Clients {
             let registered = self
                 .conns
                 .get_mut(index)
-                .map(|c| registry.register(&mut c.stream, t, crate::worker::CONN_INTEREST));
+                .map(|c| registry.register(&mut c.stream, t, CONN_INTEREST));
             if !matches!(registered, Some(Ok(()))) {
                 self.conns.remove(index);
                 self.per_ip.release(remote.ip());
@@ -378,7 +365,7 @@ impl Clients {
     pub(crate) fn deliver(&mut self, client: ClientSocket, data: &[u8], stats: &Stats) {
         let sent = match client.transport {
             Transport::Udp => match self.udp.iter().find(|l| l.local == client.local) {
-                Some(l) => crate::worker::udp_send(&l.socket, data, client.remote),
+                Some(l) => udp_send(&l.socket, data, client.remote),
                 None => false,
             },
             Transport::Tcp | Transport::Tls => match self.conn_of(&client) {

@@ -15,10 +15,23 @@ use sha2::{Digest, Sha256};
 use turn_core::auth::CredentialsError;
 use turn_core::PeerFilter;
 
-use crate::relay_sockets::RelayAddress;
-pub use crate::secrets::{CredentialSource, STATIC_TENANT};
+pub use secrets::{CredentialSource, STATIC_TENANT};
+
 use crate::settings::{defaults, ExternalIp, Settings};
 use crate::tls::CertSource;
+
+mod secrets;
+
+/// Largest `--udp-batch`: datagrams per `recvmmsg` / `sendmmsg` call.
+pub(crate) const MAX_BATCH: usize = 128;
+
+/// Where relay sockets of one family are bound, and what address is advertised
+/// in XOR-RELAYED-ADDRESS (`--external-ip` behind 1:1 NAT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayAddress {
+    pub bind: IpAddr,
+    pub advertised: IpAddr,
+}
 
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -288,7 +301,7 @@ impl RelayConfig {
             },
             gso: !s.no_gso,
             udp_batch: match s.udp_batch {
-                Some(n) if !(1..=crate::worker::batch::MAX_BATCH).contains(&n) => {
+                Some(n) if !(1..=MAX_BATCH).contains(&n) => {
                     return Err(invalid("udp_batch", "must be 1 to 128"))
                 }
                 n => n.unwrap_or(defaults::UDP_BATCH),
@@ -519,5 +532,4 @@ impl fmt::Display for Listeners {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

@@ -1,5 +1,6 @@
-//! The [`Relay`] handle: how the rest of the program (signal handling, the
-//! operations HTTP, and next the edge agent) talks to the data-plane workers.
+//! The [`Relay`] handle: how the rest of the program (supervision, the
+//! operations HTTP, and the edge agent through the binary's adapter) talks to
+//! the data-plane workers. [`Relay::start`] returns once the workers run.
 //!
 //! Each worker gets [`Control`] messages over a channel plus a `mio::Waker`, so
 //! the packet path never takes a lock: secrets, revocations and drain orders are
@@ -7,78 +8,31 @@
 //! atomics the handle reads.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use turn_core::{AllocationLedger, Credentials, Transport};
+use turn_core::{AllocationLedger, Credentials};
 
-use crate::config::RelayConfig;
-use crate::metrics::{self, Status, WorkerStats};
-use crate::relay_sockets::{PortPools, RelayAddress};
+pub use crate::clients::Bound;
+use crate::clients::{bind_listeners, ConnsPerIp, Listener};
+use crate::config::{RelayAddress, RelayConfig};
+pub use crate::error::StartError;
+use crate::metrics;
+pub use crate::msg::Control;
+use crate::relay_sockets::PortPools;
+use crate::stats::{Status, WorkerShared, WorkerStats};
+use crate::sys::unix_now;
 use crate::tls::{CertResolver, TlsError};
-use crate::worker::{self, Listener, Worker};
-
-/// An order to one worker.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Control {
-    /// Replace every tenant's secrets.
-    SetCredentials(Arc<Credentials>),
-    /// Refuse this TURN REST username until the given unix time.
-    Revoke { username: String, until_unix: u64 },
-    /// New Allocates get 300 (to `alternate`, else `--alternate-server`) or
-    /// 508; existing ones continue.
-    Drain {
-        alternate: Option<std::net::SocketAddr>,
-    },
-    /// Close everything and stop the thread.
-    Shutdown,
-}
-
-/// Why the relay could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    #[error("cannot listen on {transport} {addr}: {source}")]
-    Bind {
-        transport: &'static str,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    /// A relay IP the host cannot bind: every Allocate would fail (508).
-    #[error(
-        "relay IP {ip} is not an address of this host (bind: {source}); give an address of \
-         one of its interfaces (--relay-ip), and --external-ip for the public one behind NAT"
-    )]
-    RelayIpNotLocal { ip: IpAddr, source: std::io::Error },
-    #[error("cannot bind a relay socket on {ip}: {source}")]
-    RelayIp { ip: IpAddr, source: std::io::Error },
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    #[error("{0}")]
-    Config(#[from] crate::config::ConfigError),
-    #[error("cannot start a worker: {0}")]
-    Worker(std::io::Error),
-}
-
-/// A worker's side of the shared state.
-#[derive(Debug)]
-pub(crate) struct WorkerShared {
-    pub alive: AtomicBool,
-    pub allocations: AtomicUsize,
-    /// Unix seconds of the worker's last loop turn (it turns at least once a second).
-    pub tick_unix: AtomicU64,
-    pub stats: WorkerStats,
-}
+use crate::worker::{HostWide, Worker};
 
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub draining: AtomicBool,
     /// Unix time by which a drain ordered from outside must end (0: none given).
-    pub drain_deadline: std::sync::atomic::AtomicU64,
+    pub drain_deadline: AtomicU64,
     pub ready: AtomicBool,
     pub workers: Vec<Arc<WorkerShared>>,
 }
@@ -146,13 +100,6 @@ impl Monitor {
     }
 }
 
-/// One socket the relay listens on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bound {
-    pub transport: Transport,
-    pub addr: SocketAddr,
-}
-
 struct WorkerHandle {
     tx: mpsc::Sender<Control>,
     waker: Arc<mio::Waker>,
@@ -178,7 +125,7 @@ impl Relay {
         let certs = config.tls.clone().map(CertResolver::new).transpose()?;
         let tls_config = certs.as_ref().map(|c| c.server_config()).transpose()?;
         let workers = config.relay_threads.max(1);
-        let sets = worker::bind_listeners(&config.listeners, workers)?;
+        let sets = bind_listeners(&config.listeners, workers)?;
         let bound = sets
             .first()
             .map(|set| set.iter().map(Listener::bound).collect())
@@ -187,10 +134,10 @@ impl Relay {
         crate::host::warn_if_ephemeral(&config.ports);
         // Host-wide: ports (EVEN-PORT, RESERVATION-TOKEN) and quota counts.
         let addrs: Vec<RelayAddress> = config.relay_addresses().collect();
-        let host = worker::HostWide {
+        let host = HostWide {
             pools: PortPools::new(&addrs, config.ports.clone(), &config.core.peer_filter),
             ledger: Arc::new(AllocationLedger::new()),
-            conns_per_ip: crate::clients::ConnsPerIp::default(),
+            conns_per_ip: ConnsPerIp::default(),
         };
 
         let mut built = Vec::with_capacity(workers);
@@ -208,7 +155,7 @@ impl Relay {
         }
         let shared = Arc::new(Shared {
             draining: AtomicBool::new(false),
-            drain_deadline: std::sync::atomic::AtomicU64::new(0),
+            drain_deadline: AtomicU64::new(0),
             ready: AtomicBool::new(false),
             workers: built.iter().map(|(_, s)| s.clone()).collect(),
         });
@@ -343,11 +290,4 @@ fn check_relay_ip(ip: IpAddr) -> Result<(), StartError> {
         }
         Err(source) => Err(StartError::RelayIp { ip, source }),
     }
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -2,8 +2,11 @@
 //! own addresses when it listens on a wildcard) and whether the relay port
 //! range collides with the kernel's ephemeral ports.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::mem::size_of;
+use std::net::IpAddr;
 use std::ops::RangeInclusive;
+
+use socket2::SockAddr;
 
 /// Every address configured on the host's interfaces (empty if the OS will
 /// not say).
@@ -11,8 +14,9 @@ pub(crate) fn interface_addresses() -> Vec<IpAddr> {
     let mut out = Vec::new();
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list we own until freeifaddrs;
-    // every node and its ifa_addr are valid until then, and ifa_addr is read
-    // as sockaddr_in/sockaddr_in6 only after checking sa_family.
+    // every node and its ifa_addr are valid until then, and ifa_addr is
+    // copied as a sockaddr_in/sockaddr_in6 only after checking sa_family
+    // (the length copied is that family's, which fits a sockaddr_storage).
     unsafe {
         if libc::getifaddrs(&mut head) != 0 {
             return out;
@@ -20,18 +24,20 @@ pub(crate) fn interface_addresses() -> Vec<IpAddr> {
         let mut node = head;
         while let Some(ifa) = node.as_ref() {
             if let Some(sa) = ifa.ifa_addr.as_ref() {
-                match i32::from(sa.sa_family) {
-                    libc::AF_INET => {
-                        let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                        out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                            sin.sin_addr.s_addr,
-                        ))));
-                    }
-                    libc::AF_INET6 => {
-                        let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
-                        out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
-                    }
-                    _ => {}
+                let len = match i32::from(sa.sa_family) {
+                    libc::AF_INET => Some(size_of::<libc::sockaddr_in>()),
+                    libc::AF_INET6 => Some(size_of::<libc::sockaddr_in6>()),
+                    _ => None,
+                };
+                if let Some(len) = len {
+                    let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+                    std::ptr::copy_nonoverlapping(
+                        ifa.ifa_addr.cast::<u8>(),
+                        (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+                        len,
+                    );
+                    let addr = SockAddr::new(storage, len as libc::socklen_t);
+                    out.extend(addr.as_socket().map(|a| a.ip()));
                 }
             }
             node = ifa.ifa_next;
@@ -104,6 +110,7 @@ pub(crate) fn warn_if_ephemeral(relay: &RangeInclusive<u16>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn overlap_with_the_ephemeral_range() {

@@ -2,18 +2,35 @@
 //!
 //! # Map
 //!
-//! * [`settings`] — `nexrtc relay` flags and the TOML file (one struct);
-//!   [`config`] — the checked [`RelayConfig`] and the tenant secrets.
-//! * [`control`] — [`Relay`]: start the workers, push secrets, revocations and
-//!   drain orders to them, read their counts. The seam the edge agent uses.
+//! Imports run one way (`tests/module_graph.rs` checks it); from the top:
+//!
+//! * [`lifecycle`] — supervision of a running relay: [`Signals`] (SIGTERM /
+//!   SIGINT drain with a countdown, a second signal exits, SIGHUP reload),
+//!   worker death, [`supervise`] → [`Exit`]; [`ops`] — the operations HTTP
+//!   (`/metrics`, `/healthz`, `/readyz`) served on the caller's runtime.
+//!   A program composes its process from these on its own tokio runtime (the
+//!   `nexrtc` binary does, adding its edge agent); nothing here owns a runtime.
+//! * [`control`] — [`Relay`]: start the workers (non-blocking), push secrets,
+//!   revocations and drain orders to them, read their counts ([`Monitor`]).
+//!   The seam the edge agent's adapter in the binary uses.
 //! * `worker` — the data plane: one std thread per worker running a mio event
 //!   loop that owns one `turn_core::Server` and all its sockets (see its docs
-//!   for why mio and not tokio). `clients` (UDP/TCP/TLS listeners and
-//!   connections), `stream` (framing of TCP/TLS, bounded write buffers),
-//!   `relay_sockets` (port pool, EVEN-PORT and reservations) are its parts.
-//! * [`tls`] — certificates from PEM files or self-signed, swapped on SIGHUP.
-//! * [`metrics`] — `/metrics` (Prometheus text), `/healthz`, `/readyz`.
-//! * [`run`] — the process: signals, drain, reload (tokio, control side only).
+//!   for why mio and not tokio); `worker/batch.rs` is the recvmmsg/sendmmsg
+//!   path. Below it, its parts: `clients` (UDP/TCP/TLS listeners and
+//!   connections, [`Bound`]), `relay_sockets` (relay sockets over the shared
+//!   port pools), `stream` (framing of TCP/TLS, bounded write buffers),
+//!   `port_pool` (ports, EVEN-PORT, reservations), `slab`.
+//! * [`metrics`] — the Prometheus text of `/metrics`.
+//! * [`config`] — the checked [`RelayConfig`] and the tenant secrets (its
+//!   child `config/secrets.rs`), built from [`settings`] (`nexrtc relay` flags
+//!   and the TOML file, one struct); [`tls`] — certificates from PEM files or
+//!   self-signed, swapped on SIGHUP; `host` — interface addresses, ephemeral
+//!   ports.
+//! * Small modules shared by those above, importing nothing of the crate but
+//!   `config` and `tls` (`error`): `token` (what a mio token names), `msg`
+//!   ([`Control`], the orders to a worker), `stats` (the counts a worker
+//!   publishes: [`WorkerStats`], [`ShellStats`], [`Status`]), `error`
+//!   ([`StartError`], [`RunError`]), `sys` (clock, SO_REUSEPORT, a UDP send).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,27 +48,36 @@
 //! # Ok(()) }
 //! ```
 
-// Tests may unwrap (the workspace denies it elsewhere); see the report on clippy.toml.
+// Tests may unwrap (the workspace denies `unwrap_used` elsewhere).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod clients;
 pub mod config;
 pub mod control;
+mod error;
 mod host;
-mod lifecycle;
+pub mod lifecycle;
 pub mod metrics;
+mod msg;
+pub mod ops;
 mod port_pool;
 mod relay_sockets;
-mod secrets;
 pub mod settings;
 mod slab;
+mod stats;
 mod stream;
+mod sys;
 pub mod tls;
+mod token;
 mod worker;
 
-pub use config::{ConfigError, CredentialSource, Listeners, RelayConfig};
-pub use control::{Bound, Control, Monitor, Relay, StartError};
-pub use lifecycle::{run, run_with, AttachError, Exit, Extension, RunError};
-pub use relay_sockets::RelayAddress;
+pub use clients::Bound;
+pub use config::{ConfigError, CredentialSource, Listeners, RelayAddress, RelayConfig};
+pub use control::{Monitor, Relay};
+pub use error::{RunError, StartError};
+pub use lifecycle::{announce, supervise, Exit, Signals};
+pub use msg::Control;
+pub use ops::{OpsListener, OpsServer};
 pub use settings::Settings;
+pub use stats::{ShellStats, Status, WorkerStats};
 pub use worker::gso_supported;

@@ -1,5 +1,8 @@
-//! The relay process: start the workers and the operations HTTP, then react to
-//! signals until the relay has drained.
+//! Supervision of a running relay: signals, drain, reload, worker death. A
+//! program composes the process from pieces on its own tokio runtime
+//! ([`Signals::install`], [`crate::ops::OpsListener`], [`Relay::start`],
+//! [`announce`], [`supervise`]); the `nexrtc` binary does, with or without its
+//! edge agent.
 //!
 //! * SIGTERM / SIGINT: drain. New Allocates get 300 ALTERNATE-SERVER (with
 //!   `--alternate-server`) or 508; existing allocations keep relaying; the
@@ -7,26 +10,27 @@
 //!   started from a terminal, else 300 s), logging a countdown every few
 //!   seconds meanwhile. A second SIGTERM / SIGINT (Ctrl-C) exits at once.
 //! * SIGHUP: re-read the TLS certificate and the secrets (the `--secrets-file`
-//!   and the static secrets); a failed reload keeps what was loaded before.
-//!   Nothing else of the configuration is reloaded.
-//!
+//!   and the static secrets; not when a controller pushes them); a failed
+//!   reload keeps what was loaded before. Nothing else of the configuration
+//!   is reloaded.
 //! * A drain ordered from outside (the edge agent applying a controller's
 //!   order) is handled like SIGTERM: the grace period starts, and the process
 //!   exits when the relay is empty.
+//! * A worker thread that stops ends the supervision ([`Exit::WorkerStopped`]).
 //!
-//! The control side runs on a one-thread tokio runtime; the data plane never
-//! touches it (see [`crate::worker`]). A program embedding the relay (the
-//! `nexrtc` binary with its edge agent) adds to it with [`run_with`].
+//! Only the control side runs on tokio; the data plane never touches it (see
+//! the `worker` module).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::Instant;
 
 use crate::config::RelayConfig;
-use crate::control::{Relay, StartError};
-use crate::metrics;
+use crate::control::Relay;
+use crate::error::RunError;
+use crate::sys::unix_now;
 
 /// How the relay ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,83 +51,45 @@ impl Exit {
     pub fn is_clean(self) -> bool {
         !matches!(self, Exit::WorkerStopped)
     }
+
+    /// Logs how the relay ended.
+    fn log(self) {
+        match self {
+            Exit::Drained => tracing::info!("drained; exiting"),
+            Exit::GraceElapsed { allocations } => {
+                tracing::warn!(allocations, "drain grace elapsed; exiting")
+            }
+            Exit::Forced { allocations } => {
+                tracing::warn!(allocations, "second stop signal; exiting")
+            }
+            Exit::WorkerStopped => tracing::error!("a worker thread stopped; exiting"),
+        }
+    }
 }
 
-/// Why the relay could not run.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RunError {
-    #[error(transparent)]
-    Start(#[from] StartError),
-    #[error("cannot listen on {addr} for metrics: {source}")]
-    Metrics {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("cannot start the control runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error("cannot install signal handlers: {0}")]
-    Signals(std::io::Error),
-    #[error("cannot start {what}: {message}")]
-    Attach { what: &'static str, message: String },
+/// The signal handlers [`supervise`] reacts to: SIGTERM, SIGINT, SIGHUP.
+/// Installed inside a tokio runtime, before the relay starts (a signal
+/// arriving meanwhile is kept for it).
+#[derive(Debug)]
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
 }
 
-/// What a program embedding the relay adds to it once it listens (the edge
-/// agent): kept until the relay exits.
-pub struct Extension {
-    /// What the extension is, for errors and logs.
-    pub name: &'static str,
-    /// Kept alive while the relay runs, dropped (stopping the extension's
-    /// tasks) before the relay stops.
-    pub guard: Box<dyn std::any::Any + Send>,
-    /// The extension's own metrics, registered into the relay's registry: `/metrics`
-    /// shows its families after the relay's.
-    pub metrics: Option<nexrtc_metrics::Registry>,
-    /// The extension supplies the secrets (a controller pushes them): SIGHUP
-    /// then reloads only the certificate.
-    pub owns_secrets: bool,
+impl Signals {
+    pub fn install() -> Result<Signals, RunError> {
+        let kind = |k| signal(k).map_err(RunError::Signals);
+        Ok(Signals {
+            term: kind(SignalKind::terminate())?,
+            int: kind(SignalKind::interrupt())?,
+            hup: kind(SignalKind::hangup())?,
+        })
+    }
 }
 
-/// Why an extension could not start.
-pub type AttachError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Runs the relay until it has drained (blocks the calling thread).
-pub fn run(config: RelayConfig) -> Result<Exit, RunError> {
-    run_with(config, |_| Ok(None))
-}
-
-/// [`run`], with `attach` called once the relay listens, inside the control
-/// runtime (so it may spawn tokio tasks), to start an [`Extension`].
-pub fn run_with(
-    config: RelayConfig,
-    attach: impl FnOnce(&Arc<Relay>) -> Result<Option<Extension>, AttachError>,
-) -> Result<Exit, RunError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(RunError::Runtime)?;
-    runtime.block_on(serve(config, attach))
-}
-
-async fn serve(
-    config: RelayConfig,
-    attach: impl FnOnce(&Arc<Relay>) -> Result<Option<Extension>, AttachError>,
-) -> Result<Exit, RunError> {
-    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
-    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
-
-    let addr = config.metrics_listen;
-    let http = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| RunError::Metrics { addr, source })?;
-    let http_addr = http.local_addr().unwrap_or(addr);
-
-    let relay = Arc::new(Relay::start(&config)?);
-    let extension = attach(&relay).map_err(|e| RunError::Attach {
-        what: "the relay's extension",
-        message: e.to_string(),
-    })?;
+/// Logs what a started relay listens on and relays from.
+pub fn announce(relay: &Relay, config: &RelayConfig) {
     for b in relay.bound() {
         tracing::info!(transport = b.transport.as_str(), addr = %b.addr, "listening");
     }
@@ -141,64 +107,25 @@ async fn serve(
             "TLS uses a self-signed certificate (development only): set --cert and --pkey"
         );
     }
-    tracing::info!(addr = %http_addr, "operations HTTP: /metrics /healthz /readyz");
+}
 
-    let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
-    let registry = metrics::registry(relay.monitor());
-    if let Some(extra) = extension.as_ref().and_then(|e| e.metrics.clone()) {
-        registry.register(extra);
-    }
-    let app = metrics::router(relay.monitor(), registry);
-    let reload_secrets = !extension.as_ref().is_some_and(|e| e.owns_secrets);
-    let http_task = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        if let Err(e) = axum::serve(http, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "operations HTTP failed");
-        }
-    });
-
-    let exit = watch(
-        &relay,
-        &config,
-        reload_secrets,
-        &mut term,
-        &mut int,
-        &mut hup,
-    )
-    .await;
-    match exit {
-        Exit::Drained => tracing::info!("drained; exiting"),
-        Exit::GraceElapsed { allocations } => {
-            tracing::warn!(allocations, "drain grace elapsed; exiting")
-        }
-        Exit::Forced { allocations } => tracing::warn!(allocations, "second stop signal; exiting"),
-        Exit::WorkerStopped => tracing::error!("a worker thread stopped; exiting"),
-    }
-    let _ = stop_http.send(());
-    drop(extension);
-    // The extension's tasks held clones of the relay; whichever is dropped
-    // last stops the workers (Relay's Drop joins them).
-    drop(relay);
-    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
-    Ok(exit)
+/// Watches the relay until it should exit: drains on SIGTERM / SIGINT or on
+/// an order from outside, exits on a second signal, when drained, when the
+/// grace runs out or when a worker stops; reloads on SIGHUP (the secrets
+/// only when no controller pushes them). Logs the exit and returns it; the
+/// caller then stops what it composed around the relay and drops it.
+pub async fn supervise(relay: &Relay, config: &RelayConfig, signals: &mut Signals) -> Exit {
+    let exit = watch(relay, config, signals).await;
+    exit.log();
+    exit
 }
 
 /// How often the drain countdown is logged.
 const COUNTDOWN_EVERY: Duration = Duration::from_secs(5);
 
-async fn watch(
-    relay: &Relay,
-    config: &RelayConfig,
-    reload_secrets: bool,
-    term: &mut tokio::signal::unix::Signal,
-    int: &mut tokio::signal::unix::Signal,
-    hup: &mut tokio::signal::unix::Signal,
-) -> Exit {
+async fn watch(relay: &Relay, config: &RelayConfig, signals: &mut Signals) -> Exit {
+    // With a controller the secrets are its own: SIGHUP reloads only the certificate.
+    let reload_secrets = !config.credentials.pushed;
     let monitor = relay.monitor();
     let workers = monitor.workers_alive();
     let mut deadline: Option<Instant> = None;
@@ -206,9 +133,9 @@ async fn watch(
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         let stop = tokio::select! {
-            _ = term.recv() => Some("SIGTERM"),
-            _ = int.recv() => Some("SIGINT"),
-            _ = hup.recv() => {
+            _ = signals.term.recv() => Some("SIGTERM"),
+            _ = signals.int.recv() => Some("SIGINT"),
+            _ = signals.hup.recv() => {
                 reload(relay, config, reload_secrets);
                 None
             }
@@ -234,11 +161,7 @@ async fn watch(
             // the grace period, or the order's deadline when that is sooner.
             let mut grace = config.drain_grace;
             if let Some(until) = relay.drain_deadline() {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                grace = grace.min(Duration::from_secs(until.saturating_sub(now)));
+                grace = grace.min(Duration::from_secs(until.saturating_sub(unix_now())));
             }
             deadline = Some(Instant::now() + grace);
             tracing::info!(

@@ -1,68 +1,24 @@
-//! Operations HTTP: `GET /metrics` (Prometheus text format, rendered at scrape
-//! time from every worker's counters), `GET /healthz`, `GET /readyz`.
+//! The Prometheus text of `GET /metrics` ([`registry`], [`render`]), from every worker's
+//! counters at scrape time; the routes are in [`crate::ops`].
 //!
 //! The core and the shell only bump single-writer atomics; nothing here runs on
 //! the packet path. At each scrape a collector of the relay's [`registry`] sums them into
 //! a registry made for that scrape ([`nexrtc_metrics`], the mechanism every component
-//! uses); an extension's registry (the edge agent's) is registered into the relay's, so
-//! its families follow the relay's own. Names are `nexrtc_relay_<what>_<unit>` (`_total` for
-//! counters); labels are tenant, transport, direction, method, code and reason,
+//! uses); another registry (the in-process edge agent's) is registered into the relay's,
+//! so its families follow the relay's own. Names are `nexrtc_relay_<what>_<unit>` (`_total`
+//! for counters); labels are tenant, transport, direction, method, code and reason,
 //! never a username or an address (their number is unbounded).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
-use nexrtc_metrics::{Collector, Registry, CONTENT_TYPE};
+use nexrtc_metrics::{Collector, Registry};
 use turn_core::stats::{AuthFailure, Counter, DropReason, MethodLabel, ERROR_CODES};
-use turn_core::{Stats, Transport};
+use turn_core::Transport;
 
 use crate::control::Monitor;
-
-/// Counters the shell keeps beside the core's (one writer: the worker).
-#[derive(Debug, Default)]
-pub struct ShellStats {
-    /// TCP and TLS client connections open now, by transport.
-    pub connections_active: [Counter; 3],
-    /// Client connections accepted since start, by transport.
-    pub connections_total: [Counter; 3],
-    /// Connections refused because `--max-tcp-connections` were open.
-    pub connections_rejected: Counter,
-    /// Connections refused because `--max-tcp-connections-per-ip` of their
-    /// client IP were open.
-    pub connections_rejected_per_ip: Counter,
-    /// Connections closed after `--tcp-auth-deadline` without an allocation.
-    pub connections_unauthenticated: Counter,
-    pub tls_handshake_failures: Counter,
-    /// `sendmmsg` calls of the UDP data path.
-    pub udp_send_calls: Counter,
-    /// Datagrams sent as extra segments of a UDP GSO send.
-    pub udp_gso_coalesced: Counter,
-    /// Relay sockets bound now (set by the worker every loop).
-    pub relay_sockets: AtomicU64,
-    /// Ports held for RESERVATION-TOKENs now.
-    pub reservations: AtomicU64,
-}
-
-/// The counters of one worker.
-#[derive(Debug, Clone)]
-pub struct WorkerStats {
-    pub core: std::sync::Arc<Stats>,
-    pub shell: std::sync::Arc<ShellStats>,
-}
-
-/// What the exporter reads besides counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Status {
-    pub draining: bool,
-    pub ready: bool,
-    pub workers_alive: usize,
-}
+pub use crate::stats::{ShellStats, Status, WorkerStats};
 
 /// The relay's families, read from the workers' counters at each scrape.
 struct RelayCollector {
@@ -76,7 +32,7 @@ impl Collector for RelayCollector {
 }
 
 /// The relay's registry: its own families (read at each scrape), then what is registered
-/// into it (an extension's metrics, see [`crate::Extension::metrics`]).
+/// into it (the in-process edge agent's registry, see [`crate::ops::OpsListener::serve`]).
 pub fn registry(monitor: Monitor) -> Registry {
     let registry = Registry::new();
     registry.register_collector(Arc::new(RelayCollector { monitor }));
@@ -286,63 +242,10 @@ const ALLOCATIONS_TOTAL: &str = "nexrtc_relay_allocations_total";
 const PACKETS: &str = "nexrtc_relay_packets_total";
 const BYTES: &str = "nexrtc_relay_bytes_total";
 
-#[derive(Clone)]
-struct Ops {
-    monitor: Monitor,
-    registry: Registry,
-}
-
-/// The routes of the operations listener; `/metrics` renders `registry` (see
-/// [`registry`]).
-pub fn router(monitor: Monitor, registry: Registry) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(Ops { monitor, registry })
-}
-
-async fn metrics(State(ops): State<Ops>) -> Response {
-    let body = ops.registry.render();
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
-}
-
-async fn healthz(State(Ops { monitor: m, .. }): State<Ops>) -> Response {
-    if m.is_healthy() {
-        (StatusCode::OK, "ok").into_response()
-    } else {
-        problem("unhealthy", "a worker thread has stopped or is stuck")
-    }
-}
-
-async fn readyz(State(Ops { monitor: m, .. }): State<Ops>) -> Response {
-    let s = m.status();
-    if s.draining {
-        problem("draining", "the relay is draining: no new allocations")
-    } else if !m.is_healthy() {
-        problem("unhealthy", "a worker thread has stopped or is stuck")
-    } else if !s.ready {
-        problem("starting", "the relay is not listening yet")
-    } else {
-        (StatusCode::OK, "ok").into_response()
-    }
-}
-
-fn problem(code: &str, message: &str) -> Response {
-    // Both strings are ours (no escaping needed); no serde_json for one line.
-    let body = format!("{{\"code\":\"{code}\",\"message\":\"{message}\"}}");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use turn_core::Stats;
 
     fn worker() -> WorkerStats {
         WorkerStats {

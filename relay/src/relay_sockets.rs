@@ -2,7 +2,7 @@
 //! [`RelayHandle`], with ports from a [`PortPool`] per address family.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -11,17 +11,10 @@ use mio::{Interest, Registry};
 use socket2::{Domain, Protocol, Socket, Type};
 use turn_core::{BindFailure, Family, PeerFilter, PortRequest, RelayBinding, RelayHandle};
 
+use crate::config::RelayAddress;
 use crate::port_pool::PortPool;
 use crate::slab::Slab;
-use crate::worker::{token, TokenKind};
-
-/// Where relay sockets of one family are bound, and what address is advertised
-/// in XOR-RELAYED-ADDRESS (`--external-ip` behind 1:1 NAT).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RelayAddress {
-    pub bind: IpAddr,
-    pub advertised: IpAddr,
-}
+use crate::token::{token, TokenKind};
 
 /// The port pool of one relay IP, shared by every worker: taken on Allocate
 /// and when an allocation ends (never on the packet path), so a port, an
@@ -358,6 +351,7 @@ pub(crate) fn random_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn binds_real_sockets_on_loopback() {

@@ -33,20 +33,19 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Token, Waker};
 use rustls::ServerConfig;
 use turn_core::net::Redacted;
 use turn_core::stats::DropReason;
 use turn_core::{AllocationLedger, Command, Credentials, Now, Server};
 
-use crate::clients::{Clients, CloseReason, ConnsPerIp};
+use crate::clients::{Clients, CloseReason, ConnsPerIp, Listener};
 use crate::config::RelayConfig;
-use crate::control::{unix_now, Control, WorkerShared};
-use crate::metrics::{ShellStats, WorkerStats};
+use crate::msg::Control;
 use crate::relay_sockets::{PortPools, RelaySockets};
-
-pub(crate) use crate::clients::{bind_listeners, Listener};
-pub(crate) use datapath::udp_send;
+use crate::stats::{ShellStats, WorkerShared, WorkerStats};
+use crate::sys::unix_now;
+use crate::token::{decode, token, TokenKind};
 
 pub(crate) mod batch;
 pub use batch::gso_supported;
@@ -62,34 +61,6 @@ const UDP_BUDGET: usize = 256;
 const STREAM_BUDGET: usize = 16;
 /// The loop turns at least this often (timers, health tick).
 const MAX_SLEEP: Duration = Duration::from_secs(1);
-
-/// What a mio `Token` points at: the low 3 bits are the kind, the rest an index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TokenKind {
-    Waker = 0,
-    Udp = 1,
-    StreamListener = 2,
-    Conn = 3,
-    Relay = 4,
-}
-
-const KIND_BITS: usize = 3;
-
-pub(crate) fn token(kind: TokenKind, index: u32) -> Token {
-    Token(((index as usize) << KIND_BITS) | kind as usize)
-}
-
-fn decode(t: Token) -> (Option<TokenKind>, u32) {
-    let kind = match t.0 & ((1 << KIND_BITS) - 1) {
-        0 => Some(TokenKind::Waker),
-        1 => Some(TokenKind::Udp),
-        2 => Some(TokenKind::StreamListener),
-        3 => Some(TokenKind::Conn),
-        4 => Some(TokenKind::Relay),
-        _ => None,
-    };
-    (kind, (t.0 >> KIND_BITS) as u32)
-}
 
 /// The time, read once per event batch.
 fn now() -> Now {
@@ -147,8 +118,9 @@ impl Worker {
         // The answer budget is the host's: each worker takes its share.
         let mut core = config.core.clone();
         core.unauthenticated = core.unauthenticated.shared_by(config.relay_threads);
-        let mut server = Server::new(core, credentials, start);
-        server.share_ledger(host.ledger.clone());
+        // The quotas are the host's: every worker counts in one ledger.
+        core.ledger = Some(host.ledger.clone());
+        let server = Server::new(core, credentials, start);
         let shell = Arc::new(ShellStats::default());
         let clients = Clients::new(
             config,
@@ -382,26 +354,5 @@ impl Worker {
         self.shell
             .relay_sockets
             .store(self.relays.active() as u64, Ordering::Relaxed);
-    }
-}
-
-/// `Interest` of client connections: both, edge-triggered.
-pub(crate) const CONN_INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_round_trip() {
-        for (kind, index) in [
-            (TokenKind::Relay, 0),
-            (TokenKind::Conn, 12345),
-            (TokenKind::Udp, 7),
-        ] {
-            let (k, i) = decode(token(kind, index));
-            assert_eq!((k, i), (Some(kind), index));
-        }
-        assert_eq!(token(TokenKind::Waker, 0), Token(0));
     }
 }

@@ -8,7 +8,7 @@ mod support;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use support::{metric, start, Client};
+use support::{client, metric, start};
 use turn_core::stun::{attr, Class, MessageBuilder, Method, TransactionId};
 
 const THREADS: usize = 8;
@@ -26,12 +26,12 @@ fn thousands_of_allocations_from_one_address_all_succeed() {
                 for i in 0..PER_THREAD {
                     // Every client its own port on 127.0.0.1, as behind a NAT,
                     // and its own 401 round trip.
-                    let mut c = Client::new(server, &format!("nat{t}-{i}"));
-                    let (code, relayed) = c.allocate();
-                    assert_eq!(code, 200, "client {t}/{i}");
-                    assert!(relayed.is_some());
+                    let mut c = client(server, &format!("nat{t}-{i}"));
+                    let allocated = c.allocate();
+                    assert_eq!(allocated.code(), 200, "client {t}/{i}");
+                    assert!(allocated.relayed().is_some());
                     // Give the relay port back (the test relay has 1,000).
-                    assert_eq!(c.refresh(0), 200, "client {t}/{i}");
+                    assert_eq!(c.refresh(0).code(), 200, "client {t}/{i}");
                 }
             })
         })

@@ -12,14 +12,14 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{start_with, Client};
-use turn_core::stun::{attr, channel_data_header, Class, MessageBuilder, Method, TransactionId};
+use nexrtc_test_support::tools;
+use support::{client, start_with, Relayed};
 
 /// A network namespace, deleted when dropped.
 struct Netns(String);
 
 impl Netns {
-    /// `None` (outside CI) when namespaces cannot be made here.
+    /// `None` (outside CI, see `tools::missing`) when namespaces cannot be made here.
     fn create() -> Option<Netns> {
         let name = format!("nexrtc-own-{}", std::process::id());
         let ip = |args: &[&str]| {
@@ -29,9 +29,10 @@ impl Netns {
                 .is_ok_and(|s| s.success())
         };
         if !ip(&["netns", "add", &name]) {
-            let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-            assert!(!ci, "cannot create a network namespace (`ip netns add`)");
-            eprintln!("SKIPPED: cannot create a network namespace (`ip netns add`)");
+            tools::missing(
+                "a network namespace (`ip netns add` failed)",
+                "run as root, with apt-get install iproute2",
+            );
             return None;
         }
         let ns = Netns(name);
@@ -64,17 +65,6 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
-}
-
-fn code(answer: &[u8]) -> u16 {
-    Client::code(answer)
-}
-
-fn send_indication(c: &mut Client, peer: SocketAddr, data: &[u8]) {
-    let mut b = MessageBuilder::new(Method::SEND, Class::Indication, TransactionId([0x5e; 12]));
-    b.xor_address(attr::XOR_PEER_ADDRESS, peer)
-        .attribute(attr::DATA, data);
-    c.socket.send_to(&b.finish(), c.server).expect("send");
 }
 
 fn receives(socket: &UdpSocket, what: &[u8]) -> bool {
@@ -119,12 +109,14 @@ fn inside_the_namespace() {
     let neighbour = UdpSocket::bind("198.18.0.2:5353").expect("neighbour");
     neighbour.set_read_timeout(timeout).expect("timeout");
 
-    let mut a = Client::new(server, "alice");
-    let mut b = Client::new(server, "bob");
-    let (ok_a, relayed_a) = a.allocate();
-    let (ok_b, relayed_b) = b.allocate();
-    assert_eq!((ok_a, ok_b), (200, 200));
-    let (relayed_a, relayed_b) = (relayed_a.expect("relayed"), relayed_b.expect("relayed"));
+    let mut a = client(server, "alice");
+    let mut b = client(server, "bob");
+    let (ok_a, ok_b) = (a.allocate(), b.allocate());
+    assert_eq!((ok_a.code(), ok_b.code()), (200, 200));
+    let (relayed_a, relayed_b) = (
+        ok_a.relayed().expect("relayed"),
+        ok_b.relayed().expect("relayed"),
+    );
     assert_eq!(relayed_b.ip(), relay_ip);
     assert!(relayed_b.port() >= 61000, "{relayed_b}");
     let unheld = (61000..=65535)
@@ -141,23 +133,20 @@ fn inside_the_namespace() {
     .into_iter()
     .enumerate()
     {
-        assert_eq!(a.channel_bind(0x4000 + i as u16, peer), 403, "{peer}");
+        assert_eq!(
+            a.channel_bind(0x4000 + i as u16, peer).code(),
+            403,
+            "{peer}"
+        );
     }
     // A Send indication to the service is dropped; to the neighbour it arrives.
-    let permit = a.request(Method::CREATE_PERMISSION, |m| {
-        m.xor_address(attr::XOR_PEER_ADDRESS, service.local_addr().expect("addr"))
-            .xor_address(
-                attr::XOR_PEER_ADDRESS,
-                neighbour.local_addr().expect("addr"),
-            );
-    });
-    assert_eq!(code(&permit), 200);
-    send_indication(&mut a, service.local_addr().expect("addr"), b"to-service");
-    send_indication(
-        &mut a,
+    let permit = a.create_permission(&[
+        service.local_addr().expect("addr"),
         neighbour.local_addr().expect("addr"),
-        b"to-neighbour",
-    );
+    ]);
+    assert_eq!(permit.code(), 200);
+    a.send_indication(service.local_addr().expect("addr"), b"to-service");
+    a.send_indication(neighbour.local_addr().expect("addr"), b"to-neighbour");
     assert!(receives(&neighbour, b"to-neighbour"));
     assert!(
         !receives(&service, b"to-service"),
@@ -165,15 +154,12 @@ fn inside_the_namespace() {
     );
 
     // Client to client through the relay: b's relayed address is held.
-    assert_eq!(a.channel_bind(0x4010, relayed_b), 200);
-    let permit = b.request(Method::CREATE_PERMISSION, |m| {
-        m.xor_address(attr::XOR_PEER_ADDRESS, relayed_a);
-    });
-    assert_eq!(code(&permit), 200);
-    let mut cd = channel_data_header(0x4010, 5).to_vec();
-    cd.extend_from_slice(b"hello");
-    a.socket.send_to(&cd, server).expect("send");
-    let mut buf = [0u8; 2048];
-    let (n, _) = b.socket.recv_from(&mut buf).expect("Data indication for b");
-    assert!(buf[..n].windows(5).any(|w| w == b"hello"), "b got a's data");
+    assert_eq!(a.channel_bind(0x4010, relayed_b).code(), 200);
+    assert_eq!(b.create_permission(&[relayed_a]).code(), 200);
+    a.send_channel_data(0x4010, b"hello");
+    let got = b.recv_relayed().expect("Data indication for b");
+    assert!(
+        matches!(&got, Relayed::Data { data, .. } if data == b"hello"),
+        "b got a's data: {got:?}"
+    );
 }

@@ -7,14 +7,7 @@ mod support;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use support::{metric, start, Client};
-use turn_core::stun::channel_data_header;
-
-fn channel_data(text: &str) -> Vec<u8> {
-    let mut cd = channel_data_header(0x4000, text.len() as u16).to_vec();
-    cd.extend_from_slice(text.as_bytes());
-    cd
-}
+use support::{client, client_as, metric, start};
 
 #[test]
 fn revoking_a_username_ends_its_allocations_at_once() {
@@ -24,19 +17,18 @@ fn revoking_a_username_ends_its_allocations_at_once() {
     peer.set_read_timeout(Some(Duration::from_millis(300)))
         .expect("timeout");
     // Two allocations of the revoked user (on either worker), one of another.
-    let first = Client::new(server, "mallory");
+    let first = client(server, "mallory");
     let username = first.username().to_owned();
-    let mut victims = vec![first, Client::with_username(server, &username)];
-    let mut bystander = Client::new(server, "alice");
+    let mut victims = vec![first, client_as(server, &username)];
+    let mut bystander = client(server, "alice");
     for c in victims.iter_mut().chain(std::iter::once(&mut bystander)) {
-        assert_eq!(c.allocate().0, 200);
+        assert_eq!(c.allocate().code(), 200);
         assert_eq!(
-            c.channel_bind(0x4000, peer.local_addr().expect("addr")),
+            c.channel_bind(0x4000, peer.local_addr().expect("addr"))
+                .code(),
             200
         );
-        c.socket
-            .send_to(&channel_data("before"), server)
-            .expect("send");
+        c.send_channel_data(0x4000, b"before");
         let mut buf = [0u8; 64];
         let (n, _) = peer
             .recv_from(&mut buf)
@@ -63,9 +55,7 @@ fn revoking_a_username_ends_its_allocations_at_once() {
     );
     for c in &victims {
         for _ in 0..10 {
-            c.socket
-                .send_to(&channel_data("after"), server)
-                .expect("send");
+            c.send_channel_data(0x4000, b"after");
         }
     }
     let mut buf = [0u8; 64];
@@ -75,14 +65,11 @@ fn revoking_a_username_ends_its_allocations_at_once() {
     );
     // The allocation is gone and the username refused.
     for c in &mut victims {
-        let code = c.refresh(600);
+        let code = c.refresh(600).code();
         assert!(code == 401 || code == 437, "Refresh answered {code}");
     }
     // The other user relays on.
-    bystander
-        .socket
-        .send_to(&channel_data("still"), server)
-        .expect("send");
+    bystander.send_channel_data(0x4000, b"still");
     let (n, _) = peer.recv_from(&mut buf).expect("the other user relays");
     assert_eq!(&buf[..n], b"still");
 }

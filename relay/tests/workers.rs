@@ -5,11 +5,7 @@
 
 mod support;
 
-use std::net::UdpSocket;
-use std::time::Duration;
-
-use support::{start, Client};
-use turn_core::stun::channel_data_header;
+use support::{channel_session, client, start, Relayed};
 
 #[test]
 fn quotas_hold_across_workers() {
@@ -18,7 +14,7 @@ fn quotas_hold_across_workers() {
     // Six 5-tuples of one user: the kernel spreads them over both workers,
     // and still only three allocations are granted.
     let codes: Vec<u16> = (0..6)
-        .map(|_| Client::new(server, "alice").allocate().0)
+        .map(|_| client(server, "alice").allocate().code())
         .collect();
     assert_eq!(codes.iter().filter(|c| **c == 200).count(), 3, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 486).count(), 3, "{codes:?}");
@@ -34,24 +30,16 @@ fn multiplexed_relay_sockets_carry_channel_data_both_ways() {
     let server = relay.bound()[0].addr;
     let mut sessions = Vec::new();
     for i in 0..8u16 {
-        let mut c = Client::new(server, &format!("user{i}"));
-        let (code, relayed) = c.allocate();
-        assert_eq!(code, 200);
-        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-        peer.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        assert_eq!(c.channel_bind(0x4000 + i, peer.local_addr().unwrap()), 200);
-        sessions.push((c, peer, relayed.unwrap(), 0x4000 + i));
+        let (c, peer, relayed) = channel_session(server, &format!("user{i}"), 0x4000 + i);
+        sessions.push((c, peer, relayed, 0x4000 + i));
     }
     // One shared socket per worker: eight allocations on at most two ports.
     let mut ports: Vec<u16> = sessions.iter().map(|s| s.2.port()).collect();
     ports.sort_unstable();
     ports.dedup();
     assert!(ports.len() <= 2, "{ports:?}");
-    for (i, (c, peer, relayed, channel)) in sessions.iter().enumerate() {
-        let mut cd = channel_data_header(*channel, 5).to_vec();
-        cd.extend_from_slice(format!("to-p{i}").as_bytes());
-        c.socket.send_to(&cd, c.server).unwrap();
+    for (i, (c, peer, relayed, channel)) in sessions.iter_mut().enumerate() {
+        c.send_channel_data(*channel, format!("to-p{i}").as_bytes());
         let mut buf = [0u8; 64];
         let (n, from) = peer.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], format!("to-p{i}").as_bytes());
@@ -63,9 +51,13 @@ fn multiplexed_relay_sockets_carry_channel_data_both_ways() {
         // The peer answers to the address it saw: routed by its own address
         // back to the one client that bound it.
         peer.send_to(format!("to-c{i}").as_bytes(), from).unwrap();
-        let (n, _) = c.socket.recv_from(&mut buf).unwrap();
-        assert_eq!(&buf[..4], &channel_data_header(*channel, 5));
-        assert_eq!(&buf[4..n], format!("to-c{i}").as_bytes());
+        assert_eq!(
+            c.recv_relayed(),
+            Some(Relayed::Channel {
+                channel: *channel,
+                data: format!("to-c{i}").into_bytes()
+            })
+        );
     }
     assert_eq!(relay.allocation_count(), 8);
 }
@@ -77,14 +69,7 @@ fn multiplexed_relay_sockets_carry_channel_data_both_ways() {
 fn bursts_arrive_in_order_through_batched_and_coalesced_sends() {
     let relay = start(|_| {});
     let server = relay.bound()[0].addr;
-    let mut c = Client::new(server, "burst");
-    let (code, relayed) = c.allocate();
-    assert_eq!(code, 200);
-    let relayed = relayed.unwrap();
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-    peer.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    assert_eq!(c.channel_bind(0x4001, peer.local_addr().unwrap()), 200);
+    let (mut c, peer, relayed) = channel_session(server, "burst", 0x4001);
     let payload = |round: usize, i: usize| -> Vec<u8> {
         let mut p = vec![(i % 251) as u8; 300];
         p[..8].copy_from_slice(&((round * 1000 + i) as u64).to_be_bytes());
@@ -104,9 +89,7 @@ fn bursts_arrive_in_order_through_batched_and_coalesced_sends() {
     // queued, which a few rounds make all but certain.
     for round in 0..40 {
         for i in 0..BURST {
-            let mut cd = channel_data_header(0x4001, 300).to_vec();
-            cd.extend_from_slice(&payload(round, i));
-            c.socket.send_to(&cd, server).unwrap();
+            c.send_channel_data(0x4001, &payload(round, i));
         }
         let mut buf = [0u8; 2048];
         for i in 0..BURST {
@@ -122,11 +105,12 @@ fn bursts_arrive_in_order_through_batched_and_coalesced_sends() {
             peer.send_to(&payload(round, i), relayed).unwrap();
         }
         for i in 0..BURST {
-            let (n, _) = c.socket.recv_from(&mut buf).unwrap();
-            assert_eq!(&buf[..4], &channel_data_header(0x4001, 300));
             assert_eq!(
-                &buf[4..n],
-                &payload(round, i)[..],
+                c.recv_relayed(),
+                Some(Relayed::Channel {
+                    channel: 0x4001,
+                    data: payload(round, i)
+                }),
                 "round {round}, back {i}"
             );
         }

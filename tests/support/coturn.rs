@@ -1,11 +1,38 @@
-//! coturn's client tools: `turnutils_peer` as an echo peer, `turnutils_uclient`
-//! runs and the totals they print, and a bounded runner for any client tool.
+//! coturn: its `turnserver` command line, its client tools (`turnutils_peer` as
+//! an echo peer, `turnutils_uclient` runs and the totals they print), and a
+//! bounded runner for any client tool.
 
 use std::net::UdpSocket;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{free_udp_port, ChildGuard, Relay};
+use super::{free_udp_port, temp_file, ChildGuard, Relay, SLOT_BASE, SLOT_WIDTH};
+
+/// coturn's `turnserver` on `host:port` with TURN REST credentials
+/// (`--use-auth-secret`), the relay ports of `slot` (see `slot`), no TLS, no
+/// CLI, logging to stdout; the caller adds its own flags and spawns it.
+pub fn turnserver(host: &str, port: u16, slot: u16, realm: &str, secret: &str) -> Command {
+    let min_port = SLOT_BASE + slot * SLOT_WIDTH;
+    let max_port = min_port + SLOT_WIDTH - 1;
+    let mut cmd = Command::new("turnserver");
+    cmd.args([
+        "-n",
+        "--no-cli",
+        "--no-tls",
+        "--no-dtls",
+        "--log-file",
+        "stdout",
+    ])
+    .args(["--listening-ip", host, "--relay-ip", host])
+    .args(["--listening-port", &port.to_string()])
+    .args(["--min-port", &min_port.to_string()])
+    .args(["--max-port", &max_port.to_string()])
+    .args(["--realm", realm, "--use-auth-secret"])
+    .args(["--static-auth-secret", secret])
+    .args(["--pidfile", &temp_file("coturn-pid", "").to_string_lossy()])
+    .args(["--userdb", &temp_file("coturn-db", "").to_string_lossy()]);
+    cmd
+}
 
 /// coturn's `turnutils_peer`: a UDP echo peer on 127.0.0.1 (or another
 /// loopback address).

@@ -1,5 +1,7 @@
 //! Harness of the whole-system tests: start the real `nexrtc relay` binary on
-//! loopback, run coturn's client tools against it, read its `/metrics`.
+//! loopback, run coturn's client tools against it, read its `/metrics`. The
+//! parts every test crate shares (etcd, the missing-tool rule, the TURN client)
+//! come from `nexrtc_test_support`.
 //!
 //! Every test gets its own relay on ports it found free, so the tests run in
 //! parallel (nextest runs each in its own process). Every wait is bounded.
@@ -19,7 +21,6 @@ mod allocate;
 mod controller;
 mod coturn;
 mod dev;
-mod etcd;
 mod metrics;
 mod webrtc;
 
@@ -27,9 +28,13 @@ pub use allocate::*;
 pub use controller::*;
 pub use coturn::*;
 pub use dev::*;
-pub use etcd::*;
 pub use metrics::*;
 pub use webrtc::*;
+
+pub use nexrtc_test_support::etcd::Etcd;
+pub use nexrtc_test_support::free_port;
+pub use nexrtc_test_support::tools::{missing, require_tool};
+pub use nexrtc_test_support::turn::{rest_credentials, Answer, NoAnswer, Relayed, TurnClient};
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
@@ -111,37 +116,6 @@ pub fn backend() -> Backend {
     }
 }
 
-/// True when running in CI, where a missing tool is a failure, not a skip.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-/// Whether the external program `name` can run. Outside CI a missing tool skips
-/// the test with a loud message; in CI it fails the test.
-pub fn require_tool(name: &str) -> bool {
-    if find_in_path(name).is_some() {
-        return true;
-    }
-    if in_ci() {
-        panic!(
-            "{name} is not installed, and CI is set: .ci/run installs it (Debian package coturn)"
-        );
-    }
-    eprintln!();
-    eprintln!("######################################################################");
-    eprintln!("## SKIPPED: {name} is not installed (Debian: apt-get install coturn).");
-    eprintln!("## This test did NOT run. In CI (CI=true) a missing tool fails instead.");
-    eprintln!("######################################################################");
-    false
-}
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
 /// A random lowercase token, for realms, secrets and user names.
 pub fn random_token(prefix: &str) -> String {
     let mut s = String::from(prefix);
@@ -164,20 +138,6 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1 right now (the kernel's pick).
-pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(addr) = tcp.local_addr() else { continue };
-        if UdpSocket::bind(addr).is_ok() {
-            return addr.port();
-        }
-    }
-    panic!("no free loopback port found");
 }
 
 /// A UDP port free on 127.0.0.1 right now.
@@ -402,23 +362,7 @@ impl Relay {
                 ChildGuard::spawn("nexrtc-relay", &mut cmd)
             }
             Backend::Coturn => {
-                let mut cmd = Command::new("turnserver");
-                cmd.args([
-                    "-n",
-                    "--no-cli",
-                    "--no-tls",
-                    "--no-dtls",
-                    "--log-file",
-                    "stdout",
-                ])
-                .args(["--listening-ip", &host, "--relay-ip", &host])
-                .args(["--listening-port", &port.to_string()])
-                .args(["--min-port", &min_port.to_string()])
-                .args(["--max-port", &max_port.to_string()])
-                .args(["--realm", &realm, "--use-auth-secret"])
-                .args(["--static-auth-secret", &secret])
-                .args(["--pidfile", &log_path("coturn-pid").to_string_lossy()])
-                .args(["--userdb", &log_path("coturn-db").to_string_lossy()]);
+                let mut cmd = turnserver(&host, port, config.slot, &realm, &secret);
                 if config.allow_loopback_peers {
                     cmd.arg("--allow-loopback-peers");
                 }

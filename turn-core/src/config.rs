@@ -2,9 +2,11 @@
 //! the shell that reads the operator's file.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::filter::PeerFilter;
+use crate::server::AllocationLedger;
 
 /// Everything the core needs to know that is not per-request.
 #[derive(Debug, Clone)]
@@ -43,6 +45,10 @@ pub struct Config {
     /// (0x4000–0x4FFF only). Off by default: RFC 5766 allowed up to 0x7FFF, and
     /// clients still pick numbers there (coturn's test clients do), as coturn accepts.
     pub strict_channel_numbers: bool,
+    /// The allocation counts behind [`Quotas`], given to every server of one
+    /// relay process (one per worker) so the quotas hold over all of them.
+    /// `None`: the server counts its own allocations alone.
+    pub ledger: Option<Arc<AllocationLedger>>,
 }
 
 /// Resource limits; 0 means unlimited. The defaults are safe for a public
@@ -181,6 +187,7 @@ impl Config {
             nonce_key,
             log_addresses: false,
             strict_channel_numbers: false,
+            ledger: None,
         }
     }
 }

@@ -26,6 +26,8 @@
 //!
 //! When a TCP/TLS client connection closes, call [`Server::client_closed`].
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod config;
 pub mod filter;
@@ -38,7 +40,7 @@ pub mod stun;
 pub use auth::{Credentials, TenantSecrets};
 pub use config::{AnswerBudget, ByteRate, Config, Quotas};
 pub use filter::{HeldPorts, PeerFilter};
-pub use net::{ClientSocket, Now, PeerSocket, RelayHandle, Transport};
+pub use net::{ClientSocket, Now, RelayHandle, Transport};
 pub use server::{
     AllocationLedger, AllocationRequestId, BindFailure, ClientAction, Command, Family, PeerAction,
     PortRequest, RelayBinding, Server, Transmit,

@@ -1,5 +1,7 @@
-//! Role newtypes for addresses, so a client address can never be passed where a
-//! peer address is meant (and vice versa).
+//! The names of the sockets and the time the core is driven with: a client is
+//! its [`ClientSocket`] (the 5-tuple), a relay socket the shell's
+//! [`RelayHandle`]; a peer is its plain `SocketAddr`, always passed beside the
+//! relay socket it was seen on, so it cannot be mistaken for a client.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -44,10 +46,6 @@ pub struct ClientSocket {
     /// The relay's listening address the client talks to.
     pub local: SocketAddr,
 }
-
-/// A peer: something on the far side of a relayed transport address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PeerSocket(pub SocketAddr);
 
 /// The shell's name for one relay socket (a relayed transport address). The shell
 /// chooses it when it binds the socket; the core only hands it back.

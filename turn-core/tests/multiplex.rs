@@ -2,9 +2,13 @@
 //! peers routed by claimed address, then by a uniquely permitted IP (see the
 //! rule in `server/mux.rs`), and the memory one allocation costs.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+// The workspace's counting allocator, as a module of this binary: its file uses only
+// `std`, while the crate that holds it (nexrtc-test-support) depends on turn-core.
+#[path = "../../test-support/src/alloc.rs"]
+#[allow(dead_code)] // the part this binary does not read
+mod alloc;
+
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,29 +23,8 @@ use turn_core::{
     RelayHandle, Server, Transport,
 };
 
-/// Counts live heap bytes of this test binary.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator; only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static ALLOCATOR: alloc::CountingAllocator = alloc::CountingAllocator;
 
 const REALM: &str = "nexrtc.test";
 const SECRET: &[u8] = b"s3cret";
@@ -319,7 +302,7 @@ fn one_hundred_thousand_allocations_under_2_kib_each() {
         100_000
     };
     let mut s = Shell::new();
-    let before = LIVE.load(Ordering::Relaxed);
+    let scope = alloc::Scope::start();
     for n in 0..N {
         let from = client(n);
         s.allocate(from);
@@ -338,8 +321,8 @@ fn one_hundred_thousand_allocations_under_2_kib_each() {
     s.now.unix_secs += 60;
     s.server.handle_timeout(s.now);
     assert_eq!(s.server.allocation_count(), N as usize);
-    let used = LIVE.load(Ordering::Relaxed) - before;
-    let per = used / N as isize;
+    let used = scope.live_bytes();
+    let per = used / i64::from(N);
     eprintln!("heap per allocation: {per} bytes ({used} bytes for {N})");
     assert!(per <= 2048, "{per} bytes per allocation");
     // One claimed address per allocation; one IP route per (socket, peer IP).

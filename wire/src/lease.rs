@@ -1,4 +1,4 @@
-//! Lease ids on the wire, as `#[serde(with = "nexrtc_wire::lease")]` on an `i64`.
+//! Lease ids on the wire: [`LeaseId`], or `#[serde(with = "nexrtc_wire::lease")]` on an `i64`.
 //!
 //! Written as a decimal **string**: etcd's lease ids use all 63 bits (e.g.
 //! `7587899319748079376`), and a JSON number above 2^53 loses precision in JavaScript
@@ -8,7 +8,31 @@
 use std::fmt;
 
 use serde::de::{self, Deserializer, Visitor};
-use serde::Serializer;
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A relay's lease, as the registration answer grants it and every heartbeat names it: a
+/// decimal string in JSON (an integer is still read). The agent used to keep it as an
+/// opaque string; every controller has always sent a decimal one, which is all this reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseId(pub i64);
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for LeaseId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize(&self.0, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for LeaseId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize(deserializer).map(LeaseId)
+    }
+}
 
 pub fn serialize<S: Serializer>(id: &i64, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(id)
@@ -45,6 +69,8 @@ impl Visitor<'_> for LeaseVisitor {
 mod tests {
     use serde::{Deserialize, Serialize};
 
+    use super::LeaseId;
+
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Record {
         #[serde(with = "crate::lease")]
@@ -73,5 +99,19 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<Record>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_lease_id_type_reads_and_writes_the_same() {
+        let id = LeaseId(BIG);
+        assert_eq!(
+            serde_json::to_string(&id).expect("serialize"),
+            "\"7587899319748079376\""
+        );
+        assert_eq!(id.to_string(), "7587899319748079376");
+        for text in ["\"7587899319748079376\"", "7587899319748079376"] {
+            assert_eq!(serde_json::from_str::<LeaseId>(text).expect(text), id);
+        }
+        assert!(serde_json::from_str::<LeaseId>("\"lease-1\"").is_err());
     }
 }

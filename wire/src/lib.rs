@@ -1,9 +1,46 @@
-//! The relay vocabulary both sides of the agent↔controller protocol use: where
-//! a relay listens, what it carries, its state and its load. The controller
-//! stores these in `relays/<region>/<node>`; the edge agent sends them in
-//! registrations and heartbeats. One definition, so the two cannot drift.
+//! The agent↔controller protocol, declared once: the controller's routes
+//! (`controller/src/api/relays.rs`, `api/agent.rs`) and the edge agent both use these
+//! types, and `wire/tests/golden.rs` (with `wire/tests/golden/*.json`) plus the
+//! controller's `tests/api_agent.rs` feed the same JSON to both, so the two
+//! sides cannot drift apart. serde only.
+//!
+//! * The relay vocabulary (this module): where a relay listens, what it carries, its
+//!   state and its load. The controller also stores these in `relays/<region>/<node>`.
+//! * [`agent`] — the routes ([`routes`]), request bodies and answers, [`ErrorBody`] and
+//!   the error code the agent reacts to ([`LEASE_EXPIRED`]).
+//! * [`event`] — the event stream's payloads ([`Secrets`], [`Revocations`],
+//!   [`DrainOrder`]), [`Event`] and [`PING_INTERVAL`].
+//! * [`lease`] — lease ids: decimal strings on the wire, integers still read.
+//!
+//! Every call carries `Authorization: Bearer <API key with the node scope>`.
+//!
+//! | route | body | answer |
+//! |---|---|---|
+//! | `POST /v1/relays/register` | [`Registration`] | 201 [`Registered`] |
+//! | `POST /v1/relays/heartbeat` | [`Heartbeat`] | 200 [`HeartbeatAnswer`]; 404 [`ErrorBody`] `lease_expired` → register again |
+//! | `POST /v1/relays/probes` | [`ProbeReport`] | 204 |
+//! | `GET /v1/relays/events?region=R&node=N` | — | 200 `text/event-stream` of [`Event`]s |
+//!
+//! Errors are `{"code": "…", "message": "…"}` ([`ErrorBody`]) with the right status, as
+//! everywhere in the API. Fields added later must be optional (`#[serde(default)]`) so that
+//! agents and controllers of neighbouring versions understand each other. Where the two
+//! sides once read a field differently (required on one side, optional on the other), the
+//! shared type reads it as optional and says so: it accepts what either side sends.
 
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod event;
 pub mod lease;
+
+pub use agent::{
+    routes, ErrorBody, Heartbeat, HeartbeatAnswer, ProbeReport, ProbeResult, ProbeTarget,
+    Registered, Registration, LEASE_EXPIRED,
+};
+pub use event::{
+    DrainOrder, Event, EventError, Revocation, Revocations, Secrets, TenantSecrets, PING_INTERVAL,
+};
+pub use lease::LeaseId;
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -102,7 +139,9 @@ impl RelayState {
     }
 }
 
-/// A relay's load as reported in heartbeats.
+/// A relay's load as reported in registrations and heartbeats. Directions are the
+/// client's side of the relay, as coturn counts them: `in` = received from clients
+/// (towards peers), `out` = sent to clients; rates in bits per second.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Load {

@@ -1,5 +1,5 @@
-//! The edge agent's other two channels (the protocol of `edge-agent/src/wire.rs`), with
-//! node-scoped keys:
+//! The edge agent's other two channels (the protocol of `nexrtc_wire`: [`Event`] and its
+//! payloads, [`ProbeReport`], [`ProbeTarget`]), with node-scoped keys:
 //!
 //! * `GET /v1/relays/events?region=R&node=N` — server-sent events. On every connection
 //!   the full current state first (`secrets`, then `revocations`, then `drain` if the node
@@ -18,14 +18,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{self, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use nexrtc_wire::{
+    routes, DrainOrder, Event, ProbeReport, ProbeTarget, Revocations, Secrets, PING_INTERVAL,
+};
 use tokio::sync::watch;
 
 use super::error::ApiError;
@@ -36,23 +36,12 @@ use crate::model::{self, ProbeRecord, RelayState, Revocation, TenantRecord, Tran
 use crate::state::View;
 use crate::store::Snapshot;
 
-/// The stream sends `ping` after this long without another event.
-pub const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// A region pair's probe record is rewritten at most this often.
 pub const PROBE_REFRESH: u64 = 300;
 /// Probe targets per other region.
 pub const TARGETS_PER_REGION: usize = 2;
 /// Most probe results accepted in one report.
 const MAX_RESULTS: usize = 4096;
-
-/// A relay to probe (its STUN address).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProbeTarget {
-    pub region: String,
-    pub node: String,
-    /// `host:port` of its UDP listener (IPv6 in brackets).
-    pub stun: String,
-}
 
 /// Up to [`TARGETS_PER_REGION`] active UDP relays of every region but `region`, chosen by
 /// a hash of (`node`, target) so that agents spread their probes over a region's relays.
@@ -102,7 +91,7 @@ pub async fn events(
             .map_err(|e| ApiError::invalid_request(format!("{name}: {e}")))?;
         Ok::<_, ApiError>(value.to_owned())
     };
-    let (region, node) = (param("region")?, param("node")?);
+    let (region, node) = (param(routes::REGION_PARAM)?, param(routes::NODE_PARAM)?);
     let feed = Feed {
         id: format!("{region}/{node}"),
         tenants: state.snapshots.tenants.subscribe(),
@@ -115,7 +104,9 @@ pub async fn events(
         pending: VecDeque::new(),
     };
     let stream = futures_util::stream::unfold(feed, Feed::next);
-    let ping = Event::default().event("ping").data("{}");
+    let ping = sse::Event::default()
+        .event(Event::PING)
+        .data(data(&Event::Ping));
     let keep_alive = KeepAlive::new().interval(PING_INTERVAL).event(ping);
     Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
 }
@@ -130,11 +121,11 @@ struct Feed {
     sent_secrets: Option<String>,
     sent_revoked: Option<String>,
     draining: bool,
-    pending: VecDeque<Event>,
+    pending: VecDeque<sse::Event>,
 }
 
 impl Feed {
-    async fn next(mut self) -> Option<(Result<Event, Infallible>, Feed)> {
+    async fn next(mut self) -> Option<(Result<sse::Event, Infallible>, Feed)> {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Some((Ok(event), self));
@@ -161,40 +152,51 @@ impl Feed {
     /// Queues what changed since the last events (everything, the first time).
     fn refresh(&mut self) {
         let tenants = self.tenants.borrow_and_update().clone();
-        let secrets = json!({"tenants": tenant_secrets(&tenants)}).to_string();
+        let secrets = data(&Event::Secrets(Secrets {
+            tenants: tenant_secrets(&tenants),
+            default_tenant: None,
+        }));
         if self.sent_secrets.as_ref() != Some(&secrets) {
-            self.pending
-                .push_back(Event::default().event("secrets").data(&secrets));
+            self.push(Event::SECRETS, &secrets);
             self.sent_secrets = Some(secrets);
         }
         let revoked = self.revoked.borrow_and_update().clone();
-        let mut list: Vec<&Revocation> = revoked.entries.values().map(|r| &**r).collect();
+        let mut list: Vec<Revocation> = revoked.entries.values().map(|r| (**r).clone()).collect();
         list.sort_by(|a, b| a.username.cmp(&b.username));
-        let revocations = json!({"revoked": list}).to_string();
+        let revocations = data(&Event::Revocations(Revocations { revoked: list }));
         if self.sent_revoked.as_ref() != Some(&revocations) {
-            self.pending
-                .push_back(Event::default().event("revocations").data(&revocations));
+            self.push(Event::REVOCATIONS, &revocations);
             self.sent_revoked = Some(revocations);
         }
         let view = self.view.borrow_and_update().clone();
         match view.relays.get(&self.id) {
             Some(r) if r.state == RelayState::Draining && !self.draining => {
                 self.draining = true;
-                let mut order = json!({});
-                if let Some(alt) = alternate(&view, &r.region, &self.id) {
-                    order["alternate"] = json!(alt);
-                }
-                if let Some(deadline) = r.drain_deadline {
-                    order["deadline"] = json!(deadline);
-                }
-                self.pending
-                    .push_back(Event::default().event("drain").data(order.to_string()));
+                let order = DrainOrder {
+                    deadline: r.drain_deadline,
+                    alternate: alternate(&view, &r.region, &self.id),
+                };
+                self.push(Event::DRAIN, &data(&Event::Drain(order)));
             }
             Some(r) if r.state == RelayState::Draining => {}
             Some(_) => self.draining = false,
             None => {}
         }
     }
+
+    fn push(&mut self, name: &'static str, data: &str) {
+        self.pending
+            .push_back(sse::Event::default().event(name).data(data));
+    }
+}
+
+/// An event's `data`: one line of JSON with its keys in sorted order (through a
+/// `serde_json::Value`), as the stream has always sent it.
+fn data(event: &Event) -> String {
+    // Serializing these plain structs (string keys, finite numbers) cannot fail.
+    serde_json::to_value(event)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// An active relay of `region` other than `id`, as `host:port` for 300 ALTERNATE-SERVER.
@@ -205,27 +207,6 @@ fn alternate(view: &View, region: &str, id: &str) -> Option<String> {
         .collect();
     candidates.sort();
     candidates.into_iter().next().map(|(_, addr)| addr)
-}
-
-/// `POST /v1/relays/probes` body.
-#[derive(Debug, Deserialize)]
-pub struct ProbeReport {
-    pub from_region: String,
-    pub from_node: String,
-    pub results: Vec<ProbeResult>,
-}
-
-/// Probes to one target.
-#[derive(Debug, Deserialize)]
-pub struct ProbeResult {
-    pub to_region: String,
-    pub to_node: String,
-    /// Median RTT of the answered probes; `null` when all were lost.
-    pub rtt_ms: Option<f64>,
-    /// Share lost, 0..=1.
-    pub loss: f64,
-    #[serde(default)]
-    pub samples: u32,
 }
 
 /// `POST /v1/relays/probes`: 204.

@@ -1,4 +1,5 @@
-//! [`ApiError`]: every error answer is JSON `{"code": "...", "message": "..."}`.
+//! [`ApiError`]: every error answer is JSON `{"code": "...", "message": "..."}`
+//! ([`nexrtc_wire::ErrorBody`], which the edge agent reads).
 //!
 //! Codes are stable (clients branch on them); messages are for people.
 //!
@@ -22,8 +23,9 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use nexrtc_wire::ErrorBody;
 
+use crate::model::RecordError;
 use crate::store::StoreError;
 
 /// An error answer.
@@ -34,12 +36,6 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for 429.
     pub retry_after: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: &'a str,
 }
 
 impl ApiError {
@@ -148,11 +144,27 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A typed store operation's error as the API answers it: 404 `not_found` (an update of
+/// an absent record), 409 `conflict` (a create of an existing one, or an update that kept
+/// losing its compare-and-swap), 500 `internal` (an unreadable record), or the store's.
+impl From<RecordError> for ApiError {
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::Store(e) => e.into(),
+            RecordError::Unreadable { .. } => ApiError::internal(e.to_string()),
+            RecordError::Absent(_) => ApiError::not_found(e.to_string()),
+            RecordError::Exists(_) | RecordError::Contended(_) => {
+                ApiError::conflict("conflict", e.to_string())
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            code: self.code,
-            message: &self.message,
+        let body = ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();

@@ -39,6 +39,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{on, MethodFilter};
 use axum::Router;
+use nexrtc_wire::routes;
 use tokio::time::Instant;
 
 use crate::app::AppState;
@@ -150,10 +151,10 @@ fn routes() -> Routes {
         )
         .add(post.clone(), "/v1/admin/revocations", fleet::revoke)
         // Edge agents.
-        .add(post.clone(), "/v1/relays/register", relays::register)
-        .add(post.clone(), "/v1/relays/heartbeat", relays::heartbeat)
-        .add(post, "/v1/relays/probes", agent::probes)
-        .add(get.clone(), "/v1/relays/events", agent::events)
+        .add(post.clone(), routes::REGISTER, relays::register)
+        .add(post.clone(), routes::HEARTBEAT, relays::heartbeat)
+        .add(post, routes::PROBES, agent::probes)
+        .add(get.clone(), routes::EVENTS, agent::events)
         // Operations.
         .add(get.clone(), "/v1/status", status::status)
         .add(get.clone(), "/status", status::page)

@@ -4,6 +4,7 @@
 //! [`super::route_table`] and that each one is routed, so a route cannot be added or
 //! removed without updating this file.
 
+use nexrtc_wire::routes;
 use serde_json::{json, Map, Value};
 
 fn err(description: &str) -> Value {
@@ -179,20 +180,20 @@ fn paths() -> Value {
             "post": op("Revoke a username until its expiry", admin, Some("RevokeBody"),
                 json!({"201": ok("the revocation", schema("Revocation"))}))
         },
-        "/v1/relays/register": {
+        (routes::REGISTER): {
             "post": op("Register a relay under a lease (edge agents)", &["node"],
                 Some("Registration"), json!({"201": ok("lease, secrets, revocations", schema("Registered"))}))
         },
-        "/v1/relays/heartbeat": {
+        (routes::HEARTBEAT): {
             "post": op("Keep a relay's lease alive and report load", &["node"], Some("Heartbeat"),
                 json!({"200": ok("lease renewed", schema("HeartbeatAnswer")),
                        "404": err("lease_expired: register again")}))
         },
-        "/v1/relays/probes": {
+        (routes::PROBES): {
             "post": op("Report a round of latency probes (edge agents)", &["node"],
                 Some("ProbeReport"), json!({"204": {"description": "stored"}}))
         },
-        "/v1/relays/events": {
+        (routes::EVENTS): {
             "get": {
                 "summary": "Server-sent events for one relay: secrets, revocations, drain, ping \
                     (full state first, then every change)",

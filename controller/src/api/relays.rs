@@ -1,4 +1,6 @@
-//! Relay registration and heartbeats (keys with the `node` scope: edge agents).
+//! Relay registration and heartbeats (keys with the `node` scope: edge agents). The bodies
+//! and answers are the shared protocol types of `nexrtc_wire` ([`Registration`],
+//! [`Registered`], [`Heartbeat`], [`HeartbeatAnswer`]); the edge agent uses the same ones.
 //!
 //! * `POST /v1/relays/register` grants a lease (TTL `lease_ttl`, 5 s by default) and puts
 //!   `relays/<region>/<node>` under it. The answer carries the lease id (a decimal string:
@@ -23,85 +25,19 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use nexrtc_wire::{Heartbeat, HeartbeatAnswer, Registered, Registration, TenantSecrets};
 
-use super::admin::{read, update};
-use super::agent::{probe_targets, ProbeTarget};
+use super::agent::probe_targets;
 use super::error::ApiError;
 use super::extract::{JsonBody, Node};
 use crate::app::AppState;
-use crate::model::{self, Load, RelayAddresses, RelayRecord, RelayState, Revocation};
+use crate::model::stored::{read, update};
+use crate::model::{self, Load, RelayRecord, RelayState, Revocation};
 use crate::model::{TenantRecord, Transport};
 use crate::store::{LeaseId, Snapshot, StoreError};
 
 /// Smallest load-fraction change that is written through.
 const MATERIAL_LOAD_CHANGE: f64 = 0.1;
-
-/// `POST /v1/relays/register` body: a relay record without lease and timestamps.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Registration {
-    pub node: String,
-    pub region: String,
-    pub addresses: RelayAddresses,
-    pub transports: Vec<Transport>,
-    #[serde(default)]
-    pub load: Load,
-    #[serde(default)]
-    pub state: RelayState,
-    #[serde(default)]
-    pub version: String,
-}
-
-/// A tenant's secrets as relays need them.
-#[derive(Debug, Serialize)]
-pub struct TenantSecrets {
-    pub name: String,
-    /// Newest first; relays accept each.
-    pub secrets: Vec<String>,
-    pub cut_at_expiry: bool,
-}
-
-/// `POST /v1/relays/register` answer.
-#[derive(Debug, Serialize)]
-pub struct Registered {
-    /// A decimal string ([`nexrtc_wire::lease`]).
-    #[serde(with = "nexrtc_wire::lease")]
-    pub lease: i64,
-    pub lease_ttl_secs: u64,
-    pub heartbeat_interval_ms: u64,
-    pub tenants: Vec<TenantSecrets>,
-    pub revoked: Vec<Revocation>,
-    /// Relays of other regions to send latency probes to.
-    pub probe_targets: Vec<ProbeTarget>,
-}
-
-/// `POST /v1/relays/heartbeat` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Heartbeat {
-    pub region: String,
-    pub node: String,
-    /// A decimal string (a JSON integer is accepted too; see [`nexrtc_wire::lease`]).
-    #[serde(with = "nexrtc_wire::lease")]
-    pub lease: i64,
-    #[serde(default)]
-    pub load: Load,
-    /// What the relay reports (a drain order from the admin API overrides `active`).
-    #[serde(default)]
-    pub state: RelayState,
-}
-
-/// `POST /v1/relays/heartbeat` answer.
-#[derive(Debug, Serialize)]
-pub struct HeartbeatAnswer {
-    pub lease_ttl_secs: u64,
-    pub heartbeat_interval_ms: u64,
-    /// The state the controller wants: `draining` is a drain order.
-    pub state: RelayState,
-    /// Whether the record was rewritten.
-    pub written: bool,
-}
 
 fn validate(r: &Registration) -> Result<(), ApiError> {
     let bad = ApiError::invalid_request;
@@ -218,7 +154,7 @@ pub async fn register(
     Ok((
         StatusCode::CREATED,
         Json(Registered {
-            lease: lease.id.0,
+            lease: nexrtc_wire::LeaseId(lease.id.0),
             lease_ttl_secs: lease.ttl.as_secs(),
             heartbeat_interval_ms: heartbeat_ms(&state),
             tenants: tenant_secrets(&state.snapshots.tenants.snapshot()),
@@ -231,7 +167,7 @@ pub async fn register(
 fn lease_expired() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "lease_expired",
+        nexrtc_wire::LEASE_EXPIRED,
         "the relay's lease is gone; register again",
     )
 }
@@ -251,12 +187,12 @@ pub async fn heartbeat(
     _: Node,
     JsonBody(body): JsonBody<Heartbeat>,
 ) -> Result<Json<HeartbeatAnswer>, ApiError> {
-    let lease = LeaseId(body.lease);
+    let lease = LeaseId(body.lease.0);
     match state.store.keep_alive(lease).await {
         Ok(()) => state.liveness.renewed(lease, state.options.lease_ttl),
         Err(StoreError::LeaseNotFound) => {
             state.liveness.forget(lease);
-            state.metrics.heartbeat("lease_expired");
+            state.metrics.heartbeat(nexrtc_wire::LEASE_EXPIRED);
             return Err(lease_expired());
         }
         Err(e) => {
@@ -274,14 +210,14 @@ pub async fn heartbeat(
         None => match read::<RelayRecord>(&*state.store, &key).await? {
             Some(r) => r.value.into(),
             None => {
-                state.metrics.heartbeat("lease_expired");
+                state.metrics.heartbeat(nexrtc_wire::LEASE_EXPIRED);
                 return Err(lease_expired());
             }
         },
     };
     if current.lease != lease.0 {
         state.liveness.forget(lease);
-        state.metrics.heartbeat("lease_expired");
+        state.metrics.heartbeat(nexrtc_wire::LEASE_EXPIRED);
         return Err(lease_expired());
     }
     let wanted = match current.state {
@@ -311,7 +247,7 @@ pub async fn heartbeat(
                 answer_state = record.state;
             }
             Err(e) if e.status == StatusCode::NOT_FOUND => {
-                state.metrics.heartbeat("lease_expired");
+                state.metrics.heartbeat(nexrtc_wire::LEASE_EXPIRED);
                 return Err(lease_expired());
             }
             Err(e) => {
@@ -324,9 +260,10 @@ pub async fn heartbeat(
         .metrics
         .heartbeat(if written { "written" } else { "kept" });
     Ok(Json(HeartbeatAnswer {
-        lease_ttl_secs: lease_ttl_secs(&state),
-        heartbeat_interval_ms: heartbeat_ms(&state),
-        state: answer_state,
-        written,
+        lease_ttl_secs: Some(lease_ttl_secs(&state)),
+        heartbeat_interval_ms: Some(heartbeat_ms(&state)),
+        state: Some(answer_state),
+        written: Some(written),
+        probe_targets: None,
     }))
 }

@@ -1,4 +1,4 @@
-//! The JSON records the controller keeps in the store (DESIGN.md "Store layout").
+//! The JSON records the controller keeps in the store (ARCHITECTURE.md, "Store layout").
 //!
 //! Keys are relative to the store's prefix (`/nexrtc/v1/` in etcd):
 //!
@@ -20,9 +20,12 @@
 use serde::{Deserialize, Serialize};
 
 mod relay;
+pub mod stored;
 
 pub use nexrtc_geo::Region;
+pub use nexrtc_wire::Revocation;
 pub use relay::{Endpoint, Load, RelayAddresses, RelayRecord, RelayState, Transport};
+pub use stored::{RecordError, Stored};
 
 /// Key prefix of relay records (`relays/<region>/<node>`).
 pub const RELAYS: &str = "relays/";
@@ -213,22 +216,11 @@ impl KeyRecord {
 // ---------------------------------------------------------------------------------------
 // Revocations and probes
 
-/// `revoked/<tenant>/<username>`: relays refuse this username until `until`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Revocation {
-    pub tenant: String,
-    pub username: String,
-    /// The username's expiry (unix seconds); the record's lease ends then.
-    pub until: u64,
-    /// Unix seconds.
-    #[serde(default)]
-    pub revoked_at: u64,
-}
-
-impl Revocation {
-    pub fn key(tenant: &str, username: &str) -> String {
-        format!("{REVOKED}{tenant}/{username}")
-    }
+/// `revoked/<tenant>/<username>`: relays refuse this username until `until`. The record is
+/// the protocol's [`Revocation`] (relays receive it as stored); its key is
+/// [`revocation_key`].
+pub fn revocation_key(tenant: &str, username: &str) -> String {
+    format!("{REVOKED}{tenant}/{username}")
 }
 
 /// `room_revoked/<tenant>/<room>/<participant>` (`*` for the whole room): room tokens of

@@ -5,7 +5,11 @@ use super::RELAYS;
 
 pub use nexrtc_wire::{Endpoint, Load, RelayAddresses, RelayState, Transport};
 
-/// `relays/<region>/<node>`: one registered relay, under its lease.
+/// `relays/<region>/<node>`: one registered relay, under its lease: the fields of its
+/// registration ([`nexrtc_wire::Registration`]) and what the controller adds. Declared apart
+/// from the registration on purpose: a stored record ignores fields it does not know (a
+/// newer replica may have written them during a rolling upgrade), a registration refuses
+/// them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RelayRecord {
     pub node: String,

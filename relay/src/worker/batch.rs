@@ -29,7 +29,7 @@ use std::os::fd::RawFd;
 use super::HEADROOM;
 
 /// Most datagrams per `recvmmsg` that `--udp-batch` may ask for.
-pub const MAX_BATCH: usize = 128;
+pub const MAX_BATCH: usize = crate::config::MAX_BATCH;
 /// The largest UDP payload (IPv6 jumbograms aside).
 const MAX_DATAGRAM: usize = 65536;
 /// One slot: headroom, payload, and padding room for stream transports.
@@ -414,6 +414,10 @@ pub fn gso_supported() -> bool {
     })
 }
 
+// The two conversions below are written by hand rather than through
+// socket2's `SockAddr`: they run once per datagram in each direction on the
+// recvmmsg/sendmmsg path, straight on the batch's sockaddr_in6 slots, where a
+// `SockAddr` would copy each address through a 128-byte sockaddr_storage.
 fn from_sockaddr(sa: &libc::sockaddr_in6, len: libc::socklen_t) -> Option<SocketAddr> {
     match i32::from(sa.sin6_family) {
         libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {

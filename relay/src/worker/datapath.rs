@@ -3,16 +3,17 @@
 //! ChannelData hot path, sent on at once from the shared receive buffer.
 
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
 use turn_core::stats::DropReason;
 use turn_core::{ClientAction, ClientSocket, Now, PeerAction, RelayHandle, Server, Transport};
 
-use super::{token, TokenKind, Worker, HEADROOM, STREAM_BUDGET, UDP_BUDGET};
+use super::{Worker, HEADROOM, STREAM_BUDGET, UDP_BUDGET};
 use crate::clients::CloseReason;
 use crate::relay_sockets::RelaySockets;
 use crate::stream::{cut_frames, FrameError, ReadOutcome};
+use crate::sys::udp_send;
+use crate::token::{token, TokenKind};
 
 impl Worker {
     /// Client datagrams on listener `index`, a `recvmmsg` batch at a time.
@@ -253,24 +254,10 @@ fn forward(relays: &RelaySockets, server: &Server, action: ClientAction, packet:
         return;
     };
     let sent = match (relays.socket(relay), packet.get(payload)) {
-        (Some(socket), Some(data)) => send_to(socket, data, peer),
+        (Some(socket), Some(data)) => udp_send(socket, data, peer),
         _ => false,
     };
     if !sent {
         server.stats().dropped(DropReason::SendFailed).inc();
     }
-}
-
-fn send_to(socket: &mio::net::UdpSocket, data: &[u8], to: SocketAddr) -> bool {
-    loop {
-        match socket.send_to(data, to) {
-            Ok(_) => return true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-}
-
-pub(crate) fn udp_send(socket: &mio::net::UdpSocket, data: &[u8], to: SocketAddr) -> bool {
-    send_to(socket, data, to)
 }

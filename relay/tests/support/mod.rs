@@ -1,14 +1,13 @@
-//! A relay on loopback and a minimal TURN client for the relay's own
-//! integration tests.
-#![allow(dead_code)] // each test binary uses its own part
+//! A relay on loopback, and clients of it (the shared test TURN client with
+//! this relay's realm and secret), for the relay's own integration tests.
+#![allow(dead_code, unused_imports)] // each test binary uses its own part
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use nexrtc_test_support::turn::rest_credentials;
+pub use nexrtc_test_support::turn::{Relayed, TurnClient};
 use turn_core::auth::rest_password;
-use turn_core::stun::{
-    self, attr, long_term_key, Class, Message, MessageBuilder, Method, TransactionId,
-};
 
 use nexrtc_relay::{Relay, RelayConfig, Settings};
 
@@ -71,114 +70,37 @@ pub fn start_with(tweak: impl Fn(&mut Settings)) -> Relay {
     panic!("no free ports for the relay");
 }
 
-pub struct Client {
-    pub socket: UdpSocket,
-    pub server: SocketAddr,
-    username: String,
-    key: [u8; 16],
-    nonce: String,
-    id: u8,
+/// How long a client of these tests waits for an answer (it does not retransmit).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client of the test relay for `user`, with REST credentials valid for an hour.
+pub fn client(server: SocketAddr, user: &str) -> TurnClient {
+    let (username, _) = rest_credentials(SECRET, user);
+    client_as(server, &username)
 }
 
-impl Client {
-    pub fn new(server: SocketAddr, user: &str) -> Client {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs();
-        Client::with_username(server, &format!("{}:{user}", now + 3600))
-    }
+/// A client of the test relay with this whole TURN REST username (`<expiry>:<user>`).
+pub fn client_as(server: SocketAddr, username: &str) -> TurnClient {
+    let password = rest_password(SECRET.as_bytes(), username);
+    TurnClient::udp(server, username, &password).with_timeouts(ANSWER_TIMEOUT, ANSWER_TIMEOUT)
+}
 
-    /// A client with this whole TURN REST username (`<expiry>:<user>`).
-    pub fn with_username(server: SocketAddr, username: &str) -> Client {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("client socket");
-        socket
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("read timeout");
-        let username = username.to_owned();
-        let key = long_term_key(
-            &username,
-            REALM,
-            &rest_password(SECRET.as_bytes(), &username),
-        );
-        Client {
-            socket,
-            server,
-            username,
-            key,
-            nonce: String::new(),
-            id: 0,
-        }
-    }
-
-    pub fn request(&mut self, method: Method, f: impl Fn(&mut MessageBuilder)) -> Vec<u8> {
-        self.id += 1;
-        let mut b = MessageBuilder::new(method, Class::Request, TransactionId([self.id; 12]));
-        f(&mut b);
-        if !self.nonce.is_empty() {
-            b.long_term_credentials(&self.username, REALM, self.nonce.as_bytes(), &self.key);
-        }
-        self.socket
-            .send_to(&b.finish(), self.server)
-            .expect("send to the relay");
-        let mut buf = [0u8; 2048];
-        let (n, _) = self
-            .socket
-            .recv_from(&mut buf)
-            .expect("answer from the relay");
-        buf[..n].to_vec()
-    }
-
-    pub fn code(answer: &[u8]) -> u16 {
-        let msg = Message::parse(answer).expect("STUN answer");
-        msg.attribute(attr::ERROR_CODE).map_or(200, |a| {
-            stun::decode_error_code(a.value).expect("ERROR-CODE").0
-        })
-    }
-
-    /// Allocate (after the 401 round trip): the answer's code and relayed address.
-    pub fn allocate(&mut self) -> (u16, Option<SocketAddr>) {
-        let transport = |b: &mut MessageBuilder| {
-            b.attribute(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
-        };
-        if self.nonce.is_empty() {
-            let answer = self.request(Method::ALLOCATE, transport);
-            let msg = Message::parse(&answer).expect("STUN answer");
-            assert_eq!(Client::code(&answer), 401);
-            self.nonce =
-                stun::decode_utf8(msg.attribute(attr::NONCE).expect("NONCE in the 401").value)
-                    .expect("UTF-8 NONCE")
-                    .to_owned();
-        }
-        let answer = self.request(Method::ALLOCATE, transport);
-        let msg = Message::parse(&answer).expect("STUN answer");
-        let relayed = msg.attribute(attr::XOR_RELAYED_ADDRESS).map(|a| {
-            stun::decode_xor_address(a.value, &msg.transaction_id()).expect("XOR-RELAYED-ADDRESS")
-        });
-        (Client::code(&answer), relayed)
-    }
-
-    /// Refresh with `lifetime` seconds (0 deletes the allocation): the code.
-    pub fn refresh(&mut self, lifetime: u32) -> u16 {
-        let answer = self.request(Method::REFRESH, |b| {
-            b.u32(attr::LIFETIME, lifetime);
-        });
-        Client::code(&answer)
-    }
-
-    /// The TURN REST username (`<expiry>:<user>`).
-    pub fn username(&self) -> &str {
-        &self.username
-    }
-
-    pub fn channel_bind(&mut self, number: u16, peer: SocketAddr) -> u16 {
-        let answer = self.request(Method::CHANNEL_BIND, |b| {
-            b.attribute(
-                attr::CHANNEL_NUMBER,
-                &[(number >> 8) as u8, number as u8, 0, 0],
-            )
-            .xor_address(attr::XOR_PEER_ADDRESS, peer);
-        });
-        Client::code(&answer)
-    }
+/// A client of `user` with an allocation, and a peer (a UDP socket on 127.0.0.1
+/// that waits up to 10 s) bound to `channel`: the client, the peer and the
+/// relayed address.
+pub fn channel_session(
+    server: SocketAddr,
+    user: &str,
+    channel: u16,
+) -> (TurnClient, UdpSocket, SocketAddr) {
+    let mut c = client(server, user);
+    let allocated = c.allocate();
+    assert_eq!(allocated.code(), 200, "{user}: {allocated:?}");
+    let relayed = allocated.relayed().expect("XOR-RELAYED-ADDRESS");
+    let peer = UdpSocket::bind("127.0.0.1:0").expect("peer socket");
+    peer.set_read_timeout(Some(ANSWER_TIMEOUT))
+        .expect("read timeout");
+    let bound = c.channel_bind(channel, peer.local_addr().expect("peer address"));
+    assert_eq!(bound.code(), 200, "{user}: {bound:?}");
+    (c, peer, relayed)
 }

@@ -198,6 +198,7 @@ impl Server {
                 acc.rotate_left(17) ^ u64::from_le_bytes(b)
             })
             | 1;
+        let ledger = config.ledger.clone().unwrap_or_default();
         Server {
             config,
             credentials,
@@ -212,7 +213,7 @@ impl Server {
             multiplexed: false,
             pending: FxHashMap::default(),
             next_request: 0,
-            ledger: Arc::new(AllocationLedger::new()),
+            ledger,
             responses: ResponseCache::default(),
             unauthenticated,
             transmits: VecDeque::new(),
@@ -582,13 +583,6 @@ impl Server {
 
     pub fn allocation_count(&self) -> usize {
         self.by_client.len()
-    }
-
-    /// Counts this server's allocations in `ledger` (shared with the other
-    /// workers' servers) so the quotas hold over all of them. Call before the
-    /// first packet.
-    pub fn share_ledger(&mut self, ledger: Arc<AllocationLedger>) {
-        self.ledger = ledger;
     }
 
     pub fn stats(&self) -> &Arc<Stats> {

@@ -19,11 +19,13 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{check_name, list, read, update};
+use super::check_name;
 use crate::api::error::ApiError;
 use crate::api::extract::{query_param, Admin, JsonBody, Path};
 use crate::app::AppState;
 use crate::credentials::parse_username;
+use crate::model::stored::{list, read, update};
+use crate::model::RecordError;
 use crate::model::{self, Region, RelayRecord, RelayState, Revocation, TenantRecord};
 use crate::model::{REGIONS, RELAYS, REVOKED, TENANTS};
 
@@ -178,7 +180,7 @@ async fn drain_one(
         if deadline.is_some() {
             r.drain_deadline = deadline;
         }
-        Ok(r)
+        Ok::<_, RecordError>(r)
     })
     .await?;
     Ok(revision)
@@ -282,7 +284,7 @@ pub async fn revoke(
             (parsed.expiry - now).min(MAX_LEASE_SECS),
         ))
         .await?;
-    let key = Revocation::key(parsed.tenant, &body.username);
+    let key = model::revocation_key(parsed.tenant, &body.username);
     let revision = state
         .store
         .put(&key, model::encode(&record), Some(lease.id))

@@ -6,11 +6,11 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{create, list};
 use crate::api::error::ApiError;
 use crate::api::extract::{Admin, JsonBody, Path};
 use crate::app::AppState;
 use crate::credentials::{key_hash, new_api_key};
+use crate::model::stored::{create, list};
 use crate::model::{KeyRecord, RateLimit, Scope, KEYS, TENANTS};
 
 /// A key as listed (without the key itself).

@@ -11,16 +11,17 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
-use super::{check_name, read};
+use super::check_name;
 use crate::api::error::ApiError;
-use crate::api::extract::{Admin, JsonBody};
+use crate::api::extract::{Admin, JsonBody, Path};
 use crate::app::AppState;
 use crate::credentials::{validate_room_name, MAX_ROOM_NAME_LEN, MAX_ROOM_TOKEN_TTL};
+use crate::model::stored::read;
 use crate::model::{self, RoomRevocation, TenantRecord, TENANTS};
 
 /// The request body.

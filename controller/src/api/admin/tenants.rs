@@ -11,12 +11,14 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{check_name, create, list, read, update};
+use super::check_name;
 use crate::api::cors::normalize_origin;
 use crate::api::error::ApiError;
 use crate::api::extract::{Admin, JsonBody, Path};
 use crate::app::AppState;
 use crate::credentials::{random_b64, random_id};
+use crate::model::stored::{create, list, read, update};
+use crate::model::RecordError;
 use crate::model::{Limits, Policy, Secret, TenantRecord, MAX_SECRETS, TENANTS};
 
 /// Shortest secret accepted from an operator.
@@ -183,7 +185,7 @@ pub async fn update_tenant(
         if let Some(policy) = &body.policy {
             t.policy = policy.clone();
         }
-        Ok(t)
+        Ok::<_, RecordError>(t)
     })
     .await?;
     settle(&state, revision).await;
@@ -218,7 +220,7 @@ pub async fn add_secret(
     let (record, revision) = update(&*state.store, &key(&name), |mut t: TenantRecord| {
         t.secrets.insert(0, new.clone());
         t.secrets.truncate(MAX_SECRETS);
-        Ok(t)
+        Ok::<_, RecordError>(t)
     })
     .await?;
     settle(&state, revision).await;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer};
 use turn_core::Credentials;
 
-use crate::config::{invalid, parse_file, ConfigError};
+use super::{invalid, parse_file, ConfigError};
 
 /// The tenant that `--static-auth-secret` configures.
 pub const STATIC_TENANT: &str = "default";

@@ -1,0 +1,49 @@
+//! Small system helpers shared by the worker's parts: the wall clock, the
+//! SO_REUSEPORT option, and a plain UDP send.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use socket2::Socket;
+
+/// Seconds since the unix epoch (0 if the clock is before it).
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// SO_REUSEPORT (Linux ≥ 3.9), set directly so no socket2 feature is needed.
+pub(crate) fn set_reuse_port(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid fd and a c_int option value of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sends one datagram (retrying on EINTR); `false` if it failed.
+#[inline]
+pub(crate) fn udp_send(socket: &mio::net::UdpSocket, data: &[u8], to: SocketAddr) -> bool {
+    loop {
+        match socket.send_to(data, to) {
+            Ok(_) => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! A relay node as one process: the relay, its operations HTTP, its
+//! supervision (signals, drain, reload, worker death) and, with a controller,
+//! the edge agent, all on the caller's tokio runtime. `nexrtc relay` runs one
+//! on a one-thread runtime; `nexrtc dev` runs one beside its controller.
+//!
+//! The agent does not depend on the relay crate: [`AttachedRelay`] (the
+//! agent's `Apply`) and [`RelayMonitor`] (its `RelayCounters`) adapt the
+//! relay to it (`src/agent_relay.rs`), and [`RelayNode::start`] is the one
+//! place that attaches an agent to a relay.
+
+use std::sync::Arc;
+
+use nexrtc_edge_agent::config::Advertised;
+use nexrtc_edge_agent::wire::{Endpoint, Transport};
+use nexrtc_edge_agent::{AgentConfig, AgentHandle, RelayLoad};
+use nexrtc_relay::{Bound, Exit, OpsListener, OpsServer, Relay, RelayConfig, Signals};
+
+pub use crate::agent_relay::{AttachedRelay, RelayMonitor};
+
+/// A relay node running on the current tokio runtime.
+pub struct RelayNode {
+    config: RelayConfig,
+    relay: Arc<Relay>,
+    signals: Signals,
+    ops: OpsServer,
+    agent: Option<AgentHandle>,
+}
+
+/// Why a relay node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Relay(#[from] nexrtc_relay::RunError),
+    #[error("cannot start the edge agent: {0}")]
+    Agent(#[from] nexrtc_edge_agent::AgentError),
+}
+
+impl From<nexrtc_relay::StartError> for NodeError {
+    fn from(e: nexrtc_relay::StartError) -> NodeError {
+        NodeError::Relay(e.into())
+    }
+}
+
+impl RelayNode {
+    /// Installs the signal handlers, binds the operations listener, starts the
+    /// relay's workers and (with `agent`) the edge agent, and serves the
+    /// operations HTTP, the agent's registry composed into the relay's `/metrics`.
+    pub async fn start(
+        config: RelayConfig,
+        agent: Option<AgentConfig>,
+    ) -> Result<RelayNode, NodeError> {
+        let signals = Signals::install()?;
+        let ops = OpsListener::bind(config.metrics_listen).await?;
+        let relay = Arc::new(Relay::start(&config)?);
+        let agent = match agent {
+            Some(mut agent) => {
+                if agent.advertise.is_empty() {
+                    agent.advertise = relay_advertised(&config);
+                }
+                let load = RelayLoad::new(RelayMonitor(relay.monitor()), agent.capacity);
+                Some(nexrtc_edge_agent::spawn(
+                    agent,
+                    load,
+                    AttachedRelay(relay.clone()),
+                )?)
+            }
+            None => None,
+        };
+        nexrtc_relay::announce(&relay, &config);
+        let agent_metrics = agent.as_ref().map(|a| a.metrics().clone());
+        let ops = ops.serve(relay.monitor(), agent_metrics);
+        Ok(RelayNode {
+            config,
+            relay,
+            signals,
+            ops,
+            agent,
+        })
+    }
+
+    /// The sockets the relay listens on.
+    pub fn bound(&self) -> &[Bound] {
+        self.relay.bound()
+    }
+
+    /// Supervises the relay until it exits (see [`nexrtc_relay::supervise`]),
+    /// then stops the operations HTTP and the agent and stops the workers.
+    pub async fn run(mut self) -> Exit {
+        let exit = nexrtc_relay::supervise(&self.relay, &self.config, &mut self.signals).await;
+        let ops_stopped = self.ops.stop();
+        // The agent's tasks hold clones of the relay: whichever is dropped
+        // last stops the workers (Relay's Drop joins them).
+        drop(self.agent);
+        drop(self.relay);
+        ops_stopped.await;
+        exit
+    }
+}
+
+/// The addresses of a relay started from `config`, for when none are
+/// advertised: its advertised relay address (or listening address) with each
+/// listening port. Empty when the relay listens on the wildcard address only
+/// and has no external IP.
+pub fn relay_advertised(config: &RelayConfig) -> Vec<Advertised> {
+    let advertised = [config.relay_v4, config.relay_v6]
+        .into_iter()
+        .flatten()
+        .map(|r| r.advertised)
+        .chain(config.listeners.ips.iter().copied())
+        .find(|ip| !ip.is_unspecified());
+    let Some(ip) = advertised else {
+        return Vec::new();
+    };
+    let host = ip.to_string();
+    let l = &config.listeners;
+    let mut out = Vec::new();
+    let mut add = |transport, port| {
+        out.push(Advertised {
+            transport,
+            endpoint: Endpoint {
+                host: host.clone(),
+                port,
+            },
+        })
+    };
+    if let Some(p) = l.udp_port {
+        add(Transport::Udp, p);
+    }
+    if let Some(p) = l.tcp_port {
+        add(Transport::Tcp, p);
+    }
+    for p in &l.tls_ports {
+        add(Transport::Tls, *p);
+    }
+    out
+}
