@@ -1,43 +1,23 @@
-//! The Prometheus text of `GET /metrics` ([`registry`], [`render`]), from every worker's
-//! counters at scrape time; the routes are in [`crate::ops`].
+//! The relay's families of `GET /metrics` ([`collect`], [`render`]), from every worker's
+//! counters at scrape time; the routes and the relay's registry are in [`crate::ops`].
 //!
 //! The core and the shell only bump single-writer atomics; nothing here runs on
-//! the packet path. At each scrape a collector of the relay's [`registry`] sums them into
-//! a registry made for that scrape ([`nexrtc_metrics`], the mechanism every component
-//! uses); another registry (the in-process edge agent's) is registered into the relay's,
-//! so its families follow the relay's own. Names are `nexrtc_relay_<what>_<unit>` (`_total`
+//! the packet path. At each scrape the collector of the relay's registry
+//! ([`crate::ops::registry`]) sums them into a registry made for that scrape
+//! ([`nexrtc_metrics`], the mechanism every component uses); another registry (the
+//! in-process edge agent's) is registered into the relay's, so its families follow the
+//! relay's own. Names are `nexrtc_relay_<what>_<unit>` (`_total`
 //! for counters); labels are tenant, transport, direction, method, code and reason,
 //! never a username or an address (their number is unbounded).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-use nexrtc_metrics::{Collector, Registry};
+use nexrtc_metrics::Registry;
 use turn_core::stats::{AuthFailure, Counter, DropReason, MethodLabel, ERROR_CODES};
 use turn_core::Transport;
 
-use crate::control::Monitor;
 pub use crate::stats::{ShellStats, Status, WorkerStats};
-
-/// The relay's families, read from the workers' counters at each scrape.
-struct RelayCollector {
-    monitor: Monitor,
-}
-
-impl Collector for RelayCollector {
-    fn collect(&self, scrape: &Registry) {
-        collect(&self.monitor.stats(), self.monitor.status(), scrape);
-    }
-}
-
-/// The relay's registry: its own families (read at each scrape), then what is registered
-/// into it (the in-process edge agent's registry, see [`crate::ops::OpsListener::serve`]).
-pub fn registry(monitor: Monitor) -> Registry {
-    let registry = Registry::new();
-    registry.register_collector(Arc::new(RelayCollector { monitor }));
-    registry
-}
 
 /// The relay's own families alone, as `/metrics` shows them.
 pub fn render(workers: &[WorkerStats], status: Status) -> String {
@@ -47,7 +27,7 @@ pub fn render(workers: &[WorkerStats], status: Status) -> String {
 }
 
 /// Describes and sets the relay's families in `out`: sums over `workers`, and `status`.
-fn collect(workers: &[WorkerStats], status: Status, out: &Registry) {
+pub fn collect(workers: &[WorkerStats], status: Status, out: &Registry) {
     let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(f).sum::<u64>();
     let counter = |name: &'static str, labels: &[(&'static str, &str)], v: u64| {
         out.counter(name, labels).absolute(v);
@@ -245,6 +225,7 @@ const BYTES: &str = "nexrtc_relay_bytes_total";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use turn_core::Stats;
 
     fn worker() -> WorkerStats {

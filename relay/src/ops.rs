@@ -1,4 +1,4 @@
-//! The operations HTTP: `GET /metrics` (Prometheus text, [`crate::metrics::registry`]),
+//! The operations HTTP: `GET /metrics` (Prometheus text of the relay's [`registry`]),
 //! `GET /healthz`, `GET /readyz`. A program serves it on its own tokio
 //! runtime: [`OpsListener::bind`] first (a busy port stops the start before
 //! the workers run), then [`OpsListener::serve`] once the relay runs, and
@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -13,7 +14,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use nexrtc_metrics::{Registry, CONTENT_TYPE};
+use nexrtc_metrics::{Collector, Registry, CONTENT_TYPE};
 
 use crate::control::Monitor;
 use crate::error::RunError;
@@ -47,7 +48,7 @@ impl OpsListener {
     pub fn serve(self, monitor: Monitor, extra: Option<Registry>) -> OpsServer {
         tracing::info!(addr = %self.addr, "operations HTTP: /metrics /healthz /readyz");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let registry = metrics::registry(monitor.clone());
+        let registry = registry(monitor.clone());
         if let Some(extra) = extra {
             registry.register(extra);
         }
@@ -86,6 +87,25 @@ impl OpsServer {
     }
 }
 
+/// The relay's families, read from the workers' counters at each scrape.
+struct RelayCollector {
+    monitor: Monitor,
+}
+
+impl Collector for RelayCollector {
+    fn collect(&self, scrape: &Registry) {
+        metrics::collect(&self.monitor.stats(), self.monitor.status(), scrape);
+    }
+}
+
+/// The relay's registry: its own families (read at each scrape), then what is registered
+/// into it (the in-process edge agent's registry, see [`OpsListener::serve`]).
+pub fn registry(monitor: Monitor) -> Registry {
+    let registry = Registry::new();
+    registry.register_collector(Arc::new(RelayCollector { monitor }));
+    registry
+}
+
 #[derive(Clone)]
 struct Ops {
     monitor: Monitor,
@@ -93,7 +113,7 @@ struct Ops {
 }
 
 /// The routes of the operations listener; `/metrics` renders `registry` (the relay's,
-/// [`metrics::registry`]).
+/// [`registry`]).
 pub fn router(monitor: Monitor, registry: Registry) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
