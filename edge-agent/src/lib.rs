@@ -23,7 +23,7 @@
 //!
 //! The agent does not depend on the relay crate: a program running both
 //! (the `nexrtc` binary) implements [`Apply`] and [`RelayCounters`] for it.
-//! * [`probe`] — latency probes; [`metric`] — metric names.
+//! * [`probe`] — latency probes; [`metric`] — metric names and the agent's registry.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
