@@ -19,7 +19,7 @@
 //! [`DRAIN_GRACE_SECS`], then the process exits 0; a relay that stops on a failure ends
 //! the process with exit 1.
 //!
-//! Metrics: every component has a registry of its own ([`nexrtc_metrics::Registry`]), as in
+//! Metrics: every component has a registry of its own (`nexrtc_metrics::Registry`), as in
 //! the separate processes. The controller's `/metrics` renders the controller's; the
 //! relay's `/metrics` renders the relay's, into which the agent's registry is registered
 //! (the agent's `nexrtc_agent_*` families follow the relay's own).
