@@ -95,6 +95,8 @@ pub mod slot {
     pub const COTURN_STUN: u16 = 42;
     pub const CONTROLLER_INIT: u16 = 43;
     pub const COTURN_AGENT: u16 = 44;
+    /// The relay installed from the Debian package (tests/package.rs): 65500-65535.
+    pub const PACKAGE: u16 = 45;
 }
 
 pub(crate) const SLOT_BASE: u16 = 61_000;
