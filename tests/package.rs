@@ -254,7 +254,10 @@ fn dpkg(root: &Path, args: &[&str]) -> Output {
             "--log=/dev/null",
         ])
         .args(args)
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
     run(&format!("dpkg {}", args.join(" ")), &mut cmd)
 }
 
@@ -350,7 +353,10 @@ fn deb_builds_installs_runs_and_purges() {
     assert_eq!(field("Version"), format!("{version}-1"));
     assert_eq!(field("Architecture"), arch);
     assert_eq!(field("Section"), "net");
-    assert!(field("Maintainer").contains('<'), "Maintainer: name <email>");
+    assert!(
+        field("Maintainer").contains('<'),
+        "Maintainer: name <email>"
+    );
     let depends = field("Depends");
     assert!(
         depends.contains("libc6 (>=") && depends.contains("systemd"),
@@ -358,7 +364,10 @@ fn deb_builds_installs_runs_and_purges() {
     );
     let conffiles = stdout(&run(
         "dpkg-deb -I conffiles",
-        Command::new("dpkg-deb").arg("-I").arg(&deb).arg("conffiles"),
+        Command::new("dpkg-deb")
+            .arg("-I")
+            .arg(&deb)
+            .arg("conffiles"),
     ));
     let mut conffiles: Vec<&str> = conffiles.lines().map(str::trim).collect();
     conffiles.sort_unstable();
@@ -422,7 +431,7 @@ fn deb_builds_installs_runs_and_purges() {
     assert!(status.contains("Status: install ok installed"), "{status}");
 
     let installed = root.join("usr/bin/nexrtc");
-    assert_eq!(mode(&installed), 0o755);
+    assert_eq!(format!("{:o}", mode(&installed)), "755");
     for unit in UNITS {
         assert_eq!(
             std::fs::read(root.join("usr/lib/systemd/system").join(unit)).expect("unit"),
@@ -454,12 +463,19 @@ fn deb_builds_installs_runs_and_purges() {
     ] {
         let meta = std::fs::metadata(root.join(path)).expect(path);
         assert_eq!(
-            (meta.uid(), meta.gid(), mode(&root.join(path))),
-            (0, gid, want),
+            (
+                meta.uid(),
+                meta.gid(),
+                format!("{:o}", mode(&root.join(path)))
+            ),
+            (0, gid, format!("{want:o}")),
             "{path}: root:nexrtc {want:o}"
         );
     }
-    assert_eq!(mode(&root.join("etc/default/nexrtc-relay")), 0o600);
+    assert_eq!(
+        format!("{:o}", mode(&root.join("etc/default/nexrtc-relay"))),
+        "600"
+    );
 
     // 5. The installed binary runs, as a relay from the installed configuration
     //    with a realm and a secret added (the shipped file holds comments only).
@@ -491,7 +507,10 @@ fn deb_builds_installs_runs_and_purges() {
     .expect("write relay.toml");
     let mut relay = ChildGuard::spawn(
         "packaged-relay",
-        Command::new(&installed).arg("relay").arg("--config").arg(&config),
+        Command::new(&installed)
+            .arg("relay")
+            .arg("--config")
+            .arg(&config),
     );
     let server: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, port).into();
     let (username, password) = rest_credentials(&secret, "pkg");
@@ -516,8 +535,15 @@ fn deb_builds_installs_runs_and_purges() {
     while !relay.log_text().contains("draining") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(relay.log_text().contains("draining"), "{}", relay.log_tail(20));
-    assert!(relay.exited().is_none(), "the relay drains, it does not exit");
+    assert!(
+        relay.log_text().contains("draining"),
+        "{}",
+        relay.log_tail(20)
+    );
+    assert!(
+        relay.exited().is_none(),
+        "the relay drains, it does not exit"
+    );
     signal(relay.pid());
     let status = relay
         .wait_exit(Duration::from_secs(10))
@@ -535,7 +561,12 @@ fn deb_builds_installs_runs_and_purges() {
 
     // 7. Purge: nothing of the package is left but the nexrtc user.
     dpkg(&root, &["--purge", "nexrtc"]);
-    for gone in ["etc/nexrtc", "etc/default/nexrtc-relay", "var/lib/nexrtc", "usr/bin"] {
+    for gone in [
+        "etc/nexrtc",
+        "etc/default/nexrtc-relay",
+        "var/lib/nexrtc",
+        "usr/bin",
+    ] {
         assert!(!root.join(gone).exists(), "{gone} is left after purge");
     }
     let status = Command::new("dpkg")
