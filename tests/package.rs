@@ -313,7 +313,8 @@ fn deb_builds_installs_runs_and_purges() {
     let built = run(
         "cargo deb",
         Command::new(&cargo_deb)
-            .args(["deb", "--no-build", "--strip", "--fast", "--manifest-path"])
+            .args(["deb", "--no-build", "--strip", "--no-dbgsym", "--fast"])
+            .arg("--manifest-path")
             .arg(repo().join("Cargo.toml"))
             .arg("--output")
             .arg(&out_dir)
