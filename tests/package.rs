@@ -7,7 +7,8 @@
 //!   build) has the control fields, files, modes and conffiles it should, installs
 //!   into a throwaway root (`dpkg --root`, maintainer scripts run chrootless with
 //!   `DPKG_ROOT`: the host system is not touched), creates the `nexrtc` user, runs
-//!   as a relay from its installed configuration, and removes and purges cleanly.
+//!   as a relay and as a controller from its installed configuration, and removes
+//!   and purges cleanly.
 
 mod support;
 
@@ -18,7 +19,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use nexrtc_test_support::tools::{missing, require_tool};
-use support::{free_port, random_token, rest_credentials, slot, ChildGuard, TurnClient};
+use support::{free_port, http_get, random_token, rest_credentials, slot, ChildGuard, TurnClient};
 
 const UNITS: [&str; 2] = ["nexrtc-relay.service", "nexrtc-controller.service"];
 /// The cargo-deb version `.ci/run` installs.
@@ -551,6 +552,36 @@ fn deb_builds_installs_runs_and_purges() {
         .unwrap_or_else(|| panic!("the second SIGTERM did not stop the relay"));
     assert_eq!(status.code(), Some(0), "{}", relay.log_tail(20));
     drop(client);
+
+    // The controller starts from its installed file as shipped (embedded store),
+    // and stops on SIGTERM.
+    let listen: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, free_port()).into();
+    let mut controller = ChildGuard::spawn(
+        "packaged-controller",
+        Command::new(&installed)
+            .arg("controller")
+            .arg("--config")
+            .arg(root.join("etc/nexrtc/controller.toml"))
+            .arg("--listen")
+            .arg(listen.to_string()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if matches!(http_get(listen, "/healthz"), Ok((200, _))) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && controller.exited().is_none(),
+            "the installed controller did not answer /healthz:\n{}",
+            controller.log_tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(controller.pid());
+    let status = controller
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("SIGTERM did not stop the controller"));
+    assert_eq!(status.code(), Some(0), "{}", controller.log_tail(20));
 
     // 6. Remove: the program and the units go, the configuration stays.
     dpkg(&root, &["--remove", "nexrtc"]);
