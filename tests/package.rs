@@ -6,7 +6,8 @@
 //! * the `.deb` built from the debug binary (`cargo deb --no-build`, no release
 //!   build) has the control fields, files, modes and conffiles it should, installs
 //!   into a throwaway root (`dpkg --root`, maintainer scripts run chrootless with
-//!   `DPKG_ROOT`: the host system is not touched), creates the `nexrtc` user, runs
+//!   `DPKG_ROOT`: the host system is not touched, but for the `systemctl daemon-reload`
+//!   that cargo-deb's postrm fragment runs on a host booted with systemd), creates the `nexrtc` user, runs
 //!   as a relay and as a controller from its installed configuration, and removes
 //!   and purges cleanly.
 
