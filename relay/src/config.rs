@@ -17,6 +17,7 @@ use turn_core::PeerFilter;
 
 pub use secrets::{CredentialSource, STATIC_TENANT};
 
+use crate::settings::keys::PLACEHOLDER;
 use crate::settings::{defaults, ExternalIp, Settings};
 use crate::tls::CertSource;
 
@@ -149,6 +150,9 @@ impl RelayConfig {
             Some(secret) if secret.len() < 16 => {
                 return Err(invalid("nonce_secret", "must be at least 16 characters"))
             }
+            Some(secret) if secret.contains(PLACEHOLDER) => {
+                return Err(invalid("nonce_secret", placeholder()))
+            }
             Some(secret) => nonce_key_from(secret),
             None => random_nonce_key,
         };
@@ -261,6 +265,9 @@ impl RelayConfig {
             (None, Some(_), false) => return Err(invalid("cert", "--pkey needs --cert")),
         };
 
+        if s.static_auth_secret.iter().any(|v| v.contains(PLACEHOLDER)) {
+            return Err(invalid("static_auth_secret", placeholder()));
+        }
         let credentials = CredentialSource {
             static_secrets: s.static_auth_secret.clone(),
             file: s.secrets_file.clone(),
@@ -499,6 +506,11 @@ fn self_signed_names(
         }
     }
     names
+}
+
+/// The error of a secret left as the default file's example.
+fn placeholder() -> String {
+    format!("still the example of the default configuration file ({PLACEHOLDER}…): set a secret of your own")
 }
 
 fn nonce_key_from(secret: &str) -> [u8; 32] {
