@@ -432,6 +432,64 @@ impl ControllerConfig {
     }
 }
 
+impl ControllerConfig {
+    /// One line saying what a start would run, without keys or secrets.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![match &self.tls {
+            Some(t) => format!("HTTPS on {} (certificate {})", self.listen, t.cert.display()),
+            None => format!("plain HTTP on {}", self.listen),
+        }];
+        parts.push(match self.etcd_endpoints.is_empty() {
+            true => "embedded in-memory store (one replica, state lost at exit)".to_owned(),
+            false => format!(
+                "etcd {} (prefix {})",
+                self.etcd_endpoints.join(","),
+                self.key_prefix
+            ),
+        });
+        let o = &self.options;
+        parts.push(format!(
+            "lease {}s, heartbeat {}ms, relay missed after {}ms",
+            o.lease_ttl.as_secs(),
+            o.heartbeat_interval.as_millis(),
+            o.relay_miss_after.as_millis()
+        ));
+        if let Some(db) = &self.geoip_db {
+            parts.push(format!("GeoIP {}", db.display()));
+        }
+        if let Some(region) = &o.ranking.default_region {
+            parts.push(format!("default region {region}"));
+        }
+        if !o.trusted_proxies.is_empty() {
+            parts.push(format!("{} trusted proxies", o.trusted_proxies.len()));
+        }
+        if let Some(url) = &o.signal.advertise_url {
+            parts.push(format!("advertised as {url}"));
+        }
+        let b = &self.bootstrap;
+        let mut boot: Vec<String> = [
+            (b.admin_key.is_some(), "admin key"),
+            (b.node_key.is_some(), "node key"),
+            (b.ice_key.is_some(), "ice key"),
+        ]
+        .into_iter()
+        .filter(|(set, _)| *set)
+        .map(|(_, what)| what.to_owned())
+        .collect();
+        if let Some(t) = &b.tenant {
+            boot.push(format!("tenant {t}"));
+        }
+        if !b.regions.is_empty() {
+            let names: Vec<&str> = b.regions.iter().map(|r| r.name.as_str()).collect();
+            boot.push(format!("regions {}", names.join(",")));
+        }
+        if !boot.is_empty() {
+            parts.push(format!("bootstrap {}", boot.join(", ")));
+        }
+        parts.join("; ")
+    }
+}
+
 /// Reads and parses a TOML file (errors name the key and the line).
 pub fn parse_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -810,6 +868,26 @@ mod file_tables {
             let e = build(text).expect_err(text);
             assert!(e.contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn the_summary_names_no_key() {
+        let c = build(
+            "etcd_endpoints = [\"http://10.0.0.1:2379\"]\ndefault_region = \"eu-west\"\n\
+             [bootstrap]\nadmin_key = \"nxk_0123456789abcdef0123456789abcdef\"\n\
+             tenant = \"acme\"\ntenant_secret = \"tenant-secret-of-16\"",
+        )
+        .expect("config");
+        let line = c.summary();
+        for part in [
+            "plain HTTP on 127.0.0.1:8080",
+            "etcd http://10.0.0.1:2379 (prefix /nexrtc/v1/)",
+            "default region eu-west",
+            "bootstrap admin key, tenant acme",
+        ] {
+            assert!(line.contains(part), "{part}: {line}");
+        }
+        assert!(!line.contains("nxk_") && !line.contains("tenant-secret"), "{line}");
     }
 
     #[test]
