@@ -436,7 +436,11 @@ impl ControllerConfig {
     /// One line saying what a start would run, without keys or secrets.
     pub fn summary(&self) -> String {
         let mut parts = vec![match &self.tls {
-            Some(t) => format!("HTTPS on {} (certificate {})", self.listen, t.cert.display()),
+            Some(t) => format!(
+                "HTTPS on {} (certificate {})",
+                self.listen,
+                t.cert.display()
+            ),
             None => format!("plain HTTP on {}", self.listen),
         }];
         parts.push(match self.etcd_endpoints.is_empty() {
@@ -576,13 +580,11 @@ fn check_etcd_endpoint(endpoint: &str) -> Result<(), ConfigError> {
         true => endpoint.to_owned(),
         false => format!("http://{endpoint}"),
     };
-    let ok = url
-        .parse::<hyper::Uri>()
-        .is_ok_and(|u| {
-            matches!(u.scheme_str(), Some("http" | "https"))
-                && u.authority().is_some_and(|a| !a.host().is_empty())
-                && matches!(u.path(), "" | "/")
-        });
+    let ok = url.parse::<hyper::Uri>().is_ok_and(|u| {
+        matches!(u.scheme_str(), Some("http" | "https"))
+            && u.authority().is_some_and(|a| !a.host().is_empty())
+            && matches!(u.path(), "" | "/")
+    });
     match ok {
         true => Ok(()),
         false => Err(invalid(
@@ -607,10 +609,16 @@ fn nets(key: &'static str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
 /// Refuses the weights the ranking would replace by its defaults.
 fn check_weights(w: Weights) -> Result<Weights, ConfigError> {
     if !(w.load_penalty_ms.is_finite() && w.load_penalty_ms >= 0.0) {
-        return Err(invalid("weights.load_penalty_ms", "must be finite and >= 0"));
+        return Err(invalid(
+            "weights.load_penalty_ms",
+            "must be finite and >= 0",
+        ));
     }
     if !(w.overload_threshold.is_finite() && w.overload_threshold > 0.0) {
-        return Err(invalid("weights.overload_threshold", "must be finite and > 0"));
+        return Err(invalid(
+            "weights.overload_threshold",
+            "must be finite and > 0",
+        ));
     }
     if w.max_regions == 0 {
         return Err(invalid("weights.max_regions", "must be at least 1"));
@@ -657,7 +665,10 @@ fn check_bootstrap(b: &Bootstrap) -> Result<(), ConfigError> {
             "needs at least 16 characters",
         ));
     }
-    if b.tenant_secret.as_ref().is_some_and(|s| s.contains(keys::PLACEHOLDER)) {
+    if b.tenant_secret
+        .as_ref()
+        .is_some_and(|s| s.contains(keys::PLACEHOLDER))
+    {
         return Err(invalid("bootstrap.tenant_secret", placeholder()));
     }
     for o in &b.cors_origins {
@@ -823,7 +834,11 @@ mod file_tables {
     #[test]
     fn unknown_keys_of_every_table_name_key_and_line() {
         for (text, key, line) in [
-            ("[rate_limit]\nper_second = 1.0\nburst = 2\nbrust = 3", "brust", "line 4"),
+            (
+                "[rate_limit]\nper_second = 1.0\nburst = 2\nbrust = 3",
+                "brust",
+                "line 4",
+            ),
             ("[weights]\nmax_region = 3", "max_region", "line 2"),
             (
                 "[[bootstrap.regions]]\nname = \"x\"\nlat = 1.0\nlon = 2.0\nscore = 1.0",
@@ -860,10 +875,19 @@ mod file_tables {
     #[test]
     fn weights_the_ranking_would_replace_are_refused() {
         for (text, key) in [
-            ("[weights]\nload_penalty_ms = -1.0", "weights.load_penalty_ms"),
-            ("[weights]\noverload_threshold = 0.0", "weights.overload_threshold"),
+            (
+                "[weights]\nload_penalty_ms = -1.0",
+                "weights.load_penalty_ms",
+            ),
+            (
+                "[weights]\noverload_threshold = 0.0",
+                "weights.overload_threshold",
+            ),
             ("[weights]\nmax_regions = 0", "weights.max_regions"),
-            ("[weights]\nrelays_per_region = 0", "weights.relays_per_region"),
+            (
+                "[weights]\nrelays_per_region = 0",
+                "weights.relays_per_region",
+            ),
         ] {
             let e = build(text).expect_err(text);
             assert!(e.contains(key), "{text}: {e}");
@@ -887,12 +911,19 @@ mod file_tables {
         ] {
             assert!(line.contains(part), "{part}: {line}");
         }
-        assert!(!line.contains("nxk_") && !line.contains("tenant-secret"), "{line}");
+        assert!(
+            !line.contains("nxk_") && !line.contains("tenant-secret"),
+            "{line}"
+        );
     }
 
     #[test]
     fn etcd_endpoints_are_client_urls() {
-        for good in ["http://10.0.0.1:2379", "https://etcd.example:2379/", "10.0.0.1:2379"] {
+        for good in [
+            "http://10.0.0.1:2379",
+            "https://etcd.example:2379/",
+            "10.0.0.1:2379",
+        ] {
             build(&format!("etcd_endpoints = [{good:?}]")).expect(good);
         }
         for bad in ["ftp://x:1", "http://", "http://x:2379/path", "a b"] {

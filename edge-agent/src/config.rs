@@ -335,7 +335,11 @@ mod tests {
     #[test]
     fn check_and_summary_without_the_token() {
         let url = |u: &str| Url::parse(u).unwrap();
-        let mut c = AgentConfig::new(vec![url("https://c1.example:8443")], "nxk_token-value", "eu-west");
+        let mut c = AgentConfig::new(
+            vec![url("https://c1.example:8443")],
+            "nxk_token-value",
+            "eu-west",
+        );
         c.node = Some("relay-1".into());
         assert!(matches!(c.check(), Err(crate::AgentError::NoAddress)));
         c.advertise = vec![parse_advertised("udp:203.0.113.5:3478").unwrap()];

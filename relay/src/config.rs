@@ -355,9 +355,7 @@ impl RelayConfig {
         parts.push(match &self.tls {
             None => "TLS off".to_owned(),
             Some(CertSource::Files { cert, .. }) => format!("TLS certificate {}", cert.display()),
-            Some(CertSource::SelfSigned { .. }) => {
-                "TLS self-signed (development only)".to_owned()
-            }
+            Some(CertSource::SelfSigned { .. }) => "TLS self-signed (development only)".to_owned(),
         });
         parts.push(self.credentials.summary());
         parts.push(format!("{} workers", self.relay_threads));

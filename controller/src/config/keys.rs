@@ -167,7 +167,6 @@ pub const KEYS: &[Key] = &[
         ),
         "IPs or CIDRs that may read /metrics.",
     ),
-
     key("log_json", Value("false"), "Log JSON lines."),
     key(
         "advertise_url",
@@ -486,7 +485,10 @@ mod tests {
             let text = document(&[(name, key.default.toml())]);
             let file: FileConfig = toml::from_str(&text).expect("toml");
             let e = ControllerConfig::build(ControllerArgs::default(), file).expect_err(name);
-            assert!(e.to_string().contains(name) && e.to_string().contains("example"), "{e}");
+            assert!(
+                e.to_string().contains(name) && e.to_string().contains("example"),
+                "{e}"
+            );
         }
     }
 }

@@ -586,7 +586,10 @@ fn the_summary_says_what_runs_and_no_secret() {
     ] {
         assert!(line.contains(part), "{part}: {line}");
     }
-    assert!(!line.contains("s3cret") && !line.contains("nonce-secret"), "{line}");
+    assert!(
+        !line.contains("s3cret") && !line.contains("nonce-secret"),
+        "{line}"
+    );
     let c = build(base()).unwrap();
     assert!(c.summary().contains("TLS self-signed"), "{}", c.summary());
 }
@@ -609,7 +612,10 @@ fn check_files_loads_the_certificate_and_its_key() {
         build(s).unwrap()
     };
     with(&cert, &key).check_files().unwrap();
-    let e = with(&cert, &other_key).check_files().unwrap_err().to_string();
+    let e = with(&cert, &other_key)
+        .check_files()
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not matching the certificate"), "{e}");
     let e = with(&key, &key).check_files().unwrap_err().to_string();
     assert!(e.contains("no PEM certificate"), "{e}");

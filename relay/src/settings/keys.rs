@@ -134,8 +134,8 @@ pub fn keys() -> Vec<Key> {
         .collect()
 }
 
-/// `"Text [default: X]."` → (`"Text."`, `Some("X")`).
-fn split_default(help: &str) -> (String, Option<String>) {
+/// `"Text [default: X]."` → (`"Text."`, `Some("X")`): a help's stated default.
+pub fn split_default(help: &str) -> (String, Option<String>) {
     let Some(start) = help.find("[default: ") else {
         return (sentence(help), None);
     };
@@ -185,7 +185,8 @@ mod tests {
 
     /// What every test configuration has (a relay needs a realm, secrets and
     /// an address to relay from).
-    const BASE: &str = "realm = \"test\"\nstatic_auth_secret = \"s3cret\"\nrelay_ip = \"192.0.2.10\"\n";
+    const BASE: &str =
+        "realm = \"test\"\nstatic_auth_secret = \"s3cret\"\nrelay_ip = \"192.0.2.10\"\n";
 
     fn built(text: &str) -> String {
         let c = RelayConfig::build(file(text), [7; 32]).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -216,7 +217,10 @@ mod tests {
         }
         for key in keys.iter().filter(|k| k.in_file) {
             let example = key.default.toml();
-            assert!(!example.is_empty() && !example.starts_with("(no example"), "{key:?}");
+            assert!(
+                !example.is_empty() && !example.starts_with("(no example"),
+                "{key:?}"
+            );
         }
     }
 
@@ -235,7 +239,12 @@ mod tests {
                 continue;
             }
             let text = format!("{BASE}{} = {value}\n", key.name);
-            assert_eq!(built(&text), base, "{}: the default {value} is not applied", key.name);
+            assert_eq!(
+                built(&text),
+                base,
+                "{}: the default {value} is not applied",
+                key.name
+            );
             checked += 1;
         }
         assert!(checked > 30, "only {checked} defaults checked");
@@ -245,7 +254,10 @@ mod tests {
     /// whole configuration.
     #[test]
     fn a_wrong_default_would_be_seen() {
-        assert_ne!(built(BASE), built(&format!("{BASE}listening_port = 3479\n")));
+        assert_ne!(
+            built(BASE),
+            built(&format!("{BASE}listening_port = 3479\n"))
+        );
         assert_ne!(built(BASE), built(&format!("{BASE}min_port = 61001\n")));
     }
 
@@ -264,9 +276,18 @@ mod tests {
                 example: "4".into()
             }
         );
-        assert_eq!(find("listening_ip").default, KeyDefault::Value("[\"0.0.0.0\"]".into()));
-        assert_eq!(find("listening_port").default, KeyDefault::Value("3478".into()));
-        assert!(matches!(find("realm").default, KeyDefault::Unset { required: true, .. }));
+        assert_eq!(
+            find("listening_ip").default,
+            KeyDefault::Value("[\"0.0.0.0\"]".into())
+        );
+        assert_eq!(
+            find("listening_port").default,
+            KeyDefault::Value("3478".into())
+        );
+        assert!(matches!(
+            find("realm").default,
+            KeyDefault::Unset { required: true, .. }
+        ));
         assert_eq!(find("no_udp").default, KeyDefault::Value("false".into()));
         let secret = find("static_auth_secret");
         assert_eq!(secret.env.as_deref(), Some("NEXRTC_STATIC_AUTH_SECRET"));
