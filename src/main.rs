@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod agent_relay;
+mod config_reference;
 mod dev;
 mod node;
 
@@ -47,6 +48,11 @@ enum Command {
     /// store, 127.0.0.1:8080) with the demo page `/` and `/status`, and one relay with
     /// its edge agent (TURN 3478 UDP/TCP, TLS 5349 self-signed), all bootstrapped.
     Dev(Box<dev::DevArgs>),
+    /// Print the configuration reference (Markdown) or a default configuration
+    /// file, generated from the code; `--write DIR` writes all three into the
+    /// source tree at DIR.
+    #[command(hide = true)]
+    ConfigReference(config_reference::ReferenceArgs),
 }
 
 #[derive(clap::Args)]
@@ -56,6 +62,11 @@ struct ControllerCommand {
     action: Option<ControllerAction>,
     #[command(flatten)]
     run: nexrtc_controller::ControllerArgs,
+    /// Check the configuration as a start would (flags, --config file, TLS files,
+    /// GeoIP database), print a one-line summary and exit: 0 when it is valid, 2
+    /// when not. Listens on nothing and contacts no etcd.
+    #[arg(long)]
+    check_config: bool,
 }
 
 #[derive(Subcommand)]
@@ -99,6 +110,12 @@ struct RelayArgs {
     /// With `--controller`: the in-process edge agent.
     #[command(flatten)]
     agent: Option<AgentConfig>,
+    /// Check the configuration as a start would (flags, --config file, secrets
+    /// file, TLS files, the agent's token file), print a one-line summary and
+    /// exit: 0 when it is valid, 2 when not. Binds no socket, contacts no
+    /// controller, starts no thread.
+    #[arg(long)]
+    check_config: bool,
 }
 
 #[derive(clap::Args)]
@@ -126,6 +143,11 @@ struct AgentArgs {
     /// Log JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Check the configuration as a start would (flags, token file, controller
+    /// URLs, CA file), print a one-line summary and exit: 0 when it is valid, 2
+    /// when not. Contacts nothing.
+    #[arg(long)]
+    check_config: bool,
 }
 
 /// Exit code of a refused configuration (the operator's to fix).
@@ -140,6 +162,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent(*args),
         Command::Controller(args) => controller(*args),
         Command::Dev(args) => dev::dev(*args),
+        Command::ConfigReference(args) => config_reference::run(args),
     }
 }
 
@@ -156,6 +179,14 @@ fn controller(command: ControllerCommand) -> ExitCode {
         }
     };
     init_logging(config.log_json);
+    if command.check_config {
+        if let Err(e) = nexrtc_controller::server::check_files(&config) {
+            eprintln!("nexrtc controller: invalid configuration: {e:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        println!("nexrtc controller: configuration OK: {}", config.summary());
+        return ExitCode::SUCCESS;
+    }
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -231,6 +262,9 @@ fn relay(mut args: RelayArgs) -> ExitCode {
         }
     };
     init_logging(config.log_json);
+    if args.check_config {
+        return relay_check(&config, args.agent);
+    }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), realm = %config.core.realm, "starting relay");
     let agent = args.agent;
     let result = tokio::runtime::Builder::new_current_thread()
@@ -257,11 +291,54 @@ fn relay(mut args: RelayArgs) -> ExitCode {
     }
 }
 
+/// `nexrtc relay --check-config`: what a start checks before its first socket.
+fn relay_check(config: &nexrtc_relay::RelayConfig, agent: Option<AgentConfig>) -> ExitCode {
+    let refused = |e: &dyn std::fmt::Display| {
+        eprintln!("nexrtc relay: invalid configuration: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    };
+    if let Err(e) = config.check_files() {
+        return refused(&e);
+    }
+    let mut line = config.summary();
+    if let Some(mut agent) = agent {
+        if agent.advertise.is_empty() {
+            agent.advertise = node::relay_advertised(config);
+        }
+        if let Err(e) = agent.check() {
+            return refused(&format!("cannot start the edge agent: {e}"));
+        }
+        line.push_str(&format!("; edge agent: {}", agent.summary()));
+    }
+    println!("nexrtc relay: configuration OK: {line}");
+    ExitCode::SUCCESS
+}
+
 fn agent(mut args: AgentArgs) -> ExitCode {
     init_logging(args.log_json);
     if let Err(e) = args.agent.load_node_token_file() {
         eprintln!("nexrtc agent: invalid configuration: {e}");
         return ExitCode::from(EXIT_CONFIG);
+    }
+    if args.check_config {
+        let checked = match args.agent.controllers.is_empty() {
+            true => Err("--controller, --node-token and --region are required".to_owned()),
+            false => args.agent.check().map_err(|e| e.to_string()),
+        };
+        if let Err(e) = checked {
+            eprintln!("nexrtc agent: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        let load = match args.turn_stun {
+            Some(addr) => format!("health from STUN Binding to {addr}"),
+            None => format!("load from {}", args.turn_metrics),
+        };
+        println!(
+            "nexrtc agent: configuration OK: {}; {load}; metrics on {}",
+            args.agent.summary(),
+            args.metrics_listen
+        );
+        return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

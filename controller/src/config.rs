@@ -37,8 +37,10 @@
 //! ```
 //!
 //! Plain HTTP is refused unless the listen address is loopback or `insecure_http = true`.
-//! Every key is described for operators in `docs/configuration.md`; `nexrtc controller
-//! init` (`init.rs`) writes a first file.
+//! Every key is listed, with its default and meaning, in [`keys::KEYS`] (rendered into
+//! `docs/config-reference.md` and the default file by `nexrtc config-reference`; its tests
+//! hold it to what this parser accepts and applies); `nexrtc controller init` (`init.rs`)
+//! writes a first file.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -55,6 +57,8 @@ use crate::model::{self, RateLimit};
 use crate::signal::SignalOptions;
 use crate::state::RankingOptions;
 use crate::store::DEFAULT_PREFIX;
+
+pub mod keys;
 
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +148,9 @@ pub struct FileConfig {
     pub default_region: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub metrics_allow: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "rate_limit_file")]
     pub rate_limit: Option<RateLimit>,
+    #[serde(default, deserialize_with = "weights_file")]
     pub weights: Option<Weights>,
     pub log_json: Option<bool>,
     pub advertise_url: Option<String>,
@@ -184,8 +190,83 @@ pub struct Bootstrap {
     #[serde(default)]
     pub cors_origins: Vec<String>,
     /// Regions to create.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "regions_file")]
     pub regions: Vec<Region>,
+}
+
+// The file's shapes of records the API also reads: the file refuses unknown keys
+// (with their line), the API's JSON stays lenient.
+
+/// `[rate_limit]`: both keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitFile {
+    per_second: f64,
+    burst: u32,
+}
+
+/// `[weights]`: each key optional.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct WeightsFile {
+    load_penalty_ms: f64,
+    overload_threshold: f64,
+    max_regions: usize,
+    relays_per_region: usize,
+}
+
+impl Default for WeightsFile {
+    fn default() -> Self {
+        let w = Weights::DEFAULT;
+        WeightsFile {
+            load_penalty_ms: w.load_penalty_ms,
+            overload_threshold: w.overload_threshold,
+            max_regions: w.max_regions,
+            relays_per_region: w.relays_per_region,
+        }
+    }
+}
+
+/// `[[bootstrap.regions]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionFile {
+    name: String,
+    lat: f64,
+    lon: f64,
+    score_multiplier: Option<f64>,
+}
+
+fn rate_limit_file<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<RateLimit>, D::Error> {
+    let r = RateLimitFile::deserialize(d)?;
+    Ok(Some(RateLimit {
+        per_second: r.per_second,
+        burst: r.burst,
+    }))
+}
+
+fn weights_file<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Weights>, D::Error> {
+    let w = WeightsFile::deserialize(d)?;
+    Ok(Some(Weights {
+        load_penalty_ms: w.load_penalty_ms,
+        overload_threshold: w.overload_threshold,
+        max_regions: w.max_regions,
+        relays_per_region: w.relays_per_region,
+    }))
+}
+
+fn regions_file<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Region>, D::Error> {
+    let list = Vec::<RegionFile>::deserialize(d)?;
+    Ok(list
+        .into_iter()
+        .map(|r| {
+            let mut region = Region::new(r.name, r.lat, r.lon);
+            if let Some(m) = r.score_multiplier {
+                region.score_multiplier = m;
+            }
+            region
+        })
+        .collect())
 }
 
 /// TLS files.
@@ -253,6 +334,9 @@ impl ControllerConfig {
             false => args.etcd_endpoints,
             true => file.etcd_endpoints.unwrap_or_default(),
         };
+        for e in &etcd_endpoints {
+            check_etcd_endpoint(e)?;
+        }
         let key_prefix = file.key_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
         if !key_prefix.starts_with('/') || !key_prefix.ends_with('/') {
             return Err(invalid("key_prefix", "must start and end with '/'"));
@@ -322,7 +406,7 @@ impl ControllerConfig {
             write_wait: defaults.write_wait,
             ranking: RankingOptions {
                 default_region,
-                weights: file.weights.unwrap_or_default(),
+                weights: check_weights(file.weights.unwrap_or_default())?,
                 ..RankingOptions::default()
             },
             geoip: None,
@@ -345,6 +429,68 @@ impl ControllerConfig {
             http,
             options,
         })
+    }
+}
+
+impl ControllerConfig {
+    /// One line saying what a start would run, without keys or secrets.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![match &self.tls {
+            Some(t) => format!(
+                "HTTPS on {} (certificate {})",
+                self.listen,
+                t.cert.display()
+            ),
+            None => format!("plain HTTP on {}", self.listen),
+        }];
+        parts.push(match self.etcd_endpoints.is_empty() {
+            true => "embedded in-memory store (one replica, state lost at exit)".to_owned(),
+            false => format!(
+                "etcd {} (prefix {})",
+                self.etcd_endpoints.join(","),
+                self.key_prefix
+            ),
+        });
+        let o = &self.options;
+        parts.push(format!(
+            "lease {}s, heartbeat {}ms, relay missed after {}ms",
+            o.lease_ttl.as_secs(),
+            o.heartbeat_interval.as_millis(),
+            o.relay_miss_after.as_millis()
+        ));
+        if let Some(db) = &self.geoip_db {
+            parts.push(format!("GeoIP {}", db.display()));
+        }
+        if let Some(region) = &o.ranking.default_region {
+            parts.push(format!("default region {region}"));
+        }
+        if !o.trusted_proxies.is_empty() {
+            parts.push(format!("{} trusted proxies", o.trusted_proxies.len()));
+        }
+        if let Some(url) = &o.signal.advertise_url {
+            parts.push(format!("advertised as {url}"));
+        }
+        let b = &self.bootstrap;
+        let mut boot: Vec<String> = [
+            (b.admin_key.is_some(), "admin key"),
+            (b.node_key.is_some(), "node key"),
+            (b.ice_key.is_some(), "ice key"),
+        ]
+        .into_iter()
+        .filter(|(set, _)| *set)
+        .map(|(_, what)| what.to_owned())
+        .collect();
+        if let Some(t) = &b.tenant {
+            boot.push(format!("tenant {t}"));
+        }
+        if !b.regions.is_empty() {
+            let names: Vec<&str> = b.regions.iter().map(|r| r.name.as_str()).collect();
+            boot.push(format!("regions {}", names.join(",")));
+        }
+        if !boot.is_empty() {
+            parts.push(format!("bootstrap {}", boot.join(", ")));
+        }
+        parts.join("; ")
     }
 }
 
@@ -428,6 +574,26 @@ fn check_url(url: &str) -> Result<String, ConfigError> {
     Ok(url.to_owned())
 }
 
+/// `host:port` or `http(s)://host:port` (etcd's client URLs).
+fn check_etcd_endpoint(endpoint: &str) -> Result<(), ConfigError> {
+    let url = match endpoint.contains("://") {
+        true => endpoint.to_owned(),
+        false => format!("http://{endpoint}"),
+    };
+    let ok = url.parse::<hyper::Uri>().is_ok_and(|u| {
+        matches!(u.scheme_str(), Some("http" | "https"))
+            && u.authority().is_some_and(|a| !a.host().is_empty())
+            && matches!(u.path(), "" | "/")
+    });
+    match ok {
+        true => Ok(()),
+        false => Err(invalid(
+            "etcd_endpoints",
+            format!("{endpoint:?} is not an etcd client URL (http://host:port)"),
+        )),
+    }
+}
+
 /// CIDRs or bare IPs.
 fn nets(key: &'static str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
     list.iter()
@@ -440,14 +606,47 @@ fn nets(key: &'static str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
         .collect()
 }
 
+/// Refuses the weights the ranking would replace by its defaults.
+fn check_weights(w: Weights) -> Result<Weights, ConfigError> {
+    if !(w.load_penalty_ms.is_finite() && w.load_penalty_ms >= 0.0) {
+        return Err(invalid(
+            "weights.load_penalty_ms",
+            "must be finite and >= 0",
+        ));
+    }
+    if !(w.overload_threshold.is_finite() && w.overload_threshold > 0.0) {
+        return Err(invalid(
+            "weights.overload_threshold",
+            "must be finite and > 0",
+        ));
+    }
+    if w.max_regions == 0 {
+        return Err(invalid("weights.max_regions", "must be at least 1"));
+    }
+    if w.relays_per_region == 0 {
+        return Err(invalid("weights.relays_per_region", "must be at least 1"));
+    }
+    Ok(w)
+}
+
 fn check_api_key(key: &'static str, value: &Option<String>) -> Result<(), ConfigError> {
     match value {
         Some(k) if !k.starts_with(crate::credentials::KEY_PREFIX) || k.len() < 36 => Err(invalid(
             key,
             "API keys are nxk_ followed by at least 32 characters (e.g. 32 random bytes, base64url)",
         )),
+        Some(k) if k.contains(keys::PLACEHOLDER) => Err(invalid(key, placeholder())),
         _ => Ok(()),
     }
+}
+
+/// The error of a secret left as the default file's example.
+fn placeholder() -> String {
+    format!(
+        "still the example of the default configuration file ({}…): `nexrtc controller init` \
+         writes fresh keys",
+        keys::PLACEHOLDER
+    )
 }
 
 fn check_bootstrap(b: &Bootstrap) -> Result<(), ConfigError> {
@@ -465,6 +664,12 @@ fn check_bootstrap(b: &Bootstrap) -> Result<(), ConfigError> {
             "bootstrap.tenant_secret",
             "needs at least 16 characters",
         ));
+    }
+    if b.tenant_secret
+        .as_ref()
+        .is_some_and(|s| s.contains(keys::PLACEHOLDER))
+    {
+        return Err(invalid("bootstrap.tenant_secret", placeholder()));
     }
     for o in &b.cors_origins {
         crate::api::cors::normalize_origin(o).map_err(|e| invalid("bootstrap.cors_origins", e))?;
@@ -613,6 +818,117 @@ mod tests {
                 ControllerConfig::build(ControllerArgs::default(), f).is_err(),
                 "{bad}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod file_tables {
+    use super::*;
+
+    fn build(text: &str) -> Result<ControllerConfig, String> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        ControllerConfig::build(ControllerArgs::default(), file).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn unknown_keys_of_every_table_name_key_and_line() {
+        for (text, key, line) in [
+            (
+                "[rate_limit]\nper_second = 1.0\nburst = 2\nbrust = 3",
+                "brust",
+                "line 4",
+            ),
+            ("[weights]\nmax_region = 3", "max_region", "line 2"),
+            (
+                "[[bootstrap.regions]]\nname = \"x\"\nlat = 1.0\nlon = 2.0\nscore = 1.0",
+                "score",
+                "line 5",
+            ),
+        ] {
+            let e = build(text).expect_err(text);
+            assert!(e.contains(key) && e.contains(line), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn tables_are_read() {
+        let c = build(
+            "[rate_limit]\nper_second = 7.5\nburst = 9\n[weights]\nmax_regions = 3\n\
+             [[bootstrap.regions]]\nname = \"x\"\nlat = 1.0\nlon = 2.0\nscore_multiplier = 1.5",
+        )
+        .expect("config");
+        assert_eq!(c.options.default_rate_limit.burst, 9);
+        assert_eq!(c.options.ranking.weights.max_regions, 3);
+        assert_eq!(c.options.ranking.weights.relays_per_region, 1);
+        assert_eq!(c.bootstrap.regions[0].score_multiplier, 1.5);
+        assert_eq!(
+            build("[[bootstrap.regions]]\nname = \"x\"\nlat = 1.0\nlon = 2.0")
+                .expect("config")
+                .bootstrap
+                .regions[0]
+                .score_multiplier,
+            1.0
+        );
+    }
+
+    #[test]
+    fn weights_the_ranking_would_replace_are_refused() {
+        for (text, key) in [
+            (
+                "[weights]\nload_penalty_ms = -1.0",
+                "weights.load_penalty_ms",
+            ),
+            (
+                "[weights]\noverload_threshold = 0.0",
+                "weights.overload_threshold",
+            ),
+            ("[weights]\nmax_regions = 0", "weights.max_regions"),
+            (
+                "[weights]\nrelays_per_region = 0",
+                "weights.relays_per_region",
+            ),
+        ] {
+            let e = build(text).expect_err(text);
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_summary_names_no_key() {
+        let c = build(
+            "etcd_endpoints = [\"http://10.0.0.1:2379\"]\ndefault_region = \"eu-west\"\n\
+             [bootstrap]\nadmin_key = \"nxk_0123456789abcdef0123456789abcdef\"\n\
+             tenant = \"acme\"\ntenant_secret = \"tenant-secret-of-16\"",
+        )
+        .expect("config");
+        let line = c.summary();
+        for part in [
+            "plain HTTP on 127.0.0.1:8080",
+            "etcd http://10.0.0.1:2379 (prefix /nexrtc/v1/)",
+            "default region eu-west",
+            "bootstrap admin key, tenant acme",
+        ] {
+            assert!(line.contains(part), "{part}: {line}");
+        }
+        assert!(
+            !line.contains("nxk_") && !line.contains("tenant-secret"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn etcd_endpoints_are_client_urls() {
+        for good in [
+            "http://10.0.0.1:2379",
+            "https://etcd.example:2379/",
+            "10.0.0.1:2379",
+        ] {
+            build(&format!("etcd_endpoints = [{good:?}]")).expect(good);
+        }
+        for bad in ["ftp://x:1", "http://", "http://x:2379/path", "a b"] {
+            let e = build(&format!("etcd_endpoints = [{bad:?}]")).expect_err(bad);
+            assert!(e.contains("`etcd_endpoints`"), "{bad}: {e}");
         }
     }
 }

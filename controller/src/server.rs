@@ -120,6 +120,18 @@ pub async fn run_on(
     Ok(())
 }
 
+/// The checks of [`run`] that need no socket (no listener, no etcd): the GeoIP
+/// database opens, the TLS certificate and key parse and match.
+pub fn check_files(config: &ControllerConfig) -> anyhow::Result<()> {
+    if let Some(path) = &config.geoip_db {
+        GeoIp::open(path)?;
+    }
+    if let Some(files) = &config.tls {
+        tls_acceptor(files)?;
+    }
+    Ok(())
+}
+
 pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
     let open = |path: &std::path::Path| {
         std::fs::File::open(path)

@@ -145,6 +145,44 @@ impl AgentConfig {
         Ok(())
     }
 
+    /// The checks of [`crate::spawn`] that need no network: an address to
+    /// advertise, the controller URLs and the CA file. The token file is read
+    /// by [`AgentConfig::load_node_token_file`].
+    pub fn check(&self) -> Result<(), crate::AgentError> {
+        if !self.addresses().1.iter().any(|t| *t != Transport::Quic) {
+            return Err(crate::AgentError::NoAddress);
+        }
+        crate::ControllerClient::new(&self.client())?;
+        Ok(())
+    }
+
+    /// One line of what the agent would do, without the token.
+    pub fn summary(&self) -> String {
+        let controllers: Vec<&str> = self.controllers.iter().map(|u| u.as_str()).collect();
+        let advertised: Vec<String> = self
+            .advertise
+            .iter()
+            .map(|a| {
+                let t = format!("{:?}", a.transport).to_ascii_lowercase();
+                format!("{t}:{}", host_port(&a.endpoint.host, a.endpoint.port))
+            })
+            .collect();
+        let mut line = format!(
+            "controller {}; region {}; node {}; advertised {}",
+            controllers.join(","),
+            self.region,
+            self.node_name(),
+            advertised.join(",")
+        );
+        if let Some(ca) = &self.controller_ca_file {
+            line.push_str(&format!("; controller CA {}", ca.display()));
+        }
+        if self.danger_accept_invalid_controller_certs {
+            line.push_str("; controller certificate NOT verified");
+        }
+        line
+    }
+
     /// The node name: `--node`, else the host name made a valid name, else `node`.
     pub fn node_name(&self) -> String {
         if let Some(n) = &self.node {
@@ -293,6 +331,33 @@ pub fn parse_advertised(s: &str) -> Result<Advertised, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_and_summary_without_the_token() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        let mut c = AgentConfig::new(
+            vec![url("https://c1.example:8443")],
+            "nxk_token-value",
+            "eu-west",
+        );
+        c.node = Some("relay-1".into());
+        assert!(matches!(c.check(), Err(crate::AgentError::NoAddress)));
+        c.advertise = vec![parse_advertised("udp:203.0.113.5:3478").unwrap()];
+        c.check().unwrap();
+        let line = c.summary();
+        assert_eq!(
+            line,
+            "controller https://c1.example:8443/; region eu-west; node relay-1; advertised udp:203.0.113.5:3478"
+        );
+        assert!(!line.contains("token-value"));
+        c.controllers = vec![url("ftp://c1.example")];
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("not http(s)"), "{e}");
+        c.controllers = vec![url("https://c1.example")];
+        c.controller_ca_file = Some("/nonexistent/ca.pem".into());
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+    }
 
     #[test]
     fn endpoints_parse() {

@@ -17,8 +17,9 @@ use turn_core::PeerFilter;
 
 pub use secrets::{CredentialSource, STATIC_TENANT};
 
+use crate::settings::keys::PLACEHOLDER;
 use crate::settings::{defaults, ExternalIp, Settings};
-use crate::tls::CertSource;
+use crate::tls::{CertSource, TlsError};
 
 mod secrets;
 
@@ -149,6 +150,9 @@ impl RelayConfig {
             Some(secret) if secret.len() < 16 => {
                 return Err(invalid("nonce_secret", "must be at least 16 characters"))
             }
+            Some(secret) if secret.contains(PLACEHOLDER) => {
+                return Err(invalid("nonce_secret", placeholder()))
+            }
             Some(secret) => nonce_key_from(secret),
             None => random_nonce_key,
         };
@@ -261,6 +265,9 @@ impl RelayConfig {
             (None, Some(_), false) => return Err(invalid("cert", "--pkey needs --cert")),
         };
 
+        if s.static_auth_secret.iter().any(|v| v.contains(PLACEHOLDER)) {
+            return Err(invalid("static_auth_secret", placeholder()));
+        }
         let credentials = CredentialSource {
             static_secrets: s.static_auth_secret.clone(),
             file: s.secrets_file.clone(),
@@ -316,6 +323,50 @@ impl RelayConfig {
 }
 
 impl RelayConfig {
+    /// The checks of a start that need no socket, beyond those of [`RelayConfig::load`]
+    /// (which read the secrets): the TLS certificate and key files parse and
+    /// match. Not checked: that the addresses are this host's and the ports free.
+    pub fn check_files(&self) -> Result<(), TlsError> {
+        match &self.tls {
+            Some(source @ CertSource::Files { .. }) => crate::tls::check(source),
+            _ => Ok(()),
+        }
+    }
+
+    /// One line saying what a start would run, without secrets.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![
+            format!("realm {:?}", self.core.realm),
+            format!("TURN on {}", self.listeners),
+        ];
+        let relays: Vec<String> = self
+            .relay_addresses()
+            .map(|r| match r.advertised == r.bind {
+                true => r.bind.to_string(),
+                false => format!("{} (bound to {})", r.advertised, r.bind),
+            })
+            .collect();
+        parts.push(format!(
+            "relay {} ports {}-{}",
+            relays.join(","),
+            self.ports.start(),
+            self.ports.end()
+        ));
+        parts.push(match &self.tls {
+            None => "TLS off".to_owned(),
+            Some(CertSource::Files { cert, .. }) => format!("TLS certificate {}", cert.display()),
+            Some(CertSource::SelfSigned { .. }) => "TLS self-signed (development only)".to_owned(),
+        });
+        parts.push(self.credentials.summary());
+        parts.push(format!("{} workers", self.relay_threads));
+        if let Some(n) = self.multiplex_sockets {
+            parts.push(format!("multiplexed ({n} sockets per worker and relay IP)"));
+        }
+        parts.push(format!("metrics on {}", self.metrics_listen));
+        parts.push(format!("drain grace {}s", self.drain_grace.as_secs()));
+        parts.join("; ")
+    }
+
     /// Every relay IP: the primary IPv4 and IPv6 ones, then the extra ones.
     pub fn relay_addresses(&self) -> impl Iterator<Item = RelayAddress> + '_ {
         self.relay_v4
@@ -499,6 +550,11 @@ fn self_signed_names(
         }
     }
     names
+}
+
+/// The error of a secret left as the default file's example.
+fn placeholder() -> String {
+    format!("still the example of the default configuration file ({PLACEHOLDER}…): set a secret of your own")
 }
 
 fn nonce_key_from(secret: &str) -> [u8; 32] {

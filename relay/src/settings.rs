@@ -2,6 +2,8 @@
 //! for both. Flags reuse coturn's names where they mean the same; the file uses
 //! the same names in snake_case (`listening_port = 3478`). Flags override the
 //! file. [`crate::config::RelayConfig`] turns this into a checked configuration.
+//! [`keys`] lists every key with its help and default, from the flags' metadata
+//! (for the reference and the default file).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -12,6 +14,8 @@ use std::str::FromStr;
 use ipnet::{IpNet, Ipv4Subnets, Ipv6Subnets};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+
+pub mod keys;
 
 /// `nexrtc relay` options. Every field is optional so that a flag left out
 /// falls back to the file, then to the default shown.
@@ -33,7 +37,7 @@ pub struct Settings {
     /// TLS listening port [default: 5349].
     #[arg(long, value_name = "PORT")]
     pub tls_listening_port: Option<u16>,
-    /// A second TLS port, e.g. 443 for clients behind strict firewalls [default: 0 = off].
+    /// A second TLS port, e.g. 443 for clients behind strict firewalls; 0 = none [default: 0].
     #[arg(long, value_name = "PORT")]
     pub extra_tls_listening_port: Option<u16>,
     /// Do not listen on UDP.
@@ -92,7 +96,8 @@ pub struct Settings {
     #[arg(long, value_name = "IP[/IP]")]
     #[serde(default, deserialize_with = "one_or_many")]
     pub external_ip: Vec<ExternalIp>,
-    /// Lowest relay port [default: 61000, above Linux's ephemeral ports 32768-60999].
+    /// Lowest relay port; the default is above Linux's ephemeral ports 32768-60999
+    /// [default: 61000].
     #[arg(long, value_name = "PORT")]
     pub min_port: Option<u16>,
     /// Highest relay port [default: 65535].
@@ -144,7 +149,8 @@ pub struct Settings {
     #[serde(default, deserialize_with = "one_or_many")]
     pub allowed_peer_ip: Vec<PeerRange>,
 
-    /// Certificate chain PEM file for TLS [default: self-signed, development only].
+    /// Certificate chain PEM file for TLS [default: a self-signed certificate, for
+    /// development only].
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
     /// Private key PEM file for TLS.
@@ -154,7 +160,7 @@ pub struct Settings {
     /// Live allocations per user, 486 beyond; 0 = unlimited [default: 64].
     #[arg(long, value_name = "N")]
     pub user_quota: Option<u32>,
-    /// Live allocations per tenant, 486 beyond [default: 0 = unlimited].
+    /// Live allocations per tenant, 486 beyond; 0 = unlimited [default: 0].
     #[arg(long, value_name = "N")]
     pub tenant_quota: Option<u32>,
     /// Live allocations on this relay, 508 beyond; 0 = unlimited [default: 100000].
@@ -165,7 +171,7 @@ pub struct Settings {
     #[arg(long, value_name = "N")]
     pub channels_quota: Option<u32>,
     /// Bandwidth of one allocation in BYTES per second, each direction (as coturn's
-    /// max-bps) [default: 0 = unlimited].
+    /// max-bps); 0 = unlimited [default: 0].
     #[arg(long, value_name = "BYTES")]
     pub max_bps: Option<u64>,
     /// Permissions per allocation [default: 256].

@@ -111,6 +111,12 @@ impl ResolvesServerCert for CertResolver {
     }
 }
 
+/// Loads `source` as a start does (files read, key matching the certificate)
+/// and drops it.
+pub fn check(source: &CertSource) -> Result<(), TlsError> {
+    CertResolver::new(source.clone())?.server_config().map(drop)
+}
+
 fn load(source: &CertSource, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
     match source {
         CertSource::Files { cert, key } => {

@@ -11,12 +11,15 @@
 //! * [`turn`]: a blocking TURN client over UDP or TCP (Allocate with the 401 round,
 //!   Refresh, CreatePermission, ChannelBind, Send and Data indications, ChannelData both
 //!   ways), with timeouts and retransmission.
+//! * [`serde_fields`]: the field names a serde struct accepts (configuration keys lists
+//!   are checked against them).
 //!
 //! [`alloc`] uses only `std`, so the tests of `turn-core` (which this crate depends on)
 //! include it as a module of their own instead of depending on this crate.
 
 pub mod alloc;
 pub mod etcd;
+pub mod serde_fields;
 pub mod tools;
 pub mod turn;
 

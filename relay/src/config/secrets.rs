@@ -70,6 +70,24 @@ impl SecretList {
 }
 
 impl CredentialSource {
+    /// Where the secrets come from and how many tenants they make, without the secrets.
+    pub fn summary(&self) -> String {
+        if self.pushed {
+            return "secrets pushed by the controller".to_owned();
+        }
+        let mut from = Vec::new();
+        if !self.static_secrets.is_empty() {
+            from.push(format!("--static-auth-secret (tenant {STATIC_TENANT})"));
+        }
+        if let Some(path) = &self.file {
+            from.push(path.display().to_string());
+        }
+        match self.load() {
+            Ok(c) => format!("{} tenants from {}", c.tenant_count(), from.join(" and ")),
+            Err(e) => format!("secrets from {}: {e}", from.join(" and ")),
+        }
+    }
+
     /// Reads the secrets (again). Called at start and on SIGHUP.
     pub fn load(&self) -> Result<Credentials, ConfigError> {
         let mut creds = Credentials::new();

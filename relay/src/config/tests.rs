@@ -555,3 +555,70 @@ fn secrets_file() {
         ConfigError::Credentials { .. }
     ));
 }
+
+#[test]
+fn example_secrets_of_the_default_file_are_refused() {
+    let mut s = base();
+    s.nonce_secret = Some("CHANGE-ME-to-16-or-more-random-characters".into());
+    let e = build(s).unwrap_err().to_string();
+    assert!(e.contains("`nonce_secret`") && e.contains("example"), "{e}");
+    let mut s = base();
+    s.static_auth_secret = vec!["CHANGE-ME".into()];
+    let e = build(s).unwrap_err().to_string();
+    assert!(e.contains("`static_auth_secret`"), "{e}");
+}
+
+#[test]
+fn the_summary_says_what_runs_and_no_secret() {
+    let mut s = base();
+    s.nonce_secret = Some("nonce-secret-of-sixteen".into());
+    s.no_tls = true;
+    let c = build(s).unwrap();
+    let line = c.summary();
+    assert!(!line.contains('\n'), "{line}");
+    for part in [
+        "realm \"test\"",
+        "127.0.0.1 udp:3478 tcp:3478",
+        "relay 127.0.0.1 ports 61000-65535",
+        "TLS off",
+        "1 tenants from --static-auth-secret",
+        "metrics on 127.0.0.1:9641",
+    ] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert!(
+        !line.contains("s3cret") && !line.contains("nonce-secret"),
+        "{line}"
+    );
+    let c = build(base()).unwrap();
+    assert!(c.summary().contains("TLS self-signed"), "{}", c.summary());
+}
+
+#[test]
+fn check_files_loads_the_certificate_and_its_key() {
+    let pair = |name: &str| {
+        let g = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+        (
+            TempFile::new(&format!("{name}.crt"), &g.cert.pem()),
+            TempFile::new(&format!("{name}.key"), &g.key_pair.serialize_pem()),
+        )
+    };
+    let (cert, key) = pair("check-one.test");
+    let (_, other_key) = pair("check-two.test");
+    let with = |cert: &TempFile, key: &TempFile| {
+        let mut s = base();
+        s.cert = Some(cert.0.clone());
+        s.pkey = Some(key.0.clone());
+        build(s).unwrap()
+    };
+    with(&cert, &key).check_files().unwrap();
+    let e = with(&cert, &other_key)
+        .check_files()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not matching the certificate"), "{e}");
+    let e = with(&key, &key).check_files().unwrap_err().to_string();
+    assert!(e.contains("no PEM certificate"), "{e}");
+    // Self-signed: generated at start, nothing to check.
+    build(base()).unwrap().check_files().unwrap();
+}
