@@ -146,6 +146,8 @@ pub struct Uclient {
     pub peer_ip: String,
     pub peer_port: u16,
     pub server_port: u16,
+    /// The server's loopback address (127.0.0.1 unless set).
+    pub server_ip: String,
 }
 
 impl Uclient {
@@ -163,6 +165,7 @@ impl Uclient {
             peer_ip: peer.ip.to_owned(),
             peer_port: peer.port,
             server_port: relay.port,
+            server_ip: relay.host.to_string(),
         }
     }
 
@@ -186,7 +189,14 @@ impl Uclient {
             peer_ip: peer.ip.to_owned(),
             peer_port: peer.port,
             server_port,
+            server_ip: "127.0.0.1".to_owned(),
         }
+    }
+
+    /// The server on loopback address `ip` instead of 127.0.0.1.
+    pub fn server(mut self, ip: &str) -> Uclient {
+        self.server_ip = ip.to_owned();
+        self
     }
 
     pub fn flag(mut self, f: &'static str) -> Uclient {
@@ -224,7 +234,7 @@ impl Uclient {
             .args(["-m", &self.clients.to_string()])
             .args(["-l", &self.length.to_string()])
             .args(["-z", &self.interval_ms.to_string()])
-            .arg("127.0.0.1");
+            .arg(&self.server_ip);
         cmd
     }
 
