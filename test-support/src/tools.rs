@@ -18,11 +18,7 @@ pub fn in_ci() -> bool {
 /// The path of `program` on `PATH`; `None` after [`missing`] when it is not there.
 /// `package` is the Debian package that installs it (`coturn`, `etcd-server`, ...).
 pub fn require_tool(program: &str, package: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(program))
-            .find(|p| p.is_file())
-    });
+    let found = on_path(program);
     if found.is_none() {
         missing(program, &format!("apt-get install {package}"));
     }
@@ -43,4 +39,29 @@ pub fn missing(what: &str, install: &str) {
          ## This test did NOT run. Under CI=true a missing tool fails instead.\n{bar}\n"
     );
     let _ = std::io::stderr().write_all(notice.as_bytes());
+}
+
+/// The path of `program` on `PATH`.
+fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The path of `program` on `PATH`, for a tool that is not a Debian package and that a
+/// machine may lack (Terraform): without it the test is skipped with the loud notice,
+/// under CI too; `install` says where it comes from.
+pub fn optional_tool(program: &str, install: &str) -> Option<PathBuf> {
+    let found = on_path(program);
+    if found.is_none() {
+        let bar = "#".repeat(70);
+        let notice = format!(
+            "\n{bar}\n## SKIPPED: {program} is not on PATH ({install}).\n\
+             ## This test did NOT run.\n{bar}\n"
+        );
+        let _ = std::io::stderr().write_all(notice.as_bytes());
+    }
+    found
 }

@@ -33,7 +33,7 @@ pub use webrtc::*;
 
 pub use nexrtc_test_support::etcd::Etcd;
 pub use nexrtc_test_support::free_port;
-pub use nexrtc_test_support::tools::{missing, require_tool};
+pub use nexrtc_test_support::tools::{missing, optional_tool, require_tool};
 pub use nexrtc_test_support::turn::{rest_credentials, Answer, NoAnswer, Relayed, TurnClient};
 
 use std::collections::hash_map::RandomState;
