@@ -287,12 +287,30 @@ fn terraform_adds_scales_drains_and_removes_a_local_region() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let scale_in = Instant::now();
-    let took = ws.apply(1);
+    let mut running = running;
+    let (took, left_answers, call_running_then) = std::thread::scope(|s| {
+        let apply = s.spawn(|| ws.apply(1));
+        // While the apply waits for the drain, the draining nodes leave the answers.
+        let (_, left) = controller.until(
+            "relay2 and relay3 out of the ICE answers",
+            Duration::from_secs(5),
+            |a| offers_node(a, 1, turn_port) && !(2..=3).any(|n| offers_node(a, n, turn_port)),
+        );
+        let call_running = running.exited().is_none();
+        (apply.join().expect("apply"), left, call_running)
+    });
+    steps.push((
+        "draining nodes out of the ICE answers after the scale-in began".into(),
+        left_answers,
+    ));
+    assert!(
+        call_running_then,
+        "the call ended before the draining node left the answers: the test shows nothing"
+    );
     steps.push((
         "apply node_count=1 with a call on relay3 (returns after the drain)".into(),
         took,
     ));
-    let mut running = running;
     let call_ended = running.exited().is_some();
     let run = call.finish(running, Duration::from_secs(60));
     let report = call.check_clean(&run);
