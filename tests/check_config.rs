@@ -32,7 +32,7 @@ fn a_good_relay_configuration_checks_without_binding_its_ports() {
     // Hold the relay's UDP and TCP port: a start would fail on them, a check must
     // not even try.
     let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
-    let port = udp.local_addr().unwrap().port();
+    let port = udp.local_addr().expect("test setup").port();
     let _tcp = TcpListener::bind(("127.0.0.1", port)).ok();
     let d = dir("relay-good");
     let (cert, key) = cert_pair(&d, "turn.example.org");
@@ -138,7 +138,7 @@ fn missing_or_mismatched_tls_files_are_named() {
         "127.0.0.1",
     ];
     let missing = d.join("absent.crt");
-    let missing = missing.to_str().unwrap();
+    let missing = missing.to_str().expect("test setup");
     let mut args = base.to_vec();
     args.extend(["--cert", missing, "--pkey", &key_b]);
     assert_refused(&relay_check(&args), &["absent.crt"]);
@@ -176,9 +176,9 @@ fn the_shipped_relay_file_with_a_realm_and_a_secret_checks() {
 fn the_relays_agent_settings_are_checked_without_contacting_the_controller() {
     // A controller URL on a closed port: a check must not try it.
     let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
+        .expect("test setup")
         .local_addr()
-        .unwrap();
+        .expect("test setup");
     let d = dir("relay-agent");
     let token = file(&d, "node.token", "nxk_nodekeyofthistest0123456789\n");
     let url = format!("http://{closed}");
@@ -268,9 +268,9 @@ const CONTROLLER_KEYS: &str = "[bootstrap]\n\
 fn a_good_controller_configuration_checks_without_etcd() {
     // An etcd that is not there: a check must not wait for it.
     let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
+        .expect("test setup")
         .local_addr()
-        .unwrap();
+        .expect("test setup");
     let d = dir("controller-good");
     let (cert, key) = cert_pair(&d, "api.example.org");
     let text = format!(

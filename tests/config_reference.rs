@@ -52,7 +52,11 @@ fn the_committed_reference_and_default_files_are_what_the_code_renders() {
 fn write_puts_the_three_files_under_the_given_root() {
     let root = dir("reference-write");
     let out = nexrtc(
-        &["config-reference", "--write", root.to_str().unwrap()],
+        &[
+            "config-reference",
+            "--write",
+            root.to_str().expect("utf-8 path"),
+        ],
         &[],
     );
     assert_eq!(out.code, Some(0), "{out:?}");

@@ -51,7 +51,10 @@ impl Workspace {
             ("turn_port", turn_port.to_string()),
             ("metrics_port", metrics_port.to_string()),
             ("drain_grace", DRAIN_GRACE.to_string()),
-            ("work_dir", dir.join("nodes").to_str().unwrap().to_owned()),
+            (
+                "work_dir",
+                dir.join("nodes").to_str().expect("test setup").to_owned(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -116,7 +119,7 @@ impl Workspace {
         self.dir
             .join("terraform.tfstate")
             .to_str()
-            .unwrap()
+            .expect("test setup")
             .to_owned()
     }
 
@@ -203,7 +206,9 @@ fn region_nodes(controller: &Controller) -> Vec<String> {
 
 /// Active allocations of node `n`, from its own metrics.
 fn allocations(n: u8, metrics_port: u16) -> u64 {
-    let addr = format!("{}:{metrics_port}", node_ip(n)).parse().unwrap();
+    let addr = format!("{}:{metrics_port}", node_ip(n))
+        .parse()
+        .expect("test setup");
     let Ok((200, text)) = http_get(addr, "/metrics") else {
         return 0;
     };
@@ -341,7 +346,8 @@ fn terraform_adds_scales_drains_and_removes_a_local_region() {
     ));
     let answer = controller.ice_servers();
     assert!(offers_node(&answer, 1, turn_port) && !offers_node(&answer, 3, turn_port));
-    let relay3_log = std::fs::read_to_string(ws.node_dir("relay3").join("relay.log")).unwrap();
+    let relay3_log =
+        std::fs::read_to_string(ws.node_dir("relay3").join("relay.log")).expect("test setup");
     assert!(
         relay3_log.to_lowercase().contains("drain"),
         "relay3 drained before it exited:\n{relay3_log}"

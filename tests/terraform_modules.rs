@@ -55,6 +55,7 @@ fn terraform(chdir: &Path, data: &Path, args: &[&str]) -> String {
 /// Every provider-free root and module: (directory, has a test suite).
 const CONFIGURATIONS: &[(&str, bool)] = &[
     ("terraform/modules/region", true),
+    ("terraform/modules/registration", false),
     ("terraform/examples/local", false),
 ];
 
@@ -151,9 +152,9 @@ fn what_the_region_module_renders_is_accepted_by_nexrtc_nft_and_sh() {
     let module = root().join("terraform/modules/region");
     std::fs::write(
         dir.join("main.tf"),
-        RENDER_ROOT.replace("MODULE", module.to_str().unwrap()),
+        RENDER_ROOT.replace("MODULE", module.to_str().expect("utf-8 path")),
     )
-    .unwrap();
+    .expect("rendered output");
     let data = dir.join(".terraform");
     terraform(&dir, &data, &["init", "-backend=false", "-input=false"]);
     terraform(
@@ -169,16 +170,17 @@ fn what_the_region_module_renders_is_accepted_by_nexrtc_nft_and_sh() {
     for (name, node) in nodes {
         // relay.toml and the agent's environment, as the unit would start them.
         let toml = dir.join(format!("{name}.toml"));
-        std::fs::write(&toml, node["relay_toml"].as_str().unwrap()).unwrap();
+        std::fs::write(&toml, node["relay_toml"].as_str().expect("rendered output"))
+            .expect("write");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexrtc"));
         cmd.arg("relay").arg("--config").arg(&toml);
-        for arg in node["relay_args"].as_array().unwrap() {
-            cmd.arg(arg.as_str().unwrap());
+        for arg in node["relay_args"].as_array().expect("rendered output") {
+            cmd.arg(arg.as_str().expect("rendered output"));
         }
         cmd.arg("--check-config");
-        for (k, v) in node["environment"].as_object().unwrap() {
+        for (k, v) in node["environment"].as_object().expect("rendered output") {
             if k != "NEXRTC_RELAY_ARGS" {
-                cmd.env(k, v.as_str().unwrap());
+                cmd.env(k, v.as_str().expect("rendered output"));
             }
         }
         let out = cmd.output().expect("nexrtc");
@@ -202,7 +204,7 @@ fn what_the_region_module_renders_is_accepted_by_nexrtc_nft_and_sh() {
         );
 
         // The user data is cloud-config YAML whose files are the outputs.
-        let user_data = node["user_data"].as_str().unwrap();
+        let user_data = node["user_data"].as_str().expect("rendered output");
         assert!(user_data.starts_with("#cloud-config\n"), "{name}");
         let files = write_files(&dir, name, user_data);
         assert_eq!(
@@ -210,7 +212,9 @@ fn what_the_region_module_renders_is_accepted_by_nexrtc_nft_and_sh() {
             node["relay_toml"].as_str(),
             "{name}"
         );
-        let env_file = files["/etc/default/nexrtc-relay"].as_str().unwrap();
+        let env_file = files["/etc/default/nexrtc-relay"]
+            .as_str()
+            .expect("rendered output");
         assert!(
             env_file.contains(&format!("NEXRTC_NODE={name}\n")),
             "{env_file}"
@@ -218,54 +222,100 @@ fn what_the_region_module_renders_is_accepted_by_nexrtc_nft_and_sh() {
         assert_eq!(
             files["/etc/systemd/system/nexrtc-relay.service"]
                 .as_str()
-                .unwrap(),
-            std::fs::read_to_string(root().join("packaging/systemd/nexrtc-relay.service")).unwrap()
+                .expect("rendered output"),
+            std::fs::read_to_string(root().join("packaging/systemd/nexrtc-relay.service"))
+                .expect("rendered output")
         );
         let drain = files["/etc/systemd/system/nexrtc-relay.service.d/drain.conf"]
             .as_str()
-            .unwrap();
+            .expect("rendered output");
         assert!(drain.contains("TimeoutStopSec=330\n"), "{drain}");
     }
 
     // The autoscaling template: the same without a node name.
-    let template = outputs["autoscaling_user_data"]["value"].as_str().unwrap();
+    let template = outputs["autoscaling_user_data"]["value"]
+        .as_str()
+        .expect("rendered output");
     let files = write_files(&dir, "template", template);
-    let env_file = files["/etc/default/nexrtc-relay"].as_str().unwrap();
+    let env_file = files["/etc/default/nexrtc-relay"]
+        .as_str()
+        .expect("rendered output");
     assert!(!env_file.contains("NEXRTC_NODE="), "{env_file}");
 
     // Shell scripts parse.
     for script in [
         root().join("terraform/modules/region/files/discover-addresses.sh"),
+        root().join("terraform/modules/region/files/lifecycle-watch.sh"),
+        root().join("terraform/modules/registration/register.sh"),
         root().join("terraform/examples/local/node.sh"),
     ] {
-        let ok = Command::new("sh").arg("-n").arg(&script).status().unwrap();
+        let ok = Command::new("sh")
+            .arg("-n")
+            .arg(&script)
+            .status()
+            .expect("rendered output");
         assert!(ok.success(), "sh -n {}", script.display());
     }
 
     // The host firewall is a ruleset nft accepts.
     let nft = dir.join("relay.nft");
-    std::fs::write(&nft, outputs["nftables"]["value"].as_str().unwrap()).unwrap();
+    std::fs::write(
+        &nft,
+        outputs["nftables"]["value"]
+            .as_str()
+            .expect("rendered output"),
+    )
+    .expect("write");
     if require_tool("nft", "nftables").is_some() {
         let out = Command::new("nft")
             .arg("--check")
             .arg("-f")
             .arg(&nft)
             .output()
-            .unwrap();
+            .expect("rendered output");
         assert!(
             out.status.success(),
             "nft --check refused the ruleset:\n{}\n{}",
-            std::fs::read_to_string(&nft).unwrap(),
+            std::fs::read_to_string(&nft).expect("rendered output"),
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// The cloud wrappers cannot be validated without their providers: parsed with
+/// python-hcl2, they must pass the region module's user data through unchanged and
+/// open exactly its firewall rules (tests/terraform/check_wrappers.py).
+#[test]
+fn the_cloud_wrappers_pass_the_region_module_through() {
+    let Some(python) = require_tool("python3", "python3") else {
+        return;
+    };
+    let has_hcl2 = Command::new(&python)
+        .args(["-c", "import hcl2"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_hcl2 {
+        support::missing("python-hcl2", "pip install python-hcl2==8.1.4");
+        return;
+    }
+    let out = Command::new(&python)
+        .arg(root().join("tests/terraform/check_wrappers.py"))
+        .arg(root().join("terraform"))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "cloud wrappers:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The `write_files` of a cloud-config document, path → content, parsed by a YAML
 /// parser of its own (Python's PyYAML), written as JSON.
 fn write_files(dir: &Path, name: &str, user_data: &str) -> serde_json::Map<String, Value> {
     let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, user_data).unwrap();
+    std::fs::write(&path, user_data).expect("write");
     let Some(python) = require_tool("python3", "python3") else {
         panic!("python3 is needed to parse YAML");
     };
@@ -287,6 +337,6 @@ fn write_files(dir: &Path, name: &str, user_data: &str) -> serde_json::Map<Strin
     serde_json::from_slice::<Value>(&out.stdout)
         .expect("JSON")
         .as_object()
-        .unwrap()
+        .expect("rendered output")
         .clone()
 }

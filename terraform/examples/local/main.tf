@@ -36,37 +36,16 @@ module "region" {
 }
 
 # The region, registered in the controller before its nodes and removed after them.
-resource "terraform_data" "region" {
-  input = {
-    script = abspath("${path.module}/node.sh")
-    url    = var.controller_url
-    path   = module.region.registration.path
-    body   = module.region.registration.body
-    key    = var.admin_key
-  }
-
-  provisioner "local-exec" {
-    command = "${self.input.script} register"
-    environment = {
-      URL  = "${trimsuffix(self.input.url, "/")}${self.input.path}"
-      BODY = self.input.body
-      KEY  = self.input.key
-    }
-  }
-
-  provisioner "local-exec" {
-    when    = destroy
-    command = "${self.input.script} unregister"
-    environment = {
-      URL = "${trimsuffix(self.input.url, "/")}${self.input.path}"
-      KEY = self.input.key
-    }
-  }
+module "registration" {
+  source         = "../../modules/registration"
+  controller_url = var.controller_url
+  admin_key      = var.admin_key
+  registration   = module.region.registration
 }
 
 resource "terraform_data" "node" {
   for_each   = toset(local.names)
-  depends_on = [terraform_data.region]
+  depends_on = [module.registration]
 
   # A changed configuration replaces the node: the old process drains, a new one starts.
   triggers_replace = sha256(join("\n", [module.region.nodes[each.key].relay_toml, jsonencode(module.region.nodes[each.key].environment)]))

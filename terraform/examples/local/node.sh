@@ -1,7 +1,6 @@
 #!/bin/sh
-# The local example's provisioner: a relay node as a process on this machine, and the
-# region's registration in the controller. Usage (environment as main.tf sets it):
-#   node.sh register | unregister | start | stop
+# The local example's provisioner: a relay node as a process on this machine.
+# Usage (environment as main.tf sets it): node.sh start | stop
 set -eu
 
 alive() {
@@ -11,19 +10,6 @@ alive() {
 }
 
 case "$1" in
-register)
-    curl -fsS --max-time 10 -X PUT -H "Authorization: Bearer $KEY" \
-        -H 'Content-Type: application/json' -d "$BODY" "$URL" >/dev/null
-    echo "region registered: PUT $URL"
-    ;;
-unregister)
-    code=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -X DELETE \
-        -H "Authorization: Bearer $KEY" "$URL")
-    case "$code" in
-    2??|404) echo "region removed: DELETE $URL ($code)" ;;
-    *) echo "DELETE $URL answered $code" >&2; exit 1 ;;
-    esac
-    ;;
 start)
     umask 077
     mkdir -p "$NODE_DIR"
@@ -82,7 +68,7 @@ stop)
     echo "$NODE_DIR: node stopped"
     ;;
 *)
-    echo "usage: node.sh register|unregister|start|stop" >&2
+    echo "usage: node.sh start|stop" >&2
     exit 2
     ;;
 esac

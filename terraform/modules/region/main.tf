@@ -150,7 +150,7 @@ locals {
   cloud_init = {
     for n in concat(local.node_names, [""]) : n => "#cloud-config\n${yamlencode({
       package_update = true
-      packages       = concat(["curl", "nftables"], var.tls.mode == "acme" ? ["certbot"] : [])
+      packages       = concat(["curl", "nftables"], var.tls.mode == "acme" ? ["certbot"] : [], var.aws_lifecycle_hook != null ? ["awscli"] : [])
       write_files = concat(
         [
           { path = "/etc/nexrtc/relay.toml", permissions = "0640", content = local.toml_text[n] },
@@ -163,6 +163,19 @@ locals {
           { path = "/usr/local/sbin/nexrtc-discover-addresses", permissions = "0755", content = local.discover },
         ],
         var.controller_ca_pem != null ? [{ path = "/etc/nexrtc/controller-ca.pem", permissions = "0644", content = var.controller_ca_pem }] : [],
+        var.aws_lifecycle_hook != null ? [
+          { path = "/usr/local/sbin/nexrtc-lifecycle-watch", permissions = "0755", content = file("${path.module}/files/lifecycle-watch.sh") },
+          {
+            path        = "/etc/systemd/system/nexrtc-lifecycle-watch.service"
+            permissions = "0644"
+            content     = "[Unit]\nDescription=Drain the relay when the autoscaling group terminates this instance\nAfter=nexrtc-relay.service\n\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/nexrtc-lifecycle-watch ${var.aws_lifecycle_hook.group} ${var.aws_lifecycle_hook.hook}\n"
+          },
+          {
+            path        = "/etc/systemd/system/nexrtc-lifecycle-watch.timer"
+            permissions = "0644"
+            content     = "[Unit]\nDescription=Watch this instance's autoscaling lifecycle state\n\n[Timer]\nOnBootSec=60\nOnUnitActiveSec=10\nAccuracySec=1\n\n[Install]\nWantedBy=timers.target\n"
+          },
+        ] : [],
         var.tls.mode == "files" ? [
           { path = "${local.tls_dir}/relay.crt", permissions = "0640", content = var.tls.cert_pem },
           { path = "${local.tls_dir}/relay.key", permissions = "0640", content = var.tls_key_pem },
@@ -187,6 +200,7 @@ locals {
           ["systemctl", "daemon-reload"],
           ["systemctl", "enable", "--now", "nexrtc-relay.service"],
         ],
+        var.aws_lifecycle_hook != null ? [["systemctl", "enable", "--now", "nexrtc-lifecycle-watch.timer"]] : [],
       )
     })}"
   }

@@ -187,3 +187,12 @@ variable "metrics_cidrs" {
   type        = list(string)
   default     = []
 }
+
+variable "aws_lifecycle_hook" {
+  description = "On AWS autoscaling groups: the group and its termination lifecycle hook. The node then watches its lifecycle state (instance metadata), drains when it is being terminated (systemctl stop nexrtc-relay) and completes the lifecycle action when the relay has exited."
+  type = object({
+    group = string
+    hook  = string
+  })
+  default = null
+}

@@ -146,3 +146,20 @@ run "refuses_a_bad_region_name" {
   }
   expect_failures = [var.name]
 }
+
+run "an_aws_autoscaling_node_drains_before_its_lifecycle_action_completes" {
+  command = apply
+  variables {
+    address_discovery  = "aws"
+    aws_lifecycle_hook = { group = "nexrtc-eu-west-1", hook = "nexrtc-drain" }
+  }
+  assert {
+    condition = alltrue([
+      contains(yamldecode(output.autoscaling_user_data).packages, "awscli"),
+      contains(yamldecode(output.autoscaling_user_data).runcmd, ["systemctl", "enable", "--now", "nexrtc-lifecycle-watch.timer"]),
+      contains(yamldecode(output.autoscaling_user_data).runcmd, ["/usr/local/sbin/nexrtc-discover-addresses", "aws"]),
+      strcontains(one([for f in yamldecode(output.autoscaling_user_data).write_files : f.content if f.path == "/etc/systemd/system/nexrtc-lifecycle-watch.service"]), "nexrtc-lifecycle-watch nexrtc-eu-west-1 nexrtc-drain"),
+    ])
+    error_message = "the autoscaling user data watches the lifecycle hook and discovers its addresses"
+  }
+}
