@@ -67,25 +67,13 @@ impl Workspace {
     /// Runs `terraform ARGS` in the example with this workspace's data and state;
     /// returns how long it took.
     fn terraform(&self, args: &[&str]) -> Duration {
-        let mut cmd = Command::new("terraform");
-        cmd.arg(format!("-chdir={}", example_dir().display()))
-            .args(args)
-            .env("TF_DATA_DIR", self.dir.join(".terraform"))
-            .env("TF_CLI_CONFIG_FILE", "/dev/null")
-            .env("TF_IN_AUTOMATION", "1")
-            .env("NO_COLOR", "1");
         let started = Instant::now();
-        let out = cmd.output().expect("run terraform");
+        let run = terraform(&example_dir(), &self.dir.join(".terraform"), args);
         let took = started.elapsed();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
         assert!(
-            out.status.success(),
-            "terraform {args:?} failed ({}):\n{text}\nnode logs:\n{}",
-            out.status,
+            run.success,
+            "terraform {args:?} failed:\n{}\nnode logs:\n{}",
+            run.output,
             self.node_logs()
         );
         took

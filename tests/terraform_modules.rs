@@ -32,24 +32,14 @@ fn work_dir(name: &str) -> PathBuf {
 /// Runs terraform in `chdir` with its data directory under `data`; panics with its
 /// output unless it succeeds; returns stdout.
 fn terraform(chdir: &Path, data: &Path, args: &[&str]) -> String {
-    let out = Command::new("terraform")
-        .arg(format!("-chdir={}", chdir.display()))
-        .args(args)
-        .env("TF_DATA_DIR", data)
-        .env("TF_CLI_CONFIG_FILE", "/dev/null")
-        .env("TF_IN_AUTOMATION", "1")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run terraform");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let run = support::terraform(chdir, data, args);
     assert!(
-        out.status.success(),
-        "terraform {args:?} in {} failed ({}):\n{stdout}{}",
+        run.success,
+        "terraform {args:?} in {} failed:\n{}",
         chdir.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        run.output
     );
-    stdout
+    run.stdout
 }
 
 /// Every provider-free root and module: (directory, has a test suite).

@@ -22,6 +22,7 @@ mod controller;
 mod coturn;
 mod dev;
 mod metrics;
+mod terraform;
 mod webrtc;
 
 pub use allocate::*;
@@ -29,6 +30,7 @@ pub use controller::*;
 pub use coturn::*;
 pub use dev::*;
 pub use metrics::*;
+pub use terraform::*;
 pub use webrtc::*;
 
 pub use nexrtc_test_support::etcd::Etcd;
