@@ -107,6 +107,16 @@ pub struct ControllerArgs {
     /// etcd client URL, repeatable [default: none = embedded in-memory store].
     #[arg(long = "etcd", value_name = "URL")]
     pub etcd_endpoints: Vec<String>,
+    /// CA certificate (PEM) that etcd's server certificates are checked against;
+    /// with it the etcd endpoints must be https:// URLs.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) presented to etcd (with --etcd-key).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Private key (PEM) of --etcd-cert.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
     /// GeoIP2/GeoLite2 City database.
     #[arg(long, value_name = "FILE")]
     pub geoip_db: Option<PathBuf>,
@@ -137,6 +147,9 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub etcd_endpoints: Option<Vec<String>>,
+    pub etcd_ca: Option<PathBuf>,
+    pub etcd_cert: Option<PathBuf>,
+    pub etcd_key: Option<PathBuf>,
     pub key_prefix: Option<String>,
     pub lease_ttl_secs: Option<u64>,
     pub heartbeat_interval_ms: Option<u64>,
@@ -276,6 +289,14 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// TLS to etcd: the CA its server certificates are checked against, and the client
+/// certificate and key presented to it (etcd's `--client-cert-auth`).
+#[derive(Debug, Clone)]
+pub struct EtcdTlsFiles {
+    pub ca: PathBuf,
+    pub identity: Option<TlsFiles>,
+}
+
 /// A checked configuration.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -284,6 +305,8 @@ pub struct ControllerConfig {
     pub tls: Option<TlsFiles>,
     /// Empty: the embedded in-memory store.
     pub etcd_endpoints: Vec<String>,
+    /// `None`: plain HTTP/2 to etcd.
+    pub etcd_tls: Option<EtcdTlsFiles>,
     pub key_prefix: String,
     pub geoip_db: Option<PathBuf>,
     /// How long startup waits for the store's first snapshot.
@@ -337,6 +360,12 @@ impl ControllerConfig {
         for e in &etcd_endpoints {
             check_etcd_endpoint(e)?;
         }
+        let etcd_tls = etcd_tls(
+            &etcd_endpoints,
+            args.etcd_ca.or(file.etcd_ca),
+            args.etcd_cert.or(file.etcd_cert),
+            args.etcd_key.or(file.etcd_key),
+        )?;
         let key_prefix = file.key_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
         if !key_prefix.starts_with('/') || !key_prefix.ends_with('/') {
             return Err(invalid("key_prefix", "must start and end with '/'"));
@@ -421,6 +450,7 @@ impl ControllerConfig {
             listen,
             tls,
             etcd_endpoints,
+            etcd_tls,
             key_prefix,
             geoip_db: args.geoip_db.or(file.geoip_db),
             startup_timeout: Duration::from_secs(file.startup_timeout_secs.unwrap_or(30)),
@@ -446,9 +476,20 @@ impl ControllerConfig {
         parts.push(match self.etcd_endpoints.is_empty() {
             true => "embedded in-memory store (one replica, state lost at exit)".to_owned(),
             false => format!(
-                "etcd {} (prefix {})",
+                "etcd {} (prefix {}{})",
                 self.etcd_endpoints.join(","),
-                self.key_prefix
+                self.key_prefix,
+                match &self.etcd_tls {
+                    None => String::new(),
+                    Some(t) => format!(
+                        "; TLS, CA {}{}",
+                        t.ca.display(),
+                        match &t.identity {
+                            Some(id) => format!(", client certificate {}", id.cert.display()),
+                            None => String::new(),
+                        }
+                    ),
+                }
             ),
         });
         let o = &self.options;
@@ -591,6 +632,46 @@ fn check_etcd_endpoint(endpoint: &str) -> Result<(), ConfigError> {
             "etcd_endpoints",
             format!("{endpoint:?} is not an etcd client URL (http://host:port)"),
         )),
+    }
+}
+
+/// TLS to etcd: all https:// endpoints and a CA, or none; a client certificate and
+/// its key together.
+fn etcd_tls(
+    endpoints: &[String],
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<EtcdTlsFiles>, ConfigError> {
+    let https = endpoints
+        .iter()
+        .filter(|e| e.starts_with("https://"))
+        .count();
+    let identity = match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        (Some(_), None) => return Err(invalid("etcd_key", "etcd_cert needs etcd_key")),
+        (None, Some(_)) => return Err(invalid("etcd_cert", "etcd_key needs etcd_cert")),
+    };
+    match ca {
+        None if https > 0 => Err(invalid(
+            "etcd_ca",
+            "https:// etcd endpoints need etcd_ca, the CA that signed etcd's certificates",
+        )),
+        None if identity.is_some() => Err(invalid(
+            "etcd_ca",
+            "etcd_cert and etcd_key are used over TLS: set etcd_ca and https:// endpoints",
+        )),
+        None => Ok(None),
+        Some(_) if endpoints.is_empty() => Err(invalid(
+            "etcd_ca",
+            "TLS to etcd without etcd_endpoints (the embedded store has no etcd)",
+        )),
+        Some(_) if https != endpoints.len() => Err(invalid(
+            "etcd_endpoints",
+            "with etcd_ca every endpoint must be an https:// URL",
+        )),
+        Some(ca) => Ok(Some(EtcdTlsFiles { ca, identity })),
     }
 }
 
@@ -919,16 +1000,51 @@ mod file_tables {
 
     #[test]
     fn etcd_endpoints_are_client_urls() {
-        for good in [
-            "http://10.0.0.1:2379",
-            "https://etcd.example:2379/",
-            "10.0.0.1:2379",
-        ] {
+        for good in ["http://10.0.0.1:2379", "10.0.0.1:2379"] {
             build(&format!("etcd_endpoints = [{good:?}]")).expect(good);
         }
+        build("etcd_endpoints = [\"https://etcd.example:2379/\"]\netcd_ca = \"/ca.pem\"")
+            .expect("https with a CA");
         for bad in ["ftp://x:1", "http://", "http://x:2379/path", "a b"] {
             let e = build(&format!("etcd_endpoints = [{bad:?}]")).expect_err(bad);
             assert!(e.contains("`etcd_endpoints`"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn tls_to_etcd_is_all_or_nothing() {
+        let https = "etcd_endpoints = [\"https://e1:2379\", \"https://e2:2379\"]\n";
+        let e = build(https).expect_err("https without a CA");
+        assert!(e.contains("`etcd_ca`"), "{e}");
+        let mixed = "etcd_endpoints = [\"https://e1:2379\", \"http://e2:2379\"]\netcd_ca = \"/ca\"";
+        let e = build(mixed).expect_err("a plain endpoint with a CA");
+        assert!(
+            e.contains("`etcd_endpoints`") && e.contains("https://"),
+            "{e}"
+        );
+        let e =
+            build(&format!("{https}etcd_ca = \"/ca\"\netcd_cert = \"/c\"")).expect_err("no key");
+        assert!(e.contains("`etcd_key`"), "{e}");
+        let e = build("etcd_ca = \"/ca\"").expect_err("no etcd");
+        assert!(e.contains("`etcd_ca`"), "{e}");
+        let e =
+            build("etcd_endpoints = [\"http://e1:2379\"]\netcd_cert = \"/c\"\netcd_key = \"/k\"")
+                .expect_err("a client certificate over plain HTTP");
+        assert!(e.contains("`etcd_ca`"), "{e}");
+        let c = build(&format!(
+            "{https}etcd_ca = \"/ca\"\netcd_cert = \"/c\"\netcd_key = \"/k\""
+        ))
+        .expect("TLS with a client certificate");
+        let tls = c.etcd_tls.as_ref().expect("TLS");
+        assert_eq!(tls.ca, PathBuf::from("/ca"));
+        assert_eq!(
+            tls.identity.as_ref().map(|i| i.key.clone()),
+            Some(PathBuf::from("/k"))
+        );
+        assert!(
+            c.summary().contains("TLS, CA /ca, client certificate /c"),
+            "{}",
+            c.summary()
+        );
     }
 }

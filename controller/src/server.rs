@@ -13,11 +13,11 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::AppState;
-use crate::config::{Bootstrap, ControllerConfig, TlsFiles};
+use crate::config::{Bootstrap, ControllerConfig, EtcdTlsFiles, TlsFiles};
 use crate::credentials::{key_hash, random_b64, random_id};
 use crate::model::{self, KeyRecord, Limits, Policy, Scope, Secret, TenantRecord};
 use crate::model::{KEYS, REGIONS, TENANTS};
-use crate::store::{EtcdConfig, EtcdStore, MemoryStore, Store};
+use crate::store::{EtcdConfig, EtcdStore, EtcdTls, MemoryStore, Store};
 
 /// Runs the controller on `config.listen` until `shutdown` completes.
 pub async fn run(
@@ -65,6 +65,7 @@ pub async fn run_on(
             let etcd = EtcdConfig {
                 endpoints: config.etcd_endpoints.clone(),
                 prefix: config.key_prefix.clone(),
+                tls: config.etcd_tls.as_ref().map(etcd_tls).transpose()?,
                 ..EtcdConfig::default()
             };
             let list = config.etcd_endpoints.join(",");
@@ -129,7 +130,41 @@ pub fn check_files(config: &ControllerConfig) -> anyhow::Result<()> {
     if let Some(files) = &config.tls {
         tls_acceptor(files)?;
     }
+    if let Some(files) = &config.etcd_tls {
+        etcd_tls(files)?;
+    }
     Ok(())
+}
+
+/// Reads and checks the PEM files of TLS to etcd.
+pub fn etcd_tls(files: &EtcdTlsFiles) -> anyhow::Result<EtcdTls> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("etcd TLS: cannot read {}", path.display()))
+    };
+    let certificates = |path: &std::path::Path, pem: &[u8]| -> anyhow::Result<()> {
+        let certs = rustls_pemfile::certs(&mut &pem[..])
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("etcd TLS: {}: bad PEM", path.display()))?;
+        match certs.is_empty() {
+            true => Err(anyhow!("etcd TLS: {}: no certificate", path.display())),
+            false => Ok(()),
+        }
+    };
+    let ca_pem = read(&files.ca)?;
+    certificates(&files.ca, &ca_pem)?;
+    let identity = match &files.identity {
+        None => None,
+        Some(id) => {
+            let cert = read(&id.cert)?;
+            certificates(&id.cert, &cert)?;
+            let key = read(&id.key)?;
+            rustls_pemfile::private_key(&mut &key[..])
+                .with_context(|| format!("etcd TLS: {}: bad PEM", id.key.display()))?
+                .ok_or_else(|| anyhow!("etcd TLS: {}: no private key", id.key.display()))?;
+            Some((cert, key))
+        }
+    };
+    Ok(EtcdTls { ca_pem, identity })
 }
 
 pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {

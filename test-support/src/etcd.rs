@@ -36,8 +36,20 @@ pub struct Etcd {
     bin: PathBuf,
     client_port: u16,
     peer_port: u16,
+    /// Plain HTTP `/health` and `/metrics` (etcd's `--listen-metrics-urls`).
+    metrics_port: u16,
+    tls: Option<ServerTls>,
     dir: PathBuf,
     process: Watchdog,
+}
+
+/// TLS on etcd's client port: its certificate and key (for 127.0.0.1), and the CA
+/// whose client certificates it requires (`--client-cert-auth`).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
 }
 
 /// The watchdog of one etcd run, and the pipe to it.
@@ -61,6 +73,16 @@ impl Etcd {
     /// is skipped) when etcd is not installed outside CI; under `CI=true` that fails (see
     /// [`crate::tools`]). A lost race for a port is retried on new ones.
     pub fn start() -> Option<Etcd> {
+        Etcd::start_with(None)
+    }
+
+    /// [`Etcd::start`] with TLS on the client port: `https://` endpoint, client
+    /// certificates required.
+    pub fn start_tls(tls: ServerTls) -> Option<Etcd> {
+        Etcd::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<ServerTls>) -> Option<Etcd> {
         let bin = match std::env::var_os("ETCD_BIN") {
             Some(bin) => PathBuf::from(bin),
             None => require_tool("etcd", "etcd-server")?,
@@ -78,11 +100,22 @@ impl Etcd {
             while peer_port == client_port {
                 peer_port = free_port();
             }
+            let mut metrics_port = free_port();
+            while metrics_port == client_port || metrics_port == peer_port {
+                metrics_port = free_port();
+            }
             let mut etcd = Etcd {
                 bin: bin.clone(),
                 client_port,
                 peer_port,
-                process: Etcd::spawn(&bin, &dir, client_port, peer_port),
+                metrics_port,
+                process: Etcd::spawn(
+                    &bin,
+                    &dir,
+                    [client_port, peer_port, metrics_port],
+                    tls.as_ref(),
+                ),
+                tls: tls.clone(),
                 dir,
             };
             match etcd.wait_ready() {
@@ -97,10 +130,23 @@ impl Etcd {
     }
 
     /// Starts the watchdog and etcd (not waiting for it).
-    fn spawn(bin: &Path, dir: &Path, client_port: u16, peer_port: u16) -> Watchdog {
+    fn spawn(bin: &Path, dir: &Path, ports: [u16; 3], tls: Option<&ServerTls>) -> Watchdog {
+        let [client_port, peer_port, metrics_port] = ports;
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let client = format!("http://127.0.0.1:{client_port}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
+        let metrics = format!("http://127.0.0.1:{metrics_port}");
+        let mut tls_args = Vec::new();
+        if let Some(t) = tls {
+            tls_args.push("--cert-file".into());
+            tls_args.push(t.cert.clone().into_os_string());
+            tls_args.push("--key-file".into());
+            tls_args.push(t.key.clone().into_os_string());
+            tls_args.push("--trusted-ca-file".into());
+            tls_args.push(t.client_ca.clone().into_os_string());
+            tls_args.push("--client-cert-auth".into());
+        }
         let mut watchdog = Command::new("sh")
             .arg("-c")
             .arg(WATCHDOG)
@@ -110,6 +156,8 @@ impl Etcd {
             .args(["--name", "default", "--data-dir"])
             .arg(dir.join("data"))
             .args(["--listen-client-urls", &client])
+            .args(["--listen-metrics-urls", &metrics])
+            .args(&tls_args)
             .args(["--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
@@ -130,9 +178,10 @@ impl Etcd {
         }
     }
 
-    /// The client URL, `http://127.0.0.1:<port>`.
+    /// The client URL, `http://127.0.0.1:<port>` (`https://` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// Kills etcd with SIGKILL, keeping its data for [`Etcd::restart`].
@@ -144,7 +193,8 @@ impl Etcd {
     /// is healthy.
     pub fn restart(&mut self) {
         self.process.stop(b"keep\n");
-        self.process = Etcd::spawn(&self.bin, &self.dir, self.client_port, self.peer_port);
+        let ports = [self.client_port, self.peer_port, self.metrics_port];
+        self.process = Etcd::spawn(&self.bin, &self.dir, ports, self.tls.as_ref());
         if let Err(e) = self.wait_ready() {
             panic!("etcd restart: {e}");
         }
@@ -172,7 +222,7 @@ impl Etcd {
 
     /// One sample (the line without labels) of etcd's Prometheus endpoint.
     pub fn metric(&self, name: &str) -> f64 {
-        let (_, body) = http_get(self.client_addr(), "/metrics")
+        let (_, body) = http_get(self.metrics_addr(), "/metrics")
             .unwrap_or_else(|e| panic!("etcd /metrics: {e}"));
         body.lines()
             .find_map(|line| {
@@ -192,14 +242,14 @@ impl Etcd {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    fn client_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.client_port))
+    fn metrics_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.metrics_port))
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Ok((200, body)) = http_get(self.client_addr(), "/health") {
+            if let Ok((200, body)) = http_get(self.metrics_addr(), "/health") {
                 if body.contains("true") {
                     return Ok(());
                 }

@@ -95,8 +95,30 @@ pub const KEYS: &[Key] = &[
     key(
         "etcd_endpoints",
         Value("[]"),
-        "etcd client URLs (http://host:port). Empty: the embedded in-memory store (one \
+        "etcd client URLs (http://host:port, or https:// with etcd_ca). Empty: the embedded in-memory store (one \
          replica, state lost at exit).",
+    ),
+    key(
+        "etcd_ca",
+        Unset {
+            example: "\"/etc/nexrtc/etcd-ca.crt\"",
+        },
+        "PEM CA certificate that etcd's server certificates are checked against. With it, \
+         every etcd endpoint must be https://.",
+    ),
+    key(
+        "etcd_cert",
+        Unset {
+            example: "\"/etc/nexrtc/etcd-client.crt\"",
+        },
+        "PEM client certificate presented to etcd (etcd's --client-cert-auth); with etcd_key.",
+    ),
+    key(
+        "etcd_key",
+        Unset {
+            example: "\"/etc/nexrtc/etcd-client.key\"",
+        },
+        "PEM private key of etcd_cert.",
     ),
     key(
         "key_prefix",

@@ -19,7 +19,10 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions};
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    TlsOptions,
+};
 use etcd_client::{PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream};
 use tonic::Code;
 
@@ -42,6 +45,25 @@ pub struct EtcdConfig {
     pub request_timeout: Duration,
     /// HTTP/2 ping interval (a missing answer within the same time drops the connection).
     pub keep_alive_interval: Duration,
+    /// TLS to etcd (`https://` endpoints); `None`: plain HTTP/2.
+    pub tls: Option<EtcdTls>,
+}
+
+/// TLS to etcd, as PEM: the CA that signed etcd's server certificates, and the client
+/// certificate chain and key presented to etcd when it requires one.
+#[derive(Clone)]
+pub struct EtcdTls {
+    pub ca_pem: Vec<u8>,
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl fmt::Debug for EtcdTls {
+    // Never prints the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("client_certificate", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for EtcdConfig {
@@ -52,6 +74,7 @@ impl Default for EtcdConfig {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(2),
             keep_alive_interval: Duration::from_secs(2),
+            tls: None,
         }
     }
 }
@@ -82,6 +105,16 @@ impl EtcdStore {
             .with_keep_alive(config.keep_alive_interval, config.keep_alive_interval)
             .with_keep_alive_while_idle(true)
             .with_require_leader(true);
+        let options = match &config.tls {
+            None => options,
+            Some(tls) => {
+                let mut t = TlsOptions::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+                if let Some((cert, key)) = &tls.identity {
+                    t = t.identity(Identity::from_pem(cert, key));
+                }
+                options.with_tls(t)
+            }
+        };
         let connect = Client::connect(&config.endpoints, Some(options));
         let client = call(config.request_timeout, "connect", connect).await?;
         Ok(EtcdStore {

@@ -70,7 +70,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-pub use etcd::{EtcdConfig, EtcdStore};
+pub use etcd::{EtcdConfig, EtcdStore, EtcdTls};
 pub use memory::MemoryStore;
 pub use types::{KeyValue, Lease, LeaseId, Listing, Outcome, StoreError, Watch, WatchEvent};
 pub use watched::{Decoder, Snapshot, WatchedMap, WatchedMapConfig};
