@@ -1,4 +1,5 @@
 use super::*;
+use crate::settings::keys::{keys, KeyDefault};
 
 const KEY: [u8; 32] = [9; 32];
 
@@ -621,4 +622,62 @@ fn check_files_loads_the_certificate_and_its_key() {
     assert!(e.contains("no PEM certificate"), "{e}");
     // Self-signed: generated at start, nothing to check.
     build(base()).unwrap().check_files().unwrap();
+}
+
+// The documented defaults of the keys (crate::settings::keys) held to the
+// configuration they build.
+
+fn settings_file(text: &str) -> Settings {
+    toml::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// What every test configuration has (a relay needs a realm, secrets and
+/// an address to relay from).
+const KEYS_BASE: &str =
+    "realm = \"test\"\nstatic_auth_secret = \"s3cret\"\nrelay_ip = \"192.0.2.10\"\n";
+
+fn built_from(text: &str) -> String {
+    let c =
+        RelayConfig::build(settings_file(text), [7; 32]).unwrap_or_else(|e| panic!("{text}: {e}"));
+    format!("{c:?}")
+}
+
+/// Each documented default, written in the file, gives the relay the
+/// relay gets without it: a default changed in the code without its help
+/// (or the reverse) fails here.
+#[test]
+fn value_defaults_are_the_defaults_applied() {
+    let base = built_from(KEYS_BASE);
+    let mut checked = 0;
+    for key in keys() {
+        let KeyDefault::Value(value) = &key.default else {
+            continue;
+        };
+        if !key.in_file || KEYS_BASE.contains(&format!("{} =", key.name)) {
+            continue;
+        }
+        let text = format!("{KEYS_BASE}{} = {value}\n", key.name);
+        assert_eq!(
+            built_from(&text),
+            base,
+            "{}: the default {value} is not applied",
+            key.name
+        );
+        checked += 1;
+    }
+    assert!(checked > 30, "only {checked} defaults checked");
+}
+
+/// A wrong default in the help is caught: the check above compares the
+/// whole configuration.
+#[test]
+fn a_wrong_default_would_be_seen() {
+    assert_ne!(
+        built_from(KEYS_BASE),
+        built_from(&format!("{KEYS_BASE}listening_port = 3479\n"))
+    );
+    assert_ne!(
+        built_from(KEYS_BASE),
+        built_from(&format!("{KEYS_BASE}min_port = 61001\n"))
+    );
 }
