@@ -211,8 +211,8 @@ fn shipped_relay_file_with_only_the_required_keys_passes() {
 
 /// A loopback port nothing listens on (bound, then closed).
 fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().expect("local address").port()
 }
 
 fn controller(name: &str, text: &str) -> Output {
@@ -410,4 +410,38 @@ fn agent_token_file_is_read_and_bad_settings_are_refused() {
     assert!(out.stderr.contains("token"), "{out:?}");
     let out = nexrtc(&["agent", "--check-config"], &[]);
     refused(&out, &["region"]);
+}
+
+#[test]
+fn agent_controller_url_and_ca_file_are_checked() {
+    let d = dir("agent-ca");
+    let (ca, _) = cert_pair(&d, "ca.test");
+    let absent = d.join("absent-ca.pem");
+    let run = |controller: &str, ca: &str| {
+        nexrtc(
+            &[
+                "agent",
+                "--controller",
+                controller,
+                "--node-token",
+                TOKEN,
+                "--region",
+                "eu-west",
+                "--advertise",
+                "udp:192.0.2.5:3478",
+                "--controller-ca-file",
+                ca,
+                "--check-config",
+            ],
+            &[],
+        )
+    };
+    ok(&run("https://127.0.0.1:9", &ca), &[TOKEN]);
+    refused(
+        &run("https://127.0.0.1:9", absent.to_str().unwrap()),
+        &["absent-ca.pem"],
+    );
+    let out = run("ftp://127.0.0.1:9", &ca);
+    refused(&out, &["ftp"]);
+    assert!(!out.all().contains(TOKEN), "{out:?}");
 }
