@@ -445,3 +445,25 @@ fn agent_controller_url_and_ca_file_are_checked() {
     refused(&out, &["ftp"]);
     assert!(!out.all().contains(TOKEN), "{out:?}");
 }
+
+#[test]
+fn relay_secrets_file_and_controller_geoip_database_are_read() {
+    let d = dir("files-read");
+    let absent = d.join("absent-secrets.toml");
+    let text = format!(
+        "realm = \"turn.test\"\nrelay_ip = \"192.0.2.1\"\nsecrets_file = \"{}\"\n",
+        absent.display()
+    );
+    refused(
+        &relay("relay-secrets-absent", &text),
+        &["absent-secrets.toml"],
+    );
+    let absent = d.join("absent-city.mmdb");
+    let text = format!("geoip_db = \"{}\"\n", absent.display());
+    refused(
+        &controller("controller-geoip-absent", &text),
+        &["absent-city.mmdb"],
+    );
+    let text = format!("geoip_db = \"{}\"\n", check::geoip_db());
+    ok(&controller("controller-geoip", &text), &[]);
+}
