@@ -1,328 +1,469 @@
-//! `--check-config`: a configuration is checked as a start would check it, without a
-//! socket, an etcd or a controller; exit 0 with a one-line summary that holds no
-//! secret, or exit 2 with the error a start would print (the key, and the line in
-//! a file).
+//! `nexrtc relay|controller|agent --check-config`: the promises of
+//! docs/config-reference.md — exit 0 and a one-line summary without secrets for
+//! a good configuration, exit 2 and the key (and the line of a file) for a bad
+//! one, no socket bound and no controller or etcd contacted.
 
 mod check;
 
-use std::net::{TcpListener, UdpSocket};
+use check::{cert_pair, dir, file, nexrtc, Output};
 
-use check::{cert_pair, dir, file, geoip_db, nexrtc, Output};
+const RELAY_SECRET: &str = "relay-secret-9f8e7d6c5b4a";
+const NONCE_SECRET: &str = "nonce-secret-0a1b2c3d4e5f6a7b";
+const TOKEN: &str = "nxk_agenttoken0123456789abcdefghijklmnopqrstu";
+const ADMIN_KEY: &str = "nxk_adminkey0123456789abcdefghijklmnopqrstuvw";
+const TENANT_SECRET: &str = "tenant-secret-5e4d3c2b1a09";
 
-const SECRET: &str = "check-config-secret-0451";
-
-fn relay_check(args: &[&str]) -> Output {
-    let mut all = vec!["relay"];
-    all.extend_from_slice(args);
-    all.push("--check-config");
-    nexrtc(&all, &[])
-}
-
-fn assert_refused(out: &Output, words: &[&str]) {
-    assert_eq!(out.code, Some(2), "refused with exit 2: {out:?}");
-    let text = out.all();
-    for w in words {
-        assert!(text.contains(w), "the error names {w:?}: {text}");
-    }
-    assert!(!out.stdout.contains("configuration OK"), "{out:?}");
-}
-
-#[test]
-fn a_good_relay_configuration_checks_without_binding_its_ports() {
-    // Hold the relay's UDP and TCP port: a start would fail on them, a check must
-    // not even try.
-    let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
-    let port = udp.local_addr().expect("test setup").port();
-    let _tcp = TcpListener::bind(("127.0.0.1", port)).ok();
-    let d = dir("relay-good");
-    let (cert, key) = cert_pair(&d, "turn.example.org");
-    let config = file(
-        &d,
-        "relay.toml",
-        &format!(
-            "realm = \"example.org\"\nstatic_auth_secret = \"{SECRET}\"\n\
-             listening_ip = \"127.0.0.1\"\nlistening_port = {port}\nrelay_ip = \"127.0.0.1\"\n\
-             cert = {cert:?}\npkey = {key:?}\nnonce_secret = \"nonce-key-of-this-test\"\n"
-        ),
-    );
-    let out = relay_check(&["--config", &config]);
-    assert_eq!(out.code, Some(0), "{out:?}");
-    let line = out.stdout.trim();
-    assert_eq!(line.lines().count(), 1, "one line: {line}");
-    assert!(
-        line.starts_with("nexrtc relay: configuration OK:"),
-        "{line}"
-    );
-    assert!(line.contains("\"example.org\""), "{line}");
-    assert!(line.contains(&cert), "names the certificate: {line}");
-    let all = out.all();
-    assert!(!all.contains(SECRET), "secret printed: {all}");
-    assert!(
-        !all.contains("nonce-key-of-this-test"),
-        "nonce key printed: {all}"
-    );
-}
-
-#[test]
-fn an_unknown_or_mistyped_relay_key_is_named_with_its_line() {
-    let d = dir("relay-bad-key");
-    let unknown = file(
-        &d,
-        "unknown.toml",
-        &format!(
-            "realm = \"example.org\"\nstatic_auth_secret = \"{SECRET}\"\nlistening_prot = 3478\n"
-        ),
-    );
-    assert_refused(
-        &relay_check(&["--config", &unknown]),
-        &["listening_prot", "line 3"],
-    );
-
-    let mistyped = file(
-        &d,
-        "mistyped.toml",
-        &format!(
-            "realm = \"example.org\"\nmax_port = \"lots\"\nstatic_auth_secret = \"{SECRET}\"\n"
-        ),
-    );
-    let out = relay_check(&["--config", &mistyped]);
-    assert_refused(&out, &["max_port", "line 2"]);
-    assert!(!out.all().contains(SECRET), "secret printed: {out:?}");
-}
-
-#[test]
-fn a_relay_without_a_realm_or_a_secret_or_with_the_example_secret_is_refused() {
-    let out = relay_check(&[
-        "--static-auth-secret",
-        SECRET,
-        "--listening-ip",
-        "127.0.0.1",
-    ]);
-    assert_refused(&out, &["realm"]);
-    let out = relay_check(&["--realm", "example.org", "--listening-ip", "127.0.0.1"]);
-    assert_refused(&out, &["secret"]);
-    // The default file's examples must be replaced.
-    let out = relay_check(&[
-        "--realm",
-        "example.org",
-        "--static-auth-secret",
-        SECRET,
-        "--listening-ip",
-        "127.0.0.1",
-        "--nonce-secret",
-        "CHANGE-ME-to-16-or-more-random-characters",
-    ]);
-    assert_refused(&out, &["nonce_secret", "CHANGE-ME"]);
-    let out = relay_check(&[
-        "--realm",
-        "example.org",
-        "--listening-ip",
-        "127.0.0.1",
-        "--static-auth-secret",
-        "CHANGE-ME-please",
-    ]);
-    assert_refused(&out, &["static_auth_secret"]);
-}
-
-#[test]
-fn missing_or_mismatched_tls_files_are_named() {
-    let d = dir("relay-tls");
-    let (cert, _key) = cert_pair(&d, "a.example.org");
-    let (_cert_b, key_b) = cert_pair(&d, "b.example.org");
-    let base = [
-        "--realm",
-        "example.org",
-        "--static-auth-secret",
-        SECRET,
-        "--listening-ip",
-        "127.0.0.1",
-    ];
-    let missing = d.join("absent.crt");
-    let missing = missing.to_str().expect("test setup");
-    let mut args = base.to_vec();
-    args.extend(["--cert", missing, "--pkey", &key_b]);
-    assert_refused(&relay_check(&args), &["absent.crt"]);
-
-    let mut args = base.to_vec();
-    args.extend(["--cert", &cert, "--pkey", &key_b]);
-    let out = relay_check(&args);
+fn ok(out: &Output, secrets: &[&str]) {
+    assert_eq!(out.code, Some(0), "expected exit 0: {out:?}");
     assert_eq!(
-        out.code,
-        Some(2),
-        "a key that is not the certificate's: {out:?}"
+        out.stdout.trim_end().lines().count(),
+        1,
+        "one-line summary expected: {out:?}"
+    );
+    assert!(out.stdout.contains("configuration OK"), "{out:?}");
+    for s in secrets {
+        assert!(!out.all().contains(s), "secret {s:?} printed: {out:?}");
+    }
+}
+
+fn refused(out: &Output, needles: &[&str]) {
+    assert_eq!(out.code, Some(2), "expected exit 2: {out:?}");
+    for n in needles {
+        assert!(out.stderr.contains(n), "{n:?} not in stderr: {out:?}");
+    }
+}
+
+fn relay(name: &str, text: &str) -> Output {
+    let d = dir(name);
+    let path = file(&d, "relay.toml", text);
+    nexrtc(&["relay", "--config", &path, "--check-config"], &[])
+}
+
+fn relay_good() -> String {
+    format!(
+        "realm = \"turn.test\"\nstatic_auth_secret = \"{RELAY_SECRET}\"\nnonce_secret = \"{NONCE_SECRET}\"\n\
+         relay_ip = \"192.0.2.1\"\n"
+    )
+}
+
+#[test]
+fn relay_good_config_prints_a_summary_without_secrets() {
+    ok(
+        &relay("relay-good", &relay_good()),
+        &[RELAY_SECRET, NONCE_SECRET],
     );
 }
 
 #[test]
-fn the_shipped_relay_file_with_a_realm_and_a_secret_checks() {
-    let shipped = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/packaging/etc/nexrtc/relay.toml"
-    );
-    let out = relay_check(&[
-        "--config",
-        shipped,
-        "--realm",
-        "example.org",
-        "--static-auth-secret",
-        SECRET,
-        "--listening-ip",
-        "127.0.0.1",
-    ]);
-    assert_eq!(out.code, Some(0), "{out:?}");
-}
-
-#[test]
-fn the_relays_agent_settings_are_checked_without_contacting_the_controller() {
-    // A controller URL on a closed port: a check must not try it.
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .expect("test setup")
-        .local_addr()
-        .expect("test setup");
-    let d = dir("relay-agent");
-    let token = file(&d, "node.token", "nxk_nodekeyofthistest0123456789\n");
-    let url = format!("http://{closed}");
-    let base = [
-        "--realm",
-        "example.org",
-        "--static-auth-secret",
-        SECRET,
-        "--listening-ip",
-        "127.0.0.1",
-        "--controller",
-        &url,
-        "--region",
-        "eu-west",
-        "--node",
-        "relay1",
-    ];
-    let mut args = base.to_vec();
-    args.extend(["--node-token-file", &token]);
-    let out = relay_check(&args);
-    assert_eq!(out.code, Some(0), "{out:?}");
-    assert!(out.stdout.contains("edge agent"), "{out:?}");
-    assert!(
-        !out.all().contains("nodekeyofthistest"),
-        "token printed: {out:?}"
-    );
-
-    let empty = file(&d, "empty.token", "\n");
-    let mut args = base.to_vec();
-    args.extend(["--node-token-file", &empty]);
-    assert_refused(&relay_check(&args), &["empty.token"]);
-}
-
-#[test]
-fn the_standalone_agent_checks_and_refuses() {
-    let d = dir("agent");
-    let token = file(&d, "node.token", "nxk_nodekeyofthistest0123456789\n");
+fn relay_secret_from_environment_is_not_printed() {
     let out = nexrtc(
         &[
-            "agent",
+            "relay",
+            "--realm",
+            "turn.test",
+            "--relay-ip",
+            "192.0.2.1",
+            "--check-config",
+        ],
+        &[("NEXRTC_STATIC_AUTH_SECRET", RELAY_SECRET)],
+    );
+    ok(&out, &[RELAY_SECRET]);
+}
+
+#[test]
+fn relay_unknown_key_names_key_and_line() {
+    let out = relay(
+        "relay-unknown",
+        &format!("{}\nlistening_prot = 3478\n", relay_good()),
+    );
+    refused(&out, &["listening_prot", "line 6"]);
+}
+
+#[test]
+fn relay_wrong_type_names_key_and_line() {
+    let out = relay(
+        "relay-type",
+        &format!("{}listening_port = \"x\"\n", relay_good()),
+    );
+    refused(&out, &["listening_port", "line 5"]);
+}
+
+#[test]
+fn relay_missing_realm_or_secret_is_refused() {
+    let out = relay(
+        "relay-norealm",
+        &format!("static_auth_secret = \"{RELAY_SECRET}\"\n"),
+    );
+    refused(&out, &["realm"]);
+    assert!(!out.all().contains(RELAY_SECRET), "{out:?}");
+    let out = relay(
+        "relay-nosecret",
+        "realm = \"turn.test\"\nrelay_ip = \"192.0.2.1\"\n",
+    );
+    refused(&out, &["static_auth_secret"]);
+}
+
+#[test]
+fn relay_example_secrets_are_refused() {
+    let out = relay(
+        "relay-example-nonce",
+        &format!(
+            "realm = \"turn.test\"\nrelay_ip = \"192.0.2.1\"\nstatic_auth_secret = \"{RELAY_SECRET}\"\n\
+             nonce_secret = \"CHANGE-ME-to-16-or-more-random-characters\"\n"
+        ),
+    );
+    refused(&out, &["nonce_secret", "CHANGE-ME"]);
+    let out = relay(
+        "relay-example-static",
+        "realm = \"turn.test\"\nrelay_ip = \"192.0.2.1\"\nstatic_auth_secret = \"CHANGE-ME-please-1234\"\n",
+    );
+    refused(&out, &["static_auth_secret", "CHANGE-ME"]);
+}
+
+#[test]
+fn relay_tls_files_missing_or_mismatched_are_named() {
+    let d = dir("relay-tls");
+    let (cert, key) = cert_pair(&d, "a.test");
+    let (_, other_key) = cert_pair(&d, "b.test");
+    let base = relay_good();
+    let good = file(
+        &d,
+        "good.toml",
+        &format!("{base}cert = \"{cert}\"\npkey = \"{key}\"\n"),
+    );
+    ok(
+        &nexrtc(&["relay", "--config", &good, "--check-config"], &[]),
+        &[RELAY_SECRET],
+    );
+    let missing = d.join("absent.crt");
+    let missing = missing.to_str().unwrap();
+    let bad = file(
+        &d,
+        "missing.toml",
+        &format!("{base}cert = \"{missing}\"\npkey = \"{key}\"\n"),
+    );
+    refused(
+        &nexrtc(&["relay", "--config", &bad, "--check-config"], &[]),
+        &["absent.crt"],
+    );
+    let bad = file(
+        &d,
+        "mismatch.toml",
+        &format!("{base}cert = \"{cert}\"\npkey = \"{other_key}\"\n"),
+    );
+    let out = nexrtc(&["relay", "--config", &bad, "--check-config"], &[]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.to_lowercase().contains("match"), "{out:?}");
+}
+
+#[test]
+fn relay_check_binds_no_socket_and_does_not_check_relay_ip() {
+    // The listening port is taken by this test: a check that bound it would fail.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let taken_tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let tls_port = taken_tcp.local_addr().unwrap().port();
+    let text = format!(
+        "{}listening_ip = \"127.0.0.1\"\nlistening_port = {port}\ntls_listening_port = {tls_port}\n\
+         metrics_listen = \"127.0.0.1:{tls_port}\"\n",
+        relay_good().replace("192.0.2.1", "192.0.2.77")
+    );
+    ok(&relay("relay-nobind", &text), &[RELAY_SECRET]);
+    drop((taken, taken_tcp));
+}
+
+#[test]
+fn relay_with_agent_contacts_no_controller() {
+    let closed = closed_port();
+    let out = nexrtc(
+        &[
+            "relay",
+            "--realm",
+            "turn.test",
+            "--relay-ip",
+            "192.0.2.1",
             "--controller",
-            "http://127.0.0.1:9",
-            "--node-token-file",
-            &token,
+            &format!("http://127.0.0.1:{closed}"),
+            "--node-token",
+            TOKEN,
             "--region",
             "eu-west",
-            "--node",
-            "coturn1",
-            "--advertise",
-            "udp:127.0.0.1:3478",
             "--check-config",
         ],
         &[],
     );
-    assert_eq!(out.code, Some(0), "{out:?}");
-    assert!(
-        out.stdout.starts_with("nexrtc agent: configuration OK:"),
-        "{out:?}"
-    );
-    assert!(
-        !out.all().contains("nodekeyofthistest"),
-        "token printed: {out:?}"
-    );
+    ok(&out, &[TOKEN]);
+    assert!(out.stdout.contains("edge agent"), "{out:?}");
+}
 
-    let out = nexrtc(&["agent", "--check-config"], &[]);
-    assert_eq!(out.code, Some(2), "{out:?}");
-    assert!(
-        out.all().contains("required"),
-        "names what is missing: {out:?}"
+#[test]
+fn shipped_relay_file_with_only_the_required_keys_passes() {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/etc/nexrtc/relay.toml"
+    ))
+    .unwrap();
+    ok(
+        &relay("relay-shipped", &format!("{shipped}\n{}", relay_good())),
+        &[RELAY_SECRET],
     );
 }
 
-fn controller_check(text: &str, name: &str) -> Output {
+/// A loopback port nothing listens on (bound, then closed).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().expect("local address").port()
+}
+
+fn controller(name: &str, text: &str) -> Output {
     let d = dir(name);
     let path = file(&d, "controller.toml", text);
     nexrtc(&["controller", "--config", &path, "--check-config"], &[])
 }
 
-const CONTROLLER_KEYS: &str = "[bootstrap]\n\
-    admin_key = \"nxk_adminkeyofthistest0123456789abcdefgh\"\n\
-    node_key = \"nxk_nodekeyofthistest01234567890abcdefgh\"\n\
-    ice_key = \"nxk_icekeyofthistest012345678901abcdefgh\"\n\
-    tenant = \"acme\"\n\
-    tenant_secret = \"tenantkeyofthistest-0123\"\n";
+#[test]
+fn controller_good_config_contacts_no_etcd_and_hides_keys() {
+    let closed = closed_port();
+    let text = format!(
+        "etcd_endpoints = [\"http://127.0.0.1:{closed}\"]\n[weights]\nmax_regions = 3\n\
+         [bootstrap]\nadmin_key = \"{ADMIN_KEY}\"\ntenant = \"acme\"\ntenant_secret = \"{TENANT_SECRET}\"\n\
+         [[bootstrap.regions]]\nname = \"eu-west\"\nlat = 53.35\nlon = -6.26\n"
+    );
+    let out = controller("controller-good", &text);
+    ok(&out, &[ADMIN_KEY, TENANT_SECRET]);
+}
 
 #[test]
-fn a_good_controller_configuration_checks_without_etcd() {
-    // An etcd that is not there: a check must not wait for it.
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .expect("test setup")
-        .local_addr()
-        .expect("test setup");
-    let d = dir("controller-good");
-    let (cert, key) = cert_pair(&d, "api.example.org");
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\ntls_cert = {cert:?}\ntls_key = {key:?}\n\
-         etcd_endpoints = [\"http://{closed}\"]\ngeoip_db = {:?}\n\n[weights]\nmax_regions = 3\n\n\
-         {CONTROLLER_KEYS}\n[[bootstrap.regions]]\nname = \"eu-west\"\nlat = 53.35\nlon = -6.26\n",
-        geoip_db()
+fn controller_listen_port_in_use_still_checks() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    ok(
+        &controller(
+            "controller-nobind",
+            &format!("listen = \"127.0.0.1:{port}\"\n"),
+        ),
+        &[],
     );
-    let out = controller_check(&text, "controller-good-run");
-    assert_eq!(out.code, Some(0), "{text}\n{out:?}");
-    assert!(
-        out.stdout
-            .starts_with("nexrtc controller: configuration OK:"),
-        "{out:?}"
+    drop(taken);
+}
+
+#[test]
+fn controller_unknown_key_and_wrong_type_name_key_and_line() {
+    refused(
+        &controller(
+            "controller-unknown",
+            "listen = \"127.0.0.1:8080\"\n[weights]\nmax_region = 3\n",
+        ),
+        &["max_region", "line 3"],
     );
-    assert_eq!(out.stdout.trim().lines().count(), 1, "{out:?}");
-    assert!(
-        !out.all().contains("keyofthistest"),
-        "a key printed: {out:?}"
+    refused(
+        &controller("controller-type", "\nsignal_room_size = \"many\"\n"),
+        &["signal_room_size", "line 2"],
     );
 }
 
 #[test]
-fn controller_mistakes_are_named_with_their_table_and_line() {
-    let out = controller_check(
-        &format!("insecure_http = true\n\n[weights]\nmax_region = 3\n\n{CONTROLLER_KEYS}"),
-        "controller-unknown",
-    );
-    assert_refused(&out, &["max_region", "line 4"]);
-
-    let out = controller_check(
-        &format!("insecure_http = true\n{CONTROLLER_KEYS}\n[[bootstrap.regions]]\nname = \"eu-west\"\nlat = \"north\"\nlon = -6.26\n"),
-        "controller-mistyped",
-    );
-    assert_refused(&out, &["lat"]);
-
-    let out = controller_check(
-        &format!(
-            "insecure_http = true\netcd_endpoints = [\"etcd.example:2379:1\"]\n{CONTROLLER_KEYS}"
+fn controller_bootstrap_regions_weights_and_etcd_are_checked() {
+    refused(
+        &controller(
+            "controller-region",
+            "[[bootstrap.regions]]\nname = \"Not A Label\"\nlat = 1.0\nlon = 2.0\n",
         ),
-        "controller-etcd-url",
+        &["bootstrap.regions"],
     );
-    assert_refused(&out, &["etcd_endpoints"]);
+    refused(
+        &controller(
+            "controller-region-lat",
+            "[[bootstrap.regions]]\nname = \"eu-west\"\nlat = 123.0\nlon = 2.0\n",
+        ),
+        &["bootstrap.regions"],
+    );
+    refused(
+        &controller(
+            "controller-weights",
+            "[weights]\noverload_threshold = 0.0\n",
+        ),
+        &["weights.overload_threshold"],
+    );
+    refused(
+        &controller("controller-weights2", "[weights]\nmax_regions = 0\n"),
+        &["weights.max_regions"],
+    );
+    refused(
+        &controller(
+            "controller-etcd",
+            "etcd_endpoints = [\"ftp://etcd.test:2379\"]\n",
+        ),
+        &["etcd_endpoints"],
+    );
+}
 
-    let example = CONTROLLER_KEYS.replacen(
-        "nxk_adminkeyofthistest0123456789abcdefgh",
-        "nxk_CHANGE-ME-run-nexrtc-controller-init-for-fresh-keys",
-        1,
+#[test]
+fn controller_example_keys_are_refused() {
+    refused(
+        &controller(
+            "controller-example",
+            "[bootstrap]\nadmin_key = \"nxk_CHANGE-ME-run-nexrtc-controller-init-for-fresh-keys\"\n",
+        ),
+        &["bootstrap.admin_key", "CHANGE-ME"],
     );
-    let out = controller_check(
-        &format!("insecure_http = true\n{example}"),
-        "controller-example",
+    refused(
+        &controller(
+            "controller-example-secret",
+            "[bootstrap]\ntenant = \"acme\"\ntenant_secret = \"CHANGE-ME-16-or-more-characters\"\n",
+        ),
+        &["bootstrap.tenant_secret"],
     );
-    assert_refused(&out, &["admin_key", "nexrtc controller init"]);
+}
+
+#[test]
+fn controller_tls_files_missing_or_mismatched_are_named() {
+    let d = dir("controller-tls");
+    let (cert, key) = cert_pair(&d, "c.test");
+    let (_, other_key) = cert_pair(&d, "d.test");
+    let run = |name: &str, c: &str, k: &str| {
+        let path = file(
+            &d,
+            name,
+            &format!("tls_cert = \"{c}\"\ntls_key = \"{k}\"\n"),
+        );
+        nexrtc(&["controller", "--config", &path, "--check-config"], &[])
+    };
+    ok(&run("good.toml", &cert, &key), &[]);
+    let absent = d.join("absent.key");
+    refused(
+        &run("missing.toml", &cert, absent.to_str().unwrap()),
+        &["absent.key"],
+    );
+    refused(&run("mismatch.toml", &cert, &other_key), &["do not match"]);
+    let path = file(&d, "half.toml", &format!("tls_cert = \"{cert}\"\n"));
+    refused(
+        &nexrtc(&["controller", "--config", &path, "--check-config"], &[]),
+        &["tls_key"],
+    );
+}
+
+#[test]
+fn shipped_controller_file_passes() {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/etc/nexrtc/controller.toml"
+    ))
+    .unwrap();
+    ok(&controller("controller-shipped", &shipped), &[]);
+}
+
+#[test]
+fn agent_good_flags_contact_nothing_and_hide_the_token() {
+    let closed = closed_port();
+    let out = nexrtc(
+        &[
+            "agent",
+            "--controller",
+            &format!("http://127.0.0.1:{closed}"),
+            "--node-token",
+            TOKEN,
+            "--region",
+            "eu-west",
+            "--advertise",
+            "udp:192.0.2.5:3478",
+            "--turn-metrics",
+            &format!("http://127.0.0.1:{closed}/metrics"),
+            "--check-config",
+        ],
+        &[],
+    );
+    ok(&out, &[TOKEN]);
+}
+
+#[test]
+fn agent_token_file_is_read_and_bad_settings_are_refused() {
+    let d = dir("agent");
+    let token = file(&d, "token", &format!("{TOKEN}\n"));
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "agent",
+            "--controller",
+            "http://127.0.0.1:9",
+            "--region",
+            "eu-west",
+            "--advertise",
+            "udp:192.0.2.5:3478",
+        ];
+        a.extend_from_slice(extra);
+        a.push("--check-config");
+        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        nexrtc(&a, &[])
+    };
+    ok(&run(&["--node-token-file", &token]), &[TOKEN]);
+    let absent = d.join("absent-token");
+    refused(
+        &run(&["--node-token-file", absent.to_str().unwrap()]),
+        &["absent-token"],
+    );
+    let out = run(&[]);
+    assert_eq!(out.code, Some(2), "missing token must be refused: {out:?}");
+    assert!(out.stderr.contains("token"), "{out:?}");
+    let out = nexrtc(&["agent", "--check-config"], &[]);
+    refused(&out, &["region"]);
+}
+
+#[test]
+fn agent_controller_url_and_ca_file_are_checked() {
+    let d = dir("agent-ca");
+    let (ca, _) = cert_pair(&d, "ca.test");
+    let absent = d.join("absent-ca.pem");
+    let run = |controller: &str, ca: &str| {
+        nexrtc(
+            &[
+                "agent",
+                "--controller",
+                controller,
+                "--node-token",
+                TOKEN,
+                "--region",
+                "eu-west",
+                "--advertise",
+                "udp:192.0.2.5:3478",
+                "--controller-ca-file",
+                ca,
+                "--check-config",
+            ],
+            &[],
+        )
+    };
+    ok(&run("https://127.0.0.1:9", &ca), &[TOKEN]);
+    refused(
+        &run("https://127.0.0.1:9", absent.to_str().unwrap()),
+        &["absent-ca.pem"],
+    );
+    let out = run("ftp://127.0.0.1:9", &ca);
+    refused(&out, &["ftp"]);
+    assert!(!out.all().contains(TOKEN), "{out:?}");
+}
+
+#[test]
+fn relay_secrets_file_and_controller_geoip_database_are_read() {
+    let d = dir("files-read");
+    let absent = d.join("absent-secrets.toml");
+    let text = format!(
+        "realm = \"turn.test\"\nrelay_ip = \"192.0.2.1\"\nsecrets_file = \"{}\"\n",
+        absent.display()
+    );
+    refused(
+        &relay("relay-secrets-absent", &text),
+        &["absent-secrets.toml"],
+    );
+    let absent = d.join("absent-city.mmdb");
+    let text = format!("geoip_db = \"{}\"\n", absent.display());
+    refused(
+        &controller("controller-geoip-absent", &text),
+        &["absent-city.mmdb"],
+    );
+    let text = format!("geoip_db = \"{}\"\n", check::geoip_db());
+    ok(&controller("controller-geoip", &text), &[]);
 }
