@@ -467,3 +467,31 @@ fn relay_secrets_file_and_controller_geoip_database_are_read() {
     let text = format!("geoip_db = \"{}\"\n", check::geoip_db());
     ok(&controller("controller-geoip", &text), &[]);
 }
+
+#[test]
+fn controller_etcd_tls_files_are_read() {
+    let d = dir("controller-etcd-tls");
+    let (cert, key) = cert_pair(&d, "etcd-client.test");
+    let closed = closed_port();
+    let run = |name: &str, ca: &str, k: &str| {
+        let path = file(
+            &d,
+            name,
+            &format!(
+                "etcd_endpoints = [\"https://127.0.0.1:{closed}\"]\netcd_ca = \"{ca}\"\n\
+                 etcd_cert = \"{cert}\"\netcd_key = \"{k}\"\n"
+            ),
+        );
+        nexrtc(&["controller", "--config", &path, "--check-config"], &[])
+    };
+    let out = run("good.toml", &cert, &key);
+    ok(&out, &[]);
+    assert!(out.stdout.contains("TLS, CA"), "{out:?}");
+    let absent = d.join("absent-ca.crt");
+    refused(
+        &run("missing.toml", absent.to_str().unwrap(), &key),
+        &["absent-ca.crt"],
+    );
+    // A key file that holds no key (a certificate instead).
+    refused(&run("nokey.toml", &cert, &cert), &["no private key"]);
+}

@@ -162,6 +162,12 @@ fn defaults_shown_in_the_controller_file_are_valid() {
             "tls_cert" => format!("tls_cert = \"{cert}\""),
             "tls_key" => format!("tls_key = \"{key}\""),
             "geoip_db" => format!("geoip_db = \"{}\"", check::geoip_db()),
+            // TLS to etcd needs an etcd (never contacted by the check) and PEM files.
+            "etcd_endpoints" => "etcd_endpoints = [\"https://127.0.0.1:9\"]".to_owned(),
+            "etcd_ca" | "etcd_cert" => {
+                format!("{} = \"{cert}\"", l.split(" = ").next().unwrap_or(""))
+            }
+            "etcd_key" => format!("etcd_key = \"{key}\""),
             _ => l.to_owned(),
         })
         .collect::<Vec<_>>()
