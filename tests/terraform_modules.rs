@@ -46,6 +46,7 @@ fn terraform(chdir: &Path, data: &Path, args: &[&str]) -> String {
 const CONFIGURATIONS: &[(&str, bool)] = &[
     ("terraform/modules/region", true),
     ("terraform/modules/registration", false),
+    ("terraform/modules/control-plane", true),
     ("terraform/examples/local", false),
 ];
 
@@ -84,22 +85,29 @@ fn terraform_code_is_formatted_valid_and_its_module_tests_pass() {
     }
 }
 
-/// The module's own copies of packaged files are the packaged files.
+/// The modules' own copies of packaged files are the packaged files.
 #[test]
-fn the_region_module_installs_the_packaged_unit_and_user() {
-    let module = root().join("terraform/modules/region/files");
+fn the_modules_install_the_packaged_units_and_user() {
     for (copy, packaged) in [
         (
-            "nexrtc-relay.service",
+            "region/files/nexrtc-relay.service",
             "packaging/systemd/nexrtc-relay.service",
         ),
-        ("nexrtc.conf", "packaging/sysusers/nexrtc.conf"),
+        ("region/files/nexrtc.conf", "packaging/sysusers/nexrtc.conf"),
+        (
+            "control-plane/files/nexrtc-controller.service",
+            "packaging/systemd/nexrtc-controller.service",
+        ),
+        (
+            "control-plane/files/nexrtc.conf",
+            "packaging/sysusers/nexrtc.conf",
+        ),
     ] {
-        let a = std::fs::read_to_string(module.join(copy)).expect(copy);
+        let a = std::fs::read_to_string(root().join("terraform/modules").join(copy)).expect(copy);
         let b = std::fs::read_to_string(root().join(packaged)).expect(packaged);
         assert!(
             a == b,
-            "terraform/modules/region/files/{copy} differs from {packaged}: copy it over"
+            "terraform/modules/{copy} differs from {packaged}: copy it over"
         );
     }
 }
