@@ -66,29 +66,12 @@ impl Ca {
     }
 }
 
-/// Writes every `write_files` entry of a cloud-config document where it says (the
-/// module was given this test's directories) and returns path → content.
+/// Writes every `write_files` entry of a cloud-config document that goes below
+/// `scratch` (the module was given this test's directories) and returns path → content.
 fn write_files(user_data: &str, scratch: &Path) -> BTreeMap<String, String> {
-    let yaml = scratch.join("user-data.yaml");
-    std::fs::write(&yaml, user_data).expect("write");
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import json, sys, yaml\n\
-             doc = yaml.safe_load(open(sys.argv[1]))\n\
-             print(json.dumps({f['path']: f['content'] for f in doc['write_files']}))",
-        )
-        .arg(&yaml)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let files: BTreeMap<String, String> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let files = support::cloud_config_files(scratch, "user-data", user_data);
     for (path, content) in &files {
-        if path.starts_with(scratch.to_str().expect("utf-8 path")) {
+        if Path::new(path).starts_with(scratch) {
             let p = Path::new(path);
             std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
             std::fs::write(p, content).expect("write");
@@ -197,7 +180,10 @@ fn the_rendered_control_plane_runs_etcd_over_tls_and_a_controller_on_it() {
         },
     });
     std::fs::write(dir.join("terraform.tfvars.json"), vars.to_string()).expect("tfvars");
-    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("terraform/modules/control-plane");
+    let module = support::module_source(
+        &dir,
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("terraform/modules/control-plane"),
+    );
     std::fs::write(
         dir.join("main.tf"),
         format!(

@@ -46,6 +46,7 @@ fn terraform(chdir: &Path, data: &Path, args: &[&str]) -> String {
 const CONFIGURATIONS: &[(&str, bool)] = &[
     ("terraform/modules/region", true),
     ("terraform/modules/registration", false),
+    ("terraform/modules/host", false),
     ("terraform/modules/control-plane", true),
     ("terraform/examples/local", false),
 ];
@@ -93,14 +94,10 @@ fn the_modules_install_the_packaged_units_and_user() {
             "region/files/nexrtc-relay.service",
             "packaging/systemd/nexrtc-relay.service",
         ),
-        ("region/files/nexrtc.conf", "packaging/sysusers/nexrtc.conf"),
+        ("host/files/nexrtc.conf", "packaging/sysusers/nexrtc.conf"),
         (
             "control-plane/files/nexrtc-controller.service",
             "packaging/systemd/nexrtc-controller.service",
-        ),
-        (
-            "control-plane/files/nexrtc.conf",
-            "packaging/sysusers/nexrtc.conf",
         ),
     ] {
         let a = std::fs::read_to_string(root().join("terraform/modules").join(copy)).expect(copy);
@@ -150,7 +147,7 @@ fn what_the_region_module_renders_is_accepted_by_nexrtc_nft_and_sh() {
     let module = root().join("terraform/modules/region");
     std::fs::write(
         dir.join("main.tf"),
-        RENDER_ROOT.replace("MODULE", module.to_str().expect("utf-8 path")),
+        RENDER_ROOT.replace("MODULE", &support::module_source(&dir, &module)),
     )
     .expect("rendered output");
     let data = dir.join(".terraform");
@@ -204,29 +201,23 @@ fn what_the_region_module_renders_is_accepted_by_nexrtc_nft_and_sh() {
         // The user data is cloud-config YAML whose files are the outputs.
         let user_data = node["user_data"].as_str().expect("rendered output");
         assert!(user_data.starts_with("#cloud-config\n"), "{name}");
-        let files = write_files(&dir, name, user_data);
+        let files = support::cloud_config_files(&dir, name, user_data);
         assert_eq!(
-            files["/etc/nexrtc/relay.toml"].as_str(),
+            Some(files["/etc/nexrtc/relay.toml"].as_str()),
             node["relay_toml"].as_str(),
             "{name}"
         );
-        let env_file = files["/etc/default/nexrtc-relay"]
-            .as_str()
-            .expect("rendered output");
+        let env_file = files["/etc/default/nexrtc-relay"].as_str();
         assert!(
             env_file.contains(&format!("NEXRTC_NODE={name}\n")),
             "{env_file}"
         );
         assert_eq!(
-            files["/etc/systemd/system/nexrtc-relay.service"]
-                .as_str()
-                .expect("rendered output"),
+            files["/etc/systemd/system/nexrtc-relay.service"].as_str(),
             std::fs::read_to_string(root().join("packaging/systemd/nexrtc-relay.service"))
                 .expect("rendered output")
         );
-        let drain = files["/etc/systemd/system/nexrtc-relay.service.d/drain.conf"]
-            .as_str()
-            .expect("rendered output");
+        let drain = files["/etc/systemd/system/nexrtc-relay.service.d/drain.conf"].as_str();
         assert!(drain.contains("TimeoutStopSec=330\n"), "{drain}");
     }
 
@@ -234,10 +225,8 @@ fn what_the_region_module_renders_is_accepted_by_nexrtc_nft_and_sh() {
     let template = outputs["autoscaling_user_data"]["value"]
         .as_str()
         .expect("rendered output");
-    let files = write_files(&dir, "template", template);
-    let env_file = files["/etc/default/nexrtc-relay"]
-        .as_str()
-        .expect("rendered output");
+    let files = support::cloud_config_files(&dir, "template", template);
+    let env_file = files["/etc/default/nexrtc-relay"].as_str();
     assert!(!env_file.contains("NEXRTC_NODE="), "{env_file}");
 
     // Shell scripts parse.
@@ -307,34 +296,4 @@ fn the_cloud_wrappers_pass_the_region_module_through() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The `write_files` of a cloud-config document, path → content, parsed by a YAML
-/// parser of its own (Python's PyYAML), written as JSON.
-fn write_files(dir: &Path, name: &str, user_data: &str) -> serde_json::Map<String, Value> {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, user_data).expect("write");
-    let Some(python) = require_tool("python3", "python3") else {
-        panic!("python3 is needed to parse YAML");
-    };
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(
-            "import json, sys, yaml\n\
-             doc = yaml.safe_load(open(sys.argv[1]))\n\
-             print(json.dumps({f['path']: f['content'] for f in doc['write_files']}))",
-        )
-        .arg(&path)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{name}: not YAML cloud-config: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Value>(&out.stdout)
-        .expect("JSON")
-        .as_object()
-        .expect("rendered output")
-        .clone()
 }

@@ -53,29 +53,13 @@ locals {
   controller_ips = [for c in values(var.controllers) : c.ip]
   member_ips     = values(var.etcd_members)
   ssh_rule       = length(var.ssh_cidrs) > 0 ? ["    ip saddr { ${join(", ", var.ssh_cidrs)} } tcp dport 22 accept comment \"SSH\""] : []
-  nft_head = [
-    "#!/usr/sbin/nft -f",
-    "# Rendered by terraform/modules/control-plane.",
-    "table inet nexrtc",
-    "delete table inet nexrtc",
-    "table inet nexrtc {",
-    "  chain input {",
-    "    type filter hook input priority filter; policy drop;",
-    "    ct state established,related accept",
-    "    ct state invalid drop",
-    "    iif \"lo\" accept",
-    "    meta l4proto { icmp, ipv6-icmp } accept",
-    "    udp dport { 68, 546 } accept comment \"DHCP and DHCPv6 client\"",
-  ]
-  etcd_nft = join("\n", concat(local.nft_head, local.ssh_rule, [
+  etcd_rules = concat(local.ssh_rule, [
     "    ip saddr { ${join(", ", concat(local.controller_ips, local.member_ips))} } tcp dport 2379 accept comment \"etcd clients: controllers and members\"",
     "    ip saddr { ${join(", ", local.member_ips)} } tcp dport 2380 accept comment \"etcd peers\"",
-    "  }", "}", "",
-  ]))
-  controller_nft = join("\n", concat(local.nft_head, local.ssh_rule, [
+  ])
+  controller_rules = concat(local.ssh_rule, [
     "    tcp dport ${var.api_port} accept comment \"controller API\"",
-    "  }", "}", "",
-  ]))
+  ])
 
   controller_toml = {
     for n, c in var.controllers : n => join("", concat(
@@ -102,16 +86,6 @@ locals {
     ))
   }
 
-  install_cmds = var.install == null ? [] : var.install.deb_url != null ? [
-    ["curl", "-fsSL", "--retry", "5", "-o", "/tmp/nexrtc.deb", var.install.deb_url],
-    ["sh", "-c", "echo '${var.install.sha256}  /tmp/nexrtc.deb' | sha256sum -c -"],
-    ["sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Options::=--force-confold /tmp/nexrtc.deb"],
-    ] : [
-    ["curl", "-fsSL", "--retry", "5", "-o", "/usr/bin/nexrtc.new", var.install.binary_url],
-    ["sh", "-c", "echo '${var.install.sha256}  /usr/bin/nexrtc.new' | sha256sum -c - && chmod 0755 /usr/bin/nexrtc.new && mv /usr/bin/nexrtc.new /usr/bin/nexrtc"],
-    ["systemd-sysusers"],
-  ]
-
   etcd_user_data = {
     for n, ip in var.etcd_members : n => "#cloud-config\n${yamlencode({
       package_update = true
@@ -122,7 +96,7 @@ locals {
         { path = "${var.etcd_dir}/ca.crt", permissions = "0644", content = var.tls.ca_pem },
         { path = "${var.etcd_dir}/${n}.crt", permissions = "0644", content = var.tls.etcd_member_pem[n] },
         { path = "${var.etcd_dir}/${n}.key", permissions = "0600", content = var.tls_keys.etcd_member[n] },
-        { path = "/etc/nftables.d/nexrtc-etcd.nft", permissions = "0644", content = local.etcd_nft },
+        { path = "/etc/nftables.d/nexrtc-etcd.nft", permissions = "0644", content = module.etcd_host.nftables },
       ]
       runcmd = [
         ["sh", "-c", "chown -R etcd:etcd ${var.etcd_dir} && install -d -o etcd -g etcd -m 0700 ${var.etcd_data_dir} ${var.etcd_data_dir}/${n}"],
@@ -147,10 +121,10 @@ locals {
         { path = "${local.tls}/api.crt", permissions = "0644", content = var.tls.controller_api_pem[n] },
         { path = "${local.tls}/api.key", permissions = "0640", content = var.tls_keys.controller_api[n] },
         { path = "/etc/systemd/system/nexrtc-controller.service", permissions = "0644", content = file("${path.module}/files/nexrtc-controller.service") },
-        { path = "/usr/lib/sysusers.d/nexrtc.conf", permissions = "0644", content = file("${path.module}/files/nexrtc.conf") },
-        { path = "/etc/nftables.d/nexrtc-controller.nft", permissions = "0644", content = local.controller_nft },
+        { path = "/usr/lib/sysusers.d/nexrtc.conf", permissions = "0644", content = module.controller_host.sysusers },
+        { path = "/etc/nftables.d/nexrtc-controller.nft", permissions = "0644", content = module.controller_host.nftables },
       ]
-      runcmd = concat(local.install_cmds, [
+      runcmd = concat(module.controller_host.install_commands, [
         ["sh", "-c", "chgrp -R nexrtc ${var.config_dir}"],
         ["nft", "-f", "/etc/nftables.d/nexrtc-controller.nft"],
         ["sh", "-c", "grep -q nexrtc-controller.nft /etc/nftables.conf 2>/dev/null || echo 'include \"/etc/nftables.d/nexrtc-controller.nft\"' >> /etc/nftables.conf; systemctl enable nftables"],
@@ -166,4 +140,17 @@ check "certificates_for_every_machine" {
     condition     = toset(keys(var.tls.etcd_member_pem)) == toset(keys(var.etcd_members)) && toset(keys(var.tls.controller_api_pem)) == toset(keys(var.controllers))
     error_message = "tls: one etcd_member_pem per etcd member and one controller_api_pem per controller."
   }
+}
+
+module "etcd_host" {
+  source           = "../host"
+  firewall_rules   = local.etcd_rules
+  firewall_comment = "Host firewall of an etcd member, rendered by terraform/modules/control-plane."
+}
+
+module "controller_host" {
+  source           = "../host"
+  install          = var.install
+  firewall_rules   = local.controller_rules
+  firewall_comment = "Host firewall of a controller, rendered by terraform/modules/control-plane."
 }

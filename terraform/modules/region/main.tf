@@ -95,25 +95,6 @@ locals {
       )
     ]
   ])
-  nftables = join("\n", concat(
-    [
-      "#!/usr/sbin/nft -f",
-      "# Host firewall of a relay node, rendered by terraform/modules/region: only the relay's ports.",
-      "table inet nexrtc",
-      "delete table inet nexrtc",
-      "table inet nexrtc {",
-      "  chain input {",
-      "    type filter hook input priority filter; policy drop;",
-      "    ct state established,related accept",
-      "    ct state invalid drop",
-      "    iif \"lo\" accept",
-      "    meta l4proto { icmp, ipv6-icmp } accept",
-      "    udp dport { 68, 546 } accept comment \"DHCP and DHCPv6 client\"",
-    ],
-    [for l in local.nft_rules : l if l != ""],
-    ["  }", "}", ""],
-  ))
-
   sysctl = join("\n", [
     "# Relay node kernel settings, rendered by terraform/modules/region.",
     "# Socket buffers for bursts of relayed datagrams.",
@@ -128,20 +109,10 @@ locals {
   ])
 
   unit          = file("${path.module}/files/nexrtc-relay.service")
-  sysusers      = file("${path.module}/files/nexrtc.conf")
   unit_drain    = "# Rendered by terraform/modules/region: the stop timeout outlasts the drain grace.\n[Service]\nTimeoutStopSec=${var.drain_grace + 30}\n"
   discover      = file("${path.module}/files/discover-addresses.sh")
   lifecycle_dir = "/etc/systemd/system/nexrtc-relay.service.d"
 
-  install_cmds = var.install == null ? [] : var.install.deb_url != null ? [
-    ["curl", "-fsSL", "--retry", "5", "-o", "/tmp/nexrtc.deb", var.install.deb_url],
-    ["sh", "-c", "echo '${var.install.sha256}  /tmp/nexrtc.deb' | sha256sum -c -"],
-    ["sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Options::=--force-confold /tmp/nexrtc.deb"],
-    ] : [
-    ["curl", "-fsSL", "--retry", "5", "-o", "/usr/bin/nexrtc.new", var.install.binary_url],
-    ["sh", "-c", "echo '${var.install.sha256}  /usr/bin/nexrtc.new' | sha256sum -c - && chmod 0755 /usr/bin/nexrtc.new && mv /usr/bin/nexrtc.new /usr/bin/nexrtc"],
-    ["systemd-sysusers"],
-  ]
   acme_cmds = var.tls.mode != "acme" ? [] : [
     ["certbot", "certonly", "--standalone", "--non-interactive", "--agree-tos", "-m", var.tls.acme_email, "-d", var.tls.acme_domain,
     "--deploy-hook", "/usr/local/sbin/nexrtc-install-certificate"],
@@ -157,9 +128,9 @@ locals {
           { path = "/etc/default/nexrtc-relay", permissions = "0600", content = local.env_file[n] },
           { path = "/etc/systemd/system/nexrtc-relay.service", permissions = "0644", content = local.unit },
           { path = "${local.lifecycle_dir}/drain.conf", permissions = "0644", content = local.unit_drain },
-          { path = "/usr/lib/sysusers.d/nexrtc.conf", permissions = "0644", content = local.sysusers },
+          { path = "/usr/lib/sysusers.d/nexrtc.conf", permissions = "0644", content = module.host.sysusers },
           { path = "/etc/sysctl.d/60-nexrtc-relay.conf", permissions = "0644", content = local.sysctl },
-          { path = "/etc/nftables.d/nexrtc-relay.nft", permissions = "0644", content = local.nftables },
+          { path = "/etc/nftables.d/nexrtc-relay.nft", permissions = "0644", content = module.host.nftables },
           { path = "/usr/local/sbin/nexrtc-discover-addresses", permissions = "0755", content = local.discover },
         ],
         var.controller_ca_pem != null ? [{ path = "/etc/nexrtc/controller-ca.pem", permissions = "0644", content = var.controller_ca_pem }] : [],
@@ -187,7 +158,7 @@ locals {
         }] : [],
       )
       runcmd = concat(
-        local.install_cmds,
+        module.host.install_commands,
         [
           ["sh", "-c", "chgrp nexrtc /etc/nexrtc/relay.toml && chgrp -R nexrtc ${local.tls_dir} 2>/dev/null; true"],
           ["sysctl", "--system"],
@@ -216,4 +187,11 @@ check "tls_files_have_a_key" {
     condition     = var.tls.mode != "files" || var.tls_key_pem != null
     error_message = "tls.mode \"files\" needs tls_key_pem."
   }
+}
+
+module "host" {
+  source           = "../host"
+  install          = var.install
+  firewall_rules   = local.nft_rules
+  firewall_comment = "Host firewall of a relay node, rendered by terraform/modules/region: only the relay's ports."
 }

@@ -29,7 +29,7 @@ output "firewall" {
 
 output "nftables" {
   description = "The nodes' host firewall (nft -f), written by the user data."
-  value       = local.nftables
+  value       = module.host.nftables
 }
 
 output "registration" {
