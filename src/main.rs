@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admin;
 mod agent_relay;
 mod config_reference;
 mod dev;
@@ -48,6 +49,9 @@ enum Command {
     /// store, 127.0.0.1:8080) with the demo page `/` and `/status`, and one relay with
     /// its edge agent (TURN 3478 UDP/TCP, TLS 5349 self-signed), all bootstrapped.
     Dev(Box<dev::DevArgs>),
+    /// The controller's admin API: regions, relays (drain), tenants, secrets, keys,
+    /// revocations (`--output json` for scripts).
+    Admin(Box<admin::AdminArgs>),
     /// Print the configuration reference (Markdown) or a default configuration
     /// file, generated from the code; `--write DIR` writes all three into the
     /// source tree at DIR.
@@ -162,6 +166,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent(*args),
         Command::Controller(args) => controller(*args),
         Command::Dev(args) => dev::dev(*args),
+        Command::Admin(args) => admin::run(*args),
         Command::ConfigReference(args) => config_reference::run(args),
     }
 }

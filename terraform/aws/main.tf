@@ -36,6 +36,7 @@ module "registration" {
   controller_url = var.controller_urls[0]
   admin_key      = var.admin_key
   registration   = module.region[each.key].registration
+  drain_wait     = var.drain_grace + 60
 }
 
 data "aws_ami" "debian" {

@@ -38,9 +38,11 @@ module "region" {
 # The region, registered in the controller before its nodes and removed after them.
 module "registration" {
   source         = "../../modules/registration"
+  nexrtc         = var.nexrtc
   controller_url = var.controller_url
   admin_key      = var.admin_key
   registration   = module.region.registration
+  drain_wait     = var.drain_grace + 15
 }
 
 resource "terraform_data" "node" {

@@ -1,7 +1,8 @@
-# A region's registration in the controller (the admin API's PUT and, on destroy,
-# DELETE /v1/admin/regions/{region}), made with curl from where Terraform runs: no
-# Terraform provider speaks the controller's API. Pass the region module's
-# `registration` output.
+# A region's registration in the controller, made with `nexrtc admin` from where
+# Terraform runs (no Terraform provider speaks the controller's API): the region is put
+# on create; on destroy its relays still registered are drained (waiting until they
+# have exited, at most drain_wait seconds) and the region is deleted. Pass the region
+# module's `registration` output.
 
 terraform {
   required_version = ">= 1.6"
@@ -18,6 +19,18 @@ variable "admin_key" {
   sensitive   = true
 }
 
+variable "nexrtc" {
+  description = "The nexrtc binary where Terraform runs."
+  type        = string
+  default     = "nexrtc"
+}
+
+variable "drain_wait" {
+  description = "On destroy, the longest wait for the region's relays to drain and exit."
+  type        = number
+  default     = 330
+}
+
 variable "registration" {
   description = "The region module's registration output: {method, path, body}."
   type = object({
@@ -32,25 +45,40 @@ resource "terraform_data" "region" {
   triggers_replace = [var.registration.path, var.registration.body]
 
   input = {
-    script = abspath("${path.module}/register.sh")
-    url    = "${trimsuffix(var.controller_url, "/")}${var.registration.path}"
-    body   = var.registration.body
-    key    = var.admin_key
+    script     = abspath("${path.module}/register.sh")
+    nexrtc     = var.nexrtc
+    controller = var.controller_url
+    region     = trimprefix(var.registration.path, "/v1/admin/regions/")
+    body       = var.registration.body
+    key        = var.admin_key
+    drain_wait = var.drain_wait
   }
 
   provisioner "local-exec" {
-    command     = "${self.input.script} put"
-    environment = { URL = self.input.url, BODY = self.input.body, KEY = self.input.key }
+    command = "${self.input.script} put"
+    environment = {
+      NEXRTC            = self.input.nexrtc
+      NEXRTC_CONTROLLER = self.input.controller
+      NEXRTC_ADMIN_KEY  = self.input.key
+      REGION            = self.input.region
+      BODY              = self.input.body
+    }
   }
 
   provisioner "local-exec" {
-    when        = destroy
-    command     = "${self.input.script} delete"
-    environment = { URL = self.input.url, KEY = self.input.key }
+    when    = destroy
+    command = "${self.input.script} delete"
+    environment = {
+      NEXRTC            = self.input.nexrtc
+      NEXRTC_CONTROLLER = self.input.controller
+      NEXRTC_ADMIN_KEY  = self.input.key
+      REGION            = self.input.region
+      DRAIN_WAIT        = self.input.drain_wait
+    }
   }
 }
 
-output "url" {
-  description = "The region's admin API URL."
-  value       = terraform_data.region.input.url
+output "region" {
+  description = "The registered region's name."
+  value       = terraform_data.region.input.region
 }

@@ -1,20 +1,26 @@
 #!/bin/sh
-# The region's registration in the controller: register.sh put | delete
-# (URL, KEY and, for put, BODY in the environment; see main.tf).
+# The region's registration in the controller, with nexrtc admin (NEXRTC, and
+# NEXRTC_CONTROLLER / NEXRTC_ADMIN_KEY, REGION, BODY or DRAIN_WAIT in the environment;
+# see main.tf): register.sh put | delete
 set -eu
 case "$1" in
 put)
-    curl -fsS --max-time 10 --retry 3 -X PUT -H "Authorization: Bearer $KEY" \
-        -H 'Content-Type: application/json' -d "$BODY" "$URL" >/dev/null
-    echo "region registered: PUT $URL"
+    # BODY is the region module's JSON: {"lat":…,"lon":…,"score_multiplier":…}.
+    field() { printf '%s' "$BODY" | sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p"; }
+    "$NEXRTC" admin regions put "$REGION" --lat "$(field lat)" --lon "$(field lon)" \
+        --score-multiplier "$(field score_multiplier)"
     ;;
 delete)
-    code=$(curl -sS --max-time 10 --retry 3 -o /dev/null -w '%{http_code}' -X DELETE \
-        -H "Authorization: Bearer $KEY" "$URL")
-    case "$code" in
-    2??|404) echo "region removed: DELETE $URL ($code)" ;;
-    *) echo "DELETE $URL answered $code" >&2; exit 1 ;;
-    esac
+    # Relays still registered in the region drain first (and exit when empty).
+    "$NEXRTC" admin relays drain "$REGION" --wait "$DRAIN_WAIT"
+    if ! out=$("$NEXRTC" admin regions delete "$REGION" 2>&1); then
+        case "$out" in
+        *not_found*) echo "region $REGION was already gone" ;;
+        *) echo "$out" >&2; exit 1 ;;
+        esac
+    else
+        echo "region $REGION deleted"
+    fi
     ;;
 *)
     echo "usage: register.sh put|delete" >&2
