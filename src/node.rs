@@ -24,6 +24,8 @@ pub struct RelayNode {
     signals: Signals,
     ops: OpsServer,
     agent: Option<AgentHandle>,
+    /// Whether a clean exit tells the controller the relay is leaving.
+    leave: bool,
 }
 
 /// Why a relay node could not start.
@@ -75,7 +77,15 @@ impl RelayNode {
             signals,
             ops,
             agent,
+            leave: true,
         })
+    }
+
+    /// No leave at the exit: for a process whose controller stops before its relay
+    /// (`nexrtc dev`), where the leave would only wait for a controller that is gone.
+    pub fn without_leave(mut self) -> RelayNode {
+        self.leave = false;
+        self
     }
 
     /// The sockets the relay listens on.
@@ -97,7 +107,7 @@ impl RelayNode {
         // The agent's tasks hold clones of the relay: whichever is dropped
         // last stops the workers (Relay's Drop joins them).
         if let Some(agent) = self.agent.take() {
-            if exit.is_clean() {
+            if exit.is_clean() && self.leave {
                 agent.leave().await;
             }
         }
