@@ -308,7 +308,8 @@ async fn run(
 
     // Until a stop signal, or until the relay ends: it drains on the same signal (and may
     // notice it first), or stops on a failure.
-    let mut relay = tokio::spawn(node.run());
+    // The controller stops first (below): the relay has no one to leave.
+    let mut relay = tokio::spawn(node.without_leave().run());
     let ended = tokio::select! {
         () = super::stop_signal() => None,
         exit = &mut relay => Some(exit),

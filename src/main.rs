@@ -383,6 +383,9 @@ fn agent(mut args: AgentArgs) -> ExitCode {
         axum::serve(listener, app)
             .with_graceful_shutdown(stop_signal())
             .await?;
+        // Stopped on purpose (SIGTERM/SIGINT): the relay beside us is going away,
+        // so it leaves the controller's registry now rather than when its lease ends.
+        handle.leave().await;
         Ok(())
     });
     match result {

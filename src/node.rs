@@ -24,6 +24,8 @@ pub struct RelayNode {
     signals: Signals,
     ops: OpsServer,
     agent: Option<AgentHandle>,
+    /// Whether a clean exit tells the controller the relay is leaving.
+    leave: bool,
 }
 
 /// Why a relay node could not start.
@@ -75,7 +77,15 @@ impl RelayNode {
             signals,
             ops,
             agent,
+            leave: true,
         })
+    }
+
+    /// No leave at the exit: for a process whose controller stops before its relay
+    /// (`nexrtc dev`), where the leave would only wait for a controller that is gone.
+    pub fn without_leave(mut self) -> RelayNode {
+        self.leave = false;
+        self
     }
 
     /// The sockets the relay listens on.
@@ -85,12 +95,22 @@ impl RelayNode {
 
     /// Supervises the relay until it exits (see [`nexrtc_relay::supervise`]),
     /// then stops the operations HTTP and the agent and stops the workers.
+    /// On a clean exit (drained, drain grace passed, second signal) the agent
+    /// first tells the controller the relay is leaving, so it is gone from the
+    /// registry and the ICE answers when the process exits (bounded by
+    /// [`nexrtc_edge_agent::LEAVE_TIMEOUT`]; failing that, its lease expires).
+    /// A worker that died takes no such step: the supervisor restarts the
+    /// process and the lease runs out meanwhile.
     pub async fn run(mut self) -> Exit {
         let exit = nexrtc_relay::supervise(&self.relay, &self.config, &mut self.signals).await;
         let ops_stopped = self.ops.stop();
         // The agent's tasks hold clones of the relay: whichever is dropped
         // last stops the workers (Relay's Drop joins them).
-        drop(self.agent);
+        if let Some(agent) = self.agent.take() {
+            if exit.is_clean() && self.leave {
+                agent.leave().await;
+            }
+        }
         drop(self.relay);
         ops_stopped.await;
         exit

@@ -10,6 +10,7 @@
 //! | `nexrtc_controller_relays` | gauge | `region`, `state` (`active`, `draining`) |
 //! | `nexrtc_controller_registrations_total` | counter | `outcome` |
 //! | `nexrtc_controller_heartbeats_total` | counter | `outcome` (`kept`, `written`, `lease_expired`, `error`) |
+//! | `nexrtc_controller_relay_leaves_total` | counter | `outcome` (`ok`, `lease_expired`, `error`) |
 //! | `nexrtc_controller_signal_rooms` | gauge | (none) rooms on this replica |
 //! | `nexrtc_controller_signal_participants` | gauge | (none) connected participants on this replica |
 //! | `nexrtc_controller_signal_messages_total` | counter | `type` (`offer`, `answer`, `candidate`, `ping`, `join`, `leave`) |
@@ -41,6 +42,7 @@ pub const RELAYS: &str = "nexrtc_controller_relays";
 pub const REGISTRATIONS: &str = "nexrtc_controller_registrations_total";
 pub const HEARTBEATS: &str = "nexrtc_controller_heartbeats_total";
 pub const RELAYS_MISSED: &str = "nexrtc_controller_relays_missed_total";
+pub const LEAVES: &str = "nexrtc_controller_relay_leaves_total";
 pub const SIGNAL_ROOMS: &str = "nexrtc_controller_signal_rooms";
 pub const SIGNAL_PARTICIPANTS: &str = "nexrtc_controller_signal_participants";
 pub const SIGNAL_MESSAGES: &str = "nexrtc_controller_signal_messages_total";
@@ -119,6 +121,10 @@ impl Metrics {
 
     pub fn heartbeat(&self, outcome: &'static str) {
         self.count(HEARTBEATS, "outcome", outcome);
+    }
+
+    pub fn leave(&self, outcome: &'static str) {
+        self.count(LEAVES, "outcome", outcome);
     }
 
     pub fn relay_missed(&self) {
@@ -208,6 +214,10 @@ fn describe(r: &Registry) {
     r.describe(RELAYS, "registered relays by region and state");
     r.describe(REGISTRATIONS, "relay registrations by outcome");
     r.describe(HEARTBEATS, "relay heartbeats by outcome");
+    r.describe(
+        LEAVES,
+        "relays that announced they were stopping, by outcome",
+    );
     r.describe(
         RELAYS_MISSED,
         "relays removed by this replica after missing their heartbeats",

@@ -1,5 +1,5 @@
 //! The edge agent's channels: the event stream (secrets, revocations, drain, ping), probe
-//! reports, and probe targets in the registration answer.
+//! reports, probe targets in the registration answer, and the leave of a relay that stops.
 
 mod api_common;
 
@@ -420,4 +420,164 @@ async fn golden_protocol_json_goes_through_the_real_routes() {
     let (name, data) = events.next().await.expect("ping");
     assert_eq!(name, Event::PING);
     assert_eq!(data, golden("event_ping.json"));
+    drop(events);
+
+    // The relay stops: the golden leave (with the lease it holds) removes it.
+    let mut leave = golden("leave.json");
+    leave["lease"] = lease;
+    let r = h
+        .call(
+            Req::post(routes::LEAVE)
+                .bearer(NODE_KEY)
+                .json(leave.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert!(!h.state.view().relays.contains_key("eu-west/relay-1"));
+    // Said twice (tried on another replica): the lease is gone, in the golden error shape.
+    let r = h
+        .call(Req::post(routes::LEAVE).bearer(NODE_KEY).json(leave))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert_eq!(r.json, golden("error_lease_expired.json"));
+}
+
+fn leave(region: &str, node: &str, lease: &str) -> Value {
+    json!({"region": region, "node": node, "lease": lease})
+}
+
+/// `eu-central/n1` (198.18.1.1) is in the ICE answer a Frankfurt client gets.
+async fn in_ice_answer(h: &Harness, host: &str) -> bool {
+    let r = h.ice(json!({}), FRANKFURT_IP).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    r.text.contains(host)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leaving_relay_is_removed_from_the_registry_and_the_ice_answers_at_once() {
+    let h = Harness::start().await;
+    h.register("eu-west", "n1", "198.18.0.1").await;
+    let lease = h.register("eu-central", "n1", "198.18.1.1").await;
+    assert!(in_ice_answer(&h, "198.18.1.1").await);
+
+    let r = h
+        .call(
+            Req::post(nexrtc_wire::routes::LEAVE)
+                .bearer(NODE_KEY)
+                .json(leave("eu-central", "n1", &lease)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert!(r.text.is_empty(), "{}", r.text);
+    // Gone now (the harness's leases last 60 s and it never misses heartbeats): from this
+    // replica's view, the admin list, the store, and the next ICE answer.
+    assert!(!h.state.view().relays.contains_key("eu-central/n1"));
+    let list = h.call(Req::get("/v1/admin/relays").bearer(ADMIN_KEY)).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    assert!(!list.text.contains("198.18.1.1"), "{}", list.text);
+    assert!(list.text.contains("198.18.0.1"), "{}", list.text);
+    let stored = h
+        .store
+        .get(&nexrtc_controller::model::RelayRecord::key(
+            "eu-central",
+            "n1",
+        ))
+        .await
+        .expect("store");
+    assert!(stored.is_none(), "{stored:?}");
+    assert!(!in_ice_answer(&h, "198.18.1.1").await);
+    // Its lease ended with it: a late heartbeat is told to register again.
+    let beat = json!({"region": "eu-central", "node": "n1", "lease": lease});
+    let r = h
+        .call(
+            Req::post(nexrtc_wire::routes::HEARTBEAT)
+                .bearer(NODE_KEY)
+                .json(beat),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert_eq!(r.code(), "lease_expired");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leave_with_another_lease_removes_nothing() {
+    let h = Harness::start().await;
+    let old = h.register("eu-central", "n1", "198.18.1.1").await;
+    // The node restarted and registered again: the record moved to a newer lease.
+    let new = h.register("eu-central", "n1", "198.18.1.1").await;
+    assert_ne!(old, new);
+    let unknown: i64 = new.parse::<i64>().expect("decimal") + 1000;
+    for (stale, why) in [
+        (old.clone(), "an older registration's"),
+        (unknown.to_string(), "an unknown"),
+    ] {
+        let r = h
+            .call(
+                Req::post(nexrtc_wire::routes::LEAVE)
+                    .bearer(NODE_KEY)
+                    .json(leave("eu-central", "n1", &stale)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{why} lease: {}", r.text);
+        assert_eq!(r.code(), nexrtc_wire::LEASE_EXPIRED, "{why} lease");
+        assert!(
+            h.state.view().relays.contains_key("eu-central/n1"),
+            "{why} lease removed the relay"
+        );
+        assert!(in_ice_answer(&h, "198.18.1.1").await, "{why} lease");
+    }
+    // The newer lease still renews.
+    let beat = json!({"region": "eu-central", "node": "n1", "lease": new});
+    let r = h
+        .call(
+            Req::post(nexrtc_wire::routes::HEARTBEAT)
+                .bearer(NODE_KEY)
+                .json(beat),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // And a leave of a relay that never registered removes nothing either.
+    let r = h
+        .call(
+            Req::post(nexrtc_wire::routes::LEAVE)
+                .bearer(NODE_KEY)
+                .json(leave("eu-west", "nobody", &new)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert!(h.state.view().relays.contains_key("eu-central/n1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leave_needs_a_node_key_and_a_well_formed_body() {
+    let h = Harness::start().await;
+    let lease = h.register("eu-central", "n1", "198.18.1.1").await;
+    let body = leave("eu-central", "n1", &lease);
+    let r = h
+        .call(Req::post(nexrtc_wire::routes::LEAVE).json(body.clone()))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert!(r
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/json")));
+    assert!(!r.code().is_empty(), "{}", r.text);
+    let r = h
+        .call(
+            Req::post(nexrtc_wire::routes::LEAVE)
+                .bearer(ICE_KEY)
+                .json(body.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let mut extra = body.clone();
+    extra["surprise"] = json!(true);
+    let r = h
+        .call(
+            Req::post(nexrtc_wire::routes::LEAVE)
+                .bearer(NODE_KEY)
+                .json(extra),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(h.state.view().relays.contains_key("eu-central/n1"));
 }

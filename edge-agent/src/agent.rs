@@ -8,6 +8,12 @@
 //! * events: once registered, keep the event stream open (any replica,
 //!   reconnecting with backoff) and apply what it carries.
 //! * probes: every `--probe-interval`, probe the targets the controller named.
+//!
+//! When the relay stops cleanly, [`AgentHandle::leave`] stops the tasks and tells the
+//! controller (`POST /v1/relays/leave` with the lease), so the relay leaves the ICE
+//! answers at once instead of when its heartbeats are missed. It tries the replicas in
+//! turn for at most [`LEAVE_TIMEOUT`]: a controller that is down delays the exit by no
+//! more than that, and the lease's expiry removes the relay then.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,9 +32,26 @@ use crate::metric;
 use crate::probe::{probe_round, ProbeSettings};
 use nexrtc_metrics::Registry;
 use nexrtc_wire::{
-    routes, DrainOrder, Event, Heartbeat, HeartbeatAnswer, LeaseId, ProbeReport, ProbeTarget,
-    Registered, Registration, RelayState, Revocations, Secrets, Transport,
+    routes, DrainOrder, Event, Heartbeat, HeartbeatAnswer, LeaseId, Leave, ProbeReport,
+    ProbeTarget, Registered, Registration, RelayState, Revocations, Secrets, Transport,
 };
+
+/// The longest [`AgentHandle::leave`] waits for the controller, over all replicas.
+pub const LEAVE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// What [`AgentHandle::leave`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    /// The controller removed the relay.
+    Removed,
+    /// The agent held no lease (never registered, or had just lost it): nothing to remove.
+    NotRegistered,
+    /// The controller no longer knew the lease (removed already, or a newer registration of
+    /// this node holds the record).
+    AlreadyGone,
+    /// No replica answered within [`LEAVE_TIMEOUT`], or one refused: the lease expires.
+    Failed,
+}
 
 /// What the agent is doing, for the process's status page and for tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,12 +78,21 @@ pub enum AgentError {
     NoAddress,
 }
 
-/// The running agent. Dropping it stops every task of the agent.
-#[derive(Debug)]
+/// The running agent. Dropping it stops every task of the agent (without telling the
+/// controller: see [`AgentHandle::leave`]).
 pub struct AgentHandle {
     tasks: Vec<JoinHandle<()>>,
     status: watch::Receiver<AgentStatus>,
     metrics: Registry,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AgentHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentHandle")
+            .field("status", &*self.status.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AgentHandle {
@@ -77,6 +109,59 @@ impl AgentHandle {
     /// registry.
     pub fn metrics(&self) -> &Registry {
         &self.metrics
+    }
+
+    /// The relay is stopping cleanly: stops the agent's tasks (no registration or
+    /// heartbeat goes out after this) and asks the controller to remove the relay now,
+    /// trying the replicas in turn for at most [`LEAVE_TIMEOUT`].
+    pub async fn leave(self) -> Left {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let Some(lease) = self.status.borrow().lease else {
+            tracing::info!("leaving: not registered, nothing to remove");
+            return Left::NotRegistered;
+        };
+        let shared = &self.shared;
+        let body = Leave {
+            region: shared.config.region.clone(),
+            node: shared.node.clone(),
+            lease,
+        };
+        let call = shared
+            .client
+            .post::<_, IgnoredAny>(routes::LEAVE, &body, LEAVE_TIMEOUT);
+        let left = match tokio::time::timeout(LEAVE_TIMEOUT, call).await {
+            Ok(Ok(_)) => {
+                tracing::info!(%lease, "left the controller's registry");
+                Left::Removed
+            }
+            Ok(Err(CallError::LeaseExpired)) => {
+                tracing::info!(%lease, "leaving: the controller had no record of this lease");
+                Left::AlreadyGone
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("could not leave (the lease expires instead): {e}");
+                Left::Failed
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "could not leave within {LEAVE_TIMEOUT:?} (the lease expires instead)"
+                );
+                Left::Failed
+            }
+        };
+        let outcome = match left {
+            Left::Removed => "ok",
+            Left::AlreadyGone => "lease_expired",
+            _ => "failed",
+        };
+        shared
+            .metrics
+            .counter(metric::LEAVES, &[("outcome", outcome)])
+            .increment(1);
+        shared.status.send_modify(|s| s.lease = None);
+        left
     }
 }
 
@@ -138,6 +223,7 @@ pub fn spawn<L: LoadSource, A: Apply>(
         tasks,
         status,
         metrics,
+        shared,
     })
 }
 

@@ -52,7 +52,7 @@ pub mod probe;
 mod sse;
 pub mod tls;
 
-pub use agent::{spawn, AgentError, AgentHandle, AgentStatus};
+pub use agent::{spawn, AgentError, AgentHandle, AgentStatus, Left, LEAVE_TIMEOUT};
 pub use apply::{credentials, drain_alternate, Apply, ApplyError, LogOnly};
 pub use client::{CallError, ClientError, ControllerClient};
 pub use config::AgentConfig;

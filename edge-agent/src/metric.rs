@@ -32,6 +32,9 @@ pub const PROBE_RTT: &str = "nexrtc_agent_probe_rtt_seconds";
 pub const PROBES_SENT: &str = "nexrtc_agent_probes_sent_total";
 /// Probes unanswered, label `region`.
 pub const PROBES_LOST: &str = "nexrtc_agent_probes_lost_total";
+/// Leaves on a clean stop, label `outcome` (`ok`, `lease_expired`: the controller knew
+/// the lease no more, `failed`: no replica answered in time).
+pub const LEAVES: &str = "nexrtc_agent_leaves_total";
 /// 1 while the agent holds a lease, else 0.
 pub const REGISTERED: &str = "nexrtc_agent_registered";
 
@@ -57,5 +60,9 @@ pub fn registry() -> Registry {
     r.describe(PROBES_SENT, "Latency probes sent, by target region");
     r.describe(PROBES_LOST, "Latency probes unanswered, by target region");
     r.describe(REGISTERED, "1 while the agent holds a lease");
+    r.describe(
+        LEAVES,
+        "Leaves sent to the controller on a clean stop, by outcome",
+    );
     r
 }

@@ -1,5 +1,5 @@
 //! The agent against the real controller on 127.0.0.1 (`harness`): registration,
-//! heartbeats, replica failover, lease expiry, pushed events. Waits are "eventually
+//! heartbeats, replica failover, lease expiry, pushed events, the leave on a clean stop. Waits are "eventually
 //! within N s"; nothing asserts an upper bound on time.
 
 // Test code: a failed unwrap is a failed test.
@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use harness::{Controller, Replica, TOKEN};
-use nexrtc_edge_agent::{spawn, AgentConfig, Apply, ApplyError, LoadError, LoadSource, Sample};
+use nexrtc_edge_agent::{
+    spawn, AgentConfig, Apply, ApplyError, Left, LoadError, LoadSource, Sample, LEAVE_TIMEOUT,
+};
 use nexrtc_wire::*;
 
 /// A load that never changes.
@@ -367,4 +369,64 @@ async fn a_refused_token_names_the_flag() {
         "{err}"
     );
     assert!(err.to_string().contains("--node-token"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_leaves_once_and_the_relay_is_gone() {
+    let controller = Controller::new(100, "s1").await;
+    let a = Replica::start(&controller).await;
+    let agent = spawn(config(&[&a]), load(), Arc::new(Recorder::default())).unwrap();
+    eventually(10, "2 heartbeats", || a.log.heartbeats() >= 2).await;
+    let granted = agent.status().lease.unwrap();
+    assert!(a.log.leaves().is_empty(), "left while running");
+
+    assert_eq!(agent.leave().await, Left::Removed);
+    let leaves = a.log.leaves();
+    assert_eq!(leaves.len(), 1, "{leaves:?}");
+    let (status, leave) = &leaves[0];
+    assert_eq!(*status, axum::http::StatusCode::NO_CONTENT);
+    assert_eq!(
+        (leave.region.as_str(), leave.node.as_str(), leave.lease),
+        ("eu-west", "relay-1", granted)
+    );
+    // The controller has no record of it any more, and nothing of the agent follows.
+    assert_eq!(controller.lease("eu-west", "relay-1").await, None);
+    let (beats, registrations) = (a.log.heartbeats(), a.log.registrations());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(a.log.heartbeats(), beats, "heartbeats after leaving");
+    assert_eq!(
+        a.log.registrations(),
+        registrations,
+        "registered again after leaving"
+    );
+    assert_eq!(a.log.leaves().len(), 1);
+}
+
+/// An unreachable controller delays the exit by at most [`LEAVE_TIMEOUT`] (plus scheduling):
+/// the stop is bounded, the lease's expiry removes the relay later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_no_replica_answers_gives_up_within_its_bound() {
+    let controller = Controller::new(100, "s1").await;
+    let a = Replica::start(&controller).await;
+    // A second "replica" that accepts connections and never answers.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut c = config(&[&a]);
+    c.controllers.push(
+        format!("http://{}/", hole.local_addr().unwrap())
+            .parse()
+            .unwrap(),
+    );
+    let agent = spawn(c, load(), Arc::new(Recorder::default())).unwrap();
+    eventually(10, "2 heartbeats", || a.log.heartbeats() >= 2).await;
+    a.kill().await;
+
+    let start = std::time::Instant::now();
+    assert_eq!(agent.leave().await, Left::Failed);
+    let took = start.elapsed();
+    assert!(
+        took < LEAVE_TIMEOUT + Duration::from_millis(500),
+        "leaving took {took:?}"
+    );
+    // Its record stays until the lease runs out.
+    assert!(controller.lease("eu-west", "relay-1").await.is_some());
 }

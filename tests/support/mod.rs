@@ -94,6 +94,7 @@ pub mod slot {
     pub const DEV_MODE_STATUS: u16 = 38;
     pub const DEV_BROWSER_REFRESH: u16 = 39;
     pub const DEV_BROWSER_CERT_HINT: u16 = 40;
+    pub const LEAVE: u16 = 41;
     pub const COTURN_STUN: u16 = 42;
     pub const CONTROLLER_INIT: u16 = 43;
     pub const COTURN_AGENT: u16 = 44;

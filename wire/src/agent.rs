@@ -1,7 +1,7 @@
 //! The agent's calls: routes, request bodies and answers, and the error codes it reacts to.
 //!
 //! Requests the controller checks strictly (`deny_unknown_fields`: a misspelt field is a
-//! 400, not silently dropped) are [`Registration`] and [`Heartbeat`]. Answers are read
+//! 400, not silently dropped) are [`Registration`], [`Heartbeat`] and [`Leave`]. Answers are read
 //! leniently by the agent: every field that an older or newer controller might leave out has
 //! a default, and unknown fields are ignored.
 
@@ -19,6 +19,10 @@ pub mod routes {
     /// `POST`: [`super::Heartbeat`] → 200 [`super::HeartbeatAnswer`]; 404
     /// [`super::LEASE_EXPIRED`] → register again.
     pub const HEARTBEAT: &str = "/v1/relays/heartbeat";
+    /// `POST`: [`super::Leave`] → 204: the relay's record and lease are gone; 404
+    /// [`super::LEASE_EXPIRED`] → nothing to remove (gone already, or the record holds a
+    /// newer lease, which stays).
+    pub const LEAVE: &str = "/v1/relays/leave";
     /// `POST`: [`super::ProbeReport`] → 204.
     pub const PROBES: &str = "/v1/relays/probes";
     /// `GET ?region=R&node=N`: `text/event-stream` of [`crate::Event`]s.
@@ -109,6 +113,19 @@ pub struct HeartbeatAnswer {
     /// New probe targets, when they changed (not sent by the controller yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_targets: Option<Vec<ProbeTarget>>,
+}
+
+/// `POST /v1/relays/leave` body: the relay stops, cleanly, and asks to be removed now
+/// rather than when its heartbeats are missed. The controller removes the record only if
+/// it still holds `lease` (a leave from an older registration of the same node removes
+/// nothing), and refuses unknown fields here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Leave {
+    pub region: String,
+    pub node: String,
+    /// A decimal string (a JSON integer is accepted too; see [`crate::lease`]).
+    pub lease: LeaseId,
 }
 
 /// A relay to send latency probes to.

@@ -18,6 +18,7 @@
 //! |---|---|---|
 //! | `POST /v1/relays/register` | [`Registration`] | 201 [`Registered`] |
 //! | `POST /v1/relays/heartbeat` | [`Heartbeat`] | 200 [`HeartbeatAnswer`]; 404 [`ErrorBody`] `lease_expired` → register again |
+//! | `POST /v1/relays/leave` | [`Leave`] | 204; 404 [`ErrorBody`] `lease_expired` → nothing removed (gone already, or a newer lease holds the record) |
 //! | `POST /v1/relays/probes` | [`ProbeReport`] | 204 |
 //! | `GET /v1/relays/events?region=R&node=N` | — | 200 `text/event-stream` of [`Event`]s |
 //!
@@ -34,7 +35,7 @@ pub mod event;
 pub mod lease;
 
 pub use agent::{
-    routes, ErrorBody, Heartbeat, HeartbeatAnswer, ProbeReport, ProbeResult, ProbeTarget,
+    routes, ErrorBody, Heartbeat, HeartbeatAnswer, Leave, ProbeReport, ProbeResult, ProbeTarget,
     Registered, Registration, LEASE_EXPIRED,
 };
 pub use event::{

@@ -56,6 +56,14 @@ fn heartbeat_and_its_answers() {
 }
 
 #[test]
+fn leave() {
+    let l: Leave = round_trip("leave.json");
+    assert_eq!((l.region.as_str(), l.node.as_str()), ("eu-west", "relay-1"));
+    assert_eq!(l.lease, LeaseId(7_587_869_312_345_678_901));
+    assert_eq!(routes::LEAVE, "/v1/relays/leave");
+}
+
+#[test]
 fn a_previous_release_heartbeat_is_read_and_written_in_the_current_form() {
     let h: Heartbeat = serde_json::from_str(&golden("heartbeat_integer_lease.json")).unwrap();
     assert_eq!(h.lease, LeaseId(7_587_869_312_345_678_901));
@@ -73,11 +81,12 @@ fn probe_report() {
 
 #[test]
 fn requests_the_controller_checks_strictly_refuse_unknown_fields() {
-    for name in ["registration.json", "heartbeat.json"] {
+    for name in ["registration.json", "heartbeat.json", "leave.json"] {
         let mut v: Value = serde_json::from_str(&golden(name)).unwrap();
         v["surprise"] = Value::Bool(true);
         let strict = match name {
             "registration.json" => serde_json::from_value::<Registration>(v).is_err(),
+            "leave.json" => serde_json::from_value::<Leave>(v).is_err(),
             _ => serde_json::from_value::<Heartbeat>(v).is_err(),
         };
         assert!(strict, "{name}");

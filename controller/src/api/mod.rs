@@ -15,7 +15,7 @@
 //! | `POST /v1/rooms/{room}/tokens` | API key (`ice`) |
 //! | `GET /v1/signal` (WebSocket) | room token (`?token=` or Bearer); `Origin` checked |
 //! | `/v1/admin/…` | API key (`admin`) |
-//! | `POST /v1/relays/register`, `…/heartbeat`, `…/probes`, `GET /v1/relays/events` | API key (`node`) |
+//! | `POST /v1/relays/register`, `…/heartbeat`, `…/leave`, `…/probes`, `GET /v1/relays/events` | API key (`node`) |
 //! | `GET /v1/status` | API key (`admin`) |
 //! | `GET /v1/openapi.json`, `/healthz`, `/readyz`, `/status` (the page) | anyone |
 //! | `GET /metrics` | peers in `metrics_allow` |
@@ -153,6 +153,7 @@ fn routes() -> Routes {
         // Edge agents.
         .add(post.clone(), routes::REGISTER, relays::register)
         .add(post.clone(), routes::HEARTBEAT, relays::heartbeat)
+        .add(post.clone(), routes::LEAVE, relays::leave)
         .add(post, routes::PROBES, agent::probes)
         .add(get.clone(), routes::EVENTS, agent::events)
         // Operations.

@@ -189,6 +189,12 @@ fn paths() -> Value {
                 json!({"200": ok("lease renewed", schema("HeartbeatAnswer")),
                        "404": err("lease_expired: register again")}))
         },
+        (routes::LEAVE): {
+            "post": op("Remove a relay that stops cleanly, ending its lease (edge agents)",
+                &["node"], Some("Leave"),
+                json!({"204": {"description": "the relay's record and lease are gone"},
+                       "404": err("lease_expired: the record does not hold this lease; nothing removed")}))
+        },
         (routes::PROBES): {
             "post": op("Report a round of latency probes (edge agents)", &["node"],
                 Some("ProbeReport"), json!({"204": {"description": "stored"}}))
@@ -395,6 +401,9 @@ fn agent_schemas(addresses: &Value, transports: &Value, state: &Value, strings: 
             "additionalProperties": false, "properties": {"region": s("string"),
                 "node": s("string"), "lease": lease_schema(), "load": schema("Load"),
                 "state": state.clone()}},
+        "Leave": {"type": "object", "required": ["region", "node", "lease"],
+            "additionalProperties": false, "properties": {"region": s("string"),
+                "node": s("string"), "lease": lease_schema()}},
         "ProbeReport": {"type": "object", "required": ["from_region", "from_node", "results"],
             "properties": {"from_region": s("string"), "from_node": s("string"),
                 "results": {"type": "array", "items": {"type": "object",

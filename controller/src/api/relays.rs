@@ -12,6 +12,14 @@
 //! * `POST /v1/relays/heartbeat` renews the lease through whichever replica receives it
 //!   (etcd holds leases, not replicas, so losing a replica loses no relays). A lease that
 //!   is gone answers 404 `lease_expired`: the agent registers again.
+//! * `POST /v1/relays/leave` ([`Leave`]): a relay that stops cleanly (drained, drain grace
+//!   passed, second signal) asks to be removed at once instead of when its heartbeats are
+//!   missed. If `relays/<region>/<node>` still holds the given lease, the lease is revoked —
+//!   which deletes the record exactly as an expiry would — and the answer (204) waits
+//!   (bounded by `write_wait`) until this replica's view no longer lists the relay, so the
+//!   next ICE answer and admin list from it leave it out. A lease the record does not hold
+//!   (an older registration of the same node, or a record gone already) removes nothing
+//!   and answers 404 `lease_expired`.
 //! * A relay silent for `relay_miss_after` (two heartbeats) is removed by the replica that
 //!   renewed it last, without waiting for the lease TTL ([`crate::liveness`]).
 //!
@@ -25,7 +33,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use nexrtc_wire::{Heartbeat, HeartbeatAnswer, Registered, Registration, TenantSecrets};
+use nexrtc_wire::{Heartbeat, HeartbeatAnswer, Leave, Registered, Registration, TenantSecrets};
 
 use super::agent::probe_targets;
 use super::error::ApiError;
@@ -266,4 +274,54 @@ pub async fn heartbeat(
         written: Some(written),
         probe_targets: None,
     }))
+}
+
+/// `POST /v1/relays/leave`: 204 once the relay is removed; 404 `lease_expired` when the
+/// record does not hold the lease (nothing is removed).
+pub async fn leave(
+    State(state): State<AppState>,
+    _: Node,
+    JsonBody(body): JsonBody<Leave>,
+) -> Result<StatusCode, ApiError> {
+    let bad = ApiError::invalid_request;
+    model::validate_name(&body.node).map_err(|e| bad(format!("node: {e}")))?;
+    model::validate_name(&body.region).map_err(|e| bad(format!("region: {e}")))?;
+    let lease = LeaseId(body.lease.0);
+    let key = RelayRecord::key(&body.region, &body.node);
+    // The store, not this replica's view: the record may have moved to a newer lease
+    // through another replica a moment ago.
+    let current = match read::<RelayRecord>(&*state.store, &key).await {
+        Ok(found) => found,
+        Err(e) => {
+            state.metrics.leave("error");
+            return Err(e.into());
+        }
+    };
+    if current.as_ref().and_then(|r| r.lease) != Some(lease) {
+        state.metrics.leave(nexrtc_wire::LEASE_EXPIRED);
+        return Err(lease_expired());
+    }
+    // Revoking deletes only the keys attached to this lease: if the node registered again
+    // meanwhile, its new record (on its new lease) stays.
+    match state.store.revoke_lease(lease).await {
+        Ok(()) => {}
+        Err(StoreError::LeaseNotFound) => {
+            state.liveness.forget(lease);
+            state.metrics.leave(nexrtc_wire::LEASE_EXPIRED);
+            return Err(lease_expired());
+        }
+        Err(e) => {
+            state.metrics.leave("error");
+            return Err(e.into());
+        }
+    }
+    state.liveness.forget(lease);
+    state.metrics.leave("ok");
+    tracing::info!(region = %body.region, node = %body.node, "relay left");
+    let id = format!("{}/{}", body.region, body.node);
+    let gone = state
+        .snapshots
+        .wait_view(|v| v.relays.get(&id).is_none_or(|r| r.lease != lease.0));
+    let _ = tokio::time::timeout(state.options.write_wait, gone).await;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -33,7 +33,7 @@ use nexrtc_controller::model::{
 };
 use nexrtc_controller::store::{LeaseId, MemoryStore, Store};
 use nexrtc_controller::{AppState, Options};
-use nexrtc_wire::{routes, Heartbeat, ProbeReport, Registration};
+use nexrtc_wire::{routes, Heartbeat, Leave, ProbeReport, Registration};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio::task::{JoinHandle, JoinSet};
@@ -204,6 +204,8 @@ pub struct Log {
     pub heartbeats: Mutex<Vec<(Instant, Heartbeat)>>,
     /// Probe reports it accepted.
     pub probes: Mutex<Vec<ProbeReport>>,
+    /// Leaves with an accepted token, and the status each was answered with.
+    pub leaves: Mutex<Vec<(StatusCode, Leave)>>,
     /// Event streams it opened.
     pub stream_opens: AtomicUsize,
     /// Requests it refused with 401.
@@ -223,6 +225,9 @@ impl Log {
             .unwrap()
             .last()
             .map(|(_, h)| h.clone())
+    }
+    pub fn leaves(&self) -> Vec<(StatusCode, Leave)> {
+        self.leaves.lock().unwrap().clone()
     }
     pub fn stream_opens(&self) -> usize {
         self.stream_opens.load(Ordering::Relaxed)
@@ -292,6 +297,11 @@ async fn front(State(front): State<Front>, request: Request, next: Next) -> Resp
         routes::HEARTBEAT => {
             if let Ok(h) = serde_json::from_slice(&body) {
                 log.heartbeats.lock().unwrap().push((arrived, h));
+            }
+        }
+        routes::LEAVE => {
+            if let Ok(l) = serde_json::from_slice(&body) {
+                log.leaves.lock().unwrap().push((status, l));
             }
         }
         routes::PROBES if status.is_success() => {
