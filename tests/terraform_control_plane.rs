@@ -314,8 +314,9 @@ fn the_rendered_control_plane_runs_etcd_over_tls_and_a_controller_on_it() {
     println!("killed {name}");
     // A write may meet the dead member or a leader election first: it is answered 503
     // store_unavailable ("retry later"), and a retry gets through on the other two.
-    // With a member gone, a request that meets the dead endpoint or a leader election is
-    // answered 503 store_unavailable ("retry later"); a retry, as clients do, gets through
+    // With a member gone, the controller sends a call again when the member it reached
+    // refused the connection; what it cannot resend safely (a leader election, say) is
+    // answered 503 store_unavailable ("retry later"), and a client's retry gets through
     // the other two. Every request of a sequence must succeed within a few retries.
     let started = Instant::now();
     let mut retries = 0;

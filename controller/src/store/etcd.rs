@@ -126,10 +126,13 @@ impl EtcdStore {
 
     /// One read, to learn at start whether etcd answers at all.
     pub async fn check_reachable(&self) -> Result<(), StoreError> {
-        let mut kv = self.kv();
-        self.call("get", kv.get(self.prefix.as_bytes(), None))
-            .await
-            .map(drop)
+        let prefix = self.prefix.clone();
+        self.resend("get", || {
+            let (mut kv, prefix) = (self.kv(), prefix.clone());
+            async move { kv.get(prefix, None).await }
+        })
+        .await
+        .map(drop)
     }
 
     /// The underlying client, for what the [`Store`](super::Store) API does not cover
@@ -161,6 +164,41 @@ impl EtcdStore {
         call(self.timeout, what, request).await
     }
 
+    /// [`EtcdStore::call`] for a request that can be built again: when the member the
+    /// client chose refused the connection (it died; the client keeps it in its
+    /// rotation until it notices), the request certainly never reached etcd, so it is
+    /// sent again — the client picks another member — within the same time limit. Any
+    /// other failure (a timeout, "leader changed") may have been applied and is not
+    /// resent.
+    async fn resend<T, Fut>(
+        &self,
+        what: &str,
+        mut request: impl FnMut() -> Fut,
+    ) -> Result<T, StoreError>
+    where
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut resent = 0;
+        loop {
+            match tokio::time::timeout_at(deadline, request()).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(e)) if resent < MAX_RESENDS && never_sent(&e) => {
+                    resent += 1;
+                    tracing::debug!(what, error = %causes(&e), "an etcd member refused the connection: sending again");
+                    tokio::time::sleep(RESEND_PAUSE).await;
+                }
+                Ok(Err(e)) => return Err(map_error(e)),
+                Err(_) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "etcd {what} timed out after {:?}",
+                        self.timeout
+                    )))
+                }
+            }
+        }
+    }
+
     fn key_value(&self, kv: &etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
         convert(&self.prefix, kv)
     }
@@ -177,6 +215,29 @@ async fn call<T>(
             "etcd {what} timed out after {timeout:?}"
         ))),
     }
+}
+
+/// How often one request is sent again after refused connections (one per dead member
+/// of a 5-member cluster, and one more).
+const MAX_RESENDS: u32 = 3;
+
+/// Pause before sending again, so the client sees the refused connection first.
+const RESEND_PAUSE: Duration = Duration::from_millis(20);
+
+/// Whether the request certainly never reached etcd: the connection to the member was
+/// refused (an `io::Error` of kind `ConnectionRefused` in the error's causes, or its
+/// words where the transport only kept the text).
+fn never_sent(error: &etcd_client::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    causes(error).contains("Connection refused")
 }
 
 /// Sorts etcd-client errors into what the caller can act on.
@@ -271,8 +332,12 @@ impl EtcdStore {
             .when([compare])
             .and_then([TxnOp::put(full.clone(), value, put_options(lease))])
             .or_else([TxnOp::get(full, None)]);
-        let mut kv = self.kv();
-        let response = self.call("txn", kv.txn(txn)).await?;
+        let response = self
+            .resend("txn", || {
+                let (mut kv, txn) = (self.kv(), txn.clone());
+                async move { kv.txn(txn).await }
+            })
+            .await?;
         if response.succeeded() {
             return Ok(Outcome::Written {
                 revision: revision(response.header())?,
@@ -290,8 +355,13 @@ impl EtcdStore {
 
 impl Backend for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let mut kv = self.kv();
-        let response = self.call("get", kv.get(self.full(key), None)).await?;
+        let full = self.full(key);
+        let response = self
+            .resend("get", || {
+                let (mut kv, full) = (self.kv(), full.clone());
+                async move { kv.get(full, None).await }
+            })
+            .await?;
         response
             .kvs()
             .first()
@@ -300,10 +370,12 @@ impl Backend for EtcdStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
-        let mut kv = self.kv();
-        let options = GetOptions::new().with_prefix();
+        let full = self.full(prefix);
         let response = self
-            .call("list", kv.get(self.full(prefix), Some(options)))
+            .resend("list", || {
+                let (mut kv, full) = (self.kv(), full.clone());
+                async move { kv.get(full, Some(GetOptions::new().with_prefix())).await }
+            })
             .await?;
         let kvs = (response.kvs().iter())
             .map(|kv| self.key_value(kv))
@@ -320,14 +392,24 @@ impl Backend for EtcdStore {
         value: Vec<u8>,
         lease: Option<LeaseId>,
     ) -> Result<i64, StoreError> {
-        let mut kv = self.kv();
-        let put = kv.put(self.full(key), value, put_options(lease));
-        revision(self.call("put", put).await?.header())
+        let full = self.full(key);
+        let answer = self
+            .resend("put", || {
+                let (mut kv, full, value) = (self.kv(), full.clone(), value.clone());
+                async move { kv.put(full, value, put_options(lease)).await }
+            })
+            .await?;
+        revision(answer.header())
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        let mut kv = self.kv();
-        let response = self.call("delete", kv.delete(self.full(key), None)).await?;
+        let full = self.full(key);
+        let response = self
+            .resend("delete", || {
+                let (mut kv, full) = (self.kv(), full.clone());
+                async move { kv.delete(full, None).await }
+            })
+            .await?;
         Ok(response.deleted() > 0)
     }
 
@@ -353,9 +435,11 @@ impl Backend for EtcdStore {
     }
 
     async fn grant_lease(&self, ttl: Duration) -> Result<Lease, StoreError> {
-        let mut leases = self.client.lease_client();
         let response = self
-            .call("lease grant", leases.grant(ttl_secs(ttl), None))
+            .resend("lease grant", || {
+                let mut leases = self.client.lease_client();
+                async move { leases.grant(ttl_secs(ttl), None).await }
+            })
             .await?;
         if !response.error().is_empty() {
             return Err(StoreError::Other(format!(
@@ -371,19 +455,23 @@ impl Backend for EtcdStore {
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
-        let mut leases = self.client.lease_client();
         // etcd-client's `keep_alive` opens the stream, renews once and reads the answer,
         // failing with "lease not found" when its TTL is 0: one renewal per call.
         // (`map_error` turns that into `LeaseNotFound`.)
-        self.call("lease keep-alive", leases.keep_alive(lease.0))
-            .await
-            .map(drop)
+        self.resend("lease keep-alive", || {
+            let mut leases = self.client.lease_client();
+            async move { leases.keep_alive(lease.0).await }
+        })
+        .await
+        .map(drop)
     }
 
     async fn time_to_live(&self, lease: LeaseId) -> Result<Duration, StoreError> {
-        let mut leases = self.client.lease_client();
         let answer = self
-            .call("lease time-to-live", leases.time_to_live(lease.0, None))
+            .resend("lease time-to-live", || {
+                let mut leases = self.client.lease_client();
+                async move { leases.time_to_live(lease.0, None).await }
+            })
             .await?;
         // etcd: "the lease will expire in under TTL+1 seconds"; -1 when it is gone.
         match u64::try_from(answer.ttl()) {
@@ -393,8 +481,11 @@ impl Backend for EtcdStore {
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
-        let mut leases = self.client.lease_client();
-        self.call("lease revoke", leases.revoke(lease.0)).await?;
+        self.resend("lease revoke", || {
+            let mut leases = self.client.lease_client();
+            async move { leases.revoke(lease.0).await }
+        })
+        .await?;
         Ok(())
     }
 
