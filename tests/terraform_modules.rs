@@ -233,6 +233,7 @@ fn what_the_region_module_renders_is_accepted_by_nexrtc_nft_and_sh() {
     for script in [
         root().join("terraform/modules/region/files/discover-addresses.sh"),
         root().join("terraform/modules/region/files/lifecycle-watch.sh"),
+        root().join("terraform/modules/region/files/load-metric.sh"),
         root().join("terraform/modules/registration/register.sh"),
         root().join("terraform/examples/local/node.sh"),
     ] {

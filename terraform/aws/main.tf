@@ -84,6 +84,21 @@ resource "aws_iam_role" "relay" {
   })
 }
 
+# The nodes publish their allocations (NexRTC/RelayAllocations), nothing else.
+resource "aws_iam_role_policy" "load_metric" {
+  name = "${var.name_prefix}-put-load-metric"
+  role = aws_iam_role.relay.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Action    = "cloudwatch:PutMetricData"
+      Resource  = "*"
+      Condition = { StringEquals = { "cloudwatch:namespace" = "NexRTC" } }
+    }]
+  })
+}
+
 # The drain watcher completes its own instance's lifecycle action, nothing else.
 resource "aws_iam_role_policy" "lifecycle" {
   name = "${var.name_prefix}-complete-lifecycle-action"
@@ -166,5 +181,28 @@ resource "aws_autoscaling_policy" "cpu" {
       predefined_metric_type = "ASGAverageCPUUtilization"
     }
     target_value = var.target_cpu
+  }
+}
+
+# Regions with a capacity also scale on the relays' own load: the allocations each node
+# publishes every minute, kept near target_load of the capacity.
+resource "aws_autoscaling_policy" "allocations" {
+  for_each               = { for r, v in var.regions : r => v if v.capacity > 0 }
+  name                   = "${var.name_prefix}-${each.key}-allocations"
+  autoscaling_group_name = aws_autoscaling_group.relay[each.key].name
+  policy_type            = "TargetTrackingScaling"
+
+  target_tracking_configuration {
+    customized_metric_specification {
+      namespace   = "NexRTC"
+      metric_name = "RelayAllocations"
+      statistic   = "Average"
+      unit        = "Count"
+      metric_dimension {
+        name  = "AutoScalingGroupName"
+        value = aws_autoscaling_group.relay[each.key].name
+      }
+    }
+    target_value = floor(each.value.capacity * var.target_load)
   }
 }

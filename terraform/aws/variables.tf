@@ -91,6 +91,16 @@ variable "drain_grace" {
   }
 }
 
+variable "target_load" {
+  description = "Fraction of a relay's capacity (the region's capacity, in allocations) the groups of regions with a capacity keep on average, scaling on the relays' own allocations."
+  type        = number
+  default     = 0.7
+  validation {
+    condition     = var.target_load > 0 && var.target_load < 1
+    error_message = "target_load: between 0 and 1."
+  }
+}
+
 variable "target_cpu" {
   description = "Average CPU utilisation (%) the autoscaling groups keep."
   type        = number

@@ -105,6 +105,17 @@ def check_aws():
               "aws: the hook waits longer than the drain grace")
         check(hooks[0].get("name") == "${local.hook}", "aws: the hook is the one the nodes complete")
     check("aws_lifecycle_hook" in modules(doc).get("region", {}), "aws: the nodes watch the lifecycle hook")
+    # Load-based scaling reads what the nodes publish (files/load-metric.sh).
+    script = (root / "modules/region/files/load-metric.sh").read_text()
+    policy = resources(doc, "aws_autoscaling_policy").get("allocations", {})
+    spec = policy.get("target_tracking_configuration", [{}])[0].get("customized_metric_specification", [{}])[0]
+    check(spec.get("namespace") == '"NexRTC"' and "--namespace NexRTC" in script,
+          "aws: the allocations policy reads the namespace the nodes publish to")
+    check(spec.get("metric_name") == '"RelayAllocations"' and "--metric-name RelayAllocations" in script,
+          "aws: the allocations policy reads the metric the nodes publish")
+    dims = spec.get("metric_dimension", [{}])[0]
+    check(dims.get("name") == '"AutoScalingGroupName"' and "AutoScalingGroupName=$group" in script,
+          "aws: the metric's dimension is the group, as published")
 
 
 def check_hcloud():

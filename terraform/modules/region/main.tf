@@ -141,6 +141,17 @@ locals {
             permissions = "0644"
             content     = "[Unit]\nDescription=Drain the relay when the autoscaling group terminates this instance\nAfter=nexrtc-relay.service\n\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/nexrtc-lifecycle-watch ${var.aws_lifecycle_hook.group} ${var.aws_lifecycle_hook.hook}\n"
           },
+          { path = "/usr/local/sbin/nexrtc-load-metric", permissions = "0755", content = file("${path.module}/files/load-metric.sh") },
+          {
+            path        = "/etc/systemd/system/nexrtc-load-metric.service"
+            permissions = "0644"
+            content     = "[Unit]\nDescription=Publish the relay's active allocations to CloudWatch (autoscaling)\nAfter=nexrtc-relay.service\n\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/nexrtc-load-metric ${var.aws_lifecycle_hook.group} http://127.0.0.1:${var.ports.metrics}/metrics\n"
+          },
+          {
+            path        = "/etc/systemd/system/nexrtc-load-metric.timer"
+            permissions = "0644"
+            content     = "[Unit]\nDescription=Publish the relay's load every minute\n\n[Timer]\nOnBootSec=60\nOnUnitActiveSec=60\n\n[Install]\nWantedBy=timers.target\n"
+          },
           {
             path        = "/etc/systemd/system/nexrtc-lifecycle-watch.timer"
             permissions = "0644"
@@ -171,7 +182,10 @@ locals {
           ["systemctl", "daemon-reload"],
           ["systemctl", "enable", "--now", "nexrtc-relay.service"],
         ],
-        var.aws_lifecycle_hook != null ? [["systemctl", "enable", "--now", "nexrtc-lifecycle-watch.timer"]] : [],
+        var.aws_lifecycle_hook != null ? [
+          ["systemctl", "enable", "--now", "nexrtc-lifecycle-watch.timer"],
+          ["systemctl", "enable", "--now", "nexrtc-load-metric.timer"],
+        ] : [],
       )
     })}"
   }

@@ -189,7 +189,7 @@ variable "metrics_cidrs" {
 }
 
 variable "aws_lifecycle_hook" {
-  description = "On AWS autoscaling groups: the group and its termination lifecycle hook. The node then watches its lifecycle state (instance metadata), drains when it is being terminated (systemctl stop nexrtc-relay) and completes the lifecycle action when the relay has exited."
+  description = "On AWS autoscaling groups: the group and its termination lifecycle hook. The node then watches its lifecycle state (instance metadata), drains when it is being terminated (systemctl stop nexrtc-relay) and completes the lifecycle action when the relay has exited; and it publishes its active allocations every minute (CloudWatch NexRTC/RelayAllocations per group) for load-based scaling. The relay's metrics must listen on 127.0.0.1 (the default)."
   type = object({
     group = string
     hook  = string

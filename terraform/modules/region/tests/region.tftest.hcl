@@ -159,6 +159,8 @@ run "an_aws_autoscaling_node_drains_before_its_lifecycle_action_completes" {
       contains(yamldecode(output.autoscaling_user_data).runcmd, ["systemctl", "enable", "--now", "nexrtc-lifecycle-watch.timer"]),
       contains(yamldecode(output.autoscaling_user_data).runcmd, ["/usr/local/sbin/nexrtc-discover-addresses", "aws"]),
       strcontains(one([for f in yamldecode(output.autoscaling_user_data).write_files : f.content if f.path == "/etc/systemd/system/nexrtc-lifecycle-watch.service"]), "nexrtc-lifecycle-watch nexrtc-eu-west-1 nexrtc-drain"),
+      strcontains(one([for f in yamldecode(output.autoscaling_user_data).write_files : f.content if f.path == "/etc/systemd/system/nexrtc-load-metric.service"]), "nexrtc-load-metric nexrtc-eu-west-1 http://127.0.0.1:9641/metrics"),
+      contains(yamldecode(output.autoscaling_user_data).runcmd, ["systemctl", "enable", "--now", "nexrtc-load-metric.timer"]),
     ])
     error_message = "the autoscaling user data watches the lifecycle hook and discovers its addresses"
   }
