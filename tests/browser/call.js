@@ -71,7 +71,9 @@ async function main() {
       const page = await context.newPage();
       page.on("console", (m) => { if (m.type() === "error") log(`${name} console:`, m.text()); });
       page.on("pageerror", (e) => log(`${name} page error:`, e.message));
-      await page.goto(url);
+      // "load" waits for every subresource and, on a busy 2-core machine, can be late:
+      // the page's script runs at DOMContentLoaded, and the step below checks it joined.
+      await page.goto(url, { waitUntil: "domcontentloaded", timeout: 2 * STEP_TIMEOUT_MS });
       // The second page joins after the first is in the room: it is the one that offers.
       await until(page, `${name} joins ${ROOM}`, () => window.nexrtc && window.nexrtc.me);
       pages.push(page);
@@ -157,7 +159,7 @@ async function main() {
       await until(a, "a shows its stats", () => document.getElementById("stats").textContent.startsWith("relay:"));
       await a.screenshot({ path: path.join(SCREENSHOT_DIR, `demo-${TRANSPORT}.png`) });
       const status = await context.newPage();
-      await status.goto(`${BASE_URL}/status`);
+      await status.goto(`${BASE_URL}/status`, { waitUntil: "domcontentloaded", timeout: 2 * STEP_TIMEOUT_MS });
       // The relay's heartbeats report the call's allocations (one per page).
       await until(status, "the status page shows the call's allocations",
         () => Number(document.body.dataset.allocations || 0) >= 2);
