@@ -9,7 +9,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use nexrtc_geo::{LatLon, Probe, RandomSource, Ranker, Region, RelayView, Snapshot, SplitMix64};
+use nexrtc_geo::{
+    Client, LatLon, Probe, RandomSource, Ranker, Region, RelayView, Snapshot, SplitMix64,
+};
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
@@ -60,7 +62,7 @@ fn main() {
     let t = Instant::now();
     let mut regions_out = 0usize;
     for i in 0..selects {
-        let s = ranker.select(Some(clients[i % clients.len()]), None, &mut rng);
+        let s = ranker.select(Client::at(Some(clients[i % clients.len()])), None, &mut rng);
         regions_out += black_box(s).regions.len();
     }
     let per = t.elapsed() / selects as u32;

@@ -9,6 +9,9 @@
 //!   coordinates and a score multiplier for steering.
 //! * [`LatencyModel`] ([`calibrate`]) turns great-circle distance into an RTT estimate,
 //!   fitted to the measured region-to-region probe matrix when there is one.
+//! * [`MeasuredRtts`] ([`measured`]) is what a client network measured to regions (client
+//!   latency probes); when a network has measurements they rank instead of its GeoIP
+//!   location, with hysteresis.
 //! * [`Ranker`] ([`rank`]) precomputes per-region aggregates once per snapshot change and
 //!   then answers [`Ranker::select`] per request: best region first, a second region for
 //!   failover, power-of-two-choices inside each region.
@@ -71,11 +74,13 @@
 
 pub mod calibrate;
 pub mod geoip;
+pub mod measured;
 pub mod rank;
 pub mod region;
 
 pub use calibrate::{LatencyModel, ModelSource, Probe};
 pub use geoip::{GeoError, GeoIp, Location};
+pub use measured::{Client, MeasuredRtts, HOME_MARGIN_MS};
 pub use rank::{
     RandomSource, Ranker, RegionChoice, RelayChoice, RelayState, RelayView, Selection, Snapshot,
     SnapshotIssue, SplitMix64, Weights,

@@ -9,9 +9,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::calibrate::{LatencyModel, Probe};
-use crate::region::{
-    half_chord, half_chord_to_km, unit_distance_km, LatLon, Region, RegionError, EARTH_RADIUS_KM,
-};
+use crate::measured::{home_margin, valid_rtt, Client, MeasuredRtts};
+use crate::region::{half_chord, unit_distance_km, LatLon, Region, RegionError, EARTH_RADIUS_KM};
 
 /// Lifecycle state of a relay as registered with the controller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -166,8 +165,7 @@ fn uniform<R: RandomSource + ?Sized>(rng: &mut R, n: usize) -> usize {
 pub struct RelayChoice {
     pub id: Arc<str>,
     pub load: f64,
-    /// `estimated_rtt_ms · multiplier + penalty(load)`: the region score with this relay's
-    /// own load.
+    /// The region's score with this relay's own load.
     pub score: f64,
 }
 
@@ -178,15 +176,45 @@ pub struct RegionChoice {
     /// Great-circle distance from the client (0 when the client's location is unknown and
     /// there is no default region).
     pub distance_km: f64,
-    /// `LatencyModel::estimate_ms(distance_km)`.
+    /// The RTT ranked by: the measured one, else `LatencyModel::estimate_ms(distance_km)`
+    /// (or, for a measured network, from its anchor region; see [`crate::measured`]).
     pub estimated_rtt_ms: f64,
+    /// What the client's network measured to this region, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured_rtt_ms: Option<f64>,
+    /// Subtracted from the RTT for the measured network's home region (hysteresis).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub home_margin_ms: f64,
     pub multiplier: f64,
     /// Expected load of a power-of-two-choices pick in this region.
     pub load: f64,
     pub load_penalty_ms: f64,
-    /// `estimated_rtt_ms · multiplier + load_penalty_ms`; lower is better.
+    /// `(estimated_rtt_ms − home_margin_ms) · multiplier + load_penalty_ms`; lower is
+    /// better.
     pub score: f64,
     pub relays: Vec<RelayChoice>,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+/// Region `i` as one client sees it.
+#[derive(Clone, Copy, Debug)]
+struct Estimate {
+    km: f64,
+    rtt: f64,
+    measured_rtt: Option<f64>,
+    margin: f64,
+    score: f64,
+}
+
+/// A network's measurements by region index (NaN: not measured).
+struct Resolved {
+    rtt: Vec<f64>,
+    home: Option<usize>,
+    /// Where unmeasured regions are estimated from.
+    anchor: usize,
 }
 
 /// The answer: regions best first.
@@ -197,6 +225,8 @@ pub struct Selection {
     pub degraded: bool,
     /// The region hint named a healthy region and it was put first.
     pub hint_applied: bool,
+    /// The client's network had measurements, and they ranked.
+    pub measured: bool,
     /// The coordinates ranked from: the client's, else the default region's, else none.
     pub origin: Option<LatLon>,
 }
@@ -358,17 +388,20 @@ impl Ranker {
         }
     }
 
-    /// Ranks regions for a client and picks relays. `location` is the client's (from
-    /// GeoIP); `None` or invalid coordinates mean "unknown" (the default region's
-    /// coordinates are used). `hint` puts that region first if it has relays to offer.
+    /// Ranks regions for a client and picks relays. The client's `location` comes from
+    /// GeoIP (`None` or invalid coordinates mean "unknown": the default region's
+    /// coordinates are used); when its network has measurements (`client.measured`), they
+    /// rank instead (see [`crate::measured`]). `hint` puts that region first if it has
+    /// relays to offer.
     pub fn select<R: RandomSource + ?Sized>(
         &self,
-        location: Option<LatLon>,
+        client: Client<'_>,
         hint: Option<&str>,
         rng: &mut R,
     ) -> Selection {
-        let origin = self.origin(location);
+        let origin = self.origin(client.location);
         let unit = origin.map(|o| o.unit_vector());
+        let measured = self.resolve(client.measured);
         let want = self.weights.max_regions;
 
         let hinted = hint
@@ -376,41 +409,44 @@ impl Ranker {
             .filter(|&i| !self.regions[i].relays.is_empty());
 
         // Best `want` regions by score; O(candidates · want) with `want` small.
-        let mut best: Vec<(f64, f64, usize)> = Vec::with_capacity(want + 1);
+        let mut best: Vec<(f64, Estimate, usize)> = Vec::with_capacity(want + 1);
         if let Some(h) = hinted {
-            let (km, _) = self.score(h, unit.as_ref());
-            best.push((f64::NEG_INFINITY, km, h));
+            best.push((
+                f64::NEG_INFINITY,
+                self.estimate(h, unit.as_ref(), measured.as_ref()),
+                h,
+            ));
         }
         for &i in &self.candidates {
             if Some(i) == hinted {
                 continue;
             }
             let r = &self.regions[i];
-            let h = unit.as_ref().map_or(0.0, |u| half_chord(u, &r.unit));
-            if best.len() == want {
+            if measured.is_none() && best.len() == want {
                 // Cheap lower bound first (no asin): most regions stop here. Valid because
                 // ms_per_km ≥ 0 and multiplier > 0, so the score grows with distance.
+                let h = unit.as_ref().map_or(0.0, |u| half_chord(u, &r.unit));
                 let km_lower = 2.0 * EARTH_RADIUS_KM * h;
                 let lower = self.model.estimate_ms(km_lower) * r.multiplier + r.penalty_ms;
                 if best.last().is_some_and(|b| lower >= b.0) {
                     continue;
                 }
             }
-            let km = half_chord_to_km(h);
-            let score = self.model.estimate_ms(km) * r.multiplier + r.penalty_ms;
+            let e = self.estimate(i, unit.as_ref(), measured.as_ref());
+            let score = e.score;
             if best.len() == want && best.last().is_some_and(|b| score >= b.0) {
                 continue;
             }
             let pos = best.partition_point(|b| b.0 <= score);
-            best.insert(pos, (score, km, i));
+            best.insert(pos, (score, e, i));
             best.truncate(want);
         }
 
         let regions = best
             .into_iter()
-            .map(|(_, km, i)| {
-                let mut choice = self.region_choice(i, km);
-                choice.relays = self.pick_relays(i, choice.estimated_rtt_ms, rng);
+            .map(|(_, e, i)| {
+                let mut choice = self.region_choice(i, &e);
+                choice.relays = self.pick_relays(i, &e, rng);
                 choice
             })
             .collect();
@@ -418,6 +454,7 @@ impl Ranker {
             regions,
             degraded: self.degraded,
             hint_applied: hinted.is_some(),
+            measured: measured.is_some(),
             origin,
         }
     }
@@ -425,19 +462,20 @@ impl Ranker {
     /// Every region that has relays to offer, best first, each with all its pool relays
     /// (least loaded first) and their scores: the full picture behind [`Ranker::select`]
     /// for `?explain=1`. Not for the hot path.
-    pub fn explain(&self, location: Option<LatLon>) -> Vec<RegionChoice> {
-        let unit = self.origin(location).map(|o| o.unit_vector());
+    pub fn explain(&self, client: Client<'_>) -> Vec<RegionChoice> {
+        let unit = self.origin(client.location).map(|o| o.unit_vector());
+        let measured = self.resolve(client.measured);
         let mut all: Vec<RegionChoice> = self
             .candidates
             .iter()
             .map(|&i| {
-                let (km, _) = self.score(i, unit.as_ref());
-                let mut c = self.region_choice(i, km);
+                let e = self.estimate(i, unit.as_ref(), measured.as_ref());
+                let mut c = self.region_choice(i, &e);
                 let r = &self.regions[i];
                 c.relays = r
                     .relays
                     .iter()
-                    .map(|(id, load)| self.relay_choice(r, c.estimated_rtt_ms, id, *load))
+                    .map(|(id, load)| self.relay_choice(r, &e, id, *load))
                     .collect();
                 c
             })
@@ -481,34 +519,82 @@ impl Ranker {
         location.filter(LatLon::is_valid).or(self.default_origin)
     }
 
-    /// (distance km, score) of region `i`.
-    #[inline]
-    fn score(&self, i: usize, unit: Option<&[f64; 3]>) -> (f64, f64) {
-        let r = &self.regions[i];
-        let km = unit.map_or(0.0, |u| unit_distance_km(u, &r.unit));
-        (km, self.model.estimate_ms(km) * r.multiplier + r.penalty_ms)
+    /// A network's measurements as region indices (known regions, valid RTTs), with the
+    /// anchor for unmeasured regions; `None` when nothing usable was measured.
+    fn resolve(&self, measured: Option<&MeasuredRtts>) -> Option<Resolved> {
+        let m = measured?;
+        let mut rtt = vec![f64::NAN; self.regions.len()];
+        let mut lowest: Option<usize> = None;
+        for (name, &v) in &m.rtt_ms {
+            let Some(&i) = self.by_name.get(name.as_str()) else {
+                continue;
+            };
+            if !valid_rtt(v) {
+                continue;
+            }
+            rtt[i] = v;
+            if lowest.is_none_or(|l| v < rtt[l]) {
+                lowest = Some(i);
+            }
+        }
+        let home = (m.home.as_deref())
+            .and_then(|h| self.by_name.get(h).copied())
+            .filter(|&i| !rtt[i].is_nan());
+        let anchor = home.or(lowest)?;
+        Some(Resolved { rtt, home, anchor })
     }
 
-    fn region_choice(&self, i: usize, km: f64) -> RegionChoice {
+    /// Region `i`'s RTT estimate and score for a client at `unit` (or measured).
+    #[inline]
+    fn estimate(&self, i: usize, unit: Option<&[f64; 3]>, measured: Option<&Resolved>) -> Estimate {
         let r = &self.regions[i];
-        let rtt = self.model.estimate_ms(km);
+        let km = unit.map_or(0.0, |u| unit_distance_km(u, &r.unit));
+        let (rtt, measured_rtt, margin) = match measured {
+            None => (self.model.estimate_ms(km), None, 0.0),
+            Some(m) if !m.rtt[i].is_nan() => {
+                let margin = if m.home == Some(i) {
+                    home_margin(m.rtt[i])
+                } else {
+                    0.0
+                };
+                (m.rtt[i], Some(m.rtt[i]), margin)
+            }
+            Some(m) => {
+                let a = &self.regions[m.anchor];
+                let hop = unit_distance_km(&a.unit, &r.unit);
+                (m.rtt[m.anchor] + self.model.estimate_ms(hop), None, 0.0)
+            }
+        };
+        Estimate {
+            km,
+            rtt,
+            measured_rtt,
+            score: (rtt - margin) * r.multiplier + r.penalty_ms,
+            margin,
+        }
+    }
+
+    fn region_choice(&self, i: usize, e: &Estimate) -> RegionChoice {
+        let r = &self.regions[i];
         RegionChoice {
             name: r.name.clone(),
-            distance_km: km,
-            estimated_rtt_ms: rtt,
+            distance_km: e.km,
+            estimated_rtt_ms: e.rtt,
+            measured_rtt_ms: e.measured_rtt,
+            home_margin_ms: e.margin,
             multiplier: r.multiplier,
             load: r.expected_load,
             load_penalty_ms: r.penalty_ms,
-            score: rtt * r.multiplier + r.penalty_ms,
+            score: e.score,
             relays: Vec::new(),
         }
     }
 
-    fn relay_choice(&self, r: &RegionEntry, rtt: f64, id: &Arc<str>, load: f64) -> RelayChoice {
+    fn relay_choice(&self, r: &RegionEntry, e: &Estimate, id: &Arc<str>, load: f64) -> RelayChoice {
         RelayChoice {
             id: id.clone(),
             load,
-            score: rtt * r.multiplier + self.weights.penalty_ms(load),
+            score: (e.rtt - e.margin) * r.multiplier + self.weights.penalty_ms(load),
         }
     }
 
@@ -516,7 +602,7 @@ impl Ranker {
     fn pick_relays<R: RandomSource + ?Sized>(
         &self,
         i: usize,
-        rtt: f64,
+        e: &Estimate,
         rng: &mut R,
     ) -> Vec<RelayChoice> {
         let r = &self.regions[i];
@@ -525,7 +611,7 @@ impl Ranker {
         if pool.len() <= k {
             return pool
                 .iter()
-                .map(|(id, load)| self.relay_choice(r, rtt, id, *load))
+                .map(|(id, load)| self.relay_choice(r, e, id, *load))
                 .collect();
         }
         // `taken` holds pool indices already picked, kept sorted.
@@ -544,7 +630,7 @@ impl Ranker {
             let pos = taken.partition_point(|&t| t < pick);
             taken.insert(pos, pick);
             let (id, load) = &pool[pick];
-            out.push(self.relay_choice(r, rtt, id, *load));
+            out.push(self.relay_choice(r, e, id, *load));
         }
         out
     }

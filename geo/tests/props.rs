@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use nexrtc_geo::LatencyModel;
+use nexrtc_geo::{Client, LatencyModel};
 use nexrtc_geo::{
     LatLon, Probe, Ranker, Region, RelayState, RelayView, Snapshot, SplitMix64, Weights,
 };
@@ -103,7 +103,7 @@ proptest! {
         let r = Ranker::new(&snap);
         let w = *r.weights();
         let loc = loc.map(|(lat, lon)| LatLon::new(lat, lon));
-        let s = r.select(loc, hint.as_deref(), &mut SplitMix64::new(seed));
+        let s = r.select(Client::at(loc), hint.as_deref(), &mut SplitMix64::new(seed));
 
         // The first definition of each relay id wins (later duplicates are ignored).
         let mut by_id: HashMap<&str, &RelayView> = HashMap::new();
@@ -137,7 +137,7 @@ proptest! {
         // Degraded exactly when no relay in a valid region is eligible.
         prop_assert_eq!(s.degraded, r.degraded());
         if let Some(h) = hint.as_deref() {
-            let healthy = r.explain(loc).iter().any(|c| &*c.name == h);
+            let healthy = r.explain(Client::at(loc)).iter().any(|c| &*c.name == h);
             prop_assert_eq!(s.hint_applied, healthy);
             if s.hint_applied {
                 prop_assert_eq!(&*s.regions[0].name, h);
@@ -145,7 +145,7 @@ proptest! {
         }
         // Without a hint, select's pruned search agrees with the full ranking.
         if !s.hint_applied {
-            let full: Vec<_> = r.explain(loc).into_iter().map(|c| c.name).take(w.max_regions).collect();
+            let full: Vec<_> = r.explain(Client::at(loc)).into_iter().map(|c| c.name).take(w.max_regions).collect();
             let got: Vec<_> = s.regions.iter().map(|c| c.name.clone()).collect();
             prop_assert_eq!(got, full);
         }

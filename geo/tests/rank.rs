@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use nexrtc_geo::{
-    haversine_km, GeoIp, LatLon, LatencyModel, ModelSource, Probe, Ranker, Region, RelayState,
-    RelayView, Selection, Snapshot, SplitMix64, Weights,
+    haversine_km, Client, GeoIp, LatLon, LatencyModel, MeasuredRtts, ModelSource, Probe, Ranker,
+    Region, RelayState, RelayView, Selection, Snapshot, SplitMix64, Weights, HOME_MARGIN_MS,
 };
 
 const REGIONS: [(&str, f64, f64); 6] = [
@@ -74,7 +74,7 @@ fn names(s: &Selection) -> Vec<&str> {
 }
 
 fn select(r: &Ranker, at: Option<LatLon>, hint: Option<&str>, seed: u64) -> Selection {
-    r.select(at, hint, &mut SplitMix64::new(seed))
+    r.select(Client::at(at), hint, &mut SplitMix64::new(seed))
 }
 
 fn set_state(relays: &mut [RelayView], region: &str, state: RelayState) {
@@ -250,7 +250,7 @@ fn everything_loaded_degrades_to_all_live_relays() {
     assert_eq!(names(&s), ["eu-central", "eu-west"]);
     // Every live (active) relay is considered, full or loaded; dead and draining are not.
     let considered: Vec<String> = r
-        .explain(client(&g, FRANKFURT))
+        .explain(Client::at(client(&g, FRANKFURT)))
         .iter()
         .flat_map(|rc| rc.relays.iter().map(|x| x.id.to_string()))
         .collect();
@@ -406,7 +406,7 @@ fn probe_calibration_moves_estimates_in_the_documented_direction() {
         let mut snap = snapshot(relays(1, 0.2));
         snap.probes = probes;
         let r = Ranker::new(&snap);
-        let e = r.explain(at);
+        let e = r.explain(Client::at(at));
         let rc = e
             .iter()
             .find(|c| &*c.name == region)
@@ -476,7 +476,7 @@ fn power_of_two_choices_spreads_equal_loads() {
     let mut rng = SplitMix64::new(42);
     let mut counts: HashMap<String, u32> = HashMap::new();
     for _ in 0..1000 {
-        let s = r.select(None, None, &mut rng);
+        let s = r.select(Client::at(None), None, &mut rng);
         *counts
             .entry(s.regions[0].relays[0].id.to_string())
             .or_default() += 1;
@@ -504,7 +504,7 @@ fn power_of_two_choices_prefers_less_loaded_without_herding() {
     let mut rng = SplitMix64::new(7);
     let mut counts = [0u32; 4];
     for _ in 0..1000 {
-        let s = r.select(None, None, &mut rng);
+        let s = r.select(Client::at(None), None, &mut rng);
         let id = &s.regions[0].relays[0].id;
         let i: usize = id[1..].parse().expect("id");
         counts[i] += 1;
@@ -519,7 +519,7 @@ fn power_of_two_choices_prefers_less_loaded_without_herding() {
     // Not herding: the least loaded relay does not get everything.
     assert!(counts[1] + counts[2] >= 350, "{counts:?}");
     // The region's load is what p2c lands on: (3·0.1 + 2·0.2 + 1·0.3) / 6.
-    let e = r.explain(None);
+    let e = r.explain(Client::at(None));
     assert!((e[0].load - 1.0 / 6.0).abs() < 1e-12, "{e:?}");
 }
 
@@ -620,4 +620,114 @@ fn explain_serializes_for_the_api() {
     assert!(json["regions"][0]["score"].is_number());
     assert!(json["regions"][0]["relays"][0]["id"].is_string());
     assert_eq!(json["degraded"], false);
+}
+
+fn measured(pairs: &[(&str, f64)], previous: Option<&str>) -> MeasuredRtts {
+    MeasuredRtts::new(
+        pairs.iter().map(|&(r, v)| (r.to_string(), v)).collect(),
+        previous,
+    )
+}
+
+fn select_measured(r: &Ranker, at: Option<LatLon>, m: &MeasuredRtts) -> Selection {
+    r.select(
+        Client::at(at).measured(Some(m)),
+        None,
+        &mut SplitMix64::new(1),
+    )
+}
+
+/// A network GeoIP places in Frankfurt that measured São Paulo and Ashburn nearest (a
+/// mis-located subnet): its measurements rank, not the database.
+#[test]
+fn measurements_outrank_a_wrong_geoip_location() {
+    let g = geo();
+    let r = Ranker::new(&snapshot(relays(2, 0.2)));
+    let at = client(&g, FRANKFURT);
+    assert_eq!(names(&select(&r, at, None, 1)), ["eu-central", "eu-west"]);
+    let m = measured(
+        &[
+            ("sa-east", 4.0),
+            ("us-east", 118.0),
+            ("eu-central", 205.0),
+            ("eu-west", 180.0),
+        ],
+        None,
+    );
+    let s = select_measured(&r, at, &m);
+    assert!(s.measured);
+    assert_eq!(names(&s), ["sa-east", "us-east"]);
+    assert_eq!(s.regions[0].measured_rtt_ms, Some(4.0));
+    assert_eq!(s.regions[0].estimated_rtt_ms, 4.0);
+    // explain ranks every region the same way; unmeasured ones are estimated from the
+    // anchor (sa-east): never ahead of it.
+    let e = r.explain(Client::at(at).measured(Some(&m)));
+    assert_eq!(&*e[0].name, "sa-east");
+    let tokyo = e
+        .iter()
+        .find(|c| &*c.name == "ap-northeast")
+        .expect("listed");
+    assert_eq!(tokyo.measured_rtt_ms, None);
+    assert!(tokyo.estimated_rtt_ms > 4.0 + 200.0, "{tokyo:?}");
+}
+
+/// The home region keeps first place against a region measured a little better, and
+/// loses it to one measured better by more than the margin.
+#[test]
+fn the_home_region_holds_within_the_margin() {
+    let r = Ranker::new(&snapshot(relays(2, 0.2)));
+    let m = measured(&[("eu-west", 30.0), ("eu-central", 33.0)], None);
+    assert_eq!(m.home.as_deref(), Some("eu-west"));
+    // A later report: eu-central now 2 ms better. The home holds, in ranking too.
+    let m2 = measured(
+        &[("eu-west", 30.0), ("eu-central", 28.0)],
+        m.home.as_deref(),
+    );
+    assert_eq!(m2.home.as_deref(), Some("eu-west"));
+    let s = select_measured(&r, None, &m2);
+    assert_eq!(names(&s), ["eu-west", "eu-central"]);
+    assert_eq!(s.regions[0].home_margin_ms, HOME_MARGIN_MS);
+    // 10 ms better: it moves.
+    let m3 = measured(
+        &[("eu-west", 30.0), ("eu-central", 20.0)],
+        m2.home.as_deref(),
+    );
+    assert_eq!(m3.home.as_deref(), Some("eu-central"));
+    assert_eq!(
+        names(&select_measured(&r, None, &m3)),
+        ["eu-central", "eu-west"]
+    );
+}
+
+/// Measured regions without relays drop out (failover goes to the next measured one);
+/// measurements naming no known region fall back to GeoIP; load still counts.
+#[test]
+fn measured_ranking_fails_over_and_still_sees_load() {
+    let g = geo();
+    let mut rs = relays(2, 0.2);
+    let m = measured(
+        &[("us-east", 10.0), ("eu-west", 70.0), ("eu-central", 92.0)],
+        None,
+    );
+    set_state(&mut rs, "us-east", RelayState::Dead);
+    let r = Ranker::new(&snapshot(rs.clone()));
+    assert_eq!(
+        names(&select_measured(&r, None, &m)),
+        ["eu-west", "eu-central"]
+    );
+
+    let unknown = measured(&[("mars-1", 3.0)], None);
+    let at = client(&g, TOKYO);
+    let s = select_measured(&r, at, &unknown);
+    assert!(!s.measured);
+    assert_eq!(names(&s), names(&select(&r, at, None, 1)));
+
+    // eu-west nearly full: its penalty (40.5 ms at 0.9) outweighs 22 ms of RTT.
+    let mut rs = relays(2, 0.2);
+    for relay in rs.iter_mut().filter(|r| r.region == "eu-west") {
+        relay.load = 0.89;
+    }
+    let r = Ranker::new(&snapshot(rs));
+    let m = measured(&[("eu-west", 70.0), ("eu-central", 92.0)], None);
+    assert_eq!(names(&select_measured(&r, None, &m))[0], "eu-central");
 }

@@ -10,6 +10,8 @@
 //!   the error code the agent reacts to ([`LEASE_EXPIRED`]).
 //! * [`event`] — the event stream's payloads ([`Secrets`], [`Revocations`],
 //!   [`DrainOrder`]), [`Event`] and [`PING_INTERVAL`].
+//! * [`client`] — the public client-probe API (clients, not agents: authenticated like
+//!   `POST /v1/ice-servers`).
 //! * [`lease`] — lease ids: decimal strings on the wire, integers still read.
 //!
 //! Every call carries `Authorization: Bearer <API key with the node scope>`.
@@ -31,12 +33,17 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod client;
 pub mod event;
 pub mod lease;
 
 pub use agent::{
     routes, ErrorBody, Heartbeat, HeartbeatAnswer, Leave, ProbeReport, ProbeResult, ProbeTarget,
     Registered, Registration, LEASE_EXPIRED,
+};
+pub use client::{
+    ClientProbeAnswer, ClientProbeReport, ClientProbeResult, ClientProbeTarget, ProbeTargets,
+    MAX_CLIENT_PROBE_RESULTS,
 };
 pub use event::{
     DrainOrder, Event, EventError, Revocation, Revocations, Secrets, TenantSecrets, PING_INTERVAL,
