@@ -10,6 +10,7 @@ use nexrtc_geo::{GeoIp, LatLon};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::client_probes::{ClientProbeLimits, ClientProbes};
 use crate::clock::Clock;
 use crate::liveness::Liveness;
 use crate::metrics::Metrics;
@@ -50,6 +51,8 @@ pub struct Options {
     pub clock: Clock,
     /// Signaling limits and this replica's advertised URL.
     pub signal: SignalOptions,
+    /// Bounds of the client-probe aggregation.
+    pub client_probes: ClientProbeLimits,
 }
 
 impl Default for Options {
@@ -79,6 +82,7 @@ impl Default for Options {
             geoip: None,
             clock: Clock::System,
             signal: SignalOptions::default(),
+            client_probes: ClientProbeLimits::default(),
         }
     }
 }
@@ -101,6 +105,8 @@ pub struct Inner {
     pub replicas: Replicas,
     /// This controller's metrics (`/metrics`).
     pub metrics: Metrics,
+    /// Client probe reports received here (`crate::client_probes`).
+    pub client_probes: ClientProbes,
     /// `true` once the server is shutting down: long-lived streams end.
     closing: watch::Sender<bool>,
     upkeep: JoinHandle<()>,
@@ -158,6 +164,7 @@ impl AppState {
             store,
             snapshots,
             rooms: Arc::new(Hub::new(options.signal.clone(), metrics.clone())),
+            client_probes: ClientProbes::new(options.client_probes),
             metrics,
             replicas,
             options,

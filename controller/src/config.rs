@@ -445,6 +445,7 @@ impl ControllerConfig {
                 advertise_url,
                 ..defaults.signal
             },
+            client_probes: defaults.client_probes,
         };
         Ok(ControllerConfig {
             listen,

@@ -11,6 +11,8 @@
 //! | `nexrtc_controller_registrations_total` | counter | `outcome` |
 //! | `nexrtc_controller_heartbeats_total` | counter | `outcome` (`kept`, `written`, `lease_expired`, `error`) |
 //! | `nexrtc_controller_relay_leaves_total` | counter | `outcome` (`ok`, `lease_expired`, `error`) |
+//! | `nexrtc_controller_client_probe_reports_total` | counter | `outcome` (`written`: the network's record was written; `kept`: counted, nothing material changed; `deferred`: changed, but the network was written less than 10 s ago or the replica's write budget was spent; `error`: the write failed) |
+//! | `nexrtc_controller_client_probe_networks` | gauge | (none) client networks this replica aggregates (bounded) |
 //! | `nexrtc_controller_signal_rooms` | gauge | (none) rooms on this replica |
 //! | `nexrtc_controller_signal_participants` | gauge | (none) connected participants on this replica |
 //! | `nexrtc_controller_signal_messages_total` | counter | `type` (`offer`, `answer`, `candidate`, `ping`, `join`, `leave`) |
@@ -43,6 +45,8 @@ pub const REGISTRATIONS: &str = "nexrtc_controller_registrations_total";
 pub const HEARTBEATS: &str = "nexrtc_controller_heartbeats_total";
 pub const RELAYS_MISSED: &str = "nexrtc_controller_relays_missed_total";
 pub const LEAVES: &str = "nexrtc_controller_relay_leaves_total";
+pub const CLIENT_PROBE_REPORTS: &str = "nexrtc_controller_client_probe_reports_total";
+pub const CLIENT_PROBE_NETWORKS: &str = "nexrtc_controller_client_probe_networks";
 pub const SIGNAL_ROOMS: &str = "nexrtc_controller_signal_rooms";
 pub const SIGNAL_PARTICIPANTS: &str = "nexrtc_controller_signal_participants";
 pub const SIGNAL_MESSAGES: &str = "nexrtc_controller_signal_messages_total";
@@ -125,6 +129,18 @@ impl Metrics {
 
     pub fn leave(&self, outcome: &'static str) {
         self.count(LEAVES, "outcome", outcome);
+    }
+
+    /// One client-probe report, by what it led to.
+    pub fn client_probe_report(&self, outcome: &'static str) {
+        self.count(CLIENT_PROBE_REPORTS, "outcome", outcome);
+    }
+
+    /// Client networks aggregated in memory.
+    pub fn client_probe_networks(&self, n: usize) {
+        (self.registry)
+            .gauge(CLIENT_PROBE_NETWORKS, &[])
+            .set(n as f64);
     }
 
     pub fn relay_missed(&self) {
@@ -221,6 +237,14 @@ fn describe(r: &Registry) {
     r.describe(
         RELAYS_MISSED,
         "relays removed by this replica after missing their heartbeats",
+    );
+    r.describe(
+        CLIENT_PROBE_REPORTS,
+        "client latency-probe reports by outcome",
+    );
+    r.describe(
+        CLIENT_PROBE_NETWORKS,
+        "client networks whose probe reports this replica aggregates",
     );
     r.describe(SIGNAL_ROOMS, "signaling rooms on this replica");
     r.describe(

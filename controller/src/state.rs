@@ -1,7 +1,7 @@
 //! The in-memory picture every request is answered from.
 //!
-//! [`Snapshots`] mirrors seven store prefixes with [`WatchedMap`]s (relays, regions,
-//! tenants, keys, revocations, room-token revocations, probes). A background task rebuilds a [`View`] — the relay records
+//! [`Snapshots`] mirrors eight store prefixes with [`WatchedMap`]s (relays, regions,
+//! tenants, keys, revocations, room-token revocations, probes, client probes). A background task rebuilds a [`View`] — the relay records
 //! plus a precomputed [`nexrtc_geo::Ranker`] — whenever relays, regions or probes change,
 //! and publishes it behind a `tokio::sync::watch` (an `Arc` clone under a read lock to
 //! take). So `POST /v1/ice-servers` never touches the store: it reads the key and tenant
@@ -25,7 +25,8 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::model::{self, KeyRecord, ProbeRecord, Region, RelayRecord, RelayState, Revocation};
+use crate::model::{self, ClientProbeRecord, KeyRecord, ProbeRecord, Region, RelayRecord};
+use crate::model::{RelayState, Revocation, CLIENT_PROBES};
 use crate::model::{RoomRevocation, TenantRecord, ROOM_REVOKED};
 use crate::model::{KEYS, PROBES, REGIONS, RELAYS, REVOKED, TENANTS};
 use crate::store::{Decoder, Snapshot, Store, WatchedMap, WatchedMapConfig};
@@ -123,6 +124,8 @@ pub struct Snapshots {
     pub revoked: WatchedMap<Revocation>,
     pub room_revoked: WatchedMap<RoomRevocation>,
     pub probes: WatchedMap<ProbeRecord>,
+    /// Client networks' measured RTTs (read per ICE request; not part of the view).
+    pub client_probes: WatchedMap<ClientProbeRecord>,
     view: watch::Receiver<Arc<View>>,
     task: JoinHandle<()>,
 }
@@ -181,6 +184,7 @@ impl Snapshots {
             revoked: map(store, REVOKED),
             room_revoked: map(store, ROOM_REVOKED),
             probes,
+            client_probes: map(store, CLIENT_PROBES),
             view,
             task,
         }
@@ -205,6 +209,7 @@ impl Snapshots {
         self.revoked.wait_for(|s| s.is_loaded()).await;
         self.room_revoked.wait_for(|s| s.is_loaded()).await;
         self.probes.wait_for(|s| s.is_loaded()).await;
+        self.client_probes.wait_for(|s| s.is_loaded()).await;
         let (r, g, p) = (
             self.relays.snapshot().revision,
             self.regions.snapshot().revision,
@@ -235,6 +240,7 @@ impl Snapshots {
             self.revoked.snapshot().age(now),
             self.room_revoked.snapshot().age(now),
             self.probes.snapshot().age(now),
+            self.client_probes.snapshot().age(now),
         ];
         ages.into_iter()
             .try_fold(Duration::ZERO, |max, age| age.map(|a| a.max(max)))

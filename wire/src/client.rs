@@ -12,14 +12,14 @@
 //!
 //! | route | body | answer |
 //! |---|---|---|
-//! | `GET /v1/client-probes/targets` | — | 200 [`ProbeTargets`] |
+//! | `POST /v1/client-probes/targets` | `{}` or `{"client_ip": …}` (may be empty) | 200 [`ProbeTargets`] |
 //! | `POST /v1/client-probes` | [`ClientProbeReport`] | 202 [`ClientProbeAnswer`] |
 
 use serde::{Deserialize, Serialize};
 
 /// The routes.
 pub mod routes {
-    /// `GET` → 200 [`super::ProbeTargets`].
+    /// `POST` (body empty, `{}` or `{"client_ip": …}`) → 200 [`super::ProbeTargets`].
     pub const CLIENT_PROBE_TARGETS: &str = "/v1/client-probes/targets";
     /// `POST` [`super::ClientProbeReport`] → 202 [`super::ClientProbeAnswer`].
     pub const CLIENT_PROBES: &str = "/v1/client-probes";
@@ -38,7 +38,7 @@ pub struct ClientProbeTarget {
     pub url: String,
 }
 
-/// `GET /v1/client-probes/targets` answer.
+/// `POST /v1/client-probes/targets` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeTargets {
     /// One target per region with relays, nearest first (by the caller's location), at

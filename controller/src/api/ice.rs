@@ -14,7 +14,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use nexrtc_geo::LatLon;
+use nexrtc_geo::{Client, LatLon};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -23,6 +23,7 @@ use super::cors;
 use super::error::ApiError;
 use super::extract::{authenticate, parse_json, BodyBytes, Caller, ClientAddr, Credential};
 use crate::app::AppState;
+use crate::client_probes::Network;
 use crate::clock::rfc3339;
 use crate::credentials::{self, TokenClaims, DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
 use crate::model::{Scope, TenantRecord};
@@ -93,8 +94,29 @@ pub async fn ice_servers(
     response
 }
 
+/// The end client's address and where it came from: `client_ip` from the body (keys with
+/// the `client_ip` scope only), else the request's peer (or its `X-Forwarded-For` client
+/// behind a trusted proxy).
+pub(super) fn client_address(
+    caller: &Caller,
+    addr: ClientAddr,
+    client_ip: Option<&str>,
+) -> Result<(Option<IpAddr>, &'static str), ApiError> {
+    Ok(match client_ip {
+        Some(ip) => {
+            caller.require(Scope::ClientIp)?;
+            let ip: IpAddr = ip.trim().parse().map_err(|_| {
+                ApiError::bad_request("invalid_client_ip", format!("{ip:?} is not an IP address"))
+            })?;
+            (Some(ip.to_canonical()), "client_ip")
+        }
+        None if addr.forwarded => (addr.ip, "forwarded"),
+        None => (addr.ip, if addr.ip.is_some() { "peer" } else { "unknown" }),
+    })
+}
+
 /// Checks the rate limit of an authenticated caller.
-fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+pub(super) fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     let (bucket, limit) = caller.rate_limit(state.options.default_rate_limit);
     state
         .limiter
@@ -157,24 +179,20 @@ fn issue(
             return Err(ApiError::unknown_region(region));
         }
     }
-    let (client_ip, source) = match &req.client_ip {
-        Some(ip) => {
-            caller.require(Scope::ClientIp)?;
-            let ip: IpAddr = ip.trim().parse().map_err(|_| {
-                ApiError::bad_request("invalid_client_ip", format!("{ip:?} is not an IP address"))
-            })?;
-            (Some(ip.to_canonical()), "client_ip")
-        }
-        None if addr.forwarded => (addr.ip, "forwarded"),
-        None => (addr.ip, if addr.ip.is_some() { "peer" } else { "unknown" }),
-    };
+    let (client_ip, source) = client_address(caller, addr, req.client_ip.as_deref())?;
     let location: Option<LatLon> = client_ip.and_then(|ip| state.locate(ip));
+    let network = client_ip.map(Network::of);
+    let measured = network.and_then(|n| {
+        let probes = state.snapshots.client_probes.snapshot();
+        probes.get(&n.to_string()).cloned()
+    });
+    let client = Client::at(location).measured(measured.as_deref().map(|r| &r.measured));
 
     let mut rng = rand::rng();
     let mut random = || rng.random::<u64>();
     let selection = view
         .ranker
-        .select(location, req.region.as_deref(), &mut random);
+        .select(client, req.region.as_deref(), &mut random);
 
     let secret = tenant
         .secrets
@@ -224,12 +242,17 @@ fn issue(
     state.metrics.credentials_issued(&tenant.name);
     let explain = explain.then(|| {
         json!({
-            "client": {"source": source, "location": location},
+            "client": {
+                "source": source,
+                "location": location,
+                "network": network.map(|n| n.to_string()),
+                "measured": client.measured,
+            },
             "origin": selection.origin,
             "degraded": selection.degraded,
             "hint_applied": selection.hint_applied,
             "selection": selection.regions,
-            "ranking": view.ranker.explain(location),
+            "ranking": view.ranker.explain(client),
             "model": view.ranker.model(),
             "issues": view.ranker.issues().iter().map(|i| i.to_string()).collect::<Vec<_>>(),
         })

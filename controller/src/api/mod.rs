@@ -12,6 +12,7 @@
 //! |---|---|
 //! | `POST /v1/ice-servers`, `OPTIONS /v1/ice-servers` | API key (`ice`) or client token; CORS, `Origin` checked |
 //! | `POST /v1/client-tokens` | API key (`ice`) |
+//! | `POST /v1/client-probes/targets`, `POST /v1/client-probes` (and `OPTIONS`) | API key (`ice`) or client token; CORS, `Origin` checked |
 //! | `POST /v1/rooms/{room}/tokens` | API key (`ice`) |
 //! | `GET /v1/signal` (WebSocket) | room token (`?token=` or Bearer); `Origin` checked |
 //! | `/v1/admin/…` | API key (`admin`) |
@@ -22,6 +23,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod client_probes;
 pub mod cors;
 pub mod error;
 pub mod extract;
@@ -39,6 +41,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{on, MethodFilter};
 use axum::Router;
+use nexrtc_wire::client::routes as client_routes;
 use nexrtc_wire::routes;
 use tokio::time::Instant;
 
@@ -86,8 +89,29 @@ fn routes() -> Routes {
         Method::OPTIONS,
     );
     r.add(post.clone(), "/v1/ice-servers", ice::ice_servers)
-        .add(options, "/v1/ice-servers", cors::preflight)
+        .add(options.clone(), "/v1/ice-servers", cors::preflight)
         .add(post.clone(), "/v1/client-tokens", ice::client_tokens)
+        // Client latency probes.
+        .add(
+            post.clone(),
+            client_routes::CLIENT_PROBE_TARGETS,
+            client_probes::targets,
+        )
+        .add(
+            options.clone(),
+            client_routes::CLIENT_PROBE_TARGETS,
+            cors::preflight,
+        )
+        .add(
+            post.clone(),
+            client_routes::CLIENT_PROBES,
+            client_probes::report,
+        )
+        .add(
+            options.clone(),
+            client_routes::CLIENT_PROBES,
+            cors::preflight,
+        )
         // Signaling.
         .add(post.clone(), "/v1/rooms/{room}/tokens", signal::room_tokens)
         .add(get.clone(), signal::SIGNAL_PATH, signal::signal)

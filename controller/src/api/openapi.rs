@@ -78,6 +78,23 @@ fn paths() -> Value {
                     "201": ok("the token", schema("TokenResponse")),
                     "429": err("rate_limited")}))
         },
+        "/v1/client-probes/targets": {
+            "post": optional_body(op("Where to measure: one relay's STUN address per region, nearest first",
+                &["ice"], Some("ProbeTargetsRequest"), json!({
+                    "200": ok("the targets", schema("ProbeTargets")),
+                    "429": err("rate_limited")}))),
+            "options": {"summary": "CORS preflight",
+                "responses": {"204": {"description": "allowed"}, "403": err("forbidden_origin")}}
+        },
+        "/v1/client-probes": {
+            "post": op("Report the RTTs this client measured; ICE answers for its network rank by them",
+                &["ice"], Some("ClientProbeReport"), json!({
+                    "202": ok("counted for the network", schema("ClientProbeAnswer")),
+                    "429": err("rate_limited"),
+                    "503": err("store_unavailable")})),
+            "options": {"summary": "CORS preflight",
+                "responses": {"204": {"description": "allowed"}, "403": err("forbidden_origin")}}
+        },
         "/v1/rooms/{room}/tokens": {
             "post": with_params(op("Mint a room token: one participant of one signaling room \
                 (API keys only)", &["ice"], Some("RoomTokenRequest"), json!({
@@ -346,8 +363,9 @@ fn schemas() -> Value {
     });
     let agent = agent_schemas(&addresses, &transports, &state, &strings);
     let status = status_schemas(&addresses, &transports, &state);
+    let probes = client_probe_schemas();
     if let Some(all) = all.as_object_mut() {
-        for more in [agent, status] {
+        for more in [agent, status, probes] {
             if let Some(more) = more.as_object() {
                 all.extend(more.clone());
             }
@@ -440,4 +458,27 @@ pub fn document() -> Value {
         }),
     );
     Value::Object(doc)
+}
+
+/// The client-probe API's bodies (`nexrtc_wire::client`).
+fn client_probe_schemas() -> Value {
+    let s = |t: &str| json!({"type": t});
+    json!({
+        "ProbeTargetsRequest": {"type": "object", "additionalProperties": false, "properties": {
+            "client_ip": {"type": "string", "description": "keys with scope client_ip only"}}},
+        "ProbeTargets": {"type": "object", "required": ["targets"], "properties": {
+            "targets": {"type": "array", "maxItems": 32, "items": {"type": "object",
+                "required": ["region", "stun", "url"], "properties": {"region": s("string"),
+                    "stun": {"type": "string", "description": "host:port for STUN over UDP"},
+                    "url": {"type": "string", "description": "stun:host:port, for RTCPeerConnection"}}}},
+            "network": {"type": "string", "description": "the caller's network (/24 or /48)"}}},
+        "ClientProbeReport": {"type": "object", "required": ["results"], "additionalProperties": false,
+            "properties": {"results": {"type": "array", "maxItems": 32, "items": {"type": "object",
+                "required": ["region", "rtt_ms"], "additionalProperties": false,
+                "properties": {"region": s("string"),
+                    "rtt_ms": {"type": "number", "exclusiveMinimum": 0, "maximum": 10000}}}},
+                "client_ip": {"type": "string", "description": "keys with scope client_ip only"}}},
+        "ClientProbeAnswer": {"type": "object", "required": ["network", "accepted"], "properties": {
+            "network": s("string"), "accepted": s("integer"), "home": s("string")}}
+    })
 }

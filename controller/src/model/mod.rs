@@ -41,6 +41,8 @@ pub const REVOKED: &str = "revoked/";
 pub const ROOM_REVOKED: &str = "room_revoked/";
 /// Key prefix of the region-to-region probe matrix.
 pub const PROBES: &str = "probes/";
+/// Key prefix of client networks' measured RTTs (`client_probes/10.1.2.0/24`).
+pub const CLIENT_PROBES: &str = "client_probes/";
 
 /// Key prefix of live controller replicas (signaling routes rooms over them).
 pub const CONTROLLERS: &str = "controllers/";
@@ -269,6 +271,19 @@ pub struct ProbeRecord {
     /// Fraction of probes lost, 0..1.
     #[serde(default)]
     pub loss: f64,
+    /// Unix seconds.
+    pub measured_at: u64,
+}
+
+/// `client_probes/<network>`: what a client network (an IPv4 /24, an IPv6 /48) measured
+/// to each region, under a lease (see `crate::client_probes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientProbeRecord {
+    #[serde(flatten)]
+    pub measured: nexrtc_geo::MeasuredRtts,
+    /// Reports folded into it on the replica that wrote it.
+    #[serde(default)]
+    pub reports: u64,
     /// Unix seconds.
     pub measured_at: u64,
 }
