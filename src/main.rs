@@ -15,6 +15,7 @@ mod agent_relay;
 mod config_reference;
 mod dev;
 mod node;
+mod probe;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -52,6 +53,10 @@ enum Command {
     /// The controller's admin API: regions, relays (drain), tenants, secrets, keys,
     /// revocations (`--output json` for scripts).
     Admin(Box<admin::AdminArgs>),
+    /// Measure this machine's RTT to every region's relays (STUN) and report it to the
+    /// controller, which then ranks this network's clients by it (`--no-report`,
+    /// `--stun host:port,…` to only measure).
+    Probe(Box<probe::ProbeArgs>),
     /// Print the configuration reference (Markdown) or a default configuration
     /// file, generated from the code; `--write DIR` writes all three into the
     /// source tree at DIR.
@@ -167,6 +172,7 @@ fn main() -> ExitCode {
         Command::Controller(args) => controller(*args),
         Command::Dev(args) => dev::dev(*args),
         Command::Admin(args) => admin::run(*args),
+        Command::Probe(args) => probe::run(*args),
         Command::ConfigReference(args) => config_reference::run(args),
     }
 }

@@ -43,6 +43,7 @@
 pub mod agent;
 pub mod apply;
 pub mod client;
+pub mod client_probe;
 pub mod config;
 pub mod coturn;
 mod events;

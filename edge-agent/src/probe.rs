@@ -142,15 +142,12 @@ fn match_answer(bytes: &[u8], outstanding: &mut HashMap<[u8; 12], Instant>) -> O
     Some(sent.elapsed())
 }
 
-/// One round over `targets` (all at once, each from its own socket), counted in `metrics`.
-pub async fn probe_round(
-    targets: &[ProbeTarget],
-    settings: ProbeSettings,
-    metrics: &Registry,
-) -> Vec<ProbeResult> {
+/// Probes every `host:port` of `stun` at once, each from its own socket (names resolved
+/// within 2 s; one that does not resolve is all loss); the stats in the same order.
+pub async fn measure(stun: &[String], settings: ProbeSettings) -> Vec<ProbeStats> {
     let mut set = JoinSet::new();
-    for (i, target) in targets.iter().take(MAX_TARGETS).enumerate() {
-        let stun = target.stun.clone();
+    for (i, stun) in stun.iter().enumerate() {
+        let stun = stun.clone();
         set.spawn(async move {
             let resolved = tokio::time::timeout(
                 Duration::from_secs(2),
@@ -178,9 +175,22 @@ pub async fn probe_round(
         }
     }
     done.sort_by_key(|(i, _)| *i);
-    done.into_iter()
-        .map(|(i, stats)| {
-            let target = &targets[i];
+    done.into_iter().map(|(_, stats)| stats).collect()
+}
+
+/// One round over `targets` (at most [`MAX_TARGETS`], all at once), counted in `metrics`.
+pub async fn probe_round(
+    targets: &[ProbeTarget],
+    settings: ProbeSettings,
+    metrics: &Registry,
+) -> Vec<ProbeResult> {
+    let targets = &targets[..targets.len().min(MAX_TARGETS)];
+    let stun: Vec<String> = targets.iter().map(|t| t.stun.clone()).collect();
+    let stats = measure(&stun, settings).await;
+    targets
+        .iter()
+        .zip(stats)
+        .map(|(target, stats)| {
             record_metrics(metrics, &target.region, &stats);
             ProbeResult {
                 to_region: target.region.clone(),

@@ -89,9 +89,10 @@ impl MeasuredRtts {
             return true;
         }
         self.rtt_ms.iter().any(|(region, &now)| {
-            let then = published.rtt_ms.get(region).copied().unwrap_or(f64::NAN);
-            let moved = (now - then).abs();
-            !(moved <= HOME_MARGIN_MS.max(0.1 * then))
+            published.rtt_ms.get(region).is_none_or(|&then| {
+                let moved = (now - then).abs();
+                moved.is_nan() || moved > HOME_MARGIN_MS.max(0.1 * then)
+            })
         })
     }
 }
