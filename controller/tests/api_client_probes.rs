@@ -139,14 +139,7 @@ async fn a_misplaced_network_is_steered_by_its_measurements() {
     assert_eq!(regions(&elsewhere)[0], "ap-northeast");
 
     // explain shows what ranked.
-    let k = h
-        .call(
-            Req::post("/v1/admin/keys")
-                .bearer(ADMIN_KEY)
-                .json(json!({"tenant": "acme", "scopes": ["ice", "admin"]})),
-        )
-        .await;
-    let key = k.json["key"].as_str().expect("key");
+    let key = &h.key(&["ice", "admin"]).await;
     let explained = h
         .call(
             Req::post("/v1/ice-servers?explain=1")
@@ -211,14 +204,7 @@ async fn bad_reports_are_refused_with_codes_and_change_nothing() {
         .await;
     assert_eq!(r.code(), "invalid_json");
     // client_ip needs its scope.
-    let k = h
-        .call(
-            Req::post("/v1/admin/keys")
-                .bearer(ADMIN_KEY)
-                .json(json!({"tenant": "acme", "scopes": ["ice"]})),
-        )
-        .await;
-    let key = k.json["key"].as_str().expect("key");
+    let key = &h.key(&["ice"]).await;
     let r = h
         .call(
             Req::post(REPORT)

@@ -34,20 +34,25 @@ pub struct TargetsRequest {
     pub client_ip: Option<String>,
 }
 
-/// The answer with the CORS headers, as the ICE endpoint sends them.
-fn respond<T: serde::Serialize>(
+/// Authenticates the caller, answers with `answer(caller)` (`ok` on success), and adds
+/// the CORS headers, as the ICE endpoint does.
+async fn authenticated<T: serde::Serialize>(
     state: &AppState,
     headers: &HeaderMap,
-    caller: Option<&Caller>,
     ok: StatusCode,
-    answer: Result<T, ApiError>,
+    answer: impl AsyncFnOnce(&Caller) -> Result<T, ApiError>,
 ) -> Response {
-    let mut response = match answer {
-        Ok(a) => (ok, Json(a)).into_response(),
-        Err(e) => e.into_response(),
+    let (mut response, tenant) = match authenticate(headers, state) {
+        Err(e) => (e.into_response(), None),
+        Ok(caller) => {
+            let response = match answer(&caller).await {
+                Ok(a) => (ok, Json(a)).into_response(),
+                Err(e) => e.into_response(),
+            };
+            (response, caller.tenant)
+        }
     };
-    let tenant = caller.and_then(|c| c.tenant.as_deref());
-    cors::decorate(state, &mut response, headers, tenant);
+    cors::decorate(state, &mut response, headers, tenant.as_deref());
     response
 }
 
@@ -64,12 +69,8 @@ pub async fn targets(
     headers: HeaderMap,
     BodyBytes(body): BodyBytes,
 ) -> Response {
-    let caller = match authenticate(&headers, &state) {
-        Ok(c) => c,
-        Err(e) => return respond::<()>(&state, &headers, None, StatusCode::OK, Err(e)),
-    };
-    let answer = probe_targets(&state, &caller, addr, &body);
-    respond(&state, &headers, Some(&caller), StatusCode::OK, answer)
+    let answer = async |caller: &Caller| probe_targets(&state, caller, addr, &body);
+    authenticated(&state, &headers, StatusCode::OK, answer).await
 }
 
 fn probe_targets(
@@ -115,18 +116,8 @@ pub async fn report(
     headers: HeaderMap,
     BodyBytes(body): BodyBytes,
 ) -> Response {
-    let caller = match authenticate(&headers, &state) {
-        Ok(c) => c,
-        Err(e) => return respond::<()>(&state, &headers, None, StatusCode::ACCEPTED, Err(e)),
-    };
-    let answer = fold(&state, &caller, addr, &body).await;
-    respond(
-        &state,
-        &headers,
-        Some(&caller),
-        StatusCode::ACCEPTED,
-        answer,
-    )
+    let answer = async |caller: &Caller| fold(&state, caller, addr, &body).await;
+    authenticated(&state, &headers, StatusCode::ACCEPTED, answer).await
 }
 
 async fn fold(

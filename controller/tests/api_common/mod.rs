@@ -211,6 +211,19 @@ impl Harness {
         self.call(req).await
     }
 
+    /// A new API key of tenant `acme` with `scopes`.
+    pub async fn key(&self, scopes: &[&str]) -> String {
+        let k = self
+            .call(
+                Req::post("/v1/admin/keys")
+                    .bearer(ADMIN_KEY)
+                    .json(json!({"tenant": TENANT, "scopes": scopes})),
+            )
+            .await;
+        assert_eq!(k.status, StatusCode::CREATED, "{}", k.text);
+        k.json["key"].as_str().expect("key").to_owned()
+    }
+
     /// Registers relay `node` in `region` at `host` (UDP/TCP 3478, TLS 5349); returns the lease.
     pub async fn register(&self, region: &str, node: &str, host: &str) -> String {
         let r = self
