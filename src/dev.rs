@@ -26,7 +26,9 @@
 //!
 //! `POST /dev/session?room=R` mints, for a fresh participant (or for `&participant=P`,
 //! which the demo page uses to refresh its room token), the ICE servers
-//! (`POST /v1/ice-servers`) and a room token (`POST /v1/rooms/{room}/tokens`) with a key
+//! (`POST /v1/ice-servers`), a room token (`POST /v1/rooms/{room}/tokens`) and a client
+//! token for the participant (`POST /v1/client-tokens`: the page measures the relays with
+//! `/nexrtc-probe.js` and reports through the public API with it) with a key
 //! of its own (scope `ice`, not printed), by calling the API router in-process: no key
 //! reaches the browser, and the printed API key's rate limit is not spent by pages.
 //! `/dev/session` is rate limited per client address ([`SESSION_RATE`]).
@@ -493,11 +495,20 @@ async fn session(State(dev): State<DevState>, mut parts: Parts) -> Response {
         Ok((status, body)) => return (status, Json(body)).into_response(),
         Err(e) => return internal(e),
     };
+    // A client token for the participant: what a browser presents to the public API
+    // itself (the demo page measures the relays with /nexrtc-probe.js and reports).
+    let client_body = json!({"user": participant});
+    let client_token = match call(&dev, "/v1/client-tokens", &client_body).await {
+        Ok((StatusCode::CREATED, token)) => token,
+        Ok((status, body)) => return (status, Json(body)).into_response(),
+        Err(e) => return internal(e),
+    };
     Json(json!({
         "room": room,
         "participant": participant,
         "ice": ice,
         "token": token,
+        "client_token": client_token,
     }))
     .into_response()
 }

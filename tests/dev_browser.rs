@@ -3,7 +3,8 @@
 //! room; the pages call each other with relay-only ICE over one TURN transport (UDP, TCP,
 //! TLS), chat over the data channel both ways and send fake-camera video. The node script
 //! checks the call in the pages (see `tests/browser/call.js`); this test checks that the
-//! relay's `/metrics` counted at least the bytes the browsers sent, on that transport.
+//! relay's `/metrics` counted at least the bytes the browsers sent, on that transport, and
+//! that each page measured the relay with `/nexrtc-probe.js` and reported it.
 //!
 //! Needs `chromium`, `node` and `npm ci` in `tests/browser/` (.ci/run does all three);
 //! outside CI a missing one skips the test loudly. Screenshots of the demo page mid-call
@@ -150,6 +151,18 @@ fn browser_call(slot: u16, transport: &str) {
             url.contains(&format!("127.0.0.1:{port}")),
             "relay URL {url}"
         );
+    }
+
+    // Each page measured the relay with the browser probe (srflx through
+    // RTCPeerConnection) and reported it for the loopback network.
+    for probe in result["probes"].as_array().expect("probes") {
+        assert!(probe["error"].is_null(), "{probe}");
+        let results = probe["results"].as_array().expect("probe results");
+        assert_eq!(results.len(), 1, "{probe}");
+        let rtt = results[0]["rtt_ms"].as_f64().expect("rtt_ms");
+        assert!(rtt > 0.0 && rtt < 3000.0, "{probe}");
+        assert_eq!(probe["answer"]["network"], "127.0.0.0/24", "{probe}");
+        assert_eq!(probe["answer"]["accepted"], 1, "{probe}");
     }
 
     // The relay carried it: every byte the browsers' transports sent (DTLS, SCTP with

@@ -167,7 +167,15 @@ async function main() {
       await status.close();
     }
 
+    // Each page measured the relays with /nexrtc-probe.js and reported.
+    const probes = [];
+    for (const [name, page] of [["a", a], ["b", b]]) {
+      await until(page, `${name} finishes its relay probe`, () => window.nexrtc.probe !== null);
+      probes.push(await page.evaluate(() => window.nexrtc.probe));
+    }
+
     const result = {
+      probes,
       transport: TRANSPORT,
       room: ROOM,
       participants: ids,

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nexrtc_geo::measured::valid_rtt;
@@ -25,6 +25,30 @@ use super::ice::{client_address, rate_limit};
 use crate::app::AppState;
 use crate::client_probes::Network;
 use crate::model::{Scope, Transport};
+
+/// The browser helper (`controller/web/nexrtc-probe.js`): `nexrtcProbe({baseUrl, token})`
+/// measures every region with STUN through `RTCPeerConnection` and reports.
+pub const PROBE_JS: &str = include_str!("../../web/nexrtc-probe.js");
+
+/// `GET /nexrtc-probe.js`: the browser helper (public, cacheable for an hour, usable
+/// from any origin: `Cross-Origin-Resource-Policy: cross-origin`).
+pub async fn probe_js() -> Response {
+    let headers = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/javascript; charset=utf-8"),
+        ),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        ),
+        (
+            HeaderName::from_static("cross-origin-resource-policy"),
+            HeaderValue::from_static("cross-origin"),
+        ),
+    ];
+    (headers, PROBE_JS).into_response()
+}
 
 /// `POST /v1/client-probes/targets` body (may be empty).
 #[derive(Debug, Default, Deserialize)]

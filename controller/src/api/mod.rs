@@ -18,7 +18,7 @@
 //! | `/v1/admin/…` | API key (`admin`) |
 //! | `POST /v1/relays/register`, `…/heartbeat`, `…/leave`, `…/probes`, `GET /v1/relays/events` | API key (`node`) |
 //! | `GET /v1/status` | API key (`admin`) |
-//! | `GET /v1/openapi.json`, `/healthz`, `/readyz`, `/status` (the page) | anyone |
+//! | `GET /v1/openapi.json`, `/healthz`, `/readyz`, `/status` (the page), `/nexrtc-probe.js` (the browser probe) | anyone |
 //! | `GET /metrics` | peers in `metrics_allow` |
 
 pub mod admin;
@@ -183,6 +183,7 @@ fn routes() -> Routes {
         // Operations.
         .add(get.clone(), "/v1/status", status::status)
         .add(get.clone(), "/status", status::page)
+        .add(get.clone(), "/nexrtc-probe.js", client_probes::probe_js)
         .add(get.clone(), "/v1/openapi.json", ops::openapi)
         .add(get.clone(), "/healthz", ops::healthz)
         .add(get.clone(), "/readyz", ops::readyz)

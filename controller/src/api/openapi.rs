@@ -62,7 +62,7 @@ fn with_params(mut operation: Value, names: &[&str]) -> Value {
 fn paths() -> Value {
     let admin = &["admin"];
     let tenant = || schema("Tenant");
-    json!({
+    let mut paths = json!({
         "/v1/ice-servers": {
             "post": op("ICE servers with TURN credentials, nearest healthy relays first",
                 &["ice"], Some("IceRequest"), json!({
@@ -77,23 +77,6 @@ fn paths() -> Value {
                 &["ice"], Some("TokenRequest"), json!({
                     "201": ok("the token", schema("TokenResponse")),
                     "429": err("rate_limited")}))
-        },
-        "/v1/client-probes/targets": {
-            "post": optional_body(op("Where to measure: one relay's STUN address per region, nearest first",
-                &["ice"], Some("ProbeTargetsRequest"), json!({
-                    "200": ok("the targets", schema("ProbeTargets")),
-                    "429": err("rate_limited")}))),
-            "options": {"summary": "CORS preflight",
-                "responses": {"204": {"description": "allowed"}, "403": err("forbidden_origin")}}
-        },
-        "/v1/client-probes": {
-            "post": op("Report the RTTs this client measured; ICE answers for its network rank by them",
-                &["ice"], Some("ClientProbeReport"), json!({
-                    "202": ok("counted for the network", schema("ClientProbeAnswer")),
-                    "429": err("rate_limited"),
-                    "503": err("store_unavailable")})),
-            "options": {"summary": "CORS preflight",
-                "responses": {"204": {"description": "allowed"}, "403": err("forbidden_origin")}}
         },
         "/v1/rooms/{room}/tokens": {
             "post": with_params(op("Mint a room token: one participant of one signaling room \
@@ -257,7 +240,11 @@ fn paths() -> Value {
                                       "content": {"text/plain": {"schema": {"type": "string"}}}},
                               "403": err("forbidden")}}
         }
-    })
+    });
+    if let (Some(all), Some(more)) = (paths.as_object_mut(), client_probe_paths().as_object()) {
+        all.extend(more.clone());
+    }
+    paths
 }
 
 fn schemas() -> Value {
@@ -480,5 +467,34 @@ fn client_probe_schemas() -> Value {
                 "client_ip": {"type": "string", "description": "keys with scope client_ip only"}}},
         "ClientProbeAnswer": {"type": "object", "required": ["network", "accepted"], "properties": {
             "network": s("string"), "accepted": s("integer"), "home": s("string")}}
+    })
+}
+
+/// The client-probe routes and the browser helper.
+fn client_probe_paths() -> Value {
+    json!({
+        "/v1/client-probes/targets": {
+            "post": optional_body(op("Where to measure: one relay's STUN address per region, nearest first",
+                &["ice"], Some("ProbeTargetsRequest"), json!({
+                    "200": ok("the targets", schema("ProbeTargets")),
+                    "429": err("rate_limited")}))),
+            "options": {"summary": "CORS preflight",
+                "responses": {"204": {"description": "allowed"}, "403": err("forbidden_origin")}}
+        },
+        "/v1/client-probes": {
+            "post": op("Report the RTTs this client measured; ICE answers for its network rank by them",
+                &["ice"], Some("ClientProbeReport"), json!({
+                    "202": ok("counted for the network", schema("ClientProbeAnswer")),
+                    "429": err("rate_limited"),
+                    "503": err("store_unavailable")})),
+            "options": {"summary": "CORS preflight",
+                "responses": {"204": {"description": "allowed"}, "403": err("forbidden_origin")}}
+        },
+        "/nexrtc-probe.js": {
+            "get": {"summary": "Browser helper: nexrtcProbe({baseUrl, token}) measures every region \
+                    with STUN and reports to /v1/client-probes",
+                "responses": {"200": {"description": "JavaScript",
+                    "content": {"text/javascript": {"schema": {"type": "string"}}}}}}
+        }
     })
 }
