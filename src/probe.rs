@@ -51,6 +51,10 @@ pub struct ProbeArgs {
     /// Mean time between two requests to one target, in ms.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=5000))]
     spacing_ms: u64,
+    /// The local address to measure and report from (a multi-homed host: the controller
+    /// counts the report for this address's network).
+    #[arg(long, value_name = "IP")]
+    bind: Option<std::net::IpAddr>,
     /// PEM CA certificate(s) to trust for the controller, besides the system's.
     #[arg(long, value_name = "FILE")]
     ca_file: Option<PathBuf>,
@@ -71,6 +75,7 @@ pub fn run(args: ProbeArgs) -> ExitCode {
     let settings = ProbeSettings {
         count: args.count,
         spacing: Duration::from_millis(args.spacing_ms),
+        bind: args.bind,
         ..ProbeSettings::default()
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -113,6 +118,7 @@ pub fn run(args: ProbeArgs) -> ExitCode {
         ca_file: args.ca_file.clone(),
         request_timeout: Duration::from_secs(5),
         backoff: Backoff::default(),
+        local_address: args.bind,
     }) {
         Ok(c) => c,
         Err(e) => {

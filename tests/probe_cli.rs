@@ -73,6 +73,27 @@ fn probe_measures_the_relays_and_reports_for_its_network() {
         "{text}"
     );
 
+    // --bind: measured and reported from another address, counted for its network.
+    let out = probe(
+        &[
+            "--controller",
+            &base,
+            "--output",
+            "json",
+            "--bind",
+            "127.0.1.9",
+        ],
+        Some(&dev.api_key),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = json_line(&out);
+    assert_eq!(doc["network"], "127.0.1.0/24", "{doc}");
+    assert!(doc["results"][0]["rtt_ms"].as_f64().is_some(), "{doc}");
+
     // --no-report measures only.
     let out = probe(&["--controller", &base, "--no-report"], Some(&dev.api_key));
     assert!(out.status.success());

@@ -65,6 +65,8 @@ pub struct ClientConfig {
     /// One request's limit (connect included); the event stream uses it to connect.
     pub request_timeout: Duration,
     pub backoff: Backoff,
+    /// The local address to connect from (a multi-homed host); `None`: the system's choice.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 /// Why the client could not be built.
@@ -197,6 +199,7 @@ impl ControllerClient {
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(config.request_timeout)
+            .local_address(config.local_address)
             .user_agent(concat!("nexrtc-edge-agent/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(ControllerClient {

@@ -23,6 +23,7 @@
 //!     ca_file: None,
 //!     request_timeout: Duration::from_secs(5),
 //!     backoff: Backoff::default(),
+//!     local_address: None,
 //! })?;
 //! let outcome = probe_and_report(&client, ProbeSettings::default()).await?;
 //! for m in &outcome.measurements {

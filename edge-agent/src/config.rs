@@ -216,6 +216,7 @@ impl AgentConfig {
             ca_file: self.controller_ca_file.clone(),
             request_timeout: Duration::from_millis(self.controller_timeout_ms.max(100)),
             backoff: Backoff::default(),
+            local_address: None,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct ProbeSettings {
     pub spacing: Duration,
     /// How long to wait for answers after the last request.
     pub timeout: Duration,
+    /// The local address to probe from (a multi-homed host); `None`: the system's choice.
+    pub bind: Option<std::net::IpAddr>,
 }
 
 impl Default for ProbeSettings {
@@ -42,6 +44,7 @@ impl Default for ProbeSettings {
             count: 5,
             spacing: Duration::from_millis(200),
             timeout: Duration::from_secs(1),
+            bind: None,
         }
     }
 }
@@ -78,10 +81,10 @@ impl ProbeStats {
 /// Probes one address (UDP, STUN Binding).
 pub async fn probe_addr(addr: SocketAddr, settings: ProbeSettings) -> ProbeStats {
     let mut stats = ProbeStats::default();
-    let local: SocketAddr = if addr.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    let local: SocketAddr = match settings.bind {
+        Some(ip) => (ip, 0).into(),
+        None if addr.is_ipv4() => ([0, 0, 0, 0], 0).into(),
+        None => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let socket = match UdpSocket::bind(local).await {
         Ok(s) => s,

@@ -187,6 +187,7 @@ fn quick() -> ProbeSettings {
         count: 5,
         spacing: Duration::from_millis(20),
         timeout: Duration::from_millis(500),
+        bind: None,
     }
 }
 

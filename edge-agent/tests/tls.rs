@@ -76,6 +76,7 @@ fn client(
         ca_file: ca.map(|p| p.to_owned()),
         request_timeout: Duration::from_secs(2),
         backoff: Backoff::default(),
+        local_address: None,
     })
     .unwrap()
 }
@@ -142,6 +143,7 @@ fn a_bad_ca_file_is_an_error_at_start() {
         ca_file: Some(missing.to_owned()),
         request_timeout: Duration::from_secs(2),
         backoff: Backoff::default(),
+        local_address: None,
     })
     .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
