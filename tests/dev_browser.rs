@@ -118,6 +118,10 @@ fn run_call(dev: &DevNetwork, transport: &str, env: &[(&str, &str)]) -> Value {
 }
 
 fn browser_call(slot: u16, transport: &str) {
+    browser_call_with(slot, transport, &[]);
+}
+
+fn browser_call_with(slot: u16, transport: &str, env: &[(&str, &str)]) {
     if !browser_available() {
         return;
     }
@@ -133,7 +137,7 @@ fn browser_call(slot: u16, transport: &str) {
         )
     };
     let before = dev.relay_metrics();
-    let result = run_call(&dev, transport, &[]);
+    let result = run_call(&dev, transport, env);
     eprintln!("call.js: {result}");
 
     // What the pages saw (call.js already refused anything else).
@@ -151,6 +155,10 @@ fn browser_call(slot: u16, transport: &str) {
             url.contains(&format!("127.0.0.1:{port}")),
             "relay URL {url}"
         );
+    }
+
+    if env.contains(&("SIGNAL_DROP", "1")) {
+        assert_eq!(result["signal_reconnects"], 1, "{result}");
     }
 
     // Each page measured the relay with the browser probe (srflx through
@@ -198,9 +206,11 @@ fn browser_call(slot: u16, transport: &str) {
     assert!(exit.success(), "{exit}: {}", dev.process.log_tail(30));
 }
 
+/// Over UDP, page a also loses its signaling WebSocket mid-call: it reconnects and
+/// rejoins, and the call (chat both ways) goes on (call.js, `SIGNAL_DROP`).
 #[test]
 fn browsers_call_through_the_relay_over_udp() {
-    browser_call(slot::DEV_BROWSER_UDP, "udp");
+    browser_call_with(slot::DEV_BROWSER_UDP, "udp", &[("SIGNAL_DROP", "1")]);
 }
 
 #[test]

@@ -19,7 +19,7 @@
 //! | `nexrtc_controller_signal_errors_total` | counter | `code` (the `error` messages sent) |
 //! | `nexrtc_controller_http_connections` | gauge | (none) open HTTP(S) connections |
 //! | `nexrtc_controller_http_connections_closed_total` | counter | `reason` (`refused`: over a cap with nothing idle to close; `evicted`: idle, closed to make room; `idle`: idle timeout) |
-//! | `nexrtc_controller_signal_drops_total` | counter | `reason` (`slow_reader`, `replaced`, `rate_limited`, `idle`, `protocol_error`, `room_full`, `shutdown`) |
+//! | `nexrtc_controller_signal_drops_total` | counter | `reason` (`slow_reader`, `replaced`, `rate_limited`, `idle`, `protocol_error`, `room_full`, `shutdown`, `token_expired`, `revoked`, `moved`) |
 //!
 //! Labels never carry usernames, keys or addresses (unbounded, and private).
 //!

@@ -1377,3 +1377,128 @@ async fn refresh_extends_a_connection_with_a_token_checked_as_at_connect() {
     send(&mut alice, json!({"type": "ping"})).await;
     assert_eq!(recv(&mut alice).await, json!({"type": "pong"}));
 }
+
+/// Connects with `token` to `url` (`…/v1/signal?room=R`) and reads the welcome; `None`
+/// when refused (another replica's room, or a replica that is gone).
+async fn try_join(url: &str, token: &str) -> Option<(Ws, Value)> {
+    let url = format!("{url}&token={token}").replacen("http://", "ws://", 1);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.ok()?;
+    let welcome = recv(&mut ws).await;
+    (welcome["type"] == "welcome").then_some((ws, welcome))
+}
+
+/// A second replica joins: every room it now wins moves to it whole — each member is
+/// told `room_moved` with the new owner's URL and closed with 4003 — and the members
+/// meet again there; rooms that stay are untouched. Then that replica dies without
+/// deregistering: its members reconnect (with backoff, as the demo page does) and meet
+/// again on the survivor once the dead replica's lease has run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_move_whole_when_the_replicas_change() {
+    let store = seeded_store().await;
+    let one = start(&store, SignalOptions::default()).await;
+    assert!(one.state.replicas.wait_for_live(|n| n == 1, WAIT).await);
+    let rooms: Vec<String> = (0..8).map(|i| format!("moving{i}")).collect();
+    let mut members = Vec::new();
+    for room in &rooms {
+        let (alice, _) = one.join(room, "alice").await;
+        let (bob, welcome) = one.join(room, "bob").await;
+        assert_eq!(welcome["peers"], json!(["alice"]));
+        members.push((room.clone(), alice, bob));
+    }
+
+    let two = start(&store, SignalOptions::default()).await;
+    for r in [&one, &two] {
+        assert!(r.state.replicas.wait_for_live(|n| n == 2, WAIT).await);
+    }
+    let mut moved = Vec::new();
+    for (room, mut alice, mut bob) in members {
+        match one.state.replicas.owner(TENANT, &room) {
+            Owner::Local => {
+                // Still here: the room works (bob's offer reaches alice, past presence).
+                send(
+                    &mut bob,
+                    json!({"type": "offer", "to": "alice", "sdp": "x"}),
+                )
+                .await;
+                loop {
+                    let m = recv(&mut alice).await;
+                    if m["type"] == "offer" {
+                        assert_eq!(m["from"], "bob");
+                        break;
+                    }
+                }
+            }
+            Owner::Remote(url) => {
+                let location = format!("{url}/v1/signal?room={room}");
+                for ws in [&mut alice, &mut bob] {
+                    let (seen, code) = until_closed(ws).await;
+                    let last = seen.last().cloned().unwrap_or(Value::Null);
+                    assert_eq!(last["code"], "room_moved", "{seen:?}");
+                    assert!(
+                        seen.iter().all(|m| m["type"] != "peer-left"),
+                        "moving is not leaving: {seen:?}"
+                    );
+                    assert_eq!(last["location"], location);
+                    assert_eq!(code, Some(4003));
+                }
+                moved.push((room, location));
+            }
+        }
+    }
+    assert!(!moved.is_empty(), "replica two wins some of 8 rooms");
+    let mut kept = Vec::new();
+    for (room, location) in &moved {
+        let (alice, _) = try_join(location, &two.token(room, "alice").await)
+            .await
+            .expect("alice joins on the new owner");
+        let (bob, welcome) = try_join(location, &two.token(room, "bob").await)
+            .await
+            .expect("bob joins on the new owner");
+        assert_eq!(
+            welcome["peers"],
+            json!(["alice"]),
+            "the room is whole again"
+        );
+        kept.push((room.clone(), alice, bob));
+    }
+
+    // Replica two dies (no deregistration: its lease runs out).
+    let died = std::time::Instant::now();
+    drop(two);
+    for (room, alice, bob) in kept {
+        for mut ws in [alice, bob] {
+            let (_, code) = until_closed(&mut ws).await;
+            assert_ne!(code, Some(4003), "{room}");
+        }
+        // Reconnect as a client would: a fresh token names the owner; retry with backoff.
+        let mut rejoined = Vec::new();
+        for who in ["alice", "bob"] {
+            let mut delay = Duration::from_millis(100);
+            let mut joined = None;
+            for _ in 0..30 {
+                let (status, body) = one.mint(&room, json!({"participant": who})).await;
+                assert_eq!(status, 201, "{body}");
+                let url = body["signal_url"].as_str().expect("signal_url");
+                let url = if url.starts_with('/') {
+                    format!("{}{url}", one.url())
+                } else {
+                    url.to_owned()
+                };
+                let token = body["token"].as_str().expect("token");
+                if let Some(j) = try_join(&url, token).await {
+                    joined = Some(j);
+                    break;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            rejoined.push(joined.unwrap_or_else(|| panic!("{who} rejoins {room}")));
+        }
+        assert_eq!(rejoined[1].1["peers"], json!(["alice"]), "{room} is whole");
+    }
+    eprintln!(
+        "{} rooms rejoined on the surviving replica {:?} after the other died (lease 5 s)",
+        moved.len(),
+        died.elapsed()
+    );
+}

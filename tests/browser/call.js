@@ -27,6 +27,7 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const MESSAGES = Number(process.env.MESSAGES || 20);
 const TOKEN_REFRESHES = Number(process.env.TOKEN_REFRESHES || 0);
 const EXPECT_HINT = process.env.EXPECT_HINT || "";
+const SIGNAL_DROP = process.env.SIGNAL_DROP === "1";
 const MESSAGE_BYTES = 1000;
 const STEP_TIMEOUT_MS = 30000;
 
@@ -120,6 +121,25 @@ async function main() {
       if (got[MESSAGES] !== `hello from ${other}, over TURN/${TRANSPORT}`) throw new Error(`${name}: no hello from ${other}`);
     }
 
+    // Signaling lost mid-call: a's WebSocket drops; the page reconnects (fresh token,
+    // backoff) and rejoins the room, the call goes on, and b keeps it despite peer-left.
+    let signalReconnects = null;
+    if (SIGNAL_DROP) {
+      await a.evaluate(() => window.nexrtc.dropSignal());
+      await until(a, "a reconnects its signaling and rejoins", () =>
+        window.nexrtc.reconnects >= 1 && window.nexrtc.signalOpen() && window.nexrtc.signalState === "joined");
+      for (const [from, page] of [["a", a], ["b", b]]) {
+        await page.evaluate((text) => window.nexrtc.sendChat(text), `after the reconnect, from ${from}`);
+      }
+      for (const [name, page, other] of [["a", a, "b"], ["b", b, "a"]]) {
+        await until(page, `${name} gets ${other}'s message sent after the reconnect`,
+          (text) => window.nexrtc.received.some((m) => m.text === text), `after the reconnect, from ${other}`);
+        const state = await page.evaluate(() => [...window.nexrtc.peers.values()].map((p) => p.pc.connectionState));
+        if (state.length !== 1 || state[0] !== "connected") throw new Error(`${name}: call not kept: ${state}`);
+      }
+      signalReconnects = await a.evaluate(() => window.nexrtc.reconnects);
+    }
+
     // The call outlives its room tokens: the pages refresh them on the open WebSocket.
     const tokenRefreshes = [];
     if (TOKEN_REFRESHES > 0) {
@@ -184,6 +204,7 @@ async function main() {
       pairs,
       bytes_sent_total: pairs.reduce((sum, p) => sum + (p.bytesSent || 0), 0),
       token_refreshes: tokenRefreshes,
+      signal_reconnects: signalReconnects,
     };
     console.log(JSON.stringify(result));
   } finally {

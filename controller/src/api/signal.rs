@@ -262,6 +262,11 @@ fn credentials_of(state: &AppState, grant: Grant, headers: &HeaderMap) -> conn::
     for value in headers.get_all(header::ORIGIN) {
         origin.append(header::ORIGIN, value.clone());
     }
+    let (owner, key) = (state.clone(), grant.key.clone());
+    let moved: conn::Moved = Box::new(move || match owner.replicas.owner(&key.tenant, &key.room) {
+        Owner::Local => None,
+        Owner::Remote(base) => Some(format!("{base}{SIGNAL_PATH}?room={}", key.room)),
+    });
     let (checker, room) = (state.clone(), grant.key.room.clone());
     let verify: conn::Verify = Box::new(move |token| {
         verify(&checker, token, &room, &origin).map_err(|e| format!("{}: {}", e.code, e.message))
@@ -271,6 +276,8 @@ fn credentials_of(state: &AppState, grant: Grant, headers: &HeaderMap) -> conn::
         verify,
         revoked: state.snapshots.room_revoked.subscribe(),
         clock: state.options.clock,
+        replicas: state.replicas.subscribe(),
+        moved,
     }
 }
 

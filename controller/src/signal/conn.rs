@@ -29,7 +29,7 @@ use super::protocol::{self, ErrorCode, Inbound};
 use super::room::{Close, Conn, DropReason, Hub, Room};
 use super::{Grant, EXPIRY_WARNING};
 use crate::clock::Clock;
-use crate::model::{RateLimit, RoomRevocation};
+use crate::model::{ControllerRecord, RateLimit, RoomRevocation};
 use crate::store::Snapshot;
 
 /// Time the farewell (last error and close frame) may take to write.
@@ -50,7 +50,14 @@ pub struct Credentials {
     pub revoked: watch::Receiver<Arc<Snapshot<RoomRevocation>>>,
     /// Turns the token's expiry into a timer deadline.
     pub clock: Clock,
+    /// Changes whenever the set of live replicas does.
+    pub replicas: watch::Receiver<Arc<Snapshot<ControllerRecord>>>,
+    /// Where the room lives now: `None` here, else the URL to reconnect to.
+    pub moved: Moved,
 }
+
+/// Where the connection's room lives now (`None`: this replica).
+pub type Moved = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// Serves one upgraded socket for `credentials.grant` until it ends.
 pub async fn serve(
@@ -64,6 +71,8 @@ pub async fn serve(
         verify,
         revoked,
         clock,
+        replicas,
+        moved,
     } = credentials;
     let key = grant.key.clone();
     let me = grant.participant.clone();
@@ -80,6 +89,7 @@ pub async fn serve(
                 me: &me,
                 conn: &conn,
                 verify: &verify,
+                moved: &moved,
                 clock,
                 deadline: Instant::now(),
                 warn_at: None,
@@ -93,7 +103,7 @@ pub async fn serve(
                 last_rate_error: None,
             };
             reader.set_grant(reader.grant.clone());
-            reader.run(&mut stream, shutdown, revoked).await;
+            reader.run(&mut stream, shutdown, revoked, replicas).await;
             hub.leave(&key, &me, conn.id);
         }
         Err(_full) => {
@@ -136,6 +146,7 @@ struct Reader<'a> {
     me: &'a str,
     conn: &'a Conn,
     verify: &'a Verify,
+    moved: &'a Moved,
     clock: Clock,
     /// The token held now.
     grant: Grant,
@@ -154,11 +165,13 @@ impl Reader<'_> {
         stream: &mut SplitStream<WebSocket>,
         mut shutdown: watch::Receiver<bool>,
         mut revoked: watch::Receiver<Arc<Snapshot<RoomRevocation>>>,
+        mut replicas: watch::Receiver<Arc<Snapshot<ControllerRecord>>>,
     ) {
         let idle = self.hub.options().idle_timeout;
         let mut idle_at = Instant::now() + idle;
         let mut closed = self.conn.closed();
         let mut watching = true;
+        let mut watching_replicas = true;
         // A revocation written between the check at connect and the join counts too.
         if self.grant.is_revoked(&revoked.borrow_and_update()) {
             self.drop_for(DropReason::Revoked);
@@ -177,6 +190,16 @@ impl Reader<'_> {
                     watching = changed.is_ok();
                     if watching && self.grant.is_revoked(&revoked.borrow_and_update()) {
                         self.drop_for(DropReason::Revoked);
+                        return;
+                    }
+                    continue;
+                }
+                changed = replicas.changed(), if watching_replicas => {
+                    // A replica came or went: a room that now belongs elsewhere moves
+                    // there whole (every member is told where), so it is never split.
+                    watching_replicas = changed.is_ok();
+                    if let Some(location) = (self.moved)() {
+                        self.move_to(&location);
                         return;
                     }
                     continue;
@@ -330,6 +353,15 @@ impl Reader<'_> {
         self.hub.metrics().signal_error(code.as_str());
         self.room
             .reply(self.me, self.conn, protocol::error(code, message));
+    }
+
+    /// Closes the connection with `room_moved` and where to reconnect.
+    fn move_to(&self, location: &str) {
+        let mut close = Close::dropped(DropReason::Moved, None);
+        close.farewell = Some(protocol::room_moved(location));
+        self.conn.close(close);
+        self.hub
+            .kick(self.room, self.me, self.conn, DropReason::Moved);
     }
 
     fn drop_for(&self, reason: DropReason) {

@@ -73,6 +73,9 @@ pub enum ErrorCode {
     Revoked,
     /// A `refresh` token was refused; the connection keeps its current token.
     RefreshRefused,
+    /// The room now lives on another replica (the replica set changed): reconnect to
+    /// `location` (the connection closes with 4003).
+    RoomMoved,
 }
 
 impl ErrorCode {
@@ -87,6 +90,7 @@ impl ErrorCode {
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::Revoked => "revoked",
             ErrorCode::RefreshRefused => "refresh_refused",
+            ErrorCode::RoomMoved => "room_moved",
         }
     }
 }
@@ -170,6 +174,15 @@ pub fn token_expiring(expires_in: u64) -> Utf8Bytes {
 /// The answer to an accepted `refresh`.
 pub fn refreshed(expires_in: u64) -> Utf8Bytes {
     json!({"type": "refreshed", "expires_in": expires_in})
+        .to_string()
+        .into()
+}
+
+/// `error` `room_moved` with the URL to reconnect to (`…/v1/signal?room=R`; add the token).
+pub fn room_moved(location: &str) -> Utf8Bytes {
+    let code = ErrorCode::RoomMoved.as_str();
+    let message = "the room moved to another controller replica; reconnect to location";
+    json!({"type": "error", "code": code, "message": message, "location": location})
         .to_string()
         .into()
 }

@@ -9,8 +9,10 @@
 //! or leaving moves only the rooms it wins or held). This replica always counts itself
 //! live, so with one replica — or a store that never saw another — every room is local.
 //!
-//! Ownership is decided when a client connects. Participants already connected stay where
-//! they are when the set of replicas changes; see ARCHITECTURE.md.
+//! Ownership is checked when a client connects (another owner: 307 `wrong_replica`) and
+//! again by every connection whenever the set of replicas changes: the members of a room
+//! that now belongs elsewhere are all told `room_moved` with the new owner's URL and
+//! closed (4003), so the room moves whole instead of splitting; see ARCHITECTURE.md.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -119,6 +121,13 @@ impl Replicas {
             (_, _, Some(url)) => Owner::Remote(url.trim_end_matches('/').to_owned()),
             _ => Owner::Local,
         }
+    }
+
+    /// Notified whenever the set of live replicas changes.
+    pub fn subscribe(
+        &self,
+    ) -> tokio::sync::watch::Receiver<Arc<crate::store::Snapshot<ControllerRecord>>> {
+        self.live.subscribe()
     }
 
     /// Waits (bounded by `within`) until the number of registered replicas seen here

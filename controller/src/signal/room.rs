@@ -46,6 +46,8 @@ pub enum DropReason {
     TokenExpired,
     /// Its room token was revoked.
     Revoked,
+    /// The room now belongs to another replica.
+    Moved,
 }
 
 impl DropReason {
@@ -60,6 +62,7 @@ impl DropReason {
             DropReason::Shutdown => "shutdown",
             DropReason::TokenExpired => "token_expired",
             DropReason::Revoked => "revoked",
+            DropReason::Moved => "moved",
         }
     }
 }
@@ -95,6 +98,7 @@ impl Close {
             DropReason::Replaced => 4000,
             DropReason::TokenExpired => 4001,
             DropReason::Revoked => 4002,
+            DropReason::Moved => 4003,
             _ => 1008, // policy violation
         };
         Close {
@@ -266,7 +270,11 @@ fn drop_members(
             conn.close(Close::dropped(reason, None));
             metrics.signal_drop(reason.as_str());
             metrics.signal_participants(-1.0);
-            broadcast(members, None, protocol::peer_left(&id), metrics);
+            // A member moving with its room to another replica is not leaving the call:
+            // the others are moving too, and meet it again there.
+            if reason != DropReason::Moved {
+                broadcast(members, None, protocol::peer_left(&id), metrics);
+            }
         }
     }
 }
