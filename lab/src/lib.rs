@@ -9,7 +9,8 @@
 //!                delay rtt(i,j)/2 + jitter each way, loss, cuts
 //!
 //!   NAT client netns of region k: veth 192.168.k.2/24, default via 192.168.k.1 (region k),
-//!   which source-NATs 192.168.k.0/24 to 10.k.3.1 (nftables, in region k's namespace)
+//!   which source-NATs 192.168.k.0/24 to 10.k.3.1 (nftables, in region k's namespace) on
+//!   the way out and to the region's own hosts alike
 //! ```
 //!
 //! * **Addresses.** Region k (1-based, in the plan's order) owns 10.k.0.0/16. Several
@@ -313,9 +314,14 @@ impl Lab {
                 None,
             )?;
             run(&ns, "sysctl", &["-qw", "net.ipv4.ip_forward=1"], None)?;
+            // Source NAT on the way out of the region (postrouting) and to the region's own
+            // hosts (input: locally delivered packets never pass postrouting), so every
+            // host sees the NAT client as 10.k.3.1, as a real NAT's public address.
             let rules = format!(
                 "table ip lab {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat;\n    \
-                 ip saddr 192.168.{k}.0/24 oifname \"{TUN}\" snat to 10.{k}.3.1\n  }}\n}}\n"
+                 ip saddr 192.168.{k}.0/24 oifname \"{TUN}\" snat to 10.{k}.3.1\n  }}\n  \
+                 chain input {{\n    type nat hook input priority 100;\n    \
+                 ip saddr 192.168.{k}.0/24 snat to 10.{k}.3.1\n  }}\n}}\n"
             );
             run(&ns, "nft", &["-f", "-"], Some(&rules))?;
             regions.push(ns);

@@ -1,0 +1,599 @@
+//! The whole network across six emulated regions (`nexrtc-lab`: network namespaces joined
+//! by a delay forwarder with the RTTs of lab/planet.toml): a 3-member etcd cluster and 3
+//! controller replicas in us-east, eu-west and ap-northeast, 2 relays in every region, and
+//! 3 clients per region — one placed right by GeoIP, one on a subnet GeoIP places on
+//! another continent (tests/lab/lab-city.mmdb), one behind a NAT.
+//!
+//! * Selection quality: for every client the truth is its RTT to each of the 12 relays,
+//!   measured by STUN from its own namespace and address (`nexrtc probe --stun`); its ICE
+//!   answer's first relay is compared with the best. Before client probes the misplaced
+//!   clients get a far relay; after each client ran `nexrtc probe` (measure and report),
+//!   every client's first relay is the best one (within 2 ms), p95 excess ≤ 10 ms.
+//! * Failover: a region cut off (every packet to and from it dropped) leaves every
+//!   controller's answers, clients are steered to the next region, and it comes back
+//!   after healing; the timeline is printed.
+//!
+//! Needs root, util-linux, iproute2, nftables, curl and etcd (etcd-server): under
+//! `CI=true` a missing one fails the test, otherwise it is skipped with a notice. The
+//! timings asserted are generous bounds, not performance claims (see benches/).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nexrtc_lab::{Lab, Ns, Plan};
+use serde_json::Value;
+use support::*;
+
+/// Regions with an etcd member and a controller.
+const CONTROL: [&str; 3] = ["us-east", "eu-west", "ap-northeast"];
+const ADMIN_KEY: &str = "nxk_labadmin000000000000000000000000000000";
+const NODE_KEY: &str = "nxk_labnode0000000000000000000000000000000";
+const ICE_KEY: &str = "nxk_labice00000000000000000000000000000000";
+const TENANT_SECRET: &str = "lab-secret-0123456789";
+
+fn available() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        missing(
+            "root",
+            "run the lab tests as root (network namespaces, TUN devices)",
+        );
+        return false;
+    }
+    [
+        ("unshare", "util-linux"),
+        ("nsenter", "util-linux"),
+        ("ip", "iproute2"),
+        ("nft", "nftables"),
+        ("curl", "curl"),
+        ("etcd", "etcd-server"),
+    ]
+    .iter()
+    .all(|(tool, package)| require_tool(tool, package).is_some())
+}
+
+/// One client: its region, namespace kind and source address.
+#[derive(Debug, Clone)]
+struct Client {
+    region: String,
+    kind: &'static str,
+    /// The address it binds (`None`: the NAT namespace's only address).
+    bind: Option<Ipv4Addr>,
+}
+
+impl Client {
+    fn name(&self) -> String {
+        format!("{}/{}", self.region, self.kind)
+    }
+}
+
+/// The network in the lab.
+struct World {
+    lab: Lab,
+    plan: Plan,
+    dir: PathBuf,
+    procs: Vec<ChildGuard>,
+    /// Controller URL per control region.
+    controllers: BTreeMap<String, String>,
+}
+
+fn k(plan: &Plan, region: &str) -> u8 {
+    plan.index(region).expect("region in the plan")
+}
+
+impl World {
+    fn start(tag: &str) -> World {
+        let plan = Plan::builtin();
+        let lab = Lab::start(&plan).expect("lab");
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lab-{tag}-{}", random_token("")));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut world = World {
+            lab,
+            plan,
+            dir,
+            procs: Vec::new(),
+            controllers: BTreeMap::new(),
+        };
+        world.start_etcd();
+        world.start_controllers();
+        world.start_relays();
+        world
+    }
+
+    fn ns(&self, region: &str) -> &Ns {
+        self.lab.region_ns(region).expect("region namespace")
+    }
+
+    fn spawn(&mut self, name: &str, ns_region: &str, program: &str, args: &[String]) {
+        let mut cmd = self.lab.command(self.ns(ns_region), program);
+        cmd.args(args);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        self.procs.push(ChildGuard::spawn(name, &mut cmd));
+    }
+
+    fn start_etcd(&mut self) {
+        let cluster: Vec<String> = (CONTROL.iter())
+            .map(|r| format!("e{0}=http://10.{0}.0.10:2380", k(&self.plan, r)))
+            .collect();
+        for region in CONTROL {
+            let n = k(&self.plan, region);
+            let ip = Ipv4Addr::new(10, n, 0, 10);
+            self.lab.add_address(region, ip).expect("etcd address");
+            let data = self.dir.join(format!("etcd{n}"));
+            let args: Vec<String> = [
+                format!("--name=e{n}"),
+                format!("--data-dir={}", data.display()),
+                format!("--listen-peer-urls=http://{ip}:2380"),
+                format!("--initial-advertise-peer-urls=http://{ip}:2380"),
+                format!("--listen-client-urls=http://{ip}:2379"),
+                format!("--advertise-client-urls=http://{ip}:2379"),
+                format!("--initial-cluster={}", cluster.join(",")),
+                "--initial-cluster-token=nexrtc-lab".into(),
+                "--initial-cluster-state=new".into(),
+                // Members up to 200 ms apart: heartbeats at about the RTT, elections 10×.
+                "--heartbeat-interval=250".into(),
+                "--election-timeout=2500".into(),
+                "--log-level=warn".into(),
+            ]
+            .into();
+            self.spawn(&format!("etcd-{region}"), region, "etcd", &args);
+        }
+        // A leader elected (up to an election timeout or two) before the controllers start.
+        for region in CONTROL {
+            let url = format!("http://10.{}.0.10:2379/health", k(&self.plan, region));
+            self.wait(&format!("etcd {region} healthy"), Duration::from_secs(60), |w| {
+                w.curl(region, None, &["-sf", &url]).is_some_and(|t| t.contains("\"true\""))
+            });
+        }
+    }
+
+    fn start_controllers(&mut self) {
+        let endpoints: Vec<String> = (CONTROL.iter())
+            .map(|r| format!("\"http://10.{}.0.10:2379\"", k(&self.plan, r)))
+            .collect();
+        let geoip = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab-city.mmdb");
+        let regions: String = (self.plan.regions.iter())
+            .map(|r| {
+                format!(
+                    "\n[[bootstrap.regions]]\nname = \"{}\"\nlat = {}\nlon = {}\n",
+                    r.name, r.lat, r.lon
+                )
+            })
+            .collect();
+        for region in CONTROL {
+            let n = k(&self.plan, region);
+            let ip = Ipv4Addr::new(10, n, 0, 20);
+            self.lab
+                .add_address(region, ip)
+                .expect("controller address");
+            let url = format!("http://{ip}:8080");
+            let config = format!(
+                "listen = \"{ip}:8080\"\ninsecure_http = true\nadvertise_url = \"{url}\"\n\
+                 etcd_endpoints = [{}]\ngeoip_db = \"{}\"\nstartup_timeout_secs = 60\n\n\
+                 [bootstrap]\nadmin_key = \"{ADMIN_KEY}\"\nnode_key = \"{NODE_KEY}\"\n\
+                 ice_key = \"{ICE_KEY}\"\ntenant = \"lab\"\ntenant_secret = \"{TENANT_SECRET}\"\n{regions}",
+                endpoints.join(", "),
+                geoip.display()
+            );
+            let path = self.dir.join(format!("controller-{region}.toml"));
+            std::fs::write(&path, config).expect("controller config");
+            let args = vec![
+                "controller".to_owned(),
+                "--config".to_owned(),
+                path.display().to_string(),
+            ];
+            self.spawn(
+                &format!("controller-{region}"),
+                region,
+                env!("CARGO_BIN_EXE_nexrtc"),
+                &args,
+            );
+            self.controllers.insert(region.to_owned(), url);
+        }
+        for region in CONTROL {
+            let url = format!("{}/readyz", self.controllers[region]);
+            self.wait(
+                &format!("controller {region} ready"),
+                Duration::from_secs(60),
+                |w| {
+                    w.curl(region, None, &["-sf", "-o", "/dev/null", &url])
+                        .is_some()
+                },
+            );
+        }
+    }
+
+    /// Controllers nearest `region` first.
+    fn controllers_from(&self, region: &str) -> Vec<String> {
+        let mut list: Vec<(f64, &String)> = (self.controllers.iter())
+            .map(|(r, url)| (self.plan.rtt(region, r).unwrap_or(f64::MAX), url))
+            .collect();
+        list.sort_by(|a, b| a.0.total_cmp(&b.0));
+        list.into_iter().map(|(_, u)| u.clone()).collect()
+    }
+
+    fn start_relays(&mut self) {
+        let regions: Vec<String> = self.plan.regions.iter().map(|r| r.name.clone()).collect();
+        for region in &regions {
+            let n = k(&self.plan, region);
+            let controllers = self.controllers_from(region).join(",");
+            for i in 1..=2u8 {
+                let ip = Ipv4Addr::new(10, n, 1, i);
+                self.lab.add_address(region, ip).expect("relay address");
+                let args: Vec<String> = [
+                    "relay",
+                    "--listening-ip",
+                    &ip.to_string(),
+                    "--relay-ip",
+                    &ip.to_string(),
+                    "--listening-port",
+                    "3478",
+                    "--no-tls",
+                    "--min-port",
+                    "50000",
+                    "--max-port",
+                    "50999",
+                    "--realm",
+                    "lab",
+                    "--static-auth-secret",
+                    TENANT_SECRET,
+                    "--metrics-listen",
+                    &format!("{ip}:9641"),
+                    "--drain-grace",
+                    "1",
+                    "--controller",
+                    &controllers,
+                    "--node-token",
+                    NODE_KEY,
+                    "--region",
+                    region,
+                    "--node",
+                    &format!("r{i}"),
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                self.spawn(
+                    &format!("relay-{region}-{i}"),
+                    region,
+                    env!("CARGO_BIN_EXE_nexrtc"),
+                    &args,
+                );
+            }
+        }
+        self.wait(
+            "12 relays registered on every controller",
+            Duration::from_secs(60),
+            |w| {
+                CONTROL
+                    .iter()
+                    .all(|c| w.relays(c).is_some_and(|r| r.len() == 12))
+            },
+        );
+    }
+
+    /// Runs curl in `region`'s namespace (or the NAT namespace), bound to `bind`; its
+    /// output when it succeeded.
+    fn curl(&self, region: &str, client: Option<&Client>, args: &[&str]) -> Option<String> {
+        let ns = match client {
+            Some(c) if c.kind == "nat" => self.lab.nat_ns(&c.region).expect("nat ns"),
+            Some(c) => self.ns(&c.region),
+            None => self.ns(region),
+        };
+        let mut cmd = self.lab.command(ns, "curl");
+        cmd.args(["--max-time", "5"]);
+        if let Some(ip) = client.and_then(|c| c.bind) {
+            cmd.args(["--interface", &ip.to_string()]);
+        }
+        let out = cmd.args(args).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Relay ids registered, as controller `control` sees them.
+    fn relays(&self, control: &str) -> Option<Vec<String>> {
+        let url = format!("{}/v1/admin/relays", self.controllers[control]);
+        let auth = format!("Authorization: Bearer {ADMIN_KEY}");
+        let text = self.curl(control, None, &["-sf", &url, "-H", &auth])?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        let id = |r: &Value| Some(format!("{}/{}", r["region"].as_str()?, r["node"].as_str()?));
+        Some(v.as_array()?.iter().filter_map(id).collect())
+    }
+
+    /// Polls `ok` every 200 ms until it holds or `limit` passes (then panics).
+    fn wait(&self, what: &str, limit: Duration, ok: impl Fn(&World) -> bool) -> Duration {
+        let start = Instant::now();
+        while !ok(self) {
+            if start.elapsed() > limit {
+                panic!("{what}: not within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        start.elapsed()
+    }
+
+    fn clients(&self) -> Vec<Client> {
+        let mut out = Vec::new();
+        for r in &self.plan.regions {
+            let n = k(&self.plan, &r.name);
+            out.push(Client {
+                region: r.name.clone(),
+                kind: "local",
+                bind: Some(Ipv4Addr::new(10, n, 2, 1)),
+            });
+            out.push(Client {
+                region: r.name.clone(),
+                kind: "misplaced",
+                bind: Some(Ipv4Addr::new(10, n, 9, 1)),
+            });
+            out.push(Client {
+                region: r.name.clone(),
+                kind: "nat",
+                bind: None,
+            });
+        }
+        for c in &out {
+            if let Some(ip) = c.bind {
+                self.lab.add_address(&c.region, ip).expect("client address");
+            }
+        }
+        out
+    }
+
+    /// `nexrtc probe` run as `client` (its namespace and address).
+    fn probe(&self, client: &Client, args: &[String]) -> Value {
+        let ns = match client.kind {
+            "nat" => self.lab.nat_ns(&client.region).expect("nat ns"),
+            _ => self.ns(&client.region),
+        };
+        let mut cmd = self.lab.command(ns, env!("CARGO_BIN_EXE_nexrtc"));
+        cmd.arg("probe").args(args).args([
+            "--output",
+            "json",
+            "--count",
+            "5",
+            "--spacing-ms",
+            "30",
+        ]);
+        if let Some(ip) = client.bind {
+            cmd.args(["--bind", &ip.to_string()]);
+        }
+        let out = cmd.output().expect("nexrtc probe");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            client.name(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("probe JSON")
+    }
+
+    /// The RTT (ms) from `client` to every relay host.
+    fn truth(&self, client: &Client) -> BTreeMap<String, f64> {
+        let stun: Vec<String> = (1..=6u8)
+            .flat_map(|n| (1..=2u8).map(move |i| format!("10.{n}.1.{i}:3478")))
+            .collect();
+        let doc = self.probe(client, &["--stun".to_owned(), stun.join(",")]);
+        let mut out = BTreeMap::new();
+        for r in doc["results"].as_array().expect("results") {
+            if let (Some(host), Some(rtt)) = (r["stun"].as_str(), r["rtt_ms"].as_f64()) {
+                out.insert(host.trim_end_matches(":3478").to_owned(), rtt);
+            }
+        }
+        out
+    }
+
+    /// The controller a client in `region` asks (the nearest).
+    fn controller_for(&self, region: &str) -> String {
+        self.controllers_from(region).remove(0)
+    }
+
+    /// The hosts of the relays of `client`'s ICE answer, in order, and its regions.
+    fn ice(&self, client: &Client) -> (Vec<String>, Vec<String>) {
+        let url = format!("{}/v1/ice-servers", self.controller_for(&client.region));
+        let auth = format!("Authorization: Bearer {ICE_KEY}");
+        let text = self
+            .curl(
+                &client.region,
+                Some(client),
+                &[
+                    "-sf",
+                    "-X",
+                    "POST",
+                    &url,
+                    "-H",
+                    &auth,
+                    "-H",
+                    "Content-Type: application/json",
+                    "-d",
+                    "{}",
+                ],
+            )
+            .unwrap_or_else(|| panic!("{}: no ICE answer", client.name()));
+        let v: Value = serde_json::from_str(&text).expect("ICE JSON");
+        let hosts = (v["iceServers"].as_array().into_iter().flatten())
+            .filter(|s| s["username"].is_string())
+            .filter_map(|s| s["urls"][0].as_str())
+            .filter_map(|u| {
+                u.strip_prefix("turn:")?
+                    .split(':')
+                    .next()
+                    .map(str::to_owned)
+            })
+            .collect();
+        let regions = (v["regions"].as_array().into_iter().flatten())
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect();
+        (hosts, regions)
+    }
+}
+
+/// (fraction optimal, p50 excess, p95 excess) and the per-client lines.
+fn quality(
+    world: &World,
+    clients: &[Client],
+    truth: &BTreeMap<String, BTreeMap<String, f64>>,
+) -> (f64, f64, f64, Vec<String>) {
+    let mut excess = Vec::new();
+    let mut optimal = 0;
+    let mut lines = Vec::new();
+    for c in clients {
+        let rtts = &truth[&c.name()];
+        let best = rtts.values().copied().fold(f64::INFINITY, f64::min);
+        let (hosts, regions) = world.ice(c);
+        let first = hosts
+            .first()
+            .unwrap_or_else(|| panic!("{}: no relay", c.name()));
+        let got = rtts.get(first).copied().unwrap_or(f64::INFINITY);
+        let e = got - best;
+        if e <= 2.0 {
+            optimal += 1;
+        }
+        lines.push(format!("{:<24} first {first:<10} ({:>6.1} ms) best {best:>6.1} ms  excess {e:>6.1} ms  regions {regions:?}", c.name(), got));
+        excess.push(e);
+    }
+    excess.sort_by(f64::total_cmp);
+    let at = |q: f64| excess[((excess.len() as f64 - 1.0) * q).round() as usize];
+    (
+        optimal as f64 / clients.len() as f64,
+        at(0.5),
+        at(0.95),
+        lines,
+    )
+}
+
+#[test]
+fn client_probes_fix_selection_for_misplaced_networks() {
+    if !available() {
+        return;
+    }
+    let world = World::start("select");
+    let clients = world.clients();
+    let truth: BTreeMap<String, BTreeMap<String, f64>> =
+        clients.iter().map(|c| (c.name(), world.truth(c))).collect();
+    for (name, rtts) in &truth {
+        assert_eq!(rtts.len(), 12, "{name} measured every relay: {rtts:?}");
+    }
+
+    let (before, p50, p95, lines) = quality(&world, &clients, &truth);
+    eprintln!(
+        "before client probes: {:.0}% optimal, excess p50 {p50:.1} ms, p95 {p95:.1} ms\n{}",
+        before * 100.0,
+        lines.join("\n")
+    );
+    // The misplaced networks are sent to another continent by GeoIP.
+    assert!(
+        before <= 13.0 / 18.0,
+        "GeoIP alone should misplace the misplaced clients"
+    );
+
+    // Every client measures and reports.
+    for c in &clients {
+        let url = world.controller_for(&c.region);
+        let doc = world.probe(
+            c,
+            &[
+                "--controller".to_owned(),
+                url,
+                "--api-key".to_owned(),
+                ICE_KEY.to_owned(),
+            ],
+        );
+        assert_eq!(doc["reported"], true, "{}: {doc}", c.name());
+        assert_eq!(
+            doc["home"],
+            Value::String(c.region.clone()),
+            "{}: {doc}",
+            c.name()
+        );
+    }
+    // The records reach every replica (watch), then the answers follow.
+    let misplaced: Vec<&Client> = clients.iter().filter(|c| c.kind == "misplaced").collect();
+    world.wait(
+        "misplaced clients steered home",
+        Duration::from_secs(15),
+        |w| {
+            misplaced.iter().all(|c| {
+                let (hosts, _) = w.ice(c);
+                hosts
+                    .first()
+                    .is_some_and(|h| h.starts_with(&format!("10.{}.", k(&w.plan, &c.region))))
+            })
+        },
+    );
+    let (after, p50, p95, lines) = quality(&world, &clients, &truth);
+    eprintln!(
+        "after client probes: {:.0}% optimal, excess p50 {p50:.1} ms, p95 {p95:.1} ms\n{}",
+        after * 100.0,
+        lines.join("\n")
+    );
+    assert!(after >= 0.95, "{after}");
+    assert!(p95 <= 10.0, "p95 excess {p95} ms");
+    let stats = world.lab.stats().expect("stats");
+    eprintln!("forwarder lateness: {:?}", stats.lateness_us);
+}
+
+#[test]
+fn a_region_cut_off_leaves_the_answers_and_returns_when_healed() {
+    if !available() {
+        return;
+    }
+    let world = World::start("cut");
+    let clients = world.clients();
+    let eu_west = clients
+        .iter()
+        .find(|c| c.region == "eu-west" && c.kind == "local")
+        .expect("client");
+    let (_, regions) = world.ice(eu_west);
+    assert_eq!(
+        regions,
+        ["eu-west", "eu-central"],
+        "GeoIP: home, then the nearest"
+    );
+
+    let cut = Instant::now();
+    world.lab.cut("eu-central", true).expect("cut");
+    let gone = world.wait(
+        "eu-central out of every controller",
+        Duration::from_secs(20),
+        |w| {
+            CONTROL.iter().all(|c| {
+                w.relays(c).is_some_and(|r| {
+                    r.len() == 10 && !r.iter().any(|id| id.starts_with("eu-central/"))
+                })
+            })
+        },
+    );
+    let (_, regions) = world.ice(eu_west);
+    assert_eq!(regions[0], "eu-west");
+    assert!(!regions.contains(&"eu-central".to_owned()), "{regions:?}");
+    let steered = regions.get(1).cloned();
+
+    world.lab.cut("eu-central", false).expect("heal");
+    let healed = Instant::now();
+    let back = world.wait(
+        "eu-central back on every controller",
+        Duration::from_secs(30),
+        |w| {
+            CONTROL
+                .iter()
+                .all(|c| w.relays(c).is_some_and(|r| r.len() == 12))
+        },
+    );
+    let (_, regions) = world.ice(eu_west);
+    assert_eq!(regions, ["eu-west", "eu-central"]);
+    eprintln!(
+        "eu-central cut: out of every controller's registry {:.1} s after the cut (second region for eu-west clients: {steered:?}); back {:.1} s after healing ({:.1} s of outage in all)",
+        gone.as_secs_f64(),
+        back.as_secs_f64(),
+        (healed - cut).as_secs_f64() + back.as_secs_f64()
+    );
+}
