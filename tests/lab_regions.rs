@@ -76,7 +76,8 @@ struct World {
     lab: Lab,
     plan: Plan,
     dir: PathBuf,
-    procs: Vec<ChildGuard>,
+    /// Every process by name, with how it was started (to start it again).
+    procs: BTreeMap<String, (ChildGuard, String, String, Vec<String>)>,
     /// Controller URL per control region.
     controllers: BTreeMap<String, String>,
 }
@@ -96,7 +97,7 @@ impl World {
             lab,
             plan,
             dir,
-            procs: Vec::new(),
+            procs: BTreeMap::new(),
             controllers: BTreeMap::new(),
         };
         world.start_etcd();
@@ -115,7 +116,28 @@ impl World {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
-        self.procs.push(ChildGuard::spawn(name, &mut cmd));
+        let child = ChildGuard::spawn(name, &mut cmd);
+        let how = (ns_region.to_owned(), program.to_owned(), args.to_vec());
+        self.procs
+            .insert(name.to_owned(), (child, how.0, how.1, how.2));
+    }
+
+    /// kill -9 one process.
+    fn kill(&mut self, name: &str) {
+        let (child, ..) = self
+            .procs
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        child.kill();
+    }
+
+    /// Starts a killed process again, as it was started.
+    fn restart(&mut self, name: &str) {
+        let (_, region, program, args) = self
+            .procs
+            .remove(name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        self.spawn(name, &region, &program, &args);
     }
 
     fn start_etcd(&mut self) {
@@ -148,9 +170,14 @@ impl World {
         // A leader elected (up to an election timeout or two) before the controllers start.
         for region in CONTROL {
             let url = format!("http://10.{}.0.10:2379/health", k(&self.plan, region));
-            self.wait(&format!("etcd {region} healthy"), Duration::from_secs(60), |w| {
-                w.curl(region, None, &["-sf", &url]).is_some_and(|t| t.contains("\"true\""))
-            });
+            self.wait(
+                &format!("etcd {region} healthy"),
+                Duration::from_secs(60),
+                |w| {
+                    w.curl(region, None, &["-sf", &url])
+                        .is_some_and(|t| t.contains("\"true\""))
+                },
+            );
         }
     }
 
@@ -596,4 +623,173 @@ fn a_region_cut_off_leaves_the_answers_and_returns_when_healed() {
         back.as_secs_f64(),
         (healed - cut).as_secs_f64() + back.as_secs_f64()
     );
+}
+
+/// Whether a client in `region` gets an answer with relays from the nearest controller.
+fn answers(world: &World, client: &Client) -> bool {
+    let url = format!("{}/v1/ice-servers", world.controller_for(&client.region));
+    let auth = format!("Authorization: Bearer {ICE_KEY}");
+    let args = [
+        "-sf",
+        "-X",
+        "POST",
+        &url,
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        "{}",
+    ];
+    world
+        .curl(&client.region, Some(client), &args)
+        .is_some_and(|t| t.contains("turn:"))
+}
+
+/// Over `span`, every 250 ms: every client gets an answer and every controller lists
+/// `relays` relays. The first failure panics naming what failed.
+fn steady(world: &World, clients: &[&Client], relays: usize, span: Duration, what: &str) {
+    let end = Instant::now() + span;
+    while Instant::now() < end {
+        for c in clients {
+            assert!(answers(world, c), "{what}: {} got no relays", c.name());
+        }
+        for control in world.controllers.keys() {
+            if let Some(listed) = world.relays(control) {
+                assert_eq!(
+                    listed.len(),
+                    relays,
+                    "{what}: controller {control} lists {listed:?}"
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The control plane under failures, each with its timeline: one etcd member lost
+/// changes nothing; with the etcd majority lost the controllers keep answering from
+/// their snapshots and no relay is removed for missed writes, and everything converges
+/// after recovery; a controller killed moves its agents and answers continue; a relay
+/// killed leaves the answers.
+#[test]
+fn control_plane_failures_keep_the_answers_coming() {
+    if !available() {
+        return;
+    }
+    let mut world = World::start("failures");
+    let clients = world.clients();
+    let some: Vec<&Client> = (clients.iter())
+        .filter(|c| {
+            c.kind == "local" && ["us-west", "eu-central", "sa-east"].contains(&c.region.as_str())
+        })
+        .collect();
+    let mut timeline = Vec::new();
+
+    // One etcd member (ap-northeast) lost: nothing changes.
+    world.kill("etcd-ap-northeast");
+    steady(
+        &world,
+        &some,
+        12,
+        Duration::from_secs(6),
+        "one etcd member down",
+    );
+    timeline.push(
+        "etcd member ap-northeast down: 6 s of answers from every controller, 12 relays listed"
+            .to_owned(),
+    );
+
+    // The majority lost (us-east too): answers continue from the snapshots; no relay is
+    // removed while no write can succeed.
+    world.kill("etcd-us-east");
+    let lost = Instant::now();
+    steady(
+        &world,
+        &some,
+        12,
+        Duration::from_secs(8),
+        "etcd majority down",
+    );
+    timeline.push("etcd majority down: 8 s of answers from snapshots, no relay removed".to_owned());
+    world.restart("etcd-us-east");
+    world.restart("etcd-ap-northeast");
+    let converged = world.wait(
+        "every controller ready and listing 12 relays again",
+        Duration::from_secs(60),
+        |w| {
+            w.controllers.iter().all(|(region, url)| {
+                let ready = w
+                    .curl(
+                        region,
+                        None,
+                        &["-sf", "-o", "/dev/null", &format!("{url}/readyz")],
+                    )
+                    .is_some();
+                ready && w.relays(region).is_some_and(|r| r.len() == 12)
+            })
+        },
+    );
+    timeline.push(format!(
+        "etcd majority back {:.1} s after it was lost: controllers ready with 12 relays {:.1} s later",
+        lost.elapsed().as_secs_f64() - converged.as_secs_f64(),
+        converged.as_secs_f64()
+    ));
+    // Writes work again: a relay's lease is renewed (nothing expires over a few TTLs).
+    steady(&world, &some, 12, Duration::from_secs(6), "after recovery");
+
+    // A controller replica (eu-west) killed: its agents move to the next replica; the
+    // others keep answering and listing every relay.
+    world.kill("controller-eu-west");
+    let survivors: Vec<&Client> = some
+        .iter()
+        .copied()
+        .filter(|c| world.controller_for(&c.region) != world.controllers["eu-west"])
+        .collect();
+    let mut world_without = World {
+        controllers: world.controllers.clone(),
+        ..world
+    };
+    world_without.controllers.remove("eu-west");
+    steady(
+        &world_without,
+        &survivors,
+        12,
+        Duration::from_secs(10),
+        "controller eu-west down",
+    );
+    timeline.push(
+        "controller eu-west killed: 10 s of answers from the other two, 12 relays listed"
+            .to_owned(),
+    );
+
+    // A relay killed: it leaves the answers.
+    world_without.kill("relay-sa-east-1");
+    let killed = Instant::now();
+    let gone = world_without.wait(
+        "the killed relay out of every registry",
+        Duration::from_secs(20),
+        |w| {
+            w.controllers.keys().all(|c| {
+                w.relays(c)
+                    .is_some_and(|r| r.len() == 11 && !r.contains(&"sa-east/r1".to_owned()))
+            })
+        },
+    );
+    let sa = clients
+        .iter()
+        .find(|c| c.region == "sa-east" && c.kind == "local")
+        .expect("client");
+    let (hosts, _) = world_without.ice(sa);
+    assert_eq!(
+        hosts.first().map(String::as_str),
+        Some("10.6.1.2"),
+        "the other sa-east relay"
+    );
+    timeline.push(format!(
+        "relay sa-east/r1 killed: out of every registry {:.1} s later ({:.1} s measured from the kill)",
+        gone.as_secs_f64(),
+        killed.elapsed().as_secs_f64()
+    ));
+    eprintln!("timeline:\n  {}", timeline.join("\n  "));
 }

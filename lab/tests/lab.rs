@@ -138,11 +138,17 @@ fn cuts_heal_nat_leaves_as_its_public_address_and_strays_are_counted() {
     // Within its own region too, the NAT client is seen as 10.6.3.1.
     let local: SocketAddr = "10.6.0.1:9001".parse().expect("addr");
     let local_echo = echo(&lab, "sa-east", local);
-    assert!(answered(&nat, local), "the NAT client reaches its own region");
+    assert!(
+        answered(&nat, local),
+        "the NAT client reaches its own region"
+    );
     let _ = nat.send_to(b"stop", local);
     let seen_locally = local_echo.join().expect("echo thread");
     assert!(
-        seen_locally.iter().all(|a| a.ip().to_string() == "10.6.3.1") && !seen_locally.is_empty(),
+        seen_locally
+            .iter()
+            .all(|a| a.ip().to_string() == "10.6.3.1")
+            && !seen_locally.is_empty(),
         "{seen_locally:?}"
     );
 
