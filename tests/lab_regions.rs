@@ -20,11 +20,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nexrtc_lab::{Lab, Ns, Plan};
+use nexrtc_lab::{spawn_in, Lab, Ns, Plan};
 use serde_json::Value;
 use support::*;
 
@@ -283,6 +286,9 @@ impl World {
                     region,
                     "--node",
                     &format!("r{i}"),
+                    // Peers in the lab are on private addresses.
+                    "--allowed-peer-ip",
+                    "10.0.0.0/8",
                 ]
                 .iter()
                 .map(|s| s.to_string())
@@ -763,33 +769,168 @@ fn control_plane_failures_keep_the_answers_coming() {
             .to_owned(),
     );
 
-    // A relay killed: it leaves the answers.
-    world_without.kill("relay-sa-east-1");
-    let killed = Instant::now();
+    // A relay killed mid-call: the call (ChannelData to a peer in eu-west, echoed back)
+    // notices the silence, asks for ICE servers again and moves to the next relay, as an
+    // ICE restart would; the killed relay leaves every registry.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stop_echo = Arc::new(AtomicBool::new(false));
+    let echo = spawn_in(world_without.ns("eu-west"), {
+        let stop = stop_echo.clone();
+        move || udp_echo("10.3.0.1:9300".parse().expect("addr"), &stop)
+    })
+    .expect("echo");
+    let controller: SocketAddr = "10.1.0.20:8080".parse().expect("addr");
+    let call = spawn_in(world_without.ns("sa-east"), move || {
+        let local = "10.6.2.1".parse().expect("ip");
+        call_with_failover(
+            controller,
+            local,
+            "10.3.0.1:9300".parse().expect("addr"),
+            &tx,
+        )
+    })
+    .expect("call");
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the call starts");
+    let CallEvent::Relaying(host) = first;
+    std::thread::sleep(Duration::from_secs(2));
+    let i = host.rsplit('.').next().expect("host").to_owned();
+    world_without.kill(&format!("relay-sa-east-{i}"));
+    let node = format!("sa-east/r{i}");
     let gone = world_without.wait(
         "the killed relay out of every registry",
         Duration::from_secs(20),
         |w| {
             w.controllers.keys().all(|c| {
                 w.relays(c)
-                    .is_some_and(|r| r.len() == 11 && !r.contains(&"sa-east/r1".to_owned()))
+                    .is_some_and(|r| r.len() == 11 && !r.contains(&node))
             })
         },
     );
-    let sa = clients
-        .iter()
-        .find(|c| c.region == "sa-east" && c.kind == "local")
-        .expect("client");
-    let (hosts, _) = world_without.ice(sa);
-    assert_eq!(
-        hosts.first().map(String::as_str),
-        Some("10.6.1.2"),
-        "the other sa-east relay"
-    );
+    let outcome = call.join().expect("call thread").expect("in the namespace");
+    stop_echo.store(true, Ordering::Relaxed);
+    let _ = echo.join();
+    let (moved_to, gap) = outcome.unwrap_or_else(|e| panic!("the call did not recover: {e}"));
+    assert_ne!(moved_to, host, "the call moved to another relay");
+    assert!(gap < Duration::from_secs(15), "media gap {gap:?}");
     timeline.push(format!(
-        "relay sa-east/r1 killed: out of every registry {:.1} s later ({:.1} s measured from the kill)",
-        gone.as_secs_f64(),
-        killed.elapsed().as_secs_f64()
+        "relay {node} killed mid-call: the call moved to {moved_to} after a {:.1} s media gap; \
+         the relay was out of every registry {:.1} s after the kill",
+        gap.as_secs_f64(),
+        gone.as_secs_f64()
     ));
     eprintln!("timeline:\n  {}", timeline.join("\n  "));
+}
+
+#[derive(Debug)]
+enum CallEvent {
+    /// Relaying through this relay host.
+    Relaying(String),
+}
+
+/// A UDP echo until `stop`.
+fn udp_echo(addr: SocketAddr, stop: &AtomicBool) {
+    let socket = UdpSocket::bind(addr).expect("echo bind");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut buf = [0u8; 1500];
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok((len, from)) = socket.recv_from(&mut buf) {
+            let _ = socket.send_to(&buf[..len], from);
+        }
+    }
+}
+
+/// `POST /v1/ice-servers` over plain HTTP from this thread's namespace: (relay hosts in
+/// order, username, password).
+fn ice_from(controller: SocketAddr) -> Option<(Vec<String>, String, String)> {
+    let body = "{}";
+    let request = format!(
+        "POST /v1/ice-servers HTTP/1.0\r\nHost: {controller}\r\nAuthorization: Bearer {ICE_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect_timeout(&controller, Duration::from_secs(3)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let v: Value = serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()?;
+    let turn = |s: &Value| -> Option<String> {
+        let url = s["urls"][0].as_str()?.strip_prefix("turn:")?;
+        url.split(':').next().map(str::to_owned)
+    };
+    let hosts = v["iceServers"]
+        .as_array()?
+        .iter()
+        .filter_map(turn)
+        .collect();
+    let user = v["username"].as_str()?.to_owned();
+    Some((hosts, user, v["password"].as_str()?.to_owned()))
+}
+
+/// A call from `local`: allocate on the answer's first relay that answers, relay
+/// ChannelData to `peer` every 20 ms, and when nothing has come back for 1 s ask again
+/// and move (as an ICE restart would). Ends after 40 echoes through a second relay:
+/// (that relay, the media gap), or an error after 30 s.
+fn call_with_failover(
+    controller: SocketAddr,
+    local: std::net::IpAddr,
+    peer: SocketAddr,
+    events: &std::sync::mpsc::Sender<CallEvent>,
+) -> Result<(String, Duration), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut first_relay: Option<String> = None;
+    let mut last_echo: Option<Instant> = None;
+    let mut gap = None;
+    while Instant::now() < deadline {
+        let (hosts, user, pass) = ice_from(controller).ok_or("no ICE answer")?;
+        let mut relaying = None;
+        for host in hosts {
+            let ip: std::net::IpAddr = host.parse().map_err(|_| format!("bad host {host}"))?;
+            let socket = UdpSocket::bind((local, 0)).map_err(|e| e.to_string())?;
+            let mut client = TurnClient::over_udp(socket, SocketAddr::new(ip, 3478), &user, &pass)
+                .with_timeouts(Duration::from_millis(200), Duration::from_secs(1));
+            if client.try_allocate().is_ok_and(|a| a.relayed().is_some()) {
+                relaying = Some((host, client));
+                break;
+            }
+        }
+        let Some((host, mut client)) = relaying else {
+            continue;
+        };
+        client.create_permission(&[peer]);
+        client.channel_bind(0x4000, peer);
+        let mut client =
+            client.with_timeouts(Duration::from_millis(200), Duration::from_millis(20));
+        if first_relay.is_none() {
+            first_relay = Some(host.clone());
+            let _ = events.send(CallEvent::Relaying(host.clone()));
+        }
+        let moved = first_relay.as_ref() != Some(&host);
+        let mut echoes = 0;
+        let mut heard = Instant::now();
+        loop {
+            client.send_channel_data(0x4000, b"media");
+            if client.recv_relayed().is_some() {
+                let now = Instant::now();
+                if moved && gap.is_none() {
+                    gap = last_echo.map(|last| now - last);
+                }
+                last_echo = Some(now);
+                heard = now;
+                echoes += 1;
+                if moved && echoes >= 40 {
+                    return Ok((host, gap.unwrap_or_default()));
+                }
+            }
+            if heard.elapsed() > Duration::from_secs(1) || Instant::now() > deadline {
+                break; // silence: ask again
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Err("no second relay within 30 s".to_owned())
 }

@@ -151,21 +151,29 @@ pub fn in_ns<T: Send + 'static>(
     ns: &Ns,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, LabError> {
+    match spawn_in(ns, f)?.join() {
+        Ok(result) => result.map_err(io(format!("setns {}", ns.path()))),
+        Err(_) => Err(LabError::Failed(
+            "the closure run in the namespace panicked".into(),
+        )),
+    }
+}
+
+/// [`in_ns`] without waiting: the thread's handle (its result is `Err` if it could not
+/// enter the namespace).
+pub fn spawn_in<T: Send + 'static>(
+    ns: &Ns,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<std::io::Result<T>>, LabError> {
     let path = ns.path();
-    let file = File::open(&path).map_err(io(path.clone()))?;
-    let thread = std::thread::spawn(move || {
+    let file = File::open(&path).map_err(io(path))?;
+    Ok(std::thread::spawn(move || {
         // SAFETY: a valid namespace file descriptor; setns affects this thread only.
         if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
         Ok(f())
-    });
-    match thread.join() {
-        Ok(result) => result.map_err(io(format!("setns {path}"))),
-        Err(_) => Err(LabError::Failed(
-            "the closure run in the namespace panicked".into(),
-        )),
-    }
+    }))
 }
 
 /// A TUN device named [`TUN`] created in the calling thread's namespace.

@@ -156,6 +156,17 @@ impl TurnClient {
         TurnClient::new(Link::Udp(socket), server, username, password)
     }
 
+    /// A client on a UDP socket the test bound itself (a chosen source address, or a
+    /// socket made in another network namespace).
+    pub fn over_udp(
+        socket: UdpSocket,
+        server: SocketAddr,
+        username: &str,
+        password: &str,
+    ) -> TurnClient {
+        TurnClient::new(Link::Udp(socket), server, username, password)
+    }
+
     /// A client on a new TCP connection to `server`.
     pub fn tcp(server: SocketAddr, username: &str, password: &str) -> TurnClient {
         let stream = TcpStream::connect_timeout(&server, Duration::from_secs(10))
