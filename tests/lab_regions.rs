@@ -39,24 +39,11 @@ const ICE_KEY: &str = "nxk_labice00000000000000000000000000000000";
 const TENANT_SECRET: &str = "lab-secret-0123456789";
 
 fn available() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        missing(
-            "root",
-            "run the lab tests as root (network namespaces, TUN devices)",
-        );
+    if let Err((what, install)) = nexrtc_lab::prerequisites() {
+        missing(&what, &install);
         return false;
     }
-    [
-        ("unshare", "util-linux"),
-        ("nsenter", "util-linux"),
-        ("ip", "iproute2"),
-        ("nft", "nftables"),
-        ("curl", "curl"),
-        ("etcd", "etcd-server"),
-    ]
-    .iter()
-    .all(|(tool, package)| require_tool(tool, package).is_some())
+    require_tool("curl", "curl").is_some() && require_tool("etcd", "etcd-server").is_some()
 }
 
 /// One client: its region, namespace kind and source address.
@@ -442,26 +429,20 @@ impl World {
     }
 
     /// The hosts of the relays of `client`'s ICE answer, in order, and its regions.
-    fn ice(&self, client: &Client) -> (Vec<String>, Vec<String>) {
+    /// `POST /v1/ice-servers` as `client`, to the controller nearest it: the body.
+    fn ice_text(&self, client: &Client) -> Option<String> {
         let url = format!("{}/v1/ice-servers", self.controller_for(&client.region));
         let auth = format!("Authorization: Bearer {ICE_KEY}");
+        let json = "Content-Type: application/json";
+        let args = [
+            "-sf", "-X", "POST", &url, "-H", &auth, "-H", json, "-d", "{}",
+        ];
+        self.curl(&client.region, Some(client), &args)
+    }
+
+    fn ice(&self, client: &Client) -> (Vec<String>, Vec<String>) {
         let text = self
-            .curl(
-                &client.region,
-                Some(client),
-                &[
-                    "-sf",
-                    "-X",
-                    "POST",
-                    &url,
-                    "-H",
-                    &auth,
-                    "-H",
-                    "Content-Type: application/json",
-                    "-d",
-                    "{}",
-                ],
-            )
+            .ice_text(client)
             .unwrap_or_else(|| panic!("{}: no ICE answer", client.name()));
         let v: Value = serde_json::from_str(&text).expect("ICE JSON");
         let hosts = (v["iceServers"].as_array().into_iter().flatten())
@@ -692,23 +673,7 @@ fn a_region_cut_off_leaves_the_answers_and_returns_when_healed() {
 
 /// Whether a client in `region` gets an answer with relays from the nearest controller.
 fn answers(world: &World, client: &Client) -> bool {
-    let url = format!("{}/v1/ice-servers", world.controller_for(&client.region));
-    let auth = format!("Authorization: Bearer {ICE_KEY}");
-    let args = [
-        "-sf",
-        "-X",
-        "POST",
-        &url,
-        "-H",
-        &auth,
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        "{}",
-    ];
-    world
-        .curl(&client.region, Some(client), &args)
-        .is_some_and(|t| t.contains("turn:"))
+    world.ice_text(client).is_some_and(|t| t.contains("turn:"))
 }
 
 /// Over `span`, every 250 ms: every client gets an answer and every controller lists

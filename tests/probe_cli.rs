@@ -20,10 +20,13 @@ fn probe(args: &[&str], key: Option<&str>) -> Output {
     cmd.output().expect("run nexrtc probe")
 }
 
-fn json_line(out: &Output) -> Value {
+/// `nexrtc probe ARGS --output json`, which must succeed: its JSON.
+fn probe_json(args: &[&str], key: Option<&str>) -> Value {
+    let out = probe(&[args, &["--output", "json"]].concat(), key);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
 }
 
 #[test]
@@ -31,23 +34,10 @@ fn probe_measures_the_relays_and_reports_for_its_network() {
     // STUN Binding only: no allocation uses the slot's relay ports.
     let dev = DevNetwork::start(slot::DEV_MODE_STATUS);
     let base = dev.base_url();
-    let out = probe(
-        &[
-            "--controller",
-            &base,
-            "--output",
-            "json",
-            "--spacing-ms",
-            "20",
-        ],
+    let doc = probe_json(
+        &["--controller", &base, "--spacing-ms", "20"],
         Some(&dev.api_key),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc = json_line(&out);
     assert_eq!(doc["network"], "127.0.0.0/24", "{doc}");
     assert_eq!(doc["reported"], true);
     let results = doc["results"].as_array().expect("results");
@@ -74,23 +64,10 @@ fn probe_measures_the_relays_and_reports_for_its_network() {
     );
 
     // --bind: measured and reported from another address, counted for its network.
-    let out = probe(
-        &[
-            "--controller",
-            &base,
-            "--output",
-            "json",
-            "--bind",
-            "127.0.1.9",
-        ],
+    let doc = probe_json(
+        &["--controller", &base, "--bind", "127.0.1.9"],
         Some(&dev.api_key),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc = json_line(&out);
     assert_eq!(doc["network"], "127.0.1.0/24", "{doc}");
     assert!(doc["results"][0]["rtt_ms"].as_f64().is_some(), "{doc}");
 
@@ -102,13 +79,7 @@ fn probe_measures_the_relays_and_reports_for_its_network() {
 
     // --stun needs no controller.
     let stun = format!("relay=127.0.0.1:{}", dev.turn_port);
-    let out = probe(&["--stun", &stun, "--output", "json", "--count", "3"], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc = json_line(&out);
+    let doc = probe_json(&["--stun", &stun, "--count", "3"], None);
     assert_eq!(doc["reported"], false);
     assert_eq!(doc["results"][0]["region"], "relay");
     assert_eq!(doc["results"][0]["sent"], 3);

@@ -74,6 +74,37 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
     move |source| LabError::Io { what, source }
 }
 
+/// What the lab needs that this machine lacks: `Err((what, how to get it))` for the first
+/// missing piece (root; `unshare`, `nsenter`; `ip`; `nft`; `sysctl`; `/dev/net/tun`).
+pub fn prerequisites() -> Result<(), (String, String)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err((
+            "root".into(),
+            "run as root (network namespaces, TUN devices)".into(),
+        ));
+    }
+    let on_path = |program: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+    };
+    for (program, package) in [
+        ("unshare", "util-linux"),
+        ("nsenter", "util-linux"),
+        ("ip", "iproute2"),
+        ("nft", "nftables"),
+        ("sysctl", "procps"),
+    ] {
+        if !on_path(program) {
+            return Err((program.into(), format!("apt-get install {package}")));
+        }
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        return Err(("/dev/net/tun".into(), "a kernel with TUN devices".into()));
+    }
+    Ok(())
+}
+
 /// A network namespace of the lab, held by a process.
 #[derive(Debug)]
 pub struct Ns {

@@ -12,21 +12,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nexrtc_lab::{in_ns, measure_rtts, Lab, Plan};
-use nexrtc_test_support::tools::{missing, require_tool};
+use nexrtc_test_support::tools::missing;
 
 fn available() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        missing(
-            "root",
-            "run the lab tests as root (network namespaces, TUN devices)",
-        );
-        return false;
+    match nexrtc_lab::prerequisites() {
+        Ok(()) => true,
+        Err((what, install)) => {
+            missing(&what, &install);
+            false
+        }
     }
-    require_tool("unshare", "util-linux").is_some()
-        && require_tool("nsenter", "util-linux").is_some()
-        && require_tool("ip", "iproute2").is_some()
-        && require_tool("nft", "nftables").is_some()
 }
 
 fn alive(pid: u32) -> bool {
