@@ -7,8 +7,9 @@ several times, with their measurements kept.
 * selection quality: `NEXRTC_LAB_CLIENTS` clients per kind and region (GeoIP right,
   misplaced subnet) plus the NAT client; the excess RTT of each client's first relay over
   its best, before and after client probes;
-* failover: a region cut and healed, and the control-plane failures (etcd member,
-  etcd majority, controller, relay killed mid-call), `--repeat` times each.
+* failover: a region cut and healed, the control-plane failures (etcd member, etcd
+  majority, controller, relay killed mid-call), and a signaling room whose controller
+  dies, `--repeat` times each.
 
 Writes the "Multi-region lab" section of benches/RESULTS.md and the plots
 benches/lab-rtt.png (the measured matrix), benches/lab-excess.png (CDF of the excess RTT)
@@ -126,6 +127,8 @@ def plots(rtt, selection, cuts, failures):
         rows.append((f"cut eu-central #{i + 1}: out", c["gone_s"]))
         rows.append((f"healed #{i + 1}: back", c["back_s"]))
     for i, f in enumerate(failures):
+        if "room" in f:
+            rows.append((f"room's controller killed #{i + 1}: rejoined", f["room"]["rejoin_s"]))
         rows.append((f"relay killed #{i + 1}: out of registries", f["relay_gone_s"]))
         rows.append((f"relay killed #{i + 1}: media gap", f["media_gap_s"]))
         rows.append((f"etcd majority back #{i + 1}: converged", f["converged_s"]))
@@ -193,20 +196,25 @@ def section(args, rtt, selection, cuts, failures, elapsed):
               "**Failover** (each run a fresh network):",
               "",
               "| run | region cut: out of every registry | healed: back | relay killed: out | "
-              "mid-call media gap (moved to) | etcd majority down 8 s: converged after |",
-              "|---|---|---|---|---|---|"]
+              "mid-call media gap (moved to) | etcd majority down 8 s: converged after | "
+              "room's controller killed: together again after |",
+              "|---|---|---|---|---|---|---|"]
     for i in range(max(len(cuts), len(failures))):
         c = cuts[i] if i < len(cuts) else {}
         f = failures[i] if i < len(failures) else {}
         lines.append(f"| {i + 1} | {c.get('gone_s', 0):.1f} s | {c.get('back_s', 0):.1f} s | "
                      f"{f.get('relay_gone_s', 0):.1f} s | {f.get('media_gap_s', 0):.1f} s "
-                     f"({f.get('moved_to', '-')}) | {f.get('converged_s', 0):.1f} s |")
+                     f"({f.get('moved_to', '-')}) | {f.get('converged_s', 0):.1f} s | "
+                     f"{f.get('room', {}).get('rejoin_s', 0):.1f} s |")
     lines += ["",
               "In every run: one etcd member down changed nothing; with the majority down the "
               "controllers kept answering from their snapshots and removed no relay; a killed "
               "controller's agents moved and the other two kept answering with every relay. "
               "The mid-call gap is the client's own: 1 s of silence before it asks again, then "
-              "up to 1 s for an Allocate to the dead relay if the answer still names it.",
+              "up to 1 s for an Allocate to the dead relay if the answer still names it. The "
+              "room's two participants (us-west, eu-central) reconnect as the demo page does; "
+              "most of their wait is the dead controller's 5 s lease, until which the others "
+              "still name it the room's owner.",
               "",
               "![Failover timelines](lab-failover.png)",
               "",
@@ -231,12 +239,16 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         run_test("client_probes_fix_selection_for_misplaced_networks", d, args.clients)
         selection = load(d, "selection")
-        cuts, failures = [], []
+        cuts, failures, rooms = [], [], []
         for _ in range(args.repeat):
             run_test("a_region_cut_off_leaves_the_answers_and_returns_when_healed", d, 1)
             cuts.append(load(d, "cut"))
             run_test("control_plane_failures_keep_the_answers_coming", d, 1)
             failures.append(load(d, "failures"))
+            run_test("a_room_rejoins_on_another_replica_when_its_controller_dies", d, 1)
+            rooms.append(load(d, "signaling"))
+        for f, r in zip(failures, rooms):
+            f["room"] = r
     text = section(args, rtt, selection, cuts, failures, time.time() - started)
     print(text)
     if not args.no_write:

@@ -967,3 +967,184 @@ fn call_with_failover(
     }
     Err("no second relay within 30 s".to_owned())
 }
+
+/// A `POST` with the ICE key from this thread's namespace to the first controller of
+/// `controllers` that answers: that controller and the JSON body.
+fn post_json(controllers: &[SocketAddr], path: &str, body: &str) -> Option<(SocketAddr, Value)> {
+    for controller in controllers {
+        let request = format!(
+            "POST {path} HTTP/1.0\r\nHost: {controller}\r\nAuthorization: Bearer {ICE_KEY}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let Ok(mut stream) = TcpStream::connect_timeout(controller, Duration::from_secs(2)) else {
+            continue;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut text = String::new();
+        if stream.write_all(request.as_bytes()).is_err()
+            || stream.read_to_string(&mut text).is_err()
+        {
+            continue;
+        }
+        if let Some(v) = text
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str(b).ok())
+        {
+            return Some((*controller, v));
+        }
+    }
+    None
+}
+
+/// What a signaling participant saw.
+#[derive(Debug, Clone)]
+enum Seen {
+    /// Joined (or rejoined) on this replica URL, with the other participant present.
+    Together { replica: String, at: Instant },
+}
+
+/// A participant of `room` with the demo page's reconnect rule: a fresh token (whose
+/// signal_url names the room's current owner) from the nearest controller that answers,
+/// then the WebSocket; after a close, again with backoff (0.25 s doubling to 2 s). Each
+/// time it is in the room together with `other`, it says so. Runs until `stop`.
+fn participant(
+    controllers: Vec<SocketAddr>,
+    room: &'static str,
+    me: &'static str,
+    other: &'static str,
+    stop: Arc<AtomicBool>,
+    seen: std::sync::mpsc::Sender<Seen>,
+) {
+    use tungstenite::Message;
+    // Bounded even if the test forgets to stop it.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let running = || !stop.load(Ordering::Relaxed) && Instant::now() < deadline;
+    let mut backoff = Duration::from_millis(250);
+    while running() {
+        let body = format!("{{\"participant\": \"{me}\"}}");
+        let token = post_json(&controllers, &format!("/v1/rooms/{room}/tokens"), &body);
+        let Some((minted_by, token)) = token else {
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            continue;
+        };
+        let signal = token["signal_url"].as_str().unwrap_or_default();
+        let base = match signal.strip_prefix('/') {
+            // A path: the replica that minted it hosts the room.
+            Some(_) => format!("http://{minted_by}{signal}"),
+            None => signal.to_owned(),
+        };
+        let replica = base.split("/v1/").next().unwrap_or_default().to_owned();
+        let url = format!(
+            "{base}&token={}",
+            token["token"].as_str().unwrap_or_default()
+        )
+        .replacen("http://", "ws://", 1);
+        let Ok((mut ws, _)) = tungstenite::connect(url.as_str()) else {
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            continue;
+        };
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        }
+        backoff = Duration::from_millis(250);
+        while running() {
+            match ws.read() {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                    let together = (v["type"] == "welcome"
+                        && v["peers"]
+                            .as_array()
+                            .is_some_and(|p| p.iter().any(|x| x == other)))
+                        || (v["type"] == "peer-joined" && v["id"] == other);
+                    if together {
+                        let at = Instant::now();
+                        let _ = seen.send(Seen::Together {
+                            replica: replica.clone(),
+                            at,
+                        });
+                    }
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break, // closed: reconnect
+            }
+        }
+    }
+}
+
+/// Signaling across regions survives the replica hosting the room: its two participants
+/// (us-west, eu-central) reconnect as the demo page does and are together again on
+/// another replica; the time to rejoin is printed.
+#[test]
+fn a_room_rejoins_on_another_replica_when_its_controller_dies() {
+    if !available() {
+        return;
+    }
+    let mut world = World::start("signal");
+    let addr = |url: &String| -> SocketAddr {
+        url.trim_start_matches("http://")
+            .parse()
+            .expect("controller address")
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for (region, me, other) in [("us-west", "ana", "ben"), ("eu-central", "ben", "ana")] {
+        let controllers: Vec<SocketAddr> =
+            world.controllers_from(region).iter().map(addr).collect();
+        let (tx, stop) = (tx.clone(), stop.clone());
+        threads.push(
+            spawn_in(world.ns(region), move || {
+                participant(controllers, "lab-room", me, other, stop, tx)
+            })
+            .expect("participant"),
+        );
+    }
+    // Both together on the owner.
+    let mut owner = None;
+    let start = Instant::now();
+    let mut together = 0;
+    while together < 1 && start.elapsed() < Duration::from_secs(30) {
+        if let Ok(Seen::Together { replica, .. }) = rx.recv_timeout(Duration::from_secs(1)) {
+            owner = Some(replica);
+            together += 1;
+        }
+    }
+    let owner = owner.expect("the participants meet");
+    let dead = (world.controllers.iter())
+        .find(|(_, url)| **url == owner)
+        .map(|(region, _)| region.clone())
+        .expect("the owner is a controller");
+    world.kill(&format!("controller-{dead}"));
+    let killed = Instant::now();
+    let mut again = None;
+    while again.is_none() && killed.elapsed() < Duration::from_secs(40) {
+        if let Ok(Seen::Together { replica, at }) = rx.recv_timeout(Duration::from_secs(1)) {
+            if replica != owner {
+                again = Some((replica, at - killed));
+            }
+        }
+    }
+    let (replica, rejoin) = again.expect("together again on another replica");
+    eprintln!(
+        "room lab-room: its controller ({dead}) killed; the participants (us-west, eu-central) \
+         were together again on {replica} {:.1} s later",
+        rejoin.as_secs_f64()
+    );
+    save(
+        "signaling",
+        &serde_json::json!({"dead": dead, "new_owner": replica, "rejoin_s": rejoin.as_secs_f64()}),
+    );
+    assert!(rejoin < Duration::from_secs(30), "{rejoin:?}");
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+}
