@@ -27,16 +27,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nexrtc_lab::{spawn_in, Lab, Ns, Plan};
+use nexrtc_lab::{spawn_in, Keys, Lab, Network, NetworkConfig, Ns, Plan};
 use serde_json::Value;
 use support::*;
 
-/// Regions with an etcd member and a controller.
-const CONTROL: [&str; 3] = ["us-east", "eu-west", "ap-northeast"];
-const ADMIN_KEY: &str = "nxk_labadmin000000000000000000000000000000";
-const NODE_KEY: &str = "nxk_labnode0000000000000000000000000000000";
-const ICE_KEY: &str = "nxk_labice00000000000000000000000000000000";
-const TENANT_SECRET: &str = "lab-secret-0123456789";
+/// The API key of the lab's tenant (scopes ice, client_ip): `Keys::default()`'s.
+fn ice_key() -> String {
+    Keys::default().ice
+}
 
 fn available() -> bool {
     if let Err((what, install)) = nexrtc_lab::prerequisites() {
@@ -64,15 +62,11 @@ impl Client {
     }
 }
 
-/// The network in the lab.
+/// The network in the lab (`nexrtc_lab::Network`) and what the tests ask of it.
 struct World {
     lab: Lab,
     plan: Plan,
-    dir: PathBuf,
-    /// Every process by name, with how it was started (to start it again).
-    procs: BTreeMap<String, (ChildGuard, String, String, Vec<String>)>,
-    /// Controller URL per control region.
-    controllers: BTreeMap<String, String>,
+    net: Network,
 }
 
 fn k(plan: &Plan, region: &str) -> u8 {
@@ -85,221 +79,34 @@ impl World {
         let lab = Lab::start(&plan).expect("lab");
         let dir =
             Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lab-{tag}-{}", random_token("")));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let mut world = World {
-            lab,
-            plan,
-            dir,
-            procs: BTreeMap::new(),
-            controllers: BTreeMap::new(),
-        };
-        world.start_etcd();
-        world.start_controllers();
-        world.start_relays();
-        world
+        let mut config = NetworkConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_nexrtc")), dir);
+        config.geoip = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab-city.mmdb"));
+        let net = Network::start(&lab, config).unwrap_or_else(|e| panic!("{e}"));
+        World { lab, plan, net }
     }
 
     fn ns(&self, region: &str) -> &Ns {
         self.lab.region_ns(region).expect("region namespace")
     }
 
-    fn spawn(&mut self, name: &str, ns_region: &str, program: &str, args: &[String]) {
-        let mut cmd = self.lab.command(self.ns(ns_region), program);
-        cmd.args(args);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
-        let child = ChildGuard::spawn(name, &mut cmd);
-        let how = (ns_region.to_owned(), program.to_owned(), args.to_vec());
-        self.procs
-            .insert(name.to_owned(), (child, how.0, how.1, how.2));
-    }
-
-    /// kill -9 one process.
     fn kill(&mut self, name: &str) {
-        let (child, ..) = self
-            .procs
-            .get_mut(name)
-            .unwrap_or_else(|| panic!("no {name}"));
-        child.kill();
+        self.net.kill(name).unwrap_or_else(|e| panic!("{e}"));
     }
 
-    /// Starts a killed process again, as it was started.
     fn restart(&mut self, name: &str) {
-        let (_, region, program, args) = self
-            .procs
-            .remove(name)
-            .unwrap_or_else(|| panic!("no {name}"));
-        self.spawn(name, &region, &program, &args);
+        self.net
+            .restart(&self.lab, name)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
-    fn start_etcd(&mut self) {
-        let cluster: Vec<String> = (CONTROL.iter())
-            .map(|r| format!("e{0}=http://10.{0}.0.10:2380", k(&self.plan, r)))
-            .collect();
-        for region in CONTROL {
-            let n = k(&self.plan, region);
-            let ip = Ipv4Addr::new(10, n, 0, 10);
-            self.lab.add_address(region, ip).expect("etcd address");
-            let data = self.dir.join(format!("etcd{n}"));
-            let args: Vec<String> = [
-                format!("--name=e{n}"),
-                format!("--data-dir={}", data.display()),
-                format!("--listen-peer-urls=http://{ip}:2380"),
-                format!("--initial-advertise-peer-urls=http://{ip}:2380"),
-                format!("--listen-client-urls=http://{ip}:2379"),
-                format!("--advertise-client-urls=http://{ip}:2379"),
-                format!("--initial-cluster={}", cluster.join(",")),
-                "--initial-cluster-token=nexrtc-lab".into(),
-                "--initial-cluster-state=new".into(),
-                // Members up to 200 ms apart: heartbeats at about the RTT, elections 10×.
-                "--heartbeat-interval=250".into(),
-                "--election-timeout=2500".into(),
-                "--log-level=warn".into(),
-            ]
-            .into();
-            self.spawn(&format!("etcd-{region}"), region, "etcd", &args);
-        }
-        // A leader elected (up to an election timeout or two) before the controllers start.
-        for region in CONTROL {
-            let url = format!("http://10.{}.0.10:2379/health", k(&self.plan, region));
-            self.wait(
-                &format!("etcd {region} healthy"),
-                Duration::from_secs(60),
-                |w| {
-                    w.curl(region, None, &["-sf", &url])
-                        .is_some_and(|t| t.contains("\"true\""))
-                },
-            );
-        }
-    }
-
-    fn start_controllers(&mut self) {
-        let endpoints: Vec<String> = (CONTROL.iter())
-            .map(|r| format!("\"http://10.{}.0.10:2379\"", k(&self.plan, r)))
-            .collect();
-        let geoip = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab-city.mmdb");
-        let regions: String = (self.plan.regions.iter())
-            .map(|r| {
-                format!(
-                    "\n[[bootstrap.regions]]\nname = \"{}\"\nlat = {}\nlon = {}\n",
-                    r.name, r.lat, r.lon
-                )
-            })
-            .collect();
-        for region in CONTROL {
-            let n = k(&self.plan, region);
-            let ip = Ipv4Addr::new(10, n, 0, 20);
-            self.lab
-                .add_address(region, ip)
-                .expect("controller address");
-            let url = format!("http://{ip}:8080");
-            let config = format!(
-                "listen = \"{ip}:8080\"\ninsecure_http = true\nadvertise_url = \"{url}\"\n\
-                 etcd_endpoints = [{}]\ngeoip_db = \"{}\"\nstartup_timeout_secs = 60\n\n\
-                 [bootstrap]\nadmin_key = \"{ADMIN_KEY}\"\nnode_key = \"{NODE_KEY}\"\n\
-                 ice_key = \"{ICE_KEY}\"\ntenant = \"lab\"\ntenant_secret = \"{TENANT_SECRET}\"\n{regions}",
-                endpoints.join(", "),
-                geoip.display()
-            );
-            let path = self.dir.join(format!("controller-{region}.toml"));
-            std::fs::write(&path, config).expect("controller config");
-            let args = vec![
-                "controller".to_owned(),
-                "--config".to_owned(),
-                path.display().to_string(),
-            ];
-            self.spawn(
-                &format!("controller-{region}"),
-                region,
-                env!("CARGO_BIN_EXE_nexrtc"),
-                &args,
-            );
-            self.controllers.insert(region.to_owned(), url);
-        }
-        for region in CONTROL {
-            let url = format!("{}/readyz", self.controllers[region]);
-            self.wait(
-                &format!("controller {region} ready"),
-                Duration::from_secs(60),
-                |w| {
-                    w.curl(region, None, &["-sf", "-o", "/dev/null", &url])
-                        .is_some()
-                },
-            );
-        }
+    /// Controller URLs by control region.
+    fn controllers(&self) -> &BTreeMap<String, String> {
+        self.net.controllers()
     }
 
     /// Controllers nearest `region` first.
     fn controllers_from(&self, region: &str) -> Vec<String> {
-        let mut list: Vec<(f64, &String)> = (self.controllers.iter())
-            .map(|(r, url)| (self.plan.rtt(region, r).unwrap_or(f64::MAX), url))
-            .collect();
-        list.sort_by(|a, b| a.0.total_cmp(&b.0));
-        list.into_iter().map(|(_, u)| u.clone()).collect()
-    }
-
-    fn start_relays(&mut self) {
-        let regions: Vec<String> = self.plan.regions.iter().map(|r| r.name.clone()).collect();
-        for region in &regions {
-            let n = k(&self.plan, region);
-            let controllers = self.controllers_from(region).join(",");
-            for i in 1..=2u8 {
-                let ip = Ipv4Addr::new(10, n, 1, i);
-                self.lab.add_address(region, ip).expect("relay address");
-                let args: Vec<String> = [
-                    "relay",
-                    "--listening-ip",
-                    &ip.to_string(),
-                    "--relay-ip",
-                    &ip.to_string(),
-                    "--listening-port",
-                    "3478",
-                    "--no-tls",
-                    "--min-port",
-                    "50000",
-                    "--max-port",
-                    "50999",
-                    "--realm",
-                    "lab",
-                    "--static-auth-secret",
-                    TENANT_SECRET,
-                    "--metrics-listen",
-                    &format!("{ip}:9641"),
-                    "--drain-grace",
-                    "1",
-                    "--controller",
-                    &controllers,
-                    "--node-token",
-                    NODE_KEY,
-                    "--region",
-                    region,
-                    "--node",
-                    &format!("r{i}"),
-                    // Peers in the lab are on private addresses.
-                    "--allowed-peer-ip",
-                    "10.0.0.0/8",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-                self.spawn(
-                    &format!("relay-{region}-{i}"),
-                    region,
-                    env!("CARGO_BIN_EXE_nexrtc"),
-                    &args,
-                );
-            }
-        }
-        self.wait(
-            "12 relays registered on every controller",
-            Duration::from_secs(60),
-            |w| {
-                CONTROL
-                    .iter()
-                    .all(|c| w.relays(c).is_some_and(|r| r.len() == 12))
-            },
-        );
+        self.net.controllers_from(&self.lab, region)
     }
 
     /// Runs curl in `region`'s namespace (or the NAT namespace), bound to `bind`; its
@@ -323,12 +130,7 @@ impl World {
 
     /// Relay ids registered, as controller `control` sees them.
     fn relays(&self, control: &str) -> Option<Vec<String>> {
-        let url = format!("{}/v1/admin/relays", self.controllers[control]);
-        let auth = format!("Authorization: Bearer {ADMIN_KEY}");
-        let text = self.curl(control, None, &["-sf", &url, "-H", &auth])?;
-        let v: Value = serde_json::from_str(&text).ok()?;
-        let id = |r: &Value| Some(format!("{}/{}", r["region"].as_str()?, r["node"].as_str()?));
-        Some(v.as_array()?.iter().filter_map(id).collect())
+        self.net.relays(&self.lab, control)
     }
 
     /// Polls `ok` every 200 ms until it holds or `limit` passes (then panics).
@@ -432,7 +234,7 @@ impl World {
     /// `POST /v1/ice-servers` as `client`, to the controller nearest it: the body.
     fn ice_text(&self, client: &Client) -> Option<String> {
         let url = format!("{}/v1/ice-servers", self.controller_for(&client.region));
-        let auth = format!("Authorization: Bearer {ICE_KEY}");
+        let auth = format!("Authorization: Bearer {}", ice_key());
         let json = "Content-Type: application/json";
         let args = [
             "-sf", "-X", "POST", &url, "-H", &auth, "-H", json, "-d", "{}",
@@ -560,7 +362,7 @@ fn client_probes_fix_selection_for_misplaced_networks() {
                 "--controller".to_owned(),
                 url,
                 "--api-key".to_owned(),
-                ICE_KEY.to_owned(),
+                ice_key(),
             ],
         );
         assert_eq!(doc["reported"], true, "{}: {doc}", c.name());
@@ -631,7 +433,7 @@ fn a_region_cut_off_leaves_the_answers_and_returns_when_healed() {
         "eu-central out of every controller",
         Duration::from_secs(20),
         |w| {
-            CONTROL.iter().all(|c| {
+            w.controllers().keys().all(|c| {
                 w.relays(c).is_some_and(|r| {
                     r.len() == 10 && !r.iter().any(|id| id.starts_with("eu-central/"))
                 })
@@ -649,8 +451,8 @@ fn a_region_cut_off_leaves_the_answers_and_returns_when_healed() {
         "eu-central back on every controller",
         Duration::from_secs(30),
         |w| {
-            CONTROL
-                .iter()
+            w.controllers()
+                .keys()
                 .all(|c| w.relays(c).is_some_and(|r| r.len() == 12))
         },
     );
@@ -684,7 +486,7 @@ fn steady(world: &World, clients: &[&Client], relays: usize, span: Duration, wha
         for c in clients {
             assert!(answers(world, c), "{what}: {} got no relays", c.name());
         }
-        for control in world.controllers.keys() {
+        for control in world.controllers().keys() {
             if let Some(listed) = world.relays(control) {
                 assert_eq!(
                     listed.len(),
@@ -748,7 +550,7 @@ fn control_plane_failures_keep_the_answers_coming() {
         "every controller ready and listing 12 relays again",
         Duration::from_secs(60),
         |w| {
-            w.controllers.iter().all(|(region, url)| {
+            w.controllers().iter().all(|(region, url)| {
                 let ready = w
                     .curl(
                         region,
@@ -775,15 +577,11 @@ fn control_plane_failures_keep_the_answers_coming() {
     let survivors: Vec<&Client> = some
         .iter()
         .copied()
-        .filter(|c| world.controller_for(&c.region) != world.controllers["eu-west"])
+        .filter(|c| world.controller_for(&c.region) != world.controllers()["eu-west"])
         .collect();
-    let mut world_without = World {
-        controllers: world.controllers.clone(),
-        ..world
-    };
-    world_without.controllers.remove("eu-west");
+    world.net.forget_controller("eu-west");
     steady(
-        &world_without,
+        &world,
         &survivors,
         12,
         Duration::from_secs(10),
@@ -799,13 +597,13 @@ fn control_plane_failures_keep_the_answers_coming() {
     // ICE restart would; the killed relay leaves every registry.
     let (tx, rx) = std::sync::mpsc::channel();
     let stop_echo = Arc::new(AtomicBool::new(false));
-    let echo = spawn_in(world_without.ns("eu-west"), {
+    let echo = spawn_in(world.ns("eu-west"), {
         let stop = stop_echo.clone();
         move || udp_echo("10.3.0.1:9300".parse().expect("addr"), &stop)
     })
     .expect("echo");
     let controller: SocketAddr = "10.1.0.20:8080".parse().expect("addr");
-    let call = spawn_in(world_without.ns("sa-east"), move || {
+    let call = spawn_in(world.ns("sa-east"), move || {
         let local = "10.6.2.1".parse().expect("ip");
         call_with_failover(
             controller,
@@ -821,13 +619,13 @@ fn control_plane_failures_keep_the_answers_coming() {
     let CallEvent::Relaying(host) = first;
     std::thread::sleep(Duration::from_secs(2));
     let i = host.rsplit('.').next().expect("host").to_owned();
-    world_without.kill(&format!("relay-sa-east-{i}"));
+    world.kill(&format!("relay-sa-east-{i}"));
     let node = format!("sa-east/r{i}");
-    let gone = world_without.wait(
+    let gone = world.wait(
         "the killed relay out of every registry",
         Duration::from_secs(20),
         |w| {
-            w.controllers.keys().all(|c| {
+            w.controllers().keys().all(|c| {
                 w.relays(c)
                     .is_some_and(|r| r.len() == 11 && !r.contains(&node))
             })
@@ -881,8 +679,9 @@ fn udp_echo(addr: SocketAddr, stop: &AtomicBool) {
 fn ice_from(controller: SocketAddr) -> Option<(Vec<String>, String, String)> {
     let body = "{}";
     let request = format!(
-        "POST /v1/ice-servers HTTP/1.0\r\nHost: {controller}\r\nAuthorization: Bearer {ICE_KEY}\r\n\
+        "POST /v1/ice-servers HTTP/1.0\r\nHost: {controller}\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        ice_key(),
         body.len()
     );
     let mut stream = TcpStream::connect_timeout(&controller, Duration::from_secs(3)).ok()?;
@@ -973,8 +772,9 @@ fn call_with_failover(
 fn post_json(controllers: &[SocketAddr], path: &str, body: &str) -> Option<(SocketAddr, Value)> {
     for controller in controllers {
         let request = format!(
-            "POST {path} HTTP/1.0\r\nHost: {controller}\r\nAuthorization: Bearer {ICE_KEY}\r\n\
+            "POST {path} HTTP/1.0\r\nHost: {controller}\r\nAuthorization: Bearer {}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            ice_key(),
             body.len()
         );
         let Ok(mut stream) = TcpStream::connect_timeout(controller, Duration::from_secs(2)) else {
@@ -1118,7 +918,7 @@ fn a_room_rejoins_on_another_replica_when_its_controller_dies() {
         }
     }
     let owner = owner.expect("the participants meet");
-    let dead = (world.controllers.iter())
+    let dead = (world.controllers().iter())
         .find(|(_, url)| **url == owner)
         .map(|(region, _)| region.clone())
         .expect("the owner is a controller");

@@ -38,6 +38,7 @@
 //!   `/dev/net/tun`.
 
 pub mod forward;
+pub mod network;
 pub mod plan;
 pub mod rtt;
 
@@ -49,6 +50,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use forward::{Forwarder, Lateness, LinkStats, Stats};
+pub use network::{Keys, Network, NetworkConfig};
 pub use plan::{Plan, PlanError, Region};
 pub use rtt::{measure_rtts, PairRtt};
 

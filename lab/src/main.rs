@@ -1,8 +1,9 @@
 //! `nexrtc-lab`: the multi-region lab by hand.
 //!
-//! * `nexrtc-lab up [--plan FILE]` builds the lab and holds it until Ctrl-C or SIGTERM,
-//!   printing how to enter each namespace; commands on standard input: `cut REGION`,
-//!   `heal REGION`, `rtt A B MS`, `stats`.
+//! * `nexrtc-lab up [--plan FILE] [--network NEXRTC [--geoip FILE] [--dir DIR]]` builds
+//!   the lab (and, with `--network`, the NexRTC network in it: `nexrtc_lab::network`) and
+//!   holds it until Ctrl-C or SIGTERM, printing how to enter each namespace; commands on
+//!   standard input: `cut REGION`, `heal REGION`, `rtt A B MS`, `stats`.
 //! * `nexrtc-lab rtt [--count N] [--json]` builds it, measures the RTT of every pair of
 //!   regions against the plan, prints the forwarder's lateness, and tears it down.
 
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nexrtc_lab::{measure_rtts, Lab, Plan};
+use nexrtc_lab::{measure_rtts, Lab, Network, NetworkConfig, Plan};
 
 #[derive(Parser)]
 #[command(
@@ -29,7 +30,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Build the lab and hold it until Ctrl-C (commands on stdin: cut, heal, rtt, stats).
-    Up,
+    Up {
+        /// Also start the NexRTC network in it (3 etcd members and controllers, 2 relays
+        /// per region) with this `nexrtc` binary.
+        #[arg(long, value_name = "NEXRTC")]
+        network: Option<PathBuf>,
+        /// The controllers' GeoIP database (e.g. tests/lab/lab-city.mmdb).
+        #[arg(long, value_name = "FILE", requires = "network")]
+        geoip: Option<PathBuf>,
+        /// Where the network's data, configuration and logs go.
+        #[arg(long, value_name = "DIR", default_value = "/tmp/nexrtc-lab")]
+        dir: PathBuf,
+    },
     /// Measure every pair's RTT against the plan, then tear down.
     Rtt {
         #[arg(long, default_value_t = 20)]
@@ -59,9 +71,45 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Cmd::Up => up(&lab),
+        Cmd::Up {
+            network,
+            geoip,
+            dir,
+        } => {
+            let _net = match network {
+                None => None,
+                Some(nexrtc) => {
+                    let mut config = NetworkConfig::new(nexrtc, dir);
+                    config.geoip = geoip;
+                    match Network::start(&lab, config) {
+                        Ok(net) => {
+                            describe_network(&net);
+                            Some(net)
+                        }
+                        Err(e) => {
+                            eprintln!("nexrtc-lab: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+            };
+            up(&lab)
+        }
         Cmd::Rtt { count, json } => rtt(&lab, count, json),
     }
+}
+
+fn describe_network(net: &Network) {
+    let keys = net.keys();
+    println!("network up: controllers (plain HTTP, inside the lab):");
+    for (region, url) in net.controllers() {
+        println!("  {region:<16} {url}");
+    }
+    println!(
+        "  admin key {}  ice key {}  tenant {}",
+        keys.admin, keys.ice, keys.tenant
+    );
+    println!("  processes: {}", net.processes().join(", "));
 }
 
 fn up(lab: &Lab) -> ExitCode {
