@@ -12,10 +12,7 @@
 //! * `ttl − left ≥ miss_after`: nobody, on any replica, renewed it within `miss_after`. The
 //!   relay is dead or cut off, and the replica revokes the lease, which deletes the record
 //!   exactly as an expiry would (one revision, a `Delete` event every replica follows).
-//! * otherwise another replica renews it (the agent moved), or etcd extended the lease at
-//!   a leader change (by an election timeout: an extended lease looks renewed): this
-//!   replica asks again every tick, and forgets it only once it last renewed it two TTLs
-//!   ago (a dead relay's extended lease runs down meanwhile and is revoked as above).
+//! * otherwise another replica renews it (the agent moved): this replica forgets it.
 //! * the lease is gone: forgotten.
 //!
 //! A relay that was only slow (or paused) gets `lease_expired` on its next heartbeat and
@@ -139,12 +136,6 @@ impl Liveness {
                         }
                     }
                 }
-                // Looks renewed elsewhere, or etcd extended every lease at a leader change
-                // (by an election timeout): keep looking, every tick, until this replica
-                // last renewed it two TTLs ago. A lease renewed elsewhere stays young and is
-                // forgotten then; a dead relay's lease runs down and is revoked as soon as
-                // nobody has renewed it for `miss_after`, not left to expire.
-                Ok(_) if seen.at.elapsed() < seen.ttl * 2 => {}
                 // Renewed elsewhere: that replica watches it now.
                 Ok(_) | Err(StoreError::LeaseNotFound) => self.forget_if(lease, seen),
                 Err(e) => {

@@ -84,11 +84,10 @@ async fn a_relay_renewed_through_another_replica_is_left_alone() {
         app: router(b_state.clone()),
         state: b_state,
     };
-    // Registered through A, then heartbeating only through B (the agent moved). A keeps
-    // looking for two lease TTLs (10 s) after its own last renewal, then lets go.
+    // Registered through A, then heartbeating only through B (the agent moved).
     let lease = a.register("eu-west", "n1", "198.18.0.1").await;
     assert_eq!(a.state.liveness.len(), 1);
-    for _ in 0..11 {
+    for _ in 0..8 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let r = b.call(heartbeat("n1", &lease)).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -103,34 +102,4 @@ async fn a_relay_renewed_through_another_replica_is_left_alone() {
     // When the relay falls silent, B removes it.
     tokio::time::sleep(Duration::from_millis(2600)).await;
     assert!(!listed(&a, "n1") && !listed(&b, "n1"));
-}
-
-/// A lease that looks renewed when this replica checks it — renewed once elsewhere, or
-/// extended by etcd at a leader change — and then runs down: the replica keeps looking
-/// and removes the relay once nobody has renewed it for two heartbeats, instead of
-/// letting go and leaving it to the lease's expiry (5 s).
-#[tokio::test(start_paused = true)]
-async fn a_lease_that_only_looked_renewed_is_still_removed_early() {
-    let h = Harness::with(liveness_options()).await;
-    let lease = h.register("eu-west", "n1", "198.18.0.1").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(h.call(heartbeat("n1", &lease)).await.status, StatusCode::OK);
-    // The relay dies. 1.5 s later its lease is renewed once, not through this replica
-    // (another replica's last heartbeat, or etcd's own extension at a leader change).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let id = nexrtc_controller::store::LeaseId(lease.parse().expect("lease id"));
-    Store::keep_alive(&h.store, id).await.expect("renewed once");
-    let renewed = tokio::time::Instant::now();
-    // At 2 s of silence here the lease looks renewed (0.5 s ago); the replica keeps
-    // looking, and revokes it 2 s after that last renewal, well before it would expire.
-    let mut gone_after = None;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if !listed(&h, "n1") {
-            gone_after = Some(renewed.elapsed());
-            break;
-        }
-    }
-    let gone_after = gone_after.expect("removed before the lease expired");
-    assert!(gone_after < Duration::from_millis(3500), "{gone_after:?}");
 }
