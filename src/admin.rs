@@ -534,13 +534,7 @@ async fn wait_gone(
             .as_array()
             .into_iter()
             .flatten()
-            .map(|r| {
-                format!(
-                    "{}/{}",
-                    r["region"].as_str().unwrap_or("?"),
-                    r["node"].as_str().unwrap_or("?")
-                )
-            })
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
             .filter(|id| drained.contains(id))
             .collect();
         if left.is_empty() {
@@ -598,9 +592,8 @@ fn regions(v: &Value) -> String {
 fn relays(v: &Value) -> String {
     lines(v, |r| {
         format!(
-            "{}/{}\t{}\tallocations {}\tload {:.2}\t{}",
-            r["region"].as_str().unwrap_or("?"),
-            r["node"].as_str().unwrap_or("?"),
+            "{}\t{}\tallocations {}\tload {:.2}\t{}",
+            r["id"].as_str().unwrap_or("?"),
             r["state"].as_str().unwrap_or("?"),
             r["load"]["allocations"],
             r["load_fraction"].as_f64().unwrap_or(0.0),

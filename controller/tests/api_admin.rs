@@ -276,11 +276,7 @@ async fn relays_list_and_drain_a_region() {
     let states: Vec<(String, String)> = (r.json.as_array().expect("list").iter())
         .map(|r| {
             (
-                format!(
-                    "{}/{}",
-                    r["region"].as_str().expect("r"),
-                    r["node"].as_str().expect("n")
-                ),
+                r["id"].as_str().expect("id").to_owned(),
                 r["state"].as_str().expect("s").into(),
             )
         })

@@ -405,9 +405,7 @@ impl Network {
         let auth = format!("Authorization: Bearer {}", self.config.keys.admin);
         let text = self.curl(lab, control, &["-sf", &url, "-H", &auth])?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        let id = |r: &serde_json::Value| {
-            Some(format!("{}/{}", r["region"].as_str()?, r["node"].as_str()?))
-        };
+        let id = |r: &serde_json::Value| r["id"].as_str().map(str::to_owned);
         Some(v.as_array()?.iter().filter_map(id).collect())
     }
 

@@ -297,13 +297,7 @@ impl Controller {
         list.as_array()
             .into_iter()
             .flatten()
-            .map(|r| {
-                format!(
-                    "{}/{}",
-                    r["region"].as_str().unwrap_or("?"),
-                    r["node"].as_str().unwrap_or("?")
-                )
-            })
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
             .collect()
     }
 

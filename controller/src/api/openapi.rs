@@ -327,7 +327,9 @@ fn schemas() -> Value {
             "properties": {"lat": s("number"), "lon": s("number"), "score_multiplier": s("number")}},
         "Endpoint": endpoint,
         "Load": load,
-        "Relay": {"type": "object", "properties": {"node": s("string"), "region": s("string"),
+        "Relay": {"type": "object", "properties": {
+            "id": {"type": "string", "description": "<region>/<node>"},
+            "node": s("string"), "region": s("string"),
             "addresses": addresses.clone(), "transports": transports.clone(), "load": schema("Load"),
             "state": state.clone(), "version": s("string"), "registered_at": s("integer"),
             "updated_at": s("integer"), "lease": lease, "load_fraction": s("number")}},

@@ -110,6 +110,8 @@ pub async fn delete_region(
 /// A relay as listed.
 #[derive(Debug, Serialize)]
 pub struct RelayView {
+    /// `<region>/<node>`: the id drain orders and ICE explanations use.
+    pub id: String,
     #[serde(flatten)]
     pub record: RelayRecord,
     /// `load.fraction()`: the higher of allocations/capacity and CPU.
@@ -127,6 +129,7 @@ pub async fn list_relays(
     let mut relays: Vec<RelayView> = (view.relays.values())
         .filter(|r| region.is_none_or(|want| want == r.region))
         .map(|r| RelayView {
+            id: format!("{}/{}", r.region, r.node),
             record: RelayRecord::clone(r),
             load_fraction: r.load.fraction(),
         })
