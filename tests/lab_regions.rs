@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nexrtc_lab::{spawn_in, Keys, Lab, Network, NetworkConfig, Ns, Plan};
+use nexrtc_lab::{spawn_in, Echo, Keys, Lab, Network, NetworkConfig, Ns, Plan};
 use serde_json::Value;
 use support::*;
 
@@ -596,21 +596,12 @@ fn control_plane_failures_keep_the_answers_coming() {
     // notices the silence, asks for ICE servers again and moves to the next relay, as an
     // ICE restart would; the killed relay leaves every registry.
     let (tx, rx) = std::sync::mpsc::channel();
-    let stop_echo = Arc::new(AtomicBool::new(false));
-    let echo = spawn_in(world.ns("eu-west"), {
-        let stop = stop_echo.clone();
-        move || udp_echo("10.3.0.1:9300".parse().expect("addr"), &stop)
-    })
-    .expect("echo");
+    let peer: SocketAddr = "10.3.0.1:9300".parse().expect("addr");
+    let echo = Echo::start(world.ns("eu-west"), peer).expect("echo");
     let controller: SocketAddr = "10.1.0.20:8080".parse().expect("addr");
     let call = spawn_in(world.ns("sa-east"), move || {
         let local = "10.6.2.1".parse().expect("ip");
-        call_with_failover(
-            controller,
-            local,
-            "10.3.0.1:9300".parse().expect("addr"),
-            &tx,
-        )
+        call_with_failover(controller, local, peer, &tx)
     })
     .expect("call");
     let first = rx
@@ -632,8 +623,7 @@ fn control_plane_failures_keep_the_answers_coming() {
         },
     );
     let outcome = call.join().expect("call thread").expect("in the namespace");
-    stop_echo.store(true, Ordering::Relaxed);
-    let _ = echo.join();
+    assert!(!echo.stop().is_empty(), "the peer echoed the call");
     let (moved_to, gap) = outcome.unwrap_or_else(|e| panic!("the call did not recover: {e}"));
     assert_ne!(moved_to, host, "the call moved to another relay");
     assert!(gap < Duration::from_secs(15), "media gap {gap:?}");
@@ -660,36 +650,10 @@ enum CallEvent {
     Relaying(String),
 }
 
-/// A UDP echo until `stop`.
-fn udp_echo(addr: SocketAddr, stop: &AtomicBool) {
-    let socket = UdpSocket::bind(addr).expect("echo bind");
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("timeout");
-    let mut buf = [0u8; 1500];
-    while !stop.load(Ordering::Relaxed) {
-        if let Ok((len, from)) = socket.recv_from(&mut buf) {
-            let _ = socket.send_to(&buf[..len], from);
-        }
-    }
-}
-
-/// `POST /v1/ice-servers` over plain HTTP from this thread's namespace: (relay hosts in
-/// order, username, password).
+/// `POST /v1/ice-servers` from this thread's namespace: (relay hosts in order, username,
+/// password).
 fn ice_from(controller: SocketAddr) -> Option<(Vec<String>, String, String)> {
-    let body = "{}";
-    let request = format!(
-        "POST /v1/ice-servers HTTP/1.0\r\nHost: {controller}\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        ice_key(),
-        body.len()
-    );
-    let mut stream = TcpStream::connect_timeout(&controller, Duration::from_secs(3)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let v: Value = serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()?;
+    let (_, v) = post_json(&[controller], "/v1/ice-servers", "{}")?;
     let turn = |s: &Value| -> Option<String> {
         let url = s["urls"][0].as_str()?.strip_prefix("turn:")?;
         url.split(':').next().map(str::to_owned)

@@ -37,6 +37,7 @@
 //! * Needs root, `unshare` and `nsenter` (util-linux), `ip` (iproute2), `nft` (nftables),
 //!   `/dev/net/tun`.
 
+pub mod echo;
 pub mod forward;
 pub mod network;
 pub mod plan;
@@ -49,6 +50,7 @@ use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use echo::Echo;
 pub use forward::{Forwarder, Lateness, LinkStats, Stats};
 pub use network::{Keys, Network, NetworkConfig};
 pub use plan::{Plan, PlanError, Region};

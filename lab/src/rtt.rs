@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::{in_ns, Lab, LabError};
+use crate::{in_ns, Echo, Lab, LabError};
 
 const ECHO_PORT: u16 = 7007;
 
@@ -31,31 +31,11 @@ pub fn measure_rtts(lab: &Lab, count: u32) -> Result<Vec<PairRtt>, LabError> {
     let n = plan.regions.len();
     let io = |what: String| move |e: std::io::Error| LabError::Io { what, source: e };
     // Echo servers.
-    let mut servers = Vec::new();
+    let mut echoes = Vec::new();
     for (i, r) in plan.regions.iter().enumerate() {
         let addr = SocketAddr::from(([10, (i + 1) as u8, 0, 1], ECHO_PORT));
-        let socket = in_ns(lab.region_ns(&r.name)?, move || UdpSocket::bind(addr))?
-            .map_err(io(format!("echo socket {addr}")))?;
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .map_err(io("echo timeout".into()))?;
-        servers.push(socket);
+        echoes.push(Echo::start(lab.region_ns(&r.name)?, addr)?);
     }
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let echo_threads: Vec<_> = servers
-        .into_iter()
-        .map(|socket| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 64];
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    if let Ok((len, from)) = socket.recv_from(&mut buf) {
-                        let _ = socket.send_to(&buf[..len], from);
-                    }
-                }
-            })
-        })
-        .collect();
     // One prober per source region, its destinations in turn.
     let mut probers = Vec::new();
     for i in 0..n {
@@ -83,10 +63,7 @@ pub fn measure_rtts(lab: &Lab, count: u32) -> Result<Vec<PairRtt>, LabError> {
     for p in probers {
         results.extend(p.join().unwrap_or_default());
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for t in echo_threads {
-        let _ = t.join();
-    }
+    drop(echoes);
     Ok(results)
 }
 

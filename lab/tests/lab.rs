@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nexrtc_lab::{in_ns, measure_rtts, Lab, Plan};
+use nexrtc_lab::{in_ns, measure_rtts, Echo, Lab, Plan};
 use nexrtc_test_support::tools::missing;
 
 fn available() -> bool {
@@ -60,34 +60,6 @@ fn measured_rtts_follow_the_plan() {
 }
 
 /// A UDP echo in `region` at `addr`; the socket lives in the region's namespace.
-/// Ends when a datagram "stop" arrives, or after 30 s.
-fn echo(lab: &Lab, region: &str, addr: SocketAddr) -> std::thread::JoinHandle<Vec<SocketAddr>> {
-    let socket = in_ns(lab.region_ns(region).expect("ns"), move || {
-        UdpSocket::bind(addr)
-    })
-    .expect("in ns")
-    .expect("bind");
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 64];
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let Ok((len, from)) = socket.recv_from(&mut buf) else {
-                continue;
-            };
-            if &buf[..len] == b"stop" {
-                break;
-            }
-            seen.push(from);
-            let _ = socket.send_to(&buf[..len], from);
-        }
-        seen
-    })
-}
-
 /// Whether a datagram from `socket` to `to` is echoed within 1 s.
 fn answered(socket: &UdpSocket, to: SocketAddr) -> bool {
     socket
@@ -109,7 +81,7 @@ fn cuts_heal_nat_leaves_as_its_public_address_and_strays_are_counted() {
     }
     let lab = Lab::start(&Plan::builtin()).expect("lab");
     let server: SocketAddr = "10.3.0.1:9000".parse().expect("addr");
-    let echoes = echo(&lab, "eu-west", server);
+    let echoes = Echo::start(lab.region_ns("eu-west").expect("ns"), server).expect("echo");
 
     let us = in_ns(lab.region_ns("us-east").expect("ns"), || {
         UdpSocket::bind("0.0.0.0:0")
@@ -132,13 +104,12 @@ fn cuts_heal_nat_leaves_as_its_public_address_and_strays_are_counted() {
 
     // Within its own region too, the NAT client is seen as 10.6.3.1.
     let local: SocketAddr = "10.6.0.1:9001".parse().expect("addr");
-    let local_echo = echo(&lab, "sa-east", local);
+    let local_echo = Echo::start(lab.region_ns("sa-east").expect("ns"), local).expect("echo");
     assert!(
         answered(&nat, local),
         "the NAT client reaches its own region"
     );
-    let _ = nat.send_to(b"stop", local);
-    let seen_locally = local_echo.join().expect("echo thread");
+    let seen_locally = local_echo.stop();
     assert!(
         seen_locally
             .iter()
@@ -161,8 +132,7 @@ fn cuts_heal_nat_leaves_as_its_public_address_and_strays_are_counted() {
         "the cut dropped us-east → eu-west packets"
     );
 
-    let _ = us.send_to(b"stop", server);
-    let seen = echoes.join().expect("echo thread");
+    let seen = echoes.stop();
     assert!(
         seen.iter().any(|a| a.ip().to_string() == "10.6.3.1"),
         "{seen:?}"
