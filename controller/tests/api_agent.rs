@@ -352,13 +352,7 @@ async fn golden_protocol_json_goes_through_the_real_routes() {
 
     let mut beat = golden("heartbeat.json");
     beat["lease"] = lease.clone();
-    let r = h
-        .call(
-            Req::post(routes::HEARTBEAT)
-                .bearer(NODE_KEY)
-                .json(beat.clone()),
-        )
-        .await;
+    let r = h.node(routes::HEARTBEAT, beat.clone()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let answer = golden("heartbeat_answer.json");
     assert_same_shape("heartbeat answer", &answer, &r.json);
@@ -374,15 +368,11 @@ async fn golden_protocol_json_goes_through_the_real_routes() {
         .parse()
         .expect("decimal");
     old["lease"] = json!(id);
-    let r = h
-        .call(Req::post(routes::HEARTBEAT).bearer(NODE_KEY).json(old))
-        .await;
+    let r = h.node(routes::HEARTBEAT, old).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 
     beat["lease"] = json!((id + 1000).to_string());
-    let r = h
-        .call(Req::post(routes::HEARTBEAT).bearer(NODE_KEY).json(beat))
-        .await;
+    let r = h.node(routes::HEARTBEAT, beat).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     assert_eq!(r.json, golden("error_lease_expired.json"));
 
@@ -425,19 +415,11 @@ async fn golden_protocol_json_goes_through_the_real_routes() {
     // The relay stops: the golden leave (with the lease it holds) removes it.
     let mut leave = golden("leave.json");
     leave["lease"] = lease;
-    let r = h
-        .call(
-            Req::post(routes::LEAVE)
-                .bearer(NODE_KEY)
-                .json(leave.clone()),
-        )
-        .await;
+    let r = h.node(routes::LEAVE, leave.clone()).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     assert!(!h.state.view().relays.contains_key("eu-west/relay-1"));
     // Said twice (tried on another replica): the lease is gone, in the golden error shape.
-    let r = h
-        .call(Req::post(routes::LEAVE).bearer(NODE_KEY).json(leave))
-        .await;
+    let r = h.node(routes::LEAVE, leave).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     assert_eq!(r.json, golden("error_lease_expired.json"));
 }
@@ -461,10 +443,9 @@ async fn a_leaving_relay_is_removed_from_the_registry_and_the_ice_answers_at_onc
     assert!(in_ice_answer(&h, "198.18.1.1").await);
 
     let r = h
-        .call(
-            Req::post(nexrtc_wire::routes::LEAVE)
-                .bearer(NODE_KEY)
-                .json(leave("eu-central", "n1", &lease)),
+        .node(
+            nexrtc_wire::routes::LEAVE,
+            leave("eu-central", "n1", &lease),
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
@@ -488,13 +469,7 @@ async fn a_leaving_relay_is_removed_from_the_registry_and_the_ice_answers_at_onc
     assert!(!in_ice_answer(&h, "198.18.1.1").await);
     // Its lease ended with it: a late heartbeat is told to register again.
     let beat = json!({"region": "eu-central", "node": "n1", "lease": lease});
-    let r = h
-        .call(
-            Req::post(nexrtc_wire::routes::HEARTBEAT)
-                .bearer(NODE_KEY)
-                .json(beat),
-        )
-        .await;
+    let r = h.node(nexrtc_wire::routes::HEARTBEAT, beat).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     assert_eq!(r.code(), "lease_expired");
 }
@@ -512,10 +487,9 @@ async fn a_leave_with_another_lease_removes_nothing() {
         (unknown.to_string(), "an unknown"),
     ] {
         let r = h
-            .call(
-                Req::post(nexrtc_wire::routes::LEAVE)
-                    .bearer(NODE_KEY)
-                    .json(leave("eu-central", "n1", &stale)),
+            .node(
+                nexrtc_wire::routes::LEAVE,
+                leave("eu-central", "n1", &stale),
             )
             .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{why} lease: {}", r.text);
@@ -528,21 +502,11 @@ async fn a_leave_with_another_lease_removes_nothing() {
     }
     // The newer lease still renews.
     let beat = json!({"region": "eu-central", "node": "n1", "lease": new});
-    let r = h
-        .call(
-            Req::post(nexrtc_wire::routes::HEARTBEAT)
-                .bearer(NODE_KEY)
-                .json(beat),
-        )
-        .await;
+    let r = h.node(nexrtc_wire::routes::HEARTBEAT, beat).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     // And a leave of a relay that never registered removes nothing either.
     let r = h
-        .call(
-            Req::post(nexrtc_wire::routes::LEAVE)
-                .bearer(NODE_KEY)
-                .json(leave("eu-west", "nobody", &new)),
-        )
+        .node(nexrtc_wire::routes::LEAVE, leave("eu-west", "nobody", &new))
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     assert!(h.state.view().relays.contains_key("eu-central/n1"));
@@ -571,13 +535,7 @@ async fn a_leave_needs_a_node_key_and_a_well_formed_body() {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     let mut extra = body.clone();
     extra["surprise"] = json!(true);
-    let r = h
-        .call(
-            Req::post(nexrtc_wire::routes::LEAVE)
-                .bearer(NODE_KEY)
-                .json(extra),
-        )
-        .await;
+    let r = h.node(nexrtc_wire::routes::LEAVE, extra).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert!(h.state.view().relays.contains_key("eu-central/n1"));
 }

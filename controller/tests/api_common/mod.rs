@@ -202,6 +202,12 @@ impl Harness {
         }
     }
 
+    /// `POST route` with the node key and a JSON body: an edge agent's call.
+    pub async fn node(&self, route: &str, body: Value) -> Response {
+        self.call(Req::post(route).bearer(NODE_KEY).json(body))
+            .await
+    }
+
     /// `POST /v1/ice-servers` with the ice key from `peer`.
     pub async fn ice(&self, body: Value, peer: &str) -> Response {
         let req = Req::post("/v1/ice-servers")
