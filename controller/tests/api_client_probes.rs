@@ -312,3 +312,128 @@ async fn a_silent_network_is_forgotten() {
     let r = h.ice(json!({}), MISPLACED_NEIGHBOUR).await;
     assert_eq!(regions(&r), ["eu-central", "eu-west"], "{}", r.text);
 }
+
+/// Options for traffic shapes: a rate limit no single test caller reaches, and small
+/// aggregation bounds so that the test reaches them.
+fn busy_options(max_networks: usize, writes_per_sec: f64) -> Options {
+    Options {
+        default_rate_limit: nexrtc_controller::model::RateLimit {
+            per_second: 100_000.0,
+            burst: 100_000,
+        },
+        client_probes: ClientProbeLimits {
+            max_networks,
+            writes_per_sec,
+            ..ClientProbeLimits::default()
+        },
+        ..options()
+    }
+}
+
+/// A deterministic spread in ±`amp` ms (no two neighbours alike).
+fn noise(i: u32, amp: f64) -> f64 {
+    let x = (i.wrapping_mul(2_654_435_761) >> 8) % 1000;
+    (f64::from(x) / 999.0 * 2.0 - 1.0) * amp
+}
+
+/// Many users behind one NAT address (one network) report, each with ±3 ms of noise of
+/// its own: one record, written a few times at most (not per report), its medians close
+/// to the truth and its home steady.
+#[tokio::test(start_paused = true)]
+async fn many_users_behind_one_nat_address_make_one_steady_record() {
+    let h = Harness::with(busy_options(65_536, 20.0)).await;
+    h.register_fleet().await;
+    let mut homes = std::collections::BTreeSet::new();
+    let mut revisions = std::collections::BTreeSet::new();
+    for i in 0..500u32 {
+        let n = |base: f64, k: u32| base + noise(i * 4 + k, 3.0);
+        let results = json!([
+            {"region": "us-east", "rtt_ms": n(8.0, 0).max(0.5)},
+            {"region": "eu-west", "rtt_ms": n(75.0, 1)},
+            {"region": "eu-central", "rtt_ms": n(95.0, 2)},
+            {"region": "ap-northeast", "rtt_ms": n(160.0, 3)},
+        ]);
+        let r = report(&h, MISPLACED, results).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        homes.insert(r.json["home"].as_str().unwrap_or("").to_owned());
+        let kv = h
+            .store
+            .get(&format!("client_probes/{NETWORK}"))
+            .await
+            .expect("store");
+        revisions.insert(kv.expect("written from the first report").mod_revision);
+        if i % 50 == 0 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+    }
+    assert_eq!(homes.len(), 1, "the home never moved: {homes:?}");
+    let kv = h
+        .store
+        .get(&format!("client_probes/{NETWORK}"))
+        .await
+        .expect("store");
+    let kv = kv.expect("written");
+    // The first record comes from one report (one user's noise); the median of later
+    // ones may move past the 5 ms threshold once. Not once per report.
+    assert!(
+        revisions.len() <= 3,
+        "{} writes for 500 reports",
+        revisions.len()
+    );
+    let record: Value = serde_json::from_slice(&kv.value).expect("record");
+    for (region, truth) in [
+        ("us-east", 8.0),
+        ("eu-west", 75.0),
+        ("eu-central", 95.0),
+        ("ap-northeast", 160.0),
+    ] {
+        let got = record["rtt_ms"][region].as_f64().expect("measured");
+        assert!(
+            (got - truth).abs() <= 3.0,
+            "{region}: {got} ms vs {truth} ms"
+        );
+    }
+}
+
+/// Thousands of networks report at once: this replica keeps at most `max_networks` of
+/// them, writes at most its budget (no time passes: the burst, twice the rate), and
+/// counts every report it did not write as deferred; ICE answers keep working.
+#[tokio::test(start_paused = true)]
+async fn thousands_of_networks_stay_within_the_memory_and_write_bounds() {
+    let h = Harness::with(busy_options(1000, 20.0)).await;
+    h.register_fleet().await;
+    let reports = 3000u32;
+    for i in 0..reports {
+        let peer = format!("203.{}.{}.7", (i / 250) % 250, i % 250);
+        let r = report(
+            &h,
+            &peer,
+            json!([{"region": "eu-west", "rtt_ms": 20.0 + noise(i, 5.0)}]),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    }
+    let listing = Store::list(&h.store, "client_probes/").await.expect("list");
+    assert!(
+        listing.kvs.len() <= 40,
+        "{} records written; the budget is a burst of 40",
+        listing.kvs.len()
+    );
+    let m = h.state.metrics.render();
+    let value = |line: &str| -> f64 {
+        (m.lines())
+            .find(|l| l.starts_with(line))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let written = value("nexrtc_controller_client_probe_reports_total{outcome=\"written\"}");
+    let deferred = value("nexrtc_controller_client_probe_reports_total{outcome=\"deferred\"}");
+    assert_eq!(written as usize, listing.kvs.len(), "{m}");
+    assert_eq!(written + deferred, f64::from(reports), "{m}");
+    assert!(
+        value("nexrtc_controller_client_probe_networks") <= 1000.0,
+        "{m}"
+    );
+    let r = h.ice(json!({}), FRANKFURT_IP).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
