@@ -445,6 +445,11 @@ impl Drop for Network {
         for (name, p) in self.procs.iter_mut() {
             let _ = p.child.kill();
             let _ = p.child.wait();
+            if !panicking && name.starts_with("etcd-") {
+                // etcd preallocates its write-ahead log (64 MB a member): the logs stay,
+                // the data goes.
+                let _ = std::fs::remove_dir_all(self.config.dir.join(name));
+            }
             if panicking {
                 let text = std::fs::read_to_string(&p.log).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
