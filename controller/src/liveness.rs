@@ -12,7 +12,12 @@
 //! * `ttl − left ≥ miss_after`: nobody, on any replica, renewed it within `miss_after`. The
 //!   relay is dead or cut off, and the replica revokes the lease, which deletes the record
 //!   exactly as an expiry would (one revision, a `Delete` event every replica follows).
-//! * otherwise another replica renews it (the agent moved): this replica forgets it.
+//! * otherwise it looks renewed: another replica renews it (the agent moved), or etcd
+//!   extended it (every lease, by an election timeout, at a leader change). The replica
+//!   reads it again at least [`LOOK_AGAIN`] later: not run down → renewed elsewhere, that
+//!   replica watches it now, forget it; run down → only extended, keep watching (it is
+//!   revoked as above once nobody has renewed it for `miss_after`). Two TTLs after its own
+//!   last renewal the replica lets go either way.
 //! * the lease is gone: forgotten.
 //!
 //! A relay that was only slow (or paused) gets `lease_expired` on its next heartbeat and
@@ -34,7 +39,24 @@ use crate::store::{LeaseId, Store, StoreError};
 #[derive(Debug, Default)]
 pub struct Liveness {
     renewed: Mutex<HashMap<i64, Renewal>>,
+    /// Overdue leases that looked renewed: the first such reading, to compare a later one
+    /// with (see [`LOOK_AGAIN`]).
+    looked: Mutex<HashMap<i64, Look>>,
 }
+
+/// An overdue lease's time-to-live that looked renewed, and when it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Look {
+    seen: Renewal,
+    at: Instant,
+    left: Duration,
+}
+
+/// How long apart two readings of a lease that looked renewed are compared. etcd reports
+/// whole seconds, so readings a second or more apart tell a lease renewed meanwhile (its
+/// time-to-live did not go down) from one that was only extended once — by an election
+/// timeout at an etcd leader change — and runs down.
+pub const LOOK_AGAIN: Duration = Duration::from_millis(1250);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Renewal {
@@ -52,6 +74,7 @@ impl Liveness {
     /// `lease` is no longer this replica's to watch.
     pub fn forget(&self, lease: LeaseId) {
         self.map().remove(&lease.0);
+        self.looks().remove(&lease.0);
     }
 
     /// Leases this replica watches.
@@ -80,7 +103,57 @@ impl Liveness {
         let mut map = self.map();
         if map.get(&lease.0) == Some(&seen) {
             map.remove(&lease.0);
+            self.looks().remove(&lease.0);
         }
+    }
+
+    /// A reading of an overdue lease that looked renewed: `true` once a reading at least
+    /// [`LOOK_AGAIN`] later shows it did not run down (renewed elsewhere); `false` while
+    /// that is not known yet, or when it ran down (extended, not renewed: keep watching,
+    /// it is revoked once it has run down for `miss_after`). Gives up watching two TTLs
+    /// after this replica's own last renewal.
+    fn renewed_elsewhere(&self, lease: LeaseId, seen: Renewal, left: Duration) -> bool {
+        if seen.at.elapsed() >= seen.ttl * 2 {
+            self.looks().remove(&lease.0);
+            return true;
+        }
+        let now = Instant::now();
+        let mut looked = self.looks();
+        match looked.get(&lease.0).copied() {
+            Some(look) if look.seen == seen => {
+                if now.saturating_duration_since(look.at) < LOOK_AGAIN {
+                    return false;
+                }
+                if left >= look.left {
+                    looked.remove(&lease.0);
+                    return true;
+                }
+                looked.insert(
+                    lease.0,
+                    Look {
+                        seen,
+                        at: now,
+                        left,
+                    },
+                );
+                false
+            }
+            _ => {
+                looked.insert(
+                    lease.0,
+                    Look {
+                        seen,
+                        at: now,
+                        left,
+                    },
+                );
+                false
+            }
+        }
+    }
+
+    fn looks(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Look>> {
+        self.looked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn still(&self, lease: LeaseId, seen: Renewal) -> bool {
@@ -136,8 +209,13 @@ impl Liveness {
                         }
                     }
                 }
-                // Renewed elsewhere: that replica watches it now.
-                Ok(_) | Err(StoreError::LeaseNotFound) => self.forget_if(lease, seen),
+                Ok(left) => {
+                    if self.renewed_elsewhere(lease, seen, left) {
+                        // Renewed elsewhere: that replica watches it now.
+                        self.forget_if(lease, seen);
+                    }
+                }
+                Err(StoreError::LeaseNotFound) => self.forget_if(lease, seen),
                 Err(e) => {
                     tracing::debug!(error = %e, "missed-heartbeat check failed");
                     return;

@@ -103,3 +103,59 @@ async fn a_relay_renewed_through_another_replica_is_left_alone() {
     tokio::time::sleep(Duration::from_millis(2600)).await;
     assert!(!listed(&a, "n1") && !listed(&b, "n1"));
 }
+
+/// A lease that looks renewed when this replica checks it — renewed once elsewhere, or
+/// extended by etcd at a leader change — and then runs down: the replica reads it again,
+/// sees it run down, and removes the relay once nobody has renewed it for two heartbeats,
+/// instead of letting go and leaving it to the lease's expiry (5 s).
+#[tokio::test(start_paused = true)]
+async fn a_lease_that_only_looked_renewed_is_still_removed_early() {
+    let h = Harness::with(liveness_options()).await;
+    let lease = h.register("eu-west", "n1", "198.18.0.1").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(h.call(heartbeat("n1", &lease)).await.status, StatusCode::OK);
+    // The relay dies. 1.5 s later its lease is renewed once, not through this replica.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let id = nexrtc_controller::store::LeaseId(lease.parse().expect("lease id"));
+    Store::keep_alive(&h.store, id).await.expect("renewed once");
+    let renewed = Instant::now();
+    let mut gone_after = None;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !listed(&h, "n1") {
+            gone_after = Some(renewed.elapsed());
+            break;
+        }
+    }
+    let gone_after = gone_after.expect("removed before the lease expired");
+    assert!(gone_after < Duration::from_millis(3500), "{gone_after:?}");
+}
+
+/// The agent moved from A to B; B dies, and the agent is silent for 2.5 s while it fails
+/// over (its request to B times out) before it heartbeats through A again: A, which saw
+/// B's renewals and let go, does not remove the live relay meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_relay_failing_over_from_a_dead_replica_is_not_removed() {
+    let a = Harness::with(liveness_options()).await;
+    let store: Arc<dyn Store> = Arc::new(a.store.clone());
+    let b_state = AppState::start(store, liveness_options()).await;
+    let b = Harness {
+        store: a.store.clone(),
+        app: router(b_state.clone()),
+        state: b_state,
+    };
+    let lease = a.register("eu-west", "n1", "198.18.0.1").await;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let r = b.call(heartbeat("n1", &lease)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    drop(b); // B's detector stops with it
+    for _ in 0..25 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(listed(&a, "n1"), "the failing-over relay was removed");
+    }
+    let r = a.call(heartbeat("n1", &lease)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(listed(&a, "n1"));
+}
