@@ -20,6 +20,14 @@
 //!   last renewal the replica lets go either way.
 //! * the lease is gone: forgotten.
 //!
+//! A miss must be the relay's, not the control plane's. A replica whose own store failed
+//! or stalled a renewal or a check (see [`Renewing`], [`STALL`]) within the last
+//! `miss_after` removes nothing: the heartbeats it missed may have been lost to its store,
+//! and the lease's TTL decides instead. Nor is a lease checked while a heartbeat for it is
+//! being renewed here (the relay is talking to this replica). So an etcd majority outage,
+//! a controller's broken store connection or a leader election never removes a live relay
+//! for missed writes; a dead relay is then removed by its lease (TTL 5 s).
+//!
 //! A relay that was only slow (or paused) gets `lease_expired` on its next heartbeat and
 //! registers again at once. If the replica that was renewing a lease dies too, the lease's
 //! own TTL is the backstop. Cost: one `time_to_live` read per relay that stops, nothing for
@@ -42,6 +50,46 @@ pub struct Liveness {
     /// Overdue leases that looked renewed: the first such reading, to compare a later one
     /// with (see [`LOOK_AGAIN`]).
     looked: Mutex<HashMap<i64, Look>>,
+    /// Heartbeats being renewed here: lease → when each arrived.
+    renewing: Mutex<HashMap<i64, Instant>>,
+    /// When this replica's store last failed or stalled a renewal or a check.
+    trouble: Mutex<Option<Instant>>,
+}
+
+/// A store call slower than this is trouble (see the module docs): a healthy etcd renews a
+/// lease in a round trip to its leader, tens of milliseconds across regions.
+pub const STALL: Duration = Duration::from_secs(1);
+
+/// A heartbeat's renewal under way at this replica ([`Liveness::renewing`]). Dropped without
+/// [`Renewing::answered`] (the store failed, or the request was abandoned) or answered
+/// after [`STALL`], it marks store trouble.
+#[derive(Debug)]
+#[must_use = "the renewal ends when this is dropped"]
+pub struct Renewing<'a> {
+    liveness: &'a Liveness,
+    lease: i64,
+    arrived: Instant,
+    answered: bool,
+}
+
+impl Renewing<'_> {
+    /// The store answered (renewed, or the lease is gone).
+    pub fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Renewing<'_> {
+    fn drop(&mut self) {
+        let mut renewing = self.liveness.renewing_map();
+        if renewing.get(&self.lease) == Some(&self.arrived) {
+            renewing.remove(&self.lease);
+        }
+        drop(renewing);
+        if !self.answered || self.arrived.elapsed() >= STALL {
+            self.liveness.trouble();
+        }
+    }
 }
 
 /// An overdue lease's time-to-live that looked renewed, and when it was read.
@@ -69,6 +117,37 @@ impl Liveness {
     pub fn renewed(&self, lease: LeaseId, ttl: Duration) {
         let at = Instant::now();
         self.map().insert(lease.0, Renewal { at, ttl });
+    }
+
+    /// A heartbeat for `lease` arrived: the lease is not checked until the returned guard
+    /// is dropped, and a renewal that fails or stalls marks store trouble.
+    pub fn renewing(&self, lease: LeaseId) -> Renewing<'_> {
+        let arrived = Instant::now();
+        self.renewing_map().insert(lease.0, arrived);
+        Renewing {
+            liveness: self,
+            lease: lease.0,
+            arrived,
+            answered: false,
+        }
+    }
+
+    /// This replica's store failed or stalled: no removals for the next `miss_after`.
+    pub fn trouble(&self) {
+        *self.trouble.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    fn troubled_within(&self, window: Duration) -> bool {
+        let last = *self.trouble.lock().unwrap_or_else(PoisonError::into_inner);
+        last.is_some_and(|at| at.elapsed() < window)
+    }
+
+    fn renewing_map(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Instant>> {
+        self.renewing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_renewing(&self, lease: LeaseId) -> bool {
+        self.renewing_map().contains_key(&lease.0)
     }
 
     /// `lease` is no longer this replica's to watch.
@@ -182,14 +261,26 @@ impl Liveness {
     }
 
     async fn check(&self, store: &dyn Store, miss_after: Duration, metrics: &Metrics) {
+        if self.troubled_within(miss_after) {
+            return; // the misses may be this replica's store's: the leases decide
+        }
         for (lease, seen) in self.overdue(miss_after) {
             if miss_after >= seen.ttl {
                 self.forget_if(lease, seen); // the lease expires first anyway
                 continue;
             }
-            match store.time_to_live(lease).await {
+            if self.is_renewing(lease) {
+                continue;
+            }
+            let asked = Instant::now();
+            let answer = store.time_to_live(lease).await;
+            if asked.elapsed() >= STALL {
+                self.trouble();
+                return;
+            }
+            match answer {
                 Ok(left) if seen.ttl.saturating_sub(left) >= miss_after => {
-                    if !self.still(lease, seen) {
+                    if !self.still(lease, seen) || self.is_renewing(lease) {
                         continue; // a heartbeat arrived meanwhile
                     }
                     match store.revoke_lease(lease).await {
@@ -205,7 +296,8 @@ impl Liveness {
                         Err(StoreError::LeaseNotFound) => self.forget_if(lease, seen),
                         Err(e) => {
                             tracing::debug!(error = %e, "missed-heartbeat revoke failed");
-                            return; // the store is unwell: try again next tick
+                            self.trouble();
+                            return;
                         }
                     }
                 }
@@ -218,6 +310,7 @@ impl Liveness {
                 Err(StoreError::LeaseNotFound) => self.forget_if(lease, seen),
                 Err(e) => {
                     tracing::debug!(error = %e, "missed-heartbeat check failed");
+                    self.trouble();
                     return;
                 }
             }

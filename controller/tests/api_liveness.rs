@@ -4,12 +4,15 @@
 
 mod api_common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use api_common::{options, Harness, Req, NODE_KEY};
 use axum::http::StatusCode;
-use nexrtc_controller::store::Store;
+use nexrtc_controller::store::{
+    Backend, KeyValue, Lease, LeaseId, Listing, MemoryStore, Outcome, Store, StoreError, Watch,
+};
 use nexrtc_controller::{router, AppState, Options};
 use serde_json::json;
 use tokio::time::Instant;
@@ -158,4 +161,146 @@ async fn a_relay_failing_over_from_a_dead_replica_is_not_removed() {
     let r = a.call(heartbeat("n1", &lease)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert!(listed(&a, "n1"));
+}
+
+/// The memory store, except that `keep_alive` stalls (30 s, then fails) while `stall` is
+/// set: a controller whose store connection broke.
+#[derive(Debug)]
+struct Stalling {
+    inner: MemoryStore,
+    stall: AtomicBool,
+}
+
+impl Backend for Stalling {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        Store::get(&self.inner, key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
+        Store::list(&self.inner, prefix).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<i64, StoreError> {
+        Store::put(&self.inner, key, value, lease).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        Store::delete(&self.inner, key).await
+    }
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<Outcome, StoreError> {
+        Store::create(&self.inner, key, value, lease).await
+    }
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: i64,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<Outcome, StoreError> {
+        Store::compare_and_swap(&self.inner, key, expected, value, lease).await
+    }
+    async fn grant_lease(&self, ttl: Duration) -> Result<Lease, StoreError> {
+        Store::grant_lease(&self.inner, ttl).await
+    }
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
+        if self.stall.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return Err(StoreError::Unavailable("keep-alive timed out".into()));
+        }
+        Store::keep_alive(&self.inner, lease).await
+    }
+    async fn time_to_live(&self, lease: LeaseId) -> Result<Duration, StoreError> {
+        Store::time_to_live(&self.inner, lease).await
+    }
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
+        Store::revoke_lease(&self.inner, lease).await
+    }
+    async fn watch(&self, prefix: &str, from: i64) -> Result<Watch, StoreError> {
+        Store::watch(&self.inner, prefix, from).await
+    }
+}
+
+/// A harness whose replica's store stalls renewals on demand.
+async fn stalling_replica() -> (Harness, Arc<Stalling>) {
+    let base = Harness::with(liveness_options()).await;
+    let stalling = Arc::new(Stalling {
+        inner: base.store.clone(),
+        stall: AtomicBool::new(false),
+    });
+    let store: Arc<dyn Store> = stalling.clone();
+    let state = AppState::start(store, liveness_options()).await;
+    let h = Harness {
+        store: base.store.clone(),
+        app: router(state.clone()),
+        state,
+    };
+    (h, stalling)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_lost_to_the_replicas_own_store_removes_no_relay() {
+    let (h, store) = stalling_replica().await;
+    let lease = h.register("eu-west", "n1", "198.18.0.1").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let r = h.call(heartbeat("n1", &lease)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // The store connection breaks: the next heartbeat hangs, and the agent gives up on it
+    // after 1.8 s. Nothing renewed the lease for 2.8 s, longer than the miss window, but the
+    // misses were the replica's.
+    store.stall.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let hung =
+        tokio::time::timeout(Duration::from_millis(1800), h.call(heartbeat("n1", &lease))).await;
+    assert!(hung.is_err(), "the stalled heartbeat answered");
+    assert!(
+        listed(&h, "n1"),
+        "removed while its heartbeat was in flight"
+    );
+    store.stall.store(false, Ordering::Relaxed);
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            listed(&h, "n1"),
+            "removed for the replica's own store trouble"
+        );
+    }
+    // The agent's next heartbeat renews it; the relay stays.
+    let r = h.call(heartbeat("n1", &lease)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let r = h.call(heartbeat("n1", &lease)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(listed(&h, "n1"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_store_trouble_a_silent_relay_is_still_removed() {
+    let (h, store) = stalling_replica().await;
+    h.register("eu-west", "n1", "198.18.0.1").await;
+    let lease = h.register("eu-west", "n2", "198.18.0.2").await;
+    store.stall.store(true, Ordering::Relaxed);
+    let hung = tokio::time::timeout(Duration::from_secs(1), h.call(heartbeat("n2", &lease))).await;
+    assert!(hung.is_err());
+    store.stall.store(false, Ordering::Relaxed);
+    // Both fall silent. The trouble holds removals back for one miss window, after which
+    // the detector removes them, before their leases (5 s) would.
+    let start = Instant::now();
+    while listed(&h, "n1") || listed(&h, "n2") {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(start.elapsed() < Duration::from_secs(10), "never removed");
+    }
+    let gone = start.elapsed();
+    assert!(
+        gone >= Duration::from_secs(2) && gone < Duration::from_millis(3500),
+        "removed {gone:?} after the trouble; want one miss window plus a check"
+    );
 }

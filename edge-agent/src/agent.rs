@@ -313,11 +313,13 @@ async fn heartbeat<L: LoadSource>(
             load: sample.load,
             state: shared.state(sample.state),
         };
-        // Keep trying until the lease would have run out anyway.
+        // Keep trying until the lease would have run out anyway; a replica slower than half
+        // a period is hedged on the next, so the lease is renewed within the controllers'
+        // miss window (two periods) even when the current replica hangs.
         let budget = ttl.saturating_sub(period).max(shared.client_budget());
         match shared
             .client
-            .post::<_, HeartbeatAnswer>(routes::HEARTBEAT, &beat, budget)
+            .post_hedged::<_, HeartbeatAnswer>(routes::HEARTBEAT, &beat, budget, period / 2)
             .await
         {
             Ok(answer) => {

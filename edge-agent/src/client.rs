@@ -254,6 +254,50 @@ impl ControllerClient {
         }
     }
 
+    /// [`post`](Self::post), hedged: if the current replica has not answered within
+    /// `hedge_after`, the same request also goes once to the next replica, and the first
+    /// answer wins (the client then stays with the replica that gave it). For idempotent
+    /// calls whose lateness costs as much as their loss: a heartbeat that reaches the
+    /// controllers after their miss window is too late even if it succeeds, so a replica
+    /// that hangs (its store connection broke, its host is unreachable) must not hold it for
+    /// a whole request timeout.
+    pub async fn post_hedged<B: Serialize + Sync, T: DeserializeOwned>(
+        &self,
+        route: &str,
+        body: &B,
+        budget: Duration,
+        hedge_after: Duration,
+    ) -> Result<T, CallError> {
+        let first = self.post(route, body, budget);
+        tokio::pin!(first);
+        if self.bases.len() < 2 {
+            return first.await;
+        }
+        tokio::select! {
+            answer = &mut first => return answer,
+            () = tokio::time::sleep(hedge_after) => {}
+        }
+        let slow = self.current.load(Ordering::Relaxed);
+        let next = &self.bases[(slow + 1) % self.bases.len()];
+        let hedge = self.post_once(next, relative(route), body);
+        tokio::pin!(hedge);
+        tokio::select! {
+            answer = &mut first => answer,
+            answer = &mut hedge => match answer {
+                Ok(Ok(bytes)) => match serde_json::from_slice(non_empty(&bytes)) {
+                    Ok(t) => {
+                        tracing::debug!(slow = %self.bases[slow % self.bases.len()], "hedged call answered by the next replica");
+                        self.fail_over(slow);
+                        Ok(t)
+                    }
+                    Err(_) => first.await,
+                },
+                Ok(Err(rejected)) => Err(rejected),
+                Err(_) => first.await,
+            },
+        }
+    }
+
     async fn post_once<B: Serialize>(
         &self,
         base: &Url,

@@ -165,6 +165,38 @@ async fn moves_to_the_next_replica_without_registering_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_replica_is_hedged_long_before_the_request_timeout() {
+    let controller = Controller::new(200, "s1").await;
+    let a = Replica::start(&controller).await;
+    let b = Replica::start(&controller).await;
+    let mut cfg = config(&[&a, &b]);
+    // Without hedging, a hanging replica would hold each heartbeat for 30 s.
+    cfg.controller_timeout_ms = 30_000;
+    let agent = spawn(cfg, load(), Arc::new(Recorder::default())).unwrap();
+    eventually(10, "3 heartbeats on A", || a.log.heartbeats() >= 3).await;
+    let granted = agent.status().lease.unwrap();
+
+    // A's store connection hangs: its heartbeats are held, never answered.
+    a.faults
+        .hang_heartbeats
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    eventually(10, "a heartbeat held by A", || {
+        a.log.hung.load(std::sync::atomic::Ordering::Relaxed) >= 1
+    })
+    .await;
+    // The same heartbeat went to B after half a period, and the agent stays with B.
+    eventually(10, "5 heartbeats on B", || b.log.heartbeats() >= 5).await;
+    assert_eq!(
+        a.log.hung.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the agent kept sending to the hanging replica"
+    );
+    assert_eq!(b.log.last_heartbeat().unwrap().lease, granted);
+    assert_eq!(b.log.registrations(), 0);
+    assert_eq!(agent.status().registrations, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_lease_means_registering_again_at_once() {
     let controller = Controller::new(100, "s1").await;
     let a = Replica::start(&controller).await;

@@ -196,9 +196,14 @@ pub async fn heartbeat(
     JsonBody(body): JsonBody<Heartbeat>,
 ) -> Result<Json<HeartbeatAnswer>, ApiError> {
     let lease = LeaseId(body.lease.0);
+    let renewing = state.liveness.renewing(lease);
     match state.store.keep_alive(lease).await {
-        Ok(()) => state.liveness.renewed(lease, state.options.lease_ttl),
+        Ok(()) => {
+            renewing.answered();
+            state.liveness.renewed(lease, state.options.lease_ttl);
+        }
         Err(StoreError::LeaseNotFound) => {
+            renewing.answered();
             state.liveness.forget(lease);
             state.metrics.heartbeat(nexrtc_wire::LEASE_EXPIRED);
             return Err(lease_expired());

@@ -210,6 +210,8 @@ pub struct Log {
     pub stream_opens: AtomicUsize,
     /// Requests it refused with 401.
     pub unauthorized: AtomicUsize,
+    /// Heartbeats it held without answering ([`Faults::hang_heartbeats`]).
+    pub hung: AtomicUsize,
 }
 
 impl Log {
@@ -241,6 +243,8 @@ impl Log {
 pub struct Faults {
     /// Refuse the event stream with 503, as a replica whose stream endpoint is down.
     pub no_events: AtomicBool,
+    /// Hold heartbeats without answering, as a replica whose store connection hangs.
+    pub hang_heartbeats: AtomicBool,
     inject: broadcast::Sender<Bytes>,
 }
 
@@ -248,6 +252,7 @@ impl Default for Faults {
     fn default() -> Self {
         Faults {
             no_events: AtomicBool::new(false),
+            hang_heartbeats: AtomicBool::new(false),
             inject: broadcast::channel(64).0,
         }
     }
@@ -274,6 +279,10 @@ async fn front(State(front): State<Front>, request: Request, next: Next) -> Resp
     let path = request.uri().path().to_owned();
     if path == routes::EVENTS && front.faults.no_events.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "no event stream here").into_response();
+    }
+    if path == routes::HEARTBEAT && front.faults.hang_heartbeats.load(Ordering::Relaxed) {
+        front.log.hung.fetch_add(1, Ordering::Relaxed);
+        std::future::pending::<()>().await;
     }
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 1 << 20)
