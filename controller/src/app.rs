@@ -19,6 +19,7 @@ use crate::ratelimit::RateLimiter;
 use crate::signal::{Hub, Replicas, SignalOptions};
 use crate::state::{RankingOptions, Snapshots, View};
 use crate::store::{Snapshot, Store, WatchedMap};
+use crate::store_health::StoreHealth;
 
 /// Everything about the API that is not in the store. [`Options::default`] is the
 /// documented default of each field.
@@ -99,6 +100,8 @@ pub struct Inner {
     pub limiter: RateLimiter,
     /// When this replica last renewed each relay lease (missed-heartbeat detection).
     pub liveness: Arc<Liveness>,
+    /// Whether the store answers (`crate::store_health`).
+    pub store_health: Arc<StoreHealth>,
     /// Signaling rooms hosted here.
     pub rooms: Arc<Hub>,
     /// This replica's registration and the live replicas (signaling routes rooms over them).
@@ -111,12 +114,14 @@ pub struct Inner {
     closing: watch::Sender<bool>,
     upkeep: JoinHandle<()>,
     detector: JoinHandle<()>,
+    prober: JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.upkeep.abort();
         self.detector.abort();
+        self.prober.abort();
     }
 }
 
@@ -154,6 +159,8 @@ impl AppState {
             options.relay_miss_after,
             metrics.clone(),
         );
+        let store_health = Arc::new(StoreHealth::default());
+        let prober = store_health.spawn(Arc::clone(&store), Arc::clone(&liveness), metrics.clone());
         let replicas = Replicas::start(
             &store,
             options.signal.advertise_url.clone(),
@@ -170,9 +177,11 @@ impl AppState {
             options,
             limiter: RateLimiter::default(),
             liveness,
+            store_health,
             closing: watch::channel(false).0,
             upkeep,
             detector,
+            prober,
         }));
         state.snapshots.loaded().await;
         state

@@ -33,6 +33,7 @@ pub mod server;
 pub mod signal;
 pub mod state;
 pub mod store;
+pub mod store_health;
 
 pub use api::router;
 pub use app::{AppState, Options};

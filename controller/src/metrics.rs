@@ -7,6 +7,8 @@
 //! | `nexrtc_controller_credentials_issued_total` | counter | `tenant` |
 //! | `nexrtc_controller_client_tokens_issued_total` | counter | `tenant` |
 //! | `nexrtc_controller_snapshot_age_seconds` | gauge | (none; −1 before the first load) |
+//! | `nexrtc_controller_store_answer_age_seconds` | gauge | (none; −1 before the first answer) time since the store last answered this replica's probe (`crate::store_health`) |
+//! | `nexrtc_controller_store_probes_total` | counter | `outcome` (`ok`, `error`, `timeout`) |
 //! | `nexrtc_controller_relays` | gauge | `region`, `state` (`active`, `draining`) |
 //! | `nexrtc_controller_registrations_total` | counter | `outcome` |
 //! | `nexrtc_controller_heartbeats_total` | counter | `outcome` (`kept`, `written`, `lease_expired`, `error`) |
@@ -40,6 +42,8 @@ pub const REQUEST_DURATION: &str = "nexrtc_controller_request_duration_seconds";
 pub const CREDENTIALS_ISSUED: &str = "nexrtc_controller_credentials_issued_total";
 pub const TOKENS_ISSUED: &str = "nexrtc_controller_client_tokens_issued_total";
 pub const SNAPSHOT_AGE: &str = "nexrtc_controller_snapshot_age_seconds";
+pub const STORE_ANSWER_AGE: &str = "nexrtc_controller_store_answer_age_seconds";
+pub const STORE_PROBES: &str = "nexrtc_controller_store_probes_total";
 pub const RELAYS: &str = "nexrtc_controller_relays";
 pub const REGISTRATIONS: &str = "nexrtc_controller_registrations_total";
 pub const HEARTBEATS: &str = "nexrtc_controller_heartbeats_total";
@@ -187,6 +191,16 @@ impl Metrics {
     /// Snapshot age; `None` (never loaded) is exported as −1.
     pub fn set_snapshot_age(&self, age: Option<Duration>) {
         (self.registry.gauge(SNAPSHOT_AGE, &[])).set(age.map_or(-1.0, |a| a.as_secs_f64()));
+    }
+
+    /// Time since the store last answered; `None` (never) is exported as −1.
+    pub fn set_store_answer_age(&self, age: Option<Duration>) {
+        (self.registry.gauge(STORE_ANSWER_AGE, &[])).set(age.map_or(-1.0, |a| a.as_secs_f64()));
+    }
+
+    /// One store probe (`ok`, `error`, `timeout`).
+    pub fn store_probe(&self, outcome: &'static str) {
+        self.count(STORE_PROBES, "outcome", outcome);
     }
 
     /// Relay counts by region and state, from a relay snapshot.

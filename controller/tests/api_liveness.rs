@@ -3,16 +3,15 @@
 //! replica never removes a relay that another replica keeps renewing. Virtual time.
 
 mod api_common;
+mod flaky;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use api_common::{options, Harness, Req, NODE_KEY};
 use axum::http::StatusCode;
-use nexrtc_controller::store::{
-    Backend, KeyValue, Lease, LeaseId, Listing, MemoryStore, Outcome, Store, StoreError, Watch,
-};
+use flaky::Flaky;
+use nexrtc_controller::store::Store;
 use nexrtc_controller::{router, AppState, Options};
 use serde_json::json;
 use tokio::time::Instant;
@@ -163,78 +162,11 @@ async fn a_relay_failing_over_from_a_dead_replica_is_not_removed() {
     assert!(listed(&a, "n1"));
 }
 
-/// The memory store, except that `keep_alive` stalls (30 s, then fails) while `stall` is
-/// set: a controller whose store connection broke.
-#[derive(Debug)]
-struct Stalling {
-    inner: MemoryStore,
-    stall: AtomicBool,
-}
-
-impl Backend for Stalling {
-    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        Store::get(&self.inner, key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
-        Store::list(&self.inner, prefix).await
-    }
-    async fn put(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: Option<LeaseId>,
-    ) -> Result<i64, StoreError> {
-        Store::put(&self.inner, key, value, lease).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        Store::delete(&self.inner, key).await
-    }
-    async fn create(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: Option<LeaseId>,
-    ) -> Result<Outcome, StoreError> {
-        Store::create(&self.inner, key, value, lease).await
-    }
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: i64,
-        value: Vec<u8>,
-        lease: Option<LeaseId>,
-    ) -> Result<Outcome, StoreError> {
-        Store::compare_and_swap(&self.inner, key, expected, value, lease).await
-    }
-    async fn grant_lease(&self, ttl: Duration) -> Result<Lease, StoreError> {
-        Store::grant_lease(&self.inner, ttl).await
-    }
-    async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
-        if self.stall.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            return Err(StoreError::Unavailable("keep-alive timed out".into()));
-        }
-        Store::keep_alive(&self.inner, lease).await
-    }
-    async fn time_to_live(&self, lease: LeaseId) -> Result<Duration, StoreError> {
-        Store::time_to_live(&self.inner, lease).await
-    }
-    async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
-        Store::revoke_lease(&self.inner, lease).await
-    }
-    async fn watch(&self, prefix: &str, from: i64) -> Result<Watch, StoreError> {
-        Store::watch(&self.inner, prefix, from).await
-    }
-}
-
 /// A harness whose replica's store stalls renewals on demand.
-async fn stalling_replica() -> (Harness, Arc<Stalling>) {
+async fn stalling_replica() -> (Harness, Flaky) {
     let base = Harness::with(liveness_options()).await;
-    let stalling = Arc::new(Stalling {
-        inner: base.store.clone(),
-        stall: AtomicBool::new(false),
-    });
-    let store: Arc<dyn Store> = stalling.clone();
+    let stalling = Flaky::new(base.store.clone());
+    let store: Arc<dyn Store> = Arc::new(stalling.clone());
     let state = AppState::start(store, liveness_options()).await;
     let h = Harness {
         store: base.store.clone(),
@@ -254,7 +186,7 @@ async fn a_renewal_lost_to_the_replicas_own_store_removes_no_relay() {
     // The store connection breaks: the next heartbeat hangs, and the agent gives up on it
     // after 1.8 s. Nothing renewed the lease for 2.8 s, longer than the miss window, but the
     // misses were the replica's.
-    store.stall.store(true, Ordering::Relaxed);
+    store.set_stall_renewals(true);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let hung =
         tokio::time::timeout(Duration::from_millis(1800), h.call(heartbeat("n1", &lease))).await;
@@ -263,7 +195,7 @@ async fn a_renewal_lost_to_the_replicas_own_store_removes_no_relay() {
         listed(&h, "n1"),
         "removed while its heartbeat was in flight"
     );
-    store.stall.store(false, Ordering::Relaxed);
+    store.set_stall_renewals(false);
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
@@ -287,10 +219,10 @@ async fn after_store_trouble_a_silent_relay_is_still_removed() {
     let (h, store) = stalling_replica().await;
     h.register("eu-west", "n1", "198.18.0.1").await;
     let lease = h.register("eu-west", "n2", "198.18.0.2").await;
-    store.stall.store(true, Ordering::Relaxed);
+    store.set_stall_renewals(true);
     let hung = tokio::time::timeout(Duration::from_secs(1), h.call(heartbeat("n2", &lease))).await;
     assert!(hung.is_err());
-    store.stall.store(false, Ordering::Relaxed);
+    store.set_stall_renewals(false);
     // Both fall silent. The trouble holds removals back for one miss window, after which
     // the detector removes them, before their leases (5 s) would.
     let start = Instant::now();

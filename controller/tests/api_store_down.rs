@@ -109,3 +109,72 @@ async fn answers_from_the_last_snapshot_while_the_store_is_down() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
+
+/// A gauge's value in a `/metrics` text.
+fn gauge(metrics: &str, name: &str) -> f64 {
+    let line = (metrics.lines())
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no {name} in\n{metrics}"));
+    line.rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_frozen_store_shows_in_the_answer_age_though_the_snapshot_looks_live() {
+    let inner = MemoryStore::new();
+    let store = Flaky::new(inner.clone());
+    bootstrap(&inner, &test_bootstrap(), NOW)
+        .await
+        .expect("bootstrap");
+    let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
+    let state = AppState::start(dyn_store, options()).await;
+    let h = Harness {
+        store: inner,
+        state: state.clone(),
+        app: router(state),
+    };
+    h.register_fleet().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics = h.call(Req::get("/metrics")).await.text;
+    assert!(gauge(&metrics, "nexrtc_controller_store_answer_age_seconds") <= 1.0);
+    let r = h.call(Req::get("/readyz")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.json["store_answer_age_seconds"].as_f64().expect("age") <= 1.0);
+
+    // Frozen (as etcd under SIGSTOP): calls hang, the open watches stay open and silent,
+    // so the snapshot still looks live. The answer age tells.
+    store.set_frozen(true);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let metrics = h.call(Req::get("/metrics")).await.text;
+    assert_eq!(
+        gauge(&metrics, "nexrtc_controller_snapshot_age_seconds"),
+        0.0
+    );
+    let silent = gauge(&metrics, "nexrtc_controller_store_answer_age_seconds");
+    assert!((19.0..=21.0).contains(&silent), "answer age {silent}");
+    assert!(metrics.contains("nexrtc_controller_store_probes_total{outcome=\"ok\"}"));
+    // Still ready within max_snapshot_age (30 s); not ready after it, naming the store.
+    assert_eq!(h.call(Req::get("/readyz")).await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let r = h.call(Req::get("/readyz")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    );
+    assert!(r.text.contains("has not answered"), "{}", r.text);
+    // ICE answers go on from the snapshot.
+    assert_eq!(
+        h.ice(json!({}), FRANKFURT_IP).await.status,
+        StatusCode::CREATED
+    );
+
+    // Thawed: the next probe answers (a hung probe gives up within 4 s).
+    store.set_frozen(false);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let metrics = h.call(Req::get("/metrics")).await.text;
+    assert!(gauge(&metrics, "nexrtc_controller_store_answer_age_seconds") <= 1.0);
+    assert!(metrics.contains("nexrtc_controller_store_probes_total{outcome=\"timeout\"}"));
+    assert_eq!(h.call(Req::get("/readyz")).await.status, StatusCode::OK);
+}

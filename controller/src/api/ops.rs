@@ -1,5 +1,7 @@
 //! `/healthz`, `/readyz`, `/metrics`, `/v1/openapi.json`.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,19 +18,26 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: 200 once the snapshot is loaded and younger than `max_snapshot_age`,
-/// 503 `not_ready` otherwise (never loaded, or the store unreachable for too long).
+/// `GET /readyz`: 200 once the snapshot is loaded and younger than `max_snapshot_age`
+/// and the store answered within that time; 503 `not_ready` otherwise (never loaded, or the
+/// store unreachable or silent for too long). Both ages are in the answer.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let age = state.snapshot_age();
+    let answered = state.store_health.answer_age();
     state.metrics.set_snapshot_age(age);
+    state.metrics.set_store_answer_age(answered);
     let max = state.options.max_snapshot_age;
-    match age {
-        Some(age) if age <= max => Json(json!({
-            "status": "ready",
-            "snapshot_age_seconds": age.as_secs_f64(),
-        }))
-        .into_response(),
-        Some(age) => ApiError::new(
+    let seconds = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+    let Some(age) = age else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the store snapshot is not loaded yet",
+        )
+        .into_response();
+    };
+    if age > max {
+        return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
             format!(
@@ -37,14 +46,28 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
                 max.as_secs()
             ),
         )
-        .into_response(),
-        None => ApiError::new(
+        .into_response();
+    }
+    // The first probe runs at start; until it answers, the loaded snapshot speaks for the
+    // store.
+    if let Some(silent) = answered.filter(|a| *a > max) {
+        return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
-            "the store snapshot is not loaded yet",
+            format!(
+                "the store has not answered for {:.1} s (limit {} s)",
+                silent.as_secs_f64(),
+                max.as_secs()
+            ),
         )
-        .into_response(),
+        .into_response();
     }
+    Json(json!({
+        "status": "ready",
+        "snapshot_age_seconds": age.as_secs_f64(),
+        "store_answer_age_seconds": seconds(answered),
+    }))
+    .into_response()
 }
 
 /// `GET /metrics`: Prometheus text, for peers in `metrics_allow` (and in-process calls).
@@ -60,6 +83,9 @@ pub async fn metrics(State(state): State<AppState>, addr: ClientAddr) -> Respons
         }
     }
     state.metrics.set_snapshot_age(state.snapshot_age());
+    state
+        .metrics
+        .set_store_answer_age(state.store_health.answer_age());
     let body = state.metrics.render();
     let content_type = HeaderValue::from_static(nexrtc_metrics::CONTENT_TYPE);
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
