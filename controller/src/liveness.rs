@@ -54,6 +54,8 @@ pub struct Liveness {
     renewing: Mutex<HashMap<i64, Instant>>,
     /// When this replica's store last failed or stalled a renewal or a check.
     trouble: Mutex<Option<Instant>>,
+    /// The trouble last logged as holding removals back.
+    hold_logged: Mutex<Option<Instant>>,
 }
 
 /// A store call slower than this is trouble (see the module docs): a healthy etcd renews a
@@ -135,6 +137,18 @@ impl Liveness {
     /// This replica's store failed or stalled: no removals for the next `miss_after`.
     pub fn trouble(&self) {
         *self.trouble.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// `true` once per episode of trouble (for one log line).
+    fn first_hold(&self) -> bool {
+        let trouble = *self.trouble.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut logged = self
+            .hold_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let first = *logged != trouble;
+        *logged = trouble;
+        first
     }
 
     fn troubled_within(&self, window: Duration) -> bool {
@@ -262,7 +276,15 @@ impl Liveness {
 
     async fn check(&self, store: &dyn Store, miss_after: Duration, metrics: &Metrics) {
         if self.troubled_within(miss_after) {
-            return; // the misses may be this replica's store's: the leases decide
+            // The misses may be this replica's store's: the leases decide.
+            let overdue = self.overdue(miss_after).len();
+            if overdue > 0 && self.first_hold() {
+                tracing::info!(
+                    overdue,
+                    "store trouble: relays that missed heartbeats are left to their leases"
+                );
+            }
+            return;
         }
         for (lease, seen) in self.overdue(miss_after) {
             if miss_after >= seen.ttl {
