@@ -62,6 +62,18 @@ pub struct RestUsername<'a> {
     pub user: &'a str,
 }
 
+/// Why a password given in clear was refused ([`Credentials::check_password`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PasswordError {
+    #[error("the username is not <expiry>:<tenant>:<user>")]
+    BadUsername,
+    #[error("unknown tenant")]
+    UnknownTenant,
+    #[error("wrong password")]
+    Wrong,
+}
+
 /// The outcome of a successful authentication.
 #[derive(Debug, Clone)]
 pub(crate) struct Authenticated {
@@ -129,6 +141,34 @@ impl Credentials {
             tenant: self.default_tenant.as_deref()?,
             user: rest,
         })
+    }
+
+    /// Checks a TURN REST password given in clear (an HTTP proxy's Basic credentials: the
+    /// QUIC relay): it must be base64(HMAC-SHA1(secret, `username`)) for one of the
+    /// username's tenant's secrets. Every secret is tried and compared in constant time.
+    /// The expiry is the caller's to check against its clock.
+    pub fn check_password<'a>(
+        &'a self,
+        username: &'a str,
+        password: &str,
+    ) -> Result<RestUsername<'a>, PasswordError> {
+        let parsed = self
+            .parse_username(username)
+            .ok_or(PasswordError::BadUsername)?;
+        let tenant = self
+            .tenants
+            .get(parsed.tenant)
+            .ok_or(PasswordError::UnknownTenant)?;
+        let mut found = subtle::Choice::from(0);
+        for secret in &tenant.secrets {
+            found |= rest_password(secret, username)
+                .as_bytes()
+                .ct_eq(password.as_bytes());
+        }
+        match bool::from(found) {
+            true => Ok(parsed),
+            false => Err(PasswordError::Wrong),
+        }
     }
 
     /// Verifies the request's MESSAGE-INTEGRITY against every secret of the
@@ -270,6 +310,38 @@ mod tests {
         assert!(c.parse_username("soon:bob").is_none());
         assert!(c.parse_username("bob").is_none());
         assert!(c.parse_username("").is_none());
+    }
+
+    #[test]
+    fn passwords_in_clear_are_checked_against_every_secret() {
+        let mut c = Credentials::new();
+        c.insert_tenant("acme", vec![b"new".to_vec(), b"old".to_vec()])
+            .expect("tenant");
+        let name = "100:acme:bob";
+        for secret in [&b"new"[..], b"old"] {
+            let u = c
+                .check_password(name, &rest_password(secret, name))
+                .expect("either secret");
+            assert_eq!((u.expiry, u.tenant, u.user), (100, "acme", "bob"));
+        }
+        let wrong = rest_password(b"other", name);
+        assert_eq!(c.check_password(name, &wrong), Err(PasswordError::Wrong));
+        assert_eq!(c.check_password(name, ""), Err(PasswordError::Wrong));
+        // The password of another username does not carry over.
+        let bobs = rest_password(b"new", name);
+        assert_eq!(
+            c.check_password("100:acme:eve", &bobs),
+            Err(PasswordError::Wrong)
+        );
+        // No such tenant, and no default tenant to read it as a user of.
+        assert_eq!(
+            c.check_password("100:nobody:bob", &bobs),
+            Err(PasswordError::BadUsername)
+        );
+        assert_eq!(
+            c.check_password("bob", &bobs),
+            Err(PasswordError::BadUsername)
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub mod server;
 pub mod stats;
 pub mod stun;
 
-pub use auth::{Credentials, TenantSecrets};
+pub use auth::{Credentials, PasswordError, TenantSecrets};
 pub use config::{AnswerBudget, ByteRate, Config, Quotas};
 pub use filter::{HeldPorts, PeerFilter};
 pub use net::{ClientSocket, Now, RelayHandle, Transport};

@@ -1,0 +1,24 @@
+//! The QUIC relay of a NexRTC node: UDP proxying over HTTP/3 (RFC 9298 CONNECT-UDP, the
+//! standard MASQUE proxy), so any RFC 9298 client relays UDP through the same edge network
+//! as TURN clients, with the same short-lived credentials and the same peer filter.
+//!
+//! * [`server`]: the listener ([`QuicRelay`]): quinn (rustls with ring, ALPN `h3`) and h3
+//!   with Extended CONNECT (RFC 9220) and HTTP Datagrams (RFC 9297) enabled. A request
+//!   `CONNECT :protocol=connect-udp` to `/.well-known/masque/udp/{host}/{port}/`
+//!   ([`target`]) with `Proxy-Authorization: Basic` TURN REST credentials ([`access`])
+//!   opens a tunnel: a UDP socket connected to the target, its datagrams carried as HTTP
+//!   Datagrams with Context ID 0 (RFC 9298 §5) on the request's stream.
+//! * [`codec`]: QUIC variable-length integers (RFC 9000 §16) and capsules (RFC 9297 §3.2),
+//!   written by hand because h3 exports neither.
+//!
+//! What is not built yet: bound UDP (`connect-udp-bind`), the HTTP/2 fallback, quotas
+//! shared with TURN allocations, bandwidth caps, and the controller advertising the QUIC
+//! endpoint in ICE answers.
+
+pub mod access;
+pub mod codec;
+pub mod server;
+pub mod target;
+
+pub use access::{Access, Denied};
+pub use server::{QuicConfig, QuicError, QuicRelay};

@@ -1,0 +1,288 @@
+//! The QUIC relay against an independent RFC 9298 client (aioquic, `masque_client.py`):
+//! byte-exact echoes of every size 1..=1200 through a tunnel (as HTTP Datagrams and as
+//! DATAGRAM capsules), many tunnels on one connection, and every refusal with its status
+//! and Proxy-Status: no or wrong or expired or revoked credentials, a blocked target, a
+//! malformed template, a draining relay. Real sockets on loopback; the client needs
+//! python3 with aioquic (`pip install aioquic`), skipped with a notice outside CI.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nexrtc_quic::{Access, QuicConfig, QuicRelay};
+use nexrtc_test_support::tools;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::{json, Value};
+use turn_core::auth::rest_password;
+use turn_core::Credentials;
+
+const SECRET: &[u8] = b"quic-test-secret";
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `username:password` of a TURN REST credential valid until `expiry`.
+fn credential(expiry: u64, user: &str) -> String {
+    let name = format!("{expiry}:acme:{user}");
+    let password = rest_password(SECRET, &name);
+    format!("{name}:{password}")
+}
+
+/// aioquic present (it is the client); `None` after the tools rule's notice otherwise.
+fn client_available() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import aioquic"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        tools::missing("python3 with aioquic", "pip install aioquic==1.7.2");
+    }
+    ok
+}
+
+struct Proxy {
+    relay: QuicRelay,
+    ca: tempfile::TempPath,
+}
+
+fn tls() -> (Arc<rustls::ServerConfig>, String) {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![generated.cert.der().clone()], key)
+    .unwrap();
+    (Arc::new(config), generated.cert.pem())
+}
+
+/// A proxy on loopback; without path MTU discovery its QUIC datagrams stay at the
+/// 1200-byte floor, so the largest payloads take the capsule fallback every time.
+fn proxy(allow_loopback: bool) -> Proxy {
+    let (tls, pem) = tls();
+    let mut config = QuicConfig::new("127.0.0.1:0".parse().unwrap(), tls, "quic.test");
+    config.peer_filter.allow_loopback(allow_loopback);
+    config.mtu_discovery = false;
+    let mut credentials = Credentials::new();
+    credentials
+        .insert_tenant("acme", vec![SECRET.to_vec()])
+        .unwrap();
+    let relay = QuicRelay::start(config, Access::new(Arc::new(credentials))).unwrap();
+    let ca = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    std::fs::write(&ca, pem).unwrap();
+    Proxy { relay, ca }
+}
+
+/// A UDP echo on loopback (a task of the test's runtime).
+async fn echo() -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_535];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let _ = socket.send_to(&buf[..n], from).await;
+        }
+    });
+    addr
+}
+
+/// Runs the client with `steps` against `proxy`; its report's steps.
+async fn run(proxy: &Proxy, steps: Value) -> Vec<Value> {
+    let job = json!({
+        "proxy": proxy.relay.local_addr().to_string(),
+        "authority": format!("localhost:{}", proxy.relay.local_addr().port()),
+        "ca": proxy.ca.to_str().unwrap(),
+        "steps": steps,
+    });
+    let file = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    std::fs::write(&file, job.to_string()).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/masque_client.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "client failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["steps"].as_array().unwrap().clone()
+}
+
+fn status(tunnel: &Value) -> &str {
+    tunnel["headers"][":status"].as_str().unwrap_or("none")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_size_echoes_byte_exact_as_datagrams_and_as_capsules() {
+    if !client_available() {
+        return;
+    }
+    let proxy = proxy(true);
+    let peer = echo().await;
+    let auth = credential(unix_now() + 600, "alice");
+    let sizes: Vec<usize> = (1..=1200).collect();
+    let steps = run(
+        &proxy,
+        json!([
+            {"target": peer.to_string(), "auth": auth, "sizes": sizes},
+            {"target": peer.to_string(), "auth": auth, "sizes": [1, 100, 1200], "capsules": true},
+        ]),
+    )
+    .await;
+    let datagrams = &steps[0]["tunnels"][0];
+    assert_eq!(status(datagrams), "200", "{datagrams}");
+    assert_eq!(datagrams["headers"]["capsule-protocol"], "?1");
+    assert_eq!(
+        datagrams["echo"],
+        json!({"same": 1200, "differ": 0, "lost": 0})
+    );
+    let capsules = &steps[1]["tunnels"][0];
+    assert_eq!(capsules["echo"], json!({"same": 3, "differ": 0, "lost": 0}));
+
+    let metrics = proxy.relay.registry().render();
+    for line in [
+        "nexrtc_relay_quic_datagrams_total{direction=\"to_peer\"} 1203",
+        "nexrtc_relay_quic_datagrams_total{direction=\"to_client\"} 1203",
+        "nexrtc_relay_quic_requests_total{outcome=\"ok\"} 2",
+        "nexrtc_relay_quic_handshakes_total{outcome=\"ok\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+    // The payloads too large for the proxy's 1200-byte packets came back as capsules.
+    let fallback: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("nexrtc_relay_quic_datagrams_as_capsules_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        (20.0..=100.0).contains(&fallback),
+        "{fallback} payloads as capsules"
+    );
+    let bytes: usize = sizes.iter().sum::<usize>() + 1301;
+    assert!(metrics.contains(&format!(
+        "nexrtc_relay_quic_bytes_total{{direction=\"to_peer\"}} {bytes}"
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tunnels_share_one_connection() {
+    if !client_available() {
+        return;
+    }
+    let proxy = proxy(true);
+    let peers = [echo().await, echo().await];
+    let auth = credential(unix_now() + 600, "bob");
+    let sizes: Vec<usize> = (1..=40).map(|i| i * 30).collect();
+    let steps = run(
+        &proxy,
+        json!([
+            {"target": peers[0].to_string(), "auth": auth, "tunnels": 20, "sizes": sizes},
+            {"target": peers[1].to_string(), "auth": auth, "tunnels": 20, "sizes": sizes},
+        ]),
+    )
+    .await;
+    for step in &steps {
+        let tunnels = step["tunnels"].as_array().unwrap();
+        assert_eq!(tunnels.len(), 20);
+        for t in tunnels {
+            assert_eq!(status(t), "200", "{t}");
+            assert_eq!(t["echo"], json!({"same": 40, "differ": 0, "lost": 0}));
+        }
+    }
+    let metrics = proxy.relay.registry().render();
+    assert!(metrics.contains("nexrtc_relay_quic_handshakes_total{outcome=\"ok\"} 1"));
+    assert!(metrics.contains("nexrtc_relay_quic_requests_total{outcome=\"ok\"} 40"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_carry_their_status_and_proxy_status() {
+    if !client_available() {
+        return;
+    }
+    let blocking = proxy(false);
+    let peer = echo().await;
+    let now = unix_now();
+    let good = credential(now + 600, "carol");
+    let revoked = credential(now + 600, "mallory");
+    let name = revoked.rsplit_once(':').unwrap().0.to_owned();
+    blocking.relay.access().revoke(&name, now + 60, now);
+    let wrong = format!(
+        "{}:{}",
+        good.rsplit_once(':').unwrap().0,
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAA="
+    );
+    let steps = run(
+        &blocking,
+        json!([
+            {"target": peer.to_string(), "auth": null},
+            {"target": peer.to_string(), "auth": wrong},
+            {"target": peer.to_string(), "auth": credential(now - 1, "carol")},
+            {"target": peer.to_string(), "auth": revoked},
+            // Loopback without the operator's opt-in; private; cloud metadata.
+            {"target": peer.to_string(), "auth": good},
+            {"target": "10.0.0.1:53", "auth": good},
+            {"target": "169.254.169.254:80", "auth": good},
+            {"target": "[::1]:53", "auth": good},
+            {"target": "/.well-known/masque/udp/10.0.0.1/0/", "auth": good},
+            {"target": "/.well-known/masque/udp/a%zz/53/", "auth": good},
+            {"target": "/somewhere/else", "auth": good},
+        ]),
+    )
+    .await;
+    let first = |i: usize| steps[i]["tunnels"][0].clone();
+    for i in 0..4 {
+        let t = first(i);
+        assert_eq!(status(&t), "407", "step {i}: {t}");
+        assert_eq!(
+            t["headers"]["proxy-authenticate"],
+            "Basic realm=\"quic.test\""
+        );
+    }
+    for i in 4..8 {
+        let t = first(i);
+        assert_eq!(status(&t), "403", "step {i}: {t}");
+        assert_eq!(
+            t["headers"]["proxy-status"],
+            "nexrtc; error=destination_ip_prohibited"
+        );
+    }
+    for i in 8..11 {
+        let t = first(i);
+        assert_eq!(status(&t), "400", "step {i}: {t}");
+        assert_eq!(
+            t["headers"]["proxy-status"],
+            "nexrtc; error=http_request_error"
+        );
+    }
+    let metrics = blocking.relay.registry().render();
+    for line in [
+        "nexrtc_relay_quic_requests_total{outcome=\"unauthorized\"} 4",
+        "nexrtc_relay_quic_requests_total{outcome=\"forbidden\"} 4",
+        "nexrtc_relay_quic_requests_total{outcome=\"bad_request\"} 3",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+    assert!(!metrics.contains("nexrtc_relay_quic_requests_total{outcome=\"ok\"}"));
+
+    // Draining: new tunnels are refused with 503.
+    blocking.relay.drain();
+    let steps = run(&blocking, json!([{"target": "8.8.8.8:53", "auth": good}])).await;
+    let t = &steps[0]["tunnels"][0];
+    assert_eq!(status(t), "503", "{t}");
+}

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""An independent RFC 9298 CONNECT-UDP client (aioquic's HTTP/3), for quic/tests/connect_udp.rs.
+
+Usage: masque_client.py JOB.json. The job names the proxy and a list of steps; each step
+opens tunnels on the one connection and reports what happened. Prints one JSON object:
+{"steps": [...]} with, per step, the tunnels' response status and headers, and for echo
+steps how many payloads came back byte-exact, how many differed, how many were lost.
+
+A step: {"target": "HOST:PORT" or a raw path, "auth": "user:pass" or null,
+"tunnels": N, "sizes": [..], "capsules": bool}. Each tunnel sends every size once (as an
+HTTP Datagram with Context ID 0, or as a DATAGRAM capsule on the stream) and waits for the
+echo of each before the next.
+"""
+
+import asyncio
+import base64
+import json
+import ssl
+import sys
+from urllib.parse import quote
+
+from aioquic.asyncio import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.events import DataReceived, DatagramReceived, HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+
+
+def varint(v):
+    if v < 1 << 6:
+        return bytes([v])
+    if v < 1 << 14:
+        return (v | 0x4000).to_bytes(2, "big")
+    if v < 1 << 30:
+        return (v | 0x80000000).to_bytes(4, "big")
+    return (v | 0xC000000000000000).to_bytes(8, "big")
+
+
+def read_varint(buf, at):
+    if at >= len(buf):
+        return None
+    n = 1 << (buf[at] >> 6)
+    if at + n > len(buf):
+        return None
+    v = buf[at] & 0x3F
+    for b in buf[at + 1:at + n]:
+        v = (v << 8) | b
+    return v, at + n
+
+
+def read_capsule(buf):
+    kind = read_varint(buf, 0)
+    if kind is None:
+        return None
+    length = read_varint(buf, kind[1])
+    if length is None or length[1] + length[0] > len(buf):
+        return None
+    start = length[1]
+    return kind[0], buf[start:start + length[0]], start + length[0]
+
+
+class Client(QuicConnectionProtocol):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # enable_webtransport makes aioquic advertise SETTINGS_H3_DATAGRAM.
+        self.h3 = H3Connection(self._quic, enable_webtransport=True)
+        self.responses = {}
+        self.datagrams = {}
+        self.stream_bytes = {}
+
+    def quic_event_received(self, event):
+        for ev in self.h3.handle_event(event):
+            if isinstance(ev, HeadersReceived):
+                fut = self.responses.get(ev.stream_id)
+                if fut is not None and not fut.done():
+                    fut.set_result(ev.headers)
+            elif isinstance(ev, DatagramReceived):
+                q = self.datagrams.get(ev.stream_id)
+                if q is not None:
+                    q.put_nowait(ev.data)
+            elif isinstance(ev, DataReceived):
+                # Capsules on the request stream: DATAGRAM capsules (type 0) are datagrams.
+                buf = self.stream_bytes.setdefault(ev.stream_id, bytearray())
+                buf.extend(ev.data)
+                while True:
+                    parsed = read_capsule(buf)
+                    if parsed is None:
+                        break
+                    kind, value, taken = parsed
+                    del buf[:taken]
+                    q = self.datagrams.get(ev.stream_id)
+                    if kind == 0 and q is not None:
+                        q.put_nowait(bytes(value))
+
+    async def open(self, authority, target, auth):
+        sid = self._quic.get_next_available_stream_id()
+        if target.startswith("/"):
+            path = target
+        else:
+            host, port = target.rsplit(":", 1)
+            path = f"/.well-known/masque/udp/{quote(host.strip('[]'), safe='')}/{port}/"
+        headers = [
+            (b":method", b"CONNECT"),
+            (b":protocol", b"connect-udp"),
+            (b":scheme", b"https"),
+            (b":authority", authority.encode()),
+            (b":path", path.encode()),
+            (b"capsule-protocol", b"?1"),
+        ]
+        if auth is not None:
+            headers.append((b"proxy-authorization", b"Basic " + base64.b64encode(auth.encode())))
+        self.responses[sid] = asyncio.get_running_loop().create_future()
+        self.datagrams[sid] = asyncio.Queue()
+        self.h3.send_headers(sid, headers)
+        self.transmit()
+        got = await asyncio.wait_for(self.responses[sid], 10)
+        return sid, {k.decode(): v.decode() for k, v in got}
+
+    def send(self, sid, payload, capsule):
+        if capsule:
+            body = b"\x00" + payload  # Context ID 0, then the UDP payload
+            self.h3.send_data(sid, varint(0) + varint(len(body)) + body, end_stream=False)
+        else:
+            self.h3.send_datagram(sid, b"\x00" + payload)
+        self.transmit()
+
+
+async def echo(client, sid, sizes, capsule):
+    same = differ = lost = 0
+    for size in sizes:
+        payload = bytes((size * 7 + i) % 256 for i in range(size))
+        client.send(sid, payload, capsule)
+        try:
+            got = await asyncio.wait_for(client.datagrams[sid].get(), 2)
+        except asyncio.TimeoutError:
+            lost += 1
+            continue
+        if got[:1] == b"\x00" and got[1:] == payload:
+            same += 1
+        else:
+            differ += 1
+    return {"same": same, "differ": differ, "lost": lost}
+
+
+async def main(job):
+    # Packets up to 1400 bytes (loopback carries them), so a 1200-byte UDP payload fits in
+    # one HTTP Datagram from this side; the proxy's side must cope with its own path MTU.
+    config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
+                               max_datagram_frame_size=65536, max_datagram_size=1400)
+    config.load_verify_locations(job["ca"])
+    config.server_name = job.get("server_name", "localhost")
+    host, port = job["proxy"].rsplit(":", 1)
+    out = []
+    async with connect(host, int(port), configuration=config, create_protocol=Client) as client:
+        for step in job["steps"]:
+            tunnels = []
+            for _ in range(step.get("tunnels", 1)):
+                sid, headers = await client.open(job["authority"], step["target"], step.get("auth"))
+                tunnels.append((sid, headers))
+            results = await asyncio.gather(*[
+                echo(client, sid, step.get("sizes", []), step.get("capsules", False))
+                if headers.get(":status") == "200" else asyncio.sleep(0, result=None)
+                for sid, headers in tunnels
+            ])
+            out.append({"tunnels": [{"headers": h, "echo": r} for (_, h), r in zip(tunnels, results)]})
+    print(json.dumps({"steps": out}))
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1]) as f:
+        asyncio.run(main(json.load(f)))
