@@ -69,8 +69,12 @@ impl RelayNode {
             None => None,
         };
         nexrtc_relay::announce(&relay, &config);
+        let quic_metrics = relay.quic().map(|(_, registry)| registry);
         let agent_metrics = agent.as_ref().map(|a| a.metrics().clone());
-        let ops = ops.serve(relay.monitor(), agent_metrics);
+        let ops = ops.serve(
+            relay.monitor(),
+            quic_metrics.into_iter().chain(agent_metrics),
+        );
         Ok(RelayNode {
             config,
             relay,

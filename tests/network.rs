@@ -8,6 +8,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use support::*;
 
 /// The controller's lease TTL in these tests (seconds).
@@ -35,7 +36,11 @@ fn ice_api_credentials_relay_through_our_relay_and_through_coturn() {
         return;
     }
     let controller = controller();
-    let relay = controller.relay(slot::NETWORK_ICE, "eu-west", "relay-a");
+    let quic = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    let config = RelayConfig::new(slot::NETWORK_ICE)
+        .arg("--quic-listen")
+        .arg(&quic.to_string());
+    let relay = controller.relay_with(config, &[controller.url()], "eu-west", "relay-a");
     let (answer, _) = controller.until("relay registered", Duration::from_secs(20), |a| {
         offers(a, relay.port)
     });
@@ -76,6 +81,44 @@ fn ice_api_credentials_relay_through_our_relay_and_through_coturn() {
     }
     let report = uclient_with(port, &peer, &username, &password).run_clean();
     assert!(report.recv_msgs > 0);
+
+    // The same credentials open a CONNECT-UDP tunnel on the relay's QUIC listener.
+    if !quic_client_available() {
+        return;
+    }
+    let target = format!("{}:{}", peer.ip, peer.port);
+    let auth = format!("{username}:{password}");
+    let steps = masque(
+        quic,
+        json!([{"target": target, "auth": auth, "sizes": [1, 200, 1200]}]),
+    );
+    let tunnel = &steps[0]["tunnels"][0];
+    assert_eq!(tunnel["headers"][":status"], "200", "{tunnel}");
+    assert_eq!(tunnel["echo"], json!({"same": 3, "differ": 0, "lost": 0}));
+    let m = relay.metrics();
+    assert_eq!(
+        m.sum("nexrtc_relay_quic_requests_total", &[("outcome", "ok")]),
+        1.0
+    );
+    // Revoked through the admin API: the controller pushes it, new tunnels are refused.
+    let (status, _) = controller.admin(
+        "POST",
+        "/v1/admin/revocations",
+        Some(&json!({"username": username})),
+    );
+    assert_eq!(status, 201);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let steps = masque(quic, json!([{"target": target, "auth": auth}]));
+        if steps[0]["tunnels"][0]["headers"][":status"] == "407" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the revocation never reached the QUIC relay"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -203,11 +203,19 @@ impl QuicRelay {
         self.shared.draining.store(true, Ordering::Relaxed);
     }
 
-    /// Closes every connection (H3_NO_ERROR) and stops listening.
+    /// Closes every connection and stops listening, then waits for the closes to be sent.
     pub async fn shutdown(self) {
+        let endpoint = self.endpoint.clone();
+        drop(self);
+        endpoint.wait_idle().await;
+    }
+}
+
+impl Drop for QuicRelay {
+    /// Closes every connection (H3_NO_ERROR) and stops listening.
+    fn drop(&mut self) {
         self.endpoint.close(0u32.into(), b"shutting down");
         self.task.abort();
-        self.endpoint.wait_idle().await;
     }
 }
 

@@ -95,8 +95,10 @@ pub struct RelayConfig {
     /// all of them, round robin.
     pub relay_extra: Vec<RelayAddress>,
     pub ports: RangeInclusive<u16>,
-    /// `None` when TLS is off.
+    /// `None` when neither TLS nor QUIC listens.
     pub tls: Option<CertSource>,
+    /// The QUIC relay's UDP address (`--quic-listen`), if it runs.
+    pub quic_listen: Option<SocketAddr>,
     pub max_tcp_connections: usize,
     /// Most TCP and TLS connections from one client IP, over every worker.
     pub max_tcp_connections_per_ip: u32,
@@ -252,7 +254,8 @@ impl RelayConfig {
         )?;
         core.nonce_lifetime = secs("stale_nonce", s.stale_nonce, core.nonce_lifetime)?;
 
-        let tls = match (&s.cert, &s.pkey, listeners.tls_ports.is_empty()) {
+        let no_tls = listeners.tls_ports.is_empty() && s.quic_listen.is_none();
+        let tls = match (&s.cert, &s.pkey, no_tls) {
             (_, _, true) => None,
             (Some(cert), Some(key), false) => Some(CertSource::Files {
                 cert: cert.clone(),
@@ -284,6 +287,7 @@ impl RelayConfig {
             relay_extra,
             ports,
             tls,
+            quic_listen: s.quic_listen,
             max_tcp_connections: s
                 .max_tcp_connections
                 .unwrap_or(defaults::MAX_TCP_CONNECTIONS) as usize,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use nexrtc_quic::{Access, QuicConfig, QuicRelay};
 use turn_core::{AllocationLedger, Credentials};
 
 pub use crate::clients::Bound;
@@ -113,6 +114,9 @@ pub struct Relay {
     shared: Arc<Shared>,
     bound: Vec<Bound>,
     certs: Option<Arc<CertResolver>>,
+    /// The QUIC relay (`--quic-listen`): same certificate, credentials, revocations, peer
+    /// filter and drain as the TURN workers.
+    quic: Option<QuicRelay>,
 }
 
 impl Relay {
@@ -159,11 +163,20 @@ impl Relay {
             ready: AtomicBool::new(false),
             workers: built.iter().map(|(_, s)| s.clone()).collect(),
         });
+        let quic = match (config.quic_listen, &tls_config) {
+            (Some(listen), Some(tls)) => {
+                let mut q = QuicConfig::new(listen, tls.clone(), &config.core.realm);
+                q.peer_filter = config.core.peer_filter.clone();
+                Some(QuicRelay::start(q, Access::new(credentials.clone()))?)
+            }
+            _ => None,
+        };
         let mut relay = Relay {
             workers: Vec::with_capacity(workers),
             shared,
             bound,
             certs,
+            quic,
         };
         for (worker, _) in built {
             // On failure, dropping `relay` stops the workers already started.
@@ -183,6 +196,11 @@ impl Relay {
         &self.bound
     }
 
+    /// The QUIC relay's UDP address and metrics, when it runs.
+    pub fn quic(&self) -> Option<(std::net::SocketAddr, nexrtc_metrics::Registry)> {
+        self.quic.as_ref().map(|q| (q.local_addr(), q.registry()))
+    }
+
     pub fn monitor(&self) -> Monitor {
         Monitor {
             shared: self.shared.clone(),
@@ -191,11 +209,17 @@ impl Relay {
 
     /// Replaces every tenant's secrets on every worker (no connection is dropped).
     pub fn set_credentials(&self, credentials: Arc<Credentials>) {
+        if let Some(q) = &self.quic {
+            q.access().set_credentials(credentials.clone());
+        }
         self.broadcast(Control::SetCredentials(credentials));
     }
 
     /// Refuses `username` (the whole TURN REST username) until `until_unix`.
     pub fn revoke(&self, username: &str, until_unix: u64) {
+        if let Some(q) = &self.quic {
+            q.access().revoke(username, until_unix, unix_now());
+        }
         self.broadcast(Control::Revoke {
             username: username.to_owned(),
             until_unix,
@@ -216,6 +240,9 @@ impl Relay {
             self.shared.drain_deadline.store(d, Ordering::Relaxed);
         }
         self.shared.draining.store(true, Ordering::Relaxed);
+        if let Some(q) = &self.quic {
+            q.drain();
+        }
         self.broadcast(Control::Drain { alternate });
     }
 

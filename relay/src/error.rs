@@ -30,6 +30,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("cannot start a worker: {0}")]
     Worker(std::io::Error),
+    #[error("cannot start the QUIC relay: {0}")]
+    Quic(#[from] nexrtc_quic::QuicError),
 }
 
 /// Why the relay process could not run.

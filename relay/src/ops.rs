@@ -43,13 +43,13 @@ impl OpsListener {
     }
 
     /// Serves [`router`] on a task of the current runtime until
-    /// [`OpsServer::stop`]; `extra` (the edge agent's registry) is registered into the
-    /// relay's, so `/metrics` shows its families after the relay's.
-    pub fn serve(self, monitor: Monitor, extra: Option<Registry>) -> OpsServer {
+    /// [`OpsServer::stop`]; `extra` (the QUIC relay's and the edge agent's registries) are
+    /// registered into the relay's, so `/metrics` shows their families after the relay's.
+    pub fn serve(self, monitor: Monitor, extra: impl IntoIterator<Item = Registry>) -> OpsServer {
         tracing::info!(addr = %self.addr, "operations HTTP: /metrics /healthz /readyz");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let registry = registry(monitor.clone());
-        if let Some(extra) = extra {
+        for extra in extra {
             registry.register(extra);
         }
         let app = router(monitor, registry);

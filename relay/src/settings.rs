@@ -201,6 +201,11 @@ pub struct Settings {
     #[arg(long, value_name = "SECS")]
     pub stale_nonce: Option<u64>,
 
+    /// Serve the QUIC relay (RFC 9298 CONNECT-UDP over HTTP/3) on this UDP address
+    /// (443 in production), with the relay's TLS certificate (cert and pkey; self-signed
+    /// without them) and the same credentials and peer filter as TURN.
+    #[arg(long, value_name = "ADDR")]
+    pub quic_listen: Option<SocketAddr>,
     /// Where new clients are sent while draining (300 ALTERNATE-SERVER), IP:PORT.
     #[arg(long, value_name = "ADDR")]
     pub alternate_server: Option<SocketAddr>,
@@ -250,7 +255,7 @@ impl Settings {
                 cert, pkey, user_quota, tenant_quota, total_quota, channels_quota, max_bps, permissions_quota,
                 unauthenticated_bytes_per_ip, unauthenticated_bytes_total,
                 max_allocate_lifetime, channel_lifetime, permission_lifetime, stale_nonce,
-                alternate_server, drain_grace, metrics_listen;
+                alternate_server, drain_grace, metrics_listen, quic_listen;
             lists: listening_ip, relay_ip, external_ip, static_auth_secret, denied_peer_ip,
                 allowed_peer_ip;
             switches: multiplex_peer, no_gso, no_udp, no_tcp, no_tls, allow_loopback_peers, log_json, log_addresses,

@@ -22,6 +22,7 @@ mod controller;
 mod coturn;
 mod dev;
 mod metrics;
+mod quic;
 mod terraform;
 mod webrtc;
 
@@ -30,6 +31,7 @@ pub use controller::*;
 pub use coturn::*;
 pub use dev::*;
 pub use metrics::*;
+pub use quic::*;
 pub use terraform::*;
 pub use webrtc::*;
 

@@ -36,6 +36,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("cert", "\"/etc/nexrtc/relay.crt\""),
     ("pkey", "\"/etc/nexrtc/relay.key\""),
     ("alternate_server", "\"192.0.2.20:3478\""),
+    ("quic_listen", "\"0.0.0.0:443\""),
     ("drain_grace", "300"),
 ];
 

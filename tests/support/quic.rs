@@ -1,0 +1,45 @@
+//! The independent RFC 9298 client (aioquic, `quic/tests/masque_client.py`) against a
+//! relay's QUIC listener.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+/// Whether python3 with aioquic is here; the tools rule's notice (or failure in CI) if not.
+pub fn quic_client_available() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import aioquic"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        super::missing("python3 with aioquic", "pip install aioquic==1.7.2");
+    }
+    ok
+}
+
+/// Runs the client's `steps` on one connection to `proxy` (a development certificate:
+/// not verified); the report's steps.
+pub fn masque(proxy: SocketAddr, steps: Value) -> Vec<Value> {
+    let job = json!({
+        "proxy": proxy.to_string(),
+        "authority": proxy.to_string(),
+        "ca": null,
+        "steps": steps,
+    });
+    let file = super::temp_file("masque-job", &job.to_string());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/quic/tests/masque_client.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(&file)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "client failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    report["steps"].as_array().expect("steps").clone()
+}
