@@ -5,8 +5,9 @@
 //!   the whole API, the demo page `/`, the operator page `/status`, and the dev-only
 //!   `POST /dev/session`.
 //! * One relay (TURN UDP/TCP on `--turn-port`, TLS on `--tls-port` with a self-signed
-//!   certificate made at start, loopback peers allowed, `/metrics` on `--relay-metrics`)
-//!   with its edge agent in-process, registered as `local/dev-1`.
+//!   certificate made at start, the QUIC relay on UDP `--tls-port` (as 443 serves TLS and
+//!   QUIC in production), loopback peers allowed, `/metrics` on `--relay-metrics`) with
+//!   its edge agent in-process, registered as `local/dev-1`.
 //! * Bootstrapped: region `local`, tenant `dev` (its `cors_origins`: this server's own
 //!   origin, `http://<--http>` and `http://localhost:<port>`), an API key (scopes `ice`, `client_ip`;
 //!   printed, or fixed with `--api-key` / `NEXRTC_API_KEY`), an admin key (printed) and
@@ -98,7 +99,8 @@ pub struct DevArgs {
     /// Relay TURN port, UDP and TCP.
     #[arg(long, value_name = "PORT", default_value_t = 3478)]
     pub turn_port: u16,
-    /// Relay TURN-over-TLS port (self-signed certificate).
+    /// Relay TURN-over-TLS port (self-signed certificate); the QUIC relay listens on the
+    /// same number, UDP.
     #[arg(long, value_name = "PORT", default_value_t = 5349)]
     pub tls_port: u16,
     /// Relay /metrics, /healthz and /readyz.
@@ -226,6 +228,7 @@ fn relay_config(args: &DevArgs) -> anyhow::Result<nexrtc_relay::RelayConfig> {
         relay_ip: vec![loopback],
         listening_port: Some(args.turn_port),
         tls_listening_port: Some(args.tls_port),
+        quic_listen: Some(SocketAddr::new(loopback, args.tls_port)),
         min_port: Some(args.min_port),
         max_port: Some(args.max_port),
         realm: Some("nexrtc.dev".to_owned()),
@@ -306,7 +309,14 @@ async fn run(
         }
     };
     let registered = wait_registered(&state).await;
-    print_banner(http, &args, &keys, node.bound(), registered);
+    print_banner(
+        http,
+        &args,
+        &keys,
+        node.bound(),
+        node.quic_addr(),
+        registered,
+    );
 
     // Until a stop signal, or until the relay ends: it drains on the same signal (and may
     // notice it first), or stops on a failure.
@@ -537,11 +547,12 @@ fn print_banner(
     args: &DevArgs,
     keys: &Keys,
     bound: &[nexrtc_relay::Bound],
+    quic: Option<SocketAddr>,
     registered: bool,
 ) {
-    let listening: Vec<String> = bound
-        .iter()
+    let listening: Vec<String> = (bound.iter())
         .map(|b| format!("{} {}", b.transport.as_str(), b.addr))
+        .chain(quic.map(|q| format!("quic {q} (RFC 9298 CONNECT-UDP, the same credentials)")))
         .collect();
     let curl = format!(
         "curl -s -X POST http://{http}/v1/ice-servers -H 'Authorization: Bearer {}' \

@@ -92,6 +92,11 @@ impl RelayNode {
         self
     }
 
+    /// The QUIC relay's UDP address, when it runs.
+    pub fn quic_addr(&self) -> Option<std::net::SocketAddr> {
+        self.relay.quic().map(|(addr, _)| addr)
+    }
+
     /// The sockets the relay listens on.
     pub fn bound(&self) -> &[Bound] {
         self.relay.bound()

@@ -116,6 +116,28 @@ fn dev_runs_the_whole_network_in_one_process() {
     assert_eq!(status, 201, "{ice}");
     assert!(offers(&ice, dev.turn_port), "{ice}");
 
+    // The same credentials open a CONNECT-UDP tunnel on the QUIC relay (UDP --tls-port).
+    if quic_client_available() {
+        let echo = std::net::UdpSocket::bind("127.0.0.1:0").expect("echo");
+        let target = echo.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = echo.recv_from(&mut buf) {
+                let _ = echo.send_to(&buf[..n], from);
+            }
+        });
+        let (username, password) = credentials(&ice);
+        let quic = SocketAddr::from(([127, 0, 0, 1], dev.tls_port));
+        let steps = masque(
+            quic,
+            json!([{"target": target.to_string(), "auth": format!("{username}:{password}"),
+                    "sizes": [5, 500]}]),
+        );
+        let tunnel = &steps[0]["tunnels"][0];
+        assert_eq!(tunnel["headers"][":status"], "200", "{tunnel}");
+        assert_eq!(tunnel["echo"], json!({"same": 2, "differ": 0, "lost": 0}));
+    }
+
     // /dev/session mints TURN credentials for a fresh participant (no key in the
     // request); they allocate on the relay.
     let (status, session) = json_of(
@@ -304,6 +326,10 @@ fn dev_runs_the_whole_network_in_one_process() {
     assert!(exit.success(), "{exit}: {}", dev.process.log_tail(30));
     let log = dev.process.log_text();
     assert!(log.contains("API key"), "the banner names the API key");
+    assert!(
+        log.contains(&format!("quic 127.0.0.1:{}", dev.tls_port)),
+        "the banner names the QUIC relay"
+    );
     assert!(
         log.contains("curl -s -X POST"),
         "the banner has the curl line"
