@@ -161,5 +161,8 @@ pub fn relay_advertised(config: &RelayConfig) -> Vec<Advertised> {
     for p in &l.tls_ports {
         add(Transport::Tls, *p);
     }
+    if let Some(quic) = config.quic_listen {
+        add(Transport::Quic, quic.port());
+    }
     out
 }

@@ -86,7 +86,19 @@ fn ice_api_credentials_relay_through_our_relay_and_through_coturn() {
     if !quic_client_available() {
         return;
     }
-    let target = format!("{}:{}", peer.ip, peer.port);
+    // The answer names it as an RFC 9298 URI template; expanded, it is the request path.
+    let template = answer["connect_udp"][0]
+        .as_str()
+        .expect("a CONNECT-UDP template");
+    let prefix = format!("https://{quic}");
+    assert_eq!(
+        template,
+        format!("{prefix}/.well-known/masque/udp/{{target_host}}/{{target_port}}/")
+    );
+    let target = template
+        .trim_start_matches(&prefix)
+        .replace("{target_host}", peer.ip)
+        .replace("{target_port}", &peer.port.to_string());
     let auth = format!("{username}:{password}");
     let steps = masque(
         quic,

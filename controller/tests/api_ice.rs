@@ -111,6 +111,43 @@ async fn default_user_is_random_and_ttl_is_honoured() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn quic_relays_are_named_as_connect_udp_templates_in_ranking_order() {
+    let h = Harness::start().await;
+    h.register_fleet().await;
+    let r = h.ice(json!({}), FRANKFURT_IP).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert!(
+        r.json.get("connect_udp").is_none(),
+        "no QUIC relay, no field"
+    );
+    // eu-central's relay registers again, now serving QUIC too; a claim of QUIC without
+    // its address is refused.
+    let mut reg = registration("eu-central", "n1", "198.18.1.1");
+    reg["addresses"]["quic"] = json!({"host": "198.18.1.1", "port": 443});
+    reg["transports"] = json!(["udp", "tcp", "tls", "quic"]);
+    let ok = h
+        .call(Req::post("/v1/relays/register").bearer(NODE_KEY).json(reg))
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    let mut bad = registration("eu-west", "n2", "198.18.0.2");
+    bad["transports"] = json!(["udp", "quic"]);
+    let r = h
+        .call(Req::post("/v1/relays/register").bearer(NODE_KEY).json(bad))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{}",
+        r.text
+    );
+    let r = h.ice(json!({}), FRANKFURT_IP).await;
+    assert_eq!(
+        r.json["connect_udp"],
+        json!(["https://198.18.1.1:443/.well-known/masque/udp/{target_host}/{target_port}/"])
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn clients_get_their_nearest_regions() {
     let h = Harness::start().await;
     h.register_fleet().await;

@@ -270,7 +270,6 @@ pub struct Advertised {
 /// transport (a second TLS one as `tls_alt`), and the transports offered.
 pub fn addresses(list: &[Advertised]) -> (RelayAddresses, Vec<Transport>) {
     let mut a = RelayAddresses::default();
-    let mut quic = false;
     for ad in list {
         let e = Some(ad.endpoint.clone());
         match ad.transport {
@@ -278,10 +277,11 @@ pub fn addresses(list: &[Advertised]) -> (RelayAddresses, Vec<Transport>) {
             Transport::Tcp if a.tcp.is_none() => a.tcp = e,
             Transport::Tls if a.tls.is_none() => a.tls = e,
             Transport::Tls if a.tls_alt.is_none() => a.tls_alt = e,
-            Transport::Quic => quic = true,
+            Transport::Quic if a.quic.is_none() => a.quic = e,
             _ => {}
         }
     }
+    let quic = a.quic.is_some();
     let mut transports = Vec::new();
     for (t, has) in [
         (Transport::Udp, a.udp.is_some()),

@@ -115,6 +115,10 @@ pub struct RelayAddresses {
     /// A second TLS listener, usually port 443 for clients behind strict firewalls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_alt: Option<Endpoint>,
+    /// The QUIC relay (RFC 9298 CONNECT-UDP over HTTP/3, UDP; 443 by default):
+    /// `https://h:p/.well-known/masque/udp/{target_host}/{target_port}/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quic: Option<Endpoint>,
 }
 
 /// A transport a relay offers.

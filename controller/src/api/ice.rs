@@ -63,6 +63,11 @@ pub struct IceResponse {
     pub username: String,
     pub password: String,
     pub uris: Vec<String>,
+    /// The QUIC relays of the same selection, in the same order, as RFC 9298 URI templates
+    /// for a CONNECT-UDP client (`Proxy-Authorization: Basic base64(username:password)`);
+    /// absent when none offers one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connect_udp: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explain: Option<Value>,
 }
@@ -203,6 +208,7 @@ fn issue(
 
     let mut ice_servers = Vec::new();
     let mut uris = Vec::new();
+    let mut connect_udp = Vec::new();
     let mut regions = Vec::new();
     let mut stun = None;
     for region in &selection.regions {
@@ -219,6 +225,7 @@ fn issue(
                 regions.push(region.name.to_string());
             }
             uris.extend(urls.iter().cloned());
+            connect_udp.extend(relay.connect_udp_template());
             ice_servers.push(IceServer {
                 urls,
                 username: Some(creds.username.clone()),
@@ -265,6 +272,7 @@ fn issue(
         username: creds.username,
         password: creds.password,
         uris,
+        connect_udp,
         explain,
     })
 }

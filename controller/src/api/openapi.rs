@@ -262,7 +262,8 @@ fn schemas() -> Value {
         "pps_out": s("integer"), "bps_in": s("integer"), "bps_out": s("integer"), "cpu": s("number")}});
     let state = json!({"enum": ["active", "draining"]});
     let addresses = json!({"type": "object", "properties": {"udp": schema("Endpoint"),
-        "tcp": schema("Endpoint"), "tls": schema("Endpoint"), "tls_alt": schema("Endpoint")}});
+        "tcp": schema("Endpoint"), "tls": schema("Endpoint"), "tls_alt": schema("Endpoint"),
+        "quic": schema("Endpoint")}});
     let transports = json!({"type": "array", "items": {"enum": ["udp", "tcp", "tls", "quic"]}});
     let strings = json!({"type": "array", "items": s("string")});
     let lease = lease_schema();
@@ -280,6 +281,10 @@ fn schemas() -> Value {
             "properties": {"iceServers": array("IceServer"), "ttl": s("integer"),
                 "expires_at": {"type": "string", "format": "date-time"}, "regions": strings,
                 "username": s("string"), "password": s("string"), "uris": strings,
+                "connect_udp": {"type": "array", "items": s("string"), "description":
+                    "RFC 9298 URI templates of the selected relays' QUIC relays (CONNECT-UDP over \
+                     HTTP/3), in ranking order; authenticate with Proxy-Authorization: Basic \
+                     base64(username:password). Absent when none offers one."},
                 "explain": {"type": "object", "description": "?explain=1 with an admin key"}}},
         "TokenRequest": {"type": "object", "required": ["user"], "additionalProperties": false,
             "properties": {"user": s("string"), "ttl": {"type": "integer", "minimum": 1, "maximum": 600}}},

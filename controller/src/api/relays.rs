@@ -57,6 +57,7 @@ fn validate(r: &Registration) -> Result<(), ApiError> {
         ("tcp", &a.tcp),
         ("tls", &a.tls),
         ("tls_alt", &a.tls_alt),
+        ("quic", &a.quic),
     ] {
         if let Some(ep) = ep {
             ep.validate()
@@ -68,7 +69,7 @@ fn validate(r: &Registration) -> Result<(), ApiError> {
             Transport::Udp => a.udp.is_some(),
             Transport::Tcp => a.tcp.is_some(),
             Transport::Tls => a.tls.is_some() || a.tls_alt.is_some(),
-            Transport::Quic => true,
+            Transport::Quic => a.quic.is_some(),
         };
         if !has {
             return Err(bad(format!("transport {t:?} has no address")));

@@ -63,6 +63,15 @@ impl RelayRecord {
         Some(format!("stun:{}", udp.uri_authority()))
     }
 
+    /// The QUIC relay's RFC 9298 URI template (CONNECT-UDP over HTTP/3), if it offers one.
+    pub fn connect_udp_template(&self) -> Option<String> {
+        let e = (self.addresses.quic.as_ref()).filter(|_| self.offers(Transport::Quic))?;
+        Some(format!(
+            "https://{}/.well-known/masque/udp/{{target_host}}/{{target_port}}/",
+            e.uri_authority()
+        ))
+    }
+
     /// TURN URLs in preference order: UDP, TCP, TLS, TLS on the second port.
     pub fn turn_urls(&self) -> Vec<String> {
         let a = &self.addresses;
@@ -101,6 +110,7 @@ mod tests {
                 tcp: ep("2001:db8::1", 3478),
                 tls: ep("relay.example.com", 5349),
                 tls_alt: ep("relay.example.com", 443),
+                quic: ep("2001:db8::1", 443),
             },
             transports: vec![Transport::Udp, Transport::Tcp, Transport::Tls],
             load: Load::default(),
@@ -124,6 +134,13 @@ mod tests {
                 "turns:relay.example.com:5349?transport=tcp",
                 "turns:relay.example.com:443?transport=tcp",
             ]
+        );
+        // The QUIC relay only when offered.
+        assert_eq!(r.connect_udp_template(), None);
+        r.transports.push(Transport::Quic);
+        assert_eq!(
+            r.connect_udp_template().as_deref(),
+            Some("https://[2001:db8::1]:443/.well-known/masque/udp/{target_host}/{target_port}/")
         );
         r.transports = vec![Transport::Tcp];
         assert_eq!(r.stun_url(), None);
