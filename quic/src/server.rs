@@ -10,7 +10,10 @@
 //! Refusals follow RFC 9298 §3 and RFC 9209: 400 for a request that is not CONNECT-UDP
 //! or names a malformed target, 407 with `Proxy-Authenticate` for missing or bad
 //! credentials, 403 `destination_ip_prohibited` for a target the peer filter refuses,
-//! 502 `dns_error`, 503 while draining; each with a `Proxy-Status` header naming the error.
+//! 429 (the user's or tenant's quota; 503 when the relay is full) `connection_limit_reached`,
+//! 502 `dns_error`, 503 `proxy_internal_response` while draining; each with a
+//! `Proxy-Status` header naming the error. A tunnel counts in the TURN workers' quota
+//! ledger as an allocation, and its bandwidth cap is an allocation's.
 //! 0-RTT is refused: a CONNECT replayed by an attacker would open a tunnel.
 
 use std::collections::HashMap;
@@ -24,9 +27,9 @@ use http::{Method, Response, StatusCode};
 use nexrtc_metrics::{Counter, Gauge, Registry};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
-use turn_core::PeerFilter;
+use turn_core::{AllocationLedger, PeerFilter, QuotaRefusal, Quotas, TokenBucket};
 
-use crate::access::Access;
+use crate::access::{Access, User};
 use crate::codec::{get_capsule, get_varint, put_capsule, put_varint, DATAGRAM_CAPSULE};
 use crate::target::{parse_path, resolve, TargetError};
 
@@ -49,6 +52,12 @@ pub struct QuicConfig {
     /// Path MTU discovery (on by default): QUIC datagrams grow past 1200 bytes where the
     /// path carries them. Off, payloads over ~1150 bytes always go as capsules.
     pub mtu_discovery: bool,
+    /// The quotas' counts, shared with the TURN workers: a tunnel counts as an allocation
+    /// of its user and tenant.
+    pub ledger: Arc<AllocationLedger>,
+    /// Per-user, per-tenant and total allocations, and each tunnel's bandwidth cap
+    /// (`allocation_bytes_per_sec`, each direction), as for TURN allocations.
+    pub quotas: Quotas,
 }
 
 impl QuicConfig {
@@ -63,6 +72,8 @@ impl QuicConfig {
             max_tunnels_per_connection: 64,
             idle_timeout: Duration::from_secs(30),
             mtu_discovery: true,
+            ledger: Arc::new(AllocationLedger::new()),
+            quotas: Quotas::default(),
         }
     }
 }
@@ -94,6 +105,8 @@ struct Shared {
     draining: AtomicBool,
     metrics: Registry,
     counts: Counts,
+    ledger: Arc<AllocationLedger>,
+    quotas: Quotas,
 }
 
 /// Handles of the families touched per datagram (a registry lookup per packet is not).
@@ -172,6 +185,8 @@ impl QuicRelay {
             draining: AtomicBool::new(false),
             metrics,
             counts,
+            ledger: config.ledger,
+            quotas: config.quotas,
         });
         let task = tokio::spawn(accept(endpoint.clone(), Arc::clone(&shared)));
         tracing::info!(addr = %local, "QUIC relay listening (CONNECT-UDP over HTTP/3)");
@@ -223,7 +238,7 @@ fn describe(m: &Registry) {
     m.describe(HANDSHAKES, "QUIC handshakes, by outcome (ok, failed)");
     m.describe(
         REQUESTS,
-        "CONNECT-UDP requests, by outcome (ok, bad_request, unauthorized, forbidden, dns_error, unavailable, socket_error)",
+        "CONNECT-UDP requests, by outcome (ok, bad_request, unauthorized, quota, forbidden, dns_error, unavailable, socket_error)",
     );
     m.describe(TUNNELS_ACTIVE, "Open CONNECT-UDP tunnels");
     m.describe(
@@ -236,7 +251,7 @@ fn describe(m: &Registry) {
     );
     m.describe(
         DROPPED,
-        "HTTP Datagrams dropped, by reason (malformed, unknown_context, unknown_stream, socket)",
+        "HTTP Datagrams dropped, by reason (malformed, unknown_context, unknown_stream, socket, bandwidth)",
     );
     m.describe(
         AS_CAPSULES,
@@ -269,8 +284,42 @@ fn handshake(shared: &Shared, outcome: &'static str) {
         .increment(1);
 }
 
-/// Open tunnels of one connection: request stream id → the tunnel's socket.
-type Tunnels = Arc<Mutex<HashMap<u64, Arc<UdpSocket>>>>;
+/// Open tunnels of one connection, by request stream id.
+type Tunnels = Arc<Mutex<HashMap<u64, Arc<Tunnel>>>>;
+
+/// One open tunnel: its socket (connected to the target), its bandwidth budgets and its
+/// place in the quota ledger (given back when the tunnel is dropped).
+#[derive(Debug)]
+struct Tunnel {
+    socket: UdpSocket,
+    to_peer: Option<Mutex<TokenBucket>>,
+    to_client: Option<Mutex<TokenBucket>>,
+    /// Held for its `Drop`: the ledger's count ends with the tunnel.
+    _seat: Seat,
+}
+
+impl Tunnel {
+    /// Whether `bytes` more fit the direction's cap (none: no cap).
+    fn within(budget: Option<&Mutex<TokenBucket>>, bytes: usize) -> bool {
+        budget.is_none_or(|b| {
+            let mut b = b.lock().unwrap_or_else(PoisonError::into_inner);
+            b.take(bytes as u64, std::time::Instant::now())
+        })
+    }
+}
+
+/// A tunnel counted in the quota ledger as an allocation of its user.
+#[derive(Debug)]
+struct Seat {
+    ledger: Arc<AllocationLedger>,
+    user: User,
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.ledger.release(&self.user.tenant, &self.user.user);
+    }
+}
 
 async fn connection(conn: quinn::Connection, shared: Arc<Shared>) {
     let built = h3::server::builder()
@@ -323,13 +372,13 @@ async fn datagrams(conn: quinn::Connection, tunnels: Tunnels, shared: Arc<Shared
             shared.drop_datagram("malformed");
             continue;
         };
-        let socket = tunnels
+        let tunnel = tunnels
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&(quarter * 4))
             .cloned();
-        match socket {
-            Some(socket) => to_peer(&shared, &socket, &datagram[a..]),
+        match tunnel {
+            Some(tunnel) => to_peer(&shared, &tunnel, &datagram[a..]),
             None => shared.drop_datagram("unknown_stream"),
         }
     }
@@ -337,7 +386,7 @@ async fn datagrams(conn: quinn::Connection, tunnels: Tunnels, shared: Arc<Shared
 
 /// One HTTP Datagram payload (Context ID, then the UDP payload for Context ID 0) to the
 /// target. Unknown contexts are dropped (RFC 9298 §4).
-fn to_peer(shared: &Shared, socket: &UdpSocket, payload: &[u8]) {
+fn to_peer(shared: &Shared, tunnel: &Tunnel, payload: &[u8]) {
     let Some((context, n)) = get_varint(payload) else {
         shared.drop_datagram("malformed");
         return;
@@ -347,7 +396,11 @@ fn to_peer(shared: &Shared, socket: &UdpSocket, payload: &[u8]) {
         return;
     }
     let udp = &payload[n..];
-    match socket.try_send(udp) {
+    if !Tunnel::within(tunnel.to_peer.as_ref(), udp.len()) {
+        shared.drop_datagram("bandwidth");
+        return;
+    }
+    match tunnel.socket.try_send(udp) {
         Ok(_) => {
             shared.counts.to_peer.increment(1);
             shared.counts.to_peer_bytes.increment(udp.len() as u64);
@@ -365,8 +418,8 @@ async fn tunnel(
     tunnels: Tunnels,
     shared: Arc<Shared>,
 ) {
-    let socket = match open(&request, &shared).await {
-        Ok(socket) => Arc::new(socket),
+    let tunnel = match open(&request, &shared).await {
+        Ok(tunnel) => Arc::new(tunnel),
         Err(refusal) => {
             shared.request(refusal.outcome);
             let _ = stream.send_response(refusal.response(&shared.realm)).await;
@@ -378,7 +431,7 @@ async fn tunnel(
     tunnels
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .insert(id, Arc::clone(&socket));
+        .insert(id, Arc::clone(&tunnel));
     let ok = Response::builder()
         .status(StatusCode::OK)
         .header("capsule-protocol", "?1")
@@ -389,8 +442,8 @@ async fn tunnel(
         shared.counts.tunnels_active.increment(1.0);
         let (send, recv) = stream.split();
         tokio::select! {
-            () = to_client(&socket, &conn, send, id, &shared) => {}
-            () = capsules(recv, &socket, &shared) => {}
+            () = to_client(&tunnel, &conn, send, id, &shared) => {}
+            () = capsules(recv, &tunnel, &shared) => {}
         }
         shared.counts.tunnels_active.decrement(1.0);
     }
@@ -404,7 +457,7 @@ async fn tunnel(
 /// large for the path's QUIC datagrams (a 1200-byte payload on a 1280-byte MTU) goes as a
 /// DATAGRAM capsule on the request stream instead (RFC 9297 §3.5), so no size is lost.
 async fn to_client(
-    socket: &UdpSocket,
+    tunnel: &Tunnel,
     conn: &quinn::Connection,
     mut stream: h3::server::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>,
     id: u64,
@@ -415,12 +468,16 @@ async fn to_client(
     put_varint(&mut header, id / 4);
     put_varint(&mut header, 0);
     loop {
-        let n = match socket.recv(&mut buf).await {
+        let n = match tunnel.socket.recv(&mut buf).await {
             Ok(n) => n,
             // ICMP errors (port unreachable) surface here on a connected socket: the
             // tunnel stays; the client's next datagram may find the target listening.
             Err(_) => continue,
         };
+        if !Tunnel::within(tunnel.to_client.as_ref(), n) {
+            shared.drop_datagram("bandwidth");
+            continue;
+        }
         let mut datagram = Vec::with_capacity(header.len() + n);
         datagram.extend_from_slice(&header);
         datagram.extend_from_slice(&buf[..n]);
@@ -451,7 +508,7 @@ const MAX_CAPSULE: usize = 65_535 + 16;
 /// skipped (RFC 9297 §3.2). A malformed or oversized capsule ends the tunnel.
 async fn capsules(
     mut recv: h3::server::RequestStream<h3_quinn::RecvStream, Bytes>,
-    socket: &UdpSocket,
+    tunnel: &Tunnel,
     shared: &Shared,
 ) {
     let mut pending: Vec<u8> = Vec::new();
@@ -467,7 +524,7 @@ async fn capsules(
             match get_capsule(&pending[taken..], MAX_CAPSULE) {
                 Ok(Some((capsule, n))) => {
                     if capsule.kind == DATAGRAM_CAPSULE {
-                        to_peer(shared, socket, capsule.value);
+                        to_peer(shared, tunnel, capsule.value);
                     }
                     taken += n;
                 }
@@ -529,7 +586,7 @@ impl From<TargetError> for Refusal {
 }
 
 /// Checks a request and opens its tunnel's socket, connected to the target.
-async fn open(request: &http::Request<()>, shared: &Shared) -> Result<UdpSocket, Refusal> {
+async fn open(request: &http::Request<()>, shared: &Shared) -> Result<Tunnel, Refusal> {
     let protocol = request.extensions().get::<h3::ext::Protocol>().copied();
     if request.method() != Method::CONNECT || protocol != Some(h3::ext::Protocol::CONNECT_UDP) {
         return Err(Refusal::bad_request());
@@ -537,7 +594,7 @@ async fn open(request: &http::Request<()>, shared: &Shared) -> Result<UdpSocket,
     if shared.draining.load(Ordering::Relaxed) {
         return Err(Refusal {
             status: StatusCode::SERVICE_UNAVAILABLE,
-            error: Some("connection_refused"),
+            error: Some("proxy_internal_response"),
             outcome: "unavailable",
             authenticate: false,
         });
@@ -547,15 +604,35 @@ async fn open(request: &http::Request<()>, shared: &Shared) -> Result<UdpSocket,
         .headers()
         .get(http::header::PROXY_AUTHORIZATION)
         .map(|v| v.as_bytes());
-    if let Err(denied) = shared.access.check(credentials, unix_now()) {
-        tracing::debug!(reason = denied.label(), "CONNECT-UDP refused: {denied}");
-        return Err(Refusal {
-            status: StatusCode::PROXY_AUTHENTICATION_REQUIRED,
-            error: None,
-            outcome: "unauthorized",
-            authenticate: true,
-        });
-    }
+    let user = match shared.access.check(credentials, unix_now()) {
+        Ok(user) => user,
+        Err(denied) => {
+            tracing::debug!(reason = denied.label(), "CONNECT-UDP refused: {denied}");
+            return Err(Refusal {
+                status: StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                error: None,
+                outcome: "unauthorized",
+                authenticate: true,
+            });
+        }
+    };
+    let seat = match (shared.ledger).try_acquire(&user.tenant, &user.user, &shared.quotas) {
+        Ok(()) => Seat {
+            ledger: Arc::clone(&shared.ledger),
+            user,
+        },
+        Err(refusal) => {
+            return Err(Refusal {
+                status: match refusal {
+                    QuotaRefusal::Total => StatusCode::SERVICE_UNAVAILABLE,
+                    QuotaRefusal::UserOrTenant => StatusCode::TOO_MANY_REQUESTS,
+                },
+                error: Some("connection_limit_reached"),
+                outcome: "quota",
+                authenticate: false,
+            })
+        }
+    };
     let target = resolve(&target, &shared.filter)
         .await
         .map_err(Refusal::from)?;
@@ -571,7 +648,24 @@ async fn open(request: &http::Request<()>, shared: &Shared) -> Result<UdpSocket,
     };
     let socket = UdpSocket::bind(local).await.map_err(socket_error)?;
     socket.connect(target).await.map_err(socket_error)?;
-    Ok(socket)
+    let bps = shared.quotas.allocation_bytes_per_sec;
+    // The TURN allocation's budget: the rate, with a burst of a second's worth (64 KiB
+    // at least).
+    let budget = || {
+        (bps != 0).then(|| {
+            Mutex::new(TokenBucket::new(
+                bps,
+                bps.max(65_536),
+                std::time::Instant::now(),
+            ))
+        })
+    };
+    Ok(Tunnel {
+        socket,
+        to_peer: budget(),
+        to_client: budget(),
+        _seat: seat,
+    })
 }
 
 fn unix_now() -> u64 {

@@ -18,7 +18,7 @@ use nexrtc_test_support::tools;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 use turn_core::auth::rest_password;
-use turn_core::Credentials;
+use turn_core::{AllocationLedger, Credentials, Quotas};
 
 const SECRET: &[u8] = b"quic-test-secret";
 
@@ -70,10 +70,15 @@ fn tls() -> (Arc<rustls::ServerConfig>, String) {
 /// A proxy on loopback; without path MTU discovery its QUIC datagrams stay at the
 /// 1200-byte floor, so the largest payloads take the capsule fallback every time.
 fn proxy(allow_loopback: bool) -> Proxy {
+    proxy_with(allow_loopback, |_| {})
+}
+
+fn proxy_with(allow_loopback: bool, adjust: impl FnOnce(&mut QuicConfig)) -> Proxy {
     let (tls, pem) = tls();
     let mut config = QuicConfig::new("127.0.0.1:0".parse().unwrap(), tls, "quic.test");
     config.peer_filter.allow_loopback(allow_loopback);
     config.mtu_discovery = false;
+    adjust(&mut config);
     let mut credentials = Credentials::new();
     credentials
         .insert_tenant("acme", vec![SECRET.to_vec()])
@@ -285,4 +290,82 @@ async fn refusals_carry_their_status_and_proxy_status() {
     let steps = run(&blocking, json!([{"target": "8.8.8.8:53", "auth": good}])).await;
     let t = &steps[0]["tunnels"][0];
     assert_eq!(status(t), "503", "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_count_in_the_turn_quota_ledger() {
+    if !client_available() {
+        return;
+    }
+    let ledger = Arc::new(AllocationLedger::new());
+    let quotas = Quotas {
+        user_allocations: 2,
+        ..Quotas::default()
+    };
+    // dave already holds a TURN allocation on this relay.
+    ledger.try_acquire("acme", "dave", &quotas).unwrap();
+    let proxy = proxy_with(true, |c| {
+        c.ledger = ledger.clone();
+        c.quotas = quotas;
+    });
+    let peer = echo().await;
+    let now = unix_now();
+    let steps = run(
+        &proxy,
+        json!([
+            {"target": peer.to_string(), "auth": credential(now + 600, "dave"), "tunnels": 2},
+            {"target": peer.to_string(), "auth": credential(now + 600, "erin"), "tunnels": 2},
+        ]),
+    )
+    .await;
+    let dave = steps[0]["tunnels"].as_array().unwrap();
+    assert_eq!(status(&dave[0]), "200");
+    assert_eq!(status(&dave[1]), "429", "{}", dave[1]);
+    assert_eq!(
+        dave[1]["headers"]["proxy-status"],
+        "nexrtc; error=connection_limit_reached"
+    );
+    for t in steps[1]["tunnels"].as_array().unwrap() {
+        assert_eq!(status(t), "200", "erin's own quota: {t}");
+    }
+    // The client is gone: its tunnels gave their places back; dave's TURN one stays.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ledger.total() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} counted",
+            ledger.total()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_over_its_bandwidth_cap_drops_the_excess() {
+    if !client_available() {
+        return;
+    }
+    // 1,000 B/s with a 64 KiB burst, as a TURN allocation's cap.
+    let proxy = proxy_with(true, |c| c.quotas.allocation_bytes_per_sec = 1_000);
+    let peer = echo().await;
+    let sizes = vec![1_000; 100];
+    let steps = run(
+        &proxy,
+        json!([{"target": peer.to_string(), "auth": credential(unix_now() + 600, "fay"),
+                "sizes": sizes, "burst": true}]),
+    )
+    .await;
+    let got = &steps[0]["tunnels"][0]["echo"];
+    let received = got["received"].as_u64().unwrap();
+    // 65,536 bytes of burst are 65 payloads, and a few more refilled over the test.
+    assert!((60..=70).contains(&received), "{got}");
+    let metrics = proxy.relay.registry().render();
+    let dropped: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("nexrtc_relay_quic_datagrams_dropped_total{reason=\"bandwidth\"} ")
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no bandwidth drops in\n{metrics}"));
+    assert_eq!(dropped as u64 + received, 100, "{metrics}");
 }

@@ -7,9 +7,10 @@ opens tunnels on the one connection and reports what happened. Prints one JSON o
 steps how many payloads came back byte-exact, how many differed, how many were lost.
 
 A step: {"target": "HOST:PORT" or a raw path, "auth": "user:pass" or null,
-"tunnels": N, "sizes": [..], "capsules": bool}. Each tunnel sends every size once (as an
-HTTP Datagram with Context ID 0, or as a DATAGRAM capsule on the stream) and waits for the
-echo of each before the next.
+"tunnels": N, "sizes": [..], "capsules": bool, "burst": bool}. Each tunnel sends every
+size once (as an HTTP Datagram with Context ID 0, or as a DATAGRAM capsule on the stream)
+and waits for the echo of each before the next; with "burst", it sends them all at once
+and counts the echoes that came back within 1.5 s.
 """
 
 import asyncio
@@ -142,6 +143,19 @@ async def echo(client, sid, sizes, capsule):
     return {"same": same, "differ": differ, "lost": lost}
 
 
+async def burst(client, sid, sizes):
+    """Sends every size at once (no waiting for echoes), then counts what came back."""
+    for size in sizes:
+        client.send(sid, bytes(size), False)
+    await asyncio.sleep(1.5)
+    q = client.datagrams[sid]
+    received = 0
+    while not q.empty():
+        q.get_nowait()
+        received += 1
+    return {"sent": len(sizes), "received": received}
+
+
 async def main(job):
     # Packets up to 1400 bytes (loopback carries them), so a 1200-byte UDP payload fits in
     # one HTTP Datagram from this side; the proxy's side must cope with its own path MTU.
@@ -160,9 +174,12 @@ async def main(job):
             for _ in range(step.get("tunnels", 1)):
                 sid, headers = await client.open(job["authority"], step["target"], step.get("auth"))
                 tunnels.append((sid, headers))
+            def run(sid):
+                if step.get("burst"):
+                    return burst(client, sid, step.get("sizes", []))
+                return echo(client, sid, step.get("sizes", []), step.get("capsules", False))
             results = await asyncio.gather(*[
-                echo(client, sid, step.get("sizes", []), step.get("capsules", False))
-                if headers.get(":status") == "200" else asyncio.sleep(0, result=None)
+                run(sid) if headers.get(":status") == "200" else asyncio.sleep(0, result=None)
                 for sid, headers in tunnels
             ])
             out.append({"tunnels": [{"headers": h, "echo": r} for (_, h), r in zip(tunnels, results)]})

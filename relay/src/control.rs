@@ -167,6 +167,8 @@ impl Relay {
             (Some(listen), Some(tls)) => {
                 let mut q = QuicConfig::new(listen, tls.clone(), &config.core.realm);
                 q.peer_filter = config.core.peer_filter.clone();
+                q.ledger = host.ledger.clone();
+                q.quotas = config.core.quotas;
                 Some(QuicRelay::start(q, Access::new(credentials.clone()))?)
             }
             _ => None,

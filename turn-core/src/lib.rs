@@ -41,8 +41,9 @@ pub use auth::{Credentials, PasswordError, TenantSecrets};
 pub use config::{AnswerBudget, ByteRate, Config, Quotas};
 pub use filter::{HeldPorts, PeerFilter};
 pub use net::{ClientSocket, Now, RelayHandle, Transport};
+pub use ratelimit::TokenBucket;
 pub use server::{
     AllocationLedger, AllocationRequestId, BindFailure, ClientAction, Command, Family, PeerAction,
-    PortRequest, RelayBinding, Server, Transmit,
+    PortRequest, QuotaRefusal, RelayBinding, Server, Transmit,
 };
 pub use stats::Stats;

@@ -9,7 +9,7 @@ use crate::config::{AnswerBudget, ByteRate};
 
 /// A token bucket of `rate` tokens per second holding at most `burst`.
 #[derive(Debug, Clone)]
-pub(crate) struct TokenBucket {
+pub struct TokenBucket {
     rate: u64,
     burst: u64,
     tokens: u64,
@@ -17,7 +17,7 @@ pub(crate) struct TokenBucket {
 }
 
 impl TokenBucket {
-    pub(crate) fn new(rate: u64, burst: u64, now: Instant) -> Self {
+    pub fn new(rate: u64, burst: u64, now: Instant) -> Self {
         TokenBucket {
             rate,
             burst,
@@ -28,7 +28,7 @@ impl TokenBucket {
 
     /// Takes `n` tokens if there are enough.
     #[inline]
-    pub(crate) fn take(&mut self, n: u64, now: Instant) -> bool {
+    pub fn take(&mut self, n: u64, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last);
         if !elapsed.is_zero() {
             let refill = (elapsed.as_nanos() * u128::from(self.rate) / 1_000_000_000) as u64;

@@ -28,7 +28,7 @@ pub struct AllocationLedger {
 
 /// Why [`AllocationLedger::try_acquire`] refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum QuotaRefusal {
+pub enum QuotaRefusal {
     /// The host is full: 508 Insufficient Capacity.
     Total,
     /// The user or tenant is at its quota: 486 Allocation Quota Reached.
@@ -52,8 +52,9 @@ impl AllocationLedger {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts one more allocation of `user` in `tenant` unless a quota forbids it.
-    pub(crate) fn try_acquire(
+    /// Counts one more allocation of `user` in `tenant` unless a quota forbids it (the QUIC
+    /// relay counts its tunnels here too, so a user's quota covers both).
+    pub fn try_acquire(
         &self,
         tenant: &str,
         user: &str,
@@ -78,7 +79,7 @@ impl AllocationLedger {
     }
 
     /// Gives back what [`AllocationLedger::try_acquire`] counted.
-    pub(crate) fn release(&self, tenant: &str, user: &str) {
+    pub fn release(&self, tenant: &str, user: &str) {
         let mut c = self.lock();
         c.total = c.total.saturating_sub(1);
         if let Some(n) = c.tenants.get_mut(tenant) {

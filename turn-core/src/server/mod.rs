@@ -29,7 +29,7 @@ use crate::stun::{
 };
 
 use allocation::Allocation;
-pub use ledger::AllocationLedger;
+pub use ledger::{AllocationLedger, QuotaRefusal};
 use response::ResponseCache;
 
 /// Identifies an Allocate waiting for its relay socket.
