@@ -4,5 +4,6 @@
 //! replay the seed corpora through the very same code (see
 //! `turn-core/tests/stun_fuzz_corpus.rs`).
 
+pub mod masque_parse;
 pub mod stun_parse;
 pub mod server_sequence;
