@@ -112,6 +112,11 @@ fn ice_api_credentials_relay_through_our_relay_and_through_coturn() {
         m.sum("nexrtc_relay_quic_requests_total", &[("outcome", "ok")]),
         1.0
     );
+    // In the relay's own families, as transport "quic": a tunnel counts as an allocation.
+    let acme_quic = [("tenant", "acme"), ("transport", "quic")];
+    let to_peer = [acme_quic[0], acme_quic[1], ("direction", "to_peer")];
+    assert_eq!(m.sum("nexrtc_relay_packets_total", &to_peer), 3.0);
+    assert_eq!(m.sum("nexrtc_relay_allocations_total", &acme_quic), 1.0);
     // Revoked through the admin API: the controller pushes it, new tunnels are refused.
     let (status, _) = controller.admin(
         "POST",

@@ -18,7 +18,9 @@
 pub mod access;
 pub mod codec;
 pub mod server;
+pub mod stats;
 pub mod target;
 
 pub use access::{Access, Denied};
 pub use server::{QuicConfig, QuicError, QuicRelay};
+pub use stats::Stats;

@@ -24,13 +24,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes};
 use http::{Method, Response, StatusCode};
-use nexrtc_metrics::{Counter, Gauge, Registry};
+use nexrtc_metrics::{Counter, Registry};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use turn_core::{AllocationLedger, PeerFilter, QuotaRefusal, Quotas, TokenBucket};
 
 use crate::access::{Access, User};
 use crate::codec::{get_capsule, get_varint, put_capsule, put_varint, DATAGRAM_CAPSULE};
+use crate::stats::{Stats, TenantTraffic};
 use crate::target::{parse_path, resolve, TargetError};
 
 /// What the listener needs.
@@ -58,6 +59,8 @@ pub struct QuicConfig {
     /// Per-user, per-tenant and total allocations, and each tunnel's bandwidth cap
     /// (`allocation_bytes_per_sec`, each direction), as for TURN allocations.
     pub quotas: Quotas,
+    /// Where the per-tenant traffic is counted (the relay's metrics read it).
+    pub stats: Arc<Stats>,
 }
 
 impl QuicConfig {
@@ -74,6 +77,7 @@ impl QuicConfig {
             mtu_discovery: true,
             ledger: Arc::new(AllocationLedger::new()),
             quotas: Quotas::default(),
+            stats: Arc::default(),
         }
     }
 }
@@ -107,24 +111,17 @@ struct Shared {
     counts: Counts,
     ledger: Arc<AllocationLedger>,
     quotas: Quotas,
+    stats: Arc<Stats>,
 }
 
 /// Handles of the families touched per datagram (a registry lookup per packet is not).
 #[derive(Debug)]
 struct Counts {
-    to_peer: Counter,
-    to_peer_bytes: Counter,
-    to_client: Counter,
-    to_client_bytes: Counter,
-    tunnels_active: Gauge,
     as_capsules: Counter,
 }
 
 pub const HANDSHAKES: &str = "nexrtc_relay_quic_handshakes_total";
 pub const REQUESTS: &str = "nexrtc_relay_quic_requests_total";
-pub const TUNNELS_ACTIVE: &str = "nexrtc_relay_quic_tunnels_active";
-pub const DATAGRAMS: &str = "nexrtc_relay_quic_datagrams_total";
-pub const BYTES: &str = "nexrtc_relay_quic_bytes_total";
 pub const DROPPED: &str = "nexrtc_relay_quic_datagrams_dropped_total";
 pub const AS_CAPSULES: &str = "nexrtc_relay_quic_datagrams_as_capsules_total";
 
@@ -169,13 +166,7 @@ impl QuicRelay {
             .map_err(|e| QuicError::Bind(config.listen, e))?;
         let metrics = Registry::new();
         describe(&metrics);
-        let dir = |d| [("direction", d)];
         let counts = Counts {
-            to_peer: metrics.counter(DATAGRAMS, &dir("to_peer")),
-            to_peer_bytes: metrics.counter(BYTES, &dir("to_peer")),
-            to_client: metrics.counter(DATAGRAMS, &dir("to_client")),
-            to_client_bytes: metrics.counter(BYTES, &dir("to_client")),
-            tunnels_active: metrics.gauge(TUNNELS_ACTIVE, &[]),
             as_capsules: metrics.counter(AS_CAPSULES, &[]),
         };
         let shared = Arc::new(Shared {
@@ -187,6 +178,7 @@ impl QuicRelay {
             counts,
             ledger: config.ledger,
             quotas: config.quotas,
+            stats: config.stats,
         });
         let task = tokio::spawn(accept(endpoint.clone(), Arc::clone(&shared)));
         tracing::info!(addr = %local, "QUIC relay listening (CONNECT-UDP over HTTP/3)");
@@ -206,6 +198,11 @@ impl QuicRelay {
     /// The listener's metrics (register them into the relay's registry).
     pub fn registry(&self) -> Registry {
         self.shared.metrics.clone()
+    }
+
+    /// Per-tenant traffic.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.shared.stats
     }
 
     /// Credentials and revocations, replaced live.
@@ -239,15 +236,6 @@ fn describe(m: &Registry) {
     m.describe(
         REQUESTS,
         "CONNECT-UDP requests, by outcome (ok, bad_request, unauthorized, quota, forbidden, dns_error, unavailable, socket_error)",
-    );
-    m.describe(TUNNELS_ACTIVE, "Open CONNECT-UDP tunnels");
-    m.describe(
-        DATAGRAMS,
-        "UDP payloads relayed through tunnels, by direction",
-    );
-    m.describe(
-        BYTES,
-        "UDP payload bytes relayed through tunnels, by direction",
     );
     m.describe(
         DROPPED,
@@ -294,8 +282,16 @@ struct Tunnel {
     socket: UdpSocket,
     to_peer: Option<Mutex<TokenBucket>>,
     to_client: Option<Mutex<TokenBucket>>,
+    /// The tenant's counts.
+    traffic: Arc<TenantTraffic>,
     /// Held for its `Drop`: the ledger's count ends with the tunnel.
     _seat: Seat,
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        self.traffic.tunnels_active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Tunnel {
@@ -401,10 +397,7 @@ fn to_peer(shared: &Shared, tunnel: &Tunnel, payload: &[u8]) {
         return;
     }
     match tunnel.socket.try_send(udp) {
-        Ok(_) => {
-            shared.counts.to_peer.increment(1);
-            shared.counts.to_peer_bytes.increment(udp.len() as u64);
-        }
+        Ok(_) => tunnel.traffic.to_peer(udp.len()),
         Err(_) => shared.drop_datagram("socket"),
     }
 }
@@ -439,13 +432,11 @@ async fn tunnel(
         .unwrap_or_default();
     if stream.send_response(ok).await.is_ok() {
         shared.request("ok");
-        shared.counts.tunnels_active.increment(1.0);
         let (send, recv) = stream.split();
         tokio::select! {
             () = to_client(&tunnel, &conn, send, id, &shared) => {}
             () = capsules(recv, &tunnel, &shared) => {}
         }
-        shared.counts.tunnels_active.decrement(1.0);
     }
     tunnels
         .lock()
@@ -496,8 +487,7 @@ async fn to_client(
             }
             Err(_) => return, // the connection is gone, or never took datagrams
         }
-        shared.counts.to_client.increment(1);
-        shared.counts.to_client_bytes.increment(n as u64);
+        tunnel.traffic.to_client(n);
     }
 }
 
@@ -660,10 +650,14 @@ async fn open(request: &http::Request<()>, shared: &Shared) -> Result<Tunnel, Re
             ))
         })
     };
+    let traffic = shared.stats.tenant(&seat.user.tenant);
+    traffic.tunnels_total.fetch_add(1, Ordering::Relaxed);
+    traffic.tunnels_active.fetch_add(1, Ordering::Relaxed);
     Ok(Tunnel {
         socket,
         to_peer: budget(),
         to_client: budget(),
+        traffic,
         _seat: seat,
     })
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use nexrtc_quic::{Access, QuicConfig, QuicRelay};
+use nexrtc_quic::{Access, QuicConfig, QuicRelay, Stats as QuicStats};
 use turn_core::{AllocationLedger, Credentials};
 
 pub use crate::clients::Bound;
@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub drain_deadline: AtomicU64,
     pub ready: AtomicBool,
     pub workers: Vec<Arc<WorkerShared>>,
+    /// The QUIC relay's per-tenant traffic, when it runs.
+    pub quic: Option<Arc<QuicStats>>,
 }
 
 /// A read-only view for the operations HTTP (cheap to clone).
@@ -88,16 +90,22 @@ impl Monitor {
             .count()
     }
 
+    /// TURN allocations over all workers, and the QUIC relay's open tunnels.
     pub fn allocation_count(&self) -> usize {
-        self.shared
-            .workers
-            .iter()
+        let tunnels = (self.shared.quic.as_ref()).map_or(0, |q| q.tunnels_active() as usize);
+        (self.shared.workers.iter())
             .map(|w| w.allocations.load(Ordering::Relaxed))
-            .sum()
+            .sum::<usize>()
+            + tunnels
+    }
+
+    /// The QUIC relay's traffic per tenant (see [`QuicStats::snapshot`]); empty without it.
+    pub fn quic_traffic(&self) -> Vec<(String, [u64; 6])> {
+        (self.shared.quic.as_ref()).map_or_else(Vec::new, |q| q.snapshot())
     }
 
     pub fn render_metrics(&self) -> String {
-        metrics::render(&self.stats(), self.status())
+        metrics::render(&self.stats(), &self.quic_traffic(), self.status())
     }
 }
 
@@ -162,6 +170,7 @@ impl Relay {
             drain_deadline: AtomicU64::new(0),
             ready: AtomicBool::new(false),
             workers: built.iter().map(|(_, s)| s.clone()).collect(),
+            quic: config.quic_listen.map(|_| Arc::new(QuicStats::default())),
         });
         let quic = match (config.quic_listen, &tls_config) {
             (Some(listen), Some(tls)) => {
@@ -169,6 +178,7 @@ impl Relay {
                 q.peer_filter = config.core.peer_filter.clone();
                 q.ledger = host.ledger.clone();
                 q.quotas = config.core.quotas;
+                q.stats = shared.quic.clone().unwrap_or_default();
                 Some(QuicRelay::start(q, Access::new(credentials.clone()))?)
             }
             _ => None,

@@ -19,15 +19,20 @@ use turn_core::Transport;
 
 pub use crate::stats::{ShellStats, Status, WorkerStats};
 
+/// Per tenant, the QUIC relay's `[to_peer packets, to_peer bytes, to_client packets,
+/// to_client bytes, tunnels total, tunnels active]` (`Monitor::quic_traffic`).
+pub type QuicTraffic = [(String, [u64; 6])];
+
 /// The relay's own families alone, as `/metrics` shows them.
-pub fn render(workers: &[WorkerStats], status: Status) -> String {
+pub fn render(workers: &[WorkerStats], quic: &QuicTraffic, status: Status) -> String {
     let scrape = Registry::new();
-    collect(workers, status, &scrape);
+    collect(workers, quic, status, &scrape);
     scrape.render()
 }
 
-/// Describes and sets the relay's families in `out`: sums over `workers`, and `status`.
-pub fn collect(workers: &[WorkerStats], status: Status, out: &Registry) {
+/// Describes and sets the relay's families in `out`: sums over `workers`, the QUIC
+/// relay's traffic (`transport="quic"`, a tunnel counted as an allocation), and `status`.
+pub fn collect(workers: &[WorkerStats], quic: &QuicTraffic, status: Status, out: &Registry) {
     let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(f).sum::<u64>();
     let counter = |name: &'static str, labels: &[(&'static str, &str)], v: u64| {
         out.counter(name, labels).absolute(v);
@@ -78,6 +83,20 @@ pub fn collect(workers: &[WorkerStats], status: Status, out: &Registry) {
                 counter(PACKETS, &labels, v[off]);
                 counter(BYTES, &labels, v[1 + off]);
             }
+        }
+    }
+    for (tenant, v) in quic {
+        let labels = [("tenant", tenant.as_str()), ("transport", "quic")];
+        gauge(ALLOCATIONS_ACTIVE, &labels, v[5]);
+        counter(ALLOCATIONS_TOTAL, &labels, v[4]);
+        for (dir, off) in [("to_peer", 0), ("to_client", 2)] {
+            let labels = [
+                ("tenant", tenant.as_str()),
+                ("transport", "quic"),
+                ("direction", dir),
+            ];
+            counter(PACKETS, &labels, v[off]);
+            counter(BYTES, &labels, v[1 + off]);
         }
     }
 
@@ -267,7 +286,17 @@ mod tests {
             ready: false,
             workers_alive: 2,
         };
-        let text = render(&[a, b], status);
+        let quic = [("acme".to_owned(), [4, 400, 3, 300, 2, 1])];
+        let text = render(&[a, b], &quic, status);
+        // The QUIC relay's tunnels in the same families, as transport "quic".
+        for want in [
+            "nexrtc_relay_packets_total{tenant=\"acme\",transport=\"quic\",direction=\"to_peer\"} 4",
+            "nexrtc_relay_bytes_total{tenant=\"acme\",transport=\"quic\",direction=\"to_client\"} 300",
+            "nexrtc_relay_allocations_total{tenant=\"acme\",transport=\"quic\"} 2",
+            "nexrtc_relay_allocations_active{tenant=\"acme\",transport=\"quic\"} 1",
+        ] {
+            assert!(text.contains(&format!("{want}\n")), "{want} not in\n{text}");
+        }
 
         assert_eq!(
             line(&text, "nexrtc_relay_packets_total{tenant=\"acme\",transport=\"udp\",direction=\"to_peer\"}"),
@@ -298,6 +327,7 @@ mod tests {
         w.core.tenant("t");
         let text = render(
             &[w],
+            &[],
             Status {
                 draining: false,
                 ready: true,
@@ -337,6 +367,7 @@ mod tests {
             .record(1);
         let text = render(
             &[w],
+            &[],
             Status {
                 draining: false,
                 ready: true,

@@ -94,7 +94,8 @@ struct RelayCollector {
 
 impl Collector for RelayCollector {
     fn collect(&self, scrape: &Registry) {
-        metrics::collect(&self.monitor.stats(), self.monitor.status(), scrape);
+        let m = &self.monitor;
+        metrics::collect(&m.stats(), &m.quic_traffic(), m.status(), scrape);
     }
 }
 

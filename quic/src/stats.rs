@@ -1,0 +1,77 @@
+//! Per-tenant traffic of the QUIC relay, kept as atomics the relay's metrics read at
+//! scrape time: the relay's own families (`nexrtc_relay_packets_total`,
+//! `nexrtc_relay_bytes_total`, `nexrtc_relay_allocations_{total,active}`) show them with
+//! `transport="quic"`, a tunnel counting as an allocation, and the relay's allocation count
+//! (its load, and what a drain waits for) includes open tunnels.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// One tenant's counts.
+#[derive(Debug, Default)]
+pub struct TenantTraffic {
+    pub to_peer_packets: AtomicU64,
+    pub to_peer_bytes: AtomicU64,
+    pub to_client_packets: AtomicU64,
+    pub to_client_bytes: AtomicU64,
+    pub tunnels_total: AtomicU64,
+    pub tunnels_active: AtomicU64,
+}
+
+impl TenantTraffic {
+    pub(crate) fn to_peer(&self, bytes: usize) {
+        self.to_peer_packets.fetch_add(1, Ordering::Relaxed);
+        self.to_peer_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn to_client(&self, bytes: usize) {
+        self.to_client_packets.fetch_add(1, Ordering::Relaxed);
+        self.to_client_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+/// Every tenant's counts (tenants come from the credentials: few, bounded by them).
+#[derive(Debug, Default)]
+pub struct Stats {
+    tenants: Mutex<HashMap<String, Arc<TenantTraffic>>>,
+}
+
+impl Stats {
+    pub(crate) fn tenant(&self, tenant: &str) -> Arc<TenantTraffic> {
+        let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(tenants.entry(tenant.to_owned()).or_default())
+    }
+
+    /// Per tenant, sorted: `[to_peer packets, to_peer bytes, to_client packets, to_client
+    /// bytes, tunnels total, tunnels active]` (the order of the relay's own sums).
+    pub fn snapshot(&self) -> Vec<(String, [u64; 6])> {
+        let tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<(String, [u64; 6])> = (tenants.iter())
+            .map(|(name, t)| {
+                let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                let v = [
+                    get(&t.to_peer_packets),
+                    get(&t.to_peer_bytes),
+                    get(&t.to_client_packets),
+                    get(&t.to_client_bytes),
+                    get(&t.tunnels_total),
+                    get(&t.tunnels_active),
+                ];
+                (name.clone(), v)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Tunnels open now, over every tenant.
+    pub fn tunnels_active(&self) -> u64 {
+        let tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        (tenants.values())
+            .map(|t| t.tunnels_active.load(Ordering::Relaxed))
+            .sum()
+    }
+}
