@@ -212,37 +212,23 @@ impl Liveness {
         }
         let now = Instant::now();
         let mut looked = self.looks();
-        match looked.get(&lease.0).copied() {
-            Some(look) if look.seen == seen => {
-                if now.saturating_duration_since(look.at) < LOOK_AGAIN {
-                    return false;
-                }
-                if left >= look.left {
-                    looked.remove(&lease.0);
-                    return true;
-                }
-                looked.insert(
-                    lease.0,
-                    Look {
-                        seen,
-                        at: now,
-                        left,
-                    },
-                );
-                false
+        if let Some(look) = looked.get(&lease.0).filter(|l| l.seen == seen) {
+            if now.saturating_duration_since(look.at) < LOOK_AGAIN {
+                return false;
             }
-            _ => {
-                looked.insert(
-                    lease.0,
-                    Look {
-                        seen,
-                        at: now,
-                        left,
-                    },
-                );
-                false
+            if left >= look.left {
+                looked.remove(&lease.0);
+                return true;
             }
         }
+        // The first reading, or one that ran down: compare the next with this one.
+        let look = Look {
+            seen,
+            at: now,
+            left,
+        };
+        looked.insert(lease.0, look);
+        false
     }
 
     fn looks(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Look>> {

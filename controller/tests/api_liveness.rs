@@ -12,7 +12,7 @@ use api_common::{options, Harness, Req, NODE_KEY};
 use axum::http::StatusCode;
 use flaky::Flaky;
 use nexrtc_controller::store::Store;
-use nexrtc_controller::{router, AppState, Options};
+use nexrtc_controller::Options;
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -79,13 +79,7 @@ async fn a_silent_relay_leaves_after_two_heartbeats_not_the_lease_ttl() {
 #[tokio::test(start_paused = true)]
 async fn a_relay_renewed_through_another_replica_is_left_alone() {
     let a = Harness::with(liveness_options()).await;
-    let store: Arc<dyn Store> = Arc::new(a.store.clone());
-    let b_state = AppState::start(store, liveness_options()).await;
-    let b = Harness {
-        store: a.store.clone(),
-        app: router(b_state.clone()),
-        state: b_state,
-    };
+    let b = second_replica(&a).await;
     // Registered through A, then heartbeating only through B (the agent moved).
     let lease = a.register("eu-west", "n1", "198.18.0.1").await;
     assert_eq!(a.state.liveness.len(), 1);
@@ -139,13 +133,7 @@ async fn a_lease_that_only_looked_renewed_is_still_removed_early() {
 #[tokio::test(start_paused = true)]
 async fn a_relay_failing_over_from_a_dead_replica_is_not_removed() {
     let a = Harness::with(liveness_options()).await;
-    let store: Arc<dyn Store> = Arc::new(a.store.clone());
-    let b_state = AppState::start(store, liveness_options()).await;
-    let b = Harness {
-        store: a.store.clone(),
-        app: router(b_state.clone()),
-        state: b_state,
-    };
+    let b = second_replica(&a).await;
     let lease = a.register("eu-west", "n1", "198.18.0.1").await;
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -162,17 +150,18 @@ async fn a_relay_failing_over_from_a_dead_replica_is_not_removed() {
     assert!(listed(&a, "n1"));
 }
 
+/// A second replica on `a`'s store.
+async fn second_replica(a: &Harness) -> Harness {
+    let store: Arc<dyn Store> = Arc::new(a.store.clone());
+    Harness::over(store, a.store.clone(), liveness_options()).await
+}
+
 /// A harness whose replica's store stalls renewals on demand.
 async fn stalling_replica() -> (Harness, Flaky) {
     let base = Harness::with(liveness_options()).await;
     let stalling = Flaky::new(base.store.clone());
     let store: Arc<dyn Store> = Arc::new(stalling.clone());
-    let state = AppState::start(store, liveness_options()).await;
-    let h = Harness {
-        store: base.store.clone(),
-        app: router(state.clone()),
-        state,
-    };
+    let h = Harness::over(store, base.store.clone(), liveness_options()).await;
     (h, stalling)
 }
 

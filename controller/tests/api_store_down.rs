@@ -12,8 +12,7 @@ use api_common::*;
 use axum::http::StatusCode;
 use flaky::Flaky;
 use nexrtc_controller::server::bootstrap;
-use nexrtc_controller::store::{MemoryStore, Store};
-use nexrtc_controller::{router, AppState};
+use nexrtc_controller::store::MemoryStore;
 use serde_json::json;
 
 #[tokio::test(start_paused = true)]
@@ -22,13 +21,7 @@ async fn answers_from_the_last_snapshot_while_the_store_is_down() {
     let store = Flaky::new(inner.clone());
     let b = test_bootstrap();
     bootstrap(&inner, &b, NOW).await.expect("bootstrap");
-    let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
-    let state = AppState::start(dyn_store, options()).await;
-    let h = Harness {
-        store: inner,
-        state: state.clone(),
-        app: router(state),
-    };
+    let h = Harness::over(Arc::new(store.clone()), inner, options()).await;
     h.register_fleet().await;
     assert_eq!(h.call(Req::get("/readyz")).await.status, StatusCode::OK);
 
@@ -128,13 +121,7 @@ async fn a_frozen_store_shows_in_the_answer_age_though_the_snapshot_looks_live()
     bootstrap(&inner, &test_bootstrap(), NOW)
         .await
         .expect("bootstrap");
-    let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
-    let state = AppState::start(dyn_store, options()).await;
-    let h = Harness {
-        store: inner,
-        state: state.clone(),
-        app: router(state),
-    };
+    let h = Harness::over(Arc::new(store.clone()), inner, options()).await;
     h.register_fleet().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let metrics = h.call(Req::get("/metrics")).await.text;

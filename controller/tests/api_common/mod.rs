@@ -169,6 +169,18 @@ impl Harness {
         Harness { store, state, app }
     }
 
+    /// A replica over `store` (a second replica on a harness's store, or a wrapper of it);
+    /// `memory` is the memory store underneath, for the helpers that write to it directly.
+    pub async fn over(store: Arc<dyn Store>, memory: MemoryStore, options: Options) -> Harness {
+        let state = AppState::start(store, options).await;
+        let app = router(state.clone());
+        Harness {
+            store: memory,
+            state,
+            app,
+        }
+    }
+
     pub async fn call(&self, req: Req) -> Response {
         let mut builder = Request::builder().method(req.method).uri(&req.path);
         if let Some(key) = &req.bearer {
