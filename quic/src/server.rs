@@ -32,7 +32,7 @@ use turn_core::{AllocationLedger, PeerFilter, QuotaRefusal, Quotas, TokenBucket}
 use crate::access::{Access, User};
 use crate::codec::{get_capsule, get_varint, put_capsule, put_varint, DATAGRAM_CAPSULE};
 use crate::stats::{Stats, TenantTraffic};
-use crate::target::{parse_path, resolve, TargetError};
+use crate::target::{parse_path, resolve, Names, TargetError};
 
 /// What the listener needs.
 #[derive(Debug, Clone)]
@@ -61,6 +61,8 @@ pub struct QuicConfig {
     pub quotas: Quotas,
     /// Where the per-tenant traffic is counted (the relay's metrics read it).
     pub stats: Arc<Stats>,
+    /// How target names resolve (`None`: the system's configuration, see [`Names`]).
+    pub names: Option<Names>,
 }
 
 impl QuicConfig {
@@ -78,6 +80,7 @@ impl QuicConfig {
             ledger: Arc::new(AllocationLedger::new()),
             quotas: Quotas::default(),
             stats: Arc::default(),
+            names: None,
         }
     }
 }
@@ -112,6 +115,7 @@ struct Shared {
     ledger: Arc<AllocationLedger>,
     quotas: Quotas,
     stats: Arc<Stats>,
+    names: Names,
 }
 
 /// Handles of the families touched per datagram (a registry lookup per packet is not).
@@ -179,6 +183,7 @@ impl QuicRelay {
             ledger: config.ledger,
             quotas: config.quotas,
             stats: config.stats,
+            names: config.names.unwrap_or_else(Names::system),
         });
         let task = tokio::spawn(accept(endpoint.clone(), Arc::clone(&shared)));
         tracing::info!(addr = %local, "QUIC relay listening (CONNECT-UDP over HTTP/3)");
@@ -623,7 +628,7 @@ async fn open(request: &http::Request<()>, shared: &Shared) -> Result<Tunnel, Re
             })
         }
     };
-    let target = resolve(&target, &shared.filter)
+    let target = resolve(&target, &shared.filter, &shared.names)
         .await
         .map_err(Refusal::from)?;
     let local: SocketAddr = match target {

@@ -8,7 +8,12 @@
 //! resolving to a private address is as blocked as that address, whatever it was called).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
+
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::{Resolver, TokioResolver};
 
 use turn_core::PeerFilter;
 
@@ -115,20 +120,75 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Target names, resolved by hickory-resolver with the system's configuration
+/// (`/etc/resolv.conf`, `/etc/hosts`), answers cached by their TTL; each lookup bounded by
+/// [`RESOLVE_TIMEOUT`].
+#[derive(Clone)]
+pub struct Names(Option<Arc<TokioResolver>>);
+
+impl std::fmt::Debug for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Names(system)"
+        } else {
+            "Names(none)"
+        })
+    }
+}
+
+impl Names {
+    /// The system's resolver; without a usable configuration, names do not resolve (502
+    /// `dns_error`) and IP targets still work.
+    pub fn system() -> Names {
+        match Resolver::builder_tokio().and_then(|b| b.build()) {
+            Ok(resolver) => Names(Some(Arc::new(resolver))),
+            Err(e) => {
+                tracing::warn!(error = %e, "no DNS resolver: CONNECT-UDP targets must be IP addresses");
+                Names(None)
+            }
+        }
+    }
+
+    /// A resolver asking the one server at `server` over UDP (a local resolver; tests).
+    pub fn with_server(server: SocketAddr) -> Names {
+        let mut ns = NameServerConfig::udp(server.ip());
+        for c in &mut ns.connections {
+            c.port = server.port();
+        }
+        let config = ResolverConfig::from_name_servers(vec![ns]);
+        let built = Resolver::builder_with_config(config, TokioRuntimeProvider::default()).build();
+        Names(built.ok().map(Arc::new))
+    }
+
+    async fn lookup(&self, name: &str, port: u16) -> Result<Vec<SocketAddr>, TargetError> {
+        let Some(resolver) = &self.0 else {
+            return Err(TargetError::Dns("no resolver configured".into()));
+        };
+        // A fully qualified name: no search domains appended to a client's target.
+        let fqdn = if name.ends_with('.') {
+            name.to_owned()
+        } else {
+            format!("{name}.")
+        };
+        match tokio::time::timeout(RESOLVE_TIMEOUT, resolver.lookup_ip(fqdn.as_str())).await {
+            Ok(Ok(found)) => Ok(found.iter().map(|ip| SocketAddr::new(ip, port)).collect()),
+            Ok(Err(e)) => Err(TargetError::Dns(e.to_string())),
+            Err(_) => Err(TargetError::Dns("timed out".into())),
+        }
+    }
+}
+
 /// The address to relay to: the target's first resolved address the peer filter allows.
 /// A name whose every address is blocked is [`TargetError::Prohibited`], as is a blocked
 /// IP address.
-pub async fn resolve(target: &Target, filter: &PeerFilter) -> Result<SocketAddr, TargetError> {
+pub async fn resolve(
+    target: &Target,
+    filter: &PeerFilter,
+    names: &Names,
+) -> Result<SocketAddr, TargetError> {
     let candidates: Vec<SocketAddr> = match &target.host {
         Host::Ip(ip) => vec![SocketAddr::new(*ip, target.port)],
-        Host::Name(name) => {
-            let lookup = tokio::net::lookup_host((name.as_str(), target.port));
-            match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
-                Ok(Ok(found)) => found.collect(),
-                Ok(Err(e)) => return Err(TargetError::Dns(e.to_string())),
-                Err(_) => return Err(TargetError::Dns("timed out".into())),
-            }
-        }
+        Host::Name(name) => names.lookup(name, target.port).await?,
     };
     if candidates.is_empty() {
         return Err(TargetError::Dns("no address".into()));
@@ -194,13 +254,14 @@ mod tests {
     #[tokio::test]
     async fn the_filter_applies_to_resolved_addresses() {
         let filter = PeerFilter::default();
+        let names = Names::system();
         for blocked in ["127.0.0.1", "10.0.0.1", "169.254.169.254", "192.168.1.1"] {
             let t = Target {
                 host: Host::Ip(blocked.parse().unwrap()),
                 port: 53,
             };
             assert_eq!(
-                resolve(&t, &filter).await,
+                resolve(&t, &filter, &names).await,
                 Err(TargetError::Prohibited),
                 "{blocked}"
             );
@@ -210,10 +271,13 @@ mod tests {
             host: Host::Name("localhost".into()),
             port: 53,
         };
-        assert_eq!(resolve(&t, &filter).await, Err(TargetError::Prohibited));
+        assert_eq!(
+            resolve(&t, &filter, &names).await,
+            Err(TargetError::Prohibited)
+        );
         let mut open = PeerFilter::default();
         open.allow_loopback(true);
-        let got = resolve(&t, &open).await.expect("allowed");
+        let got = resolve(&t, &open, &names).await.expect("allowed");
         assert!(got.ip().is_loopback() && got.port() == 53);
         // A public address passes (resolving sends nothing to it).
         let public = Target {
@@ -221,7 +285,7 @@ mod tests {
             port: 53,
         };
         assert_eq!(
-            resolve(&public, &filter).await,
+            resolve(&public, &filter, &names).await,
             Ok("8.8.8.8:53".parse().unwrap())
         );
     }

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use nexrtc_quic::target::Names;
 use nexrtc_quic::{Access, QuicConfig, QuicRelay};
 use nexrtc_test_support::tools;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -383,4 +384,80 @@ async fn a_tunnel_over_its_bandwidth_cap_drops_the_excess() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no bandwidth drops in\n{metrics}"));
     assert_eq!(dropped as u64 + received, 100, "{metrics}");
+}
+
+/// A DNS server on loopback for two names: `echo.test` → 127.0.0.1, `evil.test` →
+/// 10.0.0.1 (A records; other types get an empty answer). Enough of RFC 1035 §4.1 for a
+/// stub resolver's queries.
+async fn dns() -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let query = &buf[..n];
+            // The question: labels up to the root, then QTYPE and QCLASS.
+            let mut end = 12;
+            let mut name = Vec::new();
+            while end < n && query[end] != 0 {
+                let len = query[end] as usize;
+                name.push(String::from_utf8_lossy(&query[end + 1..end + 1 + len]).to_lowercase());
+                end += 1 + len;
+            }
+            let question = &query[12..end + 5];
+            let qtype = u16::from_be_bytes([query[end + 1], query[end + 2]]);
+            let ip = match name.first().map(String::as_str) {
+                Some("echo") => Some([127, 0, 0, 1]),
+                Some("evil") => Some([10, 0, 0, 1]),
+                _ => None,
+            };
+            let answer = ip.filter(|_| qtype == 1);
+            let mut out = Vec::with_capacity(64);
+            out.extend_from_slice(&query[..2]);
+            out.extend_from_slice(&[0x81, 0x80, 0, 1, 0, u8::from(answer.is_some()), 0, 0, 0, 0]);
+            out.extend_from_slice(question);
+            if let Some(ip) = answer {
+                out.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                out.extend_from_slice(&ip);
+            }
+            let _ = socket.send_to(&out, from).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_resolve_and_the_filter_judges_what_they_resolve_to() {
+    if !client_available() {
+        return;
+    }
+    let server = dns().await;
+    let proxy = proxy_with(true, |c| c.names = Some(Names::with_server(server)));
+    let peer = echo().await;
+    let auth = credential(unix_now() + 600, "gus");
+    let steps = run(
+        &proxy,
+        json!([
+            {"target": format!("echo.test:{}", peer.port()), "auth": auth, "sizes": [10, 100]},
+            {"target": "evil.test:53", "auth": auth},
+            {"target": "nowhere.test:53", "auth": auth},
+        ]),
+    )
+    .await;
+    let named = &steps[0]["tunnels"][0];
+    assert_eq!(status(named), "200", "{named}");
+    assert_eq!(named["echo"], json!({"same": 2, "differ": 0, "lost": 0}));
+    // A public-looking name that resolves to a private address is that address.
+    let evil = &steps[1]["tunnels"][0];
+    assert_eq!(status(evil), "403", "{evil}");
+    assert_eq!(
+        evil["headers"]["proxy-status"],
+        "nexrtc; error=destination_ip_prohibited"
+    );
+    let nowhere = &steps[2]["tunnels"][0];
+    assert_eq!(status(nowhere), "502", "{nowhere}");
+    assert_eq!(
+        nowhere["headers"]["proxy-status"],
+        "nexrtc; error=dns_error"
+    );
 }
