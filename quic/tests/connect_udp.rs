@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,16 +36,9 @@ fn credential(expiry: u64, user: &str) -> String {
     format!("{name}:{password}")
 }
 
-/// aioquic present (it is the client); `None` after the tools rule's notice otherwise.
+/// aioquic present (it is the client); the tools rule's notice (or failure in CI) if not.
 fn client_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import aioquic"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        tools::missing("python3 with aioquic", "pip install aioquic==1.7.2");
-    }
-    ok
+    tools::python_module("aioquic", "pip install aioquic==1.7.2")
 }
 
 struct Proxy {

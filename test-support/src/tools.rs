@@ -65,3 +65,16 @@ pub fn optional_tool(program: &str, install: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// Whether `python3` can import `module` (a pip package the tests drive, such as aioquic);
+/// if not, [`missing`] says so with `install` (a failure under CI).
+pub fn python_module(module: &str, install: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        missing(&format!("python3 with {module}"), install);
+    }
+    ok
+}

@@ -8,14 +8,7 @@ use serde_json::{json, Value};
 
 /// Whether python3 with aioquic is here; the tools rule's notice (or failure in CI) if not.
 pub fn quic_client_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import aioquic"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        super::missing("python3 with aioquic", "pip install aioquic==1.7.2");
-    }
-    ok
+    nexrtc_test_support::tools::python_module("aioquic", "pip install aioquic==1.7.2")
 }
 
 /// Runs the client's `steps` on one connection to `proxy` (a development certificate:
