@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub workers: Vec<Arc<WorkerShared>>,
     /// The QUIC relay's per-tenant traffic, when it runs.
     pub quic: Option<Arc<QuicStats>>,
+    /// The TLS certificate (its expiry is a metric).
+    pub certs: Option<Arc<CertResolver>>,
 }
 
 /// A read-only view for the operations HTTP (cheap to clone).
@@ -63,6 +65,7 @@ impl Monitor {
             draining: self.shared.draining.load(Ordering::Relaxed),
             ready: self.is_ready(),
             workers_alive: self.workers_alive(),
+            certificate_not_after: self.shared.certs.as_ref().and_then(|c| c.not_after()),
         }
     }
 
@@ -171,6 +174,7 @@ impl Relay {
             ready: AtomicBool::new(false),
             workers: built.iter().map(|(_, s)| s.clone()).collect(),
             quic: config.quic_listen.map(|_| Arc::new(QuicStats::default())),
+            certs: certs.clone(),
         });
         let quic = match (config.quic_listen, &tls_config) {
             (Some(listen), Some(tls)) => {

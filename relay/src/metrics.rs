@@ -231,6 +231,14 @@ pub fn collect(workers: &[WorkerStats], quic: &QuicTraffic, status: Status, out:
         out.describe(name, help);
         gauge(name, &[], v);
     }
+    if let Some(not_after) = status.certificate_not_after {
+        let name = "nexrtc_relay_tls_certificate_expiry_timestamp_seconds";
+        out.describe(
+            name,
+            "When the TLS certificate in use (TURN over TLS, QUIC) expires, unix seconds.",
+        );
+        out.gauge(name, &[]).set(not_after as f64);
+    }
     let name = "nexrtc_relay_build_info";
     out.describe(name, "Always 1; the version is a label.");
     gauge(name, &[("version", env!("CARGO_PKG_VERSION"))], 1);
@@ -285,6 +293,7 @@ mod tests {
             draining: true,
             ready: false,
             workers_alive: 2,
+            certificate_not_after: Some(1_900_000_000),
         };
         let quic = [("acme".to_owned(), [4, 400, 3, 300, 2, 1])];
         let text = render(&[a, b], &quic, status);
@@ -317,6 +326,7 @@ mod tests {
         assert!(text.contains("nexrtc_relay_tcp_connections_active{transport=\"tls\"} 2\n"));
         assert!(text.contains("nexrtc_relay_draining 1\n"));
         assert!(text.contains("nexrtc_relay_workers_alive 2\n"));
+        assert!(text.contains("nexrtc_relay_tls_certificate_expiry_timestamp_seconds 1900000000\n"));
         assert!(text.contains("# TYPE nexrtc_relay_packets_total counter\n"));
         assert!(text.contains("# TYPE nexrtc_relay_allocations_active gauge\n"));
     }
@@ -332,6 +342,7 @@ mod tests {
                 draining: false,
                 ready: true,
                 workers_alive: 1,
+                certificate_not_after: None,
             },
         );
         let mut seen = std::collections::HashSet::new();
@@ -372,6 +383,7 @@ mod tests {
                 draining: false,
                 ready: true,
                 workers_alive: 1,
+                certificate_not_after: None,
             },
         );
         assert!(text.contains("tenant=\"we\\\"ird\\\\ten\\nant\""), "{text}");

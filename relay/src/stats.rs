@@ -47,6 +47,8 @@ pub struct Status {
     pub draining: bool,
     pub ready: bool,
     pub workers_alive: usize,
+    /// When the TLS certificate in use expires (unix seconds), with TLS or QUIC on.
+    pub certificate_not_after: Option<i64>,
 }
 
 /// A worker's side of the shared state.

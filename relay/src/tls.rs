@@ -78,6 +78,15 @@ impl CertResolver {
         &self.source
     }
 
+    /// When the certificate in use expires (its leaf's notAfter, unix seconds); `None` if
+    /// it cannot be read (it was accepted by rustls, so this does not happen in practice).
+    pub fn not_after(&self) -> Option<i64> {
+        let current = Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()));
+        let leaf = current.cert.first()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+        Some(cert.validity().not_after.timestamp())
+    }
+
     /// Re-reads the PEM files: `Ok(false)` for a self-signed certificate (kept).
     /// On error the old certificate stays in use.
     pub fn reload(&self) -> Result<bool, TlsError> {
@@ -221,6 +230,31 @@ mod tests {
         let (_, k3) = write_pair(&dir, "three.test");
         std::fs::copy(&k3, &key).unwrap();
         assert!(matches!(r.reload().unwrap_err(), TlsError::BadKey { .. }));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_expiry_in_use_is_read_and_follows_a_reload() {
+        let dir = std::env::temp_dir().join(format!("nexrtc-tls-exp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |year: i32| {
+            let mut params = rcgen::CertificateParams::new(vec!["relay.test".into()]).unwrap();
+            params.not_after = rcgen::date_time_ymd(year, 1, 1);
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            std::fs::write(dir.join("relay.crt"), cert.pem()).unwrap();
+            std::fs::write(dir.join("relay.key"), key.serialize_pem()).unwrap();
+        };
+        write(2030);
+        let r = CertResolver::new(CertSource::Files {
+            cert: dir.join("relay.crt"),
+            key: dir.join("relay.key"),
+        })
+        .unwrap();
+        assert_eq!(r.not_after(), Some(1_893_456_000)); // 2030-01-01T00:00:00Z
+        write(2031);
+        assert!(r.reload().unwrap());
+        assert_eq!(r.not_after(), Some(1_924_992_000)); // 2031-01-01T00:00:00Z
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
