@@ -59,7 +59,8 @@ pub struct Liveness {
 }
 
 /// A store call slower than this is trouble (see the module docs): a healthy etcd renews a
-/// lease in a round trip to its leader, tens of milliseconds across regions.
+/// lease in one round trip to its leader, so a second is well past any region-to-region
+/// round trip (the lab's longest planned RTT is under 300 ms, `lab/planet.toml`).
 pub const STALL: Duration = Duration::from_secs(1);
 
 /// A heartbeat's renewal under way at this replica ([`Liveness::renewing`]). Dropped without

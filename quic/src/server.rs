@@ -122,6 +122,37 @@ struct Shared {
 #[derive(Debug)]
 struct Counts {
     as_capsules: Counter,
+    dropped: [Counter; DropReason::ALL.len()],
+}
+
+/// Why a datagram was dropped (the `reason` label of [`DROPPED`]).
+#[derive(Debug, Clone, Copy)]
+enum DropReason {
+    Malformed,
+    UnknownContext,
+    UnknownStream,
+    Socket,
+    Bandwidth,
+}
+
+impl DropReason {
+    const ALL: [DropReason; 5] = [
+        DropReason::Malformed,
+        DropReason::UnknownContext,
+        DropReason::UnknownStream,
+        DropReason::Socket,
+        DropReason::Bandwidth,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::UnknownContext => "unknown_context",
+            DropReason::UnknownStream => "unknown_stream",
+            DropReason::Socket => "socket",
+            DropReason::Bandwidth => "bandwidth",
+        }
+    }
 }
 
 pub const HANDSHAKES: &str = "nexrtc_relay_quic_handshakes_total";
@@ -130,10 +161,9 @@ pub const DROPPED: &str = "nexrtc_relay_quic_datagrams_dropped_total";
 pub const AS_CAPSULES: &str = "nexrtc_relay_quic_datagrams_as_capsules_total";
 
 impl Shared {
-    fn drop_datagram(&self, reason: &'static str) {
-        self.metrics
-            .counter(DROPPED, &[("reason", reason)])
-            .increment(1);
+    /// One datagram dropped (on the packet path: a cached counter, no registry lookup).
+    fn drop_datagram(&self, reason: DropReason) {
+        self.counts.dropped[reason as usize].increment(1);
     }
 
     fn request(&self, outcome: &'static str) {
@@ -172,6 +202,7 @@ impl QuicRelay {
         describe(&metrics);
         let counts = Counts {
             as_capsules: metrics.counter(AS_CAPSULES, &[]),
+            dropped: DropReason::ALL.map(|d| metrics.counter(DROPPED, &[("reason", d.label())])),
         };
         let shared = Arc::new(Shared {
             access,
@@ -370,7 +401,7 @@ async fn connection(conn: quinn::Connection, shared: Arc<Shared>) {
 async fn datagrams(conn: quinn::Connection, tunnels: Tunnels, shared: Arc<Shared>) {
     while let Ok(datagram) = conn.read_datagram().await {
         let Some((quarter, a)) = get_varint(&datagram) else {
-            shared.drop_datagram("malformed");
+            shared.drop_datagram(DropReason::Malformed);
             continue;
         };
         let tunnel = tunnels
@@ -380,7 +411,7 @@ async fn datagrams(conn: quinn::Connection, tunnels: Tunnels, shared: Arc<Shared
             .cloned();
         match tunnel {
             Some(tunnel) => to_peer(&shared, &tunnel, &datagram[a..]),
-            None => shared.drop_datagram("unknown_stream"),
+            None => shared.drop_datagram(DropReason::UnknownStream),
         }
     }
 }
@@ -389,21 +420,21 @@ async fn datagrams(conn: quinn::Connection, tunnels: Tunnels, shared: Arc<Shared
 /// target. Unknown contexts are dropped (RFC 9298 §4).
 fn to_peer(shared: &Shared, tunnel: &Tunnel, payload: &[u8]) {
     let Some((context, n)) = get_varint(payload) else {
-        shared.drop_datagram("malformed");
+        shared.drop_datagram(DropReason::Malformed);
         return;
     };
     if context != 0 {
-        shared.drop_datagram("unknown_context");
+        shared.drop_datagram(DropReason::UnknownContext);
         return;
     }
     let udp = &payload[n..];
     if !Tunnel::within(tunnel.to_peer.as_ref(), udp.len()) {
-        shared.drop_datagram("bandwidth");
+        shared.drop_datagram(DropReason::Bandwidth);
         return;
     }
     match tunnel.socket.try_send(udp) {
         Ok(_) => tunnel.traffic.to_peer(udp.len()),
-        Err(_) => shared.drop_datagram("socket"),
+        Err(_) => shared.drop_datagram(DropReason::Socket),
     }
 }
 
@@ -471,7 +502,7 @@ async fn to_client(
             Err(_) => continue,
         };
         if !Tunnel::within(tunnel.to_client.as_ref(), n) {
-            shared.drop_datagram("bandwidth");
+            shared.drop_datagram(DropReason::Bandwidth);
             continue;
         }
         let mut datagram = Vec::with_capacity(header.len() + n);
