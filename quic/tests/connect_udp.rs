@@ -122,6 +122,19 @@ async fn run(proxy: &Proxy, steps: Value) -> Vec<Value> {
     report["steps"].as_array().unwrap().clone()
 }
 
+/// Polls `done` every 50 ms for up to 10 s; panics with `state()` if it never holds.
+async fn eventually(what: &str, done: impl Fn() -> bool, state: impl Fn() -> String) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {}",
+            state()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 fn status(tunnel: &Value) -> &str {
     tunnel["headers"][":status"].as_str().unwrap_or("none")
 }
@@ -174,18 +187,13 @@ async fn every_size_echoes_byte_exact_as_datagrams_and_as_capsules() {
     // two tunnels, none open once the client is gone.
     let bytes = (sizes.iter().sum::<usize>() + 1301) as u64;
     let want = [1203, bytes, 1203, bytes, 2, 0];
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let got = proxy.relay.stats().snapshot();
-        if got == [("acme".to_owned(), want)] {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{got:?}, want {want:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let acme = || proxy.relay.stats().snapshot();
+    eventually(
+        "acme's counts",
+        || acme() == [("acme".to_owned(), want)],
+        || format!("{:?}, want {want:?}", acme()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,15 +345,12 @@ async fn tunnels_count_in_the_turn_quota_ledger() {
         assert_eq!(status(t), "200", "erin's own quota: {t}");
     }
     // The client is gone: its tunnels gave their places back; dave's TURN one stays.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while ledger.total() != 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} counted",
-            ledger.total()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the ledger back to dave's TURN allocation",
+        || ledger.total() == 1,
+        || format!("{} counted", ledger.total()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,4 +457,41 @@ async fn names_resolve_and_the_filter_judges_what_they_resolve_to() {
         nowhere["headers"]["proxy-status"],
         "nexrtc; error=dns_error"
     );
+}
+
+/// Churn, as real clients bring it: many short sessions, one after another, from one
+/// address (every client here is behind the same loopback "NAT"), each opening tunnels
+/// that end when its connection does. Nothing may stay counted: the quota ledger and the
+/// open-tunnel count return to zero after every session, and the totals add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_opened_and_closed_in_churn_leave_nothing_counted() {
+    if !client_available() {
+        return;
+    }
+    let ledger = Arc::new(AllocationLedger::new());
+    let proxy = proxy_with(true, |c| c.ledger = ledger.clone());
+    let peer = echo().await;
+    let now = unix_now();
+    for session in 0..12 {
+        let user = format!("churn{}", session % 4);
+        let steps = run(
+            &proxy,
+            json!([{"target": peer.to_string(), "auth": credential(now + 600, &user),
+                    "tunnels": 5, "sizes": [64, 64]}]),
+        )
+        .await;
+        for t in steps[0]["tunnels"].as_array().unwrap() {
+            assert_eq!(t["echo"], json!({"same": 2, "differ": 0, "lost": 0}), "{t}");
+        }
+        eventually(
+            "every place given back",
+            || ledger.total() == 0,
+            || format!("session {session}: {} still counted", ledger.total()),
+        )
+        .await;
+    }
+    let acme = proxy.relay.stats().snapshot();
+    assert_eq!(acme.len(), 1, "{acme:?}");
+    let v = acme[0].1;
+    assert_eq!((v[0], v[2], v[4], v[5]), (120, 120, 60, 0), "{acme:?}");
 }
