@@ -9,7 +9,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::require_tool;
+use support::{require_tool, run_ok};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring/prometheus")
@@ -20,16 +20,10 @@ fn read(path: &Path) -> String {
 }
 
 fn promtool(args: &[&str]) {
-    let out = Command::new("promtool")
-        .args(args)
-        .current_dir(dir())
-        .output()
-        .expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool {args:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let what = format!("promtool {}", args.join(" "));
+    run_ok(
+        &what,
+        Command::new("promtool").args(args).current_dir(dir()),
     );
 }
 

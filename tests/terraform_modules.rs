@@ -286,15 +286,10 @@ fn the_cloud_wrappers_pass_the_region_module_through() {
         support::missing("python-hcl2", "pip install python-hcl2==8.1.4");
         return;
     }
-    let out = Command::new(&python)
-        .arg(root().join("tests/terraform/check_wrappers.py"))
-        .arg(root().join("terraform"))
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "cloud wrappers:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    support::run_ok(
+        "the cloud wrappers' check",
+        Command::new(&python)
+            .arg(root().join("tests/terraform/check_wrappers.py"))
+            .arg(root().join("terraform")),
     );
 }

@@ -154,6 +154,22 @@ pub fn free_udp_port() -> u16 {
 }
 
 /// Writes `contents` to a fresh file under the target directory.
+/// Runs `cmd` to its end and returns its output; panics naming `what`, with its stdout and
+/// stderr, if it fails.
+pub fn run_ok(what: &str, cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub fn temp_file(what: &str, contents: &str) -> PathBuf {
     let path = log_path(what);
     std::fs::write(&path, contents).expect("write temp file");

@@ -22,16 +22,9 @@ pub fn masque(proxy: SocketAddr, steps: Value) -> Vec<Value> {
     });
     let file = super::temp_file("masque-job", &job.to_string());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/quic/tests/masque_client.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(&file)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "client failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = super::run_ok(
+        "the CONNECT-UDP client",
+        Command::new("python3").arg(script).arg(&file),
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
     report["steps"].as_array().expect("steps").clone()

@@ -49,20 +49,16 @@ pub fn module_source(from: &Path, module: &Path) -> String {
 pub fn cloud_config_files(dir: &Path, name: &str, user_data: &str) -> BTreeMap<String, String> {
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, user_data).expect("write the user data");
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import json, sys, yaml\n\
-             doc = yaml.safe_load(open(sys.argv[1]))\n\
-             print(json.dumps({f['path']: f['content'] for f in doc['write_files']}))",
-        )
-        .arg(&path)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "{name}: not YAML cloud-config: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = super::run_ok(
+        &format!("{name}: reading it as YAML cloud-config"),
+        Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import json, sys, yaml\n\
+                 doc = yaml.safe_load(open(sys.argv[1]))\n\
+                 print(json.dumps({f['path']: f['content'] for f in doc['write_files']}))",
+            )
+            .arg(&path),
     );
     serde_json::from_slice(&out.stdout).expect("JSON from python3")
 }
