@@ -20,7 +20,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use nexrtc_test_support::tools::{missing, require_tool};
-use support::{free_port, http_get, random_token, rest_credentials, slot, ChildGuard, TurnClient};
+use support::{
+    free_port, http_get, random_token, rest_credentials, run_ok, slot, ChildGuard, TurnClient,
+};
 
 const UNITS: [&str; 2] = ["nexrtc-relay.service", "nexrtc-controller.service"];
 /// The cargo-deb version `.ci/run` installs.
@@ -32,20 +34,6 @@ fn repo() -> &'static Path {
 
 fn unit_path(unit: &str) -> PathBuf {
     repo().join("packaging/systemd").join(unit)
-}
-
-fn run(what: &str, cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn stdout(out: &Output) -> String {
@@ -126,7 +114,7 @@ fn units_stay_hardened() {
     };
     for unit in UNITS {
         let unit_text = std::fs::read_to_string(unit_path(unit)).expect("read unit");
-        let out = run(
+        let out = run_ok(
             "systemd-analyze security",
             Command::new(&analyze)
                 .args(["security", "--offline=true", "--no-pager"])
@@ -163,7 +151,7 @@ fn units_stay_hardened() {
 /// reloads on SIGHUP; the controller does not handle SIGHUP, so it has no reload.
 #[test]
 fn relay_unit_outlasts_the_drain_grace() {
-    let help = run(
+    let help = run_ok(
         "nexrtc relay --help",
         Command::new(env!("CARGO_BIN_EXE_nexrtc")).args(["relay", "--help"]),
     );
@@ -260,7 +248,7 @@ fn dpkg(root: &Path, args: &[&str]) -> Output {
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         );
-    run(&format!("dpkg {}", args.join(" ")), &mut cmd)
+    run_ok(&format!("dpkg {}", args.join(" ")), &mut cmd)
 }
 
 fn mode(path: &Path) -> u32 {
@@ -312,7 +300,7 @@ fn deb_builds_installs_runs_and_purges() {
         .expect("link the binary");
     let out_dir = dir.0.join("out");
     let started = Instant::now();
-    let built = run(
+    let built = run_ok(
         "cargo deb",
         Command::new(&cargo_deb)
             .args(["deb", "--no-build", "--strip", "--no-dbgsym", "--fast"])
@@ -329,7 +317,7 @@ fn deb_builds_installs_runs_and_purges() {
         "cargo deb warned:\n{warnings}"
     );
     let version = env!("CARGO_PKG_VERSION");
-    let arch = stdout(&run(
+    let arch = stdout(&run_ok(
         "dpkg --print-architecture",
         Command::new("dpkg").arg("--print-architecture"),
     ))
@@ -345,7 +333,7 @@ fn deb_builds_installs_runs_and_purges() {
 
     // 2. Its control fields.
     let field = |name: &str| {
-        stdout(&run(
+        stdout(&run_ok(
             "dpkg-deb -f",
             Command::new("dpkg-deb").arg("-f").arg(&deb).arg(name),
         ))
@@ -365,7 +353,7 @@ fn deb_builds_installs_runs_and_purges() {
         depends.contains("libc6 (>=") && depends.contains("systemd"),
         "Depends: {depends}"
     );
-    let conffiles = stdout(&run(
+    let conffiles = stdout(&run_ok(
         "dpkg-deb -I conffiles",
         Command::new("dpkg-deb")
             .arg("-I")
@@ -385,7 +373,7 @@ fn deb_builds_installs_runs_and_purges() {
     );
 
     // 3. Its files and their modes (`dpkg-deb --contents`: mode owner size date time path).
-    let contents = stdout(&run(
+    let contents = stdout(&run_ok(
         "dpkg-deb --contents",
         Command::new("dpkg-deb").arg("--contents").arg(&deb),
     ));
@@ -482,7 +470,7 @@ fn deb_builds_installs_runs_and_purges() {
 
     // 5. The installed binary runs, as a relay from the installed configuration
     //    with a realm and a secret added (the shipped file holds comments only).
-    let version_out = stdout(&run(
+    let version_out = stdout(&run_ok(
         "nexrtc --version",
         Command::new(&installed).arg("--version"),
     ));
@@ -528,7 +516,7 @@ fn deb_builds_installs_runs_and_purges() {
     // Stop as systemd does (SIGTERM): a drain, the allocation held; a second
     // SIGTERM ends it.
     let signal = |pid: u32| {
-        run(
+        run_ok(
             "kill -TERM",
             Command::new("kill").args(["-TERM", &pid.to_string()]),
         )
