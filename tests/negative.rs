@@ -151,11 +151,15 @@ fn loopback_peer_is_forbidden_by_default() {
 /// of the relay host must stay unreachable through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_host_services_are_not_reachable_as_peers() {
-    let relay = tokio::task::spawn_blocking(|| {
-        Relay::start(RelayConfig::new(slot::RELAY_HOST_PEER).deny_loopback_peers())
-    })
-    .await
-    .expect("start relay");
+    // With its QUIC relay on: a bound CONNECT-UDP tunnel is held to the same rule.
+    let quic = std::net::SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    let mut config = RelayConfig::new(slot::RELAY_HOST_PEER).deny_loopback_peers();
+    if backend() == Backend::Nexrtc {
+        config = config.arg("--quic-listen").arg(&quic.to_string());
+    }
+    let relay = tokio::task::spawn_blocking(|| Arc::new(Relay::start(config)))
+        .await
+        .expect("start relay");
     // A "service" on the relay's host, outside the relay port range.
     let service = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
@@ -172,7 +176,6 @@ async fn relay_host_services_are_not_reachable_as_peers() {
         // Or permitted by IP (the relay's own) and dropped at the port: counted.
         Ok(_) => {
             if relay.has_metrics() {
-                let relay = Arc::new(relay);
                 let r = Arc::clone(&relay);
                 tokio::task::spawn_blocking(move || {
                     r.wait_metrics("a denied_peer drop", |m| {
@@ -187,6 +190,9 @@ async fn relay_host_services_are_not_reachable_as_peers() {
             }
         }
     }
+    if backend() == Backend::Nexrtc && quic_client_available() {
+        bound_tunnel_reaches_relay_ports_only(&relay, quic, service_addr, &relay_conn).await;
+    }
     let mut buf = [0u8; 64];
     assert!(
         timeout(Duration::from_millis(500), service.recv_from(&mut buf))
@@ -195,6 +201,55 @@ async fn relay_host_services_are_not_reachable_as_peers() {
         "a packet reached a non-relay port of the relay host"
     );
     client.close().await.expect("close");
+}
+
+/// A bound tunnel (Connect-UDP-Bind) on the relay's QUIC listener, loopback peers denied:
+/// its port comes from the relay range, a TURN allocation of the same relay and it reach
+/// each other (as two WebRTC peers would: each is on a port the relay holds), and the
+/// host's service stays out of reach (refused as a compressed context, dropped per
+/// datagram as an uncompressed one).
+async fn bound_tunnel_reaches_relay_ports_only(
+    relay: &Relay,
+    quic: std::net::SocketAddr,
+    service: std::net::SocketAddr,
+    turn: &impl Conn,
+) {
+    let relayed = turn.local_addr().expect("relayed address");
+    let (username, password) = relay.credentials("quin");
+    let script = serde_json::json!([
+        {"assign": 2, "peer": null},
+        {"send": 2, "peer": service.to_string(), "size": 10},
+        {"assign": 4, "peer": service.to_string()},
+        {"send": 2, "peer": relayed.to_string(), "size": 300},
+        {"receive": 1, "within": 5},
+    ]);
+    let steps = serde_json::json!([{"target": "*", "bind": true,
+        "auth": format!("{username}:{password}"), "script": script}]);
+    let client = tokio::task::spawn_blocking(move || masque(quic, steps));
+    // The TURN side answers what the tunnel sent, to where it came from.
+    let mut buf = [0u8; 1500];
+    let (n, from) = timeout(Duration::from_secs(10), turn.recv_from(&mut buf))
+        .await
+        .expect("the tunnel's datagram reached the allocation")
+        .expect("recv");
+    assert_eq!(n, 300);
+    turn.send_to(&buf[..n], from).await.expect("answer");
+    let steps = client.await.expect("the CONNECT-UDP client");
+    let tunnel = &steps[0]["tunnels"][0];
+    let public: std::net::SocketAddr = (tunnel["headers"]["proxy-public-address"].as_str())
+        .expect("Proxy-Public-Address")
+        .trim_matches('"')
+        .parse()
+        .expect("an address");
+    assert_eq!(public, from, "{tunnel}");
+    assert!((relay.min_port..=relay.max_port).contains(&public.port()));
+    let results = &tunnel["echo"];
+    assert_eq!(results[0], "ack", "{tunnel}");
+    assert_eq!(results[2], "close", "{tunnel}");
+    assert_eq!(
+        results[4],
+        serde_json::json!([{"context": 2, "peer": relayed.to_string(), "size": 300, "intact": true}])
+    );
 }
 
 #[test]

@@ -8,19 +8,23 @@
 //!   ([`target`]) with `Proxy-Authorization: Basic` TURN REST credentials ([`access`])
 //!   opens a tunnel: a UDP socket connected to the target, its datagrams carried as HTTP
 //!   Datagrams with Context ID 0 (RFC 9298 §5) on the request's stream.
-//! * [`codec`]: QUIC variable-length integers (RFC 9000 §16) and capsules (RFC 9297 §3.2),
-//!   written by hand because h3 exports neither.
+//! * [`bound`]: bound UDP (`Connect-UDP-Bind: ?1`, draft-ietf-masque-connect-udp-listen):
+//!   one tunnel on the relay's public addresses talks to any permitted peer, as a TURN
+//!   allocation does, with the client's compression capsules saying which.
+//! * [`codec`]: QUIC variable-length integers (RFC 9000 §16), capsules (RFC 9297 §3.2) and
+//!   bound UDP's compression capsules, written by hand because h3 exports none of them.
 //!
-//! What is not built yet: bound UDP (`connect-udp-bind`), the HTTP/2 fallback, quotas
-//! shared with TURN allocations, bandwidth caps, and the controller advertising the QUIC
-//! endpoint in ICE answers.
+//! Tunnels count in the TURN workers' quota ledger and carry an allocation's bandwidth
+//! cap. Not built yet: the HTTP/2 fallback (RFC 8441) on the TLS port.
 
 pub mod access;
+pub mod bound;
 pub mod codec;
 pub mod server;
 pub mod stats;
 pub mod target;
 
 pub use access::{Access, Denied};
+pub use bound::{EphemeralPorts, RelayPorts};
 pub use server::{QuicConfig, QuicError, QuicRelay};
 pub use stats::Stats;

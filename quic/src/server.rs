@@ -15,6 +15,11 @@
 //! `Proxy-Status` header naming the error. A tunnel counts in the TURN workers' quota
 //! ledger as an allocation, and its bandwidth cap is an allocation's.
 //! 0-RTT is refused: a CONNECT replayed by an attacker would open a tunnel.
+//!
+//! A request with `Connect-UDP-Bind: ?1` opens a bound tunnel instead ([`crate::bound`]):
+//! sockets on the relay's public addresses, unconnected, and the client's compression
+//! capsules deciding which peers it talks to. A datagram or capsule against the rules
+//! aborts the request stream (H3_DATAGRAM_ERROR, H3_MESSAGE_ERROR).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,9 +35,12 @@ use tokio::task::JoinHandle;
 use turn_core::{AllocationLedger, PeerFilter, QuotaRefusal, Quotas, TokenBucket};
 
 use crate::access::{Access, User};
-use crate::codec::{get_capsule, get_varint, put_capsule, put_varint, DATAGRAM_CAPSULE};
+use crate::bound::{Contexts, EphemeralPorts, RelayPorts, Route};
+use crate::codec::{
+    get_capsule, get_varint, put_address, put_capsule, put_varint, Compression, DATAGRAM_CAPSULE,
+};
 use crate::stats::{Stats, TenantTraffic};
-use crate::target::{parse_path, resolve, Names, TargetError};
+use crate::target::{parse_bound_path, parse_path, resolve, Names, TargetError};
 
 /// What the listener needs.
 #[derive(Debug, Clone)]
@@ -63,6 +71,9 @@ pub struct QuicConfig {
     pub stats: Arc<Stats>,
     /// How target names resolve (`None`: the system's configuration, see [`Names`]).
     pub names: Option<Names>,
+    /// Where bound tunnels' sockets come from (`None`: OS-chosen ports on the listening
+    /// address, see [`EphemeralPorts`]).
+    pub ports: Option<Arc<dyn RelayPorts>>,
 }
 
 impl QuicConfig {
@@ -81,6 +92,7 @@ impl QuicConfig {
             quotas: Quotas::default(),
             stats: Arc::default(),
             names: None,
+            ports: None,
         }
     }
 }
@@ -116,6 +128,7 @@ struct Shared {
     quotas: Quotas,
     stats: Arc<Stats>,
     names: Names,
+    ports: Arc<dyn RelayPorts>,
 }
 
 /// Handles of the families touched per datagram (a registry lookup per packet is not).
@@ -133,15 +146,21 @@ enum DropReason {
     UnknownStream,
     Socket,
     Bandwidth,
+    /// To or from a peer the filter refuses (a bound tunnel's uncompressed datagram).
+    Forbidden,
+    /// From a peer no context of a bound tunnel names.
+    Unsolicited,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 5] = [
+    const ALL: [DropReason; 7] = [
         DropReason::Malformed,
         DropReason::UnknownContext,
         DropReason::UnknownStream,
         DropReason::Socket,
         DropReason::Bandwidth,
+        DropReason::Forbidden,
+        DropReason::Unsolicited,
     ];
 
     fn label(self) -> &'static str {
@@ -151,6 +170,8 @@ impl DropReason {
             DropReason::UnknownStream => "unknown_stream",
             DropReason::Socket => "socket",
             DropReason::Bandwidth => "bandwidth",
+            DropReason::Forbidden => "forbidden",
+            DropReason::Unsolicited => "unsolicited",
         }
     }
 }
@@ -200,6 +221,12 @@ impl QuicRelay {
             .map_err(|e| QuicError::Bind(config.listen, e))?;
         let metrics = Registry::new();
         describe(&metrics);
+        let ports = config.ports.unwrap_or_else(|| {
+            let ip = config.listen.ip();
+            Arc::new(EphemeralPorts {
+                addresses: vec![(ip, ip)],
+            })
+        });
         let counts = Counts {
             as_capsules: metrics.counter(AS_CAPSULES, &[]),
             dropped: DropReason::ALL.map(|d| metrics.counter(DROPPED, &[("reason", d.label())])),
@@ -215,6 +242,7 @@ impl QuicRelay {
             quotas: config.quotas,
             stats: config.stats,
             names: config.names.unwrap_or_else(Names::system),
+            ports,
         });
         let task = tokio::spawn(accept(endpoint.clone(), Arc::clone(&shared)));
         tracing::info!(addr = %local, "QUIC relay listening (CONNECT-UDP over HTTP/3)");
@@ -275,7 +303,7 @@ fn describe(m: &Registry) {
     );
     m.describe(
         DROPPED,
-        "HTTP Datagrams dropped, by reason (malformed, unknown_context, unknown_stream, socket, bandwidth)",
+        "HTTP Datagrams dropped, by reason (malformed, unknown_context, unknown_stream, socket, bandwidth, forbidden, unsolicited)",
     );
     m.describe(
         AS_CAPSULES,
@@ -311,17 +339,31 @@ fn handshake(shared: &Shared, outcome: &'static str) {
 /// Open tunnels of one connection, by request stream id.
 type Tunnels = Arc<Mutex<HashMap<u64, Arc<Tunnel>>>>;
 
-/// One open tunnel: its socket (connected to the target), its bandwidth budgets and its
-/// place in the quota ledger (given back when the tunnel is dropped).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One open tunnel: its sockets, its bandwidth budgets and its place in the quota ledger
+/// (given back when the tunnel is dropped).
 #[derive(Debug)]
 struct Tunnel {
-    socket: UdpSocket,
+    /// Unextended: one socket, connected to the target. Bound: one per address family,
+    /// on the relay's public addresses, with its local address.
+    sockets: Vec<(UdpSocket, SocketAddr)>,
+    /// A bound tunnel's contexts (`None`: an unextended tunnel).
+    bound: Option<Mutex<Contexts>>,
+    /// A bound tunnel's public addresses (`Proxy-Public-Address`).
+    public: Vec<SocketAddr>,
+    /// Woken when a datagram breaks the bound-UDP rules: the stream is aborted.
+    abort: tokio::sync::Notify,
     to_peer: Option<Mutex<TokenBucket>>,
     to_client: Option<Mutex<TokenBucket>>,
     /// The tenant's counts.
     traffic: Arc<TenantTraffic>,
     /// Held for its `Drop`: the ledger's count ends with the tunnel.
     _seat: Seat,
+    /// Held for its `Drop` (after `sockets` are closed): the bound ports go back.
+    _lease: Option<Lease>,
 }
 
 impl Drop for Tunnel {
@@ -333,10 +375,14 @@ impl Drop for Tunnel {
 impl Tunnel {
     /// Whether `bytes` more fit the direction's cap (none: no cap).
     fn within(budget: Option<&Mutex<TokenBucket>>, bytes: usize) -> bool {
-        budget.is_none_or(|b| {
-            let mut b = b.lock().unwrap_or_else(PoisonError::into_inner);
-            b.take(bytes as u64, std::time::Instant::now())
-        })
+        budget.is_none_or(|b| lock(b).take(bytes as u64, std::time::Instant::now()))
+    }
+
+    /// A bound tunnel's socket for `peer`'s address family.
+    fn socket_for(&self, peer: SocketAddr) -> Option<&UdpSocket> {
+        (self.sockets.iter())
+            .find(|(_, local)| local.is_ipv4() == peer.is_ipv4())
+            .map(|(s, _)| s)
     }
 }
 
@@ -350,6 +396,21 @@ struct Seat {
 impl Drop for Seat {
     fn drop(&mut self) {
         self.ledger.release(&self.user.tenant, &self.user.user);
+    }
+}
+
+/// A bound tunnel's ports, given back to the pool when it ends.
+#[derive(Debug)]
+struct Lease {
+    ports: Arc<dyn RelayPorts>,
+    locals: Vec<SocketAddr>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        for local in &self.locals {
+            self.ports.release(*local);
+        }
     }
 }
 
@@ -404,41 +465,82 @@ async fn datagrams(conn: quinn::Connection, tunnels: Tunnels, shared: Arc<Shared
             shared.drop_datagram(DropReason::Malformed);
             continue;
         };
-        let tunnel = tunnels
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&(quarter * 4))
-            .cloned();
+        let tunnel = lock(&tunnels).get(&(quarter * 4)).cloned();
         match tunnel {
-            Some(tunnel) => to_peer(&shared, &tunnel, &datagram[a..]),
+            Some(tunnel) => {
+                if to_peer(&shared, &tunnel, &datagram[a..]).is_err() {
+                    tunnel.abort.notify_one();
+                }
+            }
             None => shared.drop_datagram(DropReason::UnknownStream),
         }
     }
 }
 
-/// One HTTP Datagram payload (Context ID, then the UDP payload for Context ID 0) to the
-/// target. Unknown contexts are dropped (RFC 9298 §4).
-fn to_peer(shared: &Shared, tunnel: &Tunnel, payload: &[u8]) {
-    let Some((context, n)) = get_varint(payload) else {
-        shared.drop_datagram(DropReason::Malformed);
-        return;
-    };
-    if context != 0 {
-        shared.drop_datagram(DropReason::UnknownContext);
-        return;
-    }
-    let udp = &payload[n..];
-    if !Tunnel::within(tunnel.to_peer.as_ref(), udp.len()) {
-        shared.drop_datagram(DropReason::Bandwidth);
-        return;
-    }
-    match tunnel.socket.try_send(udp) {
-        Ok(_) => tunnel.traffic.to_peer(udp.len()),
-        Err(_) => shared.drop_datagram(DropReason::Socket),
+/// Why a tunnel's stream is aborted: the HTTP/3 error code it is reset with.
+#[derive(Debug, Clone, Copy)]
+struct Abort(h3::error::Code);
+
+/// One HTTP Datagram payload (Context ID, then what it means) to its peer. Unknown
+/// contexts are dropped (RFC 9298 §4); in a bound tunnel, what a Context ID means is
+/// [`Contexts::route`]'s.
+fn to_peer(shared: &Shared, tunnel: &Tunnel, payload: &[u8]) -> Result<(), Abort> {
+    match send_to_peer(shared, tunnel, payload) {
+        Ok(()) => Ok(()),
+        Err(Fault::Drop(reason)) => {
+            shared.drop_datagram(reason);
+            Ok(())
+        }
+        Err(Fault::Abort(abort)) => Err(abort),
     }
 }
 
+/// What became of a datagram that was not sent.
+enum Fault {
+    Drop(DropReason),
+    Abort(Abort),
+}
+
+fn send_to_peer(shared: &Shared, tunnel: &Tunnel, payload: &[u8]) -> Result<(), Fault> {
+    let (context, n) = get_varint(payload).ok_or(Fault::Drop(DropReason::Malformed))?;
+    let rest = &payload[n..];
+    let (peer, udp) = match &tunnel.bound {
+        None if context == 0 => (None, rest),
+        None => return Err(Fault::Drop(DropReason::UnknownContext)),
+        Some(contexts) => match lock(contexts).route(context, rest) {
+            Route::To(peer, skip) => (Some(peer), &rest[skip..]),
+            Route::Unknown => return Err(Fault::Drop(DropReason::UnknownContext)),
+            Route::Malformed => return Err(Fault::Drop(DropReason::Malformed)),
+            Route::Abort => return Err(Fault::Abort(Abort(h3::error::Code::H3_DATAGRAM_ERROR))),
+        },
+    };
+    // Checked per datagram: an uncompressed datagram names any address, and a relay
+    // address is reachable only on ports the relay holds right now.
+    let socket = match peer {
+        None => tunnel.sockets.first().map(|(s, _)| s),
+        Some(p) if shared.filter.check(p) => tunnel.socket_for(p),
+        Some(_) => None,
+    };
+    let socket = socket.ok_or(Fault::Drop(DropReason::Forbidden))?;
+    if !Tunnel::within(tunnel.to_peer.as_ref(), udp.len()) {
+        return Err(Fault::Drop(DropReason::Bandwidth));
+    }
+    match peer {
+        None => socket.try_send(udp),
+        Some(p) => socket.try_send_to(udp, p),
+    }
+    .map_err(|_| Fault::Drop(DropReason::Socket))?;
+    tunnel.traffic.to_peer(udp.len());
+    Ok(())
+}
+
 type Stream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+type SendHalf = h3::server::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
+type RecvHalf = h3::server::RequestStream<h3_quinn::RecvStream, Bytes>;
+
+/// Compression answers (ACK, CLOSE) waiting for the stream: more than this and the
+/// client is not reading, so the stream is aborted (bound UDP, Security Considerations).
+const MAX_PENDING_ANSWERS: usize = 64;
 
 async fn tunnel(
     request: http::Request<()>,
@@ -457,64 +559,131 @@ async fn tunnel(
         }
     };
     let id = stream.id().into_inner();
-    tunnels
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(id, Arc::clone(&tunnel));
-    let ok = Response::builder()
+    lock(&tunnels).insert(id, Arc::clone(&tunnel));
+    let mut ok = Response::builder()
         .status(StatusCode::OK)
-        .header("capsule-protocol", "?1")
-        .body(())
-        .unwrap_or_default();
-    if stream.send_response(ok).await.is_ok() {
+        .header("capsule-protocol", "?1");
+    if tunnel.bound.is_some() {
+        ok = ok
+            .header("connect-udp-bind", "?1")
+            .header("proxy-public-address", tunnel_public(&tunnel));
+    }
+    if stream
+        .send_response(ok.body(()).unwrap_or_default())
+        .await
+        .is_ok()
+    {
         shared.request("ok");
-        let (send, recv) = stream.split();
-        tokio::select! {
-            () = to_client(&tunnel, &conn, send, id, &shared) => {}
-            () = capsules(recv, &tunnel, &shared) => {}
+        let (mut send, mut recv) = stream.split();
+        let (answers, mut pending) = tokio::sync::mpsc::channel(MAX_PENDING_ANSWERS);
+        let abort = tokio::select! {
+            () = to_client(&tunnel, &conn, &mut send, id, &shared, &mut pending) => None,
+            end = capsules(&mut recv, &tunnel, &shared, &answers) => end.err(),
+            () = tunnel.abort.notified() => Some(Abort(h3::error::Code::H3_DATAGRAM_ERROR)),
+        };
+        if let Some(Abort(code)) = abort {
+            send.stop_stream(code);
+            recv.stop_sending(code);
         }
     }
-    tunnels
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .remove(&id);
+    lock(&tunnels).remove(&id);
 }
 
-/// The target's datagrams to the client, as HTTP Datagrams with Context ID 0; one too
-/// large for the path's QUIC datagrams (a 1200-byte payload on a 1280-byte MTU) goes as a
-/// DATAGRAM capsule on the request stream instead (RFC 9297 §3.5), so no size is lost.
+/// The `Proxy-Public-Address` value (bound UDP §5, a List of Strings):
+/// `"192.0.2.1:5000", "[2001:db8::1]:5000"`.
+fn tunnel_public(tunnel: &Tunnel) -> String {
+    (tunnel.public.iter())
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads a datagram from whichever of `sockets` has one.
+async fn recv_any(
+    sockets: &[(UdpSocket, SocketAddr)],
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        for (socket, _) in sockets {
+            let mut read = tokio::io::ReadBuf::new(buf);
+            if let std::task::Poll::Ready(r) = socket.poll_recv_from(cx, &mut read) {
+                return std::task::Poll::Ready(r.map(|from| (read.filled().len(), from)));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// The peers' datagrams to the client, as HTTP Datagrams (Context ID 0, or a bound
+/// tunnel's context for the peer, [`Contexts::inbound`]); one too large for the path's
+/// QUIC datagrams (a 1200-byte payload on a 1280-byte MTU) goes as a DATAGRAM capsule on
+/// the request stream instead (RFC 9297 §3.5), so no size is lost. Compression answers
+/// go on the stream between them.
 async fn to_client(
     tunnel: &Tunnel,
     conn: &quinn::Connection,
-    mut stream: h3::server::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>,
+    stream: &mut SendHalf,
     id: u64,
     shared: &Shared,
+    answers: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) {
     let mut buf = vec![0u8; 65_535];
-    let mut header = Vec::with_capacity(9);
-    put_varint(&mut header, id / 4);
-    put_varint(&mut header, 0);
+    let mut quarter = Vec::with_capacity(8);
+    put_varint(&mut quarter, id / 4);
     loop {
-        let n = match tunnel.socket.recv(&mut buf).await {
-            Ok(n) => n,
-            // ICMP errors (port unreachable) surface here on a connected socket: the
-            // tunnel stays; the client's next datagram may find the target listening.
-            Err(_) => continue,
+        let (n, from) = tokio::select! {
+            got = recv_any(&tunnel.sockets, &mut buf) => match got {
+                Ok(got) => got,
+                // ICMP errors (port unreachable) surface here on a connected socket: the
+                // tunnel stays; the client's next datagram may find the target listening.
+                Err(_) => continue,
+            },
+            Some(answer) = answers.recv() => {
+                if stream.send_data(Bytes::from(answer)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
         };
+        let (context, with_address) = match &tunnel.bound {
+            None => (0, false),
+            Some(contexts) => match lock(contexts).inbound(from) {
+                Some(route) => route,
+                None => {
+                    shared.drop_datagram(DropReason::Unsolicited);
+                    continue;
+                }
+            },
+        };
+        // A sender the filter refuses is not heard (a TURN allocation could not give it
+        // a permission either).
+        if with_address && !shared.filter.check_ip(from.ip()) {
+            shared.drop_datagram(DropReason::Forbidden);
+            continue;
+        }
         if !Tunnel::within(tunnel.to_client.as_ref(), n) {
             shared.drop_datagram(DropReason::Bandwidth);
             continue;
         }
-        let mut datagram = Vec::with_capacity(header.len() + n);
-        datagram.extend_from_slice(&header);
-        datagram.extend_from_slice(&buf[..n]);
-        match conn.send_datagram(Bytes::from(datagram)) {
+        // Context ID ‖ [the peer's address] ‖ UDP payload.
+        let mut body = Vec::with_capacity(quarter.len() + 8 + 19 + n);
+        body.extend_from_slice(&quarter);
+        put_varint(&mut body, context);
+        if with_address {
+            put_address(&mut body, from);
+        }
+        body.extend_from_slice(&buf[..n]);
+        match conn.send_datagram(Bytes::from(body)) {
             Ok(()) => {}
             Err(quinn::SendDatagramError::TooLarge) => {
-                let mut capsule = Vec::with_capacity(n + 12);
-                let mut body = Vec::with_capacity(n + 1);
-                put_varint(&mut body, 0);
+                let mut body = Vec::with_capacity(8 + 19 + n);
+                put_varint(&mut body, context);
+                if with_address {
+                    put_address(&mut body, from);
+                }
                 body.extend_from_slice(&buf[..n]);
+                let mut capsule = Vec::with_capacity(body.len() + 12);
                 put_capsule(&mut capsule, DATAGRAM_CAPSULE, &body);
                 if stream.send_data(Bytes::from(capsule)).await.is_err() {
                     return;
@@ -530,13 +699,16 @@ async fn to_client(
 /// The largest capsule read from a request stream (a DATAGRAM capsule's UDP payload).
 const MAX_CAPSULE: usize = 65_535 + 16;
 
-/// The request stream's capsules until it ends: DATAGRAM capsules to the target, others
-/// skipped (RFC 9297 §3.2). A malformed or oversized capsule ends the tunnel.
+/// The request stream's capsules until it ends (`Ok`) or breaks the rules (`Err`):
+/// DATAGRAM capsules to the peer, a bound tunnel's compression capsules to its contexts
+/// (answered through `answers`), others skipped (RFC 9297 §3.2).
 async fn capsules(
-    mut recv: h3::server::RequestStream<h3_quinn::RecvStream, Bytes>,
+    recv: &mut RecvHalf,
     tunnel: &Tunnel,
     shared: &Shared,
-) {
+    answers: &tokio::sync::mpsc::Sender<Vec<u8>>,
+) -> Result<(), Abort> {
+    let malformed = Abort(h3::error::Code::H3_MESSAGE_ERROR);
     let mut pending: Vec<u8> = Vec::new();
     while let Ok(Some(mut chunk)) = recv.recv_data().await {
         while chunk.has_remaining() {
@@ -547,19 +719,36 @@ async fn capsules(
         }
         let mut taken = 0;
         loop {
-            match get_capsule(&pending[taken..], MAX_CAPSULE) {
-                Ok(Some((capsule, n))) => {
-                    if capsule.kind == DATAGRAM_CAPSULE {
-                        to_peer(shared, tunnel, capsule.value);
-                    }
-                    taken += n;
-                }
+            let (capsule, n) = match get_capsule(&pending[taken..], MAX_CAPSULE) {
+                Ok(Some(got)) => got,
                 Ok(None) => break,
-                Err(_) => return,
+                Err(_) => return Err(malformed),
+            };
+            taken += n;
+            if capsule.kind == DATAGRAM_CAPSULE {
+                to_peer(shared, tunnel, capsule.value)?;
+                continue;
+            }
+            let (Some(contexts), Some(parsed)) = (
+                &tunnel.bound,
+                Compression::parse(capsule.kind, capsule.value),
+            ) else {
+                continue;
+            };
+            let allowed = |p: SocketAddr| shared.filter.check(p) && tunnel.socket_for(p).is_some();
+            let answer = parsed
+                .ok()
+                .and_then(|c| lock(contexts).apply(c, allowed).ok())
+                .ok_or(malformed)?;
+            if let Some(answer) = answer {
+                let mut out = Vec::with_capacity(12);
+                answer.put(&mut out);
+                answers.try_send(out).map_err(|_| malformed)?;
             }
         }
         pending.drain(..taken);
     }
+    Ok(())
 }
 
 /// A refused request: its status, Proxy-Status error and metrics outcome.
@@ -611,7 +800,21 @@ impl From<TargetError> for Refusal {
     }
 }
 
-/// Checks a request and opens its tunnel's socket, connected to the target.
+/// Whether the request asks for bound UDP: one `Connect-UDP-Bind` field whose value is
+/// the Boolean true (`?1`, parameters ignored); anything else is as if absent (§4).
+fn wants_bind(headers: &http::HeaderMap) -> bool {
+    let mut values = headers.get_all("connect-udp-bind").iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => v.to_str().is_ok_and(|v| {
+            let v = v.trim();
+            v == "?1" || v.starts_with("?1;")
+        }),
+        _ => false,
+    }
+}
+
+/// Checks a request and opens its tunnel: a socket connected to the target, or for
+/// bound UDP sockets on the relay's public addresses.
 async fn open(request: &http::Request<()>, shared: &Shared) -> Result<Tunnel, Refusal> {
     let protocol = request.extensions().get::<h3::ext::Protocol>().copied();
     if request.method() != Method::CONNECT || protocol != Some(h3::ext::Protocol::CONNECT_UDP) {
@@ -625,7 +828,13 @@ async fn open(request: &http::Request<()>, shared: &Shared) -> Result<Tunnel, Re
             authenticate: false,
         });
     }
-    let target = parse_path(request.uri().path()).map_err(Refusal::from)?;
+    let bind = wants_bind(request.headers());
+    let target = if bind {
+        parse_bound_path(request.uri().path())
+    } else {
+        parse_path(request.uri().path()).map(Some)
+    }
+    .map_err(Refusal::from)?;
     let credentials = request
         .headers()
         .get(http::header::PROXY_AUTHORIZATION)
@@ -659,12 +868,13 @@ async fn open(request: &http::Request<()>, shared: &Shared) -> Result<Tunnel, Re
             })
         }
     };
-    let target = resolve(&target, &shared.filter, &shared.names)
-        .await
-        .map_err(Refusal::from)?;
-    let local: SocketAddr = match target {
-        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    let target = match target {
+        Some(t) => Some(
+            resolve(&t, &shared.filter, &shared.names)
+                .await
+                .map_err(Refusal::from)?,
+        ),
+        None => None,
     };
     let socket_error = |_| Refusal {
         status: StatusCode::BAD_GATEWAY,
@@ -672,8 +882,18 @@ async fn open(request: &http::Request<()>, shared: &Shared) -> Result<Tunnel, Re
         outcome: "socket_error",
         authenticate: false,
     };
-    let socket = UdpSocket::bind(local).await.map_err(socket_error)?;
-    socket.connect(target).await.map_err(socket_error)?;
+    let (sockets, public, lease) = match target {
+        Some(target) if !bind => {
+            let local: SocketAddr = match target {
+                SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+                SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+            };
+            let socket = UdpSocket::bind(local).await.map_err(socket_error)?;
+            socket.connect(target).await.map_err(socket_error)?;
+            (vec![(socket, local)], Vec::new(), None)
+        }
+        _ => bind_public(&shared.ports, target).map_err(socket_error)?,
+    };
     let bps = shared.quotas.allocation_bytes_per_sec;
     // The TURN allocation's budget: the rate, with a burst of a second's worth (64 KiB
     // at least).
@@ -690,12 +910,45 @@ async fn open(request: &http::Request<()>, shared: &Shared) -> Result<Tunnel, Re
     traffic.tunnels_total.fetch_add(1, Ordering::Relaxed);
     traffic.tunnels_active.fetch_add(1, Ordering::Relaxed);
     Ok(Tunnel {
-        socket,
+        sockets,
+        bound: bind.then(|| Mutex::new(Contexts::new(target))),
+        public,
+        abort: tokio::sync::Notify::new(),
         to_peer: budget(),
         to_client: budget(),
         traffic,
         _seat: seat,
+        _lease: lease,
     })
+}
+
+/// A bound tunnel's sockets: one per address family the relay serves (at least the
+/// family of the URI's target, when it names one), and their public addresses.
+#[allow(clippy::type_complexity)]
+fn bind_public(
+    ports: &Arc<dyn RelayPorts>,
+    target: Option<SocketAddr>,
+) -> std::io::Result<(Vec<(UdpSocket, SocketAddr)>, Vec<SocketAddr>, Option<Lease>)> {
+    let mut lease = Lease {
+        ports: Arc::clone(ports),
+        locals: Vec::new(),
+    };
+    let (mut sockets, mut public) = (Vec::new(), Vec::new());
+    for v6 in [false, true] {
+        let Some(bound) = ports.bind(v6) else {
+            continue;
+        };
+        let (socket, reached_at) = bound?;
+        let local = socket.local_addr()?;
+        lease.locals.push(local);
+        sockets.push((UdpSocket::from_std(socket)?, local));
+        public.push(reached_at);
+    }
+    let serves = |t: SocketAddr| sockets.iter().any(|(_, l)| l.is_ipv4() == t.is_ipv4());
+    if sockets.is_empty() || target.is_some_and(|t| !serves(t)) {
+        return Err(std::io::Error::other("no relay address of the family"));
+    }
+    Ok((sockets, public, Some(lease)))
 }
 
 fn unix_now() -> u64 {

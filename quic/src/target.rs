@@ -87,6 +87,22 @@ pub fn parse_path(path: &str) -> Result<Target, TargetError> {
     Ok(Target { host, port })
 }
 
+/// Reads a bound-UDP request's target (draft-ietf-masque-connect-udp-listen §2): `None`
+/// when both variables are `*` (percent-encoded `%2A`, or bare), a target as
+/// [`parse_path`] reads it otherwise; one `*` without the other is malformed (400).
+pub fn parse_bound_path(path: &str) -> Result<Option<Target>, TargetError> {
+    let path = path.split('?').next().unwrap_or_default();
+    let rest = path.strip_prefix(PATH_PREFIX).ok_or(TargetError::BadPath)?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = rest.split_once('/').ok_or(TargetError::BadPath)?;
+    let star = |v: &str| v == "*" || v.eq_ignore_ascii_case("%2a");
+    match (star(host), star(port)) {
+        (true, true) => Ok(None),
+        (false, false) => parse_path(path).map(Some),
+        _ => Err(TargetError::BadPath),
+    }
+}
+
 /// A DNS name: labels of letters, digits, '-' and '_', 1–63 bytes each, 253 in all.
 fn is_dns_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);

@@ -495,3 +495,227 @@ async fn tunnels_opened_and_closed_in_churn_leave_nothing_counted() {
     let v = acme[0].1;
     assert_eq!((v[0], v[2], v[4], v[5]), (120, 120, 60, 0), "{acme:?}");
 }
+
+/// A peer that answers from another address: what arrives on its first socket is sent
+/// back to the sender from its second. Returns both addresses.
+async fn forwarder() -> (SocketAddr, SocketAddr) {
+    let first = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let second = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addrs = (first.local_addr().unwrap(), second.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_535];
+        while let Ok((n, from)) = first.recv_from(&mut buf).await {
+            let _ = second.send_to(&buf[..n], from).await;
+        }
+    });
+    addrs
+}
+
+fn dropped(proxy: &Proxy, reason: &str) -> u64 {
+    let metrics = proxy.relay.registry().render();
+    let prefix = format!("nexrtc_relay_quic_datagrams_dropped_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+fn received(context: u64, size: usize) -> Value {
+    json!([{"context": context, "size": size, "intact": true}])
+}
+
+fn received_from(context: u64, peer: SocketAddr, size: usize) -> Value {
+    json!([{"context": context, "peer": peer.to_string(), "size": size, "intact": true}])
+}
+
+/// Bound UDP (draft-ietf-masque-connect-udp-listen): one tunnel with the `*` target talks
+/// to a peer under a compressed context and to any peer under the uncompressed one, hears
+/// a peer it never sent to while the uncompressed context is open and not after it is
+/// closed, and reports its public address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_tunnel_talks_to_any_permitted_peer() {
+    if !client_available() {
+        return;
+    }
+    let proxy = proxy(true);
+    let (a, b) = (echo().await, echo().await);
+    let (knock, answer) = forwarder().await;
+    let auth = credential(unix_now() + 600, "bea");
+    let script = json!([
+        {"assign": 2, "peer": null},
+        {"assign": 4, "peer": a.to_string()},
+        {"send": 4, "size": 100},
+        {"receive": 1},
+        // 1,200 bytes and the peer's address: over the proxy's 1,200-byte datagrams, so
+        // they come back as a DATAGRAM capsule.
+        {"send": 2, "peer": b.to_string(), "size": 1200},
+        {"receive": 1},
+        {"send": 4, "size": 10, "capsule": true},
+        {"receive": 1},
+        // A peer the client never sent to answers (from its second address).
+        {"send": 2, "peer": knock.to_string(), "size": 50},
+        {"receive": 1},
+        // Without the uncompressed context, only named peers are heard. (The ACK of the
+        // next registration says the CLOSE before it was read: a datagram sent earlier
+        // could overtake the capsule, and be relayed, as the draft allows.)
+        {"close": 2},
+        {"assign": 6, "peer": knock.to_string()},
+        {"send": 2, "peer": b.to_string(), "size": 20},
+        {"send": 6, "size": 30},
+        {"receive": 1, "within": 1},
+        {"send": 4, "size": 40},
+        {"receive": 1},
+    ]);
+    let steps = run(
+        &proxy,
+        json!([{"target": "*", "bind": true, "auth": auth, "script": script}]),
+    )
+    .await;
+    let tunnel = &steps[0]["tunnels"][0];
+    assert_eq!(status(tunnel), "200", "{tunnel}");
+    assert_eq!(tunnel["headers"]["connect-udp-bind"], "?1", "{tunnel}");
+    let public = tunnel["headers"]["proxy-public-address"].as_str().unwrap();
+    let public: SocketAddr = public.trim_matches('"').parse().unwrap();
+    assert_eq!(public.ip(), proxy.relay.local_addr().ip());
+    assert_ne!(public.port(), proxy.relay.local_addr().port());
+    let r = &tunnel["echo"];
+    assert_eq!(r[0], "ack", "{r}");
+    assert_eq!(r[1], "ack", "{r}");
+    assert_eq!(r[3], received(4, 100), "{r}");
+    assert_eq!(r[5], received_from(2, b, 1200), "{r}");
+    assert_eq!(r[7], received(4, 10), "{r}");
+    assert_eq!(r[9], received_from(2, answer, 50), "{r}");
+    assert_eq!(r[11], "ack", "{r}");
+    assert_eq!(r[14], json!([]), "{r}");
+    assert_eq!(r[16], received(4, 40), "{r}");
+    // The datagram under the closed context and the unnamed peer's answer were dropped.
+    assert!(dropped(&proxy, "unknown_context") >= 1);
+    assert!(dropped(&proxy, "unsolicited") >= 1);
+    // One tunnel in the tenant's counts, none open once the client is gone.
+    let acme = || proxy.relay.stats().snapshot();
+    eventually(
+        "the bound tunnel closed",
+        || acme().first().is_some_and(|(_, v)| v[4] == 1 && v[5] == 0),
+        || format!("{:?}", acme()),
+    )
+    .await;
+}
+
+/// A bound tunnel that names a target: Context ID 0 is that target, as in RFC 9298,
+/// beside the contexts the client registers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_tunnel_with_a_target_keeps_context_zero_for_it() {
+    if !client_available() {
+        return;
+    }
+    let proxy = proxy(true);
+    let (a, b) = (echo().await, echo().await);
+    let script = json!([
+        {"send": 0, "size": 64},
+        {"receive": 1},
+        {"assign": 2, "peer": b.to_string()},
+        {"send": 2, "size": 65},
+        {"receive": 1},
+    ]);
+    let auth = credential(unix_now() + 600, "cyd");
+    let steps = run(
+        &proxy,
+        json!([{"target": a.to_string(), "bind": true, "auth": auth, "script": script}]),
+    )
+    .await;
+    let tunnel = &steps[0]["tunnels"][0];
+    assert_eq!(tunnel["headers"]["connect-udp-bind"], "?1", "{tunnel}");
+    let r = &tunnel["echo"];
+    assert_eq!(r[1], received(0, 64), "{r}");
+    assert_eq!(r[2], "ack", "{r}");
+    assert_eq!(r[4], received(2, 65), "{r}");
+}
+
+/// What the draft forbids: Context ID 0 with the `*` target, an odd (the proxy's) Context
+/// ID, a second uncompressed context, an ACK for nothing the proxy assigned, a malformed
+/// ASSIGN (each aborts the stream with its error code); a target the filter refuses or of a
+/// family the relay does not serve (refused with CLOSE, and dropped per datagram when
+/// named in an uncompressed one); half a `*` template, or `*` without the bind header (400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_tunnels_refuse_what_the_draft_forbids() {
+    if !client_available() {
+        return;
+    }
+    let proxy = proxy(true);
+    let auth = credential(unix_now() + 600, "dee");
+    let bound =
+        |script: Value| json!({"target": "*", "bind": true, "auth": auth, "script": script});
+    const DATAGRAM_ERROR: u64 = 0x33;
+    const MESSAGE_ERROR: u64 = 0x10e;
+    let steps = run(
+        &proxy,
+        json!([
+            bound(json!([{"send": 0, "size": 5}, {"await_reset": 3}])),
+            bound(json!([{"assign": 3, "peer": null}, {"await_reset": 3}])),
+            bound(json!([{"assign": 2, "peer": null}, {"assign": 4, "peer": null}, {"await_reset": 3}])),
+            bound(json!([{"raw": "120102"}, {"await_reset": 3}])),
+            bound(json!([{"raw": "11020205"}, {"await_reset": 3}])),
+            bound(json!([
+                {"assign": 2, "peer": "10.0.0.1:9"},
+                {"assign": 4, "peer": "169.254.169.254:80"},
+                {"assign": 6, "peer": "[2001:db8::1]:9"},
+                {"assign": 8, "peer": null},
+                {"send": 8, "peer": "10.0.0.1:9", "size": 5},
+                {"send": 8, "peer": "[2001:db8::1]:9", "size": 5},
+                {"await_reset": 1},
+            ])),
+            {"target": "/.well-known/masque/udp/%2A/443/", "bind": true, "auth": auth},
+            {"target": "/.well-known/masque/udp/127.0.0.1/%2A/", "bind": true, "auth": auth},
+            {"target": "*", "auth": auth},
+        ]),
+    )
+    .await;
+    let results = |i: usize| steps[i]["tunnels"][0]["echo"].clone();
+    assert_eq!(
+        results(0)[1],
+        json!({"reset": DATAGRAM_ERROR}),
+        "{}",
+        steps[0]
+    );
+    assert_eq!(
+        results(1)[1],
+        json!({"reset": MESSAGE_ERROR}),
+        "{}",
+        steps[1]
+    );
+    assert_eq!(results(2)[0], "ack");
+    assert_eq!(
+        results(2)[2],
+        json!({"reset": MESSAGE_ERROR}),
+        "{}",
+        steps[2]
+    );
+    assert_eq!(
+        results(3)[1],
+        json!({"reset": MESSAGE_ERROR}),
+        "{}",
+        steps[3]
+    );
+    assert_eq!(
+        results(4)[1],
+        json!({"reset": MESSAGE_ERROR}),
+        "{}",
+        steps[4]
+    );
+    let refused = results(5);
+    assert_eq!(
+        refused.as_array().unwrap()[..4],
+        [json!("close"), json!("close"), json!("close"), json!("ack")],
+        "{refused}"
+    );
+    assert_eq!(
+        refused[6],
+        json!({"reset": null}),
+        "the tunnel stays: {refused}"
+    );
+    assert_eq!(dropped(&proxy, "forbidden"), 2);
+    for i in 6..=8 {
+        assert_eq!(status(&steps[i]["tunnels"][0]), "400", "{}", steps[i]);
+    }
+}

@@ -8,7 +8,7 @@ mod harness;
 use std::fs;
 use std::path::PathBuf;
 
-use nexrtc_quic::codec::{get_capsule, Capsule, CapsuleError};
+use nexrtc_quic::codec::{get_address, get_capsule, Capsule, CapsuleError, Compression};
 use nexrtc_quic::target::{parse_path, Host, TargetError};
 
 fn corpus_dir() -> PathBuf {
@@ -55,4 +55,34 @@ fn named_seeds_decode_as_named() {
     );
     assert_eq!(parse_path(&text("port_zero")), Err(TargetError::BadPort));
     assert_eq!(parse_path(&text("bad_percent")), Err(TargetError::BadHost));
+    // Bound UDP's capsules and address prefix.
+    let compression = |bytes: &[u8]| {
+        let mut got = Vec::new();
+        let mut at = 0;
+        while let Ok(Some((Capsule { kind, value }, n))) = get_capsule(&bytes[at..], 1500) {
+            got.push(Compression::parse(kind, value).expect("a compression capsule"));
+            at += n;
+        }
+        got
+    };
+    let peer = Some("127.0.0.1:5000".parse().unwrap());
+    assert_eq!(
+        compression(&seed("compression_assign")),
+        [Ok(Compression::Assign { context: 2, peer })]
+    );
+    assert_eq!(
+        compression(&seed("compression_three")),
+        [
+            Ok(Compression::Assign {
+                context: 4,
+                peer: None
+            }),
+            Ok(Compression::Ack { context: 4 }),
+            Ok(Compression::Close { context: 4 }),
+        ]
+    );
+    assert_eq!(
+        get_address(&seed("bound_address_v6")),
+        Ok(("[2001:db8::1]:5000".parse().unwrap(), 19))
+    );
 }

@@ -11,6 +11,22 @@ A step: {"target": "HOST:PORT" or a raw path, "auth": "user:pass" or null,
 size once (as an HTTP Datagram with Context ID 0, or as a DATAGRAM capsule on the stream)
 and waits for the echo of each before the next; with "burst", it sends them all at once
 and counts the echoes that came back within 1.5 s.
+
+A bound step (draft-ietf-masque-connect-udp-listen) has "bind": true (the request carries
+`Connect-UDP-Bind: ?1`; "target" may be "*") and a "script" of actions run in order on its
+one tunnel, each reporting a result:
+  {"assign": ID, "peer": "IP:PORT" or null}  COMPRESSION_ASSIGN; the result is the answer
+                                             capsule ("ack"/"close", or "none" in 2 s)
+  {"close": ID}                              COMPRESSION_CLOSE
+  {"send": ID, "peer": "IP:PORT", "size": N, "capsule": bool}
+                                             one datagram (the peer's address prefixed
+                                             when "peer" is given: an uncompressed context)
+  {"receive": N, "within": S}                up to N datagrams in S seconds: each as
+                                             {"context", "peer" (uncompressed ones), "size",
+                                             "intact" (the payload is the pattern of its size)}
+  {"raw": HEX}                               bytes on the request stream, as they are
+  {"await_reset": S}                         whether the relay reset the stream within S
+                                             seconds, and with which error code
 """
 
 import asyncio
@@ -23,8 +39,11 @@ from urllib.parse import quote
 from aioquic.asyncio import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, H3Connection
+import ipaddress
+
 from aioquic.h3.events import DataReceived, DatagramReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import StreamReset
 
 
 def varint(v):
@@ -68,8 +87,14 @@ class Client(QuicConnectionProtocol):
         self.responses = {}
         self.datagrams = {}
         self.stream_bytes = {}
+        self.answers = {}
+        self.resets = {}
 
     def quic_event_received(self, event):
+        if isinstance(event, StreamReset):
+            fut = self.resets.setdefault(event.stream_id, asyncio.get_running_loop().create_future())
+            if not fut.done():
+                fut.set_result(event.error_code)
         for ev in self.h3.handle_event(event):
             if isinstance(ev, HeadersReceived):
                 fut = self.responses.get(ev.stream_id)
@@ -92,11 +117,17 @@ class Client(QuicConnectionProtocol):
                     q = self.datagrams.get(ev.stream_id)
                     if kind == 0 and q is not None:
                         q.put_nowait(bytes(value))
+                    elif kind in (0x12, 0x13):  # COMPRESSION_ACK, COMPRESSION_CLOSE
+                        context = read_varint(value, 0)[0]
+                        q = self.answers.setdefault(ev.stream_id, asyncio.Queue())
+                        q.put_nowait((context, "ack" if kind == 0x12 else "close"))
 
-    async def open(self, authority, target, auth):
+    async def open(self, authority, target, auth, bind=False):
         sid = self._quic.get_next_available_stream_id()
         if target.startswith("/"):
             path = target
+        elif target == "*":
+            path = "/.well-known/masque/udp/%2A/%2A/"
         else:
             host, port = target.rsplit(":", 1)
             path = f"/.well-known/masque/udp/{quote(host.strip('[]'), safe='')}/{port}/"
@@ -110,6 +141,8 @@ class Client(QuicConnectionProtocol):
         ]
         if auth is not None:
             headers.append((b"proxy-authorization", b"Basic " + base64.b64encode(auth.encode())))
+        if bind:
+            headers.append((b"connect-udp-bind", b"?1"))
         self.responses[sid] = asyncio.get_running_loop().create_future()
         self.datagrams[sid] = asyncio.Queue()
         self.h3.send_headers(sid, headers)
@@ -124,6 +157,92 @@ class Client(QuicConnectionProtocol):
         else:
             self.h3.send_datagram(sid, b"\x00" + payload)
         self.transmit()
+
+
+def pattern(size):
+    return bytes((size * 7 + i) % 256 for i in range(size))
+
+
+def address(peer):
+    """IP version, address, port: the prefix of an uncompressed bound datagram."""
+    host, port = peer.rsplit(":", 1)
+    ip = ipaddress.ip_address(host.strip("[]"))
+    return bytes([ip.version]) + ip.packed + int(port).to_bytes(2, "big")
+
+
+def read_address(buf):
+    version = buf[0]
+    n = 4 if version == 4 else 16
+    ip = ipaddress.ip_address(bytes(buf[1:1 + n]))
+    port = int.from_bytes(buf[1 + n:3 + n], "big")
+    peer = f"{ip}:{port}" if version == 4 else f"[{ip}]:{port}"
+    return peer, buf[3 + n:]
+
+
+async def bound(client, sid, script):
+    """Runs a bound step's actions on tunnel `sid`; one result per action."""
+    uncompressed = set()
+    results = []
+    for action in script:
+        if "assign" in action:
+            context, peer = action["assign"], action.get("peer")
+            body = varint(context) + (address(peer) if peer else b"\x00")
+            client.h3.send_data(sid, varint(0x11) + varint(len(body)) + body, end_stream=False)
+            client.transmit()
+            q = client.answers.setdefault(sid, asyncio.Queue())
+            try:
+                got, answer = await asyncio.wait_for(q.get(), 2)
+                results.append(answer if got == context else f"answer for {got}")
+            except asyncio.TimeoutError:
+                results.append("none")
+            if peer is None and results[-1] == "ack":
+                uncompressed.add(context)
+        elif "close" in action:
+            body = varint(action["close"])
+            client.h3.send_data(sid, varint(0x13) + varint(len(body)) + body, end_stream=False)
+            client.transmit()
+            uncompressed.discard(action["close"])
+            results.append("sent")
+        elif "send" in action:
+            payload = varint(action["send"])
+            if action.get("peer"):
+                payload += address(action["peer"])
+            payload += pattern(action.get("size", 0))
+            if action.get("capsule"):
+                client.h3.send_data(sid, varint(0) + varint(len(payload)) + payload, end_stream=False)
+            else:
+                client.h3.send_datagram(sid, payload)
+            client.transmit()
+            results.append("sent")
+        elif "receive" in action:
+            got = []
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + action.get("within", 2)
+            while len(got) < action["receive"]:
+                try:
+                    data = await asyncio.wait_for(client.datagrams[sid].get(), max(0.01, deadline - loop.time()))
+                except asyncio.TimeoutError:
+                    break
+                context, at = read_varint(data, 0)
+                rest = data[at:]
+                entry = {"context": context}
+                if context in uncompressed:
+                    entry["peer"], rest = read_address(rest)
+                entry["size"] = len(rest)
+                entry["intact"] = bytes(rest) == pattern(len(rest))
+                got.append(entry)
+            results.append(got)
+        elif "raw" in action:
+            client.h3.send_data(sid, bytes.fromhex(action["raw"]), end_stream=False)
+            client.transmit()
+            results.append("sent")
+        elif "await_reset" in action:
+            fut = client.resets.setdefault(sid, asyncio.get_running_loop().create_future())
+            try:
+                results.append({"reset": await asyncio.wait_for(asyncio.shield(fut), action["await_reset"])})
+            except asyncio.TimeoutError:
+                results.append({"reset": None})
+    return results
 
 
 async def echo(client, sid, sizes, capsule):
@@ -172,9 +291,12 @@ async def main(job):
         for step in job["steps"]:
             tunnels = []
             for _ in range(step.get("tunnels", 1)):
-                sid, headers = await client.open(job["authority"], step["target"], step.get("auth"))
+                sid, headers = await client.open(job["authority"], step["target"], step.get("auth"),
+                                                 step.get("bind", False))
                 tunnels.append((sid, headers))
             def run(sid):
+                if step.get("bind"):
+                    return bound(client, sid, step.get("script", []))
                 if step.get("burst"):
                     return burst(client, sid, step.get("sizes", []))
                 return echo(client, sid, step.get("sizes", []), step.get("capsules", False))

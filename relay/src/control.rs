@@ -183,6 +183,7 @@ impl Relay {
                 q.ledger = host.ledger.clone();
                 q.quotas = config.core.quotas;
                 q.stats = shared.quic.clone().unwrap_or_default();
+                q.ports = Some(Arc::new(host.pools.clone()));
                 Some(QuicRelay::start(q, Access::new(credentials.clone()))?)
             }
             _ => None,

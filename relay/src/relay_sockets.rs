@@ -54,6 +54,35 @@ impl PortPools {
     }
 }
 
+impl std::fmt::Debug for PortPools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let addrs: Vec<_> = self.ips.iter().map(|(a, _)| a.bind).collect();
+        f.debug_struct("PortPools").field("ips", &addrs).finish()
+    }
+}
+
+/// Bound QUIC tunnels take their sockets from the same pools as allocations: a port in
+/// the relay range, on the first relay IP of the family, published as held so peers
+/// (TURN clients of this relay among them) may reach it.
+impl nexrtc_quic::RelayPorts for PortPools {
+    fn bind(&self, v6: bool) -> Option<io::Result<(std::net::UdpSocket, SocketAddr)>> {
+        let (addr, pool) = self.ips.iter().find(|(a, _)| a.bind.is_ipv6() == v6)?;
+        let acquired = lock(pool).acquire(PortRequest::Any, Instant::now(), &mut |port| {
+            bind_udp(SocketAddr::new(addr.bind, port))
+        });
+        Some(match acquired {
+            Ok(a) => Ok((a.socket, SocketAddr::new(addr.advertised, a.port))),
+            Err(failure) => Err(io::Error::other(format!("no relay port: {failure:?}"))),
+        })
+    }
+
+    fn release(&self, local: SocketAddr) {
+        if let Some((_, pool)) = self.ips.iter().find(|(a, _)| a.bind == local.ip()) {
+            lock(pool).release(local.port());
+        }
+    }
+}
+
 struct FamilyPool {
     addr: RelayAddress,
     pool: SharedPool,
