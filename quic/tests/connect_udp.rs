@@ -715,7 +715,7 @@ async fn bound_tunnels_refuse_what_the_draft_forbids() {
         "the tunnel stays: {refused}"
     );
     assert_eq!(dropped(&proxy, "forbidden"), 2);
-    for i in 6..=8 {
-        assert_eq!(status(&steps[i]["tunnels"][0]), "400", "{}", steps[i]);
+    for step in &steps[6..=8] {
+        assert_eq!(status(&step["tunnels"][0]), "400", "{step}");
     }
 }
