@@ -598,21 +598,38 @@ fn tunnel_public(tunnel: &Tunnel) -> String {
         .join(", ")
 }
 
-/// Reads a datagram from whichever of `sockets` has one.
-async fn recv_any(
+thread_local! {
+    /// Where a tunnel's socket is read into: one per runtime thread, not one per tunnel
+    /// (a 64 KiB buffer per idle tunnel would be most of its memory). What is read is
+    /// copied into the datagram being built before the next await.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 65_535]);
+}
+
+/// Reads a datagram from whichever of `sockets` has one, and hands its payload and
+/// sender to `take` (without awaiting in between, so the payload can stay in
+/// [`SCRATCH`]).
+async fn recv_any<R>(
     sockets: &[(UdpSocket, SocketAddr)],
-    buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr)> {
-    std::future::poll_fn(|cx| {
-        for (socket, _) in sockets {
-            let mut read = tokio::io::ReadBuf::new(buf);
-            if let std::task::Poll::Ready(r) = socket.poll_recv_from(cx, &mut read) {
-                return std::task::Poll::Ready(r.map(|from| (read.filled().len(), from)));
+    mut take: impl FnMut(&[u8], SocketAddr) -> R,
+) -> std::io::Result<R> {
+    loop {
+        let ready = std::future::poll_fn(|cx| {
+            for (i, (socket, _)) in sockets.iter().enumerate() {
+                if let std::task::Poll::Ready(r) = socket.poll_recv_ready(cx) {
+                    return std::task::Poll::Ready(r.map(|()| i));
+                }
             }
+            std::task::Poll::Pending
+        })
+        .await?;
+        let got = SCRATCH.with_borrow_mut(|buf| {
+            (sockets[ready].0.try_recv_from(buf)).map(|(n, from)| take(&buf[..n], from))
+        });
+        match got {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            got => return got,
         }
-        std::task::Poll::Pending
-    })
-    .await
+    }
 }
 
 /// The peers' datagrams to the client, as HTTP Datagrams (Context ID 0, or a bound
@@ -628,13 +645,15 @@ async fn to_client(
     shared: &Shared,
     answers: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) {
-    let mut buf = vec![0u8; 65_535];
     let mut quarter = Vec::with_capacity(8);
     put_varint(&mut quarter, id / 4);
     loop {
-        let (n, from) = tokio::select! {
-            got = recv_any(&tunnel.sockets, &mut buf) => match got {
-                Ok(got) => got,
+        let datagram = tokio::select! {
+            got = recv_any(&tunnel.sockets, |payload, from| {
+                from_peer(tunnel, shared, &quarter, payload, from)
+            }) => match got {
+                Ok(Some(datagram)) => datagram,
+                Ok(None) => continue,
                 // ICMP errors (port unreachable) surface here on a connected socket: the
                 // tunnel stays; the client's next datagram may find the target listening.
                 Err(_) => continue,
@@ -646,45 +665,13 @@ async fn to_client(
                 continue;
             }
         };
-        let (context, with_address) = match &tunnel.bound {
-            None => (0, false),
-            Some(contexts) => match lock(contexts).inbound(from) {
-                Some(route) => route,
-                None => {
-                    shared.drop_datagram(DropReason::Unsolicited);
-                    continue;
-                }
-            },
-        };
-        // A sender the filter refuses is not heard (a TURN allocation could not give it
-        // a permission either).
-        if with_address && !shared.filter.check_ip(from.ip()) {
-            shared.drop_datagram(DropReason::Forbidden);
-            continue;
-        }
-        if !Tunnel::within(tunnel.to_client.as_ref(), n) {
-            shared.drop_datagram(DropReason::Bandwidth);
-            continue;
-        }
-        // Context ID ‖ [the peer's address] ‖ UDP payload.
-        let mut body = Vec::with_capacity(quarter.len() + 8 + 19 + n);
-        body.extend_from_slice(&quarter);
-        put_varint(&mut body, context);
-        if with_address {
-            put_address(&mut body, from);
-        }
-        body.extend_from_slice(&buf[..n]);
-        match conn.send_datagram(Bytes::from(body)) {
+        let (datagram, n) = datagram;
+        match conn.send_datagram(datagram.clone()) {
             Ok(()) => {}
             Err(quinn::SendDatagramError::TooLarge) => {
-                let mut body = Vec::with_capacity(8 + 19 + n);
-                put_varint(&mut body, context);
-                if with_address {
-                    put_address(&mut body, from);
-                }
-                body.extend_from_slice(&buf[..n]);
-                let mut capsule = Vec::with_capacity(body.len() + 12);
-                put_capsule(&mut capsule, DATAGRAM_CAPSULE, &body);
+                // The same Context ID ‖ [address] ‖ payload, as a capsule.
+                let mut capsule = Vec::with_capacity(datagram.len() + 12);
+                put_capsule(&mut capsule, DATAGRAM_CAPSULE, &datagram[quarter.len()..]);
                 if stream.send_data(Bytes::from(capsule)).await.is_err() {
                     return;
                 }
@@ -694,6 +681,45 @@ async fn to_client(
         }
         tunnel.traffic.to_client(n);
     }
+}
+
+/// A peer's payload as the HTTP Datagram for the client — Quarter Stream ID ‖ Context ID
+/// ‖ [the peer's address] ‖ payload — and the payload's size; `None` if it is dropped.
+fn from_peer(
+    tunnel: &Tunnel,
+    shared: &Shared,
+    quarter: &[u8],
+    payload: &[u8],
+    from: SocketAddr,
+) -> Option<(Bytes, usize)> {
+    let (context, with_address) = match &tunnel.bound {
+        None => (0, false),
+        Some(contexts) => match lock(contexts).inbound(from) {
+            Some(route) => route,
+            None => {
+                shared.drop_datagram(DropReason::Unsolicited);
+                return None;
+            }
+        },
+    };
+    // A sender the filter refuses is not heard (a TURN allocation could not give it a
+    // permission either).
+    if with_address && !shared.filter.check_ip(from.ip()) {
+        shared.drop_datagram(DropReason::Forbidden);
+        return None;
+    }
+    if !Tunnel::within(tunnel.to_client.as_ref(), payload.len()) {
+        shared.drop_datagram(DropReason::Bandwidth);
+        return None;
+    }
+    let mut datagram = Vec::with_capacity(quarter.len() + 8 + 19 + payload.len());
+    datagram.extend_from_slice(quarter);
+    put_varint(&mut datagram, context);
+    if with_address {
+        put_address(&mut datagram, from);
+    }
+    datagram.extend_from_slice(payload);
+    Some((Bytes::from(datagram), payload.len()))
 }
 
 /// The largest capsule read from a request stream (a DATAGRAM capsule's UDP payload).
