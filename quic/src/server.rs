@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -121,7 +121,8 @@ struct Shared {
     access: Arc<Access>,
     filter: PeerFilter,
     realm: String,
-    draining: AtomicBool,
+    /// Set once by [`QuicRelay::drain`]; every connection watches it to send its GOAWAY.
+    draining: tokio::sync::watch::Sender<bool>,
     metrics: Registry,
     counts: Counts,
     ledger: Arc<AllocationLedger>,
@@ -175,6 +176,9 @@ impl DropReason {
         }
     }
 }
+
+/// HTTP/3's "no error" application code (RFC 9114 §8.1), for a graceful close.
+const H3_NO_ERROR: u32 = 0x100;
 
 pub const HANDSHAKES: &str = "nexrtc_relay_quic_handshakes_total";
 pub const REQUESTS: &str = "nexrtc_relay_quic_requests_total";
@@ -235,7 +239,7 @@ impl QuicRelay {
             access,
             filter: config.peer_filter,
             realm: config.realm,
-            draining: AtomicBool::new(false),
+            draining: tokio::sync::watch::Sender::new(false),
             metrics,
             counts,
             ledger: config.ledger,
@@ -274,9 +278,12 @@ impl QuicRelay {
         &self.shared.access
     }
 
-    /// New tunnels are refused with 503; open ones run on.
+    /// New tunnels are refused with 503, and every connection gets an HTTP/3 GOAWAY
+    /// (RFC 9114 §5.2) so its client opens no more requests here; open tunnels run on
+    /// until they end or the relay stops (the drain's deadline), which closes their
+    /// connections with H3_NO_ERROR.
     pub fn drain(&self) {
-        self.shared.draining.store(true, Ordering::Relaxed);
+        self.shared.draining.send_replace(true);
     }
 
     /// Closes every connection and stops listening, then waits for the closes to be sent.
@@ -290,7 +297,7 @@ impl QuicRelay {
 impl Drop for QuicRelay {
     /// Closes every connection (H3_NO_ERROR) and stops listening.
     fn drop(&mut self) {
-        self.endpoint.close(0u32.into(), b"shutting down");
+        self.endpoint.close(H3_NO_ERROR.into(), b"shutting down");
         self.task.abort();
     }
 }
@@ -434,8 +441,23 @@ async fn connection(conn: quinn::Connection, shared: Arc<Shared>) {
         Arc::clone(&tunnels),
         Arc::clone(&shared),
     ));
+    let mut drain = shared.draining.subscribe();
+    let mut goaway_sent = false;
     loop {
-        match h3.accept().await {
+        if !goaway_sent && *drain.borrow_and_update() {
+            goaway_sent = true;
+            if let Err(e) = h3.shutdown(0).await {
+                tracing::debug!(error = %e, "GOAWAY not sent");
+            }
+        }
+        let accepted = tokio::select! {
+            accepted = h3.accept() => accepted,
+            changed = drain.changed(), if !goaway_sent => {
+                goaway_sent |= changed.is_err();
+                continue;
+            }
+        };
+        match accepted {
             Ok(Some(resolver)) => {
                 let (conn, tunnels, shared) =
                     (conn.clone(), Arc::clone(&tunnels), Arc::clone(&shared));
@@ -453,6 +475,14 @@ async fn connection(conn: quinn::Connection, shared: Arc<Shared>) {
                 tracing::debug!(error = %e, "HTTP/3 connection ended");
                 break;
             }
+        }
+    }
+    // After a GOAWAY the tunnels still open keep their datagrams until they end or the
+    // connection closes.
+    while !lock(&tunnels).is_empty() {
+        tokio::select! {
+            _ = conn.closed() => break,
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
     datagrams.abort();
@@ -846,7 +876,7 @@ async fn open(request: &http::Request<()>, shared: &Shared) -> Result<Tunnel, Re
     if request.method() != Method::CONNECT || protocol != Some(h3::ext::Protocol::CONNECT_UDP) {
         return Err(Refusal::bad_request());
     }
-    if shared.draining.load(Ordering::Relaxed) {
+    if *shared.draining.borrow() {
         return Err(Refusal {
             status: StatusCode::SERVICE_UNAVAILABLE,
             error: Some("proxy_internal_response"),

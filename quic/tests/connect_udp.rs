@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nexrtc_quic::target::Names;
 use nexrtc_quic::{Access, QuicConfig, QuicRelay};
 use nexrtc_test_support::tools;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 use turn_core::auth::rest_password;
 use turn_core::{AllocationLedger, Credentials, Quotas};
@@ -44,9 +44,10 @@ fn client_available() -> bool {
 struct Proxy {
     relay: QuicRelay,
     ca: tempfile::TempPath,
+    cert: CertificateDer<'static>,
 }
 
-fn tls() -> (Arc<rustls::ServerConfig>, String) {
+fn tls() -> (Arc<rustls::ServerConfig>, String, CertificateDer<'static>) {
     let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der()));
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -57,7 +58,8 @@ fn tls() -> (Arc<rustls::ServerConfig>, String) {
     .with_no_client_auth()
     .with_single_cert(vec![generated.cert.der().clone()], key)
     .unwrap();
-    (Arc::new(config), generated.cert.pem())
+    let der = generated.cert.der().clone();
+    (Arc::new(config), generated.cert.pem(), der)
 }
 
 /// A proxy on loopback; without path MTU discovery its QUIC datagrams stay at the
@@ -67,7 +69,7 @@ fn proxy(allow_loopback: bool) -> Proxy {
 }
 
 fn proxy_with(allow_loopback: bool, adjust: impl FnOnce(&mut QuicConfig)) -> Proxy {
-    let (tls, pem) = tls();
+    let (tls, pem, cert) = tls();
     let mut config = QuicConfig::new("127.0.0.1:0".parse().unwrap(), tls, "quic.test");
     config.peer_filter.allow_loopback(allow_loopback);
     config.mtu_discovery = false;
@@ -79,7 +81,7 @@ fn proxy_with(allow_loopback: bool, adjust: impl FnOnce(&mut QuicConfig)) -> Pro
     let relay = QuicRelay::start(config, Access::new(Arc::new(credentials))).unwrap();
     let ca = tempfile::NamedTempFile::new().unwrap().into_temp_path();
     std::fs::write(&ca, pem).unwrap();
-    Proxy { relay, ca }
+    Proxy { relay, ca, cert }
 }
 
 /// A UDP echo on loopback (a task of the test's runtime).
@@ -717,5 +719,123 @@ async fn bound_tunnels_refuse_what_the_draft_forbids() {
     assert_eq!(dropped(&proxy, "forbidden"), 2);
     for step in &steps[6..=8] {
         assert_eq!(status(&step["tunnels"][0]), "400", "{step}");
+    }
+}
+
+/// An HTTP/3 client of the proxy (quinn and h3, the proxy's certificate as its root): the
+/// endpoint, the QUIC connection and its request sender.
+async fn h3_client(
+    proxy: &Proxy,
+) -> (
+    quinn::Endpoint,
+    quinn::Connection,
+    h3::client::SendRequest<h3_quinn::OpenStreams, bytes::Bytes>,
+) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(proxy.cert.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let conn = (endpoint
+        .connect(proxy.relay.local_addr(), "localhost")
+        .unwrap())
+    .await
+    .unwrap();
+    let (mut driver, requests) = h3::client::builder()
+        .enable_extended_connect(true)
+        .enable_datagram(true)
+        .build::<_, _, bytes::Bytes>(h3_quinn::Connection::new(conn.clone()))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    (endpoint, conn, requests)
+}
+
+fn connect_udp(proxy: &Proxy, target: SocketAddr, auth: &str) -> http::Request<()> {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(auth);
+    http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!(
+            "https://localhost:{}/.well-known/masque/udp/{}/{}/",
+            proxy.relay.local_addr().port(),
+            target.ip(),
+            target.port()
+        ))
+        .extension(h3::ext::Protocol::CONNECT_UDP)
+        .header("capsule-protocol", "?1")
+        .header("proxy-authorization", format!("Basic {auth}"))
+        .body(())
+        .unwrap()
+}
+
+/// A drain sends every connection an HTTP/3 GOAWAY: the client opens no more requests
+/// there (h3's client refuses them once it has the GOAWAY), while the tunnel it has keeps
+/// relaying; stopping the relay (the drain's deadline) closes the connection with
+/// H3_NO_ERROR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_sends_goaway_and_open_tunnels_run_until_the_relay_stops() {
+    let proxy = proxy(true);
+    let peer = echo().await;
+    let auth = credential(unix_now() + 600, "gus");
+    let (_endpoint, conn, mut requests) = h3_client(&proxy).await;
+    let mut stream = requests
+        .send_request(connect_udp(&proxy, peer, &auth))
+        .await
+        .unwrap();
+    assert_eq!(stream.recv_response().await.unwrap().status(), 200);
+    let quarter = stream.id().into_inner() / 4;
+    let echoes = |payload: &'static [u8]| {
+        let conn = conn.clone();
+        async move {
+            let mut datagram = vec![quarter as u8, 0];
+            datagram.extend_from_slice(payload);
+            conn.send_datagram(datagram.clone().into()).unwrap();
+            let got = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read_datagram());
+            got.await.unwrap().unwrap() == datagram
+        }
+    };
+    assert!(quarter < 64);
+    assert!(echoes(b"before the drain").await);
+
+    proxy.relay.drain();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match requests
+            .send_request(connect_udp(&proxy, peer, &auth))
+            .await
+        {
+            Err(e) => {
+                eprintln!("after the GOAWAY: {e}");
+                break;
+            }
+            // Sent before the GOAWAY arrived: refused with 503, or reset with
+            // H3_REQUEST_REJECTED if past the GOAWAY's stream id (RFC 9114 §5.2).
+            Ok(mut refused) => match refused.recv_response().await {
+                Ok(response) => assert_eq!(response.status(), 503),
+                Err(e) => assert!(format!("{e:?}").contains("H3_REQUEST_REJECTED"), "{e:?}"),
+            },
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no GOAWAY");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(echoes(b"after the GOAWAY").await);
+
+    let closed = conn.closed();
+    drop(proxy);
+    match closed.await {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(0x100));
+        }
+        other => panic!("closed with {other}"),
     }
 }
