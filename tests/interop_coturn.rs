@@ -22,7 +22,14 @@ fn uclient_scenario(slot: u16, flags: &[&'static str], clients: u32, messages: u
     {
         return;
     }
-    let relay = Relay::start(RelayConfig::new(slot));
+    let mut config = RelayConfig::new(slot);
+    if flags.contains(&"-S") && backend() == Backend::Nexrtc {
+        // With the QUIC relay on, the TLS listener looks at each ClientHello for the
+        // HTTP/2 fallback first: TURN over TLS must not notice.
+        let quic = std::net::SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+        config = config.arg("--quic-listen").arg(&quic.to_string());
+    }
+    let relay = Relay::start(config);
     let peer = EchoPeer::start();
     let mut uclient = Uclient::new(&relay, &peer);
     for f in flags {

@@ -117,6 +117,23 @@ fn ice_api_credentials_relay_through_our_relay_and_through_coturn() {
     let to_peer = [acme_quic[0], acme_quic[1], ("direction", "to_peer")];
     assert_eq!(m.sum("nexrtc_relay_packets_total", &to_peer), 3.0);
     assert_eq!(m.sum("nexrtc_relay_allocations_total", &acme_quic), 1.0);
+    // The same credentials through the HTTP/2 fallback on the relay's TLS port (for
+    // networks that block UDP): the TLS listener hands the client offering ALPN h2 over.
+    if h2_client_available() {
+        let tls = SocketAddr::from(([127, 0, 0, 1], relay.tls_port));
+        let steps = masque_over(
+            "h2",
+            tls,
+            json!([{"target": target, "auth": auth, "sizes": [1, 200, 1200]}]),
+        );
+        let tunnel = &steps[0]["tunnels"][0];
+        assert_eq!(tunnel["headers"][":status"], "200", "{tunnel}");
+        assert_eq!(tunnel["echo"], json!({"same": 3, "differ": 0, "lost": 0}));
+        let acme_h2 = [("tenant", "acme"), ("transport", "h2")];
+        let m = relay.metrics();
+        assert_eq!(m.sum("nexrtc_relay_allocations_total", &acme_h2), 1.0);
+    }
+
     // Revoked through the admin API: the controller pushes it, new tunnels are refused.
     let (status, _) = controller.admin(
         "POST",

@@ -14,17 +14,22 @@
 //! * [`codec`]: QUIC variable-length integers (RFC 9000 §16), capsules (RFC 9297 §3.2) and
 //!   bound UDP's compression capsules, written by hand because h3 exports none of them.
 //!
+//! * [`h2`]: the HTTP/2 fallback (RFC 8441 Extended CONNECT) on the relay's TLS port, for
+//!   networks that block UDP: the TURN workers hand over TLS clients that offer ALPN `h2`.
+//!
 //! Tunnels count in the TURN workers' quota ledger and carry an allocation's bandwidth
-//! cap. Not built yet: the HTTP/2 fallback (RFC 8441) on the TLS port.
+//! cap.
 
 pub mod access;
 pub mod bound;
 pub mod codec;
+pub mod h2;
 pub mod server;
 pub mod stats;
 pub mod target;
 
 pub use access::{Access, Denied};
 pub use bound::{EphemeralPorts, RelayPorts};
+pub use h2::{sniff, H2Sink, Sniff};
 pub use server::{QuicConfig, QuicError, QuicRelay};
-pub use stats::Stats;
+pub use stats::{Stats, Transport};

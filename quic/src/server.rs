@@ -39,7 +39,7 @@ use crate::bound::{Contexts, EphemeralPorts, RelayPorts, Route};
 use crate::codec::{
     get_capsule, get_varint, put_address, put_capsule, put_varint, Compression, DATAGRAM_CAPSULE,
 };
-use crate::stats::{Stats, TenantTraffic};
+use crate::stats::{Stats, TenantTraffic, Transport};
 use crate::target::{parse_bound_path, parse_path, resolve, Names, TargetError};
 
 /// What the listener needs.
@@ -114,15 +114,16 @@ pub struct QuicRelay {
     local: SocketAddr,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    h2: crate::h2::H2Sink,
 }
 
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     access: Arc<Access>,
     filter: PeerFilter,
-    realm: String,
+    pub(crate) realm: String,
     /// Set once by [`QuicRelay::drain`]; every connection watches it to send its GOAWAY.
-    draining: tokio::sync::watch::Sender<bool>,
+    pub(crate) draining: tokio::sync::watch::Sender<bool>,
     metrics: Registry,
     counts: Counts,
     ledger: Arc<AllocationLedger>,
@@ -130,6 +131,9 @@ struct Shared {
     stats: Arc<Stats>,
     names: Names,
     ports: Arc<dyn RelayPorts>,
+    /// Tunnels one connection may have open at once (HTTP/2's stream limit; QUIC's is in
+    /// its transport configuration).
+    pub(crate) max_tunnels_per_connection: u32,
 }
 
 /// Handles of the families touched per datagram (a registry lookup per packet is not).
@@ -191,7 +195,7 @@ impl Shared {
         self.counts.dropped[reason as usize].increment(1);
     }
 
-    fn request(&self, outcome: &'static str) {
+    pub(crate) fn request(&self, outcome: &'static str) {
         self.metrics
             .counter(REQUESTS, &[("outcome", outcome)])
             .increment(1);
@@ -247,7 +251,9 @@ impl QuicRelay {
             stats: config.stats,
             names: config.names.unwrap_or_else(Names::system),
             ports,
+            max_tunnels_per_connection: config.max_tunnels_per_connection,
         });
+        let h2 = crate::h2::start(&config.tls, Arc::clone(&shared));
         let task = tokio::spawn(accept(endpoint.clone(), Arc::clone(&shared)));
         tracing::info!(addr = %local, "QUIC relay listening (CONNECT-UDP over HTTP/3)");
         Ok(QuicRelay {
@@ -255,7 +261,14 @@ impl QuicRelay {
             local,
             shared,
             task,
+            h2,
         })
+    }
+
+    /// Where the relay's TLS listener hands connections that ask for ALPN `h2` (the
+    /// HTTP/2 fallback, see [`crate::h2`]).
+    pub fn h2_sink(&self) -> crate::h2::H2Sink {
+        self.h2.clone()
     }
 
     /// The UDP address it listens on.
@@ -346,14 +359,14 @@ fn handshake(shared: &Shared, outcome: &'static str) {
 /// Open tunnels of one connection, by request stream id.
 type Tunnels = Arc<Mutex<HashMap<u64, Arc<Tunnel>>>>;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One open tunnel: its sockets, its bandwidth budgets and its place in the quota ledger
 /// (given back when the tunnel is dropped).
 #[derive(Debug)]
-struct Tunnel {
+pub(crate) struct Tunnel {
     /// Unextended: one socket, connected to the target. Bound: one per address family,
     /// on the relay's public addresses, with its local address.
     sockets: Vec<(UdpSocket, SocketAddr)>,
@@ -507,9 +520,23 @@ async fn datagrams(conn: quinn::Connection, tunnels: Tunnels, shared: Arc<Shared
     }
 }
 
-/// Why a tunnel's stream is aborted: the HTTP/3 error code it is reset with.
+/// Why a tunnel's stream is aborted (each transport resets it with its own code).
 #[derive(Debug, Clone, Copy)]
-struct Abort(h3::error::Code);
+pub(crate) enum Abort {
+    /// A datagram against the rules (HTTP/3: H3_DATAGRAM_ERROR).
+    Datagram,
+    /// A malformed capsule (HTTP/3: H3_MESSAGE_ERROR).
+    Malformed,
+}
+
+impl Abort {
+    fn h3(self) -> h3::error::Code {
+        match self {
+            Abort::Datagram => h3::error::Code::H3_DATAGRAM_ERROR,
+            Abort::Malformed => h3::error::Code::H3_MESSAGE_ERROR,
+        }
+    }
+}
 
 /// One HTTP Datagram payload (Context ID, then what it means) to its peer. Unknown
 /// contexts are dropped (RFC 9298 §4); in a bound tunnel, what a Context ID means is
@@ -541,7 +568,7 @@ fn send_to_peer(shared: &Shared, tunnel: &Tunnel, payload: &[u8]) -> Result<(), 
             Route::To(peer, skip) => (Some(peer), &rest[skip..]),
             Route::Unknown => return Err(Fault::Drop(DropReason::UnknownContext)),
             Route::Malformed => return Err(Fault::Drop(DropReason::Malformed)),
-            Route::Abort => return Err(Fault::Abort(Abort(h3::error::Code::H3_DATAGRAM_ERROR))),
+            Route::Abort => return Err(Fault::Abort(Abort::Datagram)),
         },
     };
     // Checked per datagram: an uncompressed datagram names any address, and a relay
@@ -579,7 +606,9 @@ async fn tunnel(
     tunnels: Tunnels,
     shared: Arc<Shared>,
 ) {
-    let tunnel = match open(&request, &shared).await {
+    let protocol = request.extensions().get::<h3::ext::Protocol>().copied();
+    let connect_udp = protocol == Some(h3::ext::Protocol::CONNECT_UDP);
+    let tunnel = match open(&request, connect_udp, Transport::Quic, &shared).await {
         Ok(tunnel) => Arc::new(tunnel),
         Err(refusal) => {
             shared.request(refusal.outcome);
@@ -590,33 +619,123 @@ async fn tunnel(
     };
     let id = stream.id().into_inner();
     lock(&tunnels).insert(id, Arc::clone(&tunnel));
+    if stream.send_response(accepted(&tunnel)).await.is_ok() {
+        shared.request("ok");
+        let (mut send, mut recv) = stream.split();
+        let mut quarter = Vec::with_capacity(8);
+        put_varint(&mut quarter, id / 4);
+        let down = Down::H3 {
+            conn: &conn,
+            stream: &mut send,
+            quarter,
+        };
+        if let Some(abort) = run(&tunnel, down, Up::H3(&mut recv), &shared).await {
+            send.stop_stream(abort.h3());
+            recv.stop_sending(abort.h3());
+        }
+    }
+    lock(&tunnels).remove(&id);
+}
+
+/// The 200 answer that opens a tunnel (with bound UDP's headers for a bound one).
+pub(crate) fn accepted(tunnel: &Tunnel) -> Response<()> {
     let mut ok = Response::builder()
         .status(StatusCode::OK)
         .header("capsule-protocol", "?1");
     if tunnel.bound.is_some() {
         ok = ok
             .header("connect-udp-bind", "?1")
-            .header("proxy-public-address", tunnel_public(&tunnel));
+            .header("proxy-public-address", tunnel_public(tunnel));
     }
-    if stream
-        .send_response(ok.body(()).unwrap_or_default())
-        .await
-        .is_ok()
-    {
-        shared.request("ok");
-        let (mut send, mut recv) = stream.split();
-        let (answers, mut pending) = tokio::sync::mpsc::channel(MAX_PENDING_ANSWERS);
-        let abort = tokio::select! {
-            () = to_client(&tunnel, &conn, &mut send, id, &shared, &mut pending) => None,
-            end = capsules(&mut recv, &tunnel, &shared, &answers) => end.err(),
-            () = tunnel.abort.notified() => Some(Abort(h3::error::Code::H3_DATAGRAM_ERROR)),
-        };
-        if let Some(Abort(code)) = abort {
-            send.stop_stream(code);
-            recv.stop_sending(code);
+    ok.body(()).unwrap_or_default()
+}
+
+/// A tunnel's traffic until either side ends it: the peers' datagrams to the client
+/// ([`to_client`]), the client's capsules ([`capsules`]; its HTTP/3 datagrams arrive
+/// through the connection's datagram task), or a datagram against the rules. `Some` if
+/// the stream is to be aborted.
+pub(crate) async fn run(
+    tunnel: &Tunnel,
+    down: Down<'_>,
+    up: Up<'_>,
+    shared: &Shared,
+) -> Option<Abort> {
+    let (answers, mut pending) = tokio::sync::mpsc::channel(MAX_PENDING_ANSWERS);
+    tokio::select! {
+        () = to_client(tunnel, down, shared, &mut pending) => None,
+        end = capsules(up, tunnel, shared, &answers) => end.err(),
+        () = tunnel.abort.notified() => Some(Abort::Datagram),
+    }
+}
+
+/// How a tunnel's datagrams and capsules reach the client.
+pub(crate) enum Down<'a> {
+    /// HTTP/3: QUIC datagrams prefixed with the Quarter Stream ID, capsules on the stream.
+    H3 {
+        conn: &'a quinn::Connection,
+        stream: &'a mut SendHalf,
+        quarter: Vec<u8>,
+    },
+    /// HTTP/2: everything as capsules on the stream (RFC 9297 §3.5).
+    H2(&'a mut h2::SendStream<Bytes>),
+}
+
+impl Down<'_> {
+    /// What goes before a datagram's Context ID.
+    fn prefix(&self) -> &[u8] {
+        match self {
+            Down::H3 { quarter, .. } => quarter,
+            Down::H2(_) => &[],
         }
     }
-    lock(&tunnels).remove(&id);
+
+    /// Bytes on the request stream; `false` if it is gone.
+    async fn stream(&mut self, data: Bytes) -> bool {
+        match self {
+            Down::H3 { stream, .. } => stream.send_data(data).await.is_ok(),
+            Down::H2(stream) => crate::h2::send(stream, data).await,
+        }
+    }
+
+    /// One HTTP Datagram (`prefix ‖ Context ID ‖ …`): a QUIC datagram where one fits,
+    /// else a DATAGRAM capsule on the stream. `false` if the client is gone.
+    async fn datagram(&mut self, datagram: Bytes, shared: &Shared) -> bool {
+        let prefix = self.prefix().len();
+        if let Down::H3 { conn, .. } = self {
+            match conn.send_datagram(datagram.clone()) {
+                Ok(()) => return true,
+                Err(quinn::SendDatagramError::TooLarge) => shared.counts.as_capsules.increment(1),
+                Err(_) => return false, // the connection is gone, or never took datagrams
+            }
+        }
+        let mut capsule = Vec::with_capacity(datagram.len() + 12);
+        put_capsule(&mut capsule, DATAGRAM_CAPSULE, &datagram[prefix..]);
+        self.stream(Bytes::from(capsule)).await
+    }
+}
+
+/// Where a tunnel's request stream (its capsules) is read from.
+pub(crate) enum Up<'a> {
+    H3(&'a mut RecvHalf),
+    H2(&'a mut h2::RecvStream),
+}
+
+impl Up<'_> {
+    /// The next bytes of the stream; `None` at its end (or reset).
+    async fn next(&mut self) -> Option<Bytes> {
+        match self {
+            Up::H3(recv) => match recv.recv_data().await {
+                Ok(Some(mut chunk)) => Some(chunk.copy_to_bytes(chunk.remaining())),
+                _ => None,
+            },
+            Up::H2(recv) => {
+                let data = recv.data().await?.ok()?;
+                // Read is read: the window opens again for the client.
+                let _ = recv.flow_control().release_capacity(data.len());
+                Some(data)
+            }
+        }
+    }
 }
 
 /// The `Proxy-Public-Address` value (bound UDP §5, a List of Strings):
@@ -669,18 +788,15 @@ async fn recv_any<R>(
 /// go on the stream between them.
 async fn to_client(
     tunnel: &Tunnel,
-    conn: &quinn::Connection,
-    stream: &mut SendHalf,
-    id: u64,
+    mut down: Down<'_>,
     shared: &Shared,
     answers: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) {
-    let mut quarter = Vec::with_capacity(8);
-    put_varint(&mut quarter, id / 4);
     loop {
+        let prefix = down.prefix();
         let datagram = tokio::select! {
             got = recv_any(&tunnel.sockets, |payload, from| {
-                from_peer(tunnel, shared, &quarter, payload, from)
+                from_peer(tunnel, shared, prefix, payload, from)
             }) => match got {
                 Ok(Some(datagram)) => datagram,
                 Ok(None) => continue,
@@ -689,32 +805,23 @@ async fn to_client(
                 Err(_) => continue,
             },
             Some(answer) = answers.recv() => {
-                if stream.send_data(Bytes::from(answer)).await.is_err() {
+                if !down.stream(Bytes::from(answer)).await {
                     return;
                 }
                 continue;
             }
         };
         let (datagram, n) = datagram;
-        match conn.send_datagram(datagram.clone()) {
-            Ok(()) => {}
-            Err(quinn::SendDatagramError::TooLarge) => {
-                // The same Context ID ‖ [address] ‖ payload, as a capsule.
-                let mut capsule = Vec::with_capacity(datagram.len() + 12);
-                put_capsule(&mut capsule, DATAGRAM_CAPSULE, &datagram[quarter.len()..]);
-                if stream.send_data(Bytes::from(capsule)).await.is_err() {
-                    return;
-                }
-                shared.counts.as_capsules.increment(1);
-            }
-            Err(_) => return, // the connection is gone, or never took datagrams
+        if !down.datagram(datagram, shared).await {
+            return;
         }
         tunnel.traffic.to_client(n);
     }
 }
 
-/// A peer's payload as the HTTP Datagram for the client — Quarter Stream ID ‖ Context ID
-/// ‖ [the peer's address] ‖ payload — and the payload's size; `None` if it is dropped.
+/// A peer's payload as the HTTP Datagram for the client — `prefix` (HTTP/3: the Quarter
+/// Stream ID) ‖ Context ID ‖ [the peer's address] ‖ payload — and the payload's size;
+/// `None` if it is dropped.
 fn from_peer(
     tunnel: &Tunnel,
     shared: &Shared,
@@ -759,20 +866,15 @@ const MAX_CAPSULE: usize = 65_535 + 16;
 /// DATAGRAM capsules to the peer, a bound tunnel's compression capsules to its contexts
 /// (answered through `answers`), others skipped (RFC 9297 §3.2).
 async fn capsules(
-    recv: &mut RecvHalf,
+    mut up: Up<'_>,
     tunnel: &Tunnel,
     shared: &Shared,
     answers: &tokio::sync::mpsc::Sender<Vec<u8>>,
 ) -> Result<(), Abort> {
-    let malformed = Abort(h3::error::Code::H3_MESSAGE_ERROR);
+    let malformed = Abort::Malformed;
     let mut pending: Vec<u8> = Vec::new();
-    while let Ok(Some(mut chunk)) = recv.recv_data().await {
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            pending.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
-        }
+    while let Some(chunk) = up.next().await {
+        pending.extend_from_slice(&chunk);
         let mut taken = 0;
         loop {
             let (capsule, n) = match get_capsule(&pending[taken..], MAX_CAPSULE) {
@@ -808,15 +910,15 @@ async fn capsules(
 }
 
 /// A refused request: its status, Proxy-Status error and metrics outcome.
-struct Refusal {
+pub(crate) struct Refusal {
     status: StatusCode,
     error: Option<&'static str>,
-    outcome: &'static str,
+    pub(crate) outcome: &'static str,
     authenticate: bool,
 }
 
 impl Refusal {
-    fn response(&self, realm: &str) -> Response<()> {
+    pub(crate) fn response(&self, realm: &str) -> Response<()> {
         let mut r = Response::builder().status(self.status);
         if let Some(error) = self.error {
             r = r.header("proxy-status", format!("nexrtc; error={error}"));
@@ -871,9 +973,16 @@ fn wants_bind(headers: &http::HeaderMap) -> bool {
 
 /// Checks a request and opens its tunnel: a socket connected to the target, or for
 /// bound UDP sockets on the relay's public addresses.
-async fn open(request: &http::Request<()>, shared: &Shared) -> Result<Tunnel, Refusal> {
-    let protocol = request.extensions().get::<h3::ext::Protocol>().copied();
-    if request.method() != Method::CONNECT || protocol != Some(h3::ext::Protocol::CONNECT_UDP) {
+///
+/// `connect_udp`: the request's `:protocol` is `connect-udp` (each transport has its own
+/// type for it).
+pub(crate) async fn open<B>(
+    request: &http::Request<B>,
+    connect_udp: bool,
+    transport: Transport,
+    shared: &Shared,
+) -> Result<Tunnel, Refusal> {
+    if request.method() != Method::CONNECT || !connect_udp {
         return Err(Refusal::bad_request());
     }
     if *shared.draining.borrow() {
@@ -962,7 +1071,7 @@ async fn open(request: &http::Request<()>, shared: &Shared) -> Result<Tunnel, Re
             ))
         })
     };
-    let traffic = shared.stats.tenant(&seat.user.tenant);
+    let traffic = shared.stats.tenant(&seat.user.tenant, transport);
     traffic.tunnels_total.fetch_add(1, Ordering::Relaxed);
     traffic.tunnels_active.fetch_add(1, Ordering::Relaxed);
     Ok(Tunnel {

@@ -33,24 +33,44 @@ impl TenantTraffic {
     }
 }
 
-/// Every tenant's counts (tenants come from the credentials: few, bounded by them).
+/// Which transport a tunnel came over (the `transport` label of the relay's families).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    /// HTTP/3 over QUIC.
+    Quic,
+    /// The HTTP/2 fallback on the relay's TLS port.
+    H2,
+}
+
+impl Transport {
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Quic => "quic",
+            Transport::H2 => "h2",
+        }
+    }
+}
+
+/// Every tenant's counts per transport (tenants come from the credentials: few, bounded
+/// by them).
 #[derive(Debug, Default)]
 pub struct Stats {
-    tenants: Mutex<HashMap<String, Arc<TenantTraffic>>>,
+    tenants: Mutex<HashMap<(String, Transport), Arc<TenantTraffic>>>,
 }
 
 impl Stats {
-    pub(crate) fn tenant(&self, tenant: &str) -> Arc<TenantTraffic> {
+    pub(crate) fn tenant(&self, tenant: &str, transport: Transport) -> Arc<TenantTraffic> {
         let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(tenants.entry(tenant.to_owned()).or_default())
+        Arc::clone(tenants.entry((tenant.to_owned(), transport)).or_default())
     }
 
-    /// Per tenant, sorted: `[to_peer packets, to_peer bytes, to_client packets, to_client
-    /// bytes, tunnels total, tunnels active]` (the order of the relay's own sums).
-    pub fn snapshot(&self) -> Vec<(String, [u64; 6])> {
+    /// Per tenant and transport, sorted: `[to_peer packets, to_peer bytes, to_client
+    /// packets, to_client bytes, tunnels total, tunnels active]` (the order of the relay's
+    /// own sums).
+    pub fn by_transport(&self) -> Vec<(String, Transport, [u64; 6])> {
         let tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut out: Vec<(String, [u64; 6])> = (tenants.iter())
-            .map(|(name, t)| {
+        let mut out: Vec<(String, Transport, [u64; 6])> = (tenants.iter())
+            .map(|((name, transport), t)| {
                 let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
                 let v = [
                     get(&t.to_peer_packets),
@@ -60,10 +80,26 @@ impl Stats {
                     get(&t.tunnels_total),
                     get(&t.tunnels_active),
                 ];
-                (name.clone(), v)
+                (name.clone(), *transport, v)
             })
             .collect();
         out.sort();
+        out
+    }
+
+    /// [`Stats::by_transport`] summed over the transports, per tenant.
+    pub fn snapshot(&self) -> Vec<(String, [u64; 6])> {
+        let mut out: Vec<(String, [u64; 6])> = Vec::new();
+        for (tenant, _, v) in self.by_transport() {
+            match out.last_mut() {
+                Some((t, sum)) if *t == tenant => {
+                    for (s, x) in sum.iter_mut().zip(v) {
+                        *s += x;
+                    }
+                }
+                _ => out.push((tenant, v)),
+            }
+        }
         out
     }
 

@@ -99,12 +99,29 @@ async fn echo() -> SocketAddr {
 
 /// Runs the client with `steps` against `proxy`; its report's steps.
 async fn run(proxy: &Proxy, steps: Value) -> Vec<Value> {
-    let job = json!({
+    run_job(json!({
         "proxy": proxy.relay.local_addr().to_string(),
         "authority": format!("localhost:{}", proxy.relay.local_addr().port()),
         "ca": proxy.ca.to_str().unwrap(),
         "steps": steps,
-    });
+    }))
+    .await
+}
+
+/// Runs the client over HTTP/2 against `tls`, a TCP listener whose connections go to the
+/// proxy's HTTP/2 fallback (as the relay's TLS port hands them over).
+async fn run_h2(proxy: &Proxy, tls: SocketAddr, steps: Value) -> Vec<Value> {
+    run_job(json!({
+        "transport": "h2",
+        "proxy": tls.to_string(),
+        "authority": format!("localhost:{}", tls.port()),
+        "ca": proxy.ca.to_str().unwrap(),
+        "steps": steps,
+    }))
+    .await
+}
+
+async fn run_job(job: Value) -> Vec<Value> {
     let file = tempfile::NamedTempFile::new().unwrap().into_temp_path();
     std::fs::write(&file, job.to_string()).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/masque_client.py");
@@ -838,4 +855,89 @@ async fn a_drain_sends_goaway_and_open_tunnels_run_until_the_relay_stops() {
         }
         other => panic!("closed with {other}"),
     }
+}
+
+/// A TCP listener on loopback whose connections go to the proxy's HTTP/2 fallback, as
+/// the relay's TLS listener hands over the clients that offer ALPN `h2`.
+async fn h2_port(proxy: &Proxy) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sink = proxy.relay.h2_sink();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            assert!(sink.hand_off(stream.into_std().unwrap()));
+        }
+    });
+    addr
+}
+
+/// The HTTP/2 fallback (RFC 8441 Extended CONNECT, datagrams as capsules) with the h2
+/// package's client: every size 1..=1200 byte-exact, bound UDP with two peers, the same
+/// refusals as over HTTP/3, and its traffic counted as transport "h2".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http2_fallback_relays_like_http3() {
+    if !client_available() || !tools::python_module("h2", "pip install h2==4.4.1") {
+        return;
+    }
+    let proxy = proxy(true);
+    let tls = h2_port(&proxy).await;
+    let (a, b) = (echo().await, echo().await);
+    let auth = credential(unix_now() + 600, "hal");
+    let sizes: Vec<usize> = (1..=1200).collect();
+    let script = json!([
+        {"assign": 2, "peer": null},
+        {"assign": 4, "peer": a.to_string()},
+        {"send": 2, "peer": b.to_string(), "size": 1200},
+        {"receive": 1},
+        {"send": 4, "size": 99},
+        {"receive": 1},
+        {"raw": "120102"},
+        {"await_reset": 3},
+    ]);
+    let steps = run_h2(
+        &proxy,
+        tls,
+        json!([
+            {"target": a.to_string(), "auth": auth, "sizes": sizes},
+            {"target": "*", "bind": true, "auth": auth, "script": script},
+            {"target": a.to_string()},
+            {"target": "10.0.0.1:9", "auth": auth},
+            {"target": "*", "auth": auth},
+        ]),
+    )
+    .await;
+    let echoed = &steps[0]["tunnels"][0];
+    assert_eq!(status(echoed), "200", "{echoed}");
+    assert_eq!(
+        echoed["echo"],
+        json!({"same": 1200, "differ": 0, "lost": 0})
+    );
+    let bound = &steps[1]["tunnels"][0];
+    assert_eq!(bound["headers"]["connect-udp-bind"], "?1", "{bound}");
+    let r = &bound["echo"];
+    assert_eq!(r[0], "ack", "{r}");
+    assert_eq!(r[3], received_from(2, b, 1200), "{r}");
+    assert_eq!(r[5], received(4, 99), "{r}");
+    // An ACK from the client is malformed: the stream is reset (PROTOCOL_ERROR).
+    assert_eq!(r[7], json!({"reset": 1}), "{r}");
+    let refused = |i: usize| steps[i]["tunnels"][0]["headers"].clone();
+    assert_eq!(refused(2)[":status"], "407");
+    assert_eq!(refused(3)[":status"], "403");
+    assert_eq!(
+        refused(3)["proxy-status"],
+        "nexrtc; error=destination_ip_prohibited"
+    );
+    assert_eq!(refused(4)[":status"], "400");
+    // Counted as transport "h2": two tunnels, none open once the client is gone.
+    let h2 = || {
+        (proxy.relay.stats().by_transport().into_iter())
+            .find(|(_, t, _)| *t == nexrtc_quic::Transport::H2)
+            .map(|(_, _, v)| v)
+    };
+    eventually(
+        "the h2 tunnels counted and closed",
+        || h2().is_some_and(|v| v[4] == 2 && v[5] == 0 && v[0] >= 1202),
+        || format!("{:?}", h2()),
+    )
+    .await;
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""An independent RFC 9298 CONNECT-UDP client (aioquic's HTTP/3), for quic/tests/connect_udp.rs.
+"""An independent RFC 9298 CONNECT-UDP client (aioquic's HTTP/3, or the h2 package's HTTP/2
+with "transport": "h2" in the job), for quic/tests/connect_udp.rs and the system tests.
 
 Usage: masque_client.py JOB.json. The job names the proxy and a list of steps; each step
 opens tunnels on the one connection and reports what happened. Prints one JSON object:
@@ -79,6 +80,117 @@ def read_capsule(buf):
     return kind[0], buf[start:start + length[0]], start + length[0]
 
 
+def stream_data(client, sid, data):
+    """Capsules on a request stream: DATAGRAM capsules (type 0) are datagrams; compression
+    answers are kept for the bound step that waits for them."""
+    buf = client.stream_bytes.setdefault(sid, bytearray())
+    buf.extend(data)
+    while True:
+        parsed = read_capsule(buf)
+        if parsed is None:
+            break
+        kind, value, taken = parsed
+        del buf[:taken]
+        q = client.datagrams.get(sid)
+        if kind == 0 and q is not None:
+            q.put_nowait(bytes(value))
+        elif kind in (0x12, 0x13):  # COMPRESSION_ACK, COMPRESSION_CLOSE
+            context = read_varint(value, 0)[0]
+            q = client.answers.setdefault(sid, asyncio.Queue())
+            q.put_nowait((context, "ack" if kind == 0x12 else "close"))
+
+
+def request_headers(authority, target, auth, bind):
+    if target.startswith("/"):
+        path = target
+    elif target == "*":
+        path = "/.well-known/masque/udp/%2A/%2A/"
+    else:
+        host, port = target.rsplit(":", 1)
+        path = f"/.well-known/masque/udp/{quote(host.strip('[]'), safe='')}/{port}/"
+    headers = [
+        (b":method", b"CONNECT"),
+        (b":protocol", b"connect-udp"),
+        (b":scheme", b"https"),
+        (b":authority", authority.encode()),
+        (b":path", path.encode()),
+        (b"capsule-protocol", b"?1"),
+    ]
+    if auth is not None:
+        headers.append((b"proxy-authorization", b"Basic " + base64.b64encode(auth.encode())))
+    if bind:
+        headers.append((b"connect-udp-bind", b"?1"))
+    return headers
+
+
+class H2Client:
+    """The same interface over HTTP/2 (RFC 8441 Extended CONNECT, the h2 package): every
+    datagram is a DATAGRAM capsule on the request stream."""
+
+    def __init__(self, reader, writer):
+        import h2.config
+        import h2.connection
+        self.reader, self.writer = reader, writer
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.responses, self.datagrams, self.stream_bytes = {}, {}, {}
+        self.answers, self.resets = {}, {}
+        self.settings = asyncio.get_running_loop().create_future()
+        self.task = None
+
+    async def start(self):
+        self.conn.initiate_connection()
+        self.flush()
+        self.task = asyncio.create_task(self.pump())
+        # The server's SETTINGS_ENABLE_CONNECT_PROTOCOL comes before any :protocol request.
+        await asyncio.wait_for(self.settings, 10)
+
+    async def pump(self):
+        import h2.events
+        while True:
+            data = await self.reader.read(65536)
+            if not data:
+                return
+            for ev in self.conn.receive_data(data):
+                if isinstance(ev, h2.events.RemoteSettingsChanged) and not self.settings.done():
+                    self.settings.set_result(True)
+                elif isinstance(ev, h2.events.ResponseReceived):
+                    fut = self.responses.get(ev.stream_id)
+                    if fut is not None and not fut.done():
+                        fut.set_result([(k, v) for k, v in ev.headers])
+                elif isinstance(ev, h2.events.DataReceived):
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    stream_data(self, ev.stream_id, ev.data)
+                elif isinstance(ev, h2.events.StreamReset):
+                    fut = self.resets.setdefault(ev.stream_id, asyncio.get_running_loop().create_future())
+                    if not fut.done():
+                        fut.set_result(int(ev.error_code))
+            self.flush()
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.writer.write(data)
+
+    async def open(self, authority, target, auth, bind=False):
+        sid = self.conn.get_next_available_stream_id()
+        self.responses[sid] = asyncio.get_running_loop().create_future()
+        self.datagrams[sid] = asyncio.Queue()
+        self.conn.send_headers(sid, request_headers(authority, target, auth, bind))
+        self.flush()
+        got = await asyncio.wait_for(self.responses[sid], 10)
+        return sid, {k.decode(): v.decode() for k, v in got}
+
+    def send(self, sid, payload, capsule):
+        self.datagram_send(sid, b"\x00" + payload)
+
+    def stream_send(self, sid, data):
+        self.conn.send_data(sid, data)
+        self.flush()
+
+    def datagram_send(self, sid, payload):
+        self.stream_send(sid, varint(0) + varint(len(payload)) + payload)
+
+
 class Client(QuicConnectionProtocol):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -105,44 +217,11 @@ class Client(QuicConnectionProtocol):
                 if q is not None:
                     q.put_nowait(ev.data)
             elif isinstance(ev, DataReceived):
-                # Capsules on the request stream: DATAGRAM capsules (type 0) are datagrams.
-                buf = self.stream_bytes.setdefault(ev.stream_id, bytearray())
-                buf.extend(ev.data)
-                while True:
-                    parsed = read_capsule(buf)
-                    if parsed is None:
-                        break
-                    kind, value, taken = parsed
-                    del buf[:taken]
-                    q = self.datagrams.get(ev.stream_id)
-                    if kind == 0 and q is not None:
-                        q.put_nowait(bytes(value))
-                    elif kind in (0x12, 0x13):  # COMPRESSION_ACK, COMPRESSION_CLOSE
-                        context = read_varint(value, 0)[0]
-                        q = self.answers.setdefault(ev.stream_id, asyncio.Queue())
-                        q.put_nowait((context, "ack" if kind == 0x12 else "close"))
+                stream_data(self, ev.stream_id, ev.data)
 
     async def open(self, authority, target, auth, bind=False):
         sid = self._quic.get_next_available_stream_id()
-        if target.startswith("/"):
-            path = target
-        elif target == "*":
-            path = "/.well-known/masque/udp/%2A/%2A/"
-        else:
-            host, port = target.rsplit(":", 1)
-            path = f"/.well-known/masque/udp/{quote(host.strip('[]'), safe='')}/{port}/"
-        headers = [
-            (b":method", b"CONNECT"),
-            (b":protocol", b"connect-udp"),
-            (b":scheme", b"https"),
-            (b":authority", authority.encode()),
-            (b":path", path.encode()),
-            (b"capsule-protocol", b"?1"),
-        ]
-        if auth is not None:
-            headers.append((b"proxy-authorization", b"Basic " + base64.b64encode(auth.encode())))
-        if bind:
-            headers.append((b"connect-udp-bind", b"?1"))
+        headers = request_headers(authority, target, auth, bind)
         self.responses[sid] = asyncio.get_running_loop().create_future()
         self.datagrams[sid] = asyncio.Queue()
         self.h3.send_headers(sid, headers)
@@ -153,9 +232,16 @@ class Client(QuicConnectionProtocol):
     def send(self, sid, payload, capsule):
         if capsule:
             body = b"\x00" + payload  # Context ID 0, then the UDP payload
-            self.h3.send_data(sid, varint(0) + varint(len(body)) + body, end_stream=False)
+            self.stream_send(sid, varint(0) + varint(len(body)) + body)
         else:
-            self.h3.send_datagram(sid, b"\x00" + payload)
+            self.datagram_send(sid, b"\x00" + payload)
+
+    def stream_send(self, sid, data):
+        self.h3.send_data(sid, data, end_stream=False)
+        self.transmit()
+
+    def datagram_send(self, sid, payload):
+        self.h3.send_datagram(sid, payload)
         self.transmit()
 
 
@@ -187,8 +273,7 @@ async def bound(client, sid, script):
         if "assign" in action:
             context, peer = action["assign"], action.get("peer")
             body = varint(context) + (address(peer) if peer else b"\x00")
-            client.h3.send_data(sid, varint(0x11) + varint(len(body)) + body, end_stream=False)
-            client.transmit()
+            client.stream_send(sid, varint(0x11) + varint(len(body)) + body)
             q = client.answers.setdefault(sid, asyncio.Queue())
             try:
                 got, answer = await asyncio.wait_for(q.get(), 2)
@@ -199,8 +284,7 @@ async def bound(client, sid, script):
                 uncompressed.add(context)
         elif "close" in action:
             body = varint(action["close"])
-            client.h3.send_data(sid, varint(0x13) + varint(len(body)) + body, end_stream=False)
-            client.transmit()
+            client.stream_send(sid, varint(0x13) + varint(len(body)) + body)
             uncompressed.discard(action["close"])
             results.append("sent")
         elif "send" in action:
@@ -209,10 +293,9 @@ async def bound(client, sid, script):
                 payload += address(action["peer"])
             payload += pattern(action.get("size", 0))
             if action.get("capsule"):
-                client.h3.send_data(sid, varint(0) + varint(len(payload)) + payload, end_stream=False)
+                client.stream_send(sid, varint(0) + varint(len(payload)) + payload)
             else:
-                client.h3.send_datagram(sid, payload)
-            client.transmit()
+                client.datagram_send(sid, payload)
             results.append("sent")
         elif "receive" in action:
             got = []
@@ -233,8 +316,7 @@ async def bound(client, sid, script):
                 got.append(entry)
             results.append(got)
         elif "raw" in action:
-            client.h3.send_data(sid, bytes.fromhex(action["raw"]), end_stream=False)
-            client.transmit()
+            client.stream_send(sid, bytes.fromhex(action["raw"]))
             results.append("sent")
         elif "await_reset" in action:
             fut = client.resets.setdefault(sid, asyncio.get_running_loop().create_future())
@@ -275,7 +357,49 @@ async def burst(client, sid, sizes):
     return {"sent": len(sizes), "received": received}
 
 
+async def steps(client, job):
+    out = []
+    for step in job["steps"]:
+        tunnels = []
+        for _ in range(step.get("tunnels", 1)):
+            sid, headers = await client.open(job["authority"], step["target"], step.get("auth"),
+                                             step.get("bind", False))
+            tunnels.append((sid, headers))
+
+        def run(sid):
+            if step.get("bind"):
+                return bound(client, sid, step.get("script", []))
+            if step.get("burst"):
+                return burst(client, sid, step.get("sizes", []))
+            return echo(client, sid, step.get("sizes", []), step.get("capsules", False))
+        results = await asyncio.gather(*[
+            run(sid) if headers.get(":status") == "200" else asyncio.sleep(0, result=None)
+            for sid, headers in tunnels
+        ])
+        out.append({"tunnels": [{"headers": h, "echo": r} for (_, h), r in zip(tunnels, results)]})
+    return out
+
+
 async def main(job):
+    host, port = job["proxy"].rsplit(":", 1)
+    server_name = job.get("server_name", "localhost")
+    if job.get("transport") == "h2":
+        # HTTP/2 over TLS (ALPN h2): the fallback on the relay's TLS port.
+        ctx = ssl.create_default_context()
+        ctx.set_alpn_protocols(["h2"])
+        if job.get("ca"):
+            ctx.load_verify_locations(job["ca"])
+        else:  # a relay's self-signed development certificate
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        reader, writer = await asyncio.open_connection(host.strip("[]"), int(port), ssl=ctx,
+                                                       server_hostname=server_name)
+        client = H2Client(reader, writer)
+        await client.start()
+        out = await steps(client, job)
+        writer.close()
+        print(json.dumps({"steps": out}))
+        return
     # Packets up to 1400 bytes (loopback carries them), so a 1200-byte UDP payload fits in
     # one HTTP Datagram from this side; the proxy's side must cope with its own path MTU.
     config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
@@ -284,27 +408,9 @@ async def main(job):
         config.load_verify_locations(job["ca"])
     else:  # a relay's self-signed development certificate
         config.verify_mode = ssl.CERT_NONE
-    config.server_name = job.get("server_name", "localhost")
-    host, port = job["proxy"].rsplit(":", 1)
-    out = []
+    config.server_name = server_name
     async with connect(host, int(port), configuration=config, create_protocol=Client) as client:
-        for step in job["steps"]:
-            tunnels = []
-            for _ in range(step.get("tunnels", 1)):
-                sid, headers = await client.open(job["authority"], step["target"], step.get("auth"),
-                                                 step.get("bind", False))
-                tunnels.append((sid, headers))
-            def run(sid):
-                if step.get("bind"):
-                    return bound(client, sid, step.get("script", []))
-                if step.get("burst"):
-                    return burst(client, sid, step.get("sizes", []))
-                return echo(client, sid, step.get("sizes", []), step.get("capsules", False))
-            results = await asyncio.gather(*[
-                run(sid) if headers.get(":status") == "200" else asyncio.sleep(0, result=None)
-                for sid, headers in tunnels
-            ])
-            out.append({"tunnels": [{"headers": h, "echo": r} for (_, h), r in zip(tunnels, results)]})
+        out = await steps(client, job)
     print(json.dumps({"steps": out}))
 
 

@@ -221,6 +221,8 @@ pub(crate) struct Clients {
     by_client: HashMap<ClientSocket, u32>,
     closes: Vec<(u32, CloseReason)>,
     tls: Option<Arc<ServerConfig>>,
+    /// TLS clients offering ALPN `h2` are handed here (see [`nexrtc_quic::h2`]).
+    h2: Option<nexrtc_quic::H2Sink>,
     shell: Arc<ShellStats>,
     max_conns: usize,
     per_ip: ConnsPerIp,
@@ -238,6 +240,7 @@ impl Clients {
         config: &RelayConfig,
         listeners: Vec<Listener>,
         tls: Option<Arc<ServerConfig>>,
+        h2: Option<nexrtc_quic::H2Sink>,
         shell: Arc<ShellStats>,
         per_ip: ConnsPerIp,
         registry: &Registry,
@@ -249,6 +252,7 @@ impl Clients {
             by_client: HashMap::new(),
             closes: Vec::new(),
             tls,
+            h2,
             shell,
             // The limit is the host's: each worker takes its share.
             max_conns: config
@@ -332,7 +336,12 @@ impl Clients {
                 self.shell.connections_rejected_per_ip.inc();
                 continue;
             }
-            let Some(index) = self.conns.insert(Conn::new(stream, client, tls, now)) else {
+            // With the HTTP/2 fallback on, a TLS client's ClientHello is looked at first.
+            let sniff = tls.is_some() && self.h2.is_some();
+            let Some(index) = self
+                .conns
+                .insert(Conn::new(stream, client, tls, now).sniffing(sniff))
+            else {
                 self.per_ip.release(remote.ip());
                 continue;
             };
@@ -404,6 +413,25 @@ impl Clients {
 
     pub(crate) fn take_closes(&mut self) -> Vec<(u32, CloseReason)> {
         std::mem::take(&mut self.closes)
+    }
+
+    /// Hands connection `index` (a TLS client that offered ALPN `h2`, its ClientHello
+    /// still unread) to the QUIC relay's HTTP/2 fallback: it leaves this worker as a
+    /// plain TCP socket and stops counting here.
+    pub(crate) fn hand_off(&mut self, index: u32, registry: &Registry) {
+        let Some(mut conn) = self.conns.remove(index) else {
+            return;
+        };
+        let _ = registry.deregister(&mut conn.stream);
+        if self.by_client.get(&conn.client) == Some(&index) {
+            self.by_client.remove(&conn.client);
+        }
+        self.shell.connections_active[conn.client.transport as usize].sub(1);
+        self.per_ip.release(conn.client.remote.ip());
+        let stream = std::net::TcpStream::from(conn.stream);
+        if !self.h2.as_ref().is_some_and(|h2| h2.hand_off(stream)) {
+            self.shell.connections_rejected.inc();
+        }
     }
 
     /// Closes connection `index`; returns its client if it was open.

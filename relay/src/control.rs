@@ -102,9 +102,13 @@ impl Monitor {
             + tunnels
     }
 
-    /// The QUIC relay's traffic per tenant (see [`QuicStats::snapshot`]); empty without it.
-    pub fn quic_traffic(&self) -> Vec<(String, [u64; 6])> {
-        (self.shared.quic.as_ref()).map_or_else(Vec::new, |q| q.snapshot())
+    /// The QUIC relay's traffic per tenant and transport (HTTP/3, or the HTTP/2
+    /// fallback; see [`QuicStats::by_transport`]); empty without it.
+    pub fn quic_traffic(&self) -> Vec<(String, &'static str, [u64; 6])> {
+        let traffic = (self.shared.quic.as_ref()).map_or_else(Vec::new, |q| q.by_transport());
+        (traffic.into_iter())
+            .map(|(tenant, transport, v)| (tenant, transport.label(), v))
+            .collect()
     }
 
     pub fn render_metrics(&self) -> String {
@@ -149,10 +153,28 @@ impl Relay {
         crate::host::warn_if_ephemeral(&config.ports);
         // Host-wide: ports (EVEN-PORT, RESERVATION-TOKEN) and quota counts.
         let addrs: Vec<RelayAddress> = config.relay_addresses().collect();
+        let pools = PortPools::new(&addrs, config.ports.clone(), &config.core.peer_filter);
+        let ledger = Arc::new(AllocationLedger::new());
+        // The QUIC relay (and its HTTP/2 fallback, whose connections the workers' TLS
+        // listeners hand over) starts before the workers are built.
+        let quic_stats = config.quic_listen.map(|_| Arc::new(QuicStats::default()));
+        let quic = match (config.quic_listen, &tls_config) {
+            (Some(listen), Some(tls)) => {
+                let mut q = QuicConfig::new(listen, tls.clone(), &config.core.realm);
+                q.peer_filter = config.core.peer_filter.clone();
+                q.ledger = ledger.clone();
+                q.quotas = config.core.quotas;
+                q.stats = quic_stats.clone().unwrap_or_default();
+                q.ports = Some(Arc::new(pools.clone()));
+                Some(QuicRelay::start(q, Access::new(credentials.clone()))?)
+            }
+            _ => None,
+        };
         let host = HostWide {
-            pools: PortPools::new(&addrs, config.ports.clone(), &config.core.peer_filter),
-            ledger: Arc::new(AllocationLedger::new()),
+            pools,
+            ledger,
             conns_per_ip: ConnsPerIp::default(),
+            h2: quic.as_ref().map(QuicRelay::h2_sink),
         };
 
         let mut built = Vec::with_capacity(workers);
@@ -173,21 +195,9 @@ impl Relay {
             drain_deadline: AtomicU64::new(0),
             ready: AtomicBool::new(false),
             workers: built.iter().map(|(_, s)| s.clone()).collect(),
-            quic: config.quic_listen.map(|_| Arc::new(QuicStats::default())),
+            quic: quic_stats,
             certs: certs.clone(),
         });
-        let quic = match (config.quic_listen, &tls_config) {
-            (Some(listen), Some(tls)) => {
-                let mut q = QuicConfig::new(listen, tls.clone(), &config.core.realm);
-                q.peer_filter = config.core.peer_filter.clone();
-                q.ledger = host.ledger.clone();
-                q.quotas = config.core.quotas;
-                q.stats = shared.quic.clone().unwrap_or_default();
-                q.ports = Some(Arc::new(host.pools.clone()));
-                Some(QuicRelay::start(q, Access::new(credentials.clone()))?)
-            }
-            _ => None,
-        };
         let mut relay = Relay {
             workers: Vec::with_capacity(workers),
             shared,

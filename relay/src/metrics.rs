@@ -19,9 +19,10 @@ use turn_core::Transport;
 
 pub use crate::stats::{ShellStats, Status, WorkerStats};
 
-/// Per tenant, the QUIC relay's `[to_peer packets, to_peer bytes, to_client packets,
-/// to_client bytes, tunnels total, tunnels active]` (`Monitor::quic_traffic`).
-pub type QuicTraffic = [(String, [u64; 6])];
+/// Per tenant and transport (`quic`, or `h2` for the HTTP/2 fallback), the QUIC relay's
+/// `[to_peer packets, to_peer bytes, to_client packets, to_client bytes, tunnels total,
+/// tunnels active]` (`Monitor::quic_traffic`).
+pub type QuicTraffic = [(String, &'static str, [u64; 6])];
 
 /// The relay's own families alone, as `/metrics` shows them.
 pub fn render(workers: &[WorkerStats], quic: &QuicTraffic, status: Status) -> String {
@@ -31,7 +32,8 @@ pub fn render(workers: &[WorkerStats], quic: &QuicTraffic, status: Status) -> St
 }
 
 /// Describes and sets the relay's families in `out`: sums over `workers`, the QUIC
-/// relay's traffic (`transport="quic"`, a tunnel counted as an allocation), and `status`.
+/// relay's traffic (`transport="quic"` or `"h2"`, a tunnel counted as an allocation), and
+/// `status`.
 pub fn collect(workers: &[WorkerStats], quic: &QuicTraffic, status: Status, out: &Registry) {
     let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(f).sum::<u64>();
     let counter = |name: &'static str, labels: &[(&'static str, &str)], v: u64| {
@@ -85,14 +87,14 @@ pub fn collect(workers: &[WorkerStats], quic: &QuicTraffic, status: Status, out:
             }
         }
     }
-    for (tenant, v) in quic {
-        let labels = [("tenant", tenant.as_str()), ("transport", "quic")];
+    for (tenant, transport, v) in quic {
+        let labels = [("tenant", tenant.as_str()), ("transport", *transport)];
         gauge(ALLOCATIONS_ACTIVE, &labels, v[5]);
         counter(ALLOCATIONS_TOTAL, &labels, v[4]);
         for (dir, off) in [("to_peer", 0), ("to_client", 2)] {
             let labels = [
                 ("tenant", tenant.as_str()),
-                ("transport", "quic"),
+                ("transport", *transport),
                 ("direction", dir),
             ];
             counter(PACKETS, &labels, v[off]);
@@ -295,7 +297,10 @@ mod tests {
             workers_alive: 2,
             certificate_not_after: Some(1_900_000_000),
         };
-        let quic = [("acme".to_owned(), [4, 400, 3, 300, 2, 1])];
+        let quic = [
+            ("acme".to_owned(), "quic", [4, 400, 3, 300, 2, 1]),
+            ("acme".to_owned(), "h2", [7, 700, 6, 600, 5, 3]),
+        ];
         let text = render(&[a, b], &quic, status);
         // The QUIC relay's tunnels in the same families, as transport "quic".
         for want in [
@@ -303,6 +308,9 @@ mod tests {
             "nexrtc_relay_bytes_total{tenant=\"acme\",transport=\"quic\",direction=\"to_client\"} 300",
             "nexrtc_relay_allocations_total{tenant=\"acme\",transport=\"quic\"} 2",
             "nexrtc_relay_allocations_active{tenant=\"acme\",transport=\"quic\"} 1",
+            // And the HTTP/2 fallback's, as transport "h2".
+            "nexrtc_relay_packets_total{tenant=\"acme\",transport=\"h2\",direction=\"to_peer\"} 7",
+            "nexrtc_relay_allocations_active{tenant=\"acme\",transport=\"h2\"} 3",
         ] {
             assert!(text.contains(&format!("{want}\n")), "{want} not in\n{text}");
         }

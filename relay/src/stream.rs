@@ -80,6 +80,8 @@ pub(crate) enum ReadOutcome {
     Failed(io::Error),
     /// TLS protocol error (a failed handshake, usually).
     Tls(rustls::Error),
+    /// A TLS client offering ALPN `h2` (nothing read yet): for the HTTP/2 fallback.
+    HandOff,
 }
 
 /// The outcome of queueing one frame.
@@ -97,6 +99,8 @@ pub(crate) struct Conn {
     pub stream: mio::net::TcpStream,
     pub client: ClientSocket,
     tls: Option<Box<ServerConnection>>,
+    /// The ClientHello is still to be looked at (peeked, not read) for ALPN `h2`.
+    sniff: bool,
     /// The partial frame carried over from earlier reads.
     pub rbuf: Vec<u8>,
     out: Vec<u8>,
@@ -122,6 +126,7 @@ impl Conn {
             stream,
             client,
             tls: tls.map(Box::new),
+            sniff: false,
             rbuf: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
@@ -131,6 +136,12 @@ impl Conn {
             partial_since: None,
             unallocated_since: Some(now),
         }
+    }
+
+    /// Looks at a TLS client's ClientHello before its handshake (see [`Conn::read`]).
+    pub(crate) fn sniffing(mut self, yes: bool) -> Conn {
+        self.sniff = yes && self.tls.is_some();
+        self
     }
 
     pub(crate) fn is_handshaking(&self) -> bool {
@@ -150,6 +161,23 @@ impl Conn {
                 };
             }
         };
+        if self.sniff {
+            // Peeked, not read: a client handed over starts its handshake afresh there.
+            let n = match self.stream.peek(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::WouldBlock,
+                Err(_) => 0,
+            };
+            match nexrtc_quic::sniff(&buf[..n]) {
+                // More of the ClientHello is on its way (edge-triggered: its arrival wakes
+                // the connection again); a full buffer is not a ClientHello worth waiting for.
+                nexrtc_quic::Sniff::NeedMore if n > 0 && n < buf.len() => {
+                    return ReadOutcome::WouldBlock
+                }
+                nexrtc_quic::Sniff::H2 => return ReadOutcome::HandOff,
+                _ => self.sniff = false,
+            }
+        }
         loop {
             match tls.reader().read(buf) {
                 Ok(0) => return ReadOutcome::Closed,

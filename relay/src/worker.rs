@@ -99,6 +99,8 @@ pub(crate) struct HostWide {
     pub pools: PortPools,
     pub ledger: Arc<AllocationLedger>,
     pub conns_per_ip: ConnsPerIp,
+    /// Where TLS clients that ask for ALPN `h2` go (the QUIC relay's HTTP/2 fallback).
+    pub h2: Option<nexrtc_quic::H2Sink>,
 }
 
 impl Worker {
@@ -126,6 +128,7 @@ impl Worker {
             config,
             listeners,
             tls,
+            host.h2.clone(),
             shell.clone(),
             host.conns_per_ip.clone(),
             poll.registry(),

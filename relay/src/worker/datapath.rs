@@ -180,6 +180,9 @@ impl Worker {
                     tracing::debug!(error = %e, "connection read failed");
                     return self.clients.schedule_close(index, CloseReason::Error);
                 }
+                ReadOutcome::HandOff => {
+                    return self.clients.hand_off(index, self.poll.registry());
+                }
                 ReadOutcome::Tls(e) => {
                     if conn.is_handshaking() {
                         self.shell.tls_handshake_failures.inc();
