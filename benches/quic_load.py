@@ -113,7 +113,7 @@ def main():
         with Ours(tmp, relay_help, quic=free_port()) as s:
             hs = masque("handshakes", s, s.quic, "--count", count, "--concurrency", 16)
             # Enough Allocates for the CPU clock (10 ms ticks) to resolve their cost.
-            alloc = rl.alloc_run(s, 10 * count, 10 * count)
+            alloc = rl.alloc_run(s, *((4000, 4000) if quick else (30000, 10000)))
         rl.log("memory per idle tunnel and per idle allocation")
         conns, per = (8, 64) if quick else (32, 64)  # 64: the relay's tunnels per connection
         with Ours(tmp, relay_help, quic=free_port()) as s:

@@ -210,8 +210,12 @@ impl AppState {
 
     /// Where an address is, per GeoIP (`None` without a database or without a record).
     pub fn locate(&self, ip: IpAddr) -> Option<LatLon> {
-        let geoip = self.options.geoip.as_ref()?;
-        geoip.lookup(ip).map(|l| l.coords())
+        self.geolocate(ip).map(|l| l.coords())
+    }
+
+    /// The GeoIP record of `ip` (with the prefix of the database network it is in).
+    pub fn geolocate(&self, ip: IpAddr) -> Option<nexrtc_geo::Location> {
+        self.options.geoip.as_ref()?.lookup(ip)
     }
 
     /// Snapshot age now (`None` before the first load).

@@ -82,6 +82,11 @@ impl Network {
         }
     }
 
+    /// Its prefix length (24 for IPv4, 48 for IPv6).
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix
+    }
+
     /// The store key (`client_probes/10.1.2.0/24`).
     pub fn key(&self) -> String {
         format!("{CLIENT_PROBES}{self}")

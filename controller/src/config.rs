@@ -136,6 +136,12 @@ pub struct ControllerArgs {
     /// Most participants in one signaling room [default: 50].
     #[arg(long, value_name = "N")]
     pub signal_room_size: Option<usize>,
+    /// Serve the relay zone over DNS here, UDP and TCP (GeoDNS; with --dns-zone).
+    #[arg(long, value_name = "ADDR")]
+    pub dns_listen: Option<SocketAddr>,
+    /// The zone served over DNS (relays under turn.<zone>; with --dns-listen).
+    #[arg(long, value_name = "ZONE")]
+    pub dns_zone: Option<String>,
 }
 
 /// The file's keys (all optional).
@@ -168,6 +174,11 @@ pub struct FileConfig {
     pub log_json: Option<bool>,
     pub advertise_url: Option<String>,
     pub signal_room_size: Option<usize>,
+    pub dns_listen: Option<SocketAddr>,
+    pub dns_zone: Option<String>,
+    pub dns_ttl_secs: Option<u32>,
+    pub dns_nameservers: Option<Vec<String>>,
+    pub dns_hostmaster: Option<String>,
     #[serde(default)]
     pub http: HttpFile,
     #[serde(default)]
@@ -317,6 +328,8 @@ pub struct ControllerConfig {
     pub http: HttpLimits,
     /// Everything the API itself uses (GeoIP is opened by `run`).
     pub options: Options,
+    /// The DNS server: where it listens and the zone it serves (`None`: no DNS).
+    pub dns: Option<(SocketAddr, crate::dns::zone::Zone)>,
 }
 
 impl ControllerConfig {
@@ -420,6 +433,13 @@ impl ControllerConfig {
         }
         let trusted_proxies = nets("trusted_proxies", &trusted)?;
         let http = http_limits(&file.http, &trusted_proxies)?;
+        let dns = dns_config(
+            args.dns_listen.or(file.dns_listen),
+            args.dns_zone.or(file.dns_zone),
+            file.dns_ttl_secs,
+            file.dns_nameservers,
+            file.dns_hostmaster,
+        )?;
         let options = Options {
             trusted_proxies,
             lease_ttl,
@@ -459,8 +479,71 @@ impl ControllerConfig {
             bootstrap: file.bootstrap,
             http,
             options,
+            dns,
         })
     }
+}
+
+/// A DNS name (`key` names the setting in an error).
+fn dns_name(key: &'static str, name: &str) -> Result<hickory_proto::rr::Name, ConfigError> {
+    let fqdn = if name.ends_with('.') {
+        name.to_owned()
+    } else {
+        format!("{name}.")
+    };
+    let parsed = hickory_proto::rr::Name::from_ascii(&fqdn)
+        .map_err(|e| invalid(key, format!("{name:?} is not a DNS name: {e}")))?;
+    if parsed.is_root() {
+        return Err(invalid(key, "the root is not a zone this server can serve"));
+    }
+    Ok(parsed.to_lowercase())
+}
+
+/// The DNS server's settings: both `dns_listen` and `dns_zone`, or neither.
+fn dns_config(
+    listen: Option<SocketAddr>,
+    zone: Option<String>,
+    ttl: Option<u32>,
+    nameservers: Option<Vec<String>>,
+    hostmaster: Option<String>,
+) -> Result<Option<(SocketAddr, crate::dns::zone::Zone)>, ConfigError> {
+    let (listen, zone) = match (listen, zone) {
+        (Some(listen), Some(zone)) => (listen, zone),
+        (None, None) => return Ok(None),
+        (Some(_), None) => return Err(invalid("dns_zone", "dns_listen needs dns_zone")),
+        (None, Some(_)) => return Err(invalid("dns_listen", "dns_zone needs dns_listen")),
+    };
+    let apex = dns_name("dns_zone", &zone)?;
+    let ttl = ttl.unwrap_or(30);
+    if !(1..=3600).contains(&ttl) {
+        return Err(invalid("dns_ttl_secs", "must be 1 to 3600 seconds"));
+    }
+    let under = |label: &str| {
+        apex.prepend_label(label)
+            .map_err(|e| invalid("dns_zone", e.to_string()))
+    };
+    let nameservers = match nameservers {
+        Some(list) if list.is_empty() => {
+            return Err(invalid("dns_nameservers", "name at least one server"))
+        }
+        Some(list) => (list.iter())
+            .map(|n| dns_name("dns_nameservers", n))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => vec![under("ns")?],
+    };
+    let hostmaster = match hostmaster {
+        Some(h) => dns_name("dns_hostmaster", &h)?,
+        None => under("hostmaster")?,
+    };
+    Ok(Some((
+        listen,
+        crate::dns::zone::Zone {
+            apex,
+            ttl,
+            nameservers,
+            hostmaster,
+        },
+    )))
 }
 
 impl ControllerConfig {
@@ -823,6 +906,44 @@ mod tests {
         assert!(ControllerConfig::build(ControllerArgs::default(), f).is_err());
         let f = file("lease_ttl_secs = 1\nheartbeat_interval_ms = 1000").expect("toml");
         assert!(ControllerConfig::build(ControllerArgs::default(), f).is_err());
+    }
+
+    #[test]
+    fn the_dns_zone_has_defaults_and_bad_values_name_their_key() {
+        let build = |text: &str| {
+            ControllerConfig::build(ControllerArgs::default(), file(text).expect("toml"))
+        };
+        let c =
+            build("dns_listen = \"127.0.0.1:5353\"\ndns_zone = \"Example.ORG\"").expect("config");
+        let (listen, zone) = c.dns.expect("dns");
+        assert_eq!(listen, SocketAddr::from(([127, 0, 0, 1], 5353)));
+        assert_eq!(zone.apex.to_string(), "example.org.");
+        assert_eq!(zone.ttl, 30);
+        assert_eq!(zone.nameservers[0].to_string(), "ns.example.org.");
+        assert_eq!(zone.hostmaster.to_string(), "hostmaster.example.org.");
+        for (text, key) in [
+            ("dns_listen = \"127.0.0.1:53\"", "`dns_zone`"),
+            ("dns_zone = \"example.org\"", "`dns_listen`"),
+            (
+                "dns_listen = \"127.0.0.1:53\"\ndns_zone = \"exa mple.org\"",
+                "`dns_zone`",
+            ),
+            (
+                "dns_listen = \"127.0.0.1:53\"\ndns_zone = \".\"",
+                "`dns_zone`",
+            ),
+            (
+                "dns_listen = \"127.0.0.1:53\"\ndns_zone = \"e.org\"\ndns_ttl_secs = 0",
+                "`dns_ttl_secs`",
+            ),
+            (
+                "dns_listen = \"127.0.0.1:53\"\ndns_zone = \"e.org\"\ndns_nameservers = []",
+                "`dns_nameservers`",
+            ),
+        ] {
+            let e = build(text).expect_err(text);
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

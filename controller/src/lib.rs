@@ -23,6 +23,7 @@ pub mod client_probes;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod dns;
 pub mod http;
 pub mod init;
 pub mod liveness;

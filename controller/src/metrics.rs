@@ -58,6 +58,7 @@ pub const SIGNAL_ERRORS: &str = "nexrtc_controller_signal_errors_total";
 pub const SIGNAL_DROPS: &str = "nexrtc_controller_signal_drops_total";
 pub const HTTP_CONNECTIONS: &str = "nexrtc_controller_http_connections";
 pub const HTTP_CLOSED: &str = "nexrtc_controller_http_connections_closed_total";
+pub const DNS_QUERIES: &str = "nexrtc_controller_dns_queries_total";
 
 /// Latency buckets (seconds): the ICE answer should take well under a millisecond.
 const BUCKETS: &[f64] = &[
@@ -227,6 +228,14 @@ impl Metrics {
         }
     }
 
+    /// One DNS query answered: its type, the answer's rcode, and whether it carried an
+    /// EDNS Client Subnet the ranking used.
+    pub fn dns_query(&self, qtype: &str, rcode: &str, ecs: bool) {
+        let ecs = if ecs { "yes" } else { "no" };
+        let labels = [("type", qtype), ("rcode", rcode), ("ecs", ecs)];
+        self.registry.counter(DNS_QUERIES, &labels).increment(1);
+    }
+
     fn count(&self, name: &'static str, label: &'static str, value: &str) {
         self.registry.counter(name, &[(label, value)]).increment(1);
     }
@@ -236,6 +245,10 @@ fn describe(r: &Registry) {
     r.describe(REQUESTS, "HTTP requests by route and status");
     r.describe(REQUEST_DURATION, "HTTP request latency by route");
     r.describe(CREDENTIALS_ISSUED, "TURN credentials issued by tenant");
+    r.describe(
+        DNS_QUERIES,
+        "DNS queries answered, by type, rcode and use of EDNS Client Subnet",
+    );
     r.describe(TOKENS_ISSUED, "client tokens issued by tenant");
     r.describe(
         SNAPSHOT_AGE,

@@ -92,6 +92,14 @@ pub async fn run_on(
                 config.startup_timeout
             )
         })??;
+    let dns = match &config.dns {
+        Some((listen, zone)) => Some(
+            crate::dns::DnsServer::start(*listen, zone.clone(), state.clone())
+                .await
+                .with_context(|| format!("cannot serve DNS on {listen}"))?,
+        ),
+        None => None,
+    };
     let app = crate::api::router(state.clone());
     let state_for_exit = state.clone();
     let shutdown = async move {
@@ -113,6 +121,9 @@ pub async fn run_on(
         shutdown,
     )
     .await;
+    if let Some(dns) = dns {
+        dns.shutdown().await;
+    }
     // Other replicas take this one's rooms at once rather than after the lease TTL.
     state_for_exit
         .replicas

@@ -30,6 +30,10 @@ pub struct Location {
     pub country: Option<String>,
     /// Continent code (`continent.code`): AF, AN, AS, EU, NA, OC or SA.
     pub continent: Option<String>,
+    /// Prefix length of the database's network holding the address: every address in it
+    /// is located the same (a DNS answer made from it is valid for that network).
+    #[serde(default)]
+    pub prefix: u8,
 }
 
 impl Location {
@@ -139,6 +143,13 @@ impl GeoIp {
             source,
         };
         let result = self.reader.lookup(ip).map_err(err)?;
+        let network = result.network().map_err(err)?;
+        // An IPv4 address matched above the IPv4 subtree of an IPv6 database comes back
+        // with an IPv6 network: its IPv4 part is what is left past the 96-bit prefix.
+        let prefix = match ip.is_ipv4() && network.ip().is_ipv6() {
+            true => network.prefix().saturating_sub(96),
+            false => network.prefix(),
+        };
         let Some(rec) = result.decode::<CityRecord<'_>>().map_err(err)? else {
             return Ok(None);
         };
@@ -153,6 +164,7 @@ impl GeoIp {
             lon,
             country: rec.country.iso_code.map(str::to_owned),
             continent: rec.continent.code.map(str::to_owned),
+            prefix,
         }))
     }
 

@@ -210,7 +210,8 @@ mod tests {
             .unwrap_or_else(|e| unreachable!("{e}"));
         let mut out = Vec::new();
         while conn.wants_write() {
-            conn.write_tls(&mut out).unwrap_or_else(|e| unreachable!("{e}"));
+            conn.write_tls(&mut out)
+                .unwrap_or_else(|e| unreachable!("{e}"));
         }
         out
     }
@@ -227,7 +228,10 @@ mod tests {
         for cut in [1, 5, 40, hello.len() - 1] {
             assert_eq!(sniff(&hello[..cut]), Sniff::NeedMore, "cut at {cut}");
         }
-        assert_eq!(sniff(b"\x00\x01\x00\x00\x21\x12\xa4\x42garbage"), Sniff::Other);
+        assert_eq!(
+            sniff(b"\x00\x01\x00\x00\x21\x12\xa4\x42garbage"),
+            Sniff::Other
+        );
         assert_eq!(sniff(b"GET / HTTP/1.1\r\n\r\n"), Sniff::Other);
     }
 }

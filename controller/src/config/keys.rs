@@ -205,6 +205,42 @@ pub const KEYS: &[Key] = &[
         "Most participants in one signaling room (1 to 1000).",
     ),
     key(
+        "dns_listen",
+        Unset {
+            example: "\"0.0.0.0:53\"",
+        },
+        "Serve the relay zone over DNS on this address, UDP and TCP (GeoDNS: turn.<dns_zone> \
+         answers with the relays the ICE API would hand the asker); needs dns_zone.",
+    ),
+    key(
+        "dns_zone",
+        Unset {
+            example: "\"example.org\"",
+        },
+        "The zone served (its relays are under turn.<dns_zone>); needs dns_listen.",
+    ),
+    key(
+        "dns_ttl_secs",
+        Value("30"),
+        "TTL of the DNS answers (1 to 3600): how long a dead relay may stay cached.",
+    ),
+    key(
+        "dns_nameservers",
+        Described {
+            text: "ns.<dns_zone>",
+            example: "[\"ns1.example.org\", \"ns2.example.org\"]",
+        },
+        "The zone's name servers (NS records; the first is the SOA's primary).",
+    ),
+    key(
+        "dns_hostmaster",
+        Described {
+            text: "hostmaster.<dns_zone>",
+            example: "\"hostmaster.example.org\"",
+        },
+        "The SOA's responsible mailbox, as a name.",
+    ),
+    key(
         "rate_limit.per_second",
         Value("100.0"),
         "Rate limit (token bucket, per replica) of each API key, and of each client token's \

@@ -1,0 +1,343 @@
+//! GeoDNS against independent clients: dnspython (`dns_client.py`) and `dig`. The
+//! controller is the API tests' harness (four regions, one relay each, the synthetic
+//! GeoIP database); its DNS server listens on loopback, UDP and TCP.
+//!
+//! Answers for clients in different places (by EDNS Client Subnet) match the ICE API's
+//! ranking for the same address; the ECS scope says which network an answer is for;
+//! region, node and SRV names; NXDOMAIN and NODATA with the SOA; refusals (out of zone,
+//! AXFR); RFC 8482's minimal ANY; a drained region leaving the answers and moving the
+//! serial; malformed packets dropped with the server still answering. The clients need
+//! python3 with dnspython and dig (bind9-dnsutils), skipped with a notice outside CI.
+
+mod api_common;
+
+use std::net::SocketAddr;
+
+use api_common::*;
+use hickory_proto::rr::Name;
+use nexrtc_controller::dns::zone::Zone;
+use nexrtc_controller::dns::DnsServer;
+use nexrtc_test_support::tools;
+use serde_json::{json, Value};
+
+fn clients_available() -> bool {
+    tools::python_module("dns", "pip install dnspython==2.8.0")
+        && tools::require_tool("dig", "bind9-dnsutils").is_some()
+}
+
+fn zone() -> Zone {
+    let name = |n: &str| Name::from_ascii(n).unwrap_or_else(|e| panic!("{n}: {e}"));
+    Zone {
+        apex: name("example.org."),
+        ttl: 30,
+        nameservers: vec![name("ns1.example.org."), name("ns2.example.org.")],
+        hostmaster: name("hostmaster.example.org."),
+    }
+}
+
+async fn dns(h: &Harness) -> DnsServer {
+    let listen: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    DnsServer::start(listen, zone(), h.state.clone())
+        .await
+        .expect("DNS server")
+}
+
+/// Asks every query of `queries` with dnspython; one report each.
+async fn ask(server: &DnsServer, queries: Value) -> Vec<Value> {
+    let job = json!({
+        "server": server.local_addr().ip().to_string(),
+        "port": server.local_addr().port(),
+        "queries": queries,
+    });
+    let file = tempfile::NamedTempFile::new()
+        .expect("temp")
+        .into_temp_path();
+    std::fs::write(&file, job.to_string()).expect("job");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dns_client.py");
+    let path = file.to_path_buf();
+    let run = move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(path)
+            .output()
+    };
+    let out = tokio::task::spawn_blocking(run)
+        .await
+        .expect("task")
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "dns_client.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    report["answers"].as_array().expect("answers").clone()
+}
+
+fn query(name: &str, rtype: &str, subnet: Option<&str>) -> Value {
+    json!({"name": name, "type": rtype, "subnet": subnet, "tcp": false})
+}
+
+/// The record data of an answer section's records of type `rtype`, in order.
+fn data(records: &Value, rtype: &str) -> Vec<String> {
+    (records.as_array().expect("records").iter())
+        .filter(|r| r[1] == rtype)
+        .map(|r| r[3].as_str().expect("text").to_owned())
+        .collect()
+}
+
+/// The relay hosts of an ICE answer, in its order (each relay once).
+fn ice_hosts(answer: &Value) -> Vec<String> {
+    let mut hosts: Vec<String> = Vec::new();
+    for uri in answer["uris"].as_array().expect("uris") {
+        let uri = uri.as_str().expect("uri");
+        let rest = uri.split_once(':').expect("scheme").1;
+        let host = rest.rsplit_once(':').expect("port").0.to_owned();
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    hosts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_answers_follow_the_ice_ranking_for_each_client_network() {
+    if !clients_available() {
+        return;
+    }
+    let h = Harness::start().await;
+    h.register_fleet().await;
+    let server = dns(&h).await;
+    let places = [FRANKFURT_IP, LONDON_IP, TOKYO_IP, ASHBURN_IP];
+    let queries: Vec<Value> = (places.iter())
+        .map(|ip| query("turn.example.org.", "A", Some(&format!("{ip}/32"))))
+        .collect();
+    let answers = ask(&server, json!(queries)).await;
+    let mut firsts = Vec::new();
+    for (ip, answer) in places.iter().zip(&answers) {
+        let ice = h.ice(json!({"client_ip": ip}), PROXY_IP).await;
+        assert_eq!(ice.status, 201, "{}", ice.text);
+        let want = ice_hosts(&ice.json);
+        assert_eq!(data(&answer["answer"], "A"), want, "{ip}: {answer}");
+        assert_eq!(answer["rcode"], "NOERROR");
+        assert_eq!(answer["aa"], true);
+        assert!(answer["answer"][0][2] == 30, "TTL: {answer}");
+        // Scoped to the network the ranking treats alike: the synthetic database's /25s
+        // (Frankfurt, London, Tokyo) and /24 (Ashburn), within the /24 of client probes.
+        let scope = if *ip == ASHBURN_IP { 24 } else { 25 };
+        assert_eq!(
+            answer["ecs"],
+            json!({"address": ip, "source": 32, "scope": scope}),
+            "{answer}"
+        );
+        firsts.push(want[0].clone());
+    }
+    // A resolver sending only London's /24 gets the answer for that /24's first address
+    // (Frankfurt's half), scoped to the /25 it holds for: it must ask again with more
+    // of the address for the other half (RFC 7871 §7.2.1).
+    let coarse = ask(
+        &server,
+        json!([query(
+            "turn.example.org.",
+            "A",
+            Some(&format!("{LONDON_IP}/24"))
+        )]),
+    )
+    .await;
+    let frankfurt = h.ice(json!({"client_ip": FRANKFURT_IP}), PROXY_IP).await;
+    assert_eq!(data(&coarse[0]["answer"], "A"), ice_hosts(&frankfurt.json));
+    assert_eq!(
+        coarse[0]["ecs"],
+        json!({"address": "198.51.100.0", "source": 24, "scope": 25})
+    );
+    // Four places, four different nearest relays.
+    firsts.sort();
+    firsts.dedup();
+    assert_eq!(firsts.len(), 4, "{firsts:?}");
+
+    // Without ECS, the resolver's own address ranks (loopback: unknown place), as the
+    // ICE API ranks the same address; over TCP too.
+    let ice = h.ice(json!({"client_ip": "127.0.0.1"}), PROXY_IP).await;
+    let mut tcp = query("turn.example.org.", "A", None);
+    tcp["tcp"] = json!(true);
+    let answers = ask(&server, json!([query("turn.example.org.", "A", None), tcp])).await;
+    for answer in &answers {
+        assert_eq!(
+            data(&answer["answer"], "A"),
+            ice_hosts(&ice.json),
+            "{answer}"
+        );
+        assert_eq!(answer["ecs"], Value::Null);
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_records_and_refusals() {
+    if !clients_available() {
+        return;
+    }
+    let h = Harness::start().await;
+    h.register_fleet().await;
+    let server = dns(&h).await;
+    let frankfurt = Some("198.51.100.10/24");
+    let answers = ask(
+        &server,
+        json!([
+            query("eu-west.turn.example.org.", "A", frankfurt),
+            query("n1.eu-central.turn.example.org.", "A", None),
+            query("nowhere.turn.example.org.", "A", None),
+            query("n9.eu-west.turn.example.org.", "A", None),
+            query("turn.example.org.", "AAAA", None),
+            query("_turn._udp.turn.example.org.", "SRV", frankfurt),
+            query("_turns._tcp.turn.example.org.", "SRV", frankfurt),
+            query("example.org.", "SOA", None),
+            query("example.org.", "NS", None),
+            query("turn.example.org.", "ANY", None),
+            query("relay.other.org.", "A", None),
+            query("a.b.c.turn.example.org.", "A", None),
+        ]),
+    )
+    .await;
+    // A region's relays: the same for every client (scope 0).
+    assert_eq!(data(&answers[0]["answer"], "A"), ["198.18.0.1"]);
+    assert_eq!(answers[0]["ecs"]["scope"], 0, "{}", answers[0]);
+    assert_eq!(data(&answers[1]["answer"], "A"), ["198.18.1.1"]);
+    // Unknown names: NXDOMAIN with the SOA for negative caching.
+    for i in [2, 3, 11] {
+        assert_eq!(answers[i]["rcode"], "NXDOMAIN", "{}", answers[i]);
+        assert_eq!(
+            data(&answers[i]["authority"], "SOA").len(),
+            1,
+            "{}",
+            answers[i]
+        );
+    }
+    // NODATA: the name exists, no AAAA (the relays have IPv4 addresses only).
+    assert_eq!(answers[4]["rcode"], "NOERROR");
+    assert!(data(&answers[4]["answer"], "AAAA").is_empty());
+    assert_eq!(data(&answers[4]["authority"], "SOA").len(), 1);
+    // SRV (RFC 5928): the ranked relays' names and ports, best first, addresses added.
+    let srv = data(&answers[5]["answer"], "SRV");
+    assert_eq!(
+        srv[0], "0 1 3478 n1.eu-central.turn.example.org.",
+        "{srv:?}"
+    );
+    assert!(data(&answers[5]["additional"], "A").contains(&"198.18.1.1".to_owned()));
+    assert_eq!(answers[5]["ecs"]["scope"], 25);
+    assert_eq!(
+        data(&answers[6]["answer"], "SRV")[0],
+        "0 1 5349 n1.eu-central.turn.example.org."
+    );
+    // The apex.
+    let soa = data(&answers[7]["answer"], "SOA");
+    assert!(
+        soa[0].starts_with("ns1.example.org. hostmaster.example.org. "),
+        "{soa:?}"
+    );
+    assert_eq!(
+        data(&answers[8]["answer"], "NS"),
+        ["ns1.example.org.", "ns2.example.org."]
+    );
+    // ANY: RFC 8482's one synthesized record.
+    assert_eq!(data(&answers[9]["answer"], "HINFO"), ["\"RFC8482\" \"\""]);
+    // Not this server's zone.
+    assert_eq!(answers[10]["rcode"], "REFUSED");
+    let metrics = h.state.metrics.render();
+    for line in [
+        "nexrtc_controller_dns_queries_total{type=\"SRV\",rcode=\"noerror\",ecs=\"yes\"} 2",
+        "nexrtc_controller_dns_queries_total{type=\"A\",rcode=\"nxdomain\",ecs=\"no\"} 3",
+        "nexrtc_controller_dns_queries_total{type=\"A\",rcode=\"refused\",ecs=\"no\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+
+    // dig, over TCP with a client subnet; and a zone transfer, refused.
+    let port = server.local_addr().port().to_string();
+    let dig = |args: &[&str]| {
+        let out = std::process::Command::new("dig")
+            .args(["@127.0.0.1", "-p", &port, "+time=3", "+tries=1"])
+            .args(args)
+            .output()
+            .expect("dig");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let tokyo = dig(&[
+        "+tcp",
+        "+short",
+        "+subnet=203.0.113.10/24",
+        "turn.example.org",
+        "A",
+    ]);
+    assert_eq!(tokyo.lines().next(), Some("198.18.3.1"), "{tokyo}");
+    let axfr = dig(&["example.org", "AXFR"]);
+    assert!(axfr.contains("Transfer failed"), "{axfr}");
+
+    // Malformed datagrams are dropped; the server answers on.
+    let junk = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    for bytes in [
+        &b"\x00"[..],
+        b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+        &[0u8; 700],
+    ] {
+        junk.send_to(bytes, server.local_addr()).expect("send");
+    }
+    let again = dig(&["+short", "n1.us-east.turn.example.org", "A"]);
+    assert_eq!(again.trim(), "198.18.2.1");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_region_leaves_the_answers_and_the_serial_moves() {
+    if !clients_available() {
+        return;
+    }
+    let h = Harness::start().await;
+    h.register_fleet().await;
+    let server = dns(&h).await;
+    let frankfurt = Some("198.51.100.10/24");
+    let before = ask(
+        &server,
+        json!([
+            query("turn.example.org.", "A", frankfurt),
+            query("example.org.", "SOA", None)
+        ]),
+    )
+    .await;
+    assert_eq!(data(&before[0]["answer"], "A")[0], "198.18.1.1");
+    let r = h
+        .call(Req::post("/v1/admin/relays/eu-central/drain").bearer(ADMIN_KEY))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let after = ask(
+        &server,
+        json!([
+            query("turn.example.org.", "A", frankfurt),
+            query("example.org.", "SOA", None),
+            query("n1.eu-central.turn.example.org.", "A", None),
+            query("eu-central.turn.example.org.", "A", None),
+        ]),
+    )
+    .await;
+    let now = data(&after[0]["answer"], "A");
+    assert!(!now.contains(&"198.18.1.1".to_owned()), "{now:?}");
+    let ice = h.ice(json!({"client_ip": FRANKFURT_IP}), PROXY_IP).await;
+    assert_eq!(now, ice_hosts(&ice.json));
+    let serial = |soa: &Value| -> u64 {
+        let text = &data(&soa["answer"], "SOA")[0];
+        text.split(' ')
+            .nth(2)
+            .expect("serial")
+            .parse()
+            .expect("number")
+    };
+    assert!(
+        serial(&after[1]) > serial(&before[1]),
+        "{after:?} {before:?}"
+    );
+    assert_eq!(after[2]["rcode"], "NXDOMAIN");
+    // The region still exists, with no relay to offer: NODATA.
+    assert_eq!(after[3]["rcode"], "NOERROR");
+    assert!(data(&after[3]["answer"], "A").is_empty());
+    server.shutdown().await;
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""An independent DNS client (dnspython) for controller/tests/api_dns.rs.
+
+Usage: dns_client.py JOB.json. The job names the server ("server": "IP", "port": N) and
+a list of queries: {"name", "type", "subnet": "IP/PREFIX" or null, "tcp": bool}. Prints
+one JSON object: {"answers": [...]} with, per query, the rcode, the AA flag, the answer,
+authority and additional records as [name, type, ttl, text], and the ECS option of the
+response ({"address", "source", "scope"} or null).
+"""
+
+import json
+import sys
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
+
+def records(section):
+    out = []
+    for rrset in section:
+        for rdata in rrset:
+            out.append([rrset.name.to_text(), dns.rdatatype.to_text(rrset.rdtype), rrset.ttl,
+                        rdata.to_text()])
+    return out
+
+
+def ask(job, q):
+    options = []
+    if q.get("subnet"):
+        address, prefix = q["subnet"].split("/")
+        options.append(dns.edns.ECSOption(address, int(prefix)))
+    query = dns.message.make_query(q["name"], q["type"], use_edns=0, options=options)
+    if q.get("tcp"):
+        response = dns.query.tcp(query, job["server"], port=job["port"], timeout=5)
+    else:
+        response = dns.query.udp(query, job["server"], port=job["port"], timeout=5)
+    ecs = None
+    for option in response.options:
+        if isinstance(option, dns.edns.ECSOption):
+            ecs = {"address": option.address, "source": option.srclen, "scope": option.scopelen}
+    return {
+        "rcode": dns.rcode.to_text(response.rcode()),
+        "aa": bool(response.flags & dns.flags.AA),
+        "answer": records(response.answer),
+        "authority": records(response.authority),
+        "additional": records(response.additional),
+        "ecs": ecs,
+    }
+
+
+def main():
+    with open(sys.argv[1]) as f:
+        job = json.load(f)
+    print(json.dumps({"answers": [ask(job, q) for q in job["queries"]]}))
+
+
+if __name__ == "__main__":
+    main()
