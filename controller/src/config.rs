@@ -589,6 +589,12 @@ impl ControllerConfig {
         if let Some(region) = &o.ranking.default_region {
             parts.push(format!("default region {region}"));
         }
+        if let Some((listen, zone)) = &self.dns {
+            parts.push(format!(
+                "DNS for turn.{} on {listen} (UDP and TCP, TTL {}s)",
+                zone.apex, zone.ttl
+            ));
+        }
         if !o.trusted_proxies.is_empty() {
             parts.push(format!("{} trusted proxies", o.trusted_proxies.len()));
         }
