@@ -218,6 +218,22 @@ impl AppState {
         self.options.geoip.as_ref()?.lookup(ip)
     }
 
+    /// What the ranking knows of a client at `ip`: its GeoIP record and its network's
+    /// latency measurements (the ICE API and the DNS answers rank from the same).
+    pub fn place(&self, ip: Option<IpAddr>) -> Placed {
+        let geo = ip.and_then(|ip| self.geolocate(ip));
+        let network = ip.map(crate::client_probes::Network::of);
+        let measured = network.and_then(|n| {
+            let probes = self.snapshots.client_probes.snapshot();
+            probes.get(&n.to_string()).cloned()
+        });
+        Placed {
+            geo,
+            network,
+            measured,
+        }
+    }
+
     /// Snapshot age now (`None` before the first load).
     pub fn snapshot_age(&self) -> Option<Duration> {
         self.snapshots.age(tokio::time::Instant::now())
@@ -244,5 +260,31 @@ impl AppState {
         ready: impl FnMut(&Snapshot<T>) -> bool,
     ) {
         let _ = tokio::time::timeout(self.options.write_wait, map.wait_for(ready)).await;
+    }
+}
+
+/// A client as the ranking sees it ([`AppState::place`]).
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub geo: Option<nexrtc_geo::Location>,
+    pub network: Option<crate::client_probes::Network>,
+    pub measured: Option<Arc<crate::model::ClientProbeRecord>>,
+}
+
+impl Placed {
+    pub fn location(&self) -> Option<LatLon> {
+        self.geo.as_ref().map(|l| l.coords())
+    }
+
+    pub fn client(&self) -> nexrtc_geo::Client<'_> {
+        let measured = self.measured.as_deref().map(|r| &r.measured);
+        nexrtc_geo::Client::at(self.location()).measured(measured)
+    }
+
+    /// The ranking's selection for this client (`hint`: a region to put first).
+    pub fn select(&self, view: &crate::state::View, hint: Option<&str>) -> nexrtc_geo::Selection {
+        let mut rng = rand::rng();
+        let mut random = || rand::Rng::random::<u64>(&mut rng);
+        view.ranker.select(self.client(), hint, &mut random)
     }
 }

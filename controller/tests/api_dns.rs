@@ -42,6 +42,18 @@ async fn dns(h: &Harness) -> DnsServer {
         .expect("DNS server")
 }
 
+/// The harness with one relay per region and a DNS server over it (`None` without the
+/// clients).
+async fn fleet() -> Option<(Harness, DnsServer)> {
+    if !clients_available() {
+        return None;
+    }
+    let h = Harness::start().await;
+    h.register_fleet().await;
+    let server = dns(&h).await;
+    Some((h, server))
+}
+
 /// Asks every query of `queries` with dnspython; one report each.
 async fn ask(server: &DnsServer, queries: Value) -> Vec<Value> {
     let job = json!({
@@ -102,12 +114,9 @@ fn ice_hosts(answer: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turn_answers_follow_the_ice_ranking_for_each_client_network() {
-    if !clients_available() {
+    let Some((h, server)) = fleet().await else {
         return;
-    }
-    let h = Harness::start().await;
-    h.register_fleet().await;
-    let server = dns(&h).await;
+    };
     let places = [FRANKFURT_IP, LONDON_IP, TOKYO_IP, ASHBURN_IP];
     let queries: Vec<Value> = (places.iter())
         .map(|ip| query("turn.example.org.", "A", Some(&format!("{ip}/32"))))
@@ -174,12 +183,9 @@ async fn turn_answers_follow_the_ice_ranking_for_each_client_network() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_records_and_refusals() {
-    if !clients_available() {
+    let Some((h, server)) = fleet().await else {
         return;
-    }
-    let h = Harness::start().await;
-    h.register_fleet().await;
-    let server = dns(&h).await;
+    };
     let frankfurt = Some("198.51.100.10/24");
     let answers = ask(
         &server,
@@ -289,12 +295,9 @@ async fn names_records_and_refusals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_region_leaves_the_answers_and_the_serial_moves() {
-    if !clients_available() {
+    let Some((h, server)) = fleet().await else {
         return;
-    }
-    let h = Harness::start().await;
-    h.register_fleet().await;
-    let server = dns(&h).await;
+    };
     let frankfurt = Some("198.51.100.10/24");
     let before = ask(
         &server,

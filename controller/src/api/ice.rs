@@ -14,8 +14,6 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use nexrtc_geo::{Client, LatLon};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -23,7 +21,6 @@ use super::cors;
 use super::error::ApiError;
 use super::extract::{authenticate, parse_json, BodyBytes, Caller, ClientAddr, Credential};
 use crate::app::AppState;
-use crate::client_probes::Network;
 use crate::clock::rfc3339;
 use crate::credentials::{self, TokenClaims, DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
 use crate::model::{Scope, TenantRecord};
@@ -185,19 +182,9 @@ fn issue(
         }
     }
     let (client_ip, source) = client_address(caller, addr, req.client_ip.as_deref())?;
-    let location: Option<LatLon> = client_ip.and_then(|ip| state.locate(ip));
-    let network = client_ip.map(Network::of);
-    let measured = network.and_then(|n| {
-        let probes = state.snapshots.client_probes.snapshot();
-        probes.get(&n.to_string()).cloned()
-    });
-    let client = Client::at(location).measured(measured.as_deref().map(|r| &r.measured));
-
-    let mut rng = rand::rng();
-    let mut random = || rng.random::<u64>();
-    let selection = view
-        .ranker
-        .select(client, req.region.as_deref(), &mut random);
+    let placed = state.place(client_ip);
+    let (location, network, client) = (placed.location(), placed.network, placed.client());
+    let selection = placed.select(&view, req.region.as_deref());
 
     let secret = tenant
         .secrets

@@ -20,10 +20,8 @@ use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
-use nexrtc_geo::Client;
 
 use crate::app::AppState;
-use crate::client_probes::Network;
 use crate::state::View;
 use zone::{Locate, Zone};
 
@@ -79,24 +77,15 @@ struct Handler {
 /// The ranking as the ICE API does it, for a client at `ip`.
 impl Locate for AppState {
     fn ranked(&self, view: &View, ip: Option<IpAddr>) -> (Vec<String>, u8) {
-        let geo = ip.and_then(|ip| self.geolocate(ip));
-        let location = geo.as_ref().map(|l| l.coords());
-        let network = ip.map(Network::of);
-        let measured = network.and_then(|n| {
-            let probes = self.snapshots.client_probes.snapshot();
-            probes.get(&n.to_string()).cloned()
-        });
-        let client = Client::at(location).measured(measured.as_deref().map(|r| &r.measured));
-        let mut rng = rand::rng();
-        let mut random = || rand::Rng::random::<u64>(&mut rng);
-        let selection = view.ranker.select(client, None, &mut random);
+        let placed = self.place(ip);
+        let selection = placed.select(view, None);
         let ids = (selection.regions.iter())
             .flat_map(|r| r.relays.iter().map(|c| c.id.to_string()))
             .collect();
         // Clients rank alike within one client-probe network (/24, /48) and one GeoIP
         // network: the answer holds for the smaller of the two (the longer prefix).
-        let scope = network.map_or(0, |n| n.prefix_len());
-        (ids, scope.max(geo.map_or(0, |l| l.prefix)))
+        let scope = placed.network.map_or(0, |n| n.prefix_len());
+        (ids, scope.max(placed.geo.map_or(0, |l| l.prefix)))
     }
 }
 
