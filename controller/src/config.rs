@@ -179,6 +179,7 @@ pub struct FileConfig {
     pub dns_ttl_secs: Option<u32>,
     pub dns_nameservers: Option<Vec<String>>,
     pub dns_hostmaster: Option<String>,
+    pub dns_rate_limit: Option<f64>,
     #[serde(default)]
     pub http: HttpFile,
     #[serde(default)]
@@ -328,8 +329,8 @@ pub struct ControllerConfig {
     pub http: HttpLimits,
     /// Everything the API itself uses (GeoIP is opened by `run`).
     pub options: Options,
-    /// The DNS server: where it listens and the zone it serves (`None`: no DNS).
-    pub dns: Option<(SocketAddr, crate::dns::zone::Zone)>,
+    /// The DNS server (`None`: no DNS).
+    pub dns: Option<crate::dns::DnsSettings>,
 }
 
 impl ControllerConfig {
@@ -439,6 +440,7 @@ impl ControllerConfig {
             file.dns_ttl_secs,
             file.dns_nameservers,
             file.dns_hostmaster,
+            file.dns_rate_limit,
         )?;
         let options = Options {
             trusted_proxies,
@@ -506,7 +508,8 @@ fn dns_config(
     ttl: Option<u32>,
     nameservers: Option<Vec<String>>,
     hostmaster: Option<String>,
-) -> Result<Option<(SocketAddr, crate::dns::zone::Zone)>, ConfigError> {
+    rate_limit: Option<f64>,
+) -> Result<Option<crate::dns::DnsSettings>, ConfigError> {
     let (listen, zone) = match (listen, zone) {
         (Some(listen), Some(zone)) => (listen, zone),
         (None, None) => return Ok(None),
@@ -535,15 +538,23 @@ fn dns_config(
         Some(h) => dns_name("dns_hostmaster", &h)?,
         None => under("hostmaster")?,
     };
-    Ok(Some((
+    let rate_limit = rate_limit.unwrap_or(20.0);
+    if !(rate_limit.is_finite() && (0.0..=1e6).contains(&rate_limit)) {
+        return Err(invalid(
+            "dns_rate_limit",
+            "must be 0 (off) to 1000000 per second",
+        ));
+    }
+    Ok(Some(crate::dns::DnsSettings {
         listen,
-        crate::dns::zone::Zone {
+        zone: crate::dns::zone::Zone {
             apex,
             ttl,
             nameservers,
             hostmaster,
         },
-    )))
+        rate_limit,
+    }))
 }
 
 impl ControllerConfig {
@@ -589,10 +600,10 @@ impl ControllerConfig {
         if let Some(region) = &o.ranking.default_region {
             parts.push(format!("default region {region}"));
         }
-        if let Some((listen, zone)) = &self.dns {
+        if let Some(dns) = &self.dns {
             parts.push(format!(
-                "DNS for turn.{} on {listen} (UDP and TCP, TTL {}s)",
-                zone.apex, zone.ttl
+                "DNS for turn.{} on {} (UDP and TCP, TTL {}s)",
+                dns.zone.apex, dns.listen, dns.zone.ttl
             ));
         }
         if !o.trusted_proxies.is_empty() {
@@ -921,8 +932,10 @@ mod tests {
         };
         let c =
             build("dns_listen = \"127.0.0.1:5353\"\ndns_zone = \"Example.ORG\"").expect("config");
-        let (listen, zone) = c.dns.expect("dns");
-        assert_eq!(listen, SocketAddr::from(([127, 0, 0, 1], 5353)));
+        let dns = c.dns.expect("dns");
+        let zone = dns.zone;
+        assert_eq!(dns.listen, SocketAddr::from(([127, 0, 0, 1], 5353)));
+        assert_eq!(dns.rate_limit, 20.0);
         assert_eq!(zone.apex.to_string(), "example.org.");
         assert_eq!(zone.ttl, 30);
         assert_eq!(zone.nameservers[0].to_string(), "ns.example.org.");
@@ -945,6 +958,10 @@ mod tests {
             (
                 "dns_listen = \"127.0.0.1:53\"\ndns_zone = \"e.org\"\ndns_nameservers = []",
                 "`dns_nameservers`",
+            ),
+            (
+                "dns_listen = \"127.0.0.1:53\"\ndns_zone = \"e.org\"\ndns_rate_limit = -1.0",
+                "`dns_rate_limit`",
             ),
         ] {
             let e = build(text).expect_err(text);

@@ -59,6 +59,7 @@ pub const SIGNAL_DROPS: &str = "nexrtc_controller_signal_drops_total";
 pub const HTTP_CONNECTIONS: &str = "nexrtc_controller_http_connections";
 pub const HTTP_CLOSED: &str = "nexrtc_controller_http_connections_closed_total";
 pub const DNS_QUERIES: &str = "nexrtc_controller_dns_queries_total";
+pub const DNS_RATE_LIMITED: &str = "nexrtc_controller_dns_rate_limited_total";
 
 /// Latency buckets (seconds): the ICE answer should take well under a millisecond.
 const BUCKETS: &[f64] = &[
@@ -236,6 +237,11 @@ impl Metrics {
         self.registry.counter(DNS_QUERIES, &labels).increment(1);
     }
 
+    /// A UDP response past the DNS rate limit: `slipped` (sent truncated) or `dropped`.
+    pub fn dns_rate_limited(&self, action: &'static str) {
+        self.count(DNS_RATE_LIMITED, "action", action);
+    }
+
     fn count(&self, name: &'static str, label: &'static str, value: &str) {
         self.registry.counter(name, &[(label, value)]).increment(1);
     }
@@ -248,6 +254,10 @@ fn describe(r: &Registry) {
     r.describe(
         DNS_QUERIES,
         "DNS queries answered, by type, rcode and use of EDNS Client Subnet",
+    );
+    r.describe(
+        DNS_RATE_LIMITED,
+        "UDP DNS responses past the rate limit, by action (slipped: sent truncated; dropped)",
     );
     r.describe(TOKENS_ISSUED, "client tokens issued by tenant");
     r.describe(

@@ -93,10 +93,10 @@ pub async fn run_on(
             )
         })??;
     let dns = match &config.dns {
-        Some((listen, zone)) => Some(
-            crate::dns::DnsServer::start(*listen, zone.clone(), state.clone())
+        Some(settings) => Some(
+            crate::dns::DnsServer::start(settings.clone(), state.clone())
                 .await
-                .with_context(|| format!("cannot serve DNS on {listen}"))?,
+                .with_context(|| format!("cannot serve DNS on {}", settings.listen))?,
         ),
         None => None,
     };

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use api_common::*;
 use hickory_proto::rr::Name;
 use nexrtc_controller::dns::zone::Zone;
-use nexrtc_controller::dns::DnsServer;
+use nexrtc_controller::dns::{DnsServer, DnsSettings};
 use nexrtc_test_support::tools;
 use serde_json::{json, Value};
 
@@ -36,8 +36,17 @@ fn zone() -> Zone {
 }
 
 async fn dns(h: &Harness) -> DnsServer {
-    let listen: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    DnsServer::start(listen, zone(), h.state.clone())
+    dns_limited(h, 0.0).await
+}
+
+/// A DNS server with `rate_limit` UDP responses per second per client and question.
+async fn dns_limited(h: &Harness, rate_limit: f64) -> DnsServer {
+    let settings = DnsSettings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        zone: zone(),
+        rate_limit,
+    };
+    DnsServer::start(settings, h.state.clone())
         .await
         .expect("DNS server")
 }
@@ -290,6 +299,50 @@ async fn names_records_and_refusals() {
     }
     let again = dig(&["+short", "n1.us-east.turn.example.org", "A"]);
     assert_eq!(again.trim(), "198.18.2.1");
+    server.shutdown().await;
+}
+
+/// Response rate limiting: a burst of one question from one client network gets about a
+/// second's worth of answers; past it every second response is truncated (the client
+/// may retry over TCP) and the rest dropped. TCP and other questions are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_rate_limited_over_udp_only() {
+    if !clients_available() {
+        return;
+    }
+    let h = Harness::start().await;
+    h.register_fleet().await;
+    let server = dns_limited(&h, 10.0).await;
+    let mut tcp = query("turn.example.org.", "A", None);
+    tcp["tcp"] = json!(true);
+    let answers = ask(
+        &server,
+        json!([
+            {"name": "turn.example.org.", "type": "A", "burst": 200},
+            tcp,
+            query("eu-west.turn.example.org.", "A", None),
+        ]),
+    )
+    .await;
+    let b = &answers[0];
+    let count = |k: &str| b[k].as_u64().unwrap_or_else(|| panic!("{k} in {b}"));
+    // The bucket's 10, and the few refilled while the burst arrives.
+    assert!((10..=25).contains(&count("whole")), "{b}");
+    assert!((85..=95).contains(&count("truncated")), "{b}");
+    assert!((85..=95).contains(&count("missing")), "{b}");
+    // TCP is not limited (it cannot be spoofed); another question has its own budget.
+    assert_eq!(data(&answers[1]["answer"], "A").len(), 2, "{}", answers[1]);
+    assert_eq!(data(&answers[2]["answer"], "A"), ["198.18.0.1"]);
+    let metrics = h.state.metrics.render();
+    let counted = |action: &str| -> u64 {
+        let prefix = format!("nexrtc_controller_dns_rate_limited_total{{action=\"{action}\"}} ");
+        (metrics.lines())
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    };
+    assert_eq!(counted("slipped"), count("truncated"), "{metrics}");
+    assert_eq!(counted("dropped"), count("missing"), "{metrics}");
     server.shutdown().await;
 }
 

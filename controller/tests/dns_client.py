@@ -2,7 +2,9 @@
 """An independent DNS client (dnspython) for controller/tests/api_dns.rs.
 
 Usage: dns_client.py JOB.json. The job names the server ("server": "IP", "port": N) and
-a list of queries: {"name", "type", "subnet": "IP/PREFIX" or null, "tcp": bool}. Prints
+a list of queries: {"name", "type", "subnet": "IP/PREFIX" or null, "tcp": bool}; a query
+with "burst": N is sent N times at once over UDP from one socket, and reports how many
+answers came back whole, how many truncated (TC) and how many not at all. Prints
 one JSON object: {"answers": [...]} with, per query, the rcode, the AA flag, the answer,
 authority and additional records as [name, type, ttl, text], and the ECS option of the
 response ({"address", "source", "scope"} or null).
@@ -28,7 +30,38 @@ def records(section):
     return out
 
 
+def burst(job, q):
+    import socket
+    import time
+    query = dns.message.make_query(q["name"], q["type"])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(0.2)
+    for i in range(q["burst"]):
+        query.id = i
+        sock.sendto(query.to_wire(), (job["server"], job["port"]))
+    whole = truncated = 0
+    seen = set()
+    deadline = time.time() + 1.5
+    while time.time() < deadline:
+        try:
+            data, _ = sock.recvfrom(65535)
+        except socket.timeout:
+            continue
+        response = dns.message.from_wire(data, ignore_trailing=True)
+        if response.id >= q["burst"] or response.id in seen:
+            continue
+        seen.add(response.id)
+        if response.flags & dns.flags.TC:
+            truncated += 1
+        else:
+            whole += 1
+    return {"sent": q["burst"], "whole": whole, "truncated": truncated,
+            "missing": q["burst"] - whole - truncated}
+
+
 def ask(job, q):
+    if q.get("burst"):
+        return burst(job, q)
     options = []
     if q.get("subnet"):
         address, prefix = q["subnet"].split("/")

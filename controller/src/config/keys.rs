@@ -241,6 +241,13 @@ pub const KEYS: &[Key] = &[
         "The SOA's responsible mailbox, as a name.",
     ),
     key(
+        "dns_rate_limit",
+        Value("20.0"),
+        "UDP DNS responses per second per client network (/24, /56) and question; past it \
+         every second one is sent truncated (TC, the client retries over TCP) and the rest \
+         dropped, so the server cannot amplify spoofed traffic. 0 turns it off.",
+    ),
+    key(
         "rate_limit.per_second",
         Value("100.0"),
         "Rate limit (token bucket, per replica) of each API key, and of each client token's \

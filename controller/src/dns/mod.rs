@@ -8,6 +8,12 @@
 //! standard queries are served: zone transfers are refused (the zone lives in the
 //! registry, every replica serves it), other opcodes are NOTIMP, names outside the zone
 //! REFUSED. Malformed messages never reach the handler (hickory-server drops them).
+//!
+//! Response rate limiting (as BIND's RRL): over UDP, answers to one client network (/24,
+//! /56 of the packet's source, which a reflection attack spoofs) for one question are
+//! limited to `rate_limit` per second; past it, every second response is sent truncated
+//! and empty (TC, "slip": a real client retries over TCP, which is not limited) and the
+//! others are dropped, so the server cannot be used to amplify traffic at a victim.
 
 pub mod zone;
 
@@ -21,12 +27,25 @@ use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::app::AppState;
+use crate::model::RateLimit;
+use crate::ratelimit::RateLimiter;
 use crate::state::View;
 use zone::{Locate, Zone};
 
 /// How long a TCP connection may stay silent.
 const TCP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `dns_listen`, `dns_zone` and the other `dns_*` keys set.
+#[derive(Debug, Clone)]
+pub struct DnsSettings {
+    pub listen: SocketAddr,
+    pub zone: Zone,
+    /// UDP responses per second per client network and question (0: no limit).
+    pub rate_limit: f64,
+}
 
 /// The running server (stops when dropped).
 pub struct DnsServer {
@@ -43,16 +62,22 @@ impl std::fmt::Debug for DnsServer {
 }
 
 impl DnsServer {
-    /// Binds UDP and TCP on `listen` (the same port) and serves `zone`.
-    pub async fn start(
-        listen: SocketAddr,
-        zone: Zone,
-        state: AppState,
-    ) -> std::io::Result<DnsServer> {
-        let udp = tokio::net::UdpSocket::bind(listen).await?;
+    /// Binds UDP and TCP on `settings.listen` (the same port) and serves the zone.
+    pub async fn start(settings: DnsSettings, state: AppState) -> std::io::Result<DnsServer> {
+        let udp = tokio::net::UdpSocket::bind(settings.listen).await?;
         let local = udp.local_addr()?;
         let tcp = tokio::net::TcpListener::bind(local).await?;
-        let mut server = hickory_server::Server::new(Handler { zone, state });
+        let handler = Handler {
+            zone: settings.zone,
+            state,
+            rate_limit: (settings.rate_limit > 0.0).then(|| RateLimit {
+                per_second: settings.rate_limit,
+                burst: settings.rate_limit.ceil() as u32,
+            }),
+            limiter: RateLimiter::default(),
+            slip: AtomicU64::new(0),
+        };
+        let mut server = hickory_server::Server::new(handler);
         server.register_socket(udp);
         server.register_listener(tcp, TCP_TIMEOUT, 64 << 10);
         tracing::info!(addr = %local, "DNS server listening (UDP and TCP)");
@@ -72,6 +97,44 @@ impl DnsServer {
 struct Handler {
     zone: Zone,
     state: AppState,
+    rate_limit: Option<RateLimit>,
+    limiter: RateLimiter,
+    /// Over-limit responses so far: every second one slips through truncated.
+    slip: AtomicU64,
+}
+
+/// What becomes of a UDP response past the rate limit.
+enum Limited {
+    /// Sent truncated and empty (TC): the client may retry over TCP.
+    Slip,
+    Drop,
+}
+
+impl Handler {
+    /// Whether a UDP answer to `request` is over the rate limit (`None`: send it).
+    fn limited(&self, request: &Request) -> Option<Limited> {
+        let limit = self.rate_limit?;
+        if request.protocol() != hickory_server::net::xfer::Protocol::Udp {
+            return None;
+        }
+        let network = crate::client_probes::Network::of(request.src().ip());
+        let question = (request.queries.queries().first())
+            .map(|q| format!("{}/{}", q.name(), q.query_type()))
+            .unwrap_or_default();
+        let key = format!("{network}/{question}");
+        self.limiter.check(&key, limit).err()?;
+        let n = self.slip.fetch_add(1, Ordering::Relaxed);
+        let limited = if n % 2 == 0 {
+            Limited::Slip
+        } else {
+            Limited::Drop
+        };
+        self.state.metrics.dns_rate_limited(match limited {
+            Limited::Slip => "slipped",
+            Limited::Drop => "dropped",
+        });
+        Some(limited)
+    }
 }
 
 /// The ranking as the ICE API does it, for a client at `ip`.
@@ -96,6 +159,20 @@ impl RequestHandler for Handler {
         request: &Request,
         mut response: R,
     ) -> ResponseInfo {
+        match self.limited(request) {
+            None => {}
+            Some(Limited::Drop) => return unsent(request),
+            Some(Limited::Slip) => {
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.truncation = true;
+                let message =
+                    MessageResponseBuilder::new(&request.queries, None).build_no_records(metadata);
+                return response
+                    .send_response(message)
+                    .await
+                    .unwrap_or_else(|_| unsent(request));
+            }
+        }
         let mut edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
             e.set_max_payload(req.max_payload().max(512));
@@ -191,14 +268,19 @@ impl RequestHandler for Handler {
         };
         sent.unwrap_or_else(|e| {
             tracing::debug!(error = %e, "DNS answer not sent");
-            let mut metadata = Metadata::response_from_request(&request.metadata);
-            metadata.response_code = ResponseCode::ServFail;
-            ResponseInfo::from(Header {
-                metadata,
-                counts: HeaderCounts::default(),
-            })
+            unsent(request)
         })
     }
+}
+
+/// What the server records of a request it sent no answer to.
+fn unsent(request: &Request) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    })
 }
 
 /// The request's EDNS Client Subnet option, if it has one.
