@@ -11,7 +11,6 @@
 
 mod api_common;
 
-use std::net::SocketAddr;
 
 use api_common::*;
 use hickory_proto::rr::Name;

@@ -124,7 +124,7 @@ impl Handler {
         let key = format!("{network}/{question}");
         self.limiter.check(&key, limit).err()?;
         let n = self.slip.fetch_add(1, Ordering::Relaxed);
-        let limited = if n % 2 == 0 {
+        let limited = if n.is_multiple_of(2) {
             Limited::Slip
         } else {
             Limited::Drop
