@@ -14,13 +14,23 @@ use support::*;
 /// The controller's lease TTL in these tests (seconds).
 const LEASE_TTL: u64 = 2;
 
-/// A controller on its embedded store with two regions.
+/// A controller on its embedded store with two regions, serving `example.org` over DNS.
 fn controller() -> Controller {
     Controller::start(
         &ControllerSetup::embedded(LEASE_TTL, 500)
             .region("eu-west", 53.35, -6.26)
-            .region("eu-central", 50.11, 8.68),
+            .region("eu-central", 50.11, 8.68)
+            .with_dns(),
     )
+}
+
+/// The ports of the relays `_turn._udp.turn.example.org` names (SRV: priority, weight,
+/// port, target).
+fn srv_ports(controller: &Controller) -> Vec<String> {
+    let srv = controller.dig(&["_turn._udp.turn.example.org", "SRV"]);
+    (srv.iter())
+        .filter_map(|line| line.split(' ').nth(2).map(str::to_owned))
+        .collect()
 }
 
 /// uclient with explicit long-term credentials (what a browser would hold).
@@ -164,6 +174,18 @@ fn a_killed_relay_leaves_the_ice_answers_and_a_new_one_enters() {
         offers(ans, a.port) && offers(ans, b.port)
     });
 
+    // The DNS answers name both (GeoDNS serves from the same registry view).
+    let dns = require_tool("dig", "bind9-dnsutils").is_some();
+    if dns {
+        let ports = srv_ports(&controller);
+        assert!(
+            ports.contains(&a.port.to_string()) && ports.contains(&b.port.to_string()),
+            "{ports:?}"
+        );
+        let node = controller.dig(&["relay-a.eu-west.turn.example.org", "A"]);
+        assert_eq!(node, ["127.0.0.1"]);
+    }
+
     // kill -9: no deregistration, the lease has to run out.
     let gone_port = a.port;
     drop(a);
@@ -174,10 +196,26 @@ fn a_killed_relay_leaves_the_ice_answers_and_a_new_one_enters() {
     );
     eprintln!("killed relay left the ICE answers after {took:?} (lease TTL {LEASE_TTL} s)");
     assert!(offers(&answer, b.port), "the live relay is still offered");
+    if dns {
+        // Out of the DNS answers by the time it is out of the ICE answers.
+        let ports = srv_ports(&controller);
+        assert!(!ports.contains(&gone_port.to_string()), "{ports:?}");
+        assert!(ports.contains(&b.port.to_string()), "{ports:?}");
+        assert!(controller
+            .dig(&["relay-a.eu-west.turn.example.org", "A"])
+            .is_empty());
+    }
 
     let c = controller.relay(slot::NETWORK_KILL_C, "eu-west", "relay-c");
     let (_, took) = controller.until("new relay offered", Duration::from_secs(20), |ans| {
         offers(ans, c.port)
     });
     eprintln!("a new relay entered the ICE answers {took:?} after it was ready");
+    if dns {
+        assert!(srv_ports(&controller).contains(&c.port.to_string()));
+        assert_eq!(
+            controller.dig(&["relay-c.eu-west.turn.example.org", "A"]),
+            ["127.0.0.1"]
+        );
+    }
 }

@@ -11,7 +11,6 @@
 
 mod api_common;
 
-
 use api_common::*;
 use hickory_proto::rr::Name;
 use nexrtc_controller::dns::zone::Zone;
@@ -395,4 +394,42 @@ async fn a_drained_region_leaves_the_answers_and_the_serial_moves() {
     assert_eq!(after[3]["rcode"], "NOERROR");
     assert!(data(&after[3]["answer"], "A").is_empty());
     server.shutdown().await;
+}
+
+/// Every replica serves the zone from its own view of the one store: two replicas give
+/// the same answers, serial included, once both have read the same revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_serve_the_same_zone() {
+    let Some((h, first)) = fleet().await else {
+        return;
+    };
+    let store: std::sync::Arc<dyn nexrtc_controller::store::Store> =
+        std::sync::Arc::new(h.store.clone());
+    let other = Harness::over(store, h.store.clone(), options()).await;
+    let second = dns(&other).await;
+    let questions = json!([
+        query("example.org.", "SOA", None),
+        query("turn.example.org.", "A", Some("203.0.113.10/32")),
+        query(
+            "_turns._tcp.turn.example.org.",
+            "SRV",
+            Some("192.0.2.10/32")
+        ),
+        query("ap-northeast.turn.example.org.", "A", None),
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (a, b) = (
+            ask(&first, questions.clone()).await,
+            ask(&second, questions.clone()).await,
+        );
+        if a == b {
+            assert_eq!(data(&a[1]["answer"], "A")[0], "198.18.3.1");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{a:?}\n{b:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    first.shutdown().await;
+    second.shutdown().await;
 }

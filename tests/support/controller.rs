@@ -31,6 +31,8 @@ pub struct ControllerSetup {
     pub offer_all: bool,
     /// `relay_miss_after_ms`; `None`: the controller's default (two heartbeats).
     pub relay_miss_after_ms: Option<u64>,
+    /// Serve the relay zone `example.org` over DNS on a free loopback port.
+    pub dns: bool,
 }
 
 impl ControllerSetup {
@@ -43,6 +45,7 @@ impl ControllerSetup {
             regions: Vec::new(),
             offer_all: false,
             relay_miss_after_ms: None,
+            dns: false,
         }
     }
 
@@ -59,6 +62,12 @@ impl ControllerSetup {
     /// late heartbeat into a relay leaving mid-test.
     pub fn lease_only(mut self) -> ControllerSetup {
         self.relay_miss_after_ms = Some(self.lease_ttl_secs * 1000);
+        self
+    }
+
+    /// With GeoDNS for `example.org` ([`Controller::dig`] asks it).
+    pub fn with_dns(mut self) -> ControllerSetup {
+        self.dns = true;
         self
     }
 
@@ -105,6 +114,8 @@ pub struct Controller {
     pub keys: ControllerKeys,
     pub config_file: PathBuf,
     pub process: ChildGuard,
+    /// Its DNS server (UDP and TCP), when the setup asked for one.
+    pub dns: Option<SocketAddr>,
 }
 
 impl Controller {
@@ -123,7 +134,10 @@ impl Controller {
         let mut attempt = 1;
         loop {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let config_file = temp_file("controller-toml", &config_text(addr, setup, keys));
+            let dns = setup
+                .dns
+                .then(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
+            let config_file = temp_file("controller-toml", &config_text(addr, dns, setup, keys));
             let mut process = spawn(&config_file);
             match wait_ready(addr, &mut process) {
                 Ok(()) => {
@@ -133,6 +147,7 @@ impl Controller {
                         keys: keys.clone(),
                         config_file,
                         process,
+                        dns,
                     }
                 }
                 Err(e) if attempt < 3 && e.contains("in use") => {
@@ -162,7 +177,27 @@ impl Controller {
             keys,
             config_file,
             process,
+            dns: None,
         }
+    }
+
+    /// `dig +short` at its DNS server (the zone is `example.org`): the answer's lines.
+    pub fn dig(&self, args: &[&str]) -> Vec<String> {
+        let dns = self.dns.expect("a controller started with_dns()");
+        let out = Command::new("dig")
+            .args([
+                format!("@{}", dns.ip()),
+                "-p".into(),
+                dns.port().to_string(),
+            ])
+            .args(["+short", "+time=2", "+tries=2"])
+            .args(args)
+            .output()
+            .expect("dig");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// `http://127.0.0.1:PORT`, as agents are given it.
@@ -310,11 +345,21 @@ impl Controller {
     }
 }
 
-fn config_text(addr: SocketAddr, setup: &ControllerSetup, keys: &ControllerKeys) -> String {
+fn config_text(
+    addr: SocketAddr,
+    dns: Option<SocketAddr>,
+    setup: &ControllerSetup,
+    keys: &ControllerKeys,
+) -> String {
     let mut text = format!(
         "listen = \"{addr}\"\nlease_ttl_secs = {}\nheartbeat_interval_ms = {}\n",
         setup.lease_ttl_secs, setup.heartbeat_interval_ms
     );
+    if let Some(dns) = dns {
+        text.push_str(&format!(
+            "dns_listen = \"{dns}\"\ndns_zone = \"example.org\"\n"
+        ));
+    }
     if let Some(ms) = setup.relay_miss_after_ms {
         text.push_str(&format!("relay_miss_after_ms = {ms}\n"));
     }
