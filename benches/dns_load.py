@@ -199,6 +199,47 @@ def dnsperf(server, seconds, ecs, data):
             "cmd": " ".join(cmd[:1] + cmd[1:])}
 
 
+GROUPS = [
+    ("kernel (UDP receive and send, wakeups)", lambda sym, dso: "kernel" in dso),
+    ("allocator (malloc/free/memmove in libc)", lambda sym, dso: "libc" in dso),
+    ("hickory-server and hickory-proto (request tasks, parsing, encoding)",
+     lambda sym, dso: "hickory" in sym),
+    ("tokio and futures (task spawn, wakeups, channels)",
+     lambda sym, dso: "tokio" in sym or "futures" in sym or "join_set" in sym.lower()),
+    ("our answer (zone, ranking, GeoIP, metrics)",
+     lambda sym, dso: any(k in sym for k in ("nexrtc", "maxminddb", "metrics", "Parser"))),
+]
+
+
+def profile(server, seconds, data, tmp):
+    """perf profile of our server under the load, grouped (where the time goes)."""
+    if not shutil.which("perf"):
+        return None
+    out = os.path.join(tmp, "dns.perf")
+    rec = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "2999", "-p",
+                            str(server.proc.pid), "-o", out, "--", "sleep", str(seconds)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.2)
+    dnsperf(server, seconds, False, data)
+    rec.wait(timeout=seconds + 30)
+    rep = subprocess.run(["perf", "report", "-i", out, "--stdio", "--no-children",
+                          "--sort", "dso,symbol", "--percent-limit", "0"],
+                         capture_output=True, text=True, timeout=120).stdout
+    shares = {name: 0.0 for name, _ in GROUPS}
+    shares["other"] = 0.0
+    top = []
+    for line in rep.splitlines():
+        m = re.match(r"\s*([0-9.]+)%\s+(\S+)\s+\[[.k]\]\s+(.*)", line)
+        if not m:
+            continue
+        pct, dso, sym = float(m.group(1)), m.group(2), m.group(3).strip()
+        if len(top) < 12:
+            top.append(f"{pct:5.2f}%  {dso:18} {sym[:100]}")
+        name = next((n for n, test in GROUPS if test(sym, dso)), "other")
+        shares[name] += pct
+    return shares, top
+
+
 def median_run(runs):
     ordered = sorted(runs, key=lambda r: r["per_cpu"] or 0)
     pick = dict(ordered[(len(ordered) - 1) // 2])
@@ -212,6 +253,8 @@ def main():
     parser.add_argument("--no-build", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--repeat", type=int, default=0)
+    parser.add_argument("--profile", action="store_true",
+                        help="add a perf profile of our server under load (where the time goes)")
     args = parser.parse_args()
     for tool in ("gdnsd", "dnsperf", "dig"):
         if not shutil.which(tool):
@@ -240,6 +283,14 @@ def main():
                         runs.setdefault((kind, ecs), []).append(dnsperf(server, seconds, ecs, data))
                 finally:
                     server.stop()
+        profiled = None
+        if args.profile:
+            log("profile of our server")
+            server = Server("nexrtc", tmp)
+            try:
+                profiled = profile(server, seconds, data, tmp)
+            finally:
+                server.stop()
     elapsed = time.time() - started
     version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "gdnsd"], capture_output=True,
                              text=True).stdout
@@ -283,6 +334,22 @@ def main():
         if a and b:
             out.append(f"Ours / gdnsd, queries per server CPU-second, ECS "
                        f"{'203.0.113.0/24' if ecs else 'none'}: **{a['per_cpu'] / b['per_cpu']:.2f}**.  ")
+    if profiled:
+        shares, top = profiled
+        out.append("")
+        out.append("Where our server's CPU goes (`perf record -e cpu-clock` during one run without "
+                   "ECS, samples grouped by binary and symbol):")
+        out.append("")
+        out.append("| part | share of samples |")
+        out.append("|---|---|")
+        for name, pct in sorted(shares.items(), key=lambda kv: -kv[1]):
+            out.append(f"| {name} | {pct:.1f}% |")
+        out.append("")
+        out.append("Top symbols:")
+        out.append("")
+        out.append("```")
+        out.extend(top)
+        out.append("```")
     out.append("")
     out.append("Server commands: " + "; ".join(f"`{c}`" for c in commands.values()) + ".")
     out.append("<!-- dns:end -->")
