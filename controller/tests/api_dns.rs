@@ -433,3 +433,70 @@ async fn replicas_serve_the_same_zone() {
     first.shutdown().await;
     second.shutdown().await;
 }
+
+/// An answer too large for the client's UDP size is truncated (TC) with what fits, and
+/// complete over TCP: a region with 60 relays, asked without EDNS (512 bytes) and with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_answers_truncate_over_udp_and_are_whole_over_tcp() {
+    let Some((h, server)) = fleet().await else {
+        return;
+    };
+    for i in 2..=61 {
+        h.register("eu-west", &format!("n{i}"), &format!("198.18.0.{i}"))
+            .await;
+    }
+    let port = server.local_addr().port().to_string();
+    let dig = |args: &[&str]| {
+        let out = std::process::Command::new("dig")
+            .args(["@127.0.0.1", "-p", &port, "+time=3", "+tries=1", "+ignore"])
+            .args(args)
+            .args(["eu-west.turn.example.org", "A"])
+            .output()
+            .expect("dig");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let plain = dig(&["+noedns"]);
+    assert!(plain.contains(" tc"), "{plain}");
+    let count = |text: &str| text.lines().filter(|l| l.contains("\tA\t")).count();
+    assert!(count(&plain) < 61, "{plain}");
+    let tcp = dig(&["+tcp"]);
+    assert!(!tcp.contains(" tc"), "{tcp}");
+    assert_eq!(count(&tcp), 61, "{tcp}");
+    server.shutdown().await;
+}
+
+/// IPv6: a relay with an IPv6 address answers AAAA (and not A), and a client subnet of
+/// IPv6 is located and scoped by its /48 (the client-probe network; the synthetic
+/// database's 2001:db8::/32 is coarser).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_relays_and_ipv6_clients() {
+    let Some((h, server)) = fleet().await else {
+        return;
+    };
+    h.register("us-east", "v6", "2001:db8:77::5").await;
+    let answers = ask(
+        &server,
+        json!([
+            query("v6.us-east.turn.example.org.", "AAAA", None),
+            query("v6.us-east.turn.example.org.", "A", None),
+            query("turn.example.org.", "A", Some("2001:db8:1:2::/56")),
+        ]),
+    )
+    .await;
+    assert_eq!(data(&answers[0]["answer"], "AAAA"), ["2001:db8:77::5"]);
+    assert_eq!(answers[1]["rcode"], "NOERROR");
+    assert!(
+        data(&answers[1]["answer"], "A").is_empty(),
+        "{}",
+        answers[1]
+    );
+    let ice = h
+        .ice(json!({"client_ip": "2001:db8:1:2::1"}), PROXY_IP)
+        .await;
+    let v4_hosts: Vec<String> = (ice_hosts(&ice.json).into_iter())
+        .filter(|h| !h.contains(':') && !h.starts_with('['))
+        .collect();
+    assert_eq!(data(&answers[2]["answer"], "A"), v4_hosts, "{}", answers[2]);
+    assert_eq!(answers[2]["ecs"]["scope"], 48, "{}", answers[2]);
+    server.shutdown().await;
+}
