@@ -110,6 +110,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Client probe reports received here (`crate::client_probes`).
     pub client_probes: ClientProbes,
+    /// The DNS server of this replica, once it listens (`/readyz` reports it).
+    pub dns: std::sync::OnceLock<crate::dns::DnsStatus>,
     /// `true` once the server is shutting down: long-lived streams end.
     closing: watch::Sender<bool>,
     upkeep: JoinHandle<()>,
@@ -178,6 +180,7 @@ impl AppState {
             limiter: RateLimiter::default(),
             liveness,
             store_health,
+            dns: std::sync::OnceLock::new(),
             closing: watch::channel(false).0,
             upkeep,
             detector,

@@ -62,12 +62,21 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         )
         .into_response();
     }
-    Json(json!({
+    let mut ready = json!({
         "status": "ready",
         "snapshot_age_seconds": age.as_secs_f64(),
         "store_answer_age_seconds": seconds(answered),
-    }))
-    .into_response()
+    });
+    // The DNS server answers from the same snapshot: ready with it, and its serial says
+    // which registry revision its answers are from.
+    if let Some(dns) = state.dns.get() {
+        ready["dns"] = json!({
+            "listen": dns.listen.to_string(),
+            "zone": dns.zone.apex.to_string(),
+            "serial": crate::dns::zone::Zone::serial(&state.view()),
+        });
+    }
+    Json(ready).into_response()
 }
 
 /// `GET /metrics`: Prometheus text, for peers in `metrics_allow` (and in-process calls).

@@ -47,6 +47,13 @@ pub struct DnsSettings {
     pub rate_limit: f64,
 }
 
+/// What `/readyz` says of a replica's DNS server.
+#[derive(Debug, Clone)]
+pub struct DnsStatus {
+    pub listen: SocketAddr,
+    pub zone: Zone,
+}
+
 /// The running server (stops when dropped).
 pub struct DnsServer {
     local: SocketAddr,
@@ -67,6 +74,10 @@ impl DnsServer {
         let udp = tokio::net::UdpSocket::bind(settings.listen).await?;
         let local = udp.local_addr()?;
         let tcp = tokio::net::TcpListener::bind(local).await?;
+        let _ = state.dns.set(DnsStatus {
+            listen: local,
+            zone: settings.zone.clone(),
+        });
         let handler = Handler {
             zone: settings.zone,
             state,

@@ -115,8 +115,14 @@ impl Zone {
     }
 
     /// The SOA, its serial from the view's revisions (they only grow).
+    /// The SOA serial of `view`: the larger of its relay and region revisions (store
+    /// revisions only grow).
+    pub fn serial(view: &View) -> u32 {
+        view.relays_revision.max(view.regions_revision).max(0) as u32
+    }
+
     fn soa(&self, view: &View) -> Record {
-        let serial = view.relays_revision.max(view.regions_revision).max(0) as u32;
+        let serial = Zone::serial(view);
         let primary = (self.nameservers.first().cloned()).unwrap_or_else(|| self.apex.clone());
         // Refresh and retry do not matter (no secondaries transfer this zone); the negative
         // TTL is the answers' TTL, so a new relay's name is not cached away for long.
