@@ -8,6 +8,8 @@
 //!   certificate made at start, the QUIC relay on UDP `--tls-port` (as 443 serves TLS and
 //!   QUIC in production), loopback peers allowed, `/metrics` on `--relay-metrics`) with
 //!   its edge agent in-process, registered as `local/dev-1`.
+//! * GeoDNS for the zone `nexrtc.test` on `--dns` (UDP and TCP, 127.0.0.1:5300):
+//!   `turn.nexrtc.test` names the relay, as the ICE API ranks it.
 //! * Bootstrapped: region `local`, tenant `dev` (its `cors_origins`: this server's own
 //!   origin, `http://<--http>` and `http://localhost:<port>`), an API key (scopes `ice`, `client_ip`;
 //!   printed, or fixed with `--api-key` / `NEXRTC_API_KEY`), an admin key (printed) and
@@ -75,6 +77,8 @@ const DEMO_HTML: &str = include_str!("../web/demo.html");
 pub const REGION: &str = "local";
 pub const TENANT: &str = "dev";
 pub const NODE: &str = "dev-1";
+/// The zone `nexrtc dev` serves over DNS (a reserved name, RFC 6761: never on the internet).
+pub const DNS_ZONE: &str = "nexrtc.test";
 
 /// How long the relay drains at shutdown before it exits anyway.
 const DRAIN_GRACE_SECS: u64 = 1;
@@ -103,6 +107,9 @@ pub struct DevArgs {
     /// same number, UDP.
     #[arg(long, value_name = "PORT", default_value_t = 5349)]
     pub tls_port: u16,
+    /// GeoDNS for the zone nexrtc.test (UDP and TCP; port 0: any free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5300")]
+    pub dns: SocketAddr,
     /// Relay /metrics, /healthz and /readyz.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9641")]
     pub relay_metrics: SocketAddr,
@@ -178,9 +185,16 @@ fn controller_config(args: &DevArgs, keys: &Keys) -> anyhow::Result<ControllerCo
         "--http {}: nexrtc dev serves plain HTTP on loopback only",
         args.http
     );
+    anyhow::ensure!(
+        args.dns.ip().is_loopback(),
+        "--dns {}: nexrtc dev serves DNS on loopback only",
+        args.dns
+    );
     let flags = ControllerArgs {
         listen: Some(args.http),
         default_region: Some(REGION.to_owned()),
+        dns_listen: Some(args.dns),
+        dns_zone: Some(DNS_ZONE.to_owned()),
         ..ControllerArgs::default()
     };
     let file = FileConfig {
@@ -275,6 +289,14 @@ async fn run(
     )
     .await
     .map_err(|_| anyhow!("the embedded store gave no snapshot"))?;
+    let dns = match controller.dns.clone() {
+        Some(settings) => Some(
+            nexrtc_controller::dns::DnsServer::start(settings, state.clone())
+                .await
+                .with_context(|| format!("cannot serve DNS on --dns {}", args.dns))?,
+        ),
+        None => None,
+    };
     let api = nexrtc_controller::router(state.clone());
     let app = (api
         .clone()
@@ -315,6 +337,7 @@ async fn run(
         &keys,
         node.bound(),
         node.quic_addr(),
+        dns.as_ref().map(|d| d.local_addr()),
         registered,
     );
 
@@ -548,8 +571,16 @@ fn print_banner(
     keys: &Keys,
     bound: &[nexrtc_relay::Bound],
     quic: Option<SocketAddr>,
+    dns: Option<SocketAddr>,
     registered: bool,
 ) {
+    let dns = dns.map_or_else(String::new, |d| {
+        format!(
+            "\x20 GeoDNS       {d} (UDP and TCP): dig @{} -p {} turn.{DNS_ZONE}\n",
+            d.ip(),
+            d.port()
+        )
+    });
     let listening: Vec<String> = (bound.iter())
         .map(|b| format!("{} {}", b.transport.as_str(), b.addr))
         .chain(quic.map(|q| format!("quic {q} (RFC 9298 CONNECT-UDP, the same credentials)")))
@@ -571,6 +602,7 @@ fn print_banner(
          \x20 relay        {REGION}/{NODE}, {registration}: {}\n\
          \x20              self-signed TLS certificate, loopback peers allowed, relay ports {}-{}\n\
          \x20 relay ops    http://{}/metrics\n\
+         {dns}\
          \x20 tenant       {TENANT}\n\
          \x20 API key      {}  (scopes ice, client_ip; fix it with --api-key or NEXRTC_API_KEY)\n\
          \x20 admin key    {}\n\n\

@@ -138,6 +138,23 @@ fn dev_runs_the_whole_network_in_one_process() {
         assert_eq!(tunnel["echo"], json!({"same": 2, "differ": 0, "lost": 0}));
     }
 
+    // GeoDNS names the relay (its UDP listener, in the ranking's order).
+    if require_tool("dig", "bind9-dnsutils").is_some() {
+        let dig = |args: &[&str]| {
+            let out = std::process::Command::new("dig")
+                .args(["@127.0.0.1", "-p", &dev.dns.port().to_string(), "+short"])
+                .args(args)
+                .output()
+                .expect("dig");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        assert_eq!(dig(&["turn.nexrtc.test", "A"]), "127.0.0.1");
+        assert_eq!(
+            dig(&["_turn._udp.turn.nexrtc.test", "SRV"]),
+            format!("0 1 {} dev-1.local.turn.nexrtc.test.", dev.turn_port)
+        );
+    }
+
     // /dev/session mints TURN credentials for a fresh participant (no key in the
     // request); they allocate on the relay.
     let (status, session) = json_of(
@@ -329,6 +346,10 @@ fn dev_runs_the_whole_network_in_one_process() {
     assert!(
         log.contains(&format!("quic 127.0.0.1:{}", dev.tls_port)),
         "the banner names the QUIC relay"
+    );
+    assert!(
+        log.contains(&format!("GeoDNS       {}", dev.dns)),
+        "the banner names the DNS server"
     );
     assert!(
         log.contains("curl -s -X POST"),

@@ -18,6 +18,8 @@ pub struct DevNetwork {
     pub turn_port: u16,
     pub tls_port: u16,
     pub relay_metrics: SocketAddr,
+    /// Its GeoDNS (zone `nexrtc.test`), UDP and TCP.
+    pub dns: SocketAddr,
     pub api_key: String,
     pub process: ChildGuard,
 }
@@ -52,6 +54,7 @@ impl DevNetwork {
             tls_port = free_port();
         }
         let relay_metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let dns = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let min_port = SLOT_BASE + slot * SLOT_WIDTH;
         let api_key = format!("nxk_{}", random_token(""));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexrtc"));
@@ -60,6 +63,7 @@ impl DevNetwork {
             .args(["--turn-port", &turn_port.to_string()])
             .args(["--tls-port", &tls_port.to_string()])
             .args(["--relay-metrics", &relay_metrics.to_string()])
+            .args(["--dns", &dns.to_string()])
             .args(["--min-port", &min_port.to_string()])
             .args(["--max-port", &(min_port + SLOT_WIDTH - 1).to_string()])
             .args(flags)
@@ -73,6 +77,7 @@ impl DevNetwork {
             turn_port,
             tls_port,
             relay_metrics,
+            dns,
             api_key,
             process,
         };

@@ -233,8 +233,8 @@ fn paths() -> Value {
         "/readyz": {
             "get": {"summary": "Readiness: the store snapshot is loaded and fresh",
                 "responses": {"200": {"description": "ready: `snapshot_age_seconds`, \
-`store_answer_age_seconds`, and with GeoDNS on `dns` (`listen`, `zone`, `serial`: the SOA \
-serial its answers are at)"}, "503": err("not_ready")}}
+    `store_answer_age_seconds`, and with GeoDNS on `dns` (`listen`, `zone`, `serial`: the SOA \
+    serial its answers are at)"}, "503": err("not_ready")}}
         },
         "/metrics": {
             "get": {"summary": "Prometheus metrics (allowed networks only)",
