@@ -508,3 +508,29 @@ async fn ipv6_relays_and_ipv6_clients() {
     );
     server.shutdown().await;
 }
+
+/// A busy resolver: one address asks the same name for many client networks (ECS), as a
+/// public resolver does for its users' /24s, each once per TTL. 300 subnets at once from
+/// one source are 300 different answers, not a flood of one: all answered whole. The
+/// source's total stays bounded (50 times the per-answer rate), so spoofed queries that
+/// vary the subnet cannot lift the cap on what reaches a victim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_asking_for_many_client_networks_is_not_limited_as_one() {
+    if !clients_available() {
+        return;
+    }
+    let h = Harness::start().await;
+    h.register_fleet().await;
+    let server = dns_limited(&h, 10.0).await;
+    let subnets = |n: usize, first: usize| -> Value {
+        json!({"name": "turn.example.org.", "type": "A", "burst": n,
+               "subnets": (first..first + n).map(|i| format!("10.{}.{}.0/24", i / 256, i % 256)).collect::<Vec<_>>()})
+    };
+    let answers = ask(&server, json!([subnets(300, 0)])).await;
+    assert_eq!(answers[0]["whole"], 300, "{}", answers[0]);
+    // 1,000 more distinct subnets at once: past the source's total of 500 per second.
+    let answers = ask(&server, json!([subnets(1000, 300)])).await;
+    let whole = answers[0]["whole"].as_u64().expect("whole");
+    assert!((150..=600).contains(&whole), "{}", answers[0]);
+    server.shutdown().await;
+}

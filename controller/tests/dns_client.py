@@ -3,7 +3,8 @@
 
 Usage: dns_client.py JOB.json. The job names the server ("server": "IP", "port": N) and
 a list of queries: {"name", "type", "subnet": "IP/PREFIX" or null, "tcp": bool}; a query
-with "burst": N is sent N times at once over UDP from one socket, and reports how many
+with "burst": N is sent N times at once over UDP from one socket (with "subnets", each
+with the ECS option of its own subnet), and reports how many
 answers came back whole, how many truncated (TC) and how many not at all. Prints
 one JSON object: {"answers": [...]} with, per query, the rcode, the AA flag, the answer,
 authority and additional records as [name, type, ttl, text], and the ECS option of the
@@ -33,10 +34,20 @@ def records(section):
 def burst(job, q):
     import socket
     import time
-    query = dns.message.make_query(q["name"], q["type"])
+    subnets = q.get("subnets")
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # Room for every answer: all are sent before any is read.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.settimeout(0.2)
     for i in range(q["burst"]):
+        # With "subnets", query i carries the ECS option of subnets[i] (a resolver asking
+        # on behalf of many client networks).
+        options = []
+        if subnets:
+            address, prefix = subnets[i].split("/")
+            options.append(dns.edns.ECSOption(address, int(prefix)))
+        query = dns.message.make_query(q["name"], q["type"], use_edns=0 if subnets else None,
+                                       options=options)
         query.id = i
         sock.sendto(query.to_wire(), (job["server"], job["port"]))
     whole = truncated = 0

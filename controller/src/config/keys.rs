@@ -243,7 +243,8 @@ pub const KEYS: &[Key] = &[
     key(
         "dns_rate_limit",
         Value("20.0"),
-        "UDP DNS responses per second per client network (/24, /56) and question; past it \
+        "UDP DNS responses per second per source network (/24, /56), question and client \
+         subnet (ECS), and 50 times that per source network in all; past either \
          every second one is sent truncated (TC, the client retries over TCP) and the rest \
          dropped, so the server cannot amplify spoofed traffic. 0 turns it off.",
     ),

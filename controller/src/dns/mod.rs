@@ -9,9 +9,10 @@
 //! registry, every replica serves it), other opcodes are NOTIMP, names outside the zone
 //! REFUSED. Malformed messages never reach the handler (hickory-server drops them).
 //!
-//! Response rate limiting (as BIND's RRL): over UDP, answers to one client network (/24,
-//! /56 of the packet's source, which a reflection attack spoofs) for one question are
-//! limited to `rate_limit` per second; past it, every second response is sent truncated
+//! Response rate limiting (as BIND's RRL): over UDP, answers to one source network (/24,
+//! /56 of the packet's source, which a reflection attack spoofs) for one question and one
+//! client subnet (ECS) are limited to `rate_limit` per second, and all answers to that
+//! source network to 50 times that; past either, every second response is sent truncated
 //! and empty (TC, "slip": a real client retries over TCP, which is not limited) and the
 //! others are dropped, so the server cannot be used to amplify traffic at a victim.
 
@@ -114,6 +115,10 @@ struct Handler {
     slip: AtomicU64,
 }
 
+/// A source network's responses per second, all questions and client subnets together,
+/// as a multiple of the per-answer rate.
+const SOURCE_TOTAL: f64 = 50.0;
+
 /// What becomes of a UDP response past the rate limit.
 enum Limited {
     /// Sent truncated and empty (TC): the client may retry over TCP.
@@ -128,12 +133,27 @@ impl Handler {
         if request.protocol() != hickory_server::net::xfer::Protocol::Udp {
             return None;
         }
-        let network = crate::client_probes::Network::of(request.src().ip());
+        let source = crate::client_probes::Network::of(request.src().ip());
+        // One answer is one question for one client network: a resolver asking the same
+        // name for many of its users' subnets (ECS) asks for different answers.
+        let ecs = (request.edns.as_ref().and_then(client_subnet))
+            .filter(|s| s.source_prefix() > 0)
+            .map(|s| crate::client_probes::Network::of(s.addr()).to_string());
         let question = (request.queries.queries().first())
             .map(|q| format!("{}/{}", q.name(), q.query_type()))
             .unwrap_or_default();
-        let key = format!("{network}/{question}");
-        self.limiter.check(&key, limit).err()?;
+        let key = format!("{source}/{question}/{}", ecs.as_deref().unwrap_or("-"));
+        // And everything to one source network within a total, so varying the subnet in
+        // spoofed queries does not lift the cap on what reaches a victim.
+        let total = RateLimit {
+            per_second: limit.per_second * SOURCE_TOTAL,
+            burst: limit.burst.saturating_mul(SOURCE_TOTAL as u32),
+        };
+        let over = self.limiter.check(&key, limit).is_err()
+            || self.limiter.check(&source.to_string(), total).is_err();
+        if !over {
+            return None;
+        }
         let n = self.slip.fetch_add(1, Ordering::Relaxed);
         let limited = if n.is_multiple_of(2) {
             Limited::Slip
