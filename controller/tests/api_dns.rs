@@ -209,6 +209,7 @@ async fn names_records_and_refusals() {
             query("turn.example.org.", "ANY", None),
             query("relay.other.org.", "A", None),
             query("a.b.c.turn.example.org.", "A", None),
+            query("N1.EU-Central.Turn.Example.ORG.", "A", None),
         ]),
     )
     .await;
@@ -216,6 +217,8 @@ async fn names_records_and_refusals() {
     assert_eq!(data(&answers[0]["answer"], "A"), ["198.18.0.1"]);
     assert_eq!(answers[0]["ecs"]["scope"], 0, "{}", answers[0]);
     assert_eq!(data(&answers[1]["answer"], "A"), ["198.18.1.1"]);
+    // Names are case-insensitive (RFC 4343).
+    assert_eq!(data(&answers[12]["answer"], "A"), ["198.18.1.1"]);
     // Unknown names: NXDOMAIN with the SOA for negative caching.
     for i in [2, 3, 11] {
         assert_eq!(answers[i]["rcode"], "NXDOMAIN", "{}", answers[i]);

@@ -196,7 +196,7 @@ impl Zone {
             Owner::Region(region) => {
                 let mut in_region: Vec<&RelayRecord> = (view.relays.values())
                     .map(|r| &**r)
-                    .filter(|r| r.region.eq_ignore_ascii_case(region))
+                    .filter(|r| r.region == *region)
                     .filter(active)
                     .collect();
                 if in_region.is_empty() && !view.ranker.knows_region(region) {
@@ -206,10 +206,10 @@ impl Zone {
                 in_region
             }
             Owner::Node(node, region) => {
-                let found = (view.relays.values()).map(|r| &**r).find(|r| {
-                    r.region.eq_ignore_ascii_case(region) && r.node.eq_ignore_ascii_case(node)
-                });
-                match found.filter(active) {
+                // Region and node names are lowercase (`model::validate_name`), as the
+                // query's labels are here: the relay's id is the key.
+                let found = view.relays.get(&RelayRecord::id_of(region, node));
+                match found.map(|r| &**r).filter(active) {
                     Some(r) => vec![r],
                     None => return Some(self.nxdomain(view)),
                 }

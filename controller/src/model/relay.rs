@@ -41,7 +41,12 @@ pub struct RelayRecord {
 impl RelayRecord {
     /// `<region>/<node>`: the relay's id in the ranking and its key under `relays/`.
     pub fn id(&self) -> String {
-        format!("{}/{}", self.region, self.node)
+        RelayRecord::id_of(&self.region, &self.node)
+    }
+
+    /// The id of relay `node` in `region`.
+    pub fn id_of(region: &str, node: &str) -> String {
+        format!("{region}/{node}")
     }
 
     /// The store key.
