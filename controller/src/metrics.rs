@@ -33,7 +33,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use nexrtc_metrics::Registry;
+use nexrtc_metrics::{Counter, Registry};
 
 use crate::model::RelayRecord;
 
@@ -60,6 +60,7 @@ pub const HTTP_CONNECTIONS: &str = "nexrtc_controller_http_connections";
 pub const HTTP_CLOSED: &str = "nexrtc_controller_http_connections_closed_total";
 pub const DNS_QUERIES: &str = "nexrtc_controller_dns_queries_total";
 pub const DNS_RATE_LIMITED: &str = "nexrtc_controller_dns_rate_limited_total";
+pub const DNS_MALFORMED: &str = "nexrtc_controller_dns_malformed_total";
 
 /// Latency buckets (seconds): the ICE answer should take well under a millisecond.
 const BUCKETS: &[f64] = &[
@@ -231,10 +232,15 @@ impl Metrics {
 
     /// One DNS query answered: its type, the answer's rcode, and whether it carried an
     /// EDNS Client Subnet the ranking used.
-    pub fn dns_query(&self, qtype: &str, rcode: &str, ecs: bool) {
+    pub fn dns_queries(&self, qtype: &str, rcode: &str, ecs: bool) -> Counter {
         let ecs = if ecs { "yes" } else { "no" };
         let labels = [("type", qtype), ("rcode", rcode), ("ecs", ecs)];
-        self.registry.counter(DNS_QUERIES, &labels).increment(1);
+        self.registry.counter(DNS_QUERIES, &labels)
+    }
+
+    /// A DNS message that could not be read (dropped unanswered).
+    pub fn dns_malformed(&self) {
+        self.registry.counter(DNS_MALFORMED, &[]).increment(1);
     }
 
     /// A UDP response past the DNS rate limit: `slipped` (sent truncated) or `dropped`.
@@ -258,6 +264,10 @@ fn describe(r: &Registry) {
     r.describe(
         DNS_RATE_LIMITED,
         "UDP DNS responses past the rate limit, by action (slipped: sent truncated; dropped)",
+    );
+    r.describe(
+        DNS_MALFORMED,
+        "DNS messages that could not be read (dropped)",
     );
     r.describe(TOKENS_ISSUED, "client tokens issued by tenant");
     r.describe(

@@ -6,8 +6,9 @@
 //! `Mutex<HashMap>` held for a few instructions; a shard that grows past
 //! [`MAX_PER_SHARD`] forgets its full (idle) buckets, so memory stays bounded.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -25,14 +26,15 @@ struct Bucket {
     at: Instant,
 }
 
-/// Token buckets keyed by caller (API key hash, or tenant and user of a client token).
+/// Token buckets keyed by caller (API key hash, or tenant and user of a client token; the
+/// DNS server keys by client network and question).
 #[derive(Debug)]
-pub struct RateLimiter {
-    shards: Vec<Mutex<HashMap<String, Bucket>>>,
+pub struct RateLimiter<K = String> {
+    shards: Vec<Mutex<HashMap<K, Bucket>>>,
     hasher: RandomState,
 }
 
-impl Default for RateLimiter {
+impl<K> Default for RateLimiter<K> {
     fn default() -> Self {
         RateLimiter {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
@@ -41,10 +43,14 @@ impl Default for RateLimiter {
     }
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq> RateLimiter<K> {
     /// Takes one token from `key`'s bucket; `Err(wait)` when empty, `wait` being the time
     /// until a token is back.
-    pub fn check(&self, key: &str, limit: RateLimit) -> Result<(), Duration> {
+    pub fn check<Q>(&self, key: &Q, limit: RateLimit) -> Result<(), Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let now = Instant::now();
         let shard = (self.hasher.hash_one(key) as usize) % SHARDS;
         let mut map = self.shards[shard]

@@ -1,13 +1,17 @@
-//! GeoDNS: an authoritative server for the relay zone (`turn.<zone>` and below), built on
-//! hickory-server, UDP and TCP, answered from the same registry view and ranking as
-//! `POST /v1/ice-servers` (see [`zone`] for the names and records).
+//! GeoDNS: an authoritative server for the relay zone (`turn.<zone>` and below), UDP and
+//! TCP, answered from the same registry view and ranking as `POST /v1/ice-servers` (see
+//! [`zone`] for the names and records). Messages are parsed and encoded with
+//! hickory-proto; TCP is served by hickory-server, UDP by our own threads ([`udp`]: batched
+//! system calls and kept answers, where the time went under load).
 //!
 //! The asker is located by its EDNS Client Subnet option (RFC 7871) when a resolver sends
 //! one, else by the resolver's own address; the answer echoes the option with the scope
 //! the ranking used (RFC 7871 §7.2.1), so resolvers cache it per client network. Only
 //! standard queries are served: zone transfers are refused (the zone lives in the
 //! registry, every replica serves it), other opcodes are NOTIMP, names outside the zone
-//! REFUSED. Malformed messages never reach the handler (hickory-server drops them).
+//! REFUSED. Malformed messages are counted (`nexrtc_controller_dns_malformed_total`) and
+//! dropped. Answers over UDP fit the asker's EDNS size (at most 1232 bytes, 512 without
+//! EDNS): what does not fit is left out and the answer marked truncated (TC).
 //!
 //! Response rate limiting (as BIND's RRL): over UDP, answers to one source network (/24,
 //! /56 of the packet's source, which a reflection attack spoofs) for one question and one
@@ -16,21 +20,25 @@
 //! and empty (TC, "slip": a real client retries over TCP, which is not limited) and the
 //! others are dropped, so the server cannot be used to amplify traffic at a victim.
 
+pub mod udp;
 pub mod zone;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{
+    Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode,
+};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crate::app::AppState;
+use crate::client_probes::Network;
 use crate::model::RateLimit;
 use crate::ratelimit::RateLimiter;
 use crate::state::View;
@@ -38,6 +46,10 @@ use zone::{Locate, Zone};
 
 /// How long a TCP connection may stay silent.
 const TCP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest UDP answer: what fits an IPv6 packet on any path without fragments (the
+/// DNS flag day 2020 figure); the asker's EDNS size when smaller, 512 without EDNS.
+const UDP_PAYLOAD: u16 = 1232;
 
 /// What `dns_listen`, `dns_zone` and the other `dns_*` keys set.
 #[derive(Debug, Clone)]
@@ -58,7 +70,8 @@ pub struct DnsStatus {
 /// The running server (stops when dropped).
 pub struct DnsServer {
     local: SocketAddr,
-    server: hickory_server::Server<Handler>,
+    udp: udp::Threads,
+    tcp: hickory_server::Server<Tcp>,
 }
 
 impl std::fmt::Debug for DnsServer {
@@ -72,45 +85,56 @@ impl std::fmt::Debug for DnsServer {
 impl DnsServer {
     /// Binds UDP and TCP on `settings.listen` (the same port) and serves the zone.
     pub async fn start(settings: DnsSettings, state: AppState) -> std::io::Result<DnsServer> {
-        let udp = tokio::net::UdpSocket::bind(settings.listen).await?;
-        let local = udp.local_addr()?;
+        let socket = std::net::UdpSocket::bind(settings.listen)?;
+        let local = socket.local_addr()?;
         let tcp = tokio::net::TcpListener::bind(local).await?;
         let _ = state.dns.set(DnsStatus {
             listen: local,
             zone: settings.zone.clone(),
         });
-        let handler = Handler {
+        let core = Arc::new(Core {
             zone: settings.zone,
             state,
             rate_limit: (settings.rate_limit > 0.0).then(|| RateLimit {
                 per_second: settings.rate_limit,
                 burst: settings.rate_limit.ceil() as u32,
             }),
-            limiter: RateLimiter::default(),
+            answers: RateLimiter::default(),
+            sources: RateLimiter::default(),
             slip: AtomicU64::new(0),
-        };
-        let mut server = hickory_server::Server::new(handler);
-        server.register_socket(udp);
+        });
+        let udp = udp::Threads::start(socket, core.clone())?;
+        let mut server = hickory_server::Server::new(Tcp(core));
         server.register_listener(tcp, TCP_TIMEOUT, 64 << 10);
         tracing::info!(addr = %local, "DNS server listening (UDP and TCP)");
-        Ok(DnsServer { local, server })
+        Ok(DnsServer {
+            local,
+            udp,
+            tcp: server,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
-    /// Stops listening and waits for the sockets' tasks.
+    /// Stops listening and waits for the sockets' threads and tasks.
     pub async fn shutdown(mut self) {
-        let _ = self.server.shutdown_gracefully().await;
+        let _ = self.tcp.shutdown_gracefully().await;
+        let udp = self.udp;
+        let _ = tokio::task::spawn_blocking(move || udp.join()).await;
     }
 }
 
-struct Handler {
+/// What both transports answer with.
+struct Core {
     zone: Zone,
     state: AppState,
     rate_limit: Option<RateLimit>,
-    limiter: RateLimiter,
+    /// Per source network and question.
+    answers: RateLimiter<(Network, u64)>,
+    /// Per source network, everything together.
+    sources: RateLimiter<Network>,
     /// Over-limit responses so far: every second one slips through truncated.
     slip: AtomicU64,
 }
@@ -126,31 +150,40 @@ enum Limited {
     Drop,
 }
 
-impl Handler {
-    /// Whether a UDP answer to `request` is over the rate limit (`None`: send it).
-    fn limited(&self, request: &Request) -> Option<Limited> {
+/// An answer, and what the server needs to know of it.
+struct Reply {
+    message: Message,
+    /// It holds for every query of the same bytes (after the ID) from the asker's client
+    /// network: it depends on no address, or on the query's client subnet, or on the
+    /// asker's address only as far as its client network.
+    cacheable: bool,
+    /// `nexrtc_controller_dns_queries_total` for its type, rcode and ECS use.
+    counter: nexrtc_metrics::Counter,
+}
+
+/// A UDP answer's bytes.
+struct UdpReply {
+    bytes: Vec<u8>,
+    cacheable: bool,
+    counter: nexrtc_metrics::Counter,
+}
+
+impl Core {
+    /// Whether a UDP answer to a question from `src` is over the rate limit (`None`: send
+    /// it). `question` identifies the question as asked (the query's bytes after its ID:
+    /// name, type, flags and client subnet), so a resolver asking one name for many of its
+    /// users' subnets asks for different answers.
+    fn limited(&self, src: IpAddr, question: u64) -> Option<Limited> {
         let limit = self.rate_limit?;
-        if request.protocol() != hickory_server::net::xfer::Protocol::Udp {
-            return None;
-        }
-        let source = crate::client_probes::Network::of(request.src().ip());
-        // One answer is one question for one client network: a resolver asking the same
-        // name for many of its users' subnets (ECS) asks for different answers.
-        let ecs = (request.edns.as_ref().and_then(client_subnet))
-            .filter(|s| s.source_prefix() > 0)
-            .map(|s| crate::client_probes::Network::of(s.addr()).to_string());
-        let question = (request.queries.queries().first())
-            .map(|q| format!("{}/{}", q.name(), q.query_type()))
-            .unwrap_or_default();
-        let key = format!("{source}/{question}/{}", ecs.as_deref().unwrap_or("-"));
-        // And everything to one source network within a total, so varying the subnet in
-        // spoofed queries does not lift the cap on what reaches a victim.
+        let source = Network::of(src);
+        // And everything to one source network within a total, so varying the question
+        // in spoofed queries does not lift the cap on what reaches a victim.
         let total = RateLimit {
             per_second: limit.per_second * SOURCE_TOTAL,
             burst: limit.burst.saturating_mul(SOURCE_TOTAL as u32),
         };
-        let over = self.limiter.check(&key, limit).is_err()
-            || self.limiter.check(&source.to_string(), total).is_err();
+        let over = self.answers.check(&(source, question), limit).is_err()
+            || self.sources.check(&source, total).is_err();
         if !over {
             return None;
         }
@@ -166,70 +199,56 @@ impl Handler {
         });
         Some(limited)
     }
-}
 
-/// The ranking as the ICE API does it, for a client at `ip`.
-impl Locate for AppState {
-    fn ranked(&self, view: &View, ip: Option<IpAddr>) -> (Vec<String>, u8) {
-        let placed = self.place(ip);
-        let selection = placed.select(view, None);
-        let ids = (selection.regions.iter())
-            .flat_map(|r| r.relays.iter().map(|c| c.id.to_string()))
-            .collect();
-        // Clients rank alike within one client-probe network (/24, /48) and one GeoIP
-        // network: the answer holds for the smaller of the two (the longer prefix).
-        let scope = placed.network.map_or(0, |n| n.prefix_len());
-        (ids, scope.max(placed.geo.map_or(0, |l| l.prefix)))
+    /// The UDP answer to the datagram `query` from `src` (`None`: malformed, dropped).
+    fn reply_udp(&self, query: &[u8], src: IpAddr) -> Option<UdpReply> {
+        let Ok(request) = Message::from_vec(query) else {
+            self.state.metrics.dns_malformed();
+            return None;
+        };
+        let reply = self.reply(&request, src);
+        let limit = request.max_payload().clamp(512, UDP_PAYLOAD);
+        let bytes = fit(&reply.message, usize::from(limit))?;
+        Some(UdpReply {
+            bytes,
+            cacheable: reply.cacheable,
+            counter: reply.counter,
+        })
     }
-}
 
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response: R,
-    ) -> ResponseInfo {
-        match self.limited(request) {
-            None => {}
-            Some(Limited::Drop) => return unsent(request),
-            Some(Limited::Slip) => {
-                let mut metadata = Metadata::response_from_request(&request.metadata);
-                metadata.truncation = true;
-                let message =
-                    MessageResponseBuilder::new(&request.queries, None).build_no_records(metadata);
-                return response
-                    .send_response(message)
-                    .await
-                    .unwrap_or_else(|_| unsent(request));
-            }
-        }
-        let mut edns = request.edns.as_ref().map(|req| {
+    /// The answer to `request` from `src` (the transport's concerns aside).
+    fn reply(&self, request: &Message, src: IpAddr) -> Reply {
+        let mut response = Message::new(
+            request.metadata.id,
+            MessageType::Response,
+            request.metadata.op_code,
+        );
+        response.metadata = Metadata::response_from_request(&request.metadata);
+        response.metadata.recursion_available = false;
+        response.queries = request.queries.clone();
+        let subnet = request.edns.as_ref().and_then(client_subnet);
+        let mut edns = request.edns.as_ref().map(|_| {
             let mut e = Edns::new();
-            e.set_max_payload(req.max_payload().max(512));
+            e.set_max_payload(UDP_PAYLOAD);
             e
         });
-        let rcode_only = |code: ResponseCode| (code, None);
-        let (rcode, answer) = match (request.metadata.message_type, request.metadata.op_code) {
-            (MessageType::Query, OpCode::Query) => match request.request_info() {
-                Err(_) => rcode_only(ResponseCode::FormErr),
-                Ok(info) if info.query.query_class() != DNSClass::IN => {
-                    rcode_only(ResponseCode::Refused)
-                }
-                Ok(info) => match info.query.query_type() {
-                    RecordType::AXFR | RecordType::IXFR => rcode_only(ResponseCode::Refused),
+        let mut cacheable = true;
+        let rcode = match (request.metadata.message_type, request.metadata.op_code) {
+            (MessageType::Query, OpCode::Query) => match request.queries.as_slice() {
+                [q] if q.query_class() != DNSClass::IN => ResponseCode::Refused,
+                [q] => match q.query_type() {
+                    RecordType::AXFR | RecordType::IXFR => ResponseCode::Refused,
                     qtype => {
-                        let subnet = request.edns.as_ref().and_then(client_subnet);
                         // A source prefix of 0 says "do not use my address" (RFC 7871
-                        // §7.1.2): the resolver's is used then.
-                        let client = (subnet.as_ref())
-                            .filter(|s| s.source_prefix() > 0)
-                            .map(|s| s.addr())
-                            .or(Some(request.src().ip()));
+                        // §7.1.2): the asker's is used then.
+                        let by_subnet = subnet.filter(|s| s.source_prefix() > 0);
+                        let client = by_subnet.map_or(src, |s| s.addr());
                         let view = self.state.view();
-                        let name = info.query.name().into();
-                        match self.zone.answer(&view, &name, qtype, client, &self.state) {
-                            None => rcode_only(ResponseCode::Refused),
+                        match self
+                            .zone
+                            .answer(&view, q.name(), qtype, Some(client), &self.state)
+                        {
+                            None => ResponseCode::Refused,
                             Some(answer) => {
                                 // RFC 7871 §7.2.1: the option back, with our scope.
                                 if let (Some(e), Some(s)) = (edns.as_mut(), subnet) {
@@ -241,17 +260,29 @@ impl RequestHandler for Handler {
                                         ClientSubnet::new(s.addr(), s.source_prefix(), scope);
                                     e.options_mut().insert(EdnsOption::Subnet(echo));
                                 }
-                                (answer.rcode, Some(answer))
+                                // Ranked by the asker's own address: kept for its client
+                                // network only if the answer holds for all of it.
+                                if by_subnet.is_none() {
+                                    let network = Network::of(src).prefix_len();
+                                    cacheable = answer.scope.is_none_or(|s| s <= network);
+                                }
+                                response.metadata.authoritative = true;
+                                response.answers = answer.answers;
+                                response.authorities = answer.authority;
+                                response.additionals = answer.additionals;
+                                answer.rcode
                             }
                         }
                     }
                 },
+                _ => ResponseCode::FormErr,
             },
-            (MessageType::Query, _) => rcode_only(ResponseCode::NotImp),
-            (MessageType::Response, _) => rcode_only(ResponseCode::FormErr),
+            (MessageType::Query, _) => ResponseCode::NotImp,
+            (MessageType::Response, _) => ResponseCode::FormErr,
         };
+        response.metadata.response_code = rcode;
         // A bounded label: the types this zone serves, and the rest as one.
-        let qtype = (request.queries.queries().first()).map(|q| match q.query_type() {
+        let qtype = (request.queries.first()).map(|q| match q.query_type() {
             t @ (RecordType::A
             | RecordType::AAAA
             | RecordType::SRV
@@ -274,30 +305,99 @@ impl RequestHandler for Handler {
             ResponseCode::ServFail => "servfail",
             _ => "other",
         };
-        (self.state.metrics).dns_query(qtype.as_deref().unwrap_or("none"), rcode_label, ecs);
-        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
-        let sent = match &answer {
-            Some(a) => {
-                let mut metadata = Metadata::response_from_request(&request.metadata);
-                metadata.authoritative = true;
-                metadata.recursion_available = false;
-                metadata.response_code = rcode;
-                let none: Vec<hickory_proto::rr::Record> = Vec::new();
-                let message = builder.build(
-                    metadata,
-                    a.answers.iter(),
-                    a.authority.iter(),
-                    none.iter(),
-                    a.additionals.iter(),
-                );
-                response.send_response(message).await
-            }
-            None => {
-                let message = builder.error_msg(&request.metadata, rcode);
-                response.send_response(message).await
-            }
+        let counter =
+            (self.state.metrics).dns_queries(qtype.as_deref().unwrap_or("none"), rcode_label, ecs);
+        if let Some(e) = edns {
+            response.set_edns(e);
+        }
+        Reply {
+            message: response,
+            cacheable,
+            counter,
+        }
+    }
+}
+
+/// `message` encoded in at most `limit` bytes: whole, or else with as many answer records
+/// as fit, the rest left out and TC set (a client retries over TCP).
+fn fit(message: &Message, limit: usize) -> Option<Vec<u8>> {
+    let whole = message.to_vec().ok()?;
+    if whole.len() <= limit {
+        return Some(whole);
+    }
+    let with = |n: usize| {
+        let mut m = message.truncate();
+        m.answers = message.answers[..n].to_vec();
+        m.to_vec().ok()
+    };
+    // The most answers that fit: the largest n with a short enough encoding.
+    let (mut fits, mut over) = (0, message.answers.len());
+    while over - fits > 1 {
+        let mid = (fits + over) / 2;
+        match with(mid) {
+            Some(b) if b.len() <= limit => fits = mid,
+            _ => over = mid,
+        }
+    }
+    with(fits)
+}
+
+/// The slipped answer to `query`: truncated and empty, the question echoed (`None`: not a
+/// query we can read).
+fn slip(query: &[u8]) -> Option<Vec<u8>> {
+    let request = Message::from_vec(query).ok()?;
+    let mut response = Message::new(
+        request.metadata.id,
+        MessageType::Response,
+        request.metadata.op_code,
+    );
+    response.metadata = Metadata::response_from_request(&request.metadata);
+    response.metadata.truncation = true;
+    response.queries = request.queries;
+    response.to_vec().ok()
+}
+
+/// The ranking as the ICE API does it, for a client at `ip`.
+impl Locate for AppState {
+    fn ranked(&self, view: &View, ip: Option<IpAddr>) -> (Vec<String>, u8) {
+        let placed = self.place(ip);
+        let selection = placed.select(view, None);
+        let ids = (selection.regions.iter())
+            .flat_map(|r| r.relays.iter().map(|c| c.id.to_string()))
+            .collect();
+        // Clients rank alike within one client-probe network (/24, /48) and one GeoIP
+        // network: the answer holds for the smaller of the two (the longer prefix).
+        let scope = placed.network.map_or(0, |n| n.prefix_len());
+        (ids, scope.max(placed.geo.map_or(0, |l| l.prefix)))
+    }
+}
+
+/// TCP, through hickory-server (not limited: TCP cannot be spoofed).
+struct Tcp(Arc<Core>);
+
+#[async_trait::async_trait]
+impl RequestHandler for Tcp {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response: R,
+    ) -> ResponseInfo {
+        let Ok(message) = Message::from_vec(request.as_slice()) else {
+            self.0.state.metrics.dns_malformed();
+            return unsent(request);
         };
-        sent.unwrap_or_else(|e| {
+        let reply = self.0.reply(&message, request.src().ip());
+        reply.counter.increment(1);
+        let m = &reply.message;
+        let builder = MessageResponseBuilder::new(&request.queries, m.edns.as_ref());
+        let message = builder.build(
+            m.metadata,
+            m.answers.iter(),
+            m.authorities.iter(),
+            [].iter(),
+            m.additionals.iter(),
+        );
+        response.send_response(message).await.unwrap_or_else(|e| {
             tracing::debug!(error = %e, "DNS answer not sent");
             unsent(request)
         })
