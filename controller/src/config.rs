@@ -180,6 +180,7 @@ pub struct FileConfig {
     pub dns_nameservers: Option<Vec<String>>,
     pub dns_hostmaster: Option<String>,
     pub dns_rate_limit: Option<f64>,
+    pub dns_dnssec_key: Option<PathBuf>,
     #[serde(default)]
     pub http: HttpFile,
     #[serde(default)]
@@ -441,6 +442,7 @@ impl ControllerConfig {
             file.dns_nameservers,
             file.dns_hostmaster,
             file.dns_rate_limit,
+            file.dns_dnssec_key,
         )?;
         let options = Options {
             trusted_proxies,
@@ -509,6 +511,7 @@ fn dns_config(
     nameservers: Option<Vec<String>>,
     hostmaster: Option<String>,
     rate_limit: Option<f64>,
+    dnssec_key: Option<PathBuf>,
 ) -> Result<Option<crate::dns::DnsSettings>, ConfigError> {
     let (listen, zone) = match (listen, zone) {
         (Some(listen), Some(zone)) => (listen, zone),
@@ -545,7 +548,15 @@ fn dns_config(
             "must be 0 (off) to 1000000 per second",
         ));
     }
+    let dnssec = match dnssec_key {
+        Some(path) => Some(std::sync::Arc::new(
+            crate::dns::dnssec::Signing::load(&path, &apex)
+                .map_err(|e| invalid("dns_dnssec_key", e))?,
+        )),
+        None => None,
+    };
     Ok(Some(crate::dns::DnsSettings {
+        dnssec,
         listen,
         zone: crate::dns::zone::Zone {
             apex,
@@ -602,8 +613,11 @@ impl ControllerConfig {
         }
         if let Some(dns) = &self.dns {
             parts.push(format!(
-                "DNS for turn.{} on {} (UDP and TCP, TTL {}s)",
-                dns.zone.apex, dns.listen, dns.zone.ttl
+                "DNS for turn.{} on {} (UDP and TCP, TTL {}s{})",
+                dns.zone.apex,
+                dns.listen,
+                dns.zone.ttl,
+                if dns.dnssec.is_some() { ", signed" } else { "" }
             ));
         }
         if !o.trusted_proxies.is_empty() {
@@ -962,6 +976,20 @@ mod tests {
             (
                 "dns_listen = \"127.0.0.1:53\"\ndns_zone = \"e.org\"\ndns_rate_limit = -1.0",
                 "`dns_rate_limit`",
+            ),
+            (
+                "dns_listen = \"127.0.0.1:53\"\ndns_zone = \"e.org\"\ndns_dnssec_key = \"/nonexistent\"",
+                "`dns_dnssec_key`",
+            ),
+            (
+                // A file that holds no key (this source file).
+                concat!(
+                    "dns_listen = \"127.0.0.1:53\"\ndns_zone = \"e.org\"\ndns_dnssec_key = \"",
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/src/config.rs",
+                    "\""
+                ),
+                "`dns_dnssec_key`",
             ),
         ] {
             let e = build(text).expect_err(text);

@@ -13,6 +13,7 @@ mod api_common;
 
 use api_common::*;
 use hickory_proto::rr::Name;
+use nexrtc_controller::dns::dnssec::Signing;
 use nexrtc_controller::dns::zone::Zone;
 use nexrtc_controller::dns::{DnsServer, DnsSettings};
 use nexrtc_test_support::tools;
@@ -43,6 +44,7 @@ async fn dns_limited(h: &Harness, rate_limit: f64) -> DnsServer {
         listen: "127.0.0.1:0".parse().expect("addr"),
         zone: zone(),
         rate_limit,
+        dnssec: None,
     };
     DnsServer::start(settings, h.state.clone())
         .await
@@ -66,6 +68,7 @@ async fn ask(server: &DnsServer, queries: Value) -> Vec<Value> {
     let job = json!({
         "server": server.local_addr().ip().to_string(),
         "port": server.local_addr().port(),
+        "zone": "example.org.",
         "queries": queries,
     });
     let file = tempfile::NamedTempFile::new()
@@ -300,6 +303,13 @@ async fn names_records_and_refusals() {
     }
     let again = dig(&["+short", "n1.us-east.turn.example.org", "A"]);
     assert_eq!(again.trim(), "198.18.2.1");
+    // Counted: the two that cannot be read (the zeroes are a header asking nothing,
+    // answered FORMERR).
+    let metrics = h.state.metrics.render();
+    assert!(
+        metrics.contains("nexrtc_controller_dns_malformed_total 2"),
+        "{metrics}"
+    );
     server.shutdown().await;
 }
 
@@ -546,5 +556,154 @@ async fn a_resolver_asking_for_many_client_networks_is_not_limited_as_one() {
     let answers = ask(&server, json!([subnets(1000, 300)])).await;
     let whole = answers[0]["whole"].as_u64().expect("whole");
     assert!((150..=600).contains(&whole), "{}", answers[0]);
+    server.shutdown().await;
+}
+
+/// DNSSEC, signed online: BIND's `delv`, with the zone's DNSKEY as its trust anchor, fully
+/// validates the nearest relays, SRV, a relay's name, the SOA and NS, and the compact
+/// denials (RFC 9824) of a name that does not exist and of a type a name does not have;
+/// with another key as the anchor nothing validates. dnspython verifies every RRset's
+/// signature in answers ranked per client subnet (ECS), and sees no signature without
+/// the DO bit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_zone_validates() {
+    if !clients_available() || tools::require_tool("delv", "bind9-dnsutils").is_none() {
+        return;
+    }
+    let h = Harness::start().await;
+    h.register_fleet().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let pem = |name: &str| {
+        let path = dir.path().join(name);
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        std::fs::write(&path, key.serialize_pem()).expect("write");
+        path
+    };
+    let signing = Signing::load(&pem("zone.pem"), &zone().apex).expect("zone key");
+    let ds = signing.ds().to_owned();
+    let settings = DnsSettings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        zone: zone(),
+        rate_limit: 0.0,
+        dnssec: Some(std::sync::Arc::new(signing)),
+    };
+    let server = DnsServer::start(settings, h.state.clone())
+        .await
+        .expect("DNS server");
+    let port = server.local_addr().port().to_string();
+    let run = |program: &str, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(["@127.0.0.1", "-p", &port])
+            .args(args)
+            .output()
+            .expect(program);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text + &String::from_utf8_lossy(&out.stderr)
+    };
+
+    // The trust anchor: the DNSKEY the server serves, which is the key it was given.
+    let dnskey = run("dig", &["+short", "+time=3", "example.org", "DNSKEY"]);
+    let anchor = |dnskey: &str, file: &str| {
+        let mut fields = dnskey.split_whitespace();
+        let head: Vec<&str> = fields.by_ref().take(3).collect();
+        assert_eq!(head, ["257", "3", "13"], "{dnskey}");
+        let key: String = fields.collect();
+        let path = dir.path().join(file);
+        let text =
+            format!("trust-anchors {{\n  example.org. static-key 257 3 13 \"{key}\";\n}};\n");
+        std::fs::write(&path, text).expect("anchor");
+        path.to_string_lossy().into_owned()
+    };
+    let good = anchor(&dnskey, "good.conf");
+    let ready = h.call(Req::get("/readyz")).await;
+    assert_eq!(ready.json["dns"]["dnssec_ds"], ds.as_str());
+    assert!(ds.starts_with("example.org. IN DS "), "{ds}");
+
+    let delv = |anchor: &str, name: &str, rtype: &str| {
+        run(
+            "delv",
+            &["-a", anchor, "+root=example.org", "+tcp", name, rtype],
+        )
+    };
+    for (name, rtype, expect) in [
+        ("turn.example.org", "A", "IN\tA\t198.18."),
+        ("_turns._tcp.turn.example.org", "SRV", " 5349 n1."),
+        ("n1.us-east.turn.example.org", "A", "198.18.2.1"),
+        ("example.org", "SOA", "hostmaster.example.org."),
+        ("example.org", "NS", "ns2.example.org."),
+    ] {
+        let out = delv(&good, name, rtype);
+        assert!(out.contains("; fully validated"), "{name} {rtype}: {out}");
+        assert!(out.contains(expect), "{name} {rtype}: {out}");
+    }
+    for (name, rtype) in [
+        ("nope.turn.example.org", "A"),
+        ("n1.us-east.turn.example.org", "AAAA"),
+        ("example.org", "A"),
+    ] {
+        let out = delv(&good, name, rtype);
+        assert!(
+            out.contains("; negative response, fully validated"),
+            "{name} {rtype}: {out}"
+        );
+    }
+    // Another key as the anchor: nothing validates.
+    let other = Signing::load(&pem("other.pem"), &zone().apex).expect("key");
+    let other_key = other.dnskey(30).data.to_string();
+    let bad = anchor(&other_key, "bad.conf");
+    let out = delv(&bad, "turn.example.org", "A");
+    assert!(!out.contains("fully validated"), "{out}");
+    assert!(out.contains("resolution failed"), "{out}");
+
+    // dnspython, with client subnets: every RRset signed, the signature verifying.
+    let signed = |name: &str, rtype: &str, subnet: Option<&str>| {
+        let mut q = query(name, rtype, subnet);
+        q["dnssec"] = json!(true);
+        q
+    };
+    let answers = ask(
+        &server,
+        json!([
+            signed("turn.example.org.", "A", Some("198.51.100.10/24")),
+            signed("turn.example.org.", "A", Some("203.0.113.10/24")),
+            signed(
+                "_turn._udp.turn.example.org.",
+                "SRV",
+                Some("198.51.100.10/24")
+            ),
+            signed("nope.turn.example.org.", "A", None),
+            signed("n1.us-east.turn.example.org.", "AAAA", None),
+            query("turn.example.org.", "A", Some("198.51.100.10/24")),
+        ]),
+    )
+    .await;
+    let hosts = |a: &Value| data(&a["answer"], "A");
+    assert_eq!(hosts(&answers[0])[0], "198.18.1.1", "{}", answers[0]);
+    assert_eq!(hosts(&answers[1])[0], "198.18.3.1", "{}", answers[1]);
+    for a in &answers[..5] {
+        assert_eq!(a["unsigned"], json!([]), "{a}");
+        assert!(!a["signed"].as_array().expect("signed").is_empty(), "{a}");
+    }
+    assert_eq!(answers[0]["ecs"]["scope"], 25, "{}", answers[0]);
+    // Compact denial: NOERROR, an NSEC at the name to its immediate successor (NXNAME,
+    // type 128, is TYPE128 to dnspython).
+    let nsec = |a: &Value| data(&a["authority"], "NSEC");
+    assert_eq!(answers[3]["rcode"], "NOERROR");
+    assert_eq!(
+        nsec(&answers[3]),
+        ["\\000.nope.turn.example.org. RRSIG NSEC TYPE128"],
+        "{}",
+        answers[3]
+    );
+    assert_eq!(
+        nsec(&answers[4]),
+        ["\\000.n1.us-east.turn.example.org. A RRSIG NSEC"],
+        "{}",
+        answers[4]
+    );
+    // No DO bit, no signatures.
+    let plain = &answers[5];
+    assert!(data(&plain["answer"], "RRSIG").is_empty(), "{plain}");
+    assert_eq!(hosts(plain), hosts(&answers[0]));
     server.shutdown().await;
 }

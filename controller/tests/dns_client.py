@@ -8,7 +8,10 @@ with the ECS option of its own subnet), and reports how many
 answers came back whole, how many truncated (TC) and how many not at all. Prints
 one JSON object: {"answers": [...]} with, per query, the rcode, the AA flag, the answer,
 authority and additional records as [name, type, ttl, text], and the ECS option of the
-response ({"address", "source", "scope"} or null).
+response ({"address", "source", "scope"} or null). A query with "dnssec": true is sent
+with the DO bit, and its report says which RRsets of the answer and authority sections
+carry a signature that verifies with the zone's DNSKEY ("signed": ["name TYPE", ...]) and
+which do not ("unsigned"); the DNSKEY is asked of the server once ("zone" in the job).
 """
 
 import json
@@ -19,6 +22,7 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 
 
@@ -70,6 +74,45 @@ def burst(job, q):
             "missing": q["burst"] - whole - truncated}
 
 
+KEYS = {}
+
+
+def zone_keys(job):
+    """The zone's DNSKEY RRset, validated by its own signature (the test's trust anchor
+    is the key the server was given, compared by the caller)."""
+    if not KEYS:
+        import dns.dnssec
+        import dns.name
+        zone = dns.name.from_text(job["zone"])
+        query = dns.message.make_query(zone, "DNSKEY", want_dnssec=True)
+        response = dns.query.tcp(query, job["server"], port=job["port"], timeout=5)
+        keys = response.find_rrset(response.answer, zone, dns.rdataclass.IN,
+                                   dns.rdatatype.DNSKEY)
+        sigs = response.find_rrset(response.answer, zone, dns.rdataclass.IN,
+                                   dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY)
+        dns.dnssec.validate(keys, sigs, {zone: keys})
+        KEYS[zone] = keys
+    return KEYS
+
+
+def verified(job, response):
+    import dns.dnssec
+    signed, unsigned = [], []
+    for section in (response.answer, response.authority):
+        for rrset in section:
+            if rrset.rdtype == dns.rdatatype.RRSIG:
+                continue
+            label = f"{rrset.name.to_text()} {dns.rdatatype.to_text(rrset.rdtype)}"
+            try:
+                sigs = response.find_rrset(section, rrset.name, rrset.rdclass,
+                                           dns.rdatatype.RRSIG, rrset.rdtype)
+                dns.dnssec.validate(rrset, sigs, zone_keys(job))
+                signed.append(label)
+            except (KeyError, dns.dnssec.ValidationFailure):
+                unsigned.append(label)
+    return signed, unsigned
+
+
 def ask(job, q):
     if q.get("burst"):
         return burst(job, q)
@@ -77,7 +120,8 @@ def ask(job, q):
     if q.get("subnet"):
         address, prefix = q["subnet"].split("/")
         options.append(dns.edns.ECSOption(address, int(prefix)))
-    query = dns.message.make_query(q["name"], q["type"], use_edns=0, options=options)
+    query = dns.message.make_query(q["name"], q["type"], use_edns=0, options=options,
+                                   want_dnssec=bool(q.get("dnssec")))
     if q.get("tcp"):
         response = dns.query.tcp(query, job["server"], port=job["port"], timeout=5)
     else:
@@ -86,7 +130,7 @@ def ask(job, q):
     for option in response.options:
         if isinstance(option, dns.edns.ECSOption):
             ecs = {"address": option.address, "source": option.srclen, "scope": option.scopelen}
-    return {
+    report = {
         "rcode": dns.rcode.to_text(response.rcode()),
         "aa": bool(response.flags & dns.flags.AA),
         "answer": records(response.answer),
@@ -94,6 +138,9 @@ def ask(job, q):
         "additional": records(response.additional),
         "ecs": ecs,
     }
+    if q.get("dnssec"):
+        report["signed"], report["unsigned"] = verified(job, response)
+    return report
 
 
 def main():

@@ -234,7 +234,8 @@ fn paths() -> Value {
             "get": {"summary": "Readiness: the store snapshot is loaded and fresh",
                 "responses": {"200": {"description": "ready: `snapshot_age_seconds`, \
     `store_answer_age_seconds`, and with GeoDNS on `dns` (`listen`, `zone`, `serial`: the SOA \
-    serial its answers are at)"}, "503": err("not_ready")}}
+    serial its answers are at; `dnssec_ds`: the DS record of the zone's key when it is signed, \
+    else null)"}, "503": err("not_ready")}}
         },
         "/metrics": {
             "get": {"summary": "Prometheus metrics (allowed networks only)",

@@ -74,6 +74,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             "listen": dns.listen.to_string(),
             "zone": dns.zone.apex.to_string(),
             "serial": crate::dns::zone::Zone::serial(&state.view()),
+            "dnssec_ds": dns.ds,
         });
     }
     Json(ready).into_response()

@@ -243,10 +243,20 @@ pub const KEYS: &[Key] = &[
     key(
         "dns_rate_limit",
         Value("20.0"),
-        "UDP DNS responses per second per source network (/24, /56), question and client \
+        "UDP DNS responses per second per source network (/24, /48), question and client \
          subnet (ECS), and 50 times that per source network in all; past either \
          every second one is sent truncated (TC, the client retries over TCP) and the rest \
          dropped, so the server cannot amplify spoofed traffic. 0 turns it off.",
+    ),
+    key(
+        "dns_dnssec_key",
+        Unset {
+            example: "\"/etc/nexrtc/dnssec.pem\"",
+        },
+        "Sign the zone online with DNSSEC (ECDSA P-256, algorithm 13): a PEM file with the \
+         PKCS#8 private key (openssl genpkey -algorithm EC -pkeyopt \
+         ec_paramgen_curve:P-256), the same file on every replica. The DS record to publish \
+         in the parent zone is logged at start and shown by /readyz. Unset: unsigned.",
     ),
     key(
         "rate_limit.per_second",

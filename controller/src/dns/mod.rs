@@ -20,6 +20,7 @@
 //! and empty (TC, "slip": a real client retries over TCP, which is not limited) and the
 //! others are dropped, so the server cannot be used to amplify traffic at a victim.
 
+pub mod dnssec;
 pub mod udp;
 pub mod zone;
 
@@ -32,7 +33,7 @@ use hickory_proto::op::{
     Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode,
 };
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -42,7 +43,7 @@ use crate::client_probes::Network;
 use crate::model::RateLimit;
 use crate::ratelimit::RateLimiter;
 use crate::state::View;
-use zone::{Locate, Zone};
+use zone::{Answer, Locate, Zone};
 
 /// How long a TCP connection may stay silent.
 const TCP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,6 +59,8 @@ pub struct DnsSettings {
     pub zone: Zone,
     /// UDP responses per second per client network and question (0: no limit).
     pub rate_limit: f64,
+    /// Online DNSSEC signing with the zone's key (`dns_dnssec_key`).
+    pub dnssec: Option<Arc<dnssec::Signing>>,
 }
 
 /// What `/readyz` says of a replica's DNS server.
@@ -65,6 +68,8 @@ pub struct DnsSettings {
 pub struct DnsStatus {
     pub listen: SocketAddr,
     pub zone: Zone,
+    /// The DS record of the zone's key, when the zone is signed.
+    pub ds: Option<String>,
 }
 
 /// The running server (stops when dropped).
@@ -91,8 +96,16 @@ impl DnsServer {
         let _ = state.dns.set(DnsStatus {
             listen: local,
             zone: settings.zone.clone(),
+            ds: settings.dnssec.as_ref().map(|s| s.ds().to_owned()),
         });
+        if let Some(signing) = &settings.dnssec {
+            tracing::info!(
+                ds = signing.ds(),
+                "DNSSEC: the zone is signed; publish this DS in the parent zone"
+            );
+        }
         let core = Arc::new(Core {
+            signing: settings.dnssec,
             zone: settings.zone,
             state,
             rate_limit: (settings.rate_limit > 0.0).then(|| RateLimit {
@@ -129,6 +142,7 @@ impl DnsServer {
 /// What both transports answer with.
 struct Core {
     zone: Zone,
+    signing: Option<Arc<dnssec::Signing>>,
     state: AppState,
     rate_limit: Option<RateLimit>,
     /// Per source network and question.
@@ -227,60 +241,69 @@ impl Core {
         response.metadata.recursion_available = false;
         response.queries = request.queries.clone();
         let subnet = request.edns.as_ref().and_then(client_subnet);
+        // Signed answers for askers that can take them (the DO bit, RFC 3225).
+        let dnssec = (self.signing.as_deref())
+            .filter(|_| request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok));
         let mut edns = request.edns.as_ref().map(|_| {
             let mut e = Edns::new();
             e.set_max_payload(UDP_PAYLOAD);
+            e.flags_mut().dnssec_ok = dnssec.is_some();
             e
         });
         let mut cacheable = true;
         let rcode = match (request.metadata.message_type, request.metadata.op_code) {
             (MessageType::Query, OpCode::Query) => match request.queries.as_slice() {
                 [q] if q.query_class() != DNSClass::IN => ResponseCode::Refused,
-                [q] => match q.query_type() {
-                    RecordType::AXFR | RecordType::IXFR => ResponseCode::Refused,
-                    qtype => {
-                        // A source prefix of 0 says "do not use my address" (RFC 7871
-                        // §7.1.2): the asker's is used then.
-                        let by_subnet = subnet.filter(|s| s.source_prefix() > 0);
-                        let client = by_subnet.map_or(src, |s| s.addr());
-                        let view = self.state.view();
-                        match self
-                            .zone
-                            .answer(&view, q.name(), qtype, Some(client), &self.state)
-                        {
-                            None => ResponseCode::Refused,
-                            Some(answer) => {
-                                // RFC 7871 §7.2.1: the option back, with our scope.
-                                if let (Some(e), Some(s)) = (edns.as_mut(), subnet) {
-                                    let scope = match s.source_prefix() {
-                                        0 => 0,
-                                        _ => answer.scope.unwrap_or(0),
-                                    };
-                                    let echo =
-                                        ClientSubnet::new(s.addr(), s.source_prefix(), scope);
-                                    e.options_mut().insert(EdnsOption::Subnet(echo));
-                                }
-                                // Ranked by the asker's own address: kept for its client
-                                // network only if the answer holds for all of it.
-                                if by_subnet.is_none() {
-                                    let network = Network::of(src).prefix_len();
-                                    cacheable = answer.scope.is_none_or(|s| s <= network);
-                                }
-                                response.metadata.authoritative = true;
-                                response.answers = answer.answers;
-                                response.authorities = answer.authority;
-                                response.additionals = answer.additionals;
-                                answer.rcode
+                [q] if matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR) => {
+                    ResponseCode::Refused
+                }
+                [q] => {
+                    // A source prefix of 0 says "do not use my address" (RFC 7871
+                    // §7.1.2): the asker's is used then.
+                    let by_subnet = subnet.filter(|s| s.source_prefix() > 0);
+                    let client = by_subnet.map_or(src, |s| s.addr());
+                    let view = self.state.view();
+                    match self.answer(&view, q.name(), q.query_type(), client) {
+                        None => ResponseCode::Refused,
+                        Some(mut answer) => {
+                            // RFC 7871 §7.2.1: the option back, with our scope.
+                            if let (Some(e), Some(s)) = (edns.as_mut(), subnet) {
+                                let scope = match s.source_prefix() {
+                                    0 => 0,
+                                    _ => answer.scope.unwrap_or(0),
+                                };
+                                let echo = ClientSubnet::new(s.addr(), s.source_prefix(), scope);
+                                e.options_mut().insert(EdnsOption::Subnet(echo));
                             }
+                            // Ranked by the asker's own address: kept for its client
+                            // network only if the answer holds for all of it.
+                            if by_subnet.is_none() {
+                                let network = Network::of(src).prefix_len();
+                                cacheable = answer.scope.is_none_or(|s| s <= network);
+                            }
+                            if let Some(signing) = dnssec {
+                                self.sign(signing, &view, q.name(), client, &mut answer);
+                            }
+                            response.metadata.authoritative = true;
+                            response.answers = answer.answers;
+                            response.authorities = answer.authority;
+                            response.additionals = answer.additionals;
+                            answer.rcode
                         }
                     }
-                },
+                }
                 _ => ResponseCode::FormErr,
             },
             (MessageType::Query, _) => ResponseCode::NotImp,
             (MessageType::Response, _) => ResponseCode::FormErr,
         };
-        response.metadata.response_code = rcode;
+        // RFC 9824: a signed answer says a name does not exist with NOERROR and an NSEC.
+        let compact = dnssec.is_some() && rcode == ResponseCode::NXDomain;
+        response.metadata.response_code = if compact {
+            ResponseCode::NoError
+        } else {
+            rcode
+        };
         // A bounded label: the types this zone serves, and the rest as one.
         let qtype = (request.queries.first()).map(|q| match q.query_type() {
             t @ (RecordType::A
@@ -288,6 +311,7 @@ impl Core {
             | RecordType::SRV
             | RecordType::SOA
             | RecordType::NS
+            | RecordType::DNSKEY
             | RecordType::ANY
             | RecordType::AXFR
             | RecordType::IXFR) => t.to_string(),
@@ -315,6 +339,64 @@ impl Core {
             cacheable,
             counter,
         }
+    }
+
+    /// The zone's answer, with the apex DNSKEY when the zone is signed.
+    fn answer(
+        &self,
+        view: &View,
+        name: &Name,
+        qtype: RecordType,
+        client: IpAddr,
+    ) -> Option<Answer> {
+        let mut answer = self
+            .zone
+            .answer(view, name, qtype, Some(client), &self.state)?;
+        let signing = self.signing.as_ref();
+        if let Some(signing) = signing.filter(|_| qtype == RecordType::DNSKEY) {
+            // (Names compare without regard to case.)
+            if *name == self.zone.apex {
+                answer.answers.push(signing.dnskey(self.zone.ttl));
+                answer.authority.clear();
+            }
+        }
+        Some(answer)
+    }
+
+    /// Signs `answer` to a question for `name`: the compact denial's NSEC when it has no
+    /// records of the type asked, then an RRSIG for every RRset.
+    fn sign(
+        &self,
+        signing: &dnssec::Signing,
+        view: &View,
+        name: &Name,
+        client: IpAddr,
+        answer: &mut Answer,
+    ) {
+        let denial = match answer.rcode {
+            ResponseCode::NXDomain => Some(vec![dnssec::NXNAME]),
+            ResponseCode::NoError if answer.answers.is_empty() => {
+                Some(self.types_at(view, name, client))
+            }
+            _ => None,
+        };
+        let nsec = denial.and_then(|types| dnssec::Signing::nsec(name, &types, self.zone.ttl));
+        answer.authority.extend(nsec);
+        signing.sign(&mut answer.answers);
+        signing.sign(&mut answer.authority);
+        signing.sign(&mut answer.additionals);
+    }
+
+    /// The types `name` has for this asker (an NSEC's bitmap must list exactly these).
+    fn types_at(&self, view: &View, name: &Name, client: IpAddr) -> Vec<RecordType> {
+        use RecordType::{A, AAAA, DNSKEY, NS, SOA, SRV};
+        [A, AAAA, NS, SOA, SRV, DNSKEY]
+            .into_iter()
+            .filter(|&t| {
+                self.answer(view, name, t, client)
+                    .is_some_and(|a| a.answers.iter().any(|r| r.record_type() == t))
+            })
+            .collect()
     }
 }
 
