@@ -46,6 +46,10 @@ enum Command {
     /// Run the controller: ICE-config API, admin API and relay registry (etcd,
     /// or an embedded in-memory store when no --etcd is given).
     Controller(Box<ControllerCommand>),
+    /// Serve the relay zone over DNS (GeoDNS) as a process of its own: the controller's
+    /// configuration and store, read only (no API, no signaling); /healthz, /readyz and
+    /// /metrics over HTTP on --listen. Needs --dns-listen and --dns-zone.
+    Dns(Box<DnsCommand>),
     /// Run a whole network on this machine for development: the controller (embedded
     /// store, 127.0.0.1:8080) with the demo page `/` and `/status`, and one relay with
     /// its edge agent (TURN 3478 UDP/TCP, TLS 5349 self-signed), all bootstrapped.
@@ -74,6 +78,16 @@ struct ControllerCommand {
     /// Check the configuration as a start would (flags, --config file, TLS files,
     /// GeoIP database), print a one-line summary and exit: 0 when it is valid, 2
     /// when not. Listens on nothing and contacts no etcd.
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[derive(clap::Args)]
+struct DnsCommand {
+    #[command(flatten)]
+    run: nexrtc_controller::ControllerArgs,
+    /// Check the configuration as a start would, print a one-line summary and exit: 0
+    /// when it is valid, 2 when not.
     #[arg(long)]
     check_config: bool,
 }
@@ -170,6 +184,7 @@ fn main() -> ExitCode {
         Command::Relay(args) => relay(*args),
         Command::Agent(args) => agent(*args),
         Command::Controller(args) => controller(*args),
+        Command::Dns(args) => dns(*args),
         Command::Dev(args) => dev::dev(*args),
         Command::Admin(args) => admin::run(*args),
         Command::Probe(args) => probe::run(*args),
@@ -182,31 +197,57 @@ fn controller(command: ControllerCommand) -> ExitCode {
         Some(ControllerAction::Init(init)) => return controller_init(init),
         None => command.run,
     };
+    serve_controller_config("controller", args, command.check_config, |config| {
+        Box::pin(nexrtc_controller::run(config, stop_signal()))
+    })
+}
+
+fn dns(command: DnsCommand) -> ExitCode {
+    serve_controller_config("dns", command.run, command.check_config, |config| {
+        Box::pin(nexrtc_controller::run_dns(config, stop_signal()))
+    })
+}
+
+type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>;
+
+/// `nexrtc controller` and `nexrtc dns`: load the configuration, check it or run `serve`.
+fn serve_controller_config(
+    name: &str,
+    args: nexrtc_controller::ControllerArgs,
+    check_config: bool,
+    serve: impl FnOnce(nexrtc_controller::ControllerConfig) -> Serving,
+) -> ExitCode {
     let config = match nexrtc_controller::ControllerConfig::load(args) {
+        Ok(c) if name == "dns" && c.dns.is_none() => {
+            eprintln!(
+                "nexrtc dns: invalid configuration: set dns_listen and dns_zone (--dns-listen, --dns-zone)"
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
         Ok(c) => c,
         Err(e) => {
-            eprintln!("nexrtc controller: invalid configuration: {e}");
+            eprintln!("nexrtc {name}: invalid configuration: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     init_logging(config.log_json);
-    if command.check_config {
+    if check_config {
         if let Err(e) = nexrtc_controller::server::check_files(&config) {
-            eprintln!("nexrtc controller: invalid configuration: {e:#}");
+            eprintln!("nexrtc {name}: invalid configuration: {e:#}");
             return ExitCode::from(EXIT_CONFIG);
         }
-        println!("nexrtc controller: configuration OK: {}", config.summary());
+        println!("nexrtc {name}: configuration OK: {}", config.summary());
         return ExitCode::SUCCESS;
     }
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(nexrtc_controller::run(config, stop_signal())));
+        .and_then(|rt| rt.block_on(serve(config)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("nexrtc controller: {e:#}");
+            tracing::error!("nexrtc {name}: {e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }

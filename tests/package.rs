@@ -486,7 +486,7 @@ fn deb_builds_installs_runs_and_purges() {
     );
     let secret = random_token("s");
     let port = free_port();
-    let min_port = 61_000 + slot::PACKAGE * 100;
+    let (min_port, _) = support::slot_ports(slot::PACKAGE);
     std::fs::write(
         &config,
         format!(

@@ -39,4 +39,4 @@ pub mod store_health;
 pub use api::router;
 pub use app::{AppState, Options};
 pub use config::{ConfigError, ControllerArgs, ControllerConfig};
-pub use server::{run, run_on};
+pub use server::{run, run_dns, run_on};

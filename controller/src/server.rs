@@ -37,9 +37,47 @@ pub async fn run_on(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve(config, listener, shutdown, Role::Controller).await
+}
+
+/// `nexrtc dns`: the relay zone's DNS server as a process of its own, from the same
+/// configuration and store as the controller: it reads the registry and answers DNS, and
+/// on `listen` serves only `/healthz`, `/readyz` and `/metrics`. It writes nothing to the
+/// store (no bootstrap, no signaling registration; it renews no relay lease, so it never
+/// removes one). `dns_listen` and `dns_zone` must be set.
+pub async fn run_dns(
+    config: ControllerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if config.dns.is_none() {
+        return Err(anyhow!(
+            "nothing to serve: set dns_listen and dns_zone (--dns-listen, --dns-zone)"
+        ));
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    serve(config, listener, shutdown, Role::Dns).await
+}
+
+/// What a process serves from the controller's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The API, signaling, and DNS when configured.
+    Controller,
+    /// DNS, with health and metrics over HTTP.
+    Dns,
+}
+
+async fn serve(
+    config: ControllerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    role: Role,
+) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut options = config.options.clone();
-    if options.signal.advertise_url.is_none() {
+    if role == Role::Controller && options.signal.advertise_url.is_none() {
         // Reachable by other replicas only when the listener is: multi-replica
         // deployments set `advertise_url`.
         let scheme = if config.tls.is_some() {
@@ -80,8 +118,14 @@ pub async fn run_on(
             Arc::new(etcd)
         }
     };
+    if role == Role::Dns {
+        // Not a signaling replica: it registers nowhere.
+        options.signal.advertise_url = None;
+    }
     let startup = async {
-        bootstrap(&*store, &config.bootstrap, options.clock.unix_now()).await?;
+        if role == Role::Controller {
+            bootstrap(&*store, &config.bootstrap, options.clock.unix_now()).await?;
+        }
         Ok::<_, anyhow::Error>(AppState::start(store.clone(), options).await)
     };
     let state = tokio::time::timeout(config.startup_timeout, startup)
@@ -100,7 +144,10 @@ pub async fn run_on(
         ),
         None => None,
     };
-    let app = crate::api::router(state.clone());
+    let app = match role {
+        Role::Controller => crate::api::router(state.clone()),
+        Role::Dns => crate::api::ops_router(state.clone()),
+    };
     let state_for_exit = state.clone();
     let shutdown = async move {
         shutdown.await;
@@ -109,7 +156,11 @@ pub async fn run_on(
     tracing::info!(
         listen = %listener.local_addr()?,
         tls = acceptor.is_some(),
-        "controller listening"
+        "{} listening",
+        match role {
+            Role::Controller => "controller",
+            Role::Dns => "DNS server (health and metrics)",
+        }
     );
     let metrics = state_for_exit.metrics.clone();
     crate::http::serve(

@@ -181,6 +181,30 @@ impl Controller {
         }
     }
 
+    /// `nexrtc dns` on this controller's store and configuration (its own HTTP and DNS
+    /// ports), until its `/readyz` answers 200: a [`Controller`] whose API is only
+    /// health and metrics.
+    pub fn dns_process(&self) -> Controller {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let dns = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config_file = temp_file(
+            "dns-toml",
+            &config_text(addr, Some(dns), &self.setup, &self.keys),
+        );
+        let mut process = spawn_as("dns", &config_file);
+        if let Err(e) = wait_ready(addr, &mut process) {
+            panic!("{e}");
+        }
+        Controller {
+            addr,
+            setup: self.setup.clone(),
+            keys: self.keys.clone(),
+            config_file,
+            process,
+            dns: Some(dns),
+        }
+    }
+
     /// `dig +short` at its DNS server (the zone is `example.org`): the answer's lines.
     pub fn dig(&self, args: &[&str]) -> Vec<String> {
         let dns = self.dns.expect("a controller started with_dns()");
@@ -383,12 +407,17 @@ fn config_text(
 }
 
 fn spawn(config_file: &PathBuf) -> ChildGuard {
+    spawn_as("controller", config_file)
+}
+
+/// `nexrtc <command> --config <file>` (`controller` or `dns`).
+fn spawn_as(command: &str, config_file: &PathBuf) -> ChildGuard {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexrtc"));
-    cmd.arg("controller").arg("--config").arg(config_file);
+    cmd.arg(command).arg("--config").arg(config_file);
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info");
     }
-    ChildGuard::spawn("nexrtc-controller", &mut cmd)
+    ChildGuard::spawn(&format!("nexrtc-{command}"), &mut cmd)
 }
 
 fn wait_ready(addr: SocketAddr, process: &mut ChildGuard) -> Result<(), String> {

@@ -6,14 +6,13 @@ use std::net::UdpSocket;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{free_udp_port, temp_file, ChildGuard, Relay, SLOT_BASE, SLOT_WIDTH};
+use super::{free_udp_port, slot_ports, temp_file, ChildGuard, Relay};
 
 /// coturn's `turnserver` on `host:port` with TURN REST credentials
 /// (`--use-auth-secret`), the relay ports of `slot` (see `slot`), no TLS, no
 /// CLI, logging to stdout; the caller adds its own flags and spawns it.
 pub fn turnserver(host: &str, port: u16, slot: u16, realm: &str, secret: &str) -> Command {
-    let min_port = SLOT_BASE + slot * SLOT_WIDTH;
-    let max_port = min_port + SLOT_WIDTH - 1;
+    let (min_port, max_port) = slot_ports(slot);
     let mut cmd = Command::new("turnserver");
     cmd.args([
         "-n",

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{free_port, http_get, random_token, ChildGuard, Metrics, SLOT_BASE, SLOT_WIDTH};
+use super::{free_port, http_get, random_token, slot_ports, ChildGuard, Metrics};
 
 /// How long `nexrtc dev` may take until its relay is registered.
 const DEV_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,7 +55,7 @@ impl DevNetwork {
         }
         let relay_metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let dns = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let min_port = SLOT_BASE + slot * SLOT_WIDTH;
+        let (min_port, max_port) = slot_ports(slot);
         let api_key = format!("nxk_{}", random_token(""));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nexrtc"));
         cmd.arg("dev")
@@ -65,7 +65,7 @@ impl DevNetwork {
             .args(["--relay-metrics", &relay_metrics.to_string()])
             .args(["--dns", &dns.to_string()])
             .args(["--min-port", &min_port.to_string()])
-            .args(["--max-port", &(min_port + SLOT_WIDTH - 1).to_string()])
+            .args(["--max-port", &max_port.to_string()])
             .args(flags)
             .env("NEXRTC_API_KEY", &api_key);
         if std::env::var_os("RUST_LOG").is_none() {

@@ -102,10 +102,28 @@ pub mod slot {
     pub const COTURN_AGENT: u16 = 44;
     /// The relay installed from the Debian package (tests/package.rs): 65500-65535.
     pub const PACKAGE: u16 = 45;
+    // From here on below the ephemeral range (see `slot_ports`).
+    pub const DNS_PROCESS: u16 = 46;
 }
 
-pub(crate) const SLOT_BASE: u16 = 61_000;
-pub(crate) const SLOT_WIDTH: u16 = 100;
+const SLOT_BASE: u16 = 61_000;
+const SLOT_WIDTH: u16 = 100;
+/// Slots past [`slot::PACKAGE`] lie below Linux's ephemeral range, from here up to 32767.
+const LOW_SLOT_BASE: u16 = 30_000;
+
+/// The relay port range (first, last) of `slot`: 100 ports, above the ephemeral range
+/// (61000–65535) for the first 46 slots, below it (30000–32767) for the next.
+pub fn slot_ports(slot: u16) -> (u16, u16) {
+    let min = match slot.checked_sub(slot::PACKAGE + 1) {
+        None => SLOT_BASE + slot * SLOT_WIDTH,
+        Some(low) => LOW_SLOT_BASE + low * SLOT_WIDTH,
+    };
+    assert!(
+        slot <= slot::PACKAGE || min + SLOT_WIDTH <= 32_768,
+        "slot {slot} out of range"
+    );
+    (min, min.saturating_add(SLOT_WIDTH - 1))
+}
 
 /// Which TURN server the tests drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,12 +370,7 @@ impl Relay {
         }
         let metrics_port = free_port();
         let metrics_addr = SocketAddr::from(([127, 0, 0, 1], metrics_port));
-        assert!(
-            config.slot < (65_535 - SLOT_BASE) / SLOT_WIDTH,
-            "slot out of range"
-        );
-        let min_port = SLOT_BASE + config.slot * SLOT_WIDTH;
-        let max_port = min_port + SLOT_WIDTH - 1;
+        let (min_port, max_port) = slot_ports(config.slot);
 
         let host = config.host.to_string();
         let process = match backend {

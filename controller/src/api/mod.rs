@@ -208,6 +208,18 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Only the operations routes (`/healthz`, `/readyz`, `/metrics`): what `nexrtc dns`
+/// serves over HTTP.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", axum::routing::get(ops::healthz))
+        .route("/readyz", axum::routing::get(ops::readyz))
+        .route("/metrics", axum::routing::get(ops::metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint; see /v1/openapi.json")
 }
