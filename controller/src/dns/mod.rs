@@ -232,14 +232,8 @@ impl Core {
 
     /// The answer to `request` from `src` (the transport's concerns aside).
     fn reply(&self, request: &Message, src: IpAddr) -> Reply {
-        let mut response = Message::new(
-            request.metadata.id,
-            MessageType::Response,
-            request.metadata.op_code,
-        );
-        response.metadata = Metadata::response_from_request(&request.metadata);
+        let mut response = response_to(request);
         response.metadata.recursion_available = false;
-        response.queries = request.queries.clone();
         let subnet = request.edns.as_ref().and_then(client_subnet);
         // Signed answers for askers that can take them (the DO bit, RFC 3225).
         let dnssec = (self.signing.as_deref())
@@ -428,15 +422,21 @@ fn fit(message: &Message, limit: usize) -> Option<Vec<u8>> {
 /// query we can read).
 fn slip(query: &[u8]) -> Option<Vec<u8>> {
     let request = Message::from_vec(query).ok()?;
+    let mut response = response_to(&request);
+    response.metadata.truncation = true;
+    response.to_vec().ok()
+}
+
+/// An empty response to `request`: its ID, opcode and flags, its question echoed.
+fn response_to(request: &Message) -> Message {
     let mut response = Message::new(
         request.metadata.id,
         MessageType::Response,
         request.metadata.op_code,
     );
     response.metadata = Metadata::response_from_request(&request.metadata);
-    response.metadata.truncation = true;
-    response.queries = request.queries;
-    response.to_vec().ok()
+    response.queries = request.queries.clone();
+    response
 }
 
 /// The ranking as the ICE API does it, for a client at `ip`.
