@@ -168,6 +168,8 @@ fn defaults_shown_in_the_controller_file_are_valid() {
                 format!("{} = \"{cert}\"", l.split(" = ").next().unwrap_or(""))
             }
             "etcd_key" => format!("etcd_key = \"{key}\""),
+            // The certificate's key is an ECDSA P-256 PKCS#8 key, as a zone key is.
+            "dns_dnssec_key" => format!("dns_dnssec_key = \"{key}\""),
             _ => l.to_owned(),
         })
         .collect::<Vec<_>>()
