@@ -419,7 +419,10 @@ fn agent(mut args: AgentArgs) -> ExitCode {
                 nexrtc_edge_agent::spawn(args.agent, load, LogOnly)?
             }
         };
-        let registry = handle.metrics().clone();
+        // The agent's families and this process's.
+        let registry = nexrtc_metrics::Registry::new();
+        registry.register_collector(nexrtc_metrics::process::collector());
+        registry.register(handle.metrics().clone());
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {

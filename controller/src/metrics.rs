@@ -86,6 +86,7 @@ impl Metrics {
     /// A new, empty set of the controller's families.
     pub fn new() -> Metrics {
         let registry = Registry::with_buckets(REQUEST_DURATION, BUCKETS);
+        registry.register_collector(nexrtc_metrics::process::collector());
         describe(&registry);
         Metrics {
             registry,

@@ -36,6 +36,8 @@
 //! not written. Label values escape `"`, newlines and backslashes (a backslash already
 //! followed by `\` or `"` is taken as an escape). No `# EOF`.
 
+pub mod process;
+
 use std::sync::{Arc, Mutex, PoisonError};
 
 use metrics::{Key, Label, Level, Metadata, Recorder};

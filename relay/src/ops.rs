@@ -104,6 +104,7 @@ impl Collector for RelayCollector {
 pub fn registry(monitor: Monitor) -> Registry {
     let registry = Registry::new();
     registry.register_collector(Arc::new(RelayCollector { monitor }));
+    registry.register_collector(nexrtc_metrics::process::collector());
     registry
 }
 
