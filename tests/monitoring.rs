@@ -34,6 +34,8 @@ fn the_alert_rules_are_valid_and_every_alert_fires_as_its_test_says() {
     }
     promtool(&["check", "rules", "alerts.yml"]);
     promtool(&["test", "rules", "alerts_test.yml"]);
+    // The example scrape configuration (it names the rule file, checked with it).
+    promtool(&["check", "config", "prometheus.yml"]);
 }
 
 /// The words of `text` that look like metric names (`nexrtc_…`).

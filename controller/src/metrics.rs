@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use nexrtc_metrics::{Counter, Registry};
 
-use crate::model::RelayRecord;
+use crate::model::{RelayRecord, RelayState};
 
 pub const REQUESTS: &str = "nexrtc_controller_requests_total";
 pub const REQUEST_DURATION: &str = "nexrtc_controller_request_duration_seconds";
@@ -45,6 +45,7 @@ pub const SNAPSHOT_AGE: &str = "nexrtc_controller_snapshot_age_seconds";
 pub const STORE_ANSWER_AGE: &str = "nexrtc_controller_store_answer_age_seconds";
 pub const STORE_PROBES: &str = "nexrtc_controller_store_probes_total";
 pub const RELAYS: &str = "nexrtc_controller_relays";
+pub const REGION_LOAD: &str = "nexrtc_controller_region_load";
 pub const REGISTRATIONS: &str = "nexrtc_controller_registrations_total";
 pub const HEARTBEATS: &str = "nexrtc_controller_heartbeats_total";
 pub const RELAYS_MISSED: &str = "nexrtc_controller_relays_missed_total";
@@ -88,6 +89,18 @@ impl Metrics {
         let registry = Registry::with_buckets(REQUEST_DURATION, BUCKETS);
         registry.register_collector(nexrtc_metrics::process::collector());
         describe(&registry);
+        // Zero before the first event, so dashboards and alerts see 0 rather than nothing.
+        registry.gauge(SIGNAL_ROOMS, &[]).set(0.0);
+        registry.gauge(SIGNAL_PARTICIPANTS, &[]).set(0.0);
+        registry.counter(RELAYS_MISSED, &[]).increment(0);
+        for kind in crate::signal::protocol::INBOUND_KINDS {
+            registry
+                .counter(SIGNAL_MESSAGES, &[("type", kind)])
+                .increment(0);
+        }
+        for code in crate::signal::protocol::ErrorCode::ALL {
+            (registry.counter(SIGNAL_ERRORS, &[("code", code.as_str())])).increment(0);
+        }
         Metrics {
             registry,
             relay_labels: Arc::default(),
@@ -229,6 +242,22 @@ impl Metrics {
             gauge(region, state).set(*n as f64);
             seen.insert((region.clone(), state));
         }
+        // Each region's load: the mean load fraction of its active relays (0 without any).
+        let mut load: HashMap<&str, (f64, u64)> = HashMap::new();
+        for (region, _) in seen.iter() {
+            load.entry(region.as_str()).or_default();
+        }
+        for r in relays.values().filter(|r| r.state == RelayState::Active) {
+            let entry = load.entry(r.region.as_str()).or_default();
+            entry.0 += r.load.fraction();
+            entry.1 += 1;
+        }
+        for (region, (sum, n)) in load {
+            let mean = if n == 0 { 0.0 } else { sum / n as f64 };
+            self.registry
+                .gauge(REGION_LOAD, &[("region", region)])
+                .set(mean);
+        }
     }
 
     /// One DNS query answered: its type, the answer's rcode, and whether it carried an
@@ -276,6 +305,10 @@ fn describe(r: &Registry) {
         "age of the in-memory store snapshot (0 while the watch is live, -1 before loading)",
     );
     r.describe(RELAYS, "registered relays by region and state");
+    r.describe(
+        REGION_LOAD,
+        "mean load fraction (0..1, the higher of allocations/capacity and CPU) of the region's active relays",
+    );
     r.describe(REGISTRATIONS, "relay registrations by outcome");
     r.describe(HEARTBEATS, "relay heartbeats by outcome");
     r.describe(

@@ -104,6 +104,8 @@ pub mod slot {
     pub const PACKAGE: u16 = 45;
     // From here on below the ephemeral range (see `slot_ports`).
     pub const DNS_PROCESS: u16 = 46;
+    pub const MONITORING_A: u16 = 47;
+    pub const MONITORING_B: u16 = 48;
 }
 
 const SLOT_BASE: u16 = 61_000;

@@ -35,8 +35,19 @@ pub enum RelayKind {
     Candidate,
 }
 
+/// Every `type` a client sends (the metrics start each at 0).
+pub const INBOUND_KINDS: [&str; 7] = [
+    "join",
+    "leave",
+    "ping",
+    "refresh",
+    "offer",
+    "answer",
+    "candidate",
+];
+
 impl Inbound {
-    /// The `type` (a bounded metrics label).
+    /// The `type` (a bounded metrics label, one of [`INBOUND_KINDS`]).
     pub fn kind(&self) -> &'static str {
         match self {
             Inbound::Join => "join",
@@ -79,6 +90,20 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code (the metrics start each at 0).
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::BadMessage,
+        ErrorCode::UnknownPeer,
+        ErrorCode::MessageTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::RoomFull,
+        ErrorCode::Replaced,
+        ErrorCode::TokenExpired,
+        ErrorCode::Revoked,
+        ErrorCode::RefreshRefused,
+        ErrorCode::RoomMoved,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadMessage => "bad_message",
