@@ -206,6 +206,11 @@ impl AppState {
         self.options.clock.unix_now()
     }
 
+    /// Unix milliseconds now, on the same clock.
+    pub fn unix_now_ms(&self) -> u64 {
+        self.options.clock.unix_now_ms()
+    }
+
     /// The current relay view.
     pub fn view(&self) -> Arc<View> {
         self.snapshots.view()

@@ -36,6 +36,18 @@ impl Clock {
         }
     }
 
+    /// Unix milliseconds now.
+    pub fn unix_now_ms(&self) -> u64 {
+        match self {
+            Clock::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            Clock::Virtual { start_unix, start } => {
+                start_unix * 1000 + start.elapsed().as_millis() as u64
+            }
+        }
+    }
+
     /// The `tokio::time::Instant` at which [`Clock::unix_now`] reaches `unix` (about now
     /// if it already has): the deadline of an expiry, for timers.
     pub fn instant_at(&self, unix: u64) -> Instant {

@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod client_probes;
 pub mod clock;
 pub mod config;

@@ -62,6 +62,7 @@ pub const HTTP_CLOSED: &str = "nexrtc_controller_http_connections_closed_total";
 pub const DNS_QUERIES: &str = "nexrtc_controller_dns_queries_total";
 pub const DNS_RATE_LIMITED: &str = "nexrtc_controller_dns_rate_limited_total";
 pub const DNS_MALFORMED: &str = "nexrtc_controller_dns_malformed_total";
+pub const AUDIT_WRITE_FAILURES: &str = "nexrtc_controller_audit_write_failures_total";
 
 /// Latency buckets (seconds): the ICE answer should take well under a millisecond.
 const BUCKETS: &[f64] = &[
@@ -93,6 +94,7 @@ impl Metrics {
         registry.gauge(SIGNAL_ROOMS, &[]).set(0.0);
         registry.gauge(SIGNAL_PARTICIPANTS, &[]).set(0.0);
         registry.counter(RELAYS_MISSED, &[]).increment(0);
+        registry.counter(AUDIT_WRITE_FAILURES, &[]).increment(0);
         for kind in crate::signal::protocol::INBOUND_KINDS {
             registry
                 .counter(SIGNAL_MESSAGES, &[("type", kind)])
@@ -268,6 +270,13 @@ impl Metrics {
         self.registry.counter(DNS_QUERIES, &labels)
     }
 
+    /// An admin mutation whose audit entry could not be written.
+    pub fn audit_write_failed(&self) {
+        self.registry
+            .counter(AUDIT_WRITE_FAILURES, &[])
+            .increment(1);
+    }
+
     /// A DNS message that could not be read (dropped unanswered).
     pub fn dns_malformed(&self) {
         self.registry.counter(DNS_MALFORMED, &[]).increment(1);
@@ -298,6 +307,10 @@ fn describe(r: &Registry) {
     r.describe(
         DNS_MALFORMED,
         "DNS messages that could not be read (dropped)",
+    );
+    r.describe(
+        AUDIT_WRITE_FAILURES,
+        "admin mutations whose audit log entry could not be written to the store",
     );
     r.describe(TOKENS_ISSUED, "client tokens issued by tenant");
     r.describe(

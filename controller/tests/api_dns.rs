@@ -554,8 +554,10 @@ async fn a_resolver_asking_for_many_client_networks_is_not_limited_as_one() {
     assert_eq!(answers[0]["whole"], 300, "{}", answers[0]);
     // 1,000 more distinct subnets at once: past the source's total of 500 per second.
     let answers = ask(&server, json!([subnets(1000, 300)])).await;
+    // The 500 of the bucket plus what refills while the burst is served (500 a second:
+    // a loaded machine may take most of a second), and far from all 1,000.
     let whole = answers[0]["whole"].as_u64().expect("whole");
-    assert!((150..=600).contains(&whole), "{}", answers[0]);
+    assert!((150..=900).contains(&whole), "{}", answers[0]);
     server.shutdown().await;
 }
 

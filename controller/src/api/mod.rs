@@ -46,7 +46,7 @@ use nexrtc_wire::routes;
 use tokio::time::Instant;
 
 use crate::app::AppState;
-use admin::{fleet, keys, rooms, tenants};
+use admin::{audit, fleet, keys, rooms, tenants};
 use error::ApiError;
 
 /// One registered route: method and path template (axum's and OpenAPI's `{param}` syntax).
@@ -174,6 +174,7 @@ fn routes() -> Routes {
             fleet::list_revocations,
         )
         .add(post.clone(), "/v1/admin/revocations", fleet::revoke)
+        .add(get.clone(), "/v1/admin/audit", audit::list_audit)
         // Edge agents.
         .add(post.clone(), routes::REGISTER, relays::register)
         .add(post.clone(), routes::HEARTBEAT, relays::heartbeat)
@@ -204,6 +205,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit::audited,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

@@ -180,6 +180,25 @@ fn paths() -> Value {
             "post": op("Revoke a username until its expiry", admin, Some("RevokeBody"),
                 json!({"201": ok("the revocation", schema("Revocation"))}))
         },
+        "/v1/admin/audit": {
+            "get": {
+                "summary": "The audit log: every admin mutation that succeeded, newest first \
+                    (who: key id and name; what: method, path, status, the resource before and \
+                    after with secrets redacted; when: Unix ms; from: client address)",
+                "security": [{"bearer": ["admin"]}],
+                "parameters": [
+                    {"name": "since", "in": "query", "required": false,
+                     "description": "Unix seconds: entries at or after it",
+                     "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "limit", "in": "query", "required": false,
+                     "description": "most entries (1 to 1000, default 100)",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+                "responses": {"200": ok("entries", array("AuditEntry")),
+                              "400": err("invalid_request"),
+                              "401": err("missing_credentials or invalid_key"),
+                              "403": err("forbidden_scope")}
+            }
+        },
         (routes::REGISTER): {
             "post": op("Register a relay under a lease (edge agents)", &["node"],
                 Some("Registration"), json!({"201": ok("lease, secrets, revocations", schema("Registered"))}))
@@ -361,8 +380,13 @@ fn schemas() -> Value {
     let agent = agent_schemas(&addresses, &transports, &state, &strings);
     let status = status_schemas(&addresses, &transports, &state);
     let probes = client_probe_schemas();
+    let audit = json!({"AuditEntry": {"type": "object",
+        "required": ["at_ms", "key_id", "method", "path", "status", "before", "after"],
+        "properties": {"at_ms": s("integer"), "key_id": s("string"), "key_name": s("string"),
+            "method": s("string"), "path": s("string"), "status": s("integer"),
+            "from": {"type": ["string", "null"]}, "before": {}, "after": {}}}});
     if let Some(all) = all.as_object_mut() {
-        for more in [agent, status, probes] {
+        for more in [agent, status, probes, audit] {
             if let Some(more) = more.as_object() {
                 all.extend(more.clone());
             }

@@ -44,6 +44,9 @@ pub const PROBES: &str = "probes/";
 /// Key prefix of client networks' measured RTTs (`client_probes/10.1.2.0/24`).
 pub const CLIENT_PROBES: &str = "client_probes/";
 
+/// Key prefix of the audit log (`audit/<unix ms, 20 digits>-<random>`, see `crate::audit`).
+pub const AUDIT: &str = "audit/";
+
 /// Key prefix of live controller replicas (signaling routes rooms over them).
 pub const CONTROLLERS: &str = "controllers/";
 

@@ -5,6 +5,7 @@
 //! [`crate::model::stored`], with compare-and-swap for read-modify-write), then wait briefly until this replica's snapshot shows the write,
 //! so that the caller's next request on the same replica sees it.
 
+pub mod audit;
 pub mod fleet;
 pub mod keys;
 pub mod rooms;
