@@ -77,6 +77,15 @@ enum AdminCommand {
     /// Revoke a TURN username (`<expiry>:<tenant>:<user>`): its allocations end on
     /// every relay.
     Revoke { username: String },
+    /// The audit log: admin changes, newest first (who, what, when, from where).
+    Audit {
+        /// Only entries at or after this Unix time (seconds).
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// Most entries (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -504,6 +513,14 @@ async fn execute(client: &Client, command: AdminCommand, output: Output) -> Resu
             call(Method::DELETE, format!("/v1/admin/keys/{}", seg(&id)), None),
             |_| "deleted".to_owned(),
         ),
+        AdminCommand::Audit { since, limit } => (
+            call(
+                Method::GET,
+                format!("/v1/admin/audit?since={since}&limit={limit}"),
+                None,
+            ),
+            audit,
+        ),
         AdminCommand::Revoke { username } => (
             call(
                 Method::POST,
@@ -598,6 +615,24 @@ fn relays(v: &Value) -> String {
             r["load"]["allocations"],
             r["load_fraction"].as_f64().unwrap_or(0.0),
             r["version"].as_str().unwrap_or("?"),
+        )
+    })
+}
+
+fn audit(v: &Value) -> String {
+    lines(v, |e| {
+        let name = e["key_name"].as_str().filter(|n| !n.is_empty());
+        let key = e["key_id"].as_str().unwrap_or("?");
+        format!(
+            "{}\t{} {}\t{}\tkey {}\tfrom {}",
+            e["at_ms"]
+                .as_u64()
+                .map_or("?".to_owned(), |ms| (ms / 1000).to_string()),
+            e["method"].as_str().unwrap_or("?"),
+            e["path"].as_str().unwrap_or("?"),
+            e["status"],
+            name.unwrap_or(key.get(..12).unwrap_or(key)),
+            e["from"].as_str().unwrap_or("-"),
         )
     })
 }

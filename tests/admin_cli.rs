@@ -100,6 +100,33 @@ fn regions_tenants_keys_and_relays_through_the_admin_api() {
     let out = admin(&c, k, &["keys", "delete", &id]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!text(&admin(&c, k, &["keys", "list"])).contains(&id));
+
+    // The audit log of all that, newest first, from this machine (over real HTTP).
+    let out = admin(&c, k, &["audit", "--limit", "3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<String> = text(&out).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].contains(&format!("DELETE /v1/admin/keys/{id}\t204")),
+        "{lines:?}"
+    );
+    assert!(lines[1].contains("POST /v1/admin/keys\t201"), "{lines:?}");
+    assert!(
+        lines[2].contains("POST /v1/admin/tenants\t201"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| l.ends_with("from 127.0.0.1")),
+        "{lines:?}"
+    );
+    let all = json(&admin(&c, k, &["--output", "json", "audit"]));
+    let paths: Vec<&str> = (all.as_array().expect("entries").iter())
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    assert!(paths.contains(&"/v1/admin/regions/sa-east"), "{paths:?}");
+    assert!(!all
+        .to_string()
+        .contains(created["key"].as_str().expect("key")));
 }
 
 #[test]
