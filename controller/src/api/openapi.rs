@@ -417,7 +417,10 @@ fn status_schemas(addresses: &Value, transports: &Value, state: &Value) -> Value
                 "load_fraction": s("number"), "load": schema("Load"),
                 "addresses": addresses, "transports": transports,
                 "version": s("string"), "registered_at": s("integer"),
-                "updated_at": s("integer"), "region_known": s("boolean")}}}}}
+                "updated_at": s("integer"), "region_known": s("boolean")}}},
+            "mesh": {"type": "array", "items": {"type": "object", "properties": {
+                "from": s("string"), "to": s("string"), "rtt_ms": s("number"),
+                "loss": s("number"), "measured_at": s("integer")}}}}}
     })
 }
 

@@ -32,6 +32,21 @@ pub struct StatusReport {
     pub regions: Vec<RegionStatus>,
     /// Sorted by region, then node.
     pub relays: Vec<RelayStatus>,
+    /// The relay mesh: round-trip times measured between regions' relays (edge agents'
+    /// probes), by source and destination region.
+    pub mesh: Vec<MeshLink>,
+}
+
+/// One measured region pair.
+#[derive(Debug, Clone, Serialize)]
+pub struct MeshLink {
+    pub from: String,
+    pub to: String,
+    pub rtt_ms: f64,
+    /// Fraction of probes lost, 0..1.
+    pub loss: f64,
+    /// Unix seconds.
+    pub measured_at: u64,
 }
 
 /// One region and how many of its relays are in each state.
@@ -125,11 +140,26 @@ pub fn report(state: &AppState) -> StatusReport {
         })
         .collect();
     regions.sort_by(|a, b| a.name.cmp(&b.name));
+    let probes = state.snapshots.probes.snapshot();
+    let mut mesh: Vec<MeshLink> = (probes.entries.iter())
+        .filter_map(|(key, p)| {
+            let (from, to) = key.split_once('/')?;
+            Some(MeshLink {
+                from: from.to_owned(),
+                to: to.to_owned(),
+                rtt_ms: p.rtt_ms,
+                loss: p.loss,
+                measured_at: p.measured_at,
+            })
+        })
+        .collect();
+    mesh.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
     StatusReport {
         generated_at: state.unix_now(),
         snapshot_age_seconds: state.snapshot_age().map(|a| a.as_secs_f64()),
         regions,
         relays,
+        mesh,
     }
 }
 
@@ -144,8 +174,15 @@ pub async fn status(
 /// `GET /status`: the operator page (public; the data it polls needs an admin key).
 pub async fn page() -> Response {
     let content_type = HeaderValue::from_static("text/html; charset=utf-8");
-    ([(header::CONTENT_TYPE, content_type)], STATUS_HTML).into_response()
+    ([(header::CONTENT_TYPE, content_type)], PAGE.as_str()).into_response()
 }
+
+/// The land of the world map (Natural Earth, public domain; see the file's comment).
+pub const LAND_SVG: &str = include_str!("../../web/land.svg");
+
+/// The page with the map's land in place.
+static PAGE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| STATUS_HTML.replace("<!--land-->", LAND_SVG));
 
 #[cfg(test)]
 mod tests {
