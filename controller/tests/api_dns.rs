@@ -709,3 +709,38 @@ async fn a_signed_zone_validates() {
     assert_eq!(hosts(plain), hosts(&answers[0]));
     server.shutdown().await;
 }
+
+/// Bound to every address (0.0.0.0), the server answers from the address each query was
+/// sent to: dig asks 127.0.0.2 (the kernel would answer a loopback client from 127.0.0.1,
+/// which dig refuses as "reply from unexpected source"), over UDP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_leave_from_the_address_asked_when_bound_to_all() {
+    if !clients_available() {
+        return;
+    }
+    let h = Harness::start().await;
+    h.register_fleet().await;
+    let settings = DnsSettings {
+        listen: "0.0.0.0:0".parse().expect("addr"),
+        zone: zone(),
+        rate_limit: 0.0,
+        dnssec: None,
+    };
+    let server = DnsServer::start(settings, h.state.clone())
+        .await
+        .expect("DNS server");
+    let port = server.local_addr().port().to_string();
+    for address in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        let out = std::process::Command::new("dig")
+            .args([&format!("@{address}"), "-p", &port])
+            .args(["+time=2", "+tries=1", "+notcp"])
+            .args(["n1.eu-west.turn.example.org", "A"])
+            .output()
+            .expect("dig");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!text.contains("unexpected source"), "{address}: {text}");
+        assert!(text.contains("status: NOERROR"), "{address}: {text}");
+        assert!(text.contains("198.18.0.1"), "{address}: {text}");
+    }
+    server.shutdown().await;
+}

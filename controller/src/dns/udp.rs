@@ -18,11 +18,14 @@
 //!   hold for less than the asker's whole network (a GeoIP network longer than /24) are
 //!   not kept.
 //! - The response rate limit is checked first, for every datagram (see `super`).
+//! - Bound to every address (0.0.0.0 or ::), each answer leaves from the address its
+//!   query was sent to (IP_PKTINFO, through quinn-udp, one `sendmsg` per answer):
+//!   resolvers drop answers from another address.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -147,7 +150,7 @@ impl Worker {
                 let mut out = batch.buffer();
                 let (query, src) = batch.received(i);
                 if self.answer(query, src, now, &mut out) {
-                    batch.queue(out, src);
+                    batch.queue(i, out);
                 } else {
                     batch.out.push(out);
                 }
@@ -211,17 +214,22 @@ struct Batch {
     state: quinn_udp::UdpSocketState,
     buffers: Vec<u8>,
     meta: [quinn_udp::RecvMeta; BATCH],
-    /// The datagrams received: (offset in `buffers`, length, source).
-    received: Vec<(usize, usize, SocketAddr)>,
-    /// Answer buffers (reused) and where each goes.
+    /// The datagrams received: (offset in `buffers`, length, source, the address it was
+    /// sent to).
+    received: Vec<(usize, usize, SocketAddr, Option<IpAddr>)>,
+    /// Answer buffers (reused), where each goes and from which address.
     out: Vec<Vec<u8>>,
-    queued: Vec<(Vec<u8>, SocketAddr)>,
+    queued: Vec<(Vec<u8>, SocketAddr, Option<IpAddr>)>,
+    /// Bound to every address (0.0.0.0, ::): each answer must leave from the address its
+    /// query came to, or resolvers drop it; sent one by one with that source (IP_PKTINFO).
+    any_address: bool,
 }
 
 impl Batch {
     fn new(socket: &UdpSocket) -> io::Result<Batch> {
         Ok(Batch {
             state: quinn_udp::UdpSocketState::new(socket.into())?,
+            any_address: socket.local_addr()?.ip().is_unspecified(),
             buffers: vec![0; BATCH * SLOT],
             meta: [quinn_udp::RecvMeta::default(); BATCH],
             received: Vec::with_capacity(BATCH),
@@ -255,7 +263,8 @@ impl Batch {
             let mut offset = 0;
             while offset < meta.len {
                 let len = stride.min(meta.len - offset);
-                self.received.push((i * SLOT + offset, len, meta.addr));
+                self.received
+                    .push((i * SLOT + offset, len, meta.addr, meta.dst_ip));
                 offset += len;
             }
         }
@@ -264,7 +273,7 @@ impl Batch {
 
     /// The `i`th datagram received and its source.
     fn received(&self, i: usize) -> (&[u8], SocketAddr) {
-        let (offset, len, src) = self.received[i];
+        let (offset, len, src, _) = self.received[i];
         (&self.buffers[offset..offset + len], src)
     }
 
@@ -275,15 +284,37 @@ impl Batch {
         b
     }
 
-    fn queue(&mut self, answer: Vec<u8>, to: SocketAddr) {
-        self.queued.push((answer, to));
+    /// Queues the answer to the `i`th datagram.
+    fn queue(&mut self, i: usize, answer: Vec<u8>) {
+        let (_, _, to, from) = self.received[i];
+        self.queued.push((answer, to, from));
     }
 
     /// Sends the queued answers (a destination the kernel refuses loses its answer only).
     fn send(&mut self, socket: &UdpSocket) {
-        let addresses: Vec<SocketAddrAny> = self.queued.iter().map(|(_, to)| to.as_any()).collect();
-        let slices: Vec<[IoSlice<'_>; 1]> =
-            self.queued.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
+        if self.any_address {
+            for (answer, to, from) in &self.queued {
+                let transmit = quinn_udp::Transmit {
+                    destination: *to,
+                    ecn: None,
+                    contents: answer,
+                    segment_size: None,
+                    src_ip: *from,
+                };
+                if let Err(e) = self.state.send(socket.into(), &transmit) {
+                    tracing::debug!(error = %e, "DNS answer not sent");
+                }
+            }
+            self.out.extend(self.queued.drain(..).map(|(b, _, _)| b));
+            return;
+        }
+        let addresses: Vec<SocketAddrAny> =
+            self.queued.iter().map(|(_, to, _)| to.as_any()).collect();
+        let slices: Vec<[IoSlice<'_>; 1]> = self
+            .queued
+            .iter()
+            .map(|(b, _, _)| [IoSlice::new(b)])
+            .collect();
         // No ancillary data; each header borrows an empty buffer of its own.
         let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = (0..self.queued.len())
             .map(|_| SendAncillaryBuffer::default())
@@ -305,6 +336,6 @@ impl Batch {
             }
         }
         drop(slices);
-        self.out.extend(self.queued.drain(..).map(|(b, _)| b));
+        self.out.extend(self.queued.drain(..).map(|(b, _, _)| b));
     }
 }
