@@ -24,7 +24,11 @@ use support::{
     free_port, http_get, random_token, rest_credentials, run_ok, slot, ChildGuard, TurnClient,
 };
 
-const UNITS: [&str; 2] = ["nexrtc-relay.service", "nexrtc-controller.service"];
+const UNITS: [&str; 3] = [
+    "nexrtc-relay.service",
+    "nexrtc-controller.service",
+    "nexrtc-dns.service",
+];
 /// The cargo-deb version `.ci/run` installs.
 const CARGO_DEB_INSTALL: &str = "cargo install cargo-deb --locked --version 3.8.0";
 
@@ -75,9 +79,15 @@ fn units_verify_without_warnings() {
         let subcommand = unit
             .trim_start_matches("nexrtc-")
             .trim_end_matches(".service");
+        // `nexrtc dns` reads the controller's file.
+        let file = if subcommand == "dns" {
+            "controller"
+        } else {
+            subcommand
+        };
         assert!(
             exec.starts_with(&format!(
-                "ExecStart=/usr/bin/nexrtc {subcommand} --config /etc/nexrtc/{subcommand}.toml"
+                "ExecStart=/usr/bin/nexrtc {subcommand} --config /etc/nexrtc/{file}.toml"
             )),
             "{unit}: {exec}"
         );
@@ -366,6 +376,7 @@ fn deb_builds_installs_runs_and_purges() {
         conffiles,
         [
             "/etc/default/nexrtc-controller",
+            "/etc/default/nexrtc-dns",
             "/etc/default/nexrtc-relay",
             "/etc/nexrtc/controller.toml",
             "/etc/nexrtc/relay.toml",
@@ -391,11 +402,13 @@ fn deb_builds_installs_runs_and_purges() {
             "usr/lib/systemd/system/nexrtc-controller.service",
             "-rw-r--r--",
         ),
+        ("usr/lib/systemd/system/nexrtc-dns.service", "-rw-r--r--"),
         ("usr/lib/sysusers.d/nexrtc.conf", "-rw-r--r--"),
         ("etc/nexrtc/relay.toml", "-rw-r-----"),
         ("etc/nexrtc/controller.toml", "-rw-r-----"),
         ("etc/default/nexrtc-relay", "-rw-------"),
         ("etc/default/nexrtc-controller", "-rw-------"),
+        ("etc/default/nexrtc-dns", "-rw-------"),
         ("usr/share/doc/nexrtc/README.md", "-rw-r--r--"),
         ("usr/share/doc/nexrtc/LICENSE", "-rw-r--r--"),
         ("usr/share/doc/nexrtc/copyright", "-rw-r--r--"),
@@ -585,6 +598,7 @@ fn deb_builds_installs_runs_and_purges() {
     for gone in [
         "etc/nexrtc",
         "etc/default/nexrtc-relay",
+        "etc/default/nexrtc-dns",
         "var/lib/nexrtc",
         "usr/bin",
     ] {
