@@ -744,3 +744,34 @@ async fn answers_leave_from_the_address_asked_when_bound_to_all() {
     }
     server.shutdown().await;
 }
+
+/// Resolvers randomize the case of the names they ask (0x20) and drop answers whose case
+/// differs: asked again and again in ever other case, every answer (kept or made afresh)
+/// names the relay in exactly the asker's case, with the same addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_keep_the_askers_case_of_the_name() {
+    let Some((h, server)) = fleet().await else {
+        return;
+    };
+    let frankfurt = Some("198.51.100.10/24");
+    let cases = [
+        "turn.example.org.",
+        "TuRn.ExAmPlE.oRg.",
+        "tURN.eXAMPLE.ORG.",
+    ];
+    let queries: Vec<Value> = (0..8)
+        .flat_map(|_| cases.iter().map(|n| query(n, "A", frankfurt)))
+        .collect();
+    let answers = ask(&server, json!(queries)).await;
+    let expected = data(&answers[0]["answer"], "A");
+    assert_eq!(expected.len(), 2, "{}", answers[0]);
+    for (i, a) in answers.iter().enumerate() {
+        let asked = cases[i % cases.len()];
+        for record in a["answer"].as_array().expect("answer") {
+            assert_eq!(record[0], asked, "answer {i}: {a}");
+        }
+        assert_eq!(data(&a["answer"], "A"), expected, "answer {i}: {a}");
+    }
+    drop(h);
+    server.shutdown().await;
+}

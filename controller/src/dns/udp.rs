@@ -13,7 +13,8 @@
 //! - Each thread keeps the answers it made, keyed by the query's bytes after the message
 //!   ID (name, type, flags, the OPT record with any client subnet) and the asker's client
 //!   network (/24, /48): the same question from the same network gets the same answer, its
-//!   ID patched in. An answer is kept at most [`CACHE_AGE`] and only for the registry view
+//!   ID and the case of its name patched in (resolvers randomize the case, 0x20, so the
+//!   name is compared without it). An answer is kept at most [`CACHE_AGE`] and only for the registry view
 //!   it was made from (a relay leaving the view leaves the answers at once); answers that
 //!   hold for less than the asker's whole network (a GeoIP network longer than /24) are
 //!   not kept.
@@ -23,7 +24,7 @@
 //!   resolvers drop answers from another address.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -166,7 +167,20 @@ impl Worker {
             return false;
         }
         let network = Network::of(src.ip());
-        let key = self.hasher.hash_one((network, &query[2..]));
+        // Resolvers randomize the case of the name they ask (0x20, against spoofing): the
+        // key takes the name without its case, and a kept answer gets the asker's case
+        // back. Only one-question queries with a plain name are kept.
+        let name_end = question_name_end(query);
+        let key = {
+            let mut h = self.hasher.build_hasher();
+            network.hash(&mut h);
+            let name = name_end.unwrap_or(2);
+            for b in &query[2..name] {
+                h.write_u8(b.to_ascii_lowercase());
+            }
+            h.write(&query[name..]);
+            h.finish()
+        };
         match self.core.limited(src.ip(), key) {
             None => {}
             Some(Limited::Drop) => return false,
@@ -177,12 +191,23 @@ impl Worker {
                 });
             }
         }
-        let fresh = |k: &&Kept| {
-            k.network == network && *k.query == query[2..] && now.duration_since(k.at) < CACHE_AGE
+        // The same question: the name without its case, every other byte exactly.
+        let same = |k: &Kept, end: usize| {
+            let (name, rest) = query[2..].split_at(end - 2);
+            k.query.len() == query.len() - 2
+                && k.query[..end - 2].eq_ignore_ascii_case(name)
+                && k.query[end - 2..] == *rest
         };
-        if let Some(kept) = self.kept.get(&key).filter(fresh) {
+        let kept = name_end.and_then(|end| {
+            let k = self.kept.get(&key)?;
+            (k.network == network && same(k, end) && now.duration_since(k.at) < CACHE_AGE)
+                .then_some((k, end))
+        });
+        if let Some((kept, end)) = kept {
             out.extend_from_slice(&kept.answer);
+            // The asker's ID and its question's case (later owner names point at it).
             out[..2].copy_from_slice(&query[..2]);
+            out[12..end].copy_from_slice(&query[12..end]);
             kept.counter.increment(1);
             return true;
         }
@@ -191,7 +216,7 @@ impl Worker {
         };
         reply.counter.increment(1);
         out.extend_from_slice(&reply.bytes);
-        if reply.cacheable {
+        if reply.cacheable && name_end.is_some() {
             if self.kept.len() >= CACHE_ENTRIES {
                 self.kept.clear();
             }
@@ -205,6 +230,23 @@ impl Worker {
             self.kept.insert(key, kept);
         }
         true
+    }
+}
+
+/// The end of a query's question name (the offset after its root label), when the query
+/// has exactly one question and its name is plain labels (no compression pointer).
+fn question_name_end(query: &[u8]) -> Option<usize> {
+    if query.get(4..6)? != [0, 1] {
+        return None;
+    }
+    let mut i = 12;
+    loop {
+        let len = usize::from(*query.get(i)?);
+        match len {
+            0 => return Some(i + 1),
+            1..=63 => i += 1 + len,
+            _ => return None,
+        }
     }
 }
 
