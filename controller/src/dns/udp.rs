@@ -175,9 +175,12 @@ impl Worker {
             let mut h = self.hasher.build_hasher();
             network.hash(&mut h);
             let name = name_end.unwrap_or(2);
-            for b in &query[2..name] {
-                h.write_u8(b.to_ascii_lowercase());
-            }
+            // Header flags and the name (at most 10 + 255 bytes), lowercased in one write.
+            let mut lower = [0u8; 265];
+            let head = &mut lower[..name - 2];
+            head.copy_from_slice(&query[2..name]);
+            head.make_ascii_lowercase();
+            h.write(head);
             h.write(&query[name..]);
             h.finish()
         };
