@@ -10,8 +10,9 @@ Servers (each started fresh, pinned to CPU 1; dnsperf pinned to CPU 0):
     (`auto_dc_coords`, nearest first, two per answer as our ranking gives), the same
     GeoIP2 database, `turn` a DYNA resource, one UDP thread.
 Load: dnsperf, `turn.example.org A`, 4 clients, 100 queries outstanding, over UDP; once
-without EDNS Client Subnet (the resolver's address places the client) and once with ECS
-203.0.113.0/24 (Tokyo in the synthetic database). Per run: queries per second, the
+without EDNS Client Subnet (the resolver's address places the client), once with ECS
+203.0.113.0/24 (Tokyo in the synthetic database), and once with the name in 20,000
+random-case spellings (0x20, as resolvers send it). Per run: queries per second, the
 server's CPU time over the run (/proc/<pid>/stat), queries per server CPU-second.
 
 Writes the "dns" section of benches/RESULTS.md.
@@ -22,6 +23,7 @@ Traffic goes to 127.0.0.1 only; every run is bounded in time.
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -46,6 +48,9 @@ REGIONS = [
 ]
 # ECS option (code 8): family 1, source /24, scope 0, 203.0.113 (Tokyo).
 ECS_TOKYO = "8:00011800cb0071"
+# Random-case spellings of the name in the 0x20 query shape.
+CASE_VARIANTS = 20_000
+SHAPES = ["one name, no ECS", "one name, ECS 203.0.113.0/24", "0x20 case, no ECS"]
 
 
 def log(*a):
@@ -272,6 +277,15 @@ def main():
         data = os.path.join(tmp, "queries.txt")
         with open(data, "w") as f:
             f.write("turn.example.org A\n")
+        # Resolvers randomize the case of each name they ask (0x20): the same question
+        # arrives as ever other bytes.
+        mixed = os.path.join(tmp, "queries-0x20.txt")
+        rng = random.Random(20)
+        with open(mixed, "w") as f:
+            for _ in range(CASE_VARIANTS):
+                name = "".join(c.upper() if rng.random() < 0.5 else c for c in "turn.example.org")
+                f.write(f"{name} A\n")
+        shapes = [(SHAPES[0], False, data), (SHAPES[1], True, data), (SHAPES[2], False, mixed)]
         for rep in range(repeat):
             for kind in ("nexrtc", "gdnsd"):
                 log(f"round {rep + 1}/{repeat}: {kind}")
@@ -279,8 +293,9 @@ def main():
                 try:
                     answers_seen[kind] = answers(server.port)
                     commands[kind] = " ".join(server.cmd)
-                    for ecs in (False, True):
-                        runs.setdefault((kind, ecs), []).append(dnsperf(server, seconds, ecs, data))
+                    for shape, ecs, queries in shapes:
+                        runs.setdefault((kind, shape), []).append(
+                            dnsperf(server, seconds, ecs, queries))
                 finally:
                     server.stop()
         profiled = None
@@ -316,24 +331,28 @@ def main():
                f"none). Answers seen: ours {answers_seen.get('nexrtc')}, gdnsd "
                f"{answers_seen.get('gdnsd')} (loopback resolver, no ECS).")
     out.append("")
-    out.append("| server | ECS | queries/s | lost | server CPU-s | queries per CPU-s (min–max) | "
+    out.append(f"Query shapes: `turn.example.org A` without ECS, the same with ECS "
+               f"203.0.113.0/24, and the name in {CASE_VARIANTS:,} random-case spellings (0x20, as "
+               f"resolvers send it), without ECS.")
+    out.append("")
+    out.append("| server | queries | queries/s | lost | server CPU-s | queries per CPU-s (min–max) | "
                "CPU µs per query | avg latency µs |")
     out.append("|---|---|---|---|---|---|---|---|")
     picked = {}
-    for (kind, ecs), rs in sorted(runs.items()):
+    for (kind, shape), rs in sorted(runs.items(), key=lambda kv: (kv[0][0], SHAPES.index(kv[0][1]))):
         r = median_run(rs)
-        picked[(kind, ecs)] = r
+        picked[(kind, shape)] = r
         rng = f" ({r['range'][0]:,.0f}–{r['range'][1]:,.0f})" if len(rs) > 1 else ""
         out.append(f"| {'nexrtc controller' if kind == 'nexrtc' else 'gdnsd'} | "
-                   f"{'203.0.113.0/24' if ecs else 'none'} | {r['qps']:,.0f} | {r['lost']:,.0f} | "
+                   f"{shape} | {r['qps']:,.0f} | {r['lost']:,.0f} | "
                    f"{r['cpu']:.2f} | {r['per_cpu']:,.0f}{rng} | {1e6 / r['per_cpu']:.1f} | "
                    f"{r['latency_us']:,.0f} |")
     out.append("")
-    for ecs in (False, True):
-        a, b = picked.get(("nexrtc", ecs)), picked.get(("gdnsd", ecs))
+    for shape in SHAPES:
+        a, b = picked.get(("nexrtc", shape)), picked.get(("gdnsd", shape))
         if a and b:
-            out.append(f"Ours / gdnsd, queries per server CPU-second, ECS "
-                       f"{'203.0.113.0/24' if ecs else 'none'}: **{a['per_cpu'] / b['per_cpu']:.2f}**.  ")
+            out.append(f"Ours / gdnsd, queries per server CPU-second, {shape}: "
+                       f"**{a['per_cpu'] / b['per_cpu']:.2f}**.  ")
     if profiled:
         shares, top = profiled
         out.append("")
