@@ -69,4 +69,8 @@ impl RelayCounters for RelayMonitor {
         }
         t
     }
+
+    fn usage(&self) -> std::collections::BTreeMap<String, nexrtc_edge_agent::wire::Usage> {
+        self.0.usage()
+    }
 }

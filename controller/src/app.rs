@@ -54,6 +54,8 @@ pub struct Options {
     pub signal: SignalOptions,
     /// Bounds of the client-probe aggregation.
     pub client_probes: ClientProbeLimits,
+    /// Usage records older than this are deleted (7 days).
+    pub usage_retention: Duration,
 }
 
 impl Default for Options {
@@ -84,6 +86,7 @@ impl Default for Options {
             clock: Clock::System,
             signal: SignalOptions::default(),
             client_probes: ClientProbeLimits::default(),
+            usage_retention: Duration::from_secs(7 * 86_400),
         }
     }
 }
@@ -110,6 +113,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Client probe reports received here (`crate::client_probes`).
     pub client_probes: ClientProbes,
+    /// Tenants whose usage this replica stored (`crate::usage`).
+    pub usage_seen: crate::usage::Seen,
     /// The DNS server of this replica, once it listens (`/readyz` reports it).
     pub dns: std::sync::OnceLock<crate::dns::DnsStatus>,
     /// `true` once the server is shutting down: long-lived streams end.
@@ -181,6 +186,7 @@ impl AppState {
             liveness,
             store_health,
             dns: std::sync::OnceLock::new(),
+            usage_seen: Default::default(),
             closing: watch::channel(false).0,
             upkeep,
             detector,

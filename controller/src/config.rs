@@ -161,6 +161,7 @@ pub struct FileConfig {
     pub heartbeat_interval_ms: Option<u64>,
     pub relay_miss_after_ms: Option<u64>,
     pub load_refresh_secs: Option<u64>,
+    pub usage_retention_days: Option<u64>,
     pub max_snapshot_age_secs: Option<u64>,
     pub startup_timeout_secs: Option<u64>,
     pub geoip_db: Option<PathBuf>,
@@ -450,6 +451,11 @@ impl ControllerConfig {
             heartbeat_interval: heartbeat,
             relay_miss_after: miss_after,
             load_refresh: Duration::from_secs(file.load_refresh_secs.unwrap_or(30).max(1)),
+            usage_retention: match file.usage_retention_days {
+                Some(0) => return Err(invalid("usage_retention_days", "must be at least 1")),
+                Some(days) => Duration::from_secs(days.min(3660) * 86_400),
+                None => defaults.usage_retention,
+            },
             default_rate_limit: rate_limit,
             max_snapshot_age: Duration::from_secs(file.max_snapshot_age_secs.unwrap_or(30)),
             metrics_allow: match &file.metrics_allow {

@@ -36,6 +36,7 @@ pub mod signal;
 pub mod state;
 pub mod store;
 pub mod store_health;
+pub mod usage;
 
 pub use api::router;
 pub use app::{AppState, Options};

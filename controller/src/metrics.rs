@@ -62,6 +62,8 @@ pub const HTTP_CLOSED: &str = "nexrtc_controller_http_connections_closed_total";
 pub const DNS_QUERIES: &str = "nexrtc_controller_dns_queries_total";
 pub const DNS_RATE_LIMITED: &str = "nexrtc_controller_dns_rate_limited_total";
 pub const DNS_MALFORMED: &str = "nexrtc_controller_dns_malformed_total";
+pub const USAGE_REPORTS: &str = "nexrtc_controller_usage_reports_total";
+pub const USAGE_VALUES: &str = "nexrtc_controller_usage_values_total";
 pub const AUDIT_WRITE_FAILURES: &str = "nexrtc_controller_audit_write_failures_total";
 
 /// Latency buckets (seconds): the ICE answer should take well under a millisecond.
@@ -95,6 +97,9 @@ impl Metrics {
         registry.gauge(SIGNAL_PARTICIPANTS, &[]).set(0.0);
         registry.counter(RELAYS_MISSED, &[]).increment(0);
         registry.counter(AUDIT_WRITE_FAILURES, &[]).increment(0);
+        for result in ["written", "unchanged", "refused"] {
+            (registry.counter(USAGE_VALUES, &[("result", result)])).increment(0);
+        }
         for kind in crate::signal::protocol::INBOUND_KINDS {
             registry
                 .counter(SIGNAL_MESSAGES, &[("type", kind)])
@@ -152,6 +157,24 @@ impl Metrics {
 
     pub fn leave(&self, outcome: &'static str) {
         self.count(LEAVES, "outcome", outcome);
+    }
+
+    /// One usage report, by outcome.
+    pub fn usage_report(&self, outcome: &'static str) {
+        self.count(USAGE_REPORTS, "outcome", outcome);
+    }
+
+    /// What a stored usage report's bucket values came to.
+    pub fn usage_values(&self, stored: &crate::usage::Stored) {
+        for (result, n) in [
+            ("written", stored.written),
+            ("unchanged", stored.unchanged),
+            ("refused", stored.refused),
+        ] {
+            (self.registry)
+                .counter(USAGE_VALUES, &[("result", result)])
+                .increment(n);
+        }
     }
 
     /// One client-probe report, by what it led to.
@@ -307,6 +330,11 @@ fn describe(r: &Registry) {
     r.describe(
         DNS_MALFORMED,
         "DNS messages that could not be read (dropped)",
+    );
+    r.describe(USAGE_REPORTS, "relay usage reports by outcome");
+    r.describe(
+        USAGE_VALUES,
+        "usage bucket values received (one tenant's use in one minute on one relay), by result: written, unchanged (held in full already), refused (minute out of range, bad tenant name)",
     );
     r.describe(
         AUDIT_WRITE_FAILURES,

@@ -144,6 +144,8 @@ async fn serve(
         ),
         None => None,
     };
+    // The DNS process writes nothing; the controller deletes usage past its retention.
+    let sweeper = (role == Role::Controller).then(|| crate::usage::spawn_sweeper(state.clone()));
     let app = match role {
         Role::Controller => crate::api::router(state.clone()),
         Role::Dns => crate::api::ops_router(state.clone()),
@@ -174,6 +176,9 @@ async fn serve(
     .await;
     if let Some(dns) = dns {
         dns.shutdown().await;
+    }
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
     }
     // Other replicas take this one's rooms at once rather than after the lease TTL.
     state_for_exit

@@ -64,6 +64,7 @@ macro_rules! conformance {
 conformance! {
     cases::revisions_and_metadata => revisions_and_metadata,
     cases::list_returns_revision_and_only_prefix => list_returns_revision_and_only_prefix,
+    cases::range_is_half_open_sorted_and_limited => range_is_half_open_sorted_and_limited,
     cases::create_if_absent => create_if_absent,
     cases::compare_and_swap => compare_and_swap,
     cases::delete_reports_existence => delete_reports_existence,

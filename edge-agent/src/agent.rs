@@ -30,6 +30,7 @@ use crate::config::{clamp_interval, AgentConfig};
 use crate::load::LoadSource;
 use crate::metric;
 use crate::probe::{probe_round, ProbeSettings};
+use crate::usage::{Meter, UsageSource};
 use nexrtc_metrics::Registry;
 use nexrtc_wire::{
     routes, DrainOrder, Event, Heartbeat, HeartbeatAnswer, LeaseId, Leave, ProbeReport,
@@ -123,15 +124,28 @@ impl AgentHandle {
             return Left::NotRegistered;
         };
         let shared = &self.shared;
+        let deadline = Instant::now() + LEAVE_TIMEOUT;
+        // The last usage first (at most half the time allowed), while the lease holds.
+        if let Some(source) = &shared.usage {
+            crate::usage::sample(shared, source);
+            let half = LEAVE_TIMEOUT / 2;
+            if tokio::time::timeout(half, crate::usage::report(shared, half))
+                .await
+                .is_err()
+            {
+                tracing::warn!("the last usage report did not finish within {half:?}");
+            }
+        }
         let body = Leave {
             region: shared.config.region.clone(),
             node: shared.node.clone(),
             lease,
         };
+        let left_for_leave = deadline.saturating_duration_since(Instant::now());
         let call = shared
             .client
-            .post::<_, IgnoredAny>(routes::LEAVE, &body, LEAVE_TIMEOUT);
-        let left = match tokio::time::timeout(LEAVE_TIMEOUT, call).await {
+            .post::<_, IgnoredAny>(routes::LEAVE, &body, left_for_leave);
+        let left = match tokio::time::timeout(left_for_leave, call).await {
             Ok(Ok(_)) => {
                 tracing::info!(%lease, "left the controller's registry");
                 Left::Removed
@@ -184,6 +198,9 @@ pub(crate) struct Shared {
     pub(crate) revocations: Mutex<RevocationSet>,
     pub(crate) drain: Mutex<Option<DrainOrder>>,
     pub(crate) metrics: Registry,
+    /// The relay's per-tenant running totals, when it counts them (usage metering).
+    pub(crate) usage: Option<UsageSource>,
+    pub(crate) meter: Mutex<Meter>,
 }
 
 /// Starts the agent on the current tokio runtime.
@@ -198,6 +215,7 @@ pub fn spawn<L: LoadSource, A: Apply>(
         return Err(AgentError::NoAddress);
     }
     let client_config = config.client();
+    let usage = load.usage_source();
     let shared = Arc::new(Shared {
         client: ControllerClient::new(&client_config)?,
         node: config.node_name(),
@@ -209,6 +227,8 @@ pub fn spawn<L: LoadSource, A: Apply>(
         revocations: Mutex::new(RevocationSet::default()),
         drain: Mutex::new(None),
         metrics: metric::registry(),
+        usage,
+        meter: Mutex::new(Meter::new()),
     });
     let status = shared.status.subscribe();
     let mut tasks = vec![
@@ -217,6 +237,9 @@ pub fn spawn<L: LoadSource, A: Apply>(
     ];
     if shared.config.probe_interval > 0 {
         tasks.push(runtime.spawn(probe_loop(shared.clone())));
+    }
+    if let Some(source) = shared.usage.clone() {
+        tasks.push(runtime.spawn(crate::usage::usage_loop(shared.clone(), source)));
     }
     let metrics = shared.metrics.clone();
     Ok(AgentHandle {
@@ -369,7 +392,7 @@ fn replace<T: PartialEq>(slot: &mut T, new: T) -> bool {
 
 impl Shared {
     /// Budget of a call that is not a heartbeat: one try per replica.
-    fn client_budget(&self) -> Duration {
+    pub(crate) fn client_budget(&self) -> Duration {
         let replicas = self.config.controllers.len().max(1) as u32;
         self.config
             .client()

@@ -52,6 +52,7 @@ pub mod metric;
 pub mod probe;
 mod sse;
 pub mod tls;
+pub mod usage;
 
 pub use agent::{spawn, AgentError, AgentHandle, AgentStatus, Left, LEAVE_TIMEOUT};
 pub use apply::{credentials, drain_alternate, Apply, ApplyError, LogOnly};
@@ -59,6 +60,7 @@ pub use client::{CallError, ClientError, ControllerClient};
 pub use config::AgentConfig;
 pub use coturn::{CoturnLoad, StunHealth};
 pub use load::{LoadError, LoadSource, RelayCounters, RelayLoad, Sample, Totals};
+pub use usage::{Meter, UsageSource};
 /// The protocol crate, which this crate's API speaks ([`Apply`] takes its [`wire::Secrets`]
 /// and [`wire::DrainOrder`]): programs that embed the agent name its types through it.
 pub use nexrtc_wire as wire;

@@ -7,11 +7,15 @@
 //! (the first sample reports 0). CPU comes from `/proc`: the relay process's
 //! share of the whole host in-process, the host's busy share beside coturn.
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use nexrtc_wire::{Load, RelayState};
+use nexrtc_wire::{Load, RelayState, Usage};
+
+use crate::usage::UsageSource;
 
 /// Why no load could be read. The agent then skips the heartbeat: a relay
 /// whose load cannot be read is not vouched for, and its lease runs out.
@@ -45,6 +49,12 @@ pub trait LoadSource: Send + 'static {
     /// registration), read after a successful `sample`.
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_owned()
+    }
+
+    /// Where the relay's per-tenant running totals come from, if it counts them (usage
+    /// metering; read once, at start).
+    fn usage_source(&self) -> Option<UsageSource> {
+        None
     }
 }
 
@@ -172,7 +182,7 @@ pub(crate) fn parse_self_stat(text: &str) -> Option<u64> {
 /// What [`RelayLoad`] reads from a relay running in the same process. The
 /// agent does not depend on the relay: the program that runs both (the
 /// `nexrtc` binary) implements this for the relay's monitor.
-pub trait RelayCounters: Send + 'static {
+pub trait RelayCounters: Send + Sync + 'static {
     /// Every worker runs and has turned its loop recently.
     fn is_healthy(&self) -> bool;
     /// Worker threads running.
@@ -184,12 +194,16 @@ pub trait RelayCounters: Send + 'static {
     /// Packets and bytes relayed since start, over every worker, tenant and
     /// transport (in: from clients to peers; out: back to clients).
     fn traffic(&self) -> Totals;
+    /// Each tenant's use since start (usage metering); none by default.
+    fn usage(&self) -> BTreeMap<String, Usage> {
+        BTreeMap::new()
+    }
 }
 
 /// The in-process relay's load, from its workers' counters.
 #[derive(Debug)]
 pub struct RelayLoad<C> {
-    monitor: C,
+    monitor: Arc<C>,
     capacity: u64,
     rates: Rates,
     cpu: CpuMeter,
@@ -199,7 +213,7 @@ impl<C: RelayCounters> RelayLoad<C> {
     /// `capacity`: allocations this relay should carry (0: not reported).
     pub fn new(monitor: C, capacity: u64) -> RelayLoad<C> {
         RelayLoad {
-            monitor,
+            monitor: Arc::new(monitor),
             capacity,
             rates: Rates::default(),
             cpu: CpuMeter::process(),
@@ -236,6 +250,11 @@ impl<C: RelayCounters> RelayLoad<C> {
 impl<C: RelayCounters> LoadSource for RelayLoad<C> {
     fn sample(&mut self) -> impl Future<Output = Result<Sample, LoadError>> + Send {
         std::future::ready(self.read())
+    }
+
+    fn usage_source(&self) -> Option<UsageSource> {
+        let monitor = Arc::clone(&self.monitor);
+        Some(Arc::new(move || monitor.usage()))
     }
 }
 

@@ -35,6 +35,10 @@ pub const PROBES_LOST: &str = "nexrtc_agent_probes_lost_total";
 /// Leaves on a clean stop, label `outcome` (`ok`, `lease_expired`: the controller knew
 /// the lease no more, `failed`: no replica answered in time).
 pub const LEAVES: &str = "nexrtc_agent_leaves_total";
+/// Usage reports, label `outcome` (`ok`, `lease_expired`, `failed`).
+pub const USAGE_REPORTS: &str = "nexrtc_agent_usage_reports_total";
+/// Minutes of usage dropped because the controller could not take them for a day.
+pub const USAGE_MINUTES_DROPPED: &str = "nexrtc_agent_usage_minutes_dropped_total";
 /// 1 while the agent holds a lease, else 0.
 pub const REGISTERED: &str = "nexrtc_agent_registered";
 
@@ -56,6 +60,11 @@ pub fn registry() -> Registry {
     r.describe(STREAM_RECONNECTS, "Event stream reconnections");
     r.describe(EVENTS, "Events received from the controller, by event");
     r.describe(APPLY_FAILURES, "Events the relay could not apply, by event");
+    r.describe(USAGE_REPORTS, "Usage reports sent to the controller, by outcome");
+    r.describe(
+        USAGE_MINUTES_DROPPED,
+        "Minutes of usage dropped: the controller could not take them for a day",
+    );
     r.describe(PROBE_RTT, "Latency probe round-trip time, by target region");
     r.describe(PROBES_SENT, "Latency probes sent, by target region");
     r.describe(PROBES_LOST, "Latency probes unanswered, by target region");

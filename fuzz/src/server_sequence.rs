@@ -184,7 +184,7 @@ pub fn run(data: &[u8]) -> Reached {
                 0 => server.start_drain(None),
                 1 => server.set_credentials(credentials(b"other")),
                 2 => server.set_credentials(credentials(b"secret")),
-                _ => server.revoke(&username, now.unix_secs + 10),
+                _ => server.revoke(&username, now.unix_secs + 10, now.mono),
             },
             _ => {
                 if let Some(t) = server.poll_timeout() {

@@ -380,6 +380,8 @@ pub(crate) struct Tunnel {
     to_client: Option<Mutex<TokenBucket>>,
     /// The tenant's counts.
     traffic: Arc<TenantTraffic>,
+    /// When it opened (usage metering counts its time open).
+    started: std::time::Instant,
     /// Held for its `Drop`: the ledger's count ends with the tunnel.
     _seat: Seat,
     /// Held for its `Drop` (after `sockets` are closed): the bound ports go back.
@@ -389,6 +391,7 @@ pub(crate) struct Tunnel {
 impl Drop for Tunnel {
     fn drop(&mut self) {
         self.traffic.tunnels_active.fetch_sub(1, Ordering::Relaxed);
+        (self.traffic.lifetimes).end(self.started, std::time::Instant::now());
     }
 }
 
@@ -1074,6 +1077,8 @@ pub(crate) async fn open<B>(
     let traffic = shared.stats.tenant(&seat.user.tenant, transport);
     traffic.tunnels_total.fetch_add(1, Ordering::Relaxed);
     traffic.tunnels_active.fetch_add(1, Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    traffic.lifetimes.start(started);
     Ok(Tunnel {
         sockets,
         bound: bind.then(|| Mutex::new(Contexts::new(target))),
@@ -1082,6 +1087,7 @@ pub(crate) async fn open<B>(
         to_peer: budget(),
         to_client: budget(),
         traffic,
+        started,
         _seat: seat,
         _lease: lease,
     })

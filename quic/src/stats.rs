@@ -17,6 +17,8 @@ pub struct TenantTraffic {
     pub to_client_bytes: AtomicU64,
     pub tunnels_total: AtomicU64,
     pub tunnels_active: AtomicU64,
+    /// The tunnels' time open, for usage metering.
+    pub lifetimes: turn_core::stats::Lifetimes,
 }
 
 impl TenantTraffic {
@@ -85,6 +87,23 @@ impl Stats {
             .collect();
         out.sort();
         out
+    }
+
+    /// Per tenant (unsorted, a tenant once per transport): milliseconds of tunnels open up
+    /// to `now`, bytes to peers, bytes to clients (usage metering's running totals).
+    pub fn usage(&self, now: std::time::Instant) -> Vec<(String, [u64; 3])> {
+        let tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        (tenants.iter())
+            .map(|((name, _), t)| {
+                let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                let v = [
+                    t.lifetimes.total_ms(now),
+                    get(&t.to_peer_bytes),
+                    get(&t.to_client_bytes),
+                ];
+                (name.clone(), v)
+            })
+            .collect()
     }
 
     /// [`Stats::by_transport`] summed over the transports, per tenant.

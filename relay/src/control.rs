@@ -7,14 +7,16 @@
 //! applied by the worker itself between event batches. Counts flow back through
 //! atomics the handle reads.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nexrtc_quic::{Access, QuicConfig, QuicRelay, Stats as QuicStats};
+use nexrtc_wire::Usage;
 use turn_core::{AllocationLedger, Credentials};
 
 pub use crate::clients::Bound;
@@ -109,6 +111,33 @@ impl Monitor {
         (traffic.into_iter())
             .map(|(tenant, transport, v)| (tenant, transport.label(), v))
             .collect()
+    }
+
+    /// Each tenant's use since the relay started (usage metering's running totals): the
+    /// time TURN allocations were alive, QUIC tunnels open, and the bytes relayed each way
+    /// over every transport.
+    pub fn usage(&self) -> BTreeMap<String, Usage> {
+        let now = Instant::now();
+        let mut out: BTreeMap<String, Usage> = BTreeMap::new();
+        for w in &self.shared.workers {
+            for t in w.stats.core.tenants() {
+                let u = out.entry(t.tenant.clone()).or_default();
+                for traffic in &t.by_transport {
+                    u.allocation_ms += traffic.lifetimes.total_ms(now);
+                    u.bytes_to_peer += traffic.to_peer.bytes.get();
+                    u.bytes_to_client += traffic.to_client.bytes.get();
+                }
+            }
+        }
+        if let Some(q) = &self.shared.quic {
+            for (tenant, [tunnel_ms, to_peer, to_client]) in q.usage(now) {
+                let u = out.entry(tenant).or_default();
+                u.tunnel_ms += tunnel_ms;
+                u.bytes_to_peer += to_peer;
+                u.bytes_to_client += to_client;
+            }
+        }
+        out
     }
 
     pub fn render_metrics(&self) -> String {

@@ -252,7 +252,7 @@ impl Worker {
                 Ok(Control::Revoke {
                     username,
                     until_unix,
-                }) => self.server.revoke(&username, until_unix),
+                }) => self.server.revoke(&username, until_unix, Instant::now()),
                 Ok(Control::Drain { alternate }) => self.server.start_drain(alternate),
                 Ok(Control::Shutdown) => self.shutdown = true,
                 Err(mpsc::TryRecvError::Empty) => return,

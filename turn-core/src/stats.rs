@@ -7,7 +7,8 @@
 //! exported numbers are live, never only updated when an allocation ends.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
 
 use crate::net::Transport;
 
@@ -70,6 +71,57 @@ pub struct Traffic {
     pub allocations_total: Counter,
     /// Allocations alive now (a gauge).
     pub allocations_active: Counter,
+    /// The allocations' time alive, for usage metering.
+    pub lifetimes: Lifetimes,
+}
+
+/// Time alive summed over allocations (or tunnels), exact at any instant without
+/// visiting the live ones: the lifetimes of those that ended, plus for each live one the
+/// time since it started — kept as `ended + live × now − Σ starts of the live`, in
+/// milliseconds since a process-wide origin. Written when one starts or ends, never on
+/// the packet path; read by usage metering. The three sums change together, so a
+/// reader takes them under one (uncontended) lock rather than from separate atomics,
+/// which it could see half-updated.
+#[derive(Debug, Default)]
+pub struct Lifetimes(Mutex<LifetimeSums>);
+
+#[derive(Debug, Default)]
+struct LifetimeSums {
+    ended_ms: u64,
+    live: u64,
+    live_started_ms: u64,
+}
+
+impl Lifetimes {
+    /// One started at `at`.
+    pub fn start(&self, at: Instant) {
+        let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        s.live += 1;
+        s.live_started_ms += millis(at);
+    }
+
+    /// The one that started at `started` ended at `at`.
+    pub fn end(&self, started: Instant, at: Instant) {
+        let (started, at) = (millis(started), millis(at));
+        let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        s.live = s.live.saturating_sub(1);
+        s.live_started_ms = s.live_started_ms.saturating_sub(started);
+        s.ended_ms += at.saturating_sub(started);
+    }
+
+    /// Milliseconds alive, summed over every one that started, up to `now`.
+    pub fn total_ms(&self, now: Instant) -> u64 {
+        let now = millis(now);
+        let s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        s.ended_ms + (s.live * now).saturating_sub(s.live_started_ms)
+    }
+}
+
+/// Milliseconds from the process-wide origin (the first call) to `at`; 0 before it.
+fn millis(at: Instant) -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    at.saturating_duration_since(origin).as_millis() as u64
 }
 
 /// The counters of one tenant, one [`Traffic`] per client transport.

@@ -1179,7 +1179,7 @@ fn secret_rotation_and_revocation() {
     assert_eq!(answer_code(&h.ask(c, &refresh)), Some(401));
     assert_eq!(h.server.allocation_count(), 2);
     // Revocation refuses a username whatever its secret.
-    h.server.revoke(&new.username, T0_UNIX + 3600);
+    h.server.revoke(&new.username, T0_UNIX + 3600, h.now.mono);
     let refresh = signed(Method::REFRESH, txid(71), &new, |_| {});
     assert_eq!(answer_code(&h.ask(c2, &refresh)), Some(401));
     assert_eq!(h.server.stats().auth_failure(AuthFailure::Revoked).get(), 1);
@@ -1201,7 +1201,7 @@ fn revocation_ends_live_allocations() {
         ClientAction::Forward { .. }
     ));
 
-    h.server.revoke(&creds.username, T0_UNIX + 3600);
+    h.server.revoke(&creds.username, T0_UNIX + 3600, h.now.mono);
     h.run_commands();
     assert_eq!(h.freed, vec![RelayHandle(0)], "its relay socket is freed");
     assert_eq!(h.server.allocation_count(), 1);
@@ -1215,7 +1215,7 @@ fn revocation_ends_live_allocations() {
     let refresh = signed(Method::REFRESH, txid(72), &creds, |_| {});
     assert_eq!(answer_code(&h.ask(c, &refresh)), Some(401));
     // Its quota was given back: once the revocation lapses, it may allocate.
-    h.server.revoke(&creds.username, T0_UNIX);
+    h.server.revoke(&creds.username, T0_UNIX, h.now.mono);
     h.allocate(c, &creds);
 }
 

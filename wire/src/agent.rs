@@ -25,6 +25,9 @@ pub mod routes {
     pub const LEAVE: &str = "/v1/relays/leave";
     /// `POST`: [`super::ProbeReport`] → 204.
     pub const PROBES: &str = "/v1/relays/probes";
+    /// `POST`: [`crate::UsageReport`] → 200 [`crate::UsageAnswer`]; 404
+    /// [`super::LEASE_EXPIRED`] → keep the buckets and send them once registered again.
+    pub const USAGE: &str = "/v1/relays/usage";
     /// `GET ?region=R&node=N`: `text/event-stream` of [`crate::Event`]s.
     pub const EVENTS: &str = "/v1/relays/events";
     /// The query parameters of [`EVENTS`].

@@ -12,6 +12,7 @@
 //!   [`DrainOrder`]), [`Event`] and [`PING_INTERVAL`].
 //! * [`client`] — the public client-probe API (clients, not agents: authenticated like
 //!   `POST /v1/ice-servers`).
+//! * [`usage`] — usage metering's per-minute reports.
 //! * [`lease`] — lease ids: decimal strings on the wire, integers still read.
 //!
 //! Every call carries `Authorization: Bearer <API key with the node scope>`.
@@ -22,6 +23,7 @@
 //! | `POST /v1/relays/heartbeat` | [`Heartbeat`] | 200 [`HeartbeatAnswer`]; 404 [`ErrorBody`] `lease_expired` → register again |
 //! | `POST /v1/relays/leave` | [`Leave`] | 204; 404 [`ErrorBody`] `lease_expired` → nothing removed (gone already, or a newer lease holds the record) |
 //! | `POST /v1/relays/probes` | [`ProbeReport`] | 204 |
+//! | `POST /v1/relays/usage` | [`UsageReport`] | 200 [`UsageAnswer`]; 404 [`ErrorBody`] `lease_expired` → kept, sent again once registered |
 //! | `GET /v1/relays/events?region=R&node=N` | — | 200 `text/event-stream` of [`Event`]s |
 //!
 //! Errors are `{"code": "…", "message": "…"}` ([`ErrorBody`]) with the right status, as
@@ -36,6 +38,7 @@ pub mod agent;
 pub mod client;
 pub mod event;
 pub mod lease;
+pub mod usage;
 
 pub use agent::{
     routes, ErrorBody, Heartbeat, HeartbeatAnswer, Leave, ProbeReport, ProbeResult, ProbeTarget,
@@ -49,6 +52,7 @@ pub use event::{
     DrainOrder, Event, EventError, Revocation, Revocations, Secrets, TenantSecrets, PING_INTERVAL,
 };
 pub use lease::LeaseId;
+pub use usage::{Usage, UsageAnswer, UsageMinute, UsageReport};
 
 use std::net::{IpAddr, Ipv6Addr};
 

@@ -175,11 +175,17 @@ fn routes() -> Routes {
         )
         .add(post.clone(), "/v1/admin/revocations", fleet::revoke)
         .add(get.clone(), "/v1/admin/audit", audit::list_audit)
+        .add(
+            get.clone(),
+            "/v1/admin/tenants/{tenant}/usage",
+            tenants::tenant_usage,
+        )
         // Edge agents.
         .add(post.clone(), routes::REGISTER, relays::register)
         .add(post.clone(), routes::HEARTBEAT, relays::heartbeat)
         .add(post.clone(), routes::LEAVE, relays::leave)
-        .add(post, routes::PROBES, agent::probes)
+        .add(post.clone(), routes::PROBES, agent::probes)
+        .add(post, routes::USAGE, relays::usage)
         .add(get.clone(), routes::EVENTS, agent::events)
         // Operations.
         .add(get.clone(), "/v1/status", status::status)

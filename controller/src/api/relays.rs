@@ -33,7 +33,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use nexrtc_wire::{Heartbeat, HeartbeatAnswer, Leave, Registered, Registration, TenantSecrets};
+use nexrtc_wire::{
+    Heartbeat, HeartbeatAnswer, Leave, Registered, Registration, TenantSecrets, UsageAnswer,
+    UsageReport,
+};
 
 use super::agent::probe_targets;
 use super::error::ApiError;
@@ -171,6 +174,47 @@ pub async fn register(
             probe_targets: probe_targets(&state.view(), &record_region, &record_node),
         }),
     ))
+}
+
+/// `POST /v1/relays/usage`: stores the report's buckets ([`crate::usage`]) from a relay
+/// that holds its registration; 404 `lease_expired` otherwise (the agent keeps the buckets
+/// and sends them once registered again).
+pub async fn usage(
+    State(state): State<AppState>,
+    _: Node,
+    JsonBody(body): JsonBody<UsageReport>,
+) -> Result<Json<UsageAnswer>, ApiError> {
+    if let Err(m) = crate::usage::validate(&body) {
+        state.metrics.usage_report("invalid");
+        return Err(ApiError::invalid_request(m));
+    }
+    let id = format!("{}/{}", body.region, body.node);
+    let holds = match state.view().relays.get(&id) {
+        Some(r) => r.lease == body.lease.0,
+        // Registered through another replica a moment ago?
+        None => {
+            let key = RelayRecord::key(&body.region, &body.node);
+            let found = read::<RelayRecord>(&*state.store, &key).await;
+            found?.is_some_and(|r| r.value.lease == body.lease.0)
+        }
+    };
+    if !holds {
+        state.metrics.usage_report(nexrtc_wire::LEASE_EXPIRED);
+        return Err(lease_expired());
+    }
+    match crate::usage::store_report(&state, &body).await {
+        Ok(stored) => {
+            state.metrics.usage_report("ok");
+            state.metrics.usage_values(&stored);
+            Ok(Json(UsageAnswer {
+                written: stored.written,
+            }))
+        }
+        Err(e) => {
+            state.metrics.usage_report("error");
+            Err(e.into())
+        }
+    }
 }
 
 fn lease_expired() -> ApiError {

@@ -151,6 +151,13 @@ pub const KEYS: &[Key] = &[
          materially.",
     ),
     key(
+        "usage_retention_days",
+        Value("7"),
+        "Usage records (per tenant, minute and relay) older than this are deleted. About \
+         2.5 MB in etcd per tenant active on a relay over 7 days; export (CSV) what bills \
+         need for longer.",
+    ),
+    key(
         "max_snapshot_age_secs",
         Value("30"),
         "/readyz fails when this replica's copy of the store is older than this (etcd \

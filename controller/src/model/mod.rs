@@ -47,6 +47,10 @@ pub const CLIENT_PROBES: &str = "client_probes/";
 /// Key prefix of the audit log (`audit/<unix ms, 20 digits>-<random>`, see `crate::audit`).
 pub const AUDIT: &str = "audit/";
 
+/// Key prefix of usage records (`usage/<tenant>/<minute>/<region>/<node>/<boot>`, see
+/// `crate::usage`).
+pub const USAGE: &str = "usage/";
+
 /// Key prefix of live controller replicas (signaling routes rooms over them).
 pub const CONTROLLERS: &str = "controllers/";
 

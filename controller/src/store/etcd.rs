@@ -386,6 +386,31 @@ impl Backend for EtcdStore {
         })
     }
 
+    async fn range(&self, start: &str, end: &str, limit: usize) -> Result<Listing, StoreError> {
+        // etcd reads a reversed range as "from start to the end of the keyspace", and a
+        // limit of 0 as none; ours are empty (asked as a count of one key, for the revision).
+        let empty = start >= end || limit == 0;
+        let (full, end) = (self.full(start), self.full(end));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let response = self
+            .resend("range", || {
+                let (mut kv, full, end) = (self.kv(), full.clone(), end.clone());
+                let options = match empty {
+                    true => GetOptions::new().with_count_only(),
+                    false => GetOptions::new().with_range(end).with_limit(limit),
+                };
+                async move { kv.get(full, Some(options)).await }
+            })
+            .await?;
+        let kvs = (response.kvs().iter())
+            .map(|kv| self.key_value(kv))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Listing {
+            kvs,
+            revision: revision(response.header())?,
+        })
+    }
+
     async fn put(
         &self,
         key: &str,

@@ -26,6 +26,7 @@
 //!   An empty store is at revision 1 (etcd's convention).
 //! * **List** returns every key under a prefix, sorted by key, **and** the store revision
 //!   the list was read at: `watch(prefix, listing.revision + 1)` continues exactly after it.
+//!   **Range** does the same for the keys from one key to another, at most a given number.
 //! * **Transactions.** [`Store::create`] writes only if the key is absent (compare
 //!   `create_revision == 0`); [`Store::compare_and_swap`] writes only if the key's
 //!   `mod_revision` equals the expected one (`0` means "absent", so it behaves like `create`).
@@ -87,6 +88,15 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
 
     /// Every key under `prefix` (sorted by key) and the revision they were read at.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Listing, StoreError>> + Send;
+
+    /// Every key from `start` (inclusive) to `end` (exclusive), sorted by key, at most
+    /// `limit` of them (the first), and the revision they were read at.
+    fn range(
+        &self,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Listing, StoreError>> + Send;
 
     /// Writes `key`, attached to `lease` if given; returns the write's revision.
     fn put(
@@ -150,6 +160,13 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<KeyValue>, StoreError>>;
     /// See [`Backend::list`].
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Listing, StoreError>>;
+    /// See [`Backend::range`].
+    fn range<'a>(
+        &'a self,
+        start: &'a str,
+        end: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Listing, StoreError>>;
     /// See [`Backend::put`].
     fn put<'a>(
         &'a self,
@@ -192,6 +209,14 @@ impl<T: Backend> Store for T {
     }
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Listing, StoreError>> {
         Box::pin(Backend::list(self, prefix))
+    }
+    fn range<'a>(
+        &'a self,
+        start: &'a str,
+        end: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Listing, StoreError>> {
+        Box::pin(Backend::range(self, start, end, limit))
     }
     fn put<'a>(
         &'a self,

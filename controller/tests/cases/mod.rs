@@ -6,7 +6,9 @@ pub mod watched;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexrtc_controller::store::{Lease, LeaseId, Outcome, Store, StoreError, Watch, WatchEvent};
+use nexrtc_controller::store::{
+    Lease, LeaseId, Listing, Outcome, Store, StoreError, Watch, WatchEvent,
+};
 
 /// What a case gets: the store and its timing.
 pub struct Ctx {
@@ -77,6 +79,27 @@ pub async fn list_returns_revision_and_only_prefix(ctx: Ctx) {
     assert_eq!(keys, ["p/a", "p/b", "p/c/d", "p/e"]);
     assert!(listing.revision >= last);
     assert!(s.list("nothing/").await.expect("list").kvs.is_empty());
+}
+
+pub async fn range_is_half_open_sorted_and_limited(ctx: Ctx) {
+    let s = &ctx.store;
+    for key in ["r/3", "r/1", "r/2", "r/20", "r/4", "s/1"] {
+        s.put(key, key.as_bytes().to_vec(), None)
+            .await
+            .expect("put");
+    }
+    let keys = |l: &Listing| l.kvs.iter().map(|kv| kv.key.clone()).collect::<Vec<_>>();
+    let all = s.range("r/2", "r/4", 100).await.expect("range");
+    assert_eq!(keys(&all), ["r/2", "r/20", "r/3"]);
+    assert_eq!(all.kvs[0].value, b"r/2");
+    let first = s.range("r/", "r0", 2).await.expect("range");
+    assert_eq!(keys(&first), ["r/1", "r/2"]);
+    assert!(first.revision >= all.revision);
+    for (start, end, limit) in [("r/4", "r/2", 10), ("r/2", "r/2", 10), ("r/1", "r/9", 0)] {
+        let none = s.range(start, end, limit).await.expect("range");
+        assert!(none.kvs.is_empty(), "{start}..{end} limit {limit}");
+        assert!(none.revision >= all.revision);
+    }
 }
 
 pub async fn create_if_absent(ctx: Ctx) {

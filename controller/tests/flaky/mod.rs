@@ -76,6 +76,10 @@ impl Backend for Flaky {
         self.check().await?;
         Backend::list(&self.inner, prefix).await
     }
+    async fn range(&self, start: &str, end: &str, limit: usize) -> Result<Listing, StoreError> {
+        self.check().await?;
+        Backend::range(&self.inner, start, end, limit).await
+    }
     async fn put(
         &self,
         key: &str,

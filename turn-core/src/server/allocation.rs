@@ -16,6 +16,8 @@ pub(crate) struct Allocation {
     pub(crate) relay: RelayHandle,
     pub(crate) relay_addr: SocketAddr,
     pub(crate) expires: Instant,
+    /// When it was created (usage metering counts its time alive).
+    pub(crate) started: Instant,
     /// The full REST username that created it; later requests must use the same
     /// (RFC 8656 §5: otherwise 441 Wrong Credentials).
     pub(crate) username: String,
@@ -127,10 +129,12 @@ impl Allocation {
             .sub((before - self.channels.len()) as u64);
     }
 
-    /// Releases the gauges this allocation holds.
-    pub(crate) fn release(&self, stats: &Stats) {
+    /// Releases the gauges this allocation holds; it ended at `at`.
+    pub(crate) fn release(&self, stats: &Stats, at: Instant) {
         stats.permissions_active.sub(self.permissions.len() as u64);
         stats.channels_active.sub(self.channels.len() as u64);
-        self.traffic().allocations_active.sub(1);
+        let traffic = self.traffic();
+        traffic.allocations_active.sub(1);
+        traffic.lifetimes.end(self.started, at);
     }
 }

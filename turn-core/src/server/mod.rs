@@ -457,9 +457,9 @@ impl Server {
 
     /// A TCP or TLS client connection closed: its allocation goes with it
     /// (RFC 8656 §3.1).
-    pub fn client_closed(&mut self, client: ClientSocket, _now: Now) {
+    pub fn client_closed(&mut self, client: ClientSocket, now: Now) {
         if let Some(&slot) = self.by_client.get(&client) {
-            self.delete_allocation(slot);
+            self.delete_allocation(slot, now.mono);
         }
         let gone: Vec<_> = self
             .pending
@@ -486,7 +486,7 @@ impl Server {
         for (slot, alloc) in self.allocations.iter_mut().enumerate() {
             let Some(alloc) = alloc else { continue };
             if alloc.expires <= mono {
-                expired.push(slot as u32);
+                expired.push((slot as u32, alloc.expires));
             } else {
                 alloc.expire(mono, &self.stats, &mut gone);
                 for ip in gone.drain(..) {
@@ -500,8 +500,9 @@ impl Server {
             self.mux
                 .unpermit(relay, ip, slot, || find_permitting(others, relay, ip, slot));
         }
-        for slot in expired {
-            self.delete_allocation(slot);
+        // An expired allocation ended when its lifetime ran out, not at this sweep.
+        for (slot, ended) in expired {
+            self.delete_allocation(slot, ended);
         }
         self.responses.expire(mono);
         self.unauthenticated.prune(mono);
@@ -534,7 +535,7 @@ impl Server {
     /// [`Server::poll_command`]), their quotas released, and packets on them
     /// dropped from here on (counted in `allocations_revoked`). Its requests
     /// get 401, so it cannot allocate again.
-    pub fn revoke(&mut self, username: &str, until_unix: u64) {
+    pub fn revoke(&mut self, username: &str, until_unix: u64, now: Instant) {
         self.revoked.insert(username.to_owned(), until_unix);
         let revoked: Vec<u32> = self
             .allocations
@@ -544,7 +545,7 @@ impl Server {
             .map(|(slot, _)| slot as u32)
             .collect();
         for slot in revoked {
-            self.delete_allocation(slot);
+            self.delete_allocation(slot, now);
             self.stats.allocations_revoked.inc();
         }
         // An Allocate waiting for its relay socket: the socket is given back
@@ -646,7 +647,8 @@ impl Server {
         slot
     }
 
-    fn delete_allocation(&mut self, slot: u32) {
+    /// Deletes the allocation in `slot`, which ended at `at`.
+    fn delete_allocation(&mut self, slot: u32, at: Instant) {
         let Some(alloc) = self
             .allocations
             .get_mut(slot as usize)
@@ -656,7 +658,7 @@ impl Server {
         };
         self.free_slots.push(slot);
         self.by_client.remove(&alloc.client);
-        alloc.release(&self.stats);
+        alloc.release(&self.stats, at);
         self.release_quota(&alloc.tenant, &alloc.user);
         if alloc.shared {
             let relay = alloc.relay;

@@ -338,6 +338,7 @@ impl Server {
         let traffic = stats.transport(ctx.client.transport);
         traffic.allocations_total.inc();
         traffic.allocations_active.inc();
+        traffic.lifetimes.start(now.mono);
         let bps = self.config.quotas.allocation_bytes_per_sec;
         let budget = (bps != 0).then(|| TokenBucket::new(bps, bps.max(65_536), now.mono));
         self.insert_allocation(Allocation {
@@ -345,6 +346,7 @@ impl Server {
             relay: binding.handle,
             relay_addr: binding.addr,
             expires: now.mono + pending.lifetime,
+            started: now.mono,
             username: pending.username,
             tenant: pending.tenant,
             user: pending.user,
@@ -396,7 +398,7 @@ impl Server {
         }
         // RFC 8656 §8.2: a Refresh grants as an Allocate does (§7.2); 0 deletes.
         let lifetime = if self.requested_lifetime(msg) == Some(Duration::ZERO) {
-            self.delete_allocation(slot);
+            self.delete_allocation(slot, now.mono);
             Duration::ZERO
         } else {
             self.granted_lifetime(msg)

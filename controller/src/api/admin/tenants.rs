@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::check_name;
 use crate::api::cors::normalize_origin;
 use crate::api::error::ApiError;
-use crate::api::extract::{Admin, JsonBody, Path};
+use crate::api::extract::{Admin, JsonBody, Path, Query};
 use crate::app::AppState;
 use crate::credentials::{random_b64, random_id};
 use crate::model::stored::{create, list, read, update};
@@ -249,4 +249,85 @@ pub async fn delete_secret(
     .await?;
     settle(&state, revision).await;
     Ok(Json(record.into()))
+}
+
+/// The query of `GET /v1/admin/tenants/{tenant}/usage`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// Unix seconds (rounded down to the minute); default: an hour before `to`.
+    from: Option<u64>,
+    /// Unix seconds, exclusive (rounded up to the minute); default: now.
+    to: Option<u64>,
+    /// Bucket width in seconds, a multiple of 60 (default 60).
+    step: Option<u64>,
+    /// Only this region.
+    region: Option<String>,
+    /// `json` (default) or `csv` (as is `Accept: text/csv`).
+    format: Option<String>,
+}
+
+/// The longest window one usage query covers.
+const MAX_USAGE_WINDOW: u64 = 31 * 86_400;
+
+/// `GET /v1/admin/tenants/{tenant}/usage?from&to&step&region&format`: the tenant's use
+/// (allocation and tunnel minutes, bytes each way) per region in `step`-wide buckets, as
+/// JSON or CSV ([`crate::usage`]). Usage outlives a deleted tenant; a name with neither a
+/// tenant nor any usage in the window is 400 `unknown_tenant`.
+pub async fn tenant_usage(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(name): Path<String>,
+    Query(q): Query<UsageQuery>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    check_name("tenant", &name)?;
+    let bad = |m: &str| ApiError::invalid_request(m);
+    let now = state.unix_now();
+    let to = q.to.unwrap_or(now).div_ceil(60) * 60;
+    let from = q.from.unwrap_or(to.saturating_sub(3600)) / 60 * 60;
+    let step = q.step.unwrap_or(60);
+    if from >= to {
+        return Err(bad("from must be before to"));
+    }
+    if to - from > MAX_USAGE_WINDOW {
+        return Err(bad(&format!(
+            "the window is at most {} days",
+            MAX_USAGE_WINDOW / 86_400
+        )));
+    }
+    if step == 0 || step % 60 != 0 {
+        return Err(bad("step: a positive multiple of 60 seconds"));
+    }
+    if let Some(region) = &q.region {
+        check_name("region", region)?;
+    }
+    let csv = match q.format.as_deref() {
+        Some("csv") => true,
+        Some("json") => false,
+        None => (headers.get(axum::http::header::ACCEPT))
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/csv")),
+        Some(other) => return Err(bad(&format!("format {other:?}: json or csv"))),
+    };
+    let window = crate::usage::Window { from, to, step };
+    let answer = crate::usage::query(&state, &name, window, q.region.as_deref())
+        .await
+        .map_err(|e| match e {
+            crate::usage::QueryError::Invalid(m) => bad(&m),
+            crate::usage::QueryError::Store(e) => e.into(),
+        })?;
+    let known = state.snapshots.tenants.snapshot().entries.contains_key(&name);
+    if !known && answer.buckets.is_empty() {
+        return Err(ApiError::unknown_tenant(&name));
+    }
+    if csv {
+        let headers = [(
+            axum::http::header::CONTENT_TYPE,
+            "text/csv; charset=utf-8",
+        )];
+        return Ok((headers, crate::usage::csv(&answer)).into_response());
+    }
+    Ok(Json(answer).into_response())
 }

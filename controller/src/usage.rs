@@ -1,0 +1,398 @@
+//! Usage metering: relays' per-tenant, per-minute buckets (`POST /v1/relays/usage`, see
+//! [`nexrtc_wire::usage`]) stored under `usage/`, and read back per tenant with
+//! `GET /v1/admin/tenants/{t}/usage`.
+//!
+//! # Storage
+//! One record per tenant, minute and relay process:
+//! `usage/<tenant>/<minute, 12 digits>/<region>/<node>/<boot>`, its value the minute's
+//! [`Usage`] as JSON. Keys sort by tenant, then time, so a tenant's window is one range
+//! read. A record is merged, never blindly overwritten: the stored value becomes the
+//! field-by-field larger of what it held and what the relay sent ([`merge`], a
+//! compare-and-swap on the record's revision). A bucket only grows while its minute lasts,
+//! so a report sent twice, or a late duplicate arriving after a newer report through
+//! another replica, changes nothing; the relay's `boot` keeps a restarted relay's buckets
+//! apart from those of its previous run. Together: nothing reported is lost or counted
+//! twice, whichever replica a report reaches and however often.
+//!
+//! **Write rate.** An agent reports every [`REPORT_INTERVAL`]; each report writes only
+//! the buckets that grew: at most one write per tenant active on the relay per report,
+//! plus one when its minute closes, so about 7 writes per minute per active tenant and
+//! relay, whatever the traffic.
+//!
+//! **Retention.** Records older than `usage_retention_days` (7 by default) are deleted by
+//! a sweep every [`SWEEP_EVERY`], at most [`SWEEP_BATCH`] per tenant and sweep. Each record
+//! is about 250 bytes in etcd: 1,440 a day per tenant active on a relay, ~2.5 MB per such
+//! pair over 7 days. Bills covering longer spans are exported (CSV) before they age out.
+//!
+//! [`REPORT_INTERVAL`]: nexrtc_wire::usage::REPORT_INTERVAL
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt as _};
+use nexrtc_wire::usage::UsageReport;
+use nexrtc_wire::Usage;
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::model::{self, USAGE};
+use crate::store::{Outcome, Store, StoreError};
+
+/// How often the retention sweep runs.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
+/// Records deleted at most per tenant and sweep.
+pub const SWEEP_BATCH: usize = 5_000;
+/// Buckets at most in one answer of [`query`] (minutes × regions).
+pub const MAX_ROWS: usize = 20_000;
+/// Records read at most for one answer of [`query`].
+pub const MAX_RECORDS: usize = 500_000;
+/// A bucket further in the future than this (relay clock ahead) is refused.
+const MAX_AHEAD_SECS: u64 = 120;
+/// Store writes in flight at once for one report.
+const PARALLEL_WRITES: usize = 16;
+/// Compare-and-swap attempts on one record before giving up.
+const CAS_ATTEMPTS: usize = 5;
+
+/// What was done with a report.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// Bucket values written.
+    pub written: u64,
+    /// Bucket values the store held in full already.
+    pub unchanged: u64,
+    /// Bucket values refused: unknown tenant name, minute out of range.
+    pub refused: u64,
+}
+
+/// The record key of one bucket.
+pub fn key(tenant: &str, minute: u64, region: &str, node: &str, boot: &str) -> String {
+    format!("{USAGE}{tenant}/{minute:012}/{region}/{node}/{boot}")
+}
+
+/// The tenants whose usage this replica has stored since it started: the retention sweep
+/// visits them besides the tenants that exist (usage outlives a deleted tenant).
+#[derive(Debug, Default)]
+pub struct Seen(Mutex<BTreeSet<String>>);
+
+impl Seen {
+    fn add(&self, tenant: &str) {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !seen.contains(tenant) {
+            seen.insert(tenant.to_owned());
+        }
+    }
+
+    fn all(&self) -> BTreeSet<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Checks what a report as a whole names (its size is bounded by the request body limit,
+/// 16 KiB); bucket values are checked one by one when stored.
+pub fn validate(report: &UsageReport) -> Result<(), String> {
+    model::validate_name(&report.region).map_err(|e| format!("region: {e}"))?;
+    model::validate_name(&report.node).map_err(|e| format!("node: {e}"))?;
+    let boot_ok = (1..=32).contains(&report.boot.len())
+        && report.boot.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !boot_ok {
+        return Err("boot: 1 to 32 letters and digits".into());
+    }
+    Ok(())
+}
+
+/// Stores a relay's report, [`validate`]d already: each bucket value is merged into its
+/// record; values for a minute out of range (past the retention, or ahead of this
+/// replica's clock by more than two minutes) or a tenant name that cannot be one are
+/// refused and counted, the rest stored.
+pub async fn store_report(state: &AppState, report: &UsageReport) -> Result<Stored, StoreError> {
+    let now = state.unix_now();
+    let oldest = now.saturating_sub(state.options.usage_retention.as_secs());
+    let mut stored = Stored::default();
+    let mut writes = Vec::new();
+    for m in &report.minutes {
+        let in_range = m.minute % 60 == 0 && m.minute >= oldest && m.minute <= now + MAX_AHEAD_SECS;
+        for (tenant, usage) in &m.tenants {
+            if !in_range || model::validate_name(tenant).is_err() {
+                stored.refused += 1;
+                continue;
+            }
+            if usage.is_zero() {
+                continue;
+            }
+            let key = key(tenant, m.minute, &report.region, &report.node, &report.boot);
+            writes.push((tenant.as_str(), key, *usage));
+        }
+    }
+    let store = &*state.store;
+    // The futures are made first: a closure in the stream's type would keep the
+    // handler's future from being `Send` (a higher-ranked lifetime axum cannot name).
+    let merges: Vec<_> = (writes.iter())
+        .map(|(_, key, usage)| merge(store, key, usage))
+        .collect();
+    let results: Vec<Result<bool, StoreError>> = stream::iter(merges)
+        .buffer_unordered(PARALLEL_WRITES)
+        .collect()
+        .await;
+    for (tenant, _, _) in &writes {
+        state.usage_seen.add(tenant);
+    }
+    for r in results {
+        match r? {
+            true => stored.written += 1,
+            false => stored.unchanged += 1,
+        }
+    }
+    Ok(stored)
+}
+
+/// Makes the record at `key` hold at least `usage`, field by field; `true` if it wrote.
+pub async fn merge(store: &dyn Store, key: &str, usage: &Usage) -> Result<bool, StoreError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let current = store.get(key).await?;
+        let (expected, merged) = match &current {
+            Some(kv) => {
+                // A record that does not read (written by hand?) is replaced.
+                let held: Usage = serde_json::from_slice(&kv.value).unwrap_or_default();
+                if held.covers(usage) {
+                    return Ok(false);
+                }
+                (kv.mod_revision, held.max(usage))
+            }
+            None => (0, *usage),
+        };
+        let value = serde_json::to_vec(&merged).map_err(|e| StoreError::Other(e.to_string()))?;
+        match store.compare_and_swap(key, expected, value, None).await? {
+            Outcome::Written { .. } => return Ok(true),
+            Outcome::Conflict { .. } => continue,
+        }
+    }
+    Err(StoreError::Other(format!(
+        "usage record {key}: still contended after {CAS_ATTEMPTS} attempts"
+    )))
+}
+
+/// A window of one tenant's usage.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Unix seconds, inclusive, a multiple of 60.
+    pub from: u64,
+    /// Unix seconds, exclusive, a multiple of 60.
+    pub to: u64,
+    /// Bucket width in seconds, a multiple of 60.
+    pub step: u64,
+}
+
+/// One bucket of the answer: a region's use over `[start, start + step)`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    pub start: u64,
+    pub region: String,
+    pub allocation_minutes: f64,
+    pub tunnel_minutes: f64,
+    pub bytes_to_peer: u64,
+    pub bytes_to_client: u64,
+}
+
+impl Row {
+    fn new(start: u64, region: &str, u: &Usage) -> Row {
+        // Minutes to the millisecond's precision, as decimals that print exactly enough.
+        let minutes = |ms: u64| (ms as f64 / 60.0).round() / 1000.0;
+        Row {
+            start,
+            region: region.to_owned(),
+            allocation_minutes: minutes(u.allocation_ms),
+            tunnel_minutes: minutes(u.tunnel_ms),
+            bytes_to_peer: u.bytes_to_peer,
+            bytes_to_client: u.bytes_to_client,
+        }
+    }
+}
+
+/// The answer of [`query`].
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageAnswer {
+    pub tenant: String,
+    pub from: u64,
+    pub to: u64,
+    pub step: u64,
+    /// Buckets with any use, by start then region (buckets without use are left out).
+    pub buckets: Vec<Row>,
+    /// The whole window, per region (`start` is `from`).
+    pub totals: Vec<Row>,
+}
+
+/// Why a window cannot be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `tenant`'s use over `window`, per region (only `region` when given).
+pub async fn query(
+    state: &AppState,
+    tenant: &str,
+    window: Window,
+    region: Option<&str>,
+) -> Result<UsageAnswer, QueryError> {
+    let Window { from, to, step } = window;
+    let start = key(tenant, from, "", "", "");
+    let end = key(tenant, to, "", "", "");
+    let start = start.trim_end_matches('/');
+    let end = end.trim_end_matches('/');
+    let listing = state.store.range(start, end, MAX_RECORDS + 1).await?;
+    if listing.kvs.len() > MAX_RECORDS {
+        return Err(QueryError::Invalid(format!(
+            "the window holds more than {MAX_RECORDS} records: ask for a shorter one"
+        )));
+    }
+    let prefix = format!("{USAGE}{tenant}/");
+    let mut buckets: BTreeMap<(u64, String), Usage> = BTreeMap::new();
+    let mut totals: BTreeMap<String, Usage> = BTreeMap::new();
+    for kv in &listing.kvs {
+        // <minute>/<region>/<node>/<boot>
+        let Some(rest) = kv.key.strip_prefix(&prefix) else {
+            continue;
+        };
+        let mut parts = rest.split('/');
+        let (Some(minute), Some(reg)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(minute) = minute.parse::<u64>() else {
+            continue;
+        };
+        if region.is_some_and(|r| r != reg) || !(from..to).contains(&minute) {
+            continue;
+        }
+        let Ok(usage) = serde_json::from_slice::<Usage>(&kv.value) else {
+            continue;
+        };
+        let bucket = from + (minute - from) / step * step;
+        buckets
+            .entry((bucket, reg.to_owned()))
+            .or_default()
+            .add(&usage);
+        totals.entry(reg.to_owned()).or_default().add(&usage);
+    }
+    if buckets.len() > MAX_ROWS {
+        return Err(QueryError::Invalid(format!(
+            "more than {MAX_ROWS} buckets: ask for a larger step or a shorter window"
+        )));
+    }
+    Ok(UsageAnswer {
+        tenant: tenant.to_owned(),
+        from,
+        to,
+        step,
+        buckets: (buckets.iter())
+            .map(|((start, reg), u)| Row::new(*start, reg, u))
+            .collect(),
+        totals: (totals.iter()).map(|(reg, u)| Row::new(from, reg, u)).collect(),
+    })
+}
+
+/// The answer as CSV: a header line, then one line per bucket.
+pub fn csv(answer: &UsageAnswer) -> String {
+    let mut out = String::from(
+        "start,region,allocation_minutes,tunnel_minutes,bytes_to_peer,bytes_to_client\n",
+    );
+    for r in &answer.buckets {
+        // Region names are [a-z0-9_-]: nothing to quote.
+        out.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            r.start,
+            r.region,
+            r.allocation_minutes,
+            r.tunnel_minutes,
+            r.bytes_to_peer,
+            r.bytes_to_client
+        ));
+    }
+    out
+}
+
+/// Deletes records older than the retention, at most [`SWEEP_BATCH`] per tenant; returns
+/// how many.
+pub async fn sweep(state: &AppState) -> Result<usize, StoreError> {
+    let cutoff = state
+        .unix_now()
+        .saturating_sub(state.options.usage_retention.as_secs());
+    let mut tenants = state.usage_seen.all();
+    tenants.extend(state.snapshots.tenants.snapshot().entries.keys().cloned());
+    let mut deleted = 0;
+    for tenant in tenants {
+        let start = format!("{USAGE}{tenant}/");
+        let end = key(&tenant, cutoff - cutoff % 60, "", "", "");
+        let old = state
+            .store
+            .range(&start, end.trim_end_matches('/'), SWEEP_BATCH)
+            .await?;
+        for kv in &old.kvs {
+            state.store.delete(&kv.key).await?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// Runs [`sweep`] every [`SWEEP_EVERY`] (the first a minute after start).
+pub fn spawn_sweeper(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tick.tick().await;
+            match sweep(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(records = n, "usage records past retention deleted"),
+                Err(e) => tracing::warn!("usage retention sweep failed: {e}"),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_by_tenant_then_time() {
+        let a = key("acme", 60, "eu", "n1", "ab");
+        let b = key("acme", 120, "ap", "n0", "00");
+        let c = key("acme-2", 0, "eu", "n1", "ab");
+        assert!(a < b && b < c, "{a} {b} {c}");
+        assert_eq!(a, "usage/acme/000000000060/eu/n1/ab");
+        // A window's bounds: every record of the minutes [60, 120) and none other.
+        let (start, end) = (key("acme", 60, "", "", ""), key("acme", 120, "", "", ""));
+        let (start, end) = (start.trim_end_matches('/'), end.trim_end_matches('/'));
+        assert!(start <= a.as_str() && a.as_str() < end && b.as_str() >= end);
+    }
+
+    #[test]
+    fn rows_and_csv() {
+        let u = Usage {
+            allocation_ms: 90_000,
+            tunnel_ms: 1,
+            bytes_to_peer: 5,
+            bytes_to_client: 6,
+        };
+        let row = Row::new(60, "eu", &u);
+        assert_eq!((row.allocation_minutes, row.tunnel_minutes), (1.5, 0.0));
+        let answer = UsageAnswer {
+            tenant: "acme".into(),
+            from: 60,
+            to: 180,
+            step: 60,
+            buckets: vec![row.clone()],
+            totals: vec![row],
+        };
+        assert_eq!(
+            csv(&answer),
+            "start,region,allocation_minutes,tunnel_minutes,bytes_to_peer,bytes_to_client\n\
+             60,eu,1.5,0,5,6\n"
+        );
+    }
+}
