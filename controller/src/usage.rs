@@ -290,7 +290,9 @@ pub async fn query(
         buckets: (buckets.iter())
             .map(|((start, reg), u)| Row::new(*start, reg, u))
             .collect(),
-        totals: (totals.iter()).map(|(reg, u)| Row::new(from, reg, u)).collect(),
+        totals: (totals.iter())
+            .map(|(reg, u)| Row::new(from, reg, u))
+            .collect(),
     })
 }
 

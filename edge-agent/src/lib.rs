@@ -60,9 +60,9 @@ pub use client::{CallError, ClientError, ControllerClient};
 pub use config::AgentConfig;
 pub use coturn::{CoturnLoad, StunHealth};
 pub use load::{LoadError, LoadSource, RelayCounters, RelayLoad, Sample, Totals};
-pub use usage::{Meter, UsageSource};
 /// The protocol crate, which this crate's API speaks ([`Apply`] takes its [`wire::Secrets`]
 /// and [`wire::DrainOrder`]): programs that embed the agent name its types through it.
 pub use nexrtc_wire as wire;
 pub use reqwest::Url;
 pub use sse::{SseDecoder, SseError, SseEvent};
+pub use usage::{Meter, UsageSource};

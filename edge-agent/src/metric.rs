@@ -60,7 +60,10 @@ pub fn registry() -> Registry {
     r.describe(STREAM_RECONNECTS, "Event stream reconnections");
     r.describe(EVENTS, "Events received from the controller, by event");
     r.describe(APPLY_FAILURES, "Events the relay could not apply, by event");
-    r.describe(USAGE_REPORTS, "Usage reports sent to the controller, by outcome");
+    r.describe(
+        USAGE_REPORTS,
+        "Usage reports sent to the controller, by outcome",
+    );
     r.describe(
         USAGE_MINUTES_DROPPED,
         "Minutes of usage dropped: the controller could not take them for a day",

@@ -78,7 +78,8 @@ pub struct Traffic {
 /// Time alive summed over allocations (or tunnels), exact at any instant without
 /// visiting the live ones: the lifetimes of those that ended, plus for each live one the
 /// time since it started — kept as `ended + live × now − Σ starts of the live`, in
-/// milliseconds since a process-wide origin. Written when one starts or ends, never on
+/// nanoseconds from a process-wide origin (signed: an instant may precede it; exact, so
+/// a lifetime comes out to the nanosecond). Written when one starts or ends, never on
 /// the packet path; read by usage metering. The three sums change together, so a
 /// reader takes them under one (uncontended) lock rather than from separate atomics,
 /// which it could see half-updated.
@@ -87,41 +88,47 @@ pub struct Lifetimes(Mutex<LifetimeSums>);
 
 #[derive(Debug, Default)]
 struct LifetimeSums {
-    ended_ms: u64,
-    live: u64,
-    live_started_ms: u64,
+    ended: i128,
+    live: i128,
+    live_started: i128,
 }
 
 impl Lifetimes {
     /// One started at `at`.
     pub fn start(&self, at: Instant) {
+        let at = nanos(at);
         let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         s.live += 1;
-        s.live_started_ms += millis(at);
+        s.live_started += at;
     }
 
     /// The one that started at `started` ended at `at`.
     pub fn end(&self, started: Instant, at: Instant) {
-        let (started, at) = (millis(started), millis(at));
+        let (started, at) = (nanos(started), nanos(at));
         let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        s.live = s.live.saturating_sub(1);
-        s.live_started_ms = s.live_started_ms.saturating_sub(started);
-        s.ended_ms += at.saturating_sub(started);
+        s.live -= 1;
+        s.live_started -= started;
+        s.ended += (at - started).max(0);
     }
 
-    /// Milliseconds alive, summed over every one that started, up to `now`.
+    /// Milliseconds alive (rounded down), summed over every one that started, up to
+    /// `now`.
     pub fn total_ms(&self, now: Instant) -> u64 {
-        let now = millis(now);
+        let now = nanos(now);
         let s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        s.ended_ms + (s.live * now).saturating_sub(s.live_started_ms)
+        let total = s.ended + (s.live * now - s.live_started).max(0);
+        u64::try_from(total / 1_000_000).unwrap_or(u64::MAX)
     }
 }
 
-/// Milliseconds from the process-wide origin (the first call) to `at`; 0 before it.
-fn millis(at: Instant) -> u64 {
+/// Nanoseconds from the process-wide origin (the first call) to `at`, negative before it.
+fn nanos(at: Instant) -> i128 {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
     let origin = *ORIGIN.get_or_init(Instant::now);
-    at.saturating_duration_since(origin).as_millis() as u64
+    match at.checked_duration_since(origin) {
+        Some(after) => after.as_nanos() as i128,
+        None => -(origin.duration_since(at).as_nanos() as i128),
+    }
 }
 
 /// The counters of one tenant, one [`Traffic`] per client transport.

@@ -1365,3 +1365,31 @@ fn garbage_is_dropped_counted_and_harmless() {
     assert!(h.server.stats().dropped(DropReason::Malformed).get() >= 5);
     assert_eq!(h.server.allocation_count(), 1);
 }
+
+#[test]
+fn allocation_time_is_metered_to_the_millisecond() {
+    let mut h = Harness::new();
+    let time = |h: &Harness| {
+        let tenant = h.server.stats().tenant("default");
+        tenant.transport(Transport::Udp).lifetimes.total_ms(h.now.mono)
+    };
+    assert_eq!(time(&h), 0);
+    // A at 0 s, B at 10 s (default lifetime 600 s: it expires at 610 s).
+    let (a, creds_a, _) = allocated(&mut h, 4030);
+    h.advance(Duration::from_secs(10));
+    let _b = allocated(&mut h, 4031);
+    h.advance(Duration::from_millis(50_250));
+    assert_eq!(time(&h), 60_250 + 50_250, "both alive, read between events");
+    // A deleted at 60.25 s.
+    let req = signed(Method::REFRESH, txid(50), &creds_a, |b| {
+        b.u32(attr::LIFETIME, 0);
+    });
+    assert_eq!(answer_code(&h.ask(a, &req)), None);
+    assert_eq!(time(&h), 60_250 + 50_250);
+    // B ends when its lifetime runs out, not when the sweep finds it later.
+    h.advance(Duration::from_secs(700));
+    assert_eq!(h.server.allocation_count(), 0);
+    assert_eq!(time(&h), 60_250 + 600_000);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(time(&h), 60_250 + 600_000, "nothing accrues once they ended");
+}

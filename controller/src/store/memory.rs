@@ -8,9 +8,9 @@
 //! handle to the store is dropped) wakes at the earliest deadline; every operation also
 //! expires due leases first, so results never depend on the reaper's timing.
 
-use std::ops::Bound;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -292,10 +292,12 @@ impl Backend for MemoryStore {
     async fn range(&self, start: &str, end: &str, limit: usize) -> Result<Listing, StoreError> {
         let state = self.lock();
         let kvs = match start < end {
-            true => (state.kvs.range::<str, _>((Bound::Included(start), Bound::Excluded(end))))
-                .take(limit)
-                .map(|(_, kv)| kv.clone())
-                .collect(),
+            true => (state
+                .kvs
+                .range::<str, _>((Bound::Included(start), Bound::Excluded(end))))
+            .take(limit)
+            .map(|(_, kv)| kv.clone())
+            .collect(),
             false => Vec::new(),
         };
         Ok(Listing {

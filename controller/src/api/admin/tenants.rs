@@ -318,15 +318,17 @@ pub async fn tenant_usage(
             crate::usage::QueryError::Invalid(m) => bad(&m),
             crate::usage::QueryError::Store(e) => e.into(),
         })?;
-    let known = state.snapshots.tenants.snapshot().entries.contains_key(&name);
+    let known = state
+        .snapshots
+        .tenants
+        .snapshot()
+        .entries
+        .contains_key(&name);
     if !known && answer.buckets.is_empty() {
         return Err(ApiError::unknown_tenant(&name));
     }
     if csv {
-        let headers = [(
-            axum::http::header::CONTENT_TYPE,
-            "text/csv; charset=utf-8",
-        )];
+        let headers = [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")];
         return Ok((headers, crate::usage::csv(&answer)).into_response());
     }
     Ok(Json(answer).into_response())
