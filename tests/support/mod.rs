@@ -106,6 +106,7 @@ pub mod slot {
     pub const DNS_PROCESS: u16 = 46;
     pub const MONITORING_A: u16 = 47;
     pub const MONITORING_B: u16 = 48;
+    pub const USAGE: u16 = 49;
 }
 
 const SLOT_BASE: u16 = 61_000;

@@ -1371,7 +1371,10 @@ fn allocation_time_is_metered_to_the_millisecond() {
     let mut h = Harness::new();
     let time = |h: &Harness| {
         let tenant = h.server.stats().tenant("default");
-        tenant.transport(Transport::Udp).lifetimes.total_ms(h.now.mono)
+        tenant
+            .transport(Transport::Udp)
+            .lifetimes
+            .total_ms(h.now.mono)
     };
     assert_eq!(time(&h), 0);
     // A at 0 s, B at 10 s (default lifetime 600 s: it expires at 610 s).
@@ -1391,5 +1394,9 @@ fn allocation_time_is_metered_to_the_millisecond() {
     assert_eq!(h.server.allocation_count(), 0);
     assert_eq!(time(&h), 60_250 + 600_000);
     h.advance(Duration::from_secs(60));
-    assert_eq!(time(&h), 60_250 + 600_000, "nothing accrues once they ended");
+    assert_eq!(
+        time(&h),
+        60_250 + 600_000,
+        "nothing accrues once they ended"
+    );
 }
