@@ -365,12 +365,18 @@ mod tests {
         let a = key("acme", 60, "eu", "n1", "ab");
         let b = key("acme", 120, "ap", "n0", "00");
         let c = key("acme-2", 0, "eu", "n1", "ab");
-        assert!(a < b && b < c, "{a} {b} {c}");
+        assert!(a < b, "{a} {b}");
         assert_eq!(a, "usage/acme/000000000060/eu/n1/ab");
         // A window's bounds: every record of the minutes [60, 120) and none other.
         let (start, end) = (key("acme", 60, "", "", ""), key("acme", 120, "", "", ""));
         let (start, end) = (start.trim_end_matches('/'), end.trim_end_matches('/'));
         assert!(start <= a.as_str() && a.as_str() < end && b.as_str() >= end);
+        // Another tenant whose name starts alike is outside every window of this one.
+        let (all_start, all_end) = (
+            key("acme", 0, "", "", ""),
+            key("acme", u64::MAX, "", "", ""),
+        );
+        assert!(!(all_start.as_str()..all_end.as_str()).contains(&c.as_str()));
     }
 
     #[test]

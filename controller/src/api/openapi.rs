@@ -263,8 +263,10 @@ fn paths() -> Value {
                               "403": err("forbidden")}}
         }
     });
-    if let (Some(all), Some(more)) = (paths.as_object_mut(), client_probe_paths().as_object()) {
-        all.extend(more.clone());
+    for more in [client_probe_paths(), usage_paths()] {
+        if let (Some(all), Some(more)) = (paths.as_object_mut(), more.as_object()) {
+            all.extend(more.clone());
+        }
     }
     paths
 }
@@ -385,14 +387,87 @@ fn schemas() -> Value {
         "properties": {"at_ms": s("integer"), "key_id": s("string"), "key_name": s("string"),
             "method": s("string"), "path": s("string"), "status": s("integer"),
             "from": {"type": ["string", "null"]}, "before": {}, "after": {}}}});
+    let usage = usage_schemas();
     if let Some(all) = all.as_object_mut() {
-        for more in [agent, status, probes, audit] {
+        for more in [agent, status, probes, audit, usage] {
             if let Some(more) = more.as_object() {
                 all.extend(more.clone());
             }
         }
     }
     all
+}
+
+/// Usage metering's routes: the agents' reports, the admin API's answers.
+fn usage_paths() -> Value {
+    json!({
+        (routes::USAGE): {
+            "post": op("Report per-minute tenant usage: buckets merged (field-wise maximum) into \
+                    the stored ones, so repeats and reorderings count once (edge agents)",
+                &["node"], Some("UsageReport"),
+                json!({"200": ok("stored", schema("UsageAnswer")),
+                       "404": err("lease_expired: keep the buckets, register, send again")}))
+        },
+        "/v1/admin/tenants/{tenant}/usage": {
+        "get": {
+            "summary": "A tenant's usage per region in buckets of `step` seconds: allocation \
+                and tunnel minutes, bytes each way (JSON, or CSV with format=csv or \
+                Accept: text/csv)",
+            "security": [{"bearer": ["admin"]}],
+            "parameters": [
+                {"name": "tenant", "in": "path", "required": true, "schema": {"type": "string"}},
+                {"name": "from", "in": "query", "required": false,
+                 "description": "Unix seconds, rounded down to the minute (default: an hour before to)",
+                 "schema": {"type": "integer", "minimum": 0}},
+                {"name": "to", "in": "query", "required": false,
+                 "description": "Unix seconds, exclusive, rounded up to the minute (default: now); at most 31 days after from",
+                 "schema": {"type": "integer", "minimum": 0}},
+                {"name": "step", "in": "query", "required": false,
+                 "description": "bucket width in seconds, a multiple of 60 (default 60)",
+                 "schema": {"type": "integer", "minimum": 60}},
+                {"name": "region", "in": "query", "required": false,
+                 "description": "only this region", "schema": {"type": "string"}},
+                {"name": "format", "in": "query", "required": false,
+                 "schema": {"type": "string", "enum": ["json", "csv"]}}],
+            "responses": {"200": {"description": "usage",
+                                  "content": {"application/json": {"schema": schema("TenantUsage")},
+                                              "text/csv": {"schema": {"type": "string"}}}},
+                          "400": err("invalid_request or unknown_tenant"),
+                          "401": err("missing_credentials or invalid_key"),
+                          "403": err("forbidden_scope")}
+        }
+    }})
+}
+
+/// Usage metering: the agents' reports and the admin API's answer.
+fn usage_schemas() -> Value {
+    let s = |t: &str| json!({"type": t});
+    let usage = json!({"type": "object",
+        "properties": {"allocation_ms": s("integer"), "tunnel_ms": s("integer"),
+            "bytes_to_peer": s("integer"), "bytes_to_client": s("integer")}});
+    let row = json!({"type": "object",
+        "required": ["start", "region", "allocation_minutes", "tunnel_minutes", "bytes_to_peer",
+            "bytes_to_client"],
+        "properties": {"start": s("integer"), "region": s("string"),
+            "allocation_minutes": s("number"), "tunnel_minutes": s("number"),
+            "bytes_to_peer": s("integer"), "bytes_to_client": s("integer")}});
+    json!({
+        "UsageReport": {"type": "object",
+            "required": ["region", "node", "lease", "boot", "minutes"],
+            "properties": {"region": s("string"), "node": s("string"), "lease": lease_schema(),
+                "boot": {"type": "string", "pattern": "^[A-Za-z0-9]{1,32}$"},
+                "minutes": {"type": "array", "items": {"type": "object",
+                    "required": ["minute", "tenants"],
+                    "properties": {"minute": {"type": "integer",
+                            "description": "the minute's start, Unix seconds"},
+                        "tenants": {"type": "object", "additionalProperties": usage}}}}}},
+        "UsageAnswer": {"type": "object", "properties": {"written": s("integer")}},
+        "TenantUsage": {"type": "object",
+            "required": ["tenant", "from", "to", "step", "buckets", "totals"],
+            "properties": {"tenant": s("string"), "from": s("integer"), "to": s("integer"),
+                "step": s("integer"), "buckets": {"type": "array", "items": row.clone()},
+                "totals": {"type": "array", "items": row}}}
+    })
 }
 
 /// Lease ids are decimal strings: etcd's do not fit a JavaScript number.
