@@ -3,6 +3,7 @@
 //! without relays), relays registered and probe reports sent through the edge agents' API;
 //! the map must colour each region by its health, draw each relay, and join the measured
 //! region pairs with their round-trip times (the lower of the two directions). The
+//! The usage chart below it must show the tenant's reported minutes and bytes. The
 //! screenshot is left in target/e2e-screenshots/status-map.png (docs/status-map.png is one).
 //! Needs `chromium`, `node` and `npm ci` in `tests/browser/`.
 
@@ -54,8 +55,10 @@ fn the_map_shows_regions_by_health_relays_and_the_mesh() {
         )
         .expect("register");
         assert_eq!(status, 201, "{text}");
+        let answer: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        answer["lease"].as_str().expect("lease").to_owned()
     };
-    register("eu-west", "n1", 10);
+    let lease = register("eu-west", "n1", 10);
     register("eu-west", "n2", 20);
     register("us-east", "n1", 5);
     register("us-east", "n2", 5);
@@ -86,11 +89,28 @@ fn the_map_shows_regions_by_health_relays_and_the_mesh() {
         "us-east",
         json!([{"to_region": "eu-west", "to_node": "n1", "rtt_ms": 69.2, "loss": 0.0, "samples": 5}]),
     );
+    // Usage of the tenant in three of the last minutes, as a relay's agent reports it.
+    let now_minute = unix_now() / 60 * 60;
+    let minutes: Vec<_> = [1, 2, 4]
+        .iter()
+        .map(|ago| {
+            let u = json!({"allocation_ms": 90_000 * ago, "bytes_to_peer": 1_000_000 * ago,
+                           "bytes_to_client": 500_000 * ago});
+            json!({"minute": now_minute - 60 * ago, "tenants": {TENANT: u}})
+        })
+        .collect();
+    let body = json!({"region": "eu-west", "node": "n1", "lease": lease, "boot": "abc",
+                      "minutes": minutes});
+    let (status, text) =
+        http_post(c.addr, "/v1/relays/usage", &c.keys.node_key, &body.to_string())
+            .expect("usage");
+    assert_eq!(status, 200, "{text}");
     let expect = json!({
         "regions": {"ap-northeast": "some", "eu-west": "ok", "sa-east": "none", "us-east": "some"},
         "relays": 5,
         "links": 2,
         "rtts": ["212 ms", "69 ms"],
+        "usage": {"tenant": TENANT, "bytes": 1_500_000 * 7, "minutes": 3},
     });
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
