@@ -150,6 +150,22 @@ enum Tenants {
     Delete {
         name: String,
     },
+    /// A tenant's usage per region: allocation and tunnel minutes, bytes each way.
+    Usage {
+        name: String,
+        /// From this Unix time (seconds; default: an hour before --to).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Up to this Unix time (seconds; default: now).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Bucket width in seconds, a multiple of 60.
+        #[arg(long, default_value_t = 60)]
+        step: u64,
+        /// Only this region.
+        #[arg(long)]
+        region: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -477,6 +493,31 @@ async fn execute(client: &Client, command: AdminCommand, output: Output) -> Resu
             ),
             |_| "deleted".to_owned(),
         ),
+        AdminCommand::Tenants(Tenants::Usage {
+            name,
+            from,
+            to,
+            step,
+            region,
+        }) => {
+            let mut query = format!("step={step}");
+            for (k, v) in [("from", from), ("to", to)] {
+                if let Some(v) = v {
+                    query.push_str(&format!("&{k}={v}"));
+                }
+            }
+            if let Some(r) = region {
+                query.push_str(&format!("&region={}", seg(&r)));
+            }
+            (
+                call(
+                    Method::GET,
+                    format!("/v1/admin/tenants/{}/usage?{query}", seg(&name)),
+                    None,
+                ),
+                usage,
+            )
+        }
         AdminCommand::Secrets(Secrets::Add { tenant, value }) => (
             call(
                 Method::POST,
@@ -635,6 +676,35 @@ fn audit(v: &Value) -> String {
             e["from"].as_str().unwrap_or("-"),
         )
     })
+}
+
+/// One line per bucket (start, region, allocation and tunnel minutes, bytes to peers and
+/// to clients, tab-separated), then one total line per region.
+fn usage(v: &Value) -> String {
+    let row = |label: String, r: &Value| {
+        format!(
+            "{label}\t{}\t{}\t{}\t{}\t{}",
+            r["region"].as_str().unwrap_or("?"),
+            r["allocation_minutes"],
+            r["tunnel_minutes"],
+            r["bytes_to_peer"],
+            r["bytes_to_client"],
+        )
+    };
+    let mut out = vec![
+        "start\tregion\tallocation_minutes\ttunnel_minutes\tbytes_to_peer\tbytes_to_client"
+            .to_owned(),
+    ];
+    for b in v["buckets"].as_array().into_iter().flatten() {
+        out.push(row(b["start"].to_string(), b));
+    }
+    for t in v["totals"].as_array().into_iter().flatten() {
+        out.push(row("total".to_owned(), t));
+    }
+    if out.len() == 1 {
+        return "(no use in the window)".to_owned();
+    }
+    out.join("\n")
 }
 
 fn tenants(v: &Value) -> String {

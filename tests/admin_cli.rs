@@ -127,6 +127,61 @@ fn regions_tenants_keys_and_relays_through_the_admin_api() {
     assert!(!all
         .to_string()
         .contains(created["key"].as_str().expect("key")));
+
+    // Usage: none yet, then what a relay reported, per minute and in total.
+    let out = admin(&c, k, &["tenants", "usage", "acme"]);
+    assert_eq!(
+        text(&out).trim(),
+        "(no use in the window)",
+        "{}",
+        text(&out)
+    );
+    let out = admin(
+        &c,
+        k,
+        &[
+            "regions", "put", "sa-east", "--lat", "-23.5", "--lon", "-46.6",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let ep = serde_json::json!({"host": "198.18.0.1", "port": 3478});
+    let registration = serde_json::json!({"node": "n1", "region": "sa-east",
+        "addresses": {"udp": ep}, "transports": ["udp"], "version": "test"});
+    let (status, answer) = support::http_post(
+        c.addr,
+        "/v1/relays/register",
+        &c.keys.node_key,
+        &registration.to_string(),
+    )
+    .expect("register");
+    assert_eq!(status, 201, "{answer}");
+    let lease = serde_json::from_str::<Value>(&answer).expect("JSON")["lease"].clone();
+    let minute = support::unix_now() / 60 * 60 - 60;
+    let report = serde_json::json!({"region": "sa-east", "node": "n1", "lease": lease,
+        "boot": "b1", "minutes": [{"minute": minute, "tenants": {"acme":
+            {"allocation_ms": 30000, "bytes_to_peer": 1234, "bytes_to_client": 99}}}]});
+    let (status, answer) = support::http_post(
+        c.addr,
+        "/v1/relays/usage",
+        &c.keys.node_key,
+        &report.to_string(),
+    )
+    .expect("usage");
+    assert_eq!(status, 200, "{answer}");
+    let out = admin(&c, k, &["tenants", "usage", "acme", "--region", "sa-east"]);
+    let lines: Vec<String> = text(&out).lines().map(str::to_owned).collect();
+    assert_eq!(
+        lines,
+        [
+            "start\tregion\tallocation_minutes\ttunnel_minutes\tbytes_to_peer\tbytes_to_client"
+                .to_owned(),
+            format!("{minute}\tsa-east\t0.5\t0.0\t1234\t99"),
+            "total\tsa-east\t0.5\t0.0\t1234\t99".to_owned(),
+        ]
+    );
+    let out = admin(&c, k, &["tenants", "usage", "acme", "--step", "90"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("invalid_request"), "{}", text(&out));
 }
 
 #[test]

@@ -101,9 +101,13 @@ fn the_map_shows_regions_by_health_relays_and_the_mesh() {
         .collect();
     let body = json!({"region": "eu-west", "node": "n1", "lease": lease, "boot": "abc",
                       "minutes": minutes});
-    let (status, text) =
-        http_post(c.addr, "/v1/relays/usage", &c.keys.node_key, &body.to_string())
-            .expect("usage");
+    let (status, text) = http_post(
+        c.addr,
+        "/v1/relays/usage",
+        &c.keys.node_key,
+        &body.to_string(),
+    )
+    .expect("usage");
     assert_eq!(status, 200, "{text}");
     let expect = json!({
         "regions": {"ap-northeast": "some", "eu-west": "ok", "sa-east": "none", "us-east": "some"},
