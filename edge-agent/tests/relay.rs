@@ -250,3 +250,35 @@ async fn the_agent_probes_its_targets_and_reports() {
         ("r9", 1.0, None)
     );
 }
+
+/// A relay that stops cleanly sends its last usage before it leaves: the allocation's
+/// time and the minute it was in reach the store at once, not at the next report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_reports_the_last_usage_before_leaving() {
+    use nexrtc_controller::store::Store as _;
+    let (relay, addr) = start_relay((63700, 63799));
+    let controller = Controller::new(100, "usage-secret").await;
+    let replica = Replica::start(&controller).await;
+    let agent = spawn(
+        agent_config(&replica, addr),
+        RelayLoad::new(RelayMonitor(relay.monitor()), 1000),
+        AttachedRelay(relay.clone()),
+    )
+    .unwrap();
+    let exp = unix_now() + 600;
+    eventually_allocates(addr, &format!("{exp}:acme:alice"), "usage-secret", true).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = controller.store.list("usage/").await.unwrap();
+    assert!(before.kvs.is_empty(), "no report within the first 10 s");
+
+    agent.leave().await;
+    let after = controller.store.list("usage/acme/").await.unwrap();
+    assert_eq!(after.kvs.len(), 1, "{:?}", after.kvs);
+    let key = &after.kvs[0].key;
+    assert!(key.contains("/eu-west/relay-1/"), "{key}");
+    let usage: nexrtc_wire::Usage = serde_json::from_slice(&after.kvs[0].value).unwrap();
+    // The allocation was alive at least the 300 ms slept; no traffic was relayed.
+    assert!(usage.allocation_ms >= 300, "{usage:?}");
+    assert_eq!((usage.bytes_to_peer, usage.bytes_to_client), (0, 0));
+    assert_eq!(replica.log.leaves().len(), 1);
+}
