@@ -84,6 +84,22 @@ fn uclient_scenario(slot: u16, flags: &[&'static str], clients: u32, messages: u
             "{method} requests: {requests} < {floor}\n{}",
             m.0
         );
+        // Each request counted was timed, over every transport (Send is an indication).
+        let timed_methods: &[&str] = match method {
+            "send" => &["allocate"],
+            _ => &["allocate", "channel_bind"],
+        };
+        for &method in timed_methods {
+            let labels = [("method", method)];
+            let counted = m.sum("nexrtc_relay_requests_total", &labels);
+            let timed = m.sum("nexrtc_relay_request_duration_seconds_count", &labels);
+            // Requests that fail to parse are timed but not counted: at least as many.
+            assert!(
+                counted > 0.0 && timed >= counted,
+                "{method}: {counted} counted, {timed} timed\n{}",
+                m.0
+            );
+        }
     }
 }
 

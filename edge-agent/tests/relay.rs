@@ -18,7 +18,7 @@ use std::time::Duration;
 use agent_relay::{AttachedRelay, RelayMonitor};
 use harness::{Controller, Replica, TOKEN};
 use nexrtc_edge_agent::probe::{probe_addr, ProbeSettings};
-use nexrtc_edge_agent::{spawn, AgentConfig, RelayLoad};
+use nexrtc_edge_agent::{spawn, AgentConfig, AgentHandle, RelayLoad};
 use nexrtc_relay::{Relay, RelayConfig, Settings};
 use nexrtc_test_support::turn::TurnClient;
 use nexrtc_wire::RelayState;
@@ -102,6 +102,16 @@ fn agent_config(replica: &Replica, relay: SocketAddr) -> AgentConfig {
     c
 }
 
+/// The agent of `relay` (at `addr`), as `nexrtc relay --controller` runs it.
+fn spawn_agent(replica: &Replica, relay: &Arc<Relay>, addr: SocketAddr) -> AgentHandle {
+    spawn(
+        agent_config(replica, addr),
+        RelayLoad::new(RelayMonitor(relay.monitor()), 1000),
+        AttachedRelay(relay.clone()),
+    )
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushed_secrets_and_revocations_reach_the_relay() {
     let (relay, addr) = start_relay((63500, 63599));
@@ -117,12 +127,7 @@ async fn pushed_secrets_and_revocations_reach_the_relay() {
 
     let controller = Controller::new(100, "pushed-1").await;
     let replica = Replica::start(&controller).await;
-    let agent = spawn(
-        agent_config(&replica, addr),
-        RelayLoad::new(RelayMonitor(relay.monitor()), 1000),
-        AttachedRelay(relay.clone()),
-    )
-    .unwrap();
+    let agent = spawn_agent(&replica, &relay, addr);
 
     // The register answer's secret is accepted; the static one is replaced.
     eventually_allocates(addr, &alice, "pushed-1", true).await;
@@ -259,12 +264,7 @@ async fn a_clean_stop_reports_the_last_usage_before_leaving() {
     let (relay, addr) = start_relay((63700, 63799));
     let controller = Controller::new(100, "usage-secret").await;
     let replica = Replica::start(&controller).await;
-    let agent = spawn(
-        agent_config(&replica, addr),
-        RelayLoad::new(RelayMonitor(relay.monitor()), 1000),
-        AttachedRelay(relay.clone()),
-    )
-    .unwrap();
+    let agent = spawn_agent(&replica, &relay, addr);
     let exp = unix_now() + 600;
     eventually_allocates(addr, &format!("{exp}:acme:alice"), "usage-secret", true).await;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -96,7 +96,7 @@ dashboard("nexrtc-region", "NexRTC region", "One region: its relays, their load 
     panel("Relay memory by node", f'process_resident_memory_bytes{{{RELAY},region="$region"}}', unit="bytes", legend="{{node}}"),
 ], [var("region", "Region", "label_values(nexrtc_controller_relays, region)")])
 
-dashboard("nexrtc-relay", "NexRTC relay", "One relay process: workers, requests, drops by reason, authentication failures, system calls per packet, GSO, resources.", [
+dashboard("nexrtc-relay", "NexRTC relay", "One relay process: workers, requests and their latency, drops by reason, authentication failures, system calls per packet, GSO, resources.", [
     panel("Ready", 'nexrtc_relay_ready{instance="$instance"}', "stat"),
     panel("Draining", 'nexrtc_relay_draining{instance="$instance"}', "stat"),
     panel("Workers alive", 'nexrtc_relay_workers_alive{instance="$instance"}', "stat"),
@@ -107,6 +107,8 @@ dashboard("nexrtc-relay", "NexRTC relay", "One relay process: workers, requests,
         'nexrtc_relay_channels_active{instance="$instance"}',
     ], legend=["allocations", "permissions", "channels"]),
     panel("Requests by method", f'sum by (method) (rate(nexrtc_relay_requests_total{{instance="$instance"}}[{R}]))', unit="reqps", legend="{{method}}"),
+    panel("Request latency p99 by method", f'histogram_quantile(0.99, sum by (le, method) (rate(nexrtc_relay_request_duration_seconds_bucket{{instance="$instance"}}[{R}])))', unit="s", legend="{{method}}",
+          desc="From a request reaching its worker to its answer queued (over UDP an Allocate's socket bind included); empty (NaN) without requests."),
     panel("Drops by reason", f'sum by (reason) (rate(nexrtc_relay_dropped_packets_total{{instance="$instance"}}[{R}]))', unit="pps", legend="{{reason}}"),
     panel("Authentication failures by reason", f'sum by (reason) (rate(nexrtc_relay_auth_failures_total{{instance="$instance"}}[{R}]))', unit="reqps", legend="{{reason}}"),
     panel("Error responses by code", f'sum by (code) (rate(nexrtc_relay_error_responses_total{{instance="$instance"}}[{R}]))', unit="reqps", legend="{{code}}"),

@@ -26,7 +26,7 @@ pub use crate::error::StartError;
 use crate::metrics;
 pub use crate::msg::Control;
 use crate::relay_sockets::PortPools;
-use crate::stats::{Status, WorkerShared, WorkerStats};
+use crate::stats::{RequestTimes, Status, WorkerShared, WorkerStats};
 use crate::sys::unix_now;
 use crate::tls::{CertResolver, TlsError};
 use crate::worker::{HostWide, Worker};
@@ -42,6 +42,7 @@ pub(crate) struct Shared {
     pub quic: Option<Arc<QuicStats>>,
     /// The TLS certificate (its expiry is a metric).
     pub certs: Option<Arc<CertResolver>>,
+    pub request_times: RequestTimes,
 }
 
 /// A read-only view for the operations HTTP (cheap to clone).
@@ -140,6 +141,11 @@ impl Monitor {
         out
     }
 
+    /// The registry of the request-duration histograms (a child of the relay's).
+    pub fn request_times(&self) -> nexrtc_metrics::Registry {
+        self.shared.request_times.registry().clone()
+    }
+
     pub fn render_metrics(&self) -> String {
         metrics::render(&self.stats(), &self.quic_traffic(), self.status())
     }
@@ -204,6 +210,7 @@ impl Relay {
             ledger,
             conns_per_ip: ConnsPerIp::default(),
             h2: quic.as_ref().map(QuicRelay::h2_sink),
+            request_times: RequestTimes::default(),
         };
 
         let mut built = Vec::with_capacity(workers);
@@ -226,6 +233,7 @@ impl Relay {
             workers: built.iter().map(|(_, s)| s.clone()).collect(),
             quic: quic_stats,
             certs: certs.clone(),
+            request_times: host.request_times.clone(),
         });
         let mut relay = Relay {
             workers: Vec::with_capacity(workers),

@@ -103,6 +103,7 @@ impl Collector for RelayCollector {
 /// into it (the in-process edge agent's registry, see [`OpsListener::serve`]).
 pub fn registry(monitor: Monitor) -> Registry {
     let registry = Registry::new();
+    registry.register(monitor.request_times());
     registry.register_collector(Arc::new(RelayCollector { monitor }));
     registry.register_collector(nexrtc_metrics::process::collector());
     registry

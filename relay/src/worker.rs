@@ -85,6 +85,7 @@ pub(crate) struct Worker {
     batch: batch::Batch,
     shared: Arc<WorkerShared>,
     shell: Arc<ShellStats>,
+    request_times: crate::stats::RequestTimes,
     /// Tokens whose socket may still have data (budget ran out).
     again: Vec<Token>,
     next_sweep: Instant,
@@ -101,6 +102,8 @@ pub(crate) struct HostWide {
     pub conns_per_ip: ConnsPerIp,
     /// Where TLS clients that ask for ALPN `h2` go (the QUIC relay's HTTP/2 fallback).
     pub h2: Option<nexrtc_quic::H2Sink>,
+    /// Request-duration histograms.
+    pub request_times: crate::stats::RequestTimes,
 }
 
 impl Worker {
@@ -162,6 +165,7 @@ impl Worker {
             batch: batch::Batch::new(config.udp_batch, config.gso && batch::gso_supported()),
             shared: shared.clone(),
             shell,
+            request_times: host.request_times.clone(),
             again: Vec::new(),
             next_sweep: start + MAX_SLEEP,
             shutdown: false,

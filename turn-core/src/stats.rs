@@ -208,6 +208,41 @@ reasons! {
     }
 }
 
+impl MethodLabel {
+    /// The label of a request method (`Send` is an indication; unknown ones are `Other`).
+    pub fn of(method: crate::stun::Method) -> MethodLabel {
+        use crate::stun::Method;
+        match method {
+            Method::BINDING => MethodLabel::Binding,
+            Method::ALLOCATE => MethodLabel::Allocate,
+            Method::REFRESH => MethodLabel::Refresh,
+            Method::CREATE_PERMISSION => MethodLabel::CreatePermission,
+            Method::CHANNEL_BIND => MethodLabel::ChannelBind,
+            _ => MethodLabel::Other,
+        }
+    }
+
+    /// The method of `packet` if it looks like a STUN request (a request's type and the
+    /// magic cookie; nothing else is checked): what a shell times as a request.
+    pub fn of_request(packet: &[u8]) -> Option<MethodLabel> {
+        let header = packet.get(..8)?;
+        if header[4..8] != crate::stun::MAGIC_COOKIE.to_be_bytes() {
+            return None;
+        }
+        let (method, class) = crate::stun::decode_type(u16::from_be_bytes([header[0], header[1]]));
+        (header[0] & 0xC0 == 0 && class == crate::stun::Class::Request)
+            .then(|| MethodLabel::of(method))
+    }
+
+    /// This label's index in [`MethodLabel::ALL`].
+    pub fn index(self) -> usize {
+        MethodLabel::ALL
+            .iter()
+            .position(|m| *m == self)
+            .unwrap_or(0)
+    }
+}
+
 /// The error codes the relay answers with (RFC 8489 §14.8, RFC 8656 §18).
 pub const ERROR_CODES: [u16; 14] = [
     300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,

@@ -202,6 +202,17 @@ impl EtcdStore {
     fn key_value(&self, kv: &etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
         convert(&self.prefix, kv)
     }
+
+    /// The keys a range read answered, and the revision it was read at.
+    fn listing(&self, response: &etcd_client::GetResponse) -> Result<Listing, StoreError> {
+        let kvs = (response.kvs().iter())
+            .map(|kv| self.key_value(kv))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Listing {
+            kvs,
+            revision: revision(response.header())?,
+        })
+    }
 }
 
 async fn call<T>(
@@ -377,13 +388,7 @@ impl Backend for EtcdStore {
                 async move { kv.get(full, Some(GetOptions::new().with_prefix())).await }
             })
             .await?;
-        let kvs = (response.kvs().iter())
-            .map(|kv| self.key_value(kv))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Listing {
-            kvs,
-            revision: revision(response.header())?,
-        })
+        self.listing(&response)
     }
 
     async fn range(&self, start: &str, end: &str, limit: usize) -> Result<Listing, StoreError> {
@@ -402,13 +407,7 @@ impl Backend for EtcdStore {
                 async move { kv.get(full, Some(options)).await }
             })
             .await?;
-        let kvs = (response.kvs().iter())
-            .map(|kv| self.key_value(kv))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Listing {
-            kvs,
-            revision: revision(response.header())?,
-        })
+        self.listing(&response)
     }
 
     async fn put(

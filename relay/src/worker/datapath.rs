@@ -4,8 +4,9 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::time::Instant;
 
-use turn_core::stats::DropReason;
+use turn_core::stats::{DropReason, MethodLabel};
 use turn_core::{ClientAction, ClientSocket, Now, PeerAction, RelayHandle, Server, Transport};
 
 use super::{Worker, HEADROOM, STREAM_BUDGET, UDP_BUDGET};
@@ -55,6 +56,7 @@ impl Worker {
                     ..
                 } = self;
                 let packet = batch.payload(i);
+                let request = MethodLabel::of_request(packet).map(|m| (m, Instant::now()));
                 match server.handle_client(from, packet, now) {
                     ClientAction::Forward {
                         relay,
@@ -68,6 +70,9 @@ impl Worker {
                         _ => server.stats().dropped(DropReason::SendFailed).inc(),
                     },
                     ClientAction::Done => self.drive_core(now),
+                }
+                if let Some((method, at)) = request {
+                    self.request_times.record(method, at.elapsed());
                 }
             }
             self.drive_core(now);
@@ -203,6 +208,7 @@ impl Worker {
             relays,
             clients,
             buf,
+            request_times,
             ..
         } = self;
         let Some(conn) = clients.conns.get_mut(index) else {
@@ -212,8 +218,12 @@ impl Worker {
         let mut frames = 0usize;
         let mut on_frame = |frame: &[u8]| {
             frames += 1;
+            let request = MethodLabel::of_request(frame).map(|m| (m, Instant::now()));
             let action = server.handle_client(client, frame, now);
             forward(relays, server, action, frame);
+            if let Some((method, at)) = request {
+                request_times.record(method, at.elapsed());
+            }
         };
         let data = &buf[HEADROOM..HEADROOM + n];
         let result = if conn.rbuf.is_empty() {

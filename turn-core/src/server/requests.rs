@@ -71,15 +71,7 @@ impl Server {
         method: Method,
         now: Now,
     ) {
-        let label = match method {
-            Method::BINDING => MethodLabel::Binding,
-            Method::ALLOCATE => MethodLabel::Allocate,
-            Method::REFRESH => MethodLabel::Refresh,
-            Method::CREATE_PERMISSION => MethodLabel::CreatePermission,
-            Method::CHANNEL_BIND => MethodLabel::ChannelBind,
-            _ => MethodLabel::Other,
-        };
-        self.stats.request(label).inc();
+        self.stats.request(MethodLabel::of(method)).inc();
         let mut ctx = Ctx {
             client: from,
             method,
