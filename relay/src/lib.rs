@@ -70,6 +70,7 @@ mod sys;
 pub mod tls;
 mod token;
 mod worker;
+pub mod xdp;
 
 pub use clients::Bound;
 pub use config::{ConfigError, CredentialSource, Listeners, RelayAddress, RelayConfig};

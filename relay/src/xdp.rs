@@ -1,0 +1,301 @@
+//! The XDP fast path's loader and flow table (the program is `relay/bpf/channel_xdp.c`,
+//! built by `build.rs` when clang is there).
+//!
+//! [`FastPath::attach`] loads the program and attaches it to interfaces (native mode
+//! where the driver has it, generic otherwise, and says which). Userspace owns every
+//! decision: it installs a channel's flow in both directions ([`FastPath::install`]) once
+//! the channel is bound and its peer permitted, removes it when either ends or the
+//! allocation goes ([`FastPath::remove`]), and reads what each flow relayed
+//! ([`FastPath::counts`]) so that metrics, tenant bytes and quotas stay exact. The maps
+//! are bounded (65,536 flows each way): a full map refuses the flow, which stays on the
+//! userspace path.
+//!
+//! Not wired to the relay's workers yet: nothing installs flows on its own.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use aya::maps::{HashMap, MapData, PerCpuArray};
+use aya::programs::{Xdp, XdpMode};
+use aya::Ebpf;
+
+/// The eBPF object, when the build had clang.
+#[cfg(nexrtc_xdp)]
+const OBJECT: Option<&[u8]> = Some(aya::include_bytes_aligned!(concat!(
+    env!("OUT_DIR"),
+    "/channel_xdp.o"
+)));
+#[cfg(not(nexrtc_xdp))]
+const OBJECT: Option<&[u8]> = None;
+
+/// Whether this build carries the XDP program.
+pub fn built() -> bool {
+    OBJECT.is_some()
+}
+
+/// Why the fast path could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error("this relay was built without the XDP fast path (no clang at build time)")]
+    NotBuilt,
+    #[error("cannot load the XDP program: {0}")]
+    Load(String),
+    #[error("cannot attach the XDP program to {iface}: {reason}")]
+    Attach { iface: String, reason: String },
+    #[error("XDP flow table: {0}")]
+    Map(String),
+}
+
+// The maps' layouts, as `channel_xdp.c` declares them (addresses and ports in network
+// order, the channel number in host order).
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ToPeerKey {
+    client_ip: u32,
+    listen_ip: u32,
+    client_port: u16,
+    listen_port: u16,
+    channel: u16,
+    pad: u16,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct ToPeerFlow {
+    relay_ip: u32,
+    peer_ip: u32,
+    relay_port: u16,
+    peer_port: u16,
+    pad: u32,
+    packets: u64,
+    bytes: u64,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ToClientKey {
+    peer_ip: u32,
+    relay_ip: u32,
+    peer_port: u16,
+    relay_port: u16,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct ToClientFlow {
+    client_ip: u32,
+    listen_ip: u32,
+    client_port: u16,
+    listen_port: u16,
+    channel: u16,
+    pad: u16,
+    packets: u64,
+    bytes: u64,
+}
+
+// SAFETY: plain `repr(C)` structs of integers with explicit padding fields, so every byte
+// is initialised and any bit pattern is a valid value, as `Pod` requires.
+unsafe impl aya::Pod for ToPeerKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for ToPeerFlow {}
+// SAFETY: as above.
+unsafe impl aya::Pod for ToClientKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for ToClientFlow {}
+
+/// One channel of one allocation, both ways (IPv4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    /// The client, as the relay's listener sees it.
+    pub client: SocketAddrV4,
+    /// The listener address the client sends to.
+    pub listen: SocketAddrV4,
+    /// The allocation's relayed address.
+    pub relay: SocketAddrV4,
+    pub peer: SocketAddrV4,
+    /// 0x4000..=0x4FFF.
+    pub channel: u16,
+}
+
+impl Flow {
+    fn to_peer_key(&self) -> ToPeerKey {
+        ToPeerKey {
+            client_ip: be(self.client.ip()),
+            listen_ip: be(self.listen.ip()),
+            client_port: self.client.port().to_be(),
+            listen_port: self.listen.port().to_be(),
+            channel: self.channel,
+            pad: 0,
+        }
+    }
+
+    fn to_client_key(&self) -> ToClientKey {
+        ToClientKey {
+            peer_ip: be(self.peer.ip()),
+            relay_ip: be(self.relay.ip()),
+            peer_port: self.peer.port().to_be(),
+            relay_port: self.relay.port().to_be(),
+        }
+    }
+}
+
+/// The address as the kernel holds it (network order) in a native `u32`.
+fn be(ip: &Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(ip.octets())
+}
+
+/// What a flow relayed in the kernel: packets and payload bytes, each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowCounts {
+    pub to_peer_packets: u64,
+    pub to_peer_bytes: u64,
+    pub to_client_packets: u64,
+    pub to_client_bytes: u64,
+}
+
+/// The program's outcome counters, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    pub to_peer: u64,
+    pub to_client: u64,
+    /// Passed to the kernel: no flow for the packet.
+    pub no_flow: u64,
+    /// Passed: no route or neighbour entry towards the destination yet.
+    pub no_route: u64,
+    /// Passed: ChannelData whose length disagrees with its datagram.
+    pub malformed: u64,
+}
+
+/// The loaded program, its attachments and its maps. Dropping it detaches the program.
+pub struct FastPath {
+    to_peer: HashMap<MapData, ToPeerKey, ToPeerFlow>,
+    to_client: HashMap<MapData, ToClientKey, ToClientFlow>,
+    outcomes: PerCpuArray<MapData, u64>,
+    /// Each interface and the mode it got.
+    attached: Vec<(String, &'static str)>,
+    _ebpf: Ebpf,
+}
+
+impl std::fmt::Debug for FastPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastPath")
+            .field("attached", &self.attached)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FastPath {
+    /// Loads the program and attaches it to every interface of `ifaces`: in native
+    /// (driver) mode where the driver supports it, else generic; each is logged.
+    pub fn attach(ifaces: &[String]) -> Result<FastPath, XdpError> {
+        let object = OBJECT.ok_or(XdpError::NotBuilt)?;
+        let mut ebpf = Ebpf::load(object).map_err(|e| XdpError::Load(e.to_string()))?;
+        let program: &mut Xdp = (ebpf.program_mut("relay_channels"))
+            .ok_or_else(|| XdpError::Load("no program relay_channels".into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| XdpError::Load(e.to_string()))?;
+        program.load().map_err(|e| XdpError::Load(e.to_string()))?;
+        let mut attached = Vec::new();
+        for iface in ifaces {
+            let mode = match program.attach(iface, XdpMode::Driver) {
+                Ok(_) => "native",
+                Err(native) => match program.attach(iface, XdpMode::Skb) {
+                    Ok(_) => {
+                        tracing::info!(%iface, "XDP in generic mode (the driver has no native XDP: {native})");
+                        "generic"
+                    }
+                    Err(e) => {
+                        return Err(XdpError::Attach {
+                            iface: iface.clone(),
+                            reason: e.to_string(),
+                        })
+                    }
+                },
+            };
+            tracing::info!(%iface, mode, "XDP fast path attached");
+            attached.push((iface.clone(), mode));
+        }
+        let mut map = |name: &str| {
+            (ebpf.take_map(name)).ok_or_else(|| XdpError::Map(format!("no map {name}")))
+        };
+        let err = |e: aya::maps::MapError| XdpError::Map(e.to_string());
+        let to_peer = HashMap::try_from(map("to_peer")?).map_err(err)?;
+        let to_client = HashMap::try_from(map("to_client")?).map_err(err)?;
+        let outcomes = PerCpuArray::try_from(map("outcomes")?).map_err(err)?;
+        Ok(FastPath {
+            to_peer,
+            to_client,
+            outcomes,
+            attached,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// Each interface and its mode (`native` or `generic`).
+    pub fn attached(&self) -> &[(String, &'static str)] {
+        &self.attached
+    }
+
+    /// Relays `flow` in the kernel from now on, both ways (its counts start at 0). A full
+    /// map refuses it (the flow stays in userspace).
+    pub fn install(&mut self, flow: &Flow) -> Result<(), XdpError> {
+        let err = |e: aya::maps::MapError| XdpError::Map(e.to_string());
+        let to_peer = ToPeerFlow {
+            relay_ip: be(flow.relay.ip()),
+            peer_ip: be(flow.peer.ip()),
+            relay_port: flow.relay.port().to_be(),
+            peer_port: flow.peer.port().to_be(),
+            ..ToPeerFlow::default()
+        };
+        let to_client = ToClientFlow {
+            client_ip: be(flow.client.ip()),
+            listen_ip: be(flow.listen.ip()),
+            client_port: flow.client.port().to_be(),
+            listen_port: flow.listen.port().to_be(),
+            channel: flow.channel,
+            ..ToClientFlow::default()
+        };
+        self.to_peer
+            .insert(flow.to_peer_key(), to_peer, 0)
+            .map_err(err)?;
+        if let Err(e) = self.to_client.insert(flow.to_client_key(), to_client, 0) {
+            let _ = self.to_peer.remove(&flow.to_peer_key());
+            return Err(err(e));
+        }
+        Ok(())
+    }
+
+    /// What `flow` relayed in the kernel so far (zero if it is not installed).
+    pub fn counts(&self, flow: &Flow) -> FlowCounts {
+        let mut c = FlowCounts::default();
+        if let Ok(f) = self.to_peer.get(&flow.to_peer_key(), 0) {
+            (c.to_peer_packets, c.to_peer_bytes) = (f.packets, f.bytes);
+        }
+        if let Ok(f) = self.to_client.get(&flow.to_client_key(), 0) {
+            (c.to_client_packets, c.to_client_bytes) = (f.packets, f.bytes);
+        }
+        c
+    }
+
+    /// Stops relaying `flow` in the kernel (its next packet goes to userspace) and returns
+    /// what it relayed.
+    pub fn remove(&mut self, flow: &Flow) -> FlowCounts {
+        let counts = self.counts(flow);
+        let _ = self.to_peer.remove(&flow.to_peer_key());
+        let _ = self.to_client.remove(&flow.to_client_key());
+        counts
+    }
+
+    /// The program's outcomes so far, over every CPU.
+    pub fn outcomes(&self) -> Outcomes {
+        let sum =
+            |i: u32| (self.outcomes.get(&i, 0)).map_or(0, |per_cpu| per_cpu.iter().sum::<u64>());
+        Outcomes {
+            to_peer: sum(0),
+            to_client: sum(1),
+            no_flow: sum(2),
+            no_route: sum(3),
+            malformed: sum(4),
+        }
+    }
+}

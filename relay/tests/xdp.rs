@@ -1,0 +1,267 @@
+//! The XDP fast path's program in the kernel, in network namespaces the test makes:
+//!
+//! ```text
+//!  client ns            relay ns                    peer ns
+//!  c0 10.77.1.2 ── r0 10.77.1.1   r1 10.77.2.1 ── p0 10.77.2.2
+//! ```
+//!
+//! The program is attached to r0 and r1 (and, so that veth delivers redirected frames in
+//! native mode, to c0 and p0, where it finds no flows and passes everything). Nothing
+//! listens in the relay namespace: whatever reaches a peer or a client there went through
+//! the program. A flow installed from userspace relays ChannelData to the peer as plain
+//! UDP and the peer's datagrams back as ChannelData, with per-flow counts that match;
+//! padding is stripped; ChannelData whose length disagrees with its datagram, or on a
+//! channel without a flow, is passed to the kernel, not relayed; once the flow is removed
+//! nothing more is relayed. Needs root and a relay built with clang.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::fs::File;
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::Duration;
+
+use nexrtc_relay::xdp::{FastPath, Flow, FlowCounts};
+use nexrtc_test_support::tools::{missing, require_tool};
+
+/// A network namespace (`ip netns`), deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(role: &str) -> Netns {
+        let name = format!("nx-xdp-{role}-{}", std::process::id());
+        ip(&["netns", "add", &name]);
+        let ns = Netns(name);
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", &self.0];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// Runs `f` on a thread inside this namespace.
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let file = File::open(format!("/run/netns/{}", self.0)).unwrap();
+        std::thread::spawn(move || {
+            // SAFETY: a valid namespace file descriptor; setns affects this thread only.
+            let entered = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The MAC address of `dev` in `ns`.
+fn mac_of(ns: &Netns, dev: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-n", &ns.0, "-o", "link", "show", "dev", dev])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "link/ether");
+    words
+        .next()
+        .unwrap_or_else(|| panic!("no MAC in {text}"))
+        .to_owned()
+}
+
+fn addr(s: &str) -> SocketAddrV4 {
+    s.parse().unwrap()
+}
+
+fn channel_data(channel: u16, payload: &[u8], padding: usize) -> Vec<u8> {
+    let mut out = channel.to_be_bytes().to_vec();
+    out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    out.extend_from_slice(payload);
+    out.extend(std::iter::repeat_n(0u8, padding));
+    out
+}
+
+/// The next datagram within 500 ms, with its sender.
+fn recv(socket: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
+    let mut buf = [0u8; 2048];
+    let (n, from) = socket.recv_from(&mut buf).ok()?;
+    Some((buf[..n].to_vec(), from))
+}
+
+fn bound(ns: &Netns, at: SocketAddrV4) -> UdpSocket {
+    let socket = ns.run(move || UdpSocket::bind(at).unwrap());
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    socket
+}
+
+#[test]
+fn channels_are_relayed_in_the_kernel_both_ways_while_their_flow_is_installed() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        missing("root (network namespaces, XDP)", "run the tests as root");
+        return;
+    }
+    if !nexrtc_relay::xdp::built() {
+        missing(
+            "the XDP program (the relay was built without clang)",
+            "apt-get install clang libbpf-dev, then rebuild",
+        );
+        return;
+    }
+    if require_tool("ip", "iproute2").is_none() {
+        return;
+    }
+    let (client, relay, peer) = (Netns::new("c"), Netns::new("r"), Netns::new("p"));
+    ip(&[
+        "link", "add", "c0", "netns", &client.0, "type", "veth", "peer", "name", "r0", "netns",
+        &relay.0,
+    ]);
+    ip(&[
+        "link", "add", "p0", "netns", &peer.0, "type", "veth", "peer", "name", "r1", "netns",
+        &relay.0,
+    ]);
+    for (ns, dev, cidr) in [
+        (&client, "c0", "10.77.1.2/24"),
+        (&relay, "r0", "10.77.1.1/24"),
+        (&relay, "r1", "10.77.2.1/24"),
+        (&peer, "p0", "10.77.2.2/24"),
+    ] {
+        ns.ip(&["addr", "add", cidr, "dev", dev]);
+        ns.ip(&["link", "set", dev, "up"]);
+    }
+    // The kernel's route lookup from XDP wants IPv4 forwarding on the interfaces.
+    for dev in ["r0", "r1"] {
+        let key = format!("net.ipv4.conf.{dev}.forwarding=1");
+        let ok = Command::new("ip")
+            .args(["netns", "exec", &relay.0, "sysctl", "-q", "-w", &key])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "{key}");
+    }
+    // The relay's neighbour entries (the program passes packets it has none for; the
+    // clients and peers find the relay by ARP as usual).
+    for (ns, dev, ip_addr, via) in [
+        (&client, "c0", "10.77.1.2", "r0"),
+        (&peer, "p0", "10.77.2.2", "r1"),
+    ] {
+        let mac = mac_of(ns, dev);
+        relay.ip(&[
+            "neigh",
+            "replace",
+            ip_addr,
+            "lladdr",
+            &mac,
+            "dev",
+            via,
+            "nud",
+            "permanent",
+        ]);
+    }
+
+    let mut fast = relay.run(|| FastPath::attach(&["r0".into(), "r1".into()]).unwrap());
+    let modes: Vec<&str> = fast.attached().iter().map(|(_, m)| *m).collect();
+    eprintln!("attached: {:?}", fast.attached());
+    assert_eq!(modes.len(), 2);
+    let _receivers = (
+        client.run(|| FastPath::attach(&["c0".into()]).unwrap()),
+        peer.run(|| FastPath::attach(&["p0".into()]).unwrap()),
+    );
+
+    let flow = Flow {
+        client: addr("10.77.1.2:40000"),
+        listen: addr("10.77.1.1:3478"),
+        relay: addr("10.77.2.1:50000"),
+        peer: addr("10.77.2.2:6000"),
+        channel: 0x4001,
+    };
+    let c = bound(&client, flow.client);
+    let p = bound(&peer, flow.peer);
+    let listen = SocketAddr::V4(flow.listen);
+    let relayed = SocketAddr::V4(flow.relay);
+
+    // Before the flow: nothing is relayed (nothing listens in the relay namespace).
+    c.send_to(&channel_data(0x4001, b"early", 0), listen)
+        .unwrap();
+    assert_eq!(recv(&p), None);
+    assert!(fast.outcomes().no_flow >= 1);
+
+    fast.install(&flow).unwrap();
+    let mut expect = FlowCounts::default();
+    for i in 0..100usize {
+        let payload = vec![i as u8; 20 + i * 7];
+        c.send_to(&channel_data(0x4001, &payload, 0), listen)
+            .unwrap();
+        let (got, from) =
+            recv(&p).unwrap_or_else(|| panic!("not relayed to the peer: {:?}", fast.outcomes()));
+        assert_eq!((got.as_slice(), from), (payload.as_slice(), relayed));
+        expect.to_peer_packets += 1;
+        expect.to_peer_bytes += payload.len() as u64;
+
+        let back = vec![!(i as u8); 10 + i * 5];
+        p.send_to(&back, relayed).unwrap();
+        let (got, from) = recv(&c)
+            .unwrap_or_else(|| panic!("not relayed to the client: {:?}", fast.outcomes()));
+        assert_eq!(from, listen);
+        assert_eq!(
+            got,
+            channel_data(0x4001, &back, 0),
+            "ChannelData to the client"
+        );
+        expect.to_client_packets += 1;
+        expect.to_client_bytes += back.len() as u64;
+    }
+    // Padding (allowed over UDP) is not relayed.
+    c.send_to(&channel_data(0x4001, b"padded", 2), listen)
+        .unwrap();
+    assert_eq!(recv(&p).map(|(d, _)| d), Some(b"padded".to_vec()));
+    expect.to_peer_packets += 1;
+    expect.to_peer_bytes += 6;
+    assert_eq!(fast.counts(&flow), expect);
+
+    // A length longer than the datagram, or 4 bytes of padding, or another channel: passed
+    // to the kernel, not relayed.
+    let outcomes = fast.outcomes();
+    let mut long = channel_data(0x4001, b"short", 0);
+    long[3] = 50;
+    c.send_to(&long, listen).unwrap();
+    c.send_to(&channel_data(0x4001, b"pad", 4), listen).unwrap();
+    c.send_to(&channel_data(0x4002, b"other", 0), listen)
+        .unwrap();
+    assert_eq!(recv(&p), None);
+    let after = fast.outcomes();
+    assert_eq!(after.malformed - outcomes.malformed, 2, "{after:?}");
+    assert_eq!(after.no_flow - outcomes.no_flow, 1, "{after:?}");
+    assert_eq!(fast.counts(&flow), expect, "nothing of that was counted");
+    assert_eq!(after.to_peer, expect.to_peer_packets);
+    assert_eq!(after.to_client, expect.to_client_packets);
+
+    // Removed: the counts come back, and nothing more is relayed either way.
+    assert_eq!(fast.remove(&flow), expect);
+    c.send_to(&channel_data(0x4001, b"late", 0), listen)
+        .unwrap();
+    p.send_to(b"late", relayed).unwrap();
+    assert_eq!(recv(&p), None);
+    assert_eq!(recv(&c), None);
+    assert_eq!(fast.counts(&flow), FlowCounts::default());
+}
