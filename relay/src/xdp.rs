@@ -118,7 +118,7 @@ pub struct Flow {
 }
 
 impl Flow {
-    fn to_peer_key(&self) -> ToPeerKey {
+    fn peer_bound_key(&self) -> ToPeerKey {
         ToPeerKey {
             client_ip: be(self.client.ip()),
             listen_ip: be(self.listen.ip()),
@@ -129,7 +129,7 @@ impl Flow {
         }
     }
 
-    fn to_client_key(&self) -> ToClientKey {
+    fn client_bound_key(&self) -> ToClientKey {
         ToClientKey {
             peer_ip: be(self.peer.ip()),
             relay_ip: be(self.relay.ip()),
@@ -256,10 +256,10 @@ impl FastPath {
             ..ToClientFlow::default()
         };
         self.to_peer
-            .insert(flow.to_peer_key(), to_peer, 0)
+            .insert(flow.peer_bound_key(), to_peer, 0)
             .map_err(err)?;
-        if let Err(e) = self.to_client.insert(flow.to_client_key(), to_client, 0) {
-            let _ = self.to_peer.remove(&flow.to_peer_key());
+        if let Err(e) = self.to_client.insert(flow.client_bound_key(), to_client, 0) {
+            let _ = self.to_peer.remove(&flow.peer_bound_key());
             return Err(err(e));
         }
         Ok(())
@@ -268,10 +268,10 @@ impl FastPath {
     /// What `flow` relayed in the kernel so far (zero if it is not installed).
     pub fn counts(&self, flow: &Flow) -> FlowCounts {
         let mut c = FlowCounts::default();
-        if let Ok(f) = self.to_peer.get(&flow.to_peer_key(), 0) {
+        if let Ok(f) = self.to_peer.get(&flow.peer_bound_key(), 0) {
             (c.to_peer_packets, c.to_peer_bytes) = (f.packets, f.bytes);
         }
-        if let Ok(f) = self.to_client.get(&flow.to_client_key(), 0) {
+        if let Ok(f) = self.to_client.get(&flow.client_bound_key(), 0) {
             (c.to_client_packets, c.to_client_bytes) = (f.packets, f.bytes);
         }
         c
@@ -281,8 +281,8 @@ impl FastPath {
     /// what it relayed.
     pub fn remove(&mut self, flow: &Flow) -> FlowCounts {
         let counts = self.counts(flow);
-        let _ = self.to_peer.remove(&flow.to_peer_key());
-        let _ = self.to_client.remove(&flow.to_client_key());
+        let _ = self.to_peer.remove(&flow.peer_bound_key());
+        let _ = self.to_client.remove(&flow.client_bound_key());
         counts
     }
 

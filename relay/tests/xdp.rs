@@ -220,8 +220,8 @@ fn channels_are_relayed_in_the_kernel_both_ways_while_their_flow_is_installed() 
 
         let back = vec![!(i as u8); 10 + i * 5];
         p.send_to(&back, relayed).unwrap();
-        let (got, from) = recv(&c)
-            .unwrap_or_else(|| panic!("not relayed to the client: {:?}", fast.outcomes()));
+        let (got, from) =
+            recv(&c).unwrap_or_else(|| panic!("not relayed to the client: {:?}", fast.outcomes()));
         assert_eq!(from, listen);
         assert_eq!(
             got,
