@@ -66,7 +66,13 @@ pub fn run(data: &[u8]) -> Reached {
     let mut config = Config::new(REALM, [1; 32]);
     config.quotas.user_allocations = 3;
     config.quotas.permissions_per_allocation = 4;
-    config.quotas.allocation_bytes_per_sec = 10_000;
+    // Inputs of even length cap bandwidth (no flow is then offered to the shell), odd
+    // ones do not (decided without reading a byte, so the corpus reads as before).
+    config.quotas.allocation_bytes_per_sec = match data.len() % 2 {
+        0 => 10_000,
+        _ => 0,
+    };
+    config.fast_path = true;
     config.peer_filter.allow_loopback(true);
     let mut server = Server::new(config, credentials(b"secret"), t0);
     let clients = [
@@ -86,6 +92,8 @@ pub fn run(data: &[u8]) -> Reached {
     let key = long_term_key(&username, REALM, &rest_password(b"secret", &username));
     let mut nonce = String::new();
     let mut bound: HashSet<RelayHandle> = HashSet::new();
+    // Flows the core offers now, as a shell would hold them.
+    let mut offered = std::collections::HashMap::new();
     let mut next_handle = 0u32;
     let mut txid = 0u8;
     let mut buf = Vec::with_capacity(2048);
@@ -218,8 +226,24 @@ pub fn run(data: &[u8]) -> Reached {
                         "freed a relay twice or one never bound"
                     );
                 }
+                Command::FlowUp(flow) => {
+                    assert!(flow.expires > now.mono, "a flow offered already ended");
+                    assert!(bound.contains(&flow.relay), "a flow on a relay never bound");
+                    offered.insert((flow.client, flow.channel), flow.expires);
+                }
+                Command::FlowDown { client, channel } => {
+                    assert!(
+                        offered.remove(&(client, channel)).is_some(),
+                        "withdrew a flow never offered, or twice"
+                    );
+                }
             }
         }
+        assert_eq!(
+            offered.len(),
+            server.offered_flows(),
+            "the shell's flows and the core's"
+        );
         while let Some(t) = server.poll_transmit() {
             let msg = Message::parse(&t.data).expect("every answer is a valid STUN message");
             if let Some(n) = msg.attribute(attr::NONCE) {

@@ -9,9 +9,11 @@
 //       → relay listener → client: ChannelData (channel, length, payload)   (TO_CLIENT)
 //
 // Userspace decides everything: it installs a flow in `to_peer` and `to_client` when a
-// channel is bound and its peer permitted, and removes it when the channel, the
-// permission or the allocation ends; each flow counts its packets and bytes, which
-// userspace reads. Whatever this program does not recognise exactly (another protocol,
+// channel is bound and its peer permitted, with the instant it ends (the earliest of the
+// channel's, the permission's and the allocation's expiry, checked on every packet, so
+// nothing is relayed past it even before userspace removes the flow), and removes it
+// when the channel, the permission or the allocation ends; each flow counts its packets
+// and bytes, which userspace reads. Whatever this program does not recognise exactly (another protocol,
 // IP options or fragments, STUN, a ChannelData whose length disagrees with the datagram,
 // an unknown flow, a destination without a route or neighbour) passes to the kernel
 // unchanged, where the relay's sockets handle it as before.
@@ -50,8 +52,7 @@ struct to_peer_flow {
 	__u16 relay_port;
 	__u16 peer_port;
 	__u32 pad;
-	__u64 packets;
-	__u64 bytes;      // payload bytes
+	__u64 expires_ns; // CLOCK_MONOTONIC: from then on the flow is userspace's again
 };
 
 // Peer → client: a peer sending to an allocation's relayed address.
@@ -69,6 +70,12 @@ struct to_client_flow {
 	__u16 listen_port;
 	__u16 channel;    // host order
 	__u16 pad;
+	__u64 expires_ns;
+};
+
+// What a flow relayed, per CPU, in maps of their own: userspace updates a flow's expiry
+// without touching its counts, and reads them after removing the flow, so none is lost.
+struct counts {
 	__u64 packets;
 	__u64 bytes;      // payload bytes
 };
@@ -88,16 +95,40 @@ struct {
 	__type(value, struct to_client_flow);
 } to_client SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct to_peer_key);
+	__type(value, struct counts);
+} to_peer_counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct to_client_key);
+	__type(value, struct counts);
+} to_client_counts SEC(".maps");
+
+static __always_inline void add(void *counts_map, const void *key, __u64 bytes)
+{
+	struct counts *c = bpf_map_lookup_elem(counts_map, key);
+	if (c) {
+		c->packets += 1;
+		c->bytes += bytes;
+	}
+}
+
 // Outcomes, per CPU: 0 relayed to a peer, 1 relayed to a client, 2 passed (no flow),
-// 3 passed (no route or neighbour), 4 passed (malformed ChannelData).
+// 3 passed (no route or neighbour), 4 passed (malformed ChannelData), 5 passed (the flow
+// ended: its permission, channel or allocation expired before userspace removed it).
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 5);
+	__uint(max_entries, 6);
 	__type(key, __u32);
 	__type(value, __u64);
 } outcomes SEC(".maps");
 
-enum { TO_PEER, TO_CLIENT, NO_FLOW, NO_ROUTE, MALFORMED };
+enum { TO_PEER, TO_CLIENT, NO_FLOW, NO_ROUTE, MALFORMED, EXPIRED };
 
 static __always_inline int count(__u32 what, int action)
 {
@@ -192,20 +223,25 @@ int relay_channels(struct xdp_md *ctx)
 	struct ethhdr eth_in = *eth;
 	struct iphdr ip_in = *ip;
 
-	// Client → peer: the datagram is ChannelData for a known channel.
+	// Client → peer: the datagram is ChannelData for a known channel. (A peer's datagram
+	// may begin like ChannelData too: without a client flow it is looked up as a peer's.)
 	__u8 *cd = (void *)(udp + 1);
 	__u16 channel = ((__u16)cd[0] << 8) | cd[1];
-	if ((cd[0] & 0xc0) == 0x40) {
-		struct to_peer_key key = {
-			.client_ip = ip->saddr,
-			.listen_ip = ip->daddr,
-			.client_port = udp->source,
-			.listen_port = udp->dest,
-			.channel = channel,
-		};
-		struct to_peer_flow *flow = bpf_map_lookup_elem(&to_peer, &key);
-		if (!flow)
-			return count(NO_FLOW, XDP_PASS);
+	struct to_peer_key pkey = {
+		.client_ip = ip->saddr,
+		.listen_ip = ip->daddr,
+		.client_port = udp->source,
+		.listen_port = udp->dest,
+		.channel = channel,
+	};
+	struct to_peer_flow *pflow = NULL;
+	if ((cd[0] & 0xc0) == 0x40)
+		pflow = bpf_map_lookup_elem(&to_peer, &pkey);
+	if (pflow) {
+		struct to_peer_key key = pkey;
+		struct to_peer_flow *flow = pflow;
+		if (bpf_ktime_get_ns() >= flow->expires_ns)
+			return count(EXPIRED, XDP_PASS);
 		__u16 len = ((__u16)cd[2] << 8) | cd[3];
 		// Over UDP the datagram holds the ChannelData exactly, or with up to 3 bytes of
 		// padding (RFC 8656 §12.5): anything else is the relay's to refuse.
@@ -220,8 +256,7 @@ int relay_channels(struct xdp_md *ctx)
 			return count(NO_ROUTE, XDP_PASS);
 		__u32 relay_ip = flow->relay_ip, peer_ip = flow->peer_ip;
 		__u16 relay_port = flow->relay_port, peer_port = flow->peer_port;
-		__sync_fetch_and_add(&flow->packets, 1);
-		__sync_fetch_and_add(&flow->bytes, len);
+		add(&to_peer_counts, &key, len);
 		// The padding goes, then the 4-byte ChannelData header: the headers move up.
 		if (carried - len && bpf_xdp_adjust_tail(ctx, -(int)(carried - len)))
 			return XDP_DROP;
@@ -249,6 +284,8 @@ int relay_channels(struct xdp_md *ctx)
 	struct to_client_flow *flow = bpf_map_lookup_elem(&to_client, &key);
 	if (!flow)
 		return count(NO_FLOW, XDP_PASS);
+	if (bpf_ktime_get_ns() >= flow->expires_ns)
+		return count(EXPIRED, XDP_PASS);
 	__u16 len = udp_len - sizeof(*udp);
 	if (len > 0xffff - 4 - sizeof(struct udphdr) - sizeof(struct iphdr))
 		return count(MALFORMED, XDP_PASS);
@@ -263,8 +300,7 @@ int relay_channels(struct xdp_md *ctx)
 	__u32 listen_ip = flow->listen_ip, client_ip = flow->client_ip;
 	__u16 listen_port = flow->listen_port, client_port = flow->client_port;
 	__u16 ch = flow->channel;
-	__sync_fetch_and_add(&flow->packets, 1);
-	__sync_fetch_and_add(&flow->bytes, len);
+	add(&to_client_counts, &key, len);
 	if (extra > 0 && bpf_xdp_adjust_tail(ctx, -extra))
 		return XDP_DROP;
 	// Room for the ChannelData header: the headers move down 4 bytes.

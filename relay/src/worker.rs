@@ -296,6 +296,9 @@ impl Worker {
                         self.flush();
                         self.relays.free(relay, self.poll.registry());
                     }
+                    // The XDP fast path is not wired to the workers yet: the relay's core
+                    // runs with `fast_path` off and offers no flow.
+                    Command::FlowUp(_) | Command::FlowDown { .. } => {}
                 }
             }
             while let Some(t) = self.server.poll_transmit() {

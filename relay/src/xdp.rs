@@ -14,7 +14,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use aya::maps::{HashMap, MapData, PerCpuArray};
+use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 
@@ -67,8 +67,7 @@ struct ToPeerFlow {
     relay_port: u16,
     peer_port: u16,
     pad: u32,
-    packets: u64,
-    bytes: u64,
+    expires_ns: u64,
 }
 
 #[repr(C)]
@@ -89,6 +88,13 @@ struct ToClientFlow {
     listen_port: u16,
     channel: u16,
     pad: u16,
+    expires_ns: u64,
+}
+
+/// A flow's counts on one CPU.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
     packets: u64,
     bytes: u64,
 }
@@ -102,6 +108,8 @@ unsafe impl aya::Pod for ToPeerFlow {}
 unsafe impl aya::Pod for ToClientKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for ToClientFlow {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Counts {}
 
 /// One channel of one allocation, both ways (IPv4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +123,8 @@ pub struct Flow {
     pub peer: SocketAddrV4,
     /// 0x4000..=0x4FFF.
     pub channel: u16,
+    /// Not relayed in the kernel from then on, removed or not.
+    pub expires: std::time::Instant,
 }
 
 impl Flow {
@@ -136,6 +146,25 @@ impl Flow {
             peer_port: self.peer.port().to_be(),
             relay_port: self.relay.port().to_be(),
         }
+    }
+}
+
+/// `at` on the kernel's CLOCK_MONOTONIC, in nanoseconds (what `bpf_ktime_get_ns` reads;
+/// std's `Instant` is that clock too, but does not say its value).
+fn monotonic_ns(at: std::time::Instant) -> u64 {
+    let now = std::time::Instant::now();
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now_ns = (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64);
+    match at.checked_duration_since(now) {
+        Some(ahead) => now_ns.saturating_add(ahead.as_nanos() as u64),
+        None => now_ns.saturating_sub(now.duration_since(at).as_nanos() as u64),
     }
 }
 
@@ -164,12 +193,18 @@ pub struct Outcomes {
     pub no_route: u64,
     /// Passed: ChannelData whose length disagrees with its datagram.
     pub malformed: u64,
+    /// Passed: the flow had ended (its `expires`), not yet removed.
+    pub expired: u64,
 }
 
 /// The loaded program, its attachments and its maps. Dropping it detaches the program.
 pub struct FastPath {
     to_peer: HashMap<MapData, ToPeerKey, ToPeerFlow>,
     to_client: HashMap<MapData, ToClientKey, ToClientFlow>,
+    to_peer_counts: PerCpuHashMap<MapData, ToPeerKey, Counts>,
+    to_client_counts: PerCpuHashMap<MapData, ToClientKey, Counts>,
+    /// CPUs the per-CPU counts have.
+    cpus: usize,
     outcomes: PerCpuArray<MapData, u64>,
     /// Each interface and the mode it got.
     attached: Vec<(String, &'static str)>,
@@ -222,9 +257,16 @@ impl FastPath {
         let to_peer = HashMap::try_from(map("to_peer")?).map_err(err)?;
         let to_client = HashMap::try_from(map("to_client")?).map_err(err)?;
         let outcomes = PerCpuArray::try_from(map("outcomes")?).map_err(err)?;
+        let to_peer_counts = PerCpuHashMap::try_from(map("to_peer_counts")?).map_err(err)?;
+        let to_client_counts = PerCpuHashMap::try_from(map("to_client_counts")?).map_err(err)?;
+        let cpus =
+            aya::util::nr_cpus().map_err(|(what, e)| XdpError::Map(format!("{what}: {e}")))?;
         Ok(FastPath {
             to_peer,
             to_client,
+            to_peer_counts,
+            to_client_counts,
+            cpus,
             outcomes,
             attached,
             _ebpf: ebpf,
@@ -236,16 +278,19 @@ impl FastPath {
         &self.attached
     }
 
-    /// Relays `flow` in the kernel from now on, both ways (its counts start at 0). A full
-    /// map refuses it (the flow stays in userspace).
+    /// Relays `flow` in the kernel from now on, both ways, until its `expires`; a flow
+    /// installed already gets the new `expires` and keeps its counts. A full map refuses
+    /// it (the flow stays in userspace).
     pub fn install(&mut self, flow: &Flow) -> Result<(), XdpError> {
         let err = |e: aya::maps::MapError| XdpError::Map(e.to_string());
+        let expires_ns = monotonic_ns(flow.expires);
         let to_peer = ToPeerFlow {
             relay_ip: be(flow.relay.ip()),
             peer_ip: be(flow.peer.ip()),
             relay_port: flow.relay.port().to_be(),
             peer_port: flow.peer.port().to_be(),
-            ..ToPeerFlow::default()
+            pad: 0,
+            expires_ns,
         };
         let to_client = ToClientFlow {
             client_ip: be(flow.client.ip()),
@@ -253,13 +298,28 @@ impl FastPath {
             client_port: flow.client.port().to_be(),
             listen_port: flow.listen.port().to_be(),
             channel: flow.channel,
-            ..ToClientFlow::default()
+            pad: 0,
+            expires_ns,
         };
-        self.to_peer
-            .insert(flow.peer_bound_key(), to_peer, 0)
-            .map_err(err)?;
-        if let Err(e) = self.to_client.insert(flow.client_bound_key(), to_client, 0) {
-            let _ = self.to_peer.remove(&flow.peer_bound_key());
+        let (peer_key, client_key) = (flow.peer_bound_key(), flow.client_bound_key());
+        // The counts first (zero, unless the flow is installed already), then the flows.
+        let zero = || PerCpuValues::try_from(vec![Counts::default(); self.cpus]);
+        let zeros = zero().map_err(|e| XdpError::Map(e.to_string()))?;
+        if self.to_peer_counts.get(&peer_key, 0).is_err() {
+            self.to_peer_counts
+                .insert(peer_key, zeros, 0)
+                .map_err(err)?;
+        }
+        let zeros = zero().map_err(|e| XdpError::Map(e.to_string()))?;
+        if self.to_client_counts.get(&client_key, 0).is_err() {
+            self.to_client_counts
+                .insert(client_key, zeros, 0)
+                .map_err(err)?;
+        }
+        let installed = (self.to_peer.insert(peer_key, to_peer, 0))
+            .and_then(|()| self.to_client.insert(client_key, to_client, 0));
+        if let Err(e) = installed {
+            self.remove(flow);
             return Err(err(e));
         }
         Ok(())
@@ -267,22 +327,32 @@ impl FastPath {
 
     /// What `flow` relayed in the kernel so far (zero if it is not installed).
     pub fn counts(&self, flow: &Flow) -> FlowCounts {
-        let mut c = FlowCounts::default();
-        if let Ok(f) = self.to_peer.get(&flow.peer_bound_key(), 0) {
-            (c.to_peer_packets, c.to_peer_bytes) = (f.packets, f.bytes);
+        let sum = |values: Option<PerCpuValues<Counts>>| {
+            values.map_or((0, 0), |v| {
+                v.iter()
+                    .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes))
+            })
+        };
+        let (to_peer_packets, to_peer_bytes) =
+            sum(self.to_peer_counts.get(&flow.peer_bound_key(), 0).ok());
+        let (to_client_packets, to_client_bytes) =
+            sum(self.to_client_counts.get(&flow.client_bound_key(), 0).ok());
+        FlowCounts {
+            to_peer_packets,
+            to_peer_bytes,
+            to_client_packets,
+            to_client_bytes,
         }
-        if let Ok(f) = self.to_client.get(&flow.client_bound_key(), 0) {
-            (c.to_client_packets, c.to_client_bytes) = (f.packets, f.bytes);
-        }
-        c
     }
 
     /// Stops relaying `flow` in the kernel (its next packet goes to userspace) and returns
-    /// what it relayed.
+    /// what it relayed: the flow goes first, then its counts are read and dropped.
     pub fn remove(&mut self, flow: &Flow) -> FlowCounts {
-        let counts = self.counts(flow);
         let _ = self.to_peer.remove(&flow.peer_bound_key());
         let _ = self.to_client.remove(&flow.client_bound_key());
+        let counts = self.counts(flow);
+        let _ = self.to_peer_counts.remove(&flow.peer_bound_key());
+        let _ = self.to_client_counts.remove(&flow.client_bound_key());
         counts
     }
 
@@ -296,6 +366,7 @@ impl FastPath {
             no_flow: sum(2),
             no_route: sum(3),
             malformed: sum(4),
+            expired: sum(5),
         }
     }
 }

@@ -21,7 +21,7 @@ use std::fs::File;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nexrtc_relay::xdp::{FastPath, Flow, FlowCounts};
 use nexrtc_test_support::tools::{missing, require_tool};
@@ -194,6 +194,7 @@ fn channels_are_relayed_in_the_kernel_both_ways_while_their_flow_is_installed() 
         relay: addr("10.77.2.1:50000"),
         peer: addr("10.77.2.2:6000"),
         channel: 0x4001,
+        expires: Instant::now() + Duration::from_secs(60),
     };
     let c = bound(&client, flow.client);
     let p = bound(&peer, flow.peer);
@@ -255,6 +256,25 @@ fn channels_are_relayed_in_the_kernel_both_ways_while_their_flow_is_installed() 
     assert_eq!(fast.counts(&flow), expect, "nothing of that was counted");
     assert_eq!(after.to_peer, expect.to_peer_packets);
     assert_eq!(after.to_client, expect.to_client_packets);
+
+    // A flow whose end has passed is not relayed, though still installed.
+    let mut ending = flow;
+    ending.expires = Instant::now() + Duration::from_millis(300);
+    fast.install(&ending).unwrap();
+    c.send_to(&channel_data(0x4001, b"in time", 0), listen)
+        .unwrap();
+    assert_eq!(recv(&p).map(|(d, _)| d), Some(b"in time".to_vec()));
+    std::thread::sleep(Duration::from_millis(400));
+    let before = fast.outcomes().expired;
+    c.send_to(&channel_data(0x4001, b"too late", 0), listen)
+        .unwrap();
+    p.send_to(b"too late", relayed).unwrap();
+    assert_eq!(recv(&p), None);
+    assert_eq!(recv(&c), None);
+    assert_eq!(fast.outcomes().expired - before, 2);
+    expect.to_peer_packets += 1;
+    expect.to_peer_bytes += 7;
+    assert_eq!(fast.counts(&flow), expect, "a new expiry keeps the counts");
 
     // Removed: the counts come back, and nothing more is relayed either way.
     assert_eq!(fast.remove(&flow), expect);

@@ -49,6 +49,9 @@ pub struct Config {
     /// relay process (one per worker) so the quotas hold over all of them.
     /// `None`: the server counts its own allocations alone.
     pub ledger: Option<Arc<AllocationLedger>>,
+    /// Offer channels to the shell to relay itself (the XDP fast path): see
+    /// [`Command::FlowUp`](crate::Command::FlowUp). Off by default.
+    pub fast_path: bool,
 }
 
 /// Resource limits; 0 means unlimited. The defaults are safe for a public
@@ -188,6 +191,7 @@ impl Config {
             log_addresses: false,
             strict_channel_numbers: false,
             ledger: None,
+            fast_path: false,
         }
     }
 }

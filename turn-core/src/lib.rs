@@ -43,7 +43,7 @@ pub use filter::{HeldPorts, PeerFilter};
 pub use net::{ClientSocket, Now, RelayHandle, Transport};
 pub use ratelimit::TokenBucket;
 pub use server::{
-    AllocationLedger, AllocationRequestId, BindFailure, ClientAction, Command, Family, PeerAction,
-    PortRequest, QuotaRefusal, RelayBinding, Server, Transmit,
+    AllocationLedger, AllocationRequestId, BindFailure, ClientAction, Command, Family, FastFlow,
+    PeerAction, PortRequest, QuotaRefusal, RelayBinding, Server, Transmit,
 };
 pub use stats::Stats;

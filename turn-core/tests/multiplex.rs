@@ -101,6 +101,7 @@ impl Shell {
                     self.server.relay_bound(request, Ok(binding), self.now);
                 }
                 Command::FreeRelay { relay } => self.freed.push(relay),
+                Command::FlowUp(_) | Command::FlowDown { .. } => {}
             }
         }
     }

@@ -32,6 +32,8 @@ struct Harness {
     bind_requests: Vec<PortRequest>,
     /// Transaction ids for `allocate`: a client retrying uses a new one.
     next_txid: u8,
+    /// Flows the core offers the shell now (`Command::FlowUp` minus `FlowDown`).
+    flows: std::collections::HashMap<(ClientSocket, u16), turn_core::FastFlow>,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -90,6 +92,7 @@ impl Harness {
             freed: Vec::new(),
             bind_requests: Vec::new(),
             next_txid: 100,
+            flows: Default::default(),
         }
     }
 
@@ -123,6 +126,13 @@ impl Harness {
                 Command::FreeRelay { relay } => {
                     self.held.release(50000 + relay.0 as u16);
                     self.freed.push(relay);
+                }
+                Command::FlowUp(flow) => {
+                    self.flows.insert((flow.client, flow.channel), flow);
+                }
+                Command::FlowDown { client, channel } => {
+                    let gone = self.flows.remove(&(client, channel));
+                    assert!(gone.is_some(), "withdrew a flow never offered");
                 }
             }
         }
@@ -1399,4 +1409,86 @@ fn allocation_time_is_metered_to_the_millisecond() {
         60_250 + 600_000,
         "nothing accrues once they ended"
     );
+}
+
+#[test]
+fn channels_are_offered_to_the_shell_until_their_permission_channel_or_allocation_ends() {
+    let mut h = Harness::with(|c| c.fast_path = true);
+    let t0 = h.now.mono;
+    let (c, creds, relayed) = allocated(&mut h, 4070);
+    assert!(h.flows.is_empty(), "no channel, no flow");
+    // ChannelBind: offered until the permission's end (300 s; the channel's is 600 s).
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x4000, PEER, 60)),
+        None
+    );
+    let flow = h.flows.get(&(c, 0x4000)).expect("offered").clone();
+    assert_eq!(
+        (flow.peer, flow.relay_addr, flow.relay, flow.tenant.as_str()),
+        (addr(PEER), relayed, RelayHandle(0), "default")
+    );
+    assert_eq!(flow.expires, t0 + Duration::from_secs(300));
+    // A CreatePermission 100 s later moves it to 400 s.
+    h.advance(Duration::from_secs(100));
+    assert_eq!(answer_code(&permission(&mut h, c, &creds, PEER, 61)), None);
+    assert_eq!(h.flows[&(c, 0x4000)].expires, t0 + Duration::from_secs(400));
+    // Past it, the sweep withdraws the flow (the channel itself lives on).
+    h.advance(Duration::from_secs(301));
+    assert!(h.flows.is_empty(), "withdrawn when the permission ended");
+    assert_eq!(h.server.offered_flows(), 0);
+    // Permitted again: offered until the channel's end (600 s).
+    assert_eq!(answer_code(&permission(&mut h, c, &creds, PEER, 62)), None);
+    assert_eq!(h.flows[&(c, 0x4000)].expires, t0 + Duration::from_secs(600));
+    // The allocation deleted: withdrawn at once.
+    let req = signed(Method::REFRESH, txid(63), &creds, |b| {
+        b.u32(attr::LIFETIME, 0);
+    });
+    assert_eq!(answer_code(&h.ask(c, &req)), None);
+    assert!(h.flows.is_empty(), "withdrawn with the allocation");
+
+    // Revoked: withdrawn at once too.
+    let (c2, creds2, _) = allocated(&mut h, 4071);
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c2, &creds2, 0x4001, PEER, 64)),
+        None
+    );
+    assert_eq!(h.flows.len(), 1);
+    h.server
+        .revoke(&creds2.username, T0_UNIX + 7200, h.now.mono);
+    h.run_commands();
+    assert!(h.flows.is_empty(), "withdrawn with the revoked allocation");
+}
+
+#[test]
+fn only_what_the_core_relays_unchanged_is_offered() {
+    // Off by default.
+    let mut h = Harness::new();
+    let (c, creds, _) = allocated(&mut h, 4072);
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x4000, PEER, 70)),
+        None
+    );
+    assert!(h.flows.is_empty());
+    // A bandwidth cap is the core's to enforce, per packet.
+    let mut h = Harness::with(|c| {
+        c.fast_path = true;
+        c.quotas.allocation_bytes_per_sec = 100_000;
+    });
+    let (c, creds, _) = allocated(&mut h, 4073);
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x4000, PEER, 71)),
+        None
+    );
+    assert!(h.flows.is_empty());
+    // A TCP client's ChannelData arrives in a stream.
+    let mut h = Harness::with(|c| c.fast_path = true);
+    let mut c = client(4074);
+    c.transport = Transport::Tcp;
+    let creds = h.login(c, &valid_username("tcp"), SECRET);
+    h.allocate(c, &creds);
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x4000, PEER, 72)),
+        None
+    );
+    assert!(h.flows.is_empty());
 }

@@ -61,6 +61,7 @@ impl Core {
                     self.server.relay_bound(request, Ok(binding), self.now);
                 }
                 Command::FreeRelay { relay } => self.freed.push(relay),
+                Command::FlowUp(_) | Command::FlowDown { .. } => {}
             }
         }
         let t = self.server.poll_transmit().expect("an answer");

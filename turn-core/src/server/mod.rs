@@ -4,6 +4,7 @@
 //! `requests.rs`; this file holds the state, the data paths and the polls.
 
 mod allocation;
+mod fast;
 mod ledger;
 mod mux;
 mod requests;
@@ -29,6 +30,7 @@ use crate::stun::{
 };
 
 use allocation::Allocation;
+pub use fast::FastFlow;
 pub use ledger::{AllocationLedger, QuotaRefusal};
 use response::ResponseCache;
 
@@ -102,6 +104,11 @@ pub enum Command {
     },
     /// The allocation is gone: close its relay socket.
     FreeRelay { relay: RelayHandle },
+    /// The shell may relay this channel itself until its `expires` (see `fast`); an
+    /// offer for a flow already offered replaces it.
+    FlowUp(FastFlow),
+    /// The shell must stop relaying channel `channel` of `client` itself (see `fast`).
+    FlowDown { client: ClientSocket, channel: u16 },
 }
 
 /// A control-path message to a client (a response or a Data indication).
@@ -178,6 +185,8 @@ pub struct Server {
     unauthenticated: AnswerLimiter,
     transmits: VecDeque<Transmit>,
     commands: VecDeque<Command>,
+    /// Flows offered to the shell and when each ends (see `fast`).
+    offered: FxHashMap<(ClientSocket, u16), Instant>,
     next_sweep: Option<Instant>,
     draining: bool,
     rng: u64,
@@ -218,6 +227,7 @@ impl Server {
             unauthenticated,
             transmits: VecDeque::new(),
             commands: VecDeque::new(),
+            offered: FxHashMap::default(),
             next_sweep: None,
             draining: false,
             rng,
@@ -504,6 +514,7 @@ impl Server {
         for (slot, ended) in expired {
             self.delete_allocation(slot, ended);
         }
+        self.withdraw_ended_flows(mono);
         self.responses.expire(mono);
         self.unauthenticated.prune(mono);
         self.revoked.retain(|_, until| *until > now.unix_secs);
@@ -658,6 +669,10 @@ impl Server {
         };
         self.free_slots.push(slot);
         self.by_client.remove(&alloc.client);
+        if !self.offered.is_empty() {
+            let channels: Vec<u16> = alloc.channels.iter().map(|c| c.number).collect();
+            self.withdraw_flows_of(alloc.client, &channels);
+        }
         alloc.release(&self.stats, at);
         self.release_quota(&alloc.tenant, &alloc.user);
         if alloc.shared {

@@ -402,6 +402,9 @@ impl Server {
         {
             alloc.expires = now.mono + lifetime;
         }
+        if lifetime != Duration::ZERO {
+            self.offer_flows(slot, now.mono);
+        }
         let mut b = self.builder(ctx, Class::Success);
         b.u32(attr::LIFETIME, lifetime.as_secs() as u32);
         self.send(ctx, b, 0, now);
@@ -450,6 +453,9 @@ impl Server {
             if let Some(slot) = slot {
                 self.permitted(slot, relay, ip);
             }
+        }
+        if let Some(slot) = slot {
+            self.offer_flows(slot, now.mono);
         }
         let b = self.builder(ctx, Class::Success);
         self.send(ctx, b, 0, now);
@@ -528,6 +534,9 @@ impl Server {
                     self.permitted(slot, relay, peer.ip());
                 }
             }
+        }
+        if let Some(&slot) = self.by_client.get(&ctx.client) {
+            self.offer_flows(slot, now.mono);
         }
         let b = self.builder(ctx, Class::Success);
         self.send(ctx, b, 0, now);

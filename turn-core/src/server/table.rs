@@ -209,6 +209,14 @@ impl Channels {
         }
     }
 
+    /// Every binding, live or not yet swept.
+    pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = &Channel> + '_> {
+        match self {
+            Channels::Few(v) => Box::new(v.iter()),
+            Channels::Many(m) => Box::new(m.by_number.values()),
+        }
+    }
+
     /// Keeps the channels for which `keep` holds.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Channel) -> bool) {
         match self {
