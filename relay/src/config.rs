@@ -114,6 +114,8 @@ pub struct RelayConfig {
     pub gso: bool,
     /// Datagrams per `recvmmsg` (1..=128).
     pub udp_batch: usize,
+    /// Interfaces the XDP fast path attaches to (`--xdp`); empty: none.
+    pub xdp: Vec<String>,
     pub drain_grace: Duration,
     pub metrics_listen: SocketAddr,
     pub log_json: bool,
@@ -311,6 +313,7 @@ impl RelayConfig {
                 (false, _) => None,
             },
             gso: !s.no_gso,
+            xdp: s.xdp.clone(),
             udp_batch: match s.udp_batch {
                 Some(n) if !(1..=MAX_BATCH).contains(&n) => {
                     return Err(invalid("udp_batch", "must be 1 to 128"))

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,7 @@ use crate::stats::{RequestTimes, Status, WorkerShared, WorkerStats};
 use crate::sys::unix_now;
 use crate::tls::{CertResolver, TlsError};
 use crate::worker::{HostWide, Worker};
+use crate::xdp::FastPath;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     /// The TLS certificate (its expiry is a metric).
     pub certs: Option<Arc<CertResolver>>,
     pub request_times: RequestTimes,
+    /// The XDP fast path, when `--xdp` attached it.
+    pub fast: Option<Arc<Mutex<FastPath>>>,
 }
 
 /// A read-only view for the operations HTTP (cheap to clone).
@@ -141,6 +144,12 @@ impl Monitor {
         out
     }
 
+    /// The XDP program's outcomes, when the fast path is attached.
+    pub fn xdp_outcomes(&self) -> Option<crate::xdp::Outcomes> {
+        let fast = self.shared.fast.as_ref()?;
+        Some(fast.lock().unwrap_or_else(|e| e.into_inner()).outcomes())
+    }
+
     /// The registry of the request-duration histograms (a child of the relay's).
     pub fn request_times(&self) -> nexrtc_metrics::Registry {
         self.shared.request_times.registry().clone()
@@ -205,12 +214,25 @@ impl Relay {
             }
             _ => None,
         };
+        // The XDP fast path: attached before the workers, who install its flows.
+        let fast = match (config.xdp.is_empty(), crate::xdp::built()) {
+            (true, _) => None,
+            (false, false) => {
+                tracing::warn!(
+                    "--xdp asked for, but this relay was built without the XDP program (no \
+                     clang at build time): relaying in userspace only"
+                );
+                None
+            }
+            (false, true) => Some(Arc::new(Mutex::new(FastPath::attach(&config.xdp)?))),
+        };
         let host = HostWide {
             pools,
             ledger,
             conns_per_ip: ConnsPerIp::default(),
             h2: quic.as_ref().map(QuicRelay::h2_sink),
             request_times: RequestTimes::default(),
+            fast: fast.clone(),
         };
 
         let mut built = Vec::with_capacity(workers);
@@ -234,6 +256,7 @@ impl Relay {
             quic: quic_stats,
             certs: certs.clone(),
             request_times: host.request_times.clone(),
+            fast,
         });
         let mut relay = Relay {
             workers: Vec::with_capacity(workers),

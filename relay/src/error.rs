@@ -32,6 +32,8 @@ pub enum StartError {
     Worker(std::io::Error),
     #[error("cannot start the QUIC relay: {0}")]
     Quic(#[from] nexrtc_quic::QuicError),
+    #[error("XDP fast path (--xdp): {0}")]
+    Xdp(#[from] crate::xdp::XdpError),
 }
 
 /// Why the relay process could not run.

@@ -96,6 +96,23 @@ impl Collector for RelayCollector {
     fn collect(&self, scrape: &Registry) {
         let m = &self.monitor;
         metrics::collect(&m.stats(), &m.quic_traffic(), m.status(), scrape);
+        if let Some(o) = m.xdp_outcomes() {
+            let name = "nexrtc_relay_xdp_packets_total";
+            scrape.describe(
+                name,
+                "Packets the XDP program saw, by outcome: relayed to a peer or a client in the kernel, or passed to userspace (no flow, no route, malformed, expired).",
+            );
+            for (outcome, n) in [
+                ("to_peer", o.to_peer),
+                ("to_client", o.to_client),
+                ("no_flow", o.no_flow),
+                ("no_route", o.no_route),
+                ("malformed", o.malformed),
+                ("expired", o.expired),
+            ] {
+                scrape.counter(name, &[("outcome", outcome)]).absolute(n);
+            }
+        }
     }
 }
 

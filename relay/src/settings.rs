@@ -85,6 +85,14 @@ pub struct Settings {
     #[arg(long)]
     #[serde(default)]
     pub no_gso: bool,
+    /// Relay established UDP channels (IPv4) in the kernel with XDP on these interfaces
+    /// (native mode where the driver has it, else generic), repeatable; needs root, a
+    /// relay built with clang, IPv4 forwarding on the interfaces
+    /// (net.ipv4.conf.IFACE.forwarding=1; drop forwarded traffic in the firewall), and
+    /// specific listening and relay IPs.
+    #[arg(long, value_name = "IFACE")]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub xdp: Vec<String>,
 
     /// Address relay sockets are bound to; one IPv4 and/or one IPv6 (enables RFC 6156 IPv6
     /// relaying) [default: the listening IP, if there is one specific IP].
@@ -257,7 +265,7 @@ impl Settings {
                 max_allocate_lifetime, channel_lifetime, permission_lifetime, stale_nonce,
                 alternate_server, drain_grace, metrics_listen, quic_listen;
             lists: listening_ip, relay_ip, external_ip, static_auth_secret, denied_peer_ip,
-                allowed_peer_ip;
+                allowed_peer_ip, xdp;
             switches: multiplex_peer, no_gso, no_udp, no_tcp, no_tls, allow_loopback_peers, log_json, log_addresses,
                 secrets_pushed, strict_channel_numbers)
     }

@@ -50,6 +50,7 @@ use crate::token::{decode, token, TokenKind};
 pub(crate) mod batch;
 pub use batch::gso_supported;
 mod datapath;
+mod fast;
 
 /// Bytes kept free in front of every received payload for the ChannelData header.
 pub(crate) const HEADROOM: usize = 4;
@@ -86,6 +87,9 @@ pub(crate) struct Worker {
     shared: Arc<WorkerShared>,
     shell: Arc<ShellStats>,
     request_times: crate::stats::RequestTimes,
+    /// The XDP fast path and the flows this worker installed in it.
+    fast: Option<Arc<std::sync::Mutex<crate::xdp::FastPath>>>,
+    flows: fast::Flows,
     /// Tokens whose socket may still have data (budget ran out).
     again: Vec<Token>,
     next_sweep: Instant,
@@ -104,6 +108,8 @@ pub(crate) struct HostWide {
     pub h2: Option<nexrtc_quic::H2Sink>,
     /// Request-duration histograms.
     pub request_times: crate::stats::RequestTimes,
+    /// The XDP fast path, when attached: the workers install and remove its flows.
+    pub fast: Option<Arc<std::sync::Mutex<crate::xdp::FastPath>>>,
 }
 
 impl Worker {
@@ -125,6 +131,8 @@ impl Worker {
         core.unauthenticated = core.unauthenticated.shared_by(config.relay_threads);
         // The quotas are the host's: every worker counts in one ledger.
         core.ledger = Some(host.ledger.clone());
+        // The core offers flows only when there is a fast path to put them in.
+        core.fast_path = host.fast.is_some();
         let server = Server::new(core, credentials, start);
         let shell = Arc::new(ShellStats::default());
         let clients = Clients::new(
@@ -166,6 +174,8 @@ impl Worker {
             shared: shared.clone(),
             shell,
             request_times: host.request_times.clone(),
+            fast: host.fast.clone(),
+            flows: fast::Flows::new(),
             again: Vec::new(),
             next_sweep: start + MAX_SLEEP,
             shutdown: false,
@@ -296,9 +306,18 @@ impl Worker {
                         self.flush();
                         self.relays.free(relay, self.poll.registry());
                     }
-                    // The XDP fast path is not wired to the workers yet: the relay's core
-                    // runs with `fast_path` off and offers no flow.
-                    Command::FlowUp(_) | Command::FlowDown { .. } => {}
+                    Command::FlowUp(offer) => {
+                        if let Some(fast) = &self.fast {
+                            let mut fast = fast.lock().unwrap_or_else(|e| e.into_inner());
+                            fast::up(&mut fast, &mut self.flows, &self.relays, offer);
+                        }
+                    }
+                    Command::FlowDown { client, channel } => {
+                        if let Some(fast) = &self.fast {
+                            let mut fast = fast.lock().unwrap_or_else(|e| e.into_inner());
+                            fast::down(&mut fast, &mut self.flows, &self.server, client, channel);
+                        }
+                    }
                 }
             }
             while let Some(t) = self.server.poll_transmit() {
@@ -345,6 +364,10 @@ impl Worker {
             self.next_sweep = now.mono + MAX_SLEEP;
             self.clients.sweep(now.mono, &self.server);
             self.relays.expire(now.mono);
+            if let Some(fast) = &self.fast {
+                let fast = fast.lock().unwrap_or_else(|e| e.into_inner());
+                fast::collect(&fast, &mut self.flows, &self.server);
+            }
             self.clients.retry_accepts(now.mono, self.poll.registry());
             // Reservations live in the host-wide pools: one worker reports them.
             if self.index == 0 {

@@ -115,23 +115,9 @@ fn bound(ns: &Netns, at: SocketAddrV4) -> UdpSocket {
     socket
 }
 
-#[test]
-fn channels_are_relayed_in_the_kernel_both_ways_while_their_flow_is_installed() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        missing("root (network namespaces, XDP)", "run the tests as root");
-        return;
-    }
-    if !nexrtc_relay::xdp::built() {
-        missing(
-            "the XDP program (the relay was built without clang)",
-            "apt-get install clang libbpf-dev, then rebuild",
-        );
-        return;
-    }
-    if require_tool("ip", "iproute2").is_none() {
-        return;
-    }
+/// The three namespaces, linked as the module docs draw, with IPv4 forwarding on the
+/// relay's interfaces and its neighbour entries in place.
+fn topology() -> (Netns, Netns, Netns) {
     let (client, relay, peer) = (Netns::new("c"), Netns::new("r"), Netns::new("p"));
     ip(&[
         "link", "add", "c0", "netns", &client.0, "type", "veth", "peer", "name", "r0", "netns",
@@ -178,6 +164,33 @@ fn channels_are_relayed_in_the_kernel_both_ways_while_their_flow_is_installed() 
             "permanent",
         ]);
     }
+
+    (client, relay, peer)
+}
+
+/// Whether this machine can run these tests (root, a relay built with the program, `ip`).
+fn can_run() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        missing("root (network namespaces, XDP)", "run the tests as root");
+        return false;
+    }
+    if !nexrtc_relay::xdp::built() {
+        missing(
+            "the XDP program (the relay was built without clang)",
+            "apt-get install clang libbpf-dev, then rebuild",
+        );
+        return false;
+    }
+    require_tool("ip", "iproute2").is_some()
+}
+
+#[test]
+fn channels_are_relayed_in_the_kernel_both_ways_while_their_flow_is_installed() {
+    if !can_run() {
+        return;
+    }
+    let (client, relay, peer) = topology();
 
     let mut fast = relay.run(|| FastPath::attach(&["r0".into(), "r1".into()]).unwrap());
     let modes: Vec<&str> = fast.attached().iter().map(|(_, m)| *m).collect();
@@ -284,4 +297,100 @@ fn channels_are_relayed_in_the_kernel_both_ways_while_their_flow_is_installed() 
     assert_eq!(recv(&p), None);
     assert_eq!(recv(&c), None);
     assert_eq!(fast.counts(&flow), FlowCounts::default());
+}
+
+/// The relay itself with `--xdp` on its two interfaces: a TURN client's channel is
+/// relayed by the kernel both ways (every packet, counted back into the tenant's bytes
+/// exactly), and once the allocation is deleted nothing more is relayed either way.
+#[test]
+fn the_relay_puts_bound_channels_in_the_kernel_and_takes_them_out_at_once() {
+    use nexrtc_relay::settings::PeerRange;
+    use nexrtc_relay::{Relay, RelayConfig, Settings};
+    use nexrtc_test_support::turn::{rest_credentials, Relayed, TurnClient};
+
+    if !can_run() {
+        return;
+    }
+    let (client, relay_ns, peer) = topology();
+    let relay = relay_ns.run(|| {
+        let settings = Settings {
+            realm: Some("xdp.test".into()),
+            static_auth_secret: vec!["xdp-secret-0123456789".into()],
+            listening_ip: vec!["10.77.1.1".parse().unwrap()],
+            listening_port: Some(3478),
+            relay_ip: vec!["10.77.2.1".parse().unwrap()],
+            min_port: Some(50_000),
+            max_port: Some(50_099),
+            no_tcp: true,
+            no_tls: true,
+            allowed_peer_ip: vec!["10.77.2.0/24".parse::<PeerRange>().unwrap()],
+            xdp: vec!["r0".into(), "r1".into()],
+            relay_threads: Some(1),
+            ..Settings::default()
+        };
+        Relay::start(&RelayConfig::load(settings).unwrap()).unwrap()
+    });
+    let monitor = relay.monitor();
+    let _receivers = (
+        client.run(|| FastPath::attach(&["c0".into()]).unwrap()),
+        peer.run(|| FastPath::attach(&["p0".into()]).unwrap()),
+    );
+    let (username, password) = rest_credentials("xdp-secret-0123456789", "alice");
+    let socket = client.run(|| UdpSocket::bind("10.77.1.2:0").unwrap());
+    let server: SocketAddr = "10.77.1.1:3478".parse().unwrap();
+    let mut turn = TurnClient::over_udp(socket, server, &username, &password)
+        .with_timeouts(Duration::from_millis(200), Duration::from_millis(800));
+    let relayed = turn.allocate().relayed().expect("relayed address");
+    let p = bound(&peer, addr("10.77.2.2:6000"));
+    let peer_addr: SocketAddr = "10.77.2.2:6000".parse().unwrap();
+    assert_eq!(turn.channel_bind(0x4000, peer_addr).code(), 200);
+
+    let (mut to_peer, mut to_client) = (0u64, 0u64);
+    for i in 0..50usize {
+        let payload = vec![i as u8; 30 + i];
+        turn.send_channel_data(0x4000, &payload);
+        let (got, from) = recv(&p).expect("relayed to the peer");
+        assert_eq!((got.as_slice(), from), (payload.as_slice(), relayed));
+        to_peer += payload.len() as u64;
+        let back = vec![0x41; 20 + i]; // begins like ChannelData: still the peer's
+        p.send_to(&back, relayed).unwrap();
+        match turn.recv_relayed() {
+            Some(Relayed::Channel { channel, data }) => {
+                assert_eq!((channel, data), (0x4000, back.clone()))
+            }
+            other => panic!("not relayed to the client: {other:?}"),
+        }
+        to_client += back.len() as u64;
+    }
+    let xdp = monitor.xdp_outcomes().expect("attached");
+    assert_eq!(
+        (xdp.to_peer, xdp.to_client),
+        (50, 50),
+        "all in the kernel: {xdp:?}"
+    );
+    // The kernel's counts reach the tenant's within a sweep (a second).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let usage = monitor.usage();
+        let u = usage.values().next().copied().unwrap_or_default();
+        if (u.bytes_to_peer, u.bytes_to_client) == (to_peer, to_client) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counts not handed back: {usage:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The allocation deleted: nothing more is relayed, either way.
+    assert_eq!(turn.refresh(0).code(), 200);
+    turn.send_channel_data(0x4000, b"after");
+    p.send_to(b"after", relayed).unwrap();
+    assert_eq!(recv(&p), None, "relayed after the deletion");
+    assert!(turn.recv_relayed().is_none(), "relayed after the deletion");
+    let after = monitor.xdp_outcomes().expect("attached");
+    assert_eq!((after.to_peer, after.to_client), (50, 50));
+    assert!(after.no_flow >= xdp.no_flow + 2, "{after:?}");
+    drop(relay);
 }

@@ -38,6 +38,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("alternate_server", "\"192.0.2.20:3478\""),
     ("quic_listen", "\"0.0.0.0:443\""),
     ("drain_grace", "300"),
+    ("xdp", "[\"eth0\"]"),
 ];
 
 /// One key: a `nexrtc relay` flag and (but for `config`) a key of its TOML file.

@@ -1,0 +1,110 @@
+//! A worker's side of the XDP fast path: the core's offers ([`Command::FlowUp`],
+//! [`Command::FlowDown`], see `turn_core`'s `fast`) become flows in the kernel's tables,
+//! and what the kernel relayed comes back into the tenant's counts (every sweep, and
+//! when a flow is removed), so metrics, usage and quotas stay whole.
+//!
+//! Only what the program handles is installed: an IPv4 client on a listener bound to a
+//! specific address, and a relay socket bound to one. A flow the table refuses (full)
+//! stays on the userspace path.
+//!
+//! [`Command::FlowUp`]: turn_core::Command::FlowUp
+//! [`Command::FlowDown`]: turn_core::Command::FlowDown
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, SocketAddrV4};
+
+use turn_core::{ClientSocket, FastFlow, Server};
+
+use crate::relay_sockets::RelaySockets;
+use crate::xdp::{FastPath, Flow, FlowCounts};
+
+/// A flow this worker installed.
+#[derive(Debug)]
+pub(super) struct Installed {
+    flow: Flow,
+    tenant: String,
+    /// The counts already handed to the core.
+    seen: FlowCounts,
+}
+
+/// This worker's flows in the kernel, by client and channel.
+pub(super) type Flows = HashMap<(ClientSocket, u16), Installed>;
+
+fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {
+    match addr {
+        SocketAddr::V4(a) if !a.ip().is_unspecified() => Some(a),
+        _ => None,
+    }
+}
+
+/// Installs (or gives a new end to) the offered flow, if the program can relay it.
+pub(super) fn up(fast: &mut FastPath, flows: &mut Flows, relays: &RelaySockets, offer: FastFlow) {
+    let relay = relays
+        .socket(offer.relay)
+        .and_then(|s| s.local_addr().ok())
+        .and_then(v4);
+    let (Some(client), Some(listen), Some(relay), Some(peer)) = (
+        v4(offer.client.remote),
+        v4(offer.client.local),
+        relay,
+        v4(offer.peer),
+    ) else {
+        return;
+    };
+    let flow = Flow {
+        client,
+        listen,
+        relay,
+        peer,
+        channel: offer.channel,
+        expires: offer.expires,
+    };
+    match fast.install(&flow) {
+        Ok(()) => {
+            let key = (offer.client, offer.channel);
+            let seen = flows
+                .remove(&key)
+                .map_or_else(FlowCounts::default, |i| i.seen);
+            let tenant = offer.tenant;
+            flows.insert(key, Installed { flow, tenant, seen });
+        }
+        Err(e) => tracing::debug!("XDP flow not installed (relayed in userspace): {e}"),
+    }
+}
+
+/// Removes the flow, handing its last counts to the core.
+pub(super) fn down(
+    fast: &mut FastPath,
+    flows: &mut Flows,
+    server: &Server,
+    client: ClientSocket,
+    channel: u16,
+) {
+    if let Some(installed) = flows.remove(&(client, channel)) {
+        let last = fast.remove(&installed.flow);
+        hand_over(server, &installed.tenant, installed.seen, last);
+    }
+}
+
+/// Hands what every flow relayed since the last time to the core.
+pub(super) fn collect(fast: &FastPath, flows: &mut Flows, server: &Server) {
+    for installed in flows.values_mut() {
+        let now = fast.counts(&installed.flow);
+        hand_over(server, &installed.tenant, installed.seen, now);
+        installed.seen = now;
+    }
+}
+
+fn hand_over(server: &Server, tenant: &str, seen: FlowCounts, now: FlowCounts) {
+    let to_peer = (
+        now.to_peer_packets.saturating_sub(seen.to_peer_packets),
+        now.to_peer_bytes.saturating_sub(seen.to_peer_bytes),
+    );
+    let to_client = (
+        now.to_client_packets.saturating_sub(seen.to_client_packets),
+        now.to_client_bytes.saturating_sub(seen.to_client_bytes),
+    );
+    if to_peer != (0, 0) || to_client != (0, 0) {
+        server.fast_traffic(tenant, to_peer, to_client);
+    }
+}
