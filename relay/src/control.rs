@@ -375,6 +375,11 @@ impl Relay {
                 }
             }
         }
+        // Nothing may be relayed once the relay is gone: the program leaves the
+        // interfaces now, whoever still holds the monitor.
+        if let Some(fast) = &self.shared.fast {
+            fast.lock().unwrap_or_else(|e| e.into_inner()).detach();
+        }
     }
 
     fn broadcast(&self, control: Control) {

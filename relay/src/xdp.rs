@@ -208,7 +208,8 @@ pub struct FastPath {
     outcomes: PerCpuArray<MapData, u64>,
     /// Each interface and the mode it got.
     attached: Vec<(String, &'static str)>,
-    _ebpf: Ebpf,
+    /// The loaded program and its attachments (`None` once detached).
+    ebpf: Option<Ebpf>,
 }
 
 impl std::fmt::Debug for FastPath {
@@ -269,8 +270,18 @@ impl FastPath {
             cpus,
             outcomes,
             attached,
-            _ebpf: ebpf,
+            ebpf: Some(ebpf),
         })
+    }
+
+    /// Takes the program off every interface (the relay is stopping): nothing more is
+    /// relayed in the kernel. Also done when this is dropped.
+    pub fn detach(&mut self) {
+        if self.ebpf.take().is_some() {
+            for (iface, _) in self.attached.drain(..) {
+                tracing::info!(%iface, "XDP fast path detached");
+            }
+        }
     }
 
     /// Each interface and its mode (`native` or `generic`).

@@ -31,7 +31,9 @@ struct Netns(String);
 
 impl Netns {
     fn new(role: &str) -> Netns {
-        let name = format!("nx-xdp-{role}-{}", std::process::id());
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("nx-xdp-{role}-{}-{n}", std::process::id());
         ip(&["netns", "add", &name]);
         let ns = Netns(name);
         ns.ip(&["link", "set", "lo", "up"]);
@@ -86,6 +88,13 @@ fn mac_of(ns: &Netns, dev: &str) -> String {
         .next()
         .unwrap_or_else(|| panic!("no MAC in {text}"))
         .to_owned()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn addr(s: &str) -> SocketAddrV4 {
@@ -299,23 +308,16 @@ fn channels_are_relayed_in_the_kernel_both_ways_while_their_flow_is_installed() 
     assert_eq!(fast.counts(&flow), FlowCounts::default());
 }
 
-/// The relay itself with `--xdp` on its two interfaces: a TURN client's channel is
-/// relayed by the kernel both ways (every packet, counted back into the tenant's bytes
-/// exactly), and once the allocation is deleted nothing more is relayed either way.
-#[test]
-fn the_relay_puts_bound_channels_in_the_kernel_and_takes_them_out_at_once() {
+const SECRET: &str = "xdp-secret-0123456789";
+
+/// The relay in `ns` with `--xdp r0,r1` (and `--permission-lifetime`, if given).
+fn start_relay(ns: &Netns, permission_lifetime: Option<u64>) -> nexrtc_relay::Relay {
     use nexrtc_relay::settings::PeerRange;
     use nexrtc_relay::{Relay, RelayConfig, Settings};
-    use nexrtc_test_support::turn::{rest_credentials, Relayed, TurnClient};
-
-    if !can_run() {
-        return;
-    }
-    let (client, relay_ns, peer) = topology();
-    let relay = relay_ns.run(|| {
+    ns.run(move || {
         let settings = Settings {
             realm: Some("xdp.test".into()),
-            static_auth_secret: vec!["xdp-secret-0123456789".into()],
+            static_auth_secret: vec![SECRET.into()],
             listening_ip: vec!["10.77.1.1".parse().unwrap()],
             listening_port: Some(3478),
             relay_ip: vec!["10.77.2.1".parse().unwrap()],
@@ -326,24 +328,47 @@ fn the_relay_puts_bound_channels_in_the_kernel_and_takes_them_out_at_once() {
             allowed_peer_ip: vec!["10.77.2.0/24".parse::<PeerRange>().unwrap()],
             xdp: vec!["r0".into(), "r1".into()],
             relay_threads: Some(1),
+            permission_lifetime,
             ..Settings::default()
         };
         Relay::start(&RelayConfig::load(settings).unwrap()).unwrap()
-    });
+    })
+}
+
+/// A TURN client of `user` in `ns`, allocated, with channel 0x4000 bound to the peer;
+/// its relayed address.
+fn turn_client(ns: &Netns, user: &str) -> (nexrtc_test_support::turn::TurnClient, SocketAddr) {
+    use nexrtc_test_support::turn::{rest_credentials, TurnClient};
+    let (username, password) = rest_credentials(SECRET, user);
+    let socket = ns.run(|| UdpSocket::bind("10.77.1.2:0").unwrap());
+    let server: SocketAddr = "10.77.1.1:3478".parse().unwrap();
+    let mut turn = TurnClient::over_udp(socket, server, &username, &password)
+        .with_timeouts(Duration::from_millis(200), Duration::from_millis(800));
+    let relayed = turn.allocate().relayed().expect("relayed address");
+    let peer: SocketAddr = "10.77.2.2:6000".parse().unwrap();
+    assert_eq!(turn.channel_bind(0x4000, peer).code(), 200);
+    (turn, relayed)
+}
+
+/// The relay itself with `--xdp` on its two interfaces: a TURN client's channel is
+/// relayed by the kernel both ways (every packet, counted back into the tenant's bytes
+/// exactly), and once the allocation is deleted nothing more is relayed either way.
+#[test]
+fn the_relay_puts_bound_channels_in_the_kernel_and_takes_them_out_at_once() {
+    use nexrtc_test_support::turn::Relayed;
+
+    if !can_run() {
+        return;
+    }
+    let (client, relay_ns, peer) = topology();
+    let relay = start_relay(&relay_ns, None);
     let monitor = relay.monitor();
     let _receivers = (
         client.run(|| FastPath::attach(&["c0".into()]).unwrap()),
         peer.run(|| FastPath::attach(&["p0".into()]).unwrap()),
     );
-    let (username, password) = rest_credentials("xdp-secret-0123456789", "alice");
-    let socket = client.run(|| UdpSocket::bind("10.77.1.2:0").unwrap());
-    let server: SocketAddr = "10.77.1.1:3478".parse().unwrap();
-    let mut turn = TurnClient::over_udp(socket, server, &username, &password)
-        .with_timeouts(Duration::from_millis(200), Duration::from_millis(800));
-    let relayed = turn.allocate().relayed().expect("relayed address");
     let p = bound(&peer, addr("10.77.2.2:6000"));
-    let peer_addr: SocketAddr = "10.77.2.2:6000".parse().unwrap();
-    assert_eq!(turn.channel_bind(0x4000, peer_addr).code(), 200);
+    let (mut turn, relayed) = turn_client(&client, "alice");
 
     let (mut to_peer, mut to_client) = (0u64, 0u64);
     for i in 0..50usize {
@@ -392,5 +417,55 @@ fn the_relay_puts_bound_channels_in_the_kernel_and_takes_them_out_at_once() {
     let after = monitor.xdp_outcomes().expect("attached");
     assert_eq!((after.to_peer, after.to_client), (50, 50));
     assert!(after.no_flow >= xdp.no_flow + 2, "{after:?}");
+
+    // A revoked username's channel leaves the kernel with its allocation.
+    let (bob, bob_relayed) = turn_client(&client, "bob");
+    bob.send_channel_data(0x4000, b"bob");
+    assert_eq!(recv(&p), Some((b"bob".to_vec(), bob_relayed)));
+    assert_eq!(monitor.xdp_outcomes().expect("attached").to_peer, 51);
+    relay.revoke(bob.username(), unix_now() + 3600);
+    std::thread::sleep(Duration::from_millis(300)); // the workers apply it between turns
+    bob.send_channel_data(0x4000, b"revoked");
+    p.send_to(b"revoked", bob_relayed).unwrap();
+    assert_eq!(recv(&p), None, "relayed after the revocation");
+    assert_eq!(monitor.xdp_outcomes().expect("attached").to_peer, 51);
+
+    // The relay gone (a drain ends in an exit): the program goes with it.
+    let (carol, carol_relayed) = turn_client(&client, "carol");
+    carol.send_channel_data(0x4000, b"carol");
+    assert_eq!(recv(&p), Some((b"carol".to_vec(), carol_relayed)));
     drop(relay);
+    carol.send_channel_data(0x4000, b"after exit");
+    assert_eq!(recv(&p), None, "relayed after the relay exited");
+}
+
+/// A flow whose permission ends is not relayed by the kernel past that end (checked per
+/// packet, before the sweep withdraws it).
+#[test]
+fn a_channel_leaves_the_kernel_when_its_permission_ends() {
+    if !can_run() {
+        return;
+    }
+    let (client, relay_ns, peer) = topology();
+    let relay = start_relay(&relay_ns, Some(2));
+    let monitor = relay.monitor();
+    let _receivers = (
+        client.run(|| FastPath::attach(&["c0".into()]).unwrap()),
+        peer.run(|| FastPath::attach(&["p0".into()]).unwrap()),
+    );
+    let p = bound(&peer, addr("10.77.2.2:6000"));
+    let (turn, relayed) = turn_client(&client, "dave");
+    turn.send_channel_data(0x4000, b"in time");
+    assert_eq!(recv(&p), Some((b"in time".to_vec(), relayed)));
+    let before = monitor.xdp_outcomes().expect("attached");
+    assert_eq!(before.to_peer, 1);
+    std::thread::sleep(Duration::from_millis(2300));
+    turn.send_channel_data(0x4000, b"too late");
+    assert_eq!(recv(&p), None, "relayed past the permission's end");
+    let after = monitor.xdp_outcomes().expect("attached");
+    assert_eq!(after.to_peer, 1);
+    assert!(
+        after.expired + after.no_flow > before.expired + before.no_flow,
+        "{after:?}"
+    );
 }
