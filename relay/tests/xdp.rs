@@ -469,3 +469,62 @@ fn a_channel_leaves_the_kernel_when_its_permission_ends() {
         "{after:?}"
     );
 }
+
+/// coturn's `turnutils_uclient` (an independent TURN client) through the relay with
+/// `--xdp`: every message comes back, and the channels' data went through the kernel.
+#[test]
+fn uclient_relays_through_the_kernel_without_loss() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    if !can_run() || require_tool("turnutils_uclient", "coturn").is_none() {
+        return;
+    }
+    let (client, relay_ns, peer) = topology();
+    let relay = start_relay(&relay_ns, None);
+    let monitor = relay.monitor();
+    let _receivers = (
+        client.run(|| FastPath::attach(&["c0".into()]).unwrap()),
+        peer.run(|| FastPath::attach(&["p0".into()]).unwrap()),
+    );
+    // A UDP echo peer, bounded in time.
+    let echo = bound(&peer, addr("10.77.2.2:6000"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let echoing = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                if let Ok((n, from)) = echo.recv_from(&mut buf) {
+                    let _ = echo.send_to(&buf[..n], from);
+                }
+            }
+        })
+    };
+    let out = Command::new("ip")
+        .args(["netns", "exec", &client.0, "turnutils_uclient", "-c"])
+        .args(["-W", SECRET, "-u", "uclient"])
+        .args(["-e", "10.77.2.2", "-r", "6000", "-p", "3478"])
+        .args(["-n", "200", "-m", "2", "-l", "120", "-z", "5"])
+        .arg("10.77.1.1")
+        .output()
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    echoing.join().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("tot_send_msgs=400, tot_recv_msgs=400"),
+        "{text}"
+    );
+    assert!(text.contains("Total lost packets 0 "), "{text}");
+    let xdp = monitor.xdp_outcomes().expect("attached");
+    // uclient sends its first messages as it binds its channels; the rest are ChannelData
+    // on bound channels, relayed in the kernel both ways.
+    assert!(xdp.to_peer >= 300 && xdp.to_client >= 300, "{xdp:?}");
+}
