@@ -177,6 +177,16 @@ fn topology() -> (Netns, Netns, Netns) {
     (client, relay, peer)
 }
 
+/// The program on the client's and the peer's interfaces too: there it finds no flows
+/// and passes everything, but veth delivers frames redirected to it in native mode only
+/// to an interface with an XDP program.
+fn receivers(client: &Netns, peer: &Netns) -> (FastPath, FastPath) {
+    (
+        client.run(|| FastPath::attach(&["c0".into()]).unwrap()),
+        peer.run(|| FastPath::attach(&["p0".into()]).unwrap()),
+    )
+}
+
 /// Whether this machine can run these tests (root, a relay built with the program, `ip`).
 fn can_run() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -205,10 +215,7 @@ fn channels_are_relayed_in_the_kernel_both_ways_while_their_flow_is_installed() 
     let modes: Vec<&str> = fast.attached().iter().map(|(_, m)| *m).collect();
     eprintln!("attached: {:?}", fast.attached());
     assert_eq!(modes.len(), 2);
-    let _receivers = (
-        client.run(|| FastPath::attach(&["c0".into()]).unwrap()),
-        peer.run(|| FastPath::attach(&["p0".into()]).unwrap()),
-    );
+    let _receivers = receivers(&client, &peer);
 
     let flow = Flow {
         client: addr("10.77.1.2:40000"),
@@ -363,10 +370,7 @@ fn the_relay_puts_bound_channels_in_the_kernel_and_takes_them_out_at_once() {
     let (client, relay_ns, peer) = topology();
     let relay = start_relay(&relay_ns, None);
     let monitor = relay.monitor();
-    let _receivers = (
-        client.run(|| FastPath::attach(&["c0".into()]).unwrap()),
-        peer.run(|| FastPath::attach(&["p0".into()]).unwrap()),
-    );
+    let _receivers = receivers(&client, &peer);
     let p = bound(&peer, addr("10.77.2.2:6000"));
     let (mut turn, relayed) = turn_client(&client, "alice");
 
@@ -449,10 +453,7 @@ fn a_channel_leaves_the_kernel_when_its_permission_ends() {
     let (client, relay_ns, peer) = topology();
     let relay = start_relay(&relay_ns, Some(2));
     let monitor = relay.monitor();
-    let _receivers = (
-        client.run(|| FastPath::attach(&["c0".into()]).unwrap()),
-        peer.run(|| FastPath::attach(&["p0".into()]).unwrap()),
-    );
+    let _receivers = receivers(&client, &peer);
     let p = bound(&peer, addr("10.77.2.2:6000"));
     let (turn, relayed) = turn_client(&client, "dave");
     turn.send_channel_data(0x4000, b"in time");
@@ -483,10 +484,7 @@ fn uclient_relays_through_the_kernel_without_loss() {
     let (client, relay_ns, peer) = topology();
     let relay = start_relay(&relay_ns, None);
     let monitor = relay.monitor();
-    let _receivers = (
-        client.run(|| FastPath::attach(&["c0".into()]).unwrap()),
-        peer.run(|| FastPath::attach(&["p0".into()]).unwrap()),
-    );
+    let _receivers = receivers(&client, &peer);
     // A UDP echo peer, bounded in time.
     let echo = bound(&peer, addr("10.77.2.2:6000"));
     let stop = Arc::new(AtomicBool::new(false));
