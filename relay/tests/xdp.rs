@@ -526,3 +526,56 @@ fn uclient_relays_through_the_kernel_without_loss() {
     // on bound channels, relayed in the kernel both ways.
     assert!(xdp.to_peer >= 300 && xdp.to_client >= 300, "{xdp:?}");
 }
+
+/// The flow tables are bounded (65,536 flows each way): once full, one more flow is
+/// refused — it stays with userspace, its packets passed to the kernel — while the flows
+/// installed keep being relayed.
+#[test]
+fn a_full_flow_table_refuses_the_next_flow_and_keeps_the_others() {
+    if !can_run() {
+        return;
+    }
+    let (client, relay, peer) = topology();
+    let mut fast = relay.run(|| FastPath::attach(&["r0".into(), "r1".into()]).unwrap());
+    let _receivers = receivers(&client, &peer);
+    let flow = |port: u16, channel: u16| Flow {
+        client: SocketAddrV4::new("10.77.1.2".parse().unwrap(), port),
+        listen: addr("10.77.1.1:3478"),
+        relay: SocketAddrV4::new("10.77.2.1".parse().unwrap(), 50_000 + (channel - 0x4000)),
+        peer: addr("10.77.2.2:6000"),
+        channel,
+        expires: Instant::now() + Duration::from_secs(60),
+    };
+    // 16 client ports × 4,096 channels = 65,536 flows; a relayed port per channel and a
+    // peer port per client port keep the peer-side keys distinct too.
+    let mut installed = 0u32;
+    for port in 40_000..40_016u16 {
+        for channel in 0x4000..0x5000u16 {
+            let mut f = flow(port, channel);
+            f.peer.set_port(6_000 + (port - 40_000));
+            fast.install(&f)
+                .unwrap_or_else(|e| panic!("flow {installed}: {e}"));
+            installed += 1;
+        }
+    }
+    assert_eq!(installed, 65_536);
+    let mut extra = flow(40_100, 0x4000);
+    extra.relay.set_port(60_000);
+    assert!(fast.install(&extra).is_err(), "a 65,537th flow was taken");
+
+    // The refused flow's packets pass to the kernel; an installed one is relayed.
+    let c = bound(&client, extra.client);
+    let p = bound(&peer, addr("10.77.2.2:6000"));
+    let listen = SocketAddr::V4(extra.listen);
+    let before = fast.outcomes();
+    c.send_to(&channel_data(0x4000, b"refused", 0), listen)
+        .unwrap();
+    assert_eq!(recv(&p), None);
+    assert_eq!(fast.outcomes().no_flow, before.no_flow + 1);
+    let kept = flow(40_000, 0x4000);
+    let c0 = bound(&client, kept.client);
+    c0.send_to(&channel_data(0x4000, b"kept", 0), listen)
+        .unwrap();
+    let relayed = SocketAddr::V4(kept.relay);
+    assert_eq!(recv(&p), Some((b"kept".to_vec(), relayed)));
+}
