@@ -5,7 +5,8 @@
 //! The client leg carries it after a 4-byte ChannelData header
 //! (RFC 8656 §12.4: channel number, length); the peer leg carries it bare.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::time::{Duration, Instant};
 
 pub const PROBE_LEN: usize = 24;
 pub const PROBE_MAGIC: u32 = 0x7462_6e63; // "tbnc"
@@ -68,6 +69,24 @@ pub fn parse_bind(buf: &[u8]) -> Option<(u16, SocketAddrV4)> {
     let ip = Ipv4Addr::new(buf[6], buf[7], buf[8], buf[9]);
     let port = u16::from_be_bytes([buf[10], buf[11]]);
     Some((channel, SocketAddrV4::new(ip, port)))
+}
+
+/// The raw forwarder's binding, sent from `c` and retried until acknowledged.
+pub fn fake_bind(c: &UdpSocket, server: SocketAddrV4, peer: SocketAddrV4) -> anyhow::Result<()> {
+    let m = bind_message(CHANNEL, peer);
+    let mut buf = [0u8; 64];
+    for _ in 0..50 {
+        c.send_to(&m, server)?;
+        let until = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < until {
+            match c.recv_from(&mut buf) {
+                Ok((n, _)) if &buf[..n] == BIND_ACK => return Ok(()),
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+    anyhow::bail!("no binding acknowledgement from {server}")
 }
 
 #[cfg(test)]

@@ -409,3 +409,46 @@ pub fn pin_current_thread(cpus: &[usize]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Runs `f` with the calling thread in the network namespace `name` (as made by
+/// `ip netns add`, under /var/run/netns), then puts the thread back: sockets made
+/// in `f` stay in that namespace. `None` runs `f` where the thread is.
+pub fn in_netns<T>(name: Option<&str>, f: impl FnOnce() -> T) -> io::Result<T> {
+    use std::os::fd::AsRawFd;
+    let Some(name) = name else {
+        return Ok(f());
+    };
+    let home = std::fs::File::open("/proc/thread-self/ns/net")?;
+    let target = std::fs::File::open(format!("/var/run/netns/{name}"))?;
+    // SAFETY: setns on a namespace file this thread holds open.
+    if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let out = f();
+    // SAFETY: as above.
+    if unsafe { libc::setns(home.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(out)
+}
+
+/// Clock ticks per CPU from /proc/stat: (user + nice, system, irq + softirq,
+/// idle + iowait) for each `cpuN` line, in seconds.
+pub fn cpu_times() -> io::Result<Vec<[f64; 4]>> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    // SAFETY: plain sysconf query.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut out = Vec::new();
+    for line in stat.lines() {
+        let mut f = line.split_whitespace();
+        match f.next() {
+            Some(cpu) if cpu.starts_with("cpu") && cpu.len() > 3 => {}
+            _ => continue,
+        }
+        let v: Vec<f64> = f.map(|x| x.parse().unwrap_or(0.0) / hz).collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0.0);
+        // user nice system idle iowait irq softirq steal
+        out.push([at(0) + at(1), at(2), at(5) + at(6), at(3) + at(4)]);
+    }
+    Ok(out)
+}

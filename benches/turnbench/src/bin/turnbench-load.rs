@@ -28,12 +28,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use turnbench::client::{client_ip, udp_socket, Client, Creds, Engine, EngineStats};
 use turnbench::hist::Histogram;
-use turnbench::probe::{
-    bind_message, channel_header, read_probe, write_probe, BIND_ACK, CHANNEL, PROBE_LEN,
-};
+use turnbench::probe::{channel_header, fake_bind, read_probe, write_probe, CHANNEL, PROBE_LEN};
 use turnbench::sys::{
-    now_ns, pin_current_thread, proc_cpu_secs, proc_fd_count, proc_rss_bytes, raise_nofile,
-    to_sockaddr, Batch, Epoll,
+    in_netns, now_ns, pin_current_thread, proc_cpu_secs, proc_fd_count, proc_rss_bytes,
+    raise_nofile, to_sockaddr, Batch, Epoll,
 };
 
 #[derive(Parser)]
@@ -76,6 +74,9 @@ struct Common {
     /// First client-IP number to use (so consecutive runs use fresh IPs).
     #[arg(long, default_value_t = 0)]
     ip_offset: usize,
+    /// Client IPs from this one up (`--per-ip` clients each) instead of 127.1.x.y.
+    #[arg(long)]
+    client_ip: Option<Ipv4Addr>,
     /// Allocations set up concurrently.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -103,6 +104,9 @@ struct RelayArgs {
     /// IP of the peer sockets.
     #[arg(long, default_value = "127.0.0.2")]
     peer_ip: Ipv4Addr,
+    /// Network namespace of the peer sockets (default: this one).
+    #[arg(long)]
+    peer_netns: Option<String>,
     /// Application payload bytes per datagram (≥ 24).
     #[arg(long, default_value_t = 100)]
     payload: usize,
@@ -203,11 +207,12 @@ fn client_sockets(
 ) -> Result<Vec<UdpSocket>> {
     (first..first + n)
         .map(|k| {
-            udp_socket(
-                client_ip(common.ip_offset + k / common.per_ip.max(1)),
-                sockbuf,
-                true,
-            )
+            let i = common.ip_offset + k / common.per_ip.max(1);
+            let ip = match common.client_ip {
+                Some(base) => Ipv4Addr::from(u32::from(base) + i as u32),
+                None => client_ip(i),
+            };
+            udp_socket(ip, sockbuf, true)
         })
         .collect()
 }
@@ -252,9 +257,11 @@ fn relay(a: RelayArgs) -> Result<()> {
         SocketAddr::V6(_) => bail!("IPv4 only"),
     };
     let clients = client_sockets(&a.common, 0, k, a.sockbuf)?;
-    let peers: Vec<UdpSocket> = (0..k)
-        .map(|_| udp_socket(a.peer_ip, a.sockbuf, true))
-        .collect::<Result<_>>()?;
+    let peers: Vec<UdpSocket> = in_netns(a.peer_netns.as_deref(), || {
+        (0..k)
+            .map(|_| udp_socket(a.peer_ip, a.sockbuf, true))
+            .collect::<Result<Vec<_>>>()
+    })??;
     let peer_addrs: Vec<SocketAddrV4> = peers
         .iter()
         .map(|p| match p.local_addr() {
@@ -464,7 +471,6 @@ fn relay(a: RelayArgs) -> Result<()> {
     Ok(())
 }
 
-/// The raw forwarder's binding, retried until acknowledged.
 /// Until `stop`: waits for any of `socks` to be readable and hands each
 /// received batch (its socket, the count, the slots) to `on_batch`; a socket
 /// is read at most 8 batches per wakeup.
@@ -499,23 +505,6 @@ fn each_batch(
         }
     }
     Ok(())
-}
-
-fn fake_bind(c: &UdpSocket, server: SocketAddrV4, peer: SocketAddrV4) -> Result<()> {
-    let m = bind_message(CHANNEL, peer);
-    let mut buf = [0u8; 64];
-    for _ in 0..50 {
-        c.send_to(&m, server)?;
-        let until = Instant::now() + Duration::from_millis(100);
-        while Instant::now() < until {
-            match c.recv_from(&mut buf) {
-                Ok((n, _)) if &buf[..n] == BIND_ACK => return Ok(()),
-                Ok(_) => {}
-                Err(_) => std::thread::sleep(Duration::from_millis(1)),
-            }
-        }
-    }
-    bail!("no binding acknowledgement from {server}")
 }
 
 /// Sends until duration or count, paced to `rate` (round trips per second over
