@@ -434,10 +434,17 @@ fn the_relay_puts_bound_channels_in_the_kernel_and_takes_them_out_at_once() {
     assert_eq!(recv(&p), None, "relayed after the revocation");
     assert_eq!(monitor.xdp_outcomes().expect("attached").to_peer, 51);
 
-    // The relay gone (a drain ends in an exit): the program goes with it.
+    // Draining, the relay takes no new allocations while the established ones go on, in
+    // the kernel as before; the relay gone (a drain ends in an exit), the program goes
+    // with it.
     let (carol, carol_relayed) = turn_client(&client, "carol");
     carol.send_channel_data(0x4000, b"carol");
     assert_eq!(recv(&p), Some((b"carol".to_vec(), carol_relayed)));
+    relay.drain();
+    std::thread::sleep(Duration::from_millis(300)); // the workers apply it between turns
+    carol.send_channel_data(0x4000, b"draining");
+    assert_eq!(recv(&p), Some((b"draining".to_vec(), carol_relayed)));
+    assert_eq!(monitor.xdp_outcomes().expect("attached").to_peer, 53);
     drop(relay);
     carol.send_channel_data(0x4000, b"after exit");
     assert_eq!(recv(&p), None, "relayed after the relay exited");
@@ -475,9 +482,6 @@ fn a_channel_leaves_the_kernel_when_its_permission_ends() {
 /// `--xdp`: every message comes back, and the channels' data went through the kernel.
 #[test]
 fn uclient_relays_through_the_kernel_without_loss() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
     if !can_run() || require_tool("turnutils_uclient", "coturn").is_none() {
         return;
     }
@@ -485,21 +489,7 @@ fn uclient_relays_through_the_kernel_without_loss() {
     let relay = start_relay(&relay_ns, None);
     let monitor = relay.monitor();
     let _receivers = receivers(&client, &peer);
-    // A UDP echo peer, bounded in time.
-    let echo = bound(&peer, addr("10.77.2.2:6000"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let echoing = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                if let Ok((n, from)) = echo.recv_from(&mut buf) {
-                    let _ = echo.send_to(&buf[..n], from);
-                }
-            }
-        })
-    };
+    let echo = Echo::start(&peer);
     let out = Command::new("ip")
         .args(["netns", "exec", &client.0, "turnutils_uclient", "-c"])
         .args(["-W", SECRET, "-u", "uclient"])
@@ -508,8 +498,7 @@ fn uclient_relays_through_the_kernel_without_loss() {
         .arg("10.77.1.1")
         .output()
         .unwrap();
-    stop.store(true, Ordering::Relaxed);
-    echoing.join().unwrap();
+    drop(echo);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -525,6 +514,132 @@ fn uclient_relays_through_the_kernel_without_loss() {
     // uclient sends its first messages as it binds its channels; the rest are ChannelData
     // on bound channels, relayed in the kernel both ways.
     assert!(xdp.to_peer >= 300 && xdp.to_client >= 300, "{xdp:?}");
+}
+
+/// A UDP echo peer at 10.77.2.2:6000 in the peer namespace, for at most 60 s; stopped
+/// when dropped.
+struct Echo {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Echo {
+    fn start(peer: &Netns) -> Echo {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let socket = bound(peer, addr("10.77.2.2:6000"));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stopped.load(Ordering::Relaxed) && Instant::now() < deadline {
+                if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(&buf[..n], from);
+                }
+            }
+        });
+        Echo {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// webrtc-rs's TURN client (what Rust WebRTC applications relay with) through the relay
+/// with `--xdp`: two clients, 200 messages each to an echo peer, stop-and-wait, every echo
+/// back intact (none lost, or the wait times out); once a client's ChannelBind is done
+/// (it sends its first messages as Send indications meanwhile), the kernel relays its
+/// messages both ways.
+#[test]
+fn webrtc_rs_clients_relay_through_the_kernel_without_loss() {
+    if !can_run() {
+        return;
+    }
+    let (client, relay_ns, peer) = topology();
+    let relay = start_relay(&relay_ns, None);
+    let monitor = relay.monitor();
+    let _receivers = receivers(&client, &peer);
+    let echo = Echo::start(&peer);
+    let sockets: Vec<UdpSocket> = (0..2)
+        .map(|_| client.run(|| UdpSocket::bind("10.77.1.2:0").unwrap()))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let calls: Vec<_> = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(i, socket)| tokio::spawn(webrtc_rs_call(socket, i)))
+            .collect();
+        for call in calls {
+            call.await.unwrap();
+        }
+    });
+    drop(echo);
+    let xdp = monitor.xdp_outcomes().expect("attached");
+    assert!(xdp.to_peer >= 300 && xdp.to_client >= 300, "{xdp:?}");
+    drop(relay);
+}
+
+/// One webrtc-rs client's call: allocate, then 200 messages to the echo peer and back.
+async fn webrtc_rs_call(socket: UdpSocket, i: usize) {
+    use std::sync::Arc;
+    use webrtc_turn::client::{Client, ClientConfig};
+    use webrtc_util::Conn;
+
+    socket.set_nonblocking(true).unwrap();
+    let conn = tokio::net::UdpSocket::from_std(socket).unwrap();
+    let (username, password) =
+        nexrtc_test_support::turn::rest_credentials(SECRET, &format!("webrtc-{i}"));
+    let client = Client::new(ClientConfig {
+        stun_serv_addr: "10.77.1.1:3478".into(),
+        turn_serv_addr: "10.77.1.1:3478".into(),
+        username,
+        password,
+        realm: "xdp.test".into(),
+        software: String::new(),
+        rto_in_ms: 0,
+        conn: Arc::new(conn),
+        vnet: None,
+    })
+    .await
+    .unwrap();
+    client.listen().await.unwrap();
+    let relayed = client.allocate().await.unwrap();
+    let peer: SocketAddr = "10.77.2.2:6000".parse().unwrap();
+    let mut buf = vec![0u8; 2048];
+    for n in 0..200usize {
+        let mut payload = format!("client {i} message {n} ").into_bytes();
+        payload.resize(payload.len() + (n * 13) % 200, b'a' + (n % 26) as u8);
+        relayed.send_to(&payload, peer).await.unwrap();
+        let (len, from) = tokio::time::timeout(Duration::from_secs(2), relayed.recv_from(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("client {i}: message {n} lost"))
+            .unwrap();
+        assert_eq!(
+            (from, &buf[..len]),
+            (peer, &payload[..]),
+            "client {i}, message {n}"
+        );
+        if n < 10 {
+            // The client binds its channel in the background after the first send.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    relayed.close().await.unwrap();
+    client.close().await.unwrap();
 }
 
 /// The flow tables are bounded (65,536 flows each way): once full, one more flow is
