@@ -8,11 +8,9 @@
 //! allocation goes ([`FastPath::remove`]), and reads what each flow relayed
 //! ([`FastPath::counts`]) so that metrics, tenant bytes and quotas stay exact. The maps
 //! are bounded (65,536 flows each way): a full map refuses the flow, which stays on the
-//! userspace path.
-//!
-//! Not wired to the relay's workers yet: nothing installs flows on its own.
+//! userspace path. IPv4 and IPv6, each flow within one family.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use aya::programs::{Xdp, XdpMode};
@@ -43,16 +41,21 @@ pub enum XdpError {
     Attach { iface: String, reason: String },
     #[error("XDP flow table: {0}")]
     Map(String),
+    #[error("the XDP program relays within one address family: {0} and {1} differ")]
+    Family(SocketAddr, SocketAddr),
 }
 
 // The maps' layouts, as `channel_xdp.c` declares them (addresses and ports in network
-// order, the channel number in host order).
+// order, IPv4 addresses as IPv4-mapped IPv6 ones, the channel number in host order).
+
+/// An address as the program keeps it: 16 bytes in network order, in native `u32`s.
+type Addr = [u32; 4];
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct ToPeerKey {
-    client_ip: u32,
-    listen_ip: u32,
+    client_ip: Addr,
+    listen_ip: Addr,
     client_port: u16,
     listen_port: u16,
     channel: u16,
@@ -62,8 +65,8 @@ struct ToPeerKey {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 struct ToPeerFlow {
-    relay_ip: u32,
-    peer_ip: u32,
+    relay_ip: Addr,
+    peer_ip: Addr,
     relay_port: u16,
     peer_port: u16,
     pad: u32,
@@ -73,8 +76,8 @@ struct ToPeerFlow {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct ToClientKey {
-    peer_ip: u32,
-    relay_ip: u32,
+    peer_ip: Addr,
+    relay_ip: Addr,
     peer_port: u16,
     relay_port: u16,
 }
@@ -82,8 +85,8 @@ struct ToClientKey {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 struct ToClientFlow {
-    client_ip: u32,
-    listen_ip: u32,
+    client_ip: Addr,
+    listen_ip: Addr,
     client_port: u16,
     listen_port: u16,
     channel: u16,
@@ -111,16 +114,17 @@ unsafe impl aya::Pod for ToClientFlow {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Counts {}
 
-/// One channel of one allocation, both ways (IPv4).
+/// One channel of one allocation, both ways. The client and the listener are of one
+/// family, the relayed address and the peer of one family, and both families the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flow {
     /// The client, as the relay's listener sees it.
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     /// The listener address the client sends to.
-    pub listen: SocketAddrV4,
+    pub listen: SocketAddr,
     /// The allocation's relayed address.
-    pub relay: SocketAddrV4,
-    pub peer: SocketAddrV4,
+    pub relay: SocketAddr,
+    pub peer: SocketAddr,
     /// 0x4000..=0x4FFF.
     pub channel: u16,
     /// Not relayed in the kernel from then on, removed or not.
@@ -168,9 +172,15 @@ fn monotonic_ns(at: std::time::Instant) -> u64 {
     }
 }
 
-/// The address as the kernel holds it (network order) in a native `u32`.
-fn be(ip: &Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(ip.octets())
+/// The address as the program holds it: network order, IPv4 mapped into IPv6.
+fn be(ip: IpAddr) -> Addr {
+    let octets = match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    let word =
+        |i: usize| u32::from_ne_bytes([octets[i], octets[i + 1], octets[i + 2], octets[i + 3]]);
+    [word(0), word(4), word(8), word(12)]
 }
 
 /// What a flow relayed in the kernel: packets and payload bytes, each way.
@@ -294,6 +304,15 @@ impl FastPath {
     /// it (the flow stays in userspace).
     pub fn install(&mut self, flow: &Flow) -> Result<(), XdpError> {
         let err = |e: aya::maps::MapError| XdpError::Map(e.to_string());
+        for (a, b) in [
+            (flow.client, flow.listen),
+            (flow.client, flow.relay),
+            (flow.relay, flow.peer),
+        ] {
+            if a.is_ipv4() != b.is_ipv4() {
+                return Err(XdpError::Family(a, b));
+            }
+        }
         let expires_ns = monotonic_ns(flow.expires);
         let to_peer = ToPeerFlow {
             relay_ip: be(flow.relay.ip()),

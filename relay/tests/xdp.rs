@@ -18,7 +18,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs::File;
-use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -97,7 +97,7 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-fn addr(s: &str) -> SocketAddrV4 {
+fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
@@ -116,7 +116,7 @@ fn recv(socket: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
     Some((buf[..n].to_vec(), from))
 }
 
-fn bound(ns: &Netns, at: SocketAddrV4) -> UdpSocket {
+fn bound(ns: &Netns, at: SocketAddr) -> UdpSocket {
     let socket = ns.run(move || UdpSocket::bind(at).unwrap());
     socket
         .set_read_timeout(Some(Duration::from_millis(500)))
@@ -227,8 +227,8 @@ fn channels_are_relayed_in_the_kernel_both_ways_while_their_flow_is_installed() 
     };
     let c = bound(&client, flow.client);
     let p = bound(&peer, flow.peer);
-    let listen = SocketAddr::V4(flow.listen);
-    let relayed = SocketAddr::V4(flow.relay);
+    let listen = flow.listen;
+    let relayed = flow.relay;
 
     // Before the flow: nothing is relayed (nothing listens in the relay namespace).
     c.send_to(&channel_data(0x4001, b"early", 0), listen)
@@ -654,9 +654,9 @@ fn a_full_flow_table_refuses_the_next_flow_and_keeps_the_others() {
     let mut fast = relay.run(|| FastPath::attach(&["r0".into(), "r1".into()]).unwrap());
     let _receivers = receivers(&client, &peer);
     let flow = |port: u16, channel: u16| Flow {
-        client: SocketAddrV4::new("10.77.1.2".parse().unwrap(), port),
+        client: SocketAddr::new("10.77.1.2".parse().unwrap(), port),
         listen: addr("10.77.1.1:3478"),
-        relay: SocketAddrV4::new("10.77.2.1".parse().unwrap(), 50_000 + (channel - 0x4000)),
+        relay: SocketAddr::new("10.77.2.1".parse().unwrap(), 50_000 + (channel - 0x4000)),
         peer: addr("10.77.2.2:6000"),
         channel,
         expires: Instant::now() + Duration::from_secs(60),
@@ -681,7 +681,7 @@ fn a_full_flow_table_refuses_the_next_flow_and_keeps_the_others() {
     // The refused flow's packets pass to the kernel; an installed one is relayed.
     let c = bound(&client, extra.client);
     let p = bound(&peer, addr("10.77.2.2:6000"));
-    let listen = SocketAddr::V4(extra.listen);
+    let listen = extra.listen;
     let before = fast.outcomes();
     c.send_to(&channel_data(0x4000, b"refused", 0), listen)
         .unwrap();
@@ -691,6 +691,6 @@ fn a_full_flow_table_refuses_the_next_flow_and_keeps_the_others() {
     let c0 = bound(&client, kept.client);
     c0.send_to(&channel_data(0x4000, b"kept", 0), listen)
         .unwrap();
-    let relayed = SocketAddr::V4(kept.relay);
+    let relayed = kept.relay;
     assert_eq!(recv(&p), Some((b"kept".to_vec(), relayed)));
 }

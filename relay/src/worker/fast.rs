@@ -3,15 +3,16 @@
 //! and what the kernel relayed comes back into the tenant's counts (every sweep, and
 //! when a flow is removed), so metrics, usage and quotas stay whole.
 //!
-//! Only what the program handles is installed: an IPv4 client on a listener bound to a
-//! specific address, and a relay socket bound to one. A flow the table refuses (full)
-//! stays on the userspace path.
+//! Only what the program handles is installed: a client on a listener bound to a
+//! specific address, a relay socket bound to one, and one address family throughout (a
+//! client relayed to a peer of the other family, RFC 6156, stays in userspace, as does
+//! a flow the table refuses when full).
 //!
 //! [`Command::FlowUp`]: turn_core::Command::FlowUp
 //! [`Command::FlowDown`]: turn_core::Command::FlowDown
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 
 use turn_core::{ClientSocket, FastFlow, Server};
 
@@ -30,11 +31,11 @@ pub(super) struct Installed {
 /// This worker's flows in the kernel, by client and channel.
 pub(super) type Flows = HashMap<(ClientSocket, u16), Installed>;
 
-fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {
-    match addr {
-        SocketAddr::V4(a) if !a.ip().is_unspecified() => Some(a),
-        _ => None,
-    }
+/// A specific address (the program rewrites packets to it), as IPv4 when it is an
+/// IPv4-mapped one (a dual-stack socket's view of an IPv4 client).
+fn specific(addr: SocketAddr) -> Option<SocketAddr> {
+    let ip = addr.ip().to_canonical();
+    (!ip.is_unspecified()).then_some(SocketAddr::new(ip, addr.port()))
 }
 
 /// Installs (or gives a new end to) the offered flow, if the program can relay it.
@@ -42,15 +43,18 @@ pub(super) fn up(fast: &mut FastPath, flows: &mut Flows, relays: &RelaySockets, 
     let relay = relays
         .socket(offer.relay)
         .and_then(|s| s.local_addr().ok())
-        .and_then(v4);
+        .and_then(specific);
     let (Some(client), Some(listen), Some(relay), Some(peer)) = (
-        v4(offer.client.remote),
-        v4(offer.client.local),
+        specific(offer.client.remote),
+        specific(offer.client.local),
         relay,
-        v4(offer.peer),
+        specific(offer.peer),
     ) else {
         return;
     };
+    if client.is_ipv4() != peer.is_ipv4() {
+        return; // RFC 6156 translation between families: userspace's
+    }
     let flow = Flow {
         client,
         listen,
