@@ -251,7 +251,7 @@ static __always_inline int relay(struct xdp_md *ctx, const int v6)
 	const __u32 headers = sizeof(struct ethhdr) + l3 + sizeof(struct udphdr);
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	if (data + headers + 4 > end)
+	if (data + headers > end)
 		return XDP_PASS;
 	struct ethhdr *eth = data;
 	struct iphdr *ip = data + sizeof(*eth);
@@ -296,10 +296,15 @@ static __always_inline int relay(struct xdp_md *ctx, const int v6)
 	__u16 channel_out = 0;
 	__u32 outcome, ifindex;
 
-	// Client → peer: the datagram is ChannelData for a known channel. (A peer's datagram
-	// may begin like ChannelData too: without a client flow it is looked up as a peer's.)
+	// Client → peer: the datagram is ChannelData (4 bytes at least) for a known channel.
+	// (A peer's datagram may be shorter, or begin like ChannelData too: without a client
+	// flow it is looked up as a peer's.)
 	__u8 *cd = (void *)(udp + 1);
-	__u16 channel = ((__u16)cd[0] << 8) | cd[1];
+	__u16 channel = 0, cd_len = 0;
+	if ((void *)(cd + 4) <= end) {
+		channel = ((__u16)cd[0] << 8) | cd[1];
+		cd_len = ((__u16)cd[2] << 8) | cd[3];
+	}
 	struct to_peer_key pkey = {
 		.client_ip = saddr,
 		.listen_ip = daddr,
@@ -308,14 +313,14 @@ static __always_inline int relay(struct xdp_md *ctx, const int v6)
 		.channel = channel,
 	};
 	struct to_peer_flow *pflow = NULL;
-	if ((cd[0] & 0xc0) == 0x40)
+	if ((channel & 0xc000) == 0x4000)
 		pflow = bpf_map_lookup_elem(&to_peer, &pkey);
 	if (pflow) {
 		if (bpf_ktime_get_ns() >= pflow->expires_ns)
 			return count(EXPIRED, XDP_PASS);
-		__u16 len = ((__u16)cd[2] << 8) | cd[3];
 		// Over UDP the datagram holds the ChannelData exactly, or with up to 3 bytes of
 		// padding (RFC 8656 §12.5): anything else is the relay's to refuse.
+		__u16 len = cd_len;
 		__u16 carried = udp_len - sizeof(*udp) - 4;
 		if (udp_len < sizeof(*udp) + 4 || len > carried || carried - len > 3)
 			return count(MALFORMED, XDP_PASS);
@@ -332,7 +337,10 @@ static __always_inline int relay(struct xdp_md *ctx, const int v6)
 		grow = -4;
 		trim = carried - len;
 		if (v6) {
-			__builtin_memcpy(old.channel_data, cd, 4);
+			old.channel_data[0] = channel >> 8;
+			old.channel_data[1] = channel & 0xff;
+			old.channel_data[2] = len >> 8;
+			old.channel_data[3] = len & 0xff;
 			// The padding bytes, each in the half of a 16-bit word where it lay in
 			// the datagram (`padding` starts on an even offset of `old`).
 			__u32 odd = len & 1; // the datagram's first padding byte is at 12 + len

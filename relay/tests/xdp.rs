@@ -3,6 +3,7 @@
 //! ```text
 //!  client ns            relay ns                    peer ns
 //!  c0 10.77.1.2 ── r0 10.77.1.1   r1 10.77.2.1 ── p0 10.77.2.2
+//!     fd77:1::2       fd77:1::1      fd77:2::1       fd77:2::2
 //! ```
 //!
 //! The program is attached to r0 and r1 (and, so that veth delivers redirected frames in
@@ -145,20 +146,34 @@ fn topology() -> (Netns, Netns, Netns) {
         ns.ip(&["addr", "add", cidr, "dev", dev]);
         ns.ip(&["link", "set", dev, "up"]);
     }
-    // The kernel's route lookup from XDP wants IPv4 forwarding on the interfaces.
+    for (ns, dev, cidr) in [
+        (&client, "c0", "fd77:1::2/64"),
+        (&relay, "r0", "fd77:1::1/64"),
+        (&relay, "r1", "fd77:2::1/64"),
+        (&peer, "p0", "fd77:2::2/64"),
+    ] {
+        ns.ip(&["addr", "add", cidr, "dev", dev, "nodad"]);
+    }
+    // The kernel's route lookup from XDP wants forwarding on the interfaces.
     for dev in ["r0", "r1"] {
-        let key = format!("net.ipv4.conf.{dev}.forwarding=1");
-        let ok = Command::new("ip")
-            .args(["netns", "exec", &relay.0, "sysctl", "-q", "-w", &key])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "{key}");
+        for key in [
+            format!("net.ipv4.conf.{dev}.forwarding=1"),
+            format!("net.ipv6.conf.{dev}.forwarding=1"),
+        ] {
+            let ok = Command::new("ip")
+                .args(["netns", "exec", &relay.0, "sysctl", "-q", "-w", &key])
+                .status()
+                .unwrap();
+            assert!(ok.success(), "{key}");
+        }
     }
     // The relay's neighbour entries (the program passes packets it has none for; the
     // clients and peers find the relay by ARP as usual).
     for (ns, dev, ip_addr, via) in [
         (&client, "c0", "10.77.1.2", "r0"),
         (&peer, "p0", "10.77.2.2", "r1"),
+        (&client, "c0", "fd77:1::2", "r0"),
+        (&peer, "p0", "fd77:2::2", "r1"),
     ] {
         let mac = mac_of(ns, dev);
         relay.ip(&[
@@ -174,7 +189,34 @@ fn topology() -> (Netns, Netns, Netns) {
         ]);
     }
 
+    // The senders complete their UDP checksums themselves (`ethtool -K … tx off`): the
+    // program updates an IPv6 datagram's checksum from the one it arrived with, complete
+    // on anything from a wire, but only partial from a socket on the same host over veth.
+    tx_checksum_off(&client, "c0");
+    tx_checksum_off(&peer, "p0");
+
     (client, relay, peer)
+}
+
+/// Transmit checksum offload off on `dev` in `ns` (what `ethtool -K dev tx off` does).
+fn tx_checksum_off(ns: &Netns, dev: &'static str) {
+    ns.run(move || {
+        const SIOCETHTOOL: libc::c_ulong = 0x8946;
+        const ETHTOOL_STXCSUM: u32 = 0x17;
+        // struct ethtool_value { cmd, data }: data 0 turns it off.
+        let mut value = [ETHTOOL_STXCSUM, 0u32];
+        // SAFETY: ifreq is plain data; all zeroes is a valid value.
+        let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (to, from) in request.ifr_name.iter_mut().zip(dev.bytes()) {
+            *to = from as libc::c_char;
+        }
+        request.ifr_ifru.ifru_data = value.as_mut_ptr().cast();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // SAFETY: a valid socket, a request naming the device and pointing at `value`,
+        // both alive for the call.
+        let done = unsafe { libc::ioctl(socket.as_raw_fd(), SIOCETHTOOL, &mut request) };
+        assert_eq!(done, 0, "{dev}: {}", std::io::Error::last_os_error());
+    })
 }
 
 /// The program on the client's and the peer's interfaces too: there it finds no flows
@@ -313,6 +355,104 @@ fn channels_are_relayed_in_the_kernel_both_ways_while_their_flow_is_installed() 
     assert_eq!(recv(&p), None);
     assert_eq!(recv(&c), None);
     assert_eq!(fast.counts(&flow), FlowCounts::default());
+}
+
+/// UDP checksum errors the kernel of `ns` counted (IPv6), from its /proc.
+fn udp6_checksum_errors(ns: &Netns) -> u64 {
+    let text = ns.run(|| std::fs::read_to_string("/proc/thread-self/net/snmp6").unwrap());
+    text.lines()
+        .find_map(|l| l.strip_prefix("Udp6InCsumErrors"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap()
+}
+
+/// Over IPv6 the program keeps the mandatory UDP checksum right (updated for the new
+/// addresses, ports, length, the ChannelData header and its padding): the receivers'
+/// kernels check it and take every datagram, payloads of every length modulo 4, padded
+/// or not, both ways; nothing is counted as a checksum error.
+#[test]
+fn ipv6_channels_are_relayed_in_the_kernel_with_their_checksums_right() {
+    if !can_run() {
+        return;
+    }
+    let (client, relay, peer) = topology();
+    let mut fast = relay.run(|| FastPath::attach(&["r0".into(), "r1".into()]).unwrap());
+    let _receivers = receivers(&client, &peer);
+    let flow = Flow {
+        client: addr("[fd77:1::2]:40000"),
+        listen: addr("[fd77:1::1]:3478"),
+        relay: addr("[fd77:2::1]:50000"),
+        peer: addr("[fd77:2::2]:6000"),
+        channel: 0x4abc,
+        expires: Instant::now() + Duration::from_secs(60),
+    };
+    let c = bound(&client, flow.client);
+    let p = bound(&peer, flow.peer);
+    let errors = (udp6_checksum_errors(&client), udp6_checksum_errors(&peer));
+    fast.install(&flow).unwrap();
+    let mut expect = FlowCounts::default();
+    for i in 0..64usize {
+        // Lengths 1..=64 (every remainder modulo 4), content varying per byte; every
+        // other datagram padded to a multiple of 4 with non-zero padding bytes.
+        let payload: Vec<u8> = (0..=i).map(|j| (i * 31 + j * 7 + 1) as u8).collect();
+        let mut datagram = channel_data(0x4abc, &payload, 0);
+        if i % 2 == 1 {
+            let pad = (4 - payload.len() % 4) % 4;
+            datagram.extend(std::iter::repeat_n(0xa5u8, pad));
+        }
+        c.send_to(&datagram, flow.listen).unwrap();
+        let (got, from) = recv(&p).unwrap_or_else(|| {
+            panic!(
+                "{i}: not relayed to the peer: {:?}, checksum errors {}",
+                fast.outcomes(),
+                udp6_checksum_errors(&peer)
+            )
+        });
+        assert_eq!(
+            (got.as_slice(), from),
+            (payload.as_slice(), flow.relay),
+            "{i}"
+        );
+        expect.to_peer_packets += 1;
+        expect.to_peer_bytes += payload.len() as u64;
+
+        let back: Vec<u8> = payload.iter().map(|b| !b).chain([i as u8]).collect();
+        p.send_to(&back, flow.relay).unwrap();
+        let (got, from) = recv(&c)
+            .unwrap_or_else(|| panic!("{i}: not relayed to the client: {:?}", fast.outcomes()));
+        assert_eq!(
+            (got, from),
+            (channel_data(0x4abc, &back, 0), flow.listen),
+            "{i}"
+        );
+        expect.to_client_packets += 1;
+        expect.to_client_bytes += back.len() as u64;
+    }
+    assert_eq!(fast.counts(&flow), expect);
+    let outcomes = fast.outcomes();
+    assert_eq!(
+        (outcomes.to_peer, outcomes.to_client),
+        (64, 64),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        (udp6_checksum_errors(&client), udp6_checksum_errors(&peer)),
+        errors,
+        "checksum errors"
+    );
+
+    // A flow mixing families is refused (the program relays within one).
+    let mut mixed = flow;
+    mixed.peer = addr("10.77.2.2:6000");
+    assert!(fast.install(&mixed).is_err());
+
+    // Removed: nothing more is relayed.
+    assert_eq!(fast.remove(&flow), expect);
+    c.send_to(&channel_data(0x4abc, b"late", 0), flow.listen)
+        .unwrap();
+    p.send_to(b"late", flow.relay).unwrap();
+    assert_eq!(recv(&p), None);
+    assert_eq!(recv(&c), None);
 }
 
 const SECRET: &str = "xdp-secret-0123456789";

@@ -235,8 +235,22 @@ impl TurnClient {
     /// to the first, unauthenticated request that carries no realm and nonce is the
     /// answer; a success to it panics (the server must authenticate).
     pub fn try_allocate(&mut self) -> Result<Answer, NoAnswer> {
+        self.try_allocate_family(false)
+    }
+
+    /// Allocate an IPv6 relayed address (REQUESTED-ADDRESS-FAMILY, RFC 6156 §4.1).
+    /// Panics when unanswered.
+    pub fn allocate_ipv6(&mut self) -> Answer {
+        self.try_allocate_family(true)
+            .unwrap_or_else(|e| panic!("Allocate at {}: {e:?}", self.server))
+    }
+
+    fn try_allocate_family(&mut self, ipv6: bool) -> Result<Answer, NoAnswer> {
         let transport = |b: &mut MessageBuilder| {
             b.attribute(attr::REQUESTED_TRANSPORT, &[attr::TRANSPORT_UDP, 0, 0, 0]);
+            if ipv6 {
+                b.attribute(attr::REQUESTED_ADDRESS_FAMILY, &[0x02, 0, 0, 0]);
+            }
         };
         if self.auth.is_none() {
             let first = self.exchange(Method::ALLOCATE, &transport, false)?;
