@@ -13,6 +13,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use aya::programs::links::FdLink;
+use aya::programs::xdp::XdpLink;
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 
@@ -218,7 +220,9 @@ pub struct FastPath {
     outcomes: PerCpuArray<MapData, u64>,
     /// Each interface and the mode it got.
     attached: Vec<(String, &'static str)>,
-    /// The loaded program and its attachments (`None` once detached).
+    /// The program's attachments, owned here so that [`FastPath::detach`] ends them.
+    links: Vec<XdpLink>,
+    /// The loaded program (`None` once detached).
     ebpf: Option<Ebpf>,
 }
 
@@ -242,13 +246,14 @@ impl FastPath {
             .map_err(|e: aya::programs::ProgramError| XdpError::Load(e.to_string()))?;
         program.load().map_err(|e| XdpError::Load(e.to_string()))?;
         let mut attached = Vec::new();
+        let mut links = Vec::new();
         for iface in ifaces {
-            let mode = match program.attach(iface, XdpMode::Driver) {
-                Ok(_) => "native",
+            let (mode, link) = match program.attach(iface, XdpMode::Driver) {
+                Ok(link) => ("native", link),
                 Err(native) => match program.attach(iface, XdpMode::Skb) {
-                    Ok(_) => {
+                    Ok(link) => {
                         tracing::info!(%iface, "XDP in generic mode (the driver has no native XDP: {native})");
-                        "generic"
+                        ("generic", link)
                     }
                     Err(e) => {
                         return Err(XdpError::Attach {
@@ -260,6 +265,11 @@ impl FastPath {
             };
             tracing::info!(%iface, mode, "XDP fast path attached");
             attached.push((iface.clone(), mode));
+            links.push(
+                program
+                    .take_link(link)
+                    .map_err(|e| XdpError::Load(e.to_string()))?,
+            );
         }
         let mut map = |name: &str| {
             (ebpf.take_map(name)).ok_or_else(|| XdpError::Map(format!("no map {name}")))
@@ -280,6 +290,7 @@ impl FastPath {
             cpus,
             outcomes,
             attached,
+            links,
             ebpf: Some(ebpf),
         })
     }
@@ -287,6 +298,18 @@ impl FastPath {
     /// Takes the program off every interface (the relay is stopping): nothing more is
     /// relayed in the kernel. Also done when this is dropped.
     pub fn detach(&mut self) {
+        for link in self.links.drain(..) {
+            // Closing a link's file descriptor ends the attachment only once no copy of
+            // it is left (a child process between its fork and exec holds one); the
+            // kernel's BPF_LINK_DETACH ends it now, whoever holds the link.
+            if let Ok(fd_link) = FdLink::try_from(link) {
+                if let Ok(info) = fd_link.info() {
+                    if let Err(e) = crate::sys::bpf_link_detach(info.id()) {
+                        tracing::warn!("XDP link {}: detach: {e}", info.id());
+                    }
+                }
+            }
+        }
         if self.ebpf.take().is_some() {
             for (iface, _) in self.attached.drain(..) {
                 tracing::info!(%iface, "XDP fast path detached");

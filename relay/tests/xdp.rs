@@ -465,14 +465,17 @@ fn start_relay(ns: &Netns, permission_lifetime: Option<u64>) -> nexrtc_relay::Re
         let settings = Settings {
             realm: Some("xdp.test".into()),
             static_auth_secret: vec![SECRET.into()],
-            listening_ip: vec!["10.77.1.1".parse().unwrap()],
+            listening_ip: vec!["10.77.1.1".parse().unwrap(), "fd77:1::1".parse().unwrap()],
             listening_port: Some(3478),
-            relay_ip: vec!["10.77.2.1".parse().unwrap()],
+            relay_ip: vec!["10.77.2.1".parse().unwrap(), "fd77:2::1".parse().unwrap()],
             min_port: Some(50_000),
             max_port: Some(50_099),
             no_tcp: true,
             no_tls: true,
-            allowed_peer_ip: vec!["10.77.2.0/24".parse::<PeerRange>().unwrap()],
+            allowed_peer_ip: vec![
+                "10.77.2.0/24".parse::<PeerRange>().unwrap(),
+                "fd77:2::/64".parse::<PeerRange>().unwrap(),
+            ],
             xdp: vec!["r0".into(), "r1".into()],
             relay_threads: Some(1),
             permission_lifetime,
@@ -588,6 +591,94 @@ fn the_relay_puts_bound_channels_in_the_kernel_and_takes_them_out_at_once() {
     drop(relay);
     carol.send_channel_data(0x4000, b"after exit");
     assert_eq!(recv(&p), None, "relayed after the relay exited");
+}
+
+/// The relay with `--xdp` over IPv6: a client on the relay's IPv6 listener with an IPv6
+/// relayed address (RFC 6156) has its channel relayed by the kernel both ways, counted
+/// into the tenant's bytes; once the allocation is deleted nothing more is relayed. A
+/// client whose peer is of the other family stays in userspace, relayed as before.
+#[test]
+fn the_relay_puts_ipv6_channels_in_the_kernel() {
+    use nexrtc_test_support::turn::{rest_credentials, Relayed, TurnClient};
+
+    if !can_run() {
+        return;
+    }
+    let (client, relay_ns, peer) = topology();
+    let relay = start_relay(&relay_ns, None);
+    let monitor = relay.monitor();
+    let _receivers = receivers(&client, &peer);
+    let peer_addr = addr("[fd77:2::2]:6000");
+    let p = bound(&peer, peer_addr);
+    let (username, password) = rest_credentials(SECRET, "six");
+    let socket = client.run(|| UdpSocket::bind("[fd77:1::2]:0").unwrap());
+    let mut turn = TurnClient::over_udp(socket, addr("[fd77:1::1]:3478"), &username, &password)
+        .with_timeouts(Duration::from_millis(200), Duration::from_millis(800));
+    let relayed = turn.allocate_ipv6().relayed().expect("relayed address");
+    assert_eq!(
+        relayed.ip(),
+        "fd77:2::1".parse::<std::net::IpAddr>().unwrap()
+    );
+    assert_eq!(turn.channel_bind(0x4000, peer_addr).code(), 200);
+
+    let mut bytes = (0u64, 0u64);
+    for i in 0..50usize {
+        let payload = vec![i as u8 ^ 0x5a; 1 + i * 3];
+        turn.send_channel_data(0x4000, &payload);
+        assert_eq!(recv(&p), Some((payload.clone(), relayed)), "{i}");
+        bytes.0 += payload.len() as u64;
+        let back = vec![!(i as u8); 2 + i];
+        p.send_to(&back, relayed).unwrap();
+        match turn.recv_relayed() {
+            Some(Relayed::Channel { channel, data }) => {
+                assert_eq!((channel, data), (0x4000, back.clone()))
+            }
+            other => panic!("{i}: not relayed to the client: {other:?}"),
+        }
+        bytes.1 += back.len() as u64;
+    }
+    let xdp = monitor.xdp_outcomes().expect("attached");
+    assert_eq!(
+        (xdp.to_peer, xdp.to_client),
+        (50, 50),
+        "all in the kernel: {xdp:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let usage = monitor.usage();
+        let u = usage.values().next().copied().unwrap_or_default();
+        if (u.bytes_to_peer, u.bytes_to_client) == bytes {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counts not handed back: {usage:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Deleted: nothing more relayed, either way.
+    assert_eq!(turn.refresh(0).code(), 200);
+    turn.send_channel_data(0x4000, b"after");
+    p.send_to(b"after", relayed).unwrap();
+    assert_eq!(recv(&p), None, "relayed after the deletion");
+    assert!(turn.recv_relayed().is_none(), "relayed after the deletion");
+    assert_eq!(monitor.xdp_outcomes().expect("attached").to_peer, 50);
+
+    // An IPv4 client with an IPv6 relayed address (the families differ): userspace relays.
+    let (username, password) = rest_credentials(SECRET, "four-to-six");
+    let socket = client.run(|| UdpSocket::bind("10.77.1.2:0").unwrap());
+    let mut mixed = TurnClient::over_udp(socket, addr("10.77.1.1:3478"), &username, &password)
+        .with_timeouts(Duration::from_millis(200), Duration::from_millis(800));
+    let mixed_relayed = mixed.allocate_ipv6().relayed().expect("relayed address");
+    assert_eq!(mixed.channel_bind(0x4001, peer_addr).code(), 200);
+    mixed.send_channel_data(0x4001, b"translated");
+    assert_eq!(recv(&p), Some((b"translated".to_vec(), mixed_relayed)));
+    assert_eq!(
+        monitor.xdp_outcomes().expect("attached").to_peer,
+        50,
+        "not in the kernel"
+    );
 }
 
 /// A flow whose permission ends is not relayed by the kernel past that end (checked per
