@@ -85,11 +85,11 @@ pub struct Settings {
     #[arg(long)]
     #[serde(default)]
     pub no_gso: bool,
-    /// Relay established UDP channels (IPv4) in the kernel with XDP on these interfaces
-    /// (native mode where the driver has it, else generic), repeatable; needs root, a
-    /// relay built with clang, IPv4 forwarding on the interfaces
-    /// (net.ipv4.conf.IFACE.forwarding=1; drop forwarded traffic in the firewall), and
-    /// specific listening and relay IPs.
+    /// Relay established UDP channels (IPv4 and IPv6) in the kernel with XDP on these
+    /// interfaces (native mode where the driver has it, else generic), repeatable; needs
+    /// root, a relay built with clang, forwarding on the interfaces
+    /// (net.ipv4.conf.IFACE.forwarding=1, and net.ipv6.conf.IFACE.forwarding=1 for IPv6;
+    /// drop forwarded traffic in the firewall), and specific listening and relay IPs.
     #[arg(long, value_name = "IFACE")]
     #[serde(default, deserialize_with = "one_or_many")]
     pub xdp: Vec<String>,
