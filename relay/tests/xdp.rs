@@ -13,7 +13,12 @@
 //! UDP and the peer's datagrams back as ChannelData, with per-flow counts that match;
 //! padding is stripped; ChannelData whose length disagrees with its datagram, or on a
 //! channel without a flow, is passed to the kernel, not relayed; once the flow is removed
-//! nothing more is relayed. Needs root and a relay built with clang.
+//! nothing more is relayed; over IPv6 the receivers' kernels verify every UDP checksum the
+//! program updated. The relay itself with `--xdp`: channels go to the kernel over IPv4 and
+//! IPv6 and leave it on deletion, revocation, permission expiry and exit; capped
+//! allocations and clients relayed across families stay in userspace; coturn's uclient
+//! and webrtc-rs's client relay through it without loss. Needs root and a relay built
+//! with clang.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -457,12 +462,15 @@ fn ipv6_channels_are_relayed_in_the_kernel_with_their_checksums_right() {
 
 const SECRET: &str = "xdp-secret-0123456789";
 
-/// The relay in `ns` with `--xdp r0,r1` (and `--permission-lifetime`, if given).
-fn start_relay(ns: &Netns, permission_lifetime: Option<u64>) -> nexrtc_relay::Relay {
+/// The relay in `ns` with `--xdp r0,r1`, its settings changed by `change`.
+fn start_relay(
+    ns: &Netns,
+    change: impl FnOnce(&mut nexrtc_relay::Settings) + Send + 'static,
+) -> nexrtc_relay::Relay {
     use nexrtc_relay::settings::PeerRange;
     use nexrtc_relay::{Relay, RelayConfig, Settings};
     ns.run(move || {
-        let settings = Settings {
+        let mut settings = Settings {
             realm: Some("xdp.test".into()),
             static_auth_secret: vec![SECRET.into()],
             listening_ip: vec!["10.77.1.1".parse().unwrap(), "fd77:1::1".parse().unwrap()],
@@ -478,9 +486,9 @@ fn start_relay(ns: &Netns, permission_lifetime: Option<u64>) -> nexrtc_relay::Re
             ],
             xdp: vec!["r0".into(), "r1".into()],
             relay_threads: Some(1),
-            permission_lifetime,
             ..Settings::default()
         };
+        change(&mut settings);
         Relay::start(&RelayConfig::load(settings).unwrap()).unwrap()
     })
 }
@@ -511,7 +519,7 @@ fn the_relay_puts_bound_channels_in_the_kernel_and_takes_them_out_at_once() {
         return;
     }
     let (client, relay_ns, peer) = topology();
-    let relay = start_relay(&relay_ns, None);
+    let relay = start_relay(&relay_ns, |_| {});
     let monitor = relay.monitor();
     let _receivers = receivers(&client, &peer);
     let p = bound(&peer, addr("10.77.2.2:6000"));
@@ -605,7 +613,7 @@ fn the_relay_puts_ipv6_channels_in_the_kernel() {
         return;
     }
     let (client, relay_ns, peer) = topology();
-    let relay = start_relay(&relay_ns, None);
+    let relay = start_relay(&relay_ns, |_| {});
     let monitor = relay.monitor();
     let _receivers = receivers(&client, &peer);
     let peer_addr = addr("[fd77:2::2]:6000");
@@ -681,6 +689,47 @@ fn the_relay_puts_ipv6_channels_in_the_kernel() {
     );
 }
 
+/// An allocation with a bandwidth cap (`--max-bps`) needs a decision per packet, so its
+/// channels stay in userspace under `--xdp`, and the cap holds: of a burst far above it,
+/// the peer gets no more than the bucket's burst plus its rate over the time taken.
+#[test]
+fn a_capped_allocation_stays_in_userspace_and_its_cap_holds() {
+    if !can_run() {
+        return;
+    }
+    let (client, relay_ns, peer) = topology();
+    let relay = start_relay(&relay_ns, |s| s.max_bps = Some(10_000));
+    let monitor = relay.monitor();
+    let _receivers = receivers(&client, &peer);
+    let p = bound(&peer, addr("10.77.2.2:6000"));
+    let (turn, _relayed) = turn_client(&client, "capped");
+    let started = Instant::now();
+    let payload = [0x42u8; 1000];
+    for _ in 0..300 {
+        turn.send_channel_data(0x4000, &payload);
+    }
+    let mut got = 0usize;
+    while let Some((data, _)) = recv(&p) {
+        got += data.len();
+    }
+    // The bucket holds max(rate, 65,536) bytes; the receive loop ends 500 ms after the
+    // last datagram.
+    let allowed = 65_536 + (10_000.0 * started.elapsed().as_secs_f64()) as usize;
+    assert!(
+        got >= 60_000,
+        "the burst the cap allows was relayed: {got} B"
+    );
+    assert!(
+        got <= allowed,
+        "{got} B relayed, the cap allows {allowed} B"
+    );
+    let xdp = monitor.xdp_outcomes().expect("attached");
+    assert_eq!(
+        xdp.to_peer, 0,
+        "a capped channel was relayed in the kernel: {xdp:?}"
+    );
+}
+
 /// A flow whose permission ends is not relayed by the kernel past that end (checked per
 /// packet, before the sweep withdraws it).
 #[test]
@@ -689,7 +738,7 @@ fn a_channel_leaves_the_kernel_when_its_permission_ends() {
         return;
     }
     let (client, relay_ns, peer) = topology();
-    let relay = start_relay(&relay_ns, Some(2));
+    let relay = start_relay(&relay_ns, |s| s.permission_lifetime = Some(2));
     let monitor = relay.monitor();
     let _receivers = receivers(&client, &peer);
     let p = bound(&peer, addr("10.77.2.2:6000"));
@@ -717,7 +766,7 @@ fn uclient_relays_through_the_kernel_without_loss() {
         return;
     }
     let (client, relay_ns, peer) = topology();
-    let relay = start_relay(&relay_ns, None);
+    let relay = start_relay(&relay_ns, |_| {});
     let monitor = relay.monitor();
     let _receivers = receivers(&client, &peer);
     let echo = Echo::start(&peer);
@@ -796,7 +845,7 @@ fn webrtc_rs_clients_relay_through_the_kernel_without_loss() {
         return;
     }
     let (client, relay_ns, peer) = topology();
-    let relay = start_relay(&relay_ns, None);
+    let relay = start_relay(&relay_ns, |_| {});
     let monitor = relay.monitor();
     let _receivers = receivers(&client, &peer);
     let echo = Echo::start(&peer);
