@@ -759,14 +759,15 @@ fn a_channel_leaves_the_kernel_when_its_permission_ends() {
 }
 
 /// coturn's `turnutils_uclient` (an independent TURN client) through the relay with
-/// `--xdp`: every message comes back, and the channels' data went through the kernel.
+/// `--xdp` and two workers sharing the program's tables: every message comes back, and
+/// the channels' data went through the kernel.
 #[test]
 fn uclient_relays_through_the_kernel_without_loss() {
     if !can_run() || require_tool("turnutils_uclient", "coturn").is_none() {
         return;
     }
     let (client, relay_ns, peer) = topology();
-    let relay = start_relay(&relay_ns, |_| {});
+    let relay = start_relay(&relay_ns, |s| s.relay_threads = Some(2));
     let monitor = relay.monitor();
     let _receivers = receivers(&client, &peer);
     let echo = Echo::start(&peer);
