@@ -758,6 +758,94 @@ fn a_channel_leaves_the_kernel_when_its_permission_ends() {
     );
 }
 
+/// A call held past its permission's lifetime by refreshing it (CreatePermission every
+/// second, permissions lasting 2 s) stays in the kernel the whole time: each refresh gives
+/// the flow its new end, so no packet of the call falls to userspace as expired.
+#[test]
+fn refreshed_permissions_keep_a_call_in_the_kernel() {
+    if !can_run() {
+        return;
+    }
+    let (client, relay_ns, peer) = topology();
+    let relay = start_relay(&relay_ns, |s| s.permission_lifetime = Some(2));
+    let monitor = relay.monitor();
+    let _receivers = receivers(&client, &peer);
+    let peer_addr = addr("10.77.2.2:6000");
+    let p = bound(&peer, peer_addr);
+    let (mut turn, relayed) = turn_client(&client, "held");
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut refreshed = Instant::now();
+    // 6 s: three times the permission's lifetime.
+    while started.elapsed() < Duration::from_secs(6) {
+        if refreshed.elapsed() >= Duration::from_secs(1) {
+            assert_eq!(turn.create_permission(&[peer_addr]).code(), 200);
+            refreshed = Instant::now();
+        }
+        let payload = format!("held {sent}").into_bytes();
+        turn.send_channel_data(0x4000, &payload);
+        assert_eq!(recv(&p), Some((payload, relayed)), "packet {sent}");
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let xdp = monitor.xdp_outcomes().expect("attached");
+    assert_eq!((xdp.to_peer, xdp.expired), (sent, 0), "{xdp:?}");
+}
+
+/// Two hundred calls at once, spread over two workers: every packet of every call is
+/// relayed in the kernel both ways, and the tenant's bytes come out exact, summed from
+/// every flow's counts.
+#[test]
+fn many_calls_through_the_kernel_are_counted_exactly() {
+    use nexrtc_test_support::turn::Relayed;
+
+    if !can_run() {
+        return;
+    }
+    let (client, relay_ns, peer) = topology();
+    let relay = start_relay(&relay_ns, |s| {
+        s.relay_threads = Some(2);
+        s.max_port = Some(50_499);
+        s.unauthenticated_bytes_per_ip = Some(10_000_000);
+    });
+    let monitor = relay.monitor();
+    let _receivers = receivers(&client, &peer);
+    let echo = Echo::start(&peer);
+    let mut calls: Vec<_> = (0..200)
+        .map(|i| turn_client(&client, &format!("many-{i}")))
+        .collect();
+    let mut bytes = 0u64;
+    for round in 0..5usize {
+        for (i, (turn, _)) in calls.iter_mut().enumerate() {
+            let payload = vec![(i + round) as u8; 20 + (i + round) % 50];
+            turn.send_channel_data(0x4000, &payload);
+            match turn.recv_relayed() {
+                Some(Relayed::Channel { channel, data }) => {
+                    assert_eq!((channel, data), (0x4000, payload.clone()), "call {i}")
+                }
+                other => panic!("call {i}, round {round}: {other:?}"),
+            }
+            bytes += payload.len() as u64;
+        }
+    }
+    drop(echo);
+    let xdp = monitor.xdp_outcomes().expect("attached");
+    assert_eq!((xdp.to_peer, xdp.to_client), (1000, 1000), "{xdp:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let usage = monitor.usage();
+        let u = usage.values().next().copied().unwrap_or_default();
+        if (u.bytes_to_peer, u.bytes_to_client) == (bytes, bytes) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{usage:?}, sent {bytes} each way"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// coturn's `turnutils_uclient` (an independent TURN client) through the relay with
 /// `--xdp` and two workers sharing the program's tables: every message comes back, and
 /// the channels' data went through the kernel.
