@@ -75,3 +75,80 @@ pub(crate) fn bpf_link_detach(id: u32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Every entry of the BPF hash map `fd` (keys of `key_size` bytes, values of `value_size`,
+/// which for a per-CPU map is every possible CPU's value, each rounded up to 8 bytes),
+/// read `batch` entries per call (BPF_MAP_LOOKUP_BATCH, Linux ≥ 5.6): a few calls for the
+/// whole map instead of one per key. Returns the keys and the values, each packed one
+/// after the other. Written here because aya 0.14 has no batch operations.
+pub(crate) fn bpf_map_dump(
+    fd: std::os::fd::BorrowedFd<'_>,
+    key_size: usize,
+    value_size: usize,
+    batch: u32,
+) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    use std::os::fd::AsRawFd;
+    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+    // `union bpf_attr`'s `batch` member.
+    #[repr(C)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    let mut keys = vec![0u8; key_size * batch as usize];
+    let mut values = vec![0u8; value_size * batch as usize];
+    let (mut all_keys, mut all_values) = (Vec::new(), Vec::new());
+    // The kernel's position in the map between calls (opaque; a bucket index).
+    let (mut position, mut next) = (0u64, 0u64);
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first {
+                0
+            } else {
+                std::ptr::addr_of!(position) as u64
+            },
+            out_batch: std::ptr::addr_of_mut!(next) as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: batch,
+            map_fd: fd.as_raw_fd() as u32,
+            elem_flags: 0,
+            flags: 0,
+        };
+        // SAFETY: the kernel reads `attr` and writes at most `count` keys and values into
+        // the buffers it points at, sized for `batch` of each, and the position into
+        // `next`; all of them outlive the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                std::ptr::addr_of_mut!(attr),
+                std::mem::size_of::<BatchAttr>(),
+            )
+        };
+        let error = (rc < 0).then(io::Error::last_os_error);
+        // The kernel says how many entries it wrote, also on the last call (ENOENT).
+        let got = (attr.count.min(batch)) as usize;
+        if error
+            .as_ref()
+            .is_none_or(|e| e.raw_os_error() == Some(libc::ENOENT))
+        {
+            all_keys.extend_from_slice(&keys[..got * key_size]);
+            all_values.extend_from_slice(&values[..got * value_size]);
+        }
+        match error {
+            None => {}
+            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok((all_keys, all_values)),
+            Some(e) => return Err(e),
+        }
+        position = next;
+        first = false;
+    }
+}

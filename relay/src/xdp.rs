@@ -12,7 +12,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aya::maps::{HashMap, IterableMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use aya::programs::links::FdLink;
 use aya::programs::xdp::XdpLink;
 use aya::programs::{Xdp, XdpMode};
@@ -54,7 +58,7 @@ pub enum XdpError {
 type Addr = [u32; 4];
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 struct ToPeerKey {
     client_ip: Addr,
     listen_ip: Addr,
@@ -76,7 +80,7 @@ struct ToPeerFlow {
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 struct ToClientKey {
     peer_ip: Addr,
     relay_ip: Addr,
@@ -222,6 +226,8 @@ pub struct FastPath {
     attached: Vec<(String, &'static str)>,
     /// The program's attachments, owned here so that [`FastPath::detach`] ends them.
     links: Vec<XdpLink>,
+    /// The last [`FastPath::snapshot`], kept for [`SNAPSHOT_AGE`].
+    snapshot: Option<Arc<CountsSnapshot>>,
     /// The loaded program (`None` once detached).
     ebpf: Option<Ebpf>,
 }
@@ -291,6 +297,7 @@ impl FastPath {
             outcomes,
             attached,
             links,
+            snapshot: None,
             ebpf: Some(ebpf),
         })
     }
@@ -409,6 +416,36 @@ impl FastPath {
         counts
     }
 
+    /// What every installed flow had relayed, read with a few batched calls for the whole
+    /// table (not two per flow); a snapshot younger than [`SNAPSHOT_AGE`] is handed out
+    /// again, so the workers' sweeps share one. `None` where the kernel has no batched
+    /// reads (before 5.6): read each flow with [`FastPath::counts`] then.
+    pub fn snapshot(&mut self) -> Option<Arc<CountsSnapshot>> {
+        if let Some(s) = &self.snapshot {
+            if s.taken.elapsed() < SNAPSHOT_AGE {
+                return Some(s.clone());
+            }
+        }
+        let taken = Instant::now();
+        let read = read_counts(&self.to_peer_counts, self.cpus)
+            .and_then(|to_peer| Ok((to_peer, read_counts(&self.to_client_counts, self.cpus)?)));
+        match read {
+            Ok((to_peer, to_client)) => {
+                let s = Arc::new(CountsSnapshot {
+                    taken,
+                    to_peer,
+                    to_client,
+                });
+                self.snapshot = Some(s.clone());
+                Some(s)
+            }
+            Err(e) => {
+                tracing::debug!("XDP counts: no batched read ({e}); reading flow by flow");
+                None
+            }
+        }
+    }
+
     /// The program's outcomes so far, over every CPU.
     pub fn outcomes(&self) -> Outcomes {
         let sum =
@@ -422,4 +459,60 @@ impl FastPath {
             expired: sum(5),
         }
     }
+}
+
+/// How long a [`CountsSnapshot`] is handed out again.
+pub const SNAPSHOT_AGE: Duration = Duration::from_millis(250);
+
+/// Every installed flow's counts at one instant ([`FastPath::snapshot`]).
+#[derive(Debug)]
+pub struct CountsSnapshot {
+    /// When the reading began (flows installed later are not in it).
+    pub taken: Instant,
+    to_peer: std::collections::HashMap<ToPeerKey, (u64, u64)>,
+    to_client: std::collections::HashMap<ToClientKey, (u64, u64)>,
+}
+
+impl CountsSnapshot {
+    /// What `flow` had relayed, if it was installed when this was taken.
+    pub fn counts(&self, flow: &Flow) -> Option<FlowCounts> {
+        let (to_peer_packets, to_peer_bytes) = *self.to_peer.get(&flow.peer_bound_key())?;
+        let (to_client_packets, to_client_bytes) = *self.to_client.get(&flow.client_bound_key())?;
+        Some(FlowCounts {
+            to_peer_packets,
+            to_peer_bytes,
+            to_client_packets,
+            to_client_bytes,
+        })
+    }
+}
+
+/// A per-CPU count map's entries, summed over CPUs: packets and bytes by key.
+fn read_counts<K: aya::Pod + Eq + std::hash::Hash>(
+    map: &PerCpuHashMap<MapData, K, Counts>,
+    cpus: usize,
+) -> std::io::Result<std::collections::HashMap<K, (u64, u64)>> {
+    let key_size = std::mem::size_of::<K>();
+    // Each CPU's value, 16 bytes (a multiple of 8, as the kernel lays per-CPU values).
+    let per_cpu = std::mem::size_of::<Counts>();
+    let (keys, values) =
+        crate::sys::bpf_map_dump(map.map().fd().as_fd(), key_size, per_cpu * cpus, 4096)?;
+    let mut out = std::collections::HashMap::with_capacity(keys.len() / key_size);
+    for (key, value) in keys
+        .chunks_exact(key_size)
+        .zip(values.chunks_exact(per_cpu * cpus))
+    {
+        // SAFETY: `key` holds exactly one `K`, a `Pod` type (every byte pattern is a value).
+        let key: K = unsafe { std::ptr::read_unaligned(key.as_ptr().cast()) };
+        let word = |c: &[u8], at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&c[at..at + 8]);
+            u64::from_ne_bytes(w)
+        };
+        let sum = value
+            .chunks_exact(per_cpu)
+            .fold((0u64, 0u64), |(p, b), c| (p + word(c, 0), b + word(c, 8)));
+        out.insert(key, sum);
+    }
+    Ok(out)
 }

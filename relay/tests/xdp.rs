@@ -315,6 +315,9 @@ fn channels_are_relayed_in_the_kernel_both_ways_while_their_flow_is_installed() 
     expect.to_peer_packets += 1;
     expect.to_peer_bytes += 6;
     assert_eq!(fast.counts(&flow), expect);
+    // The whole table read at once (batched) says the same.
+    let snapshot = fast.snapshot().expect("batched reads");
+    assert_eq!(snapshot.counts(&flow), Some(expect));
 
     // A length longer than the datagram, or 4 bytes of padding, or another channel: passed
     // to the kernel, not relayed.
@@ -1062,4 +1065,24 @@ fn a_full_flow_table_refuses_the_next_flow_and_keeps_the_others() {
         .unwrap();
     let relayed = kept.relay;
     assert_eq!(recv(&p), Some((b"kept".to_vec(), relayed)));
+
+    // One batched read of the full table holds every flow, with what each relayed.
+    let snapshot = fast.snapshot().expect("batched reads");
+    for port in 40_000..40_016u16 {
+        for channel in 0x4000..0x5000u16 {
+            let mut f = flow(port, channel);
+            f.peer.set_port(6_000 + (port - 40_000));
+            let expect = if (port, channel) == (40_000, 0x4000) {
+                FlowCounts {
+                    to_peer_packets: 1,
+                    to_peer_bytes: 4,
+                    ..FlowCounts::default()
+                }
+            } else {
+                FlowCounts::default()
+            };
+            assert_eq!(snapshot.counts(&f), Some(expect), "{port} {channel:#x}");
+        }
+    }
+    assert_eq!(snapshot.counts(&extra), None, "the refused flow");
 }

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use turn_core::{ClientSocket, FastFlow, Server};
 
@@ -26,6 +27,9 @@ pub(super) struct Installed {
     tenant: String,
     /// The counts already handed to the core.
     seen: FlowCounts,
+    /// When it was first installed (a snapshot of the counts older than that may hold a
+    /// removed flow's counts under the same key).
+    since: Instant,
 }
 
 /// This worker's flows in the kernel, by client and channel.
@@ -66,11 +70,20 @@ pub(super) fn up(fast: &mut FastPath, flows: &mut Flows, relays: &RelaySockets, 
     match fast.install(&flow) {
         Ok(()) => {
             let key = (offer.client, offer.channel);
-            let seen = flows
-                .remove(&key)
-                .map_or_else(FlowCounts::default, |i| i.seen);
+            let (seen, since) = flows.remove(&key).map_or_else(
+                || (FlowCounts::default(), Instant::now()),
+                |i| (i.seen, i.since),
+            );
             let tenant = offer.tenant;
-            flows.insert(key, Installed { flow, tenant, seen });
+            flows.insert(
+                key,
+                Installed {
+                    flow,
+                    tenant,
+                    seen,
+                    since,
+                },
+            );
         }
         Err(e) => tracing::debug!("XDP flow not installed (relayed in userspace): {e}"),
     }
@@ -90,10 +103,28 @@ pub(super) fn down(
     }
 }
 
-/// Hands what every flow relayed since the last time to the core.
-pub(super) fn collect(fast: &FastPath, flows: &mut Flows, server: &Server) {
+/// Hands what every flow relayed since the last time to the core: from a snapshot of the
+/// whole table (shared by the workers' sweeps), or flow by flow where the kernel has no
+/// batched reads.
+pub(super) fn collect(fast: &mut FastPath, flows: &mut Flows, server: &Server) {
+    let snapshot = fast.snapshot();
     for installed in flows.values_mut() {
-        let now = fast.counts(&installed.flow);
+        let now = match &snapshot {
+            Some(s) if s.taken >= installed.since => match s.counts(&installed.flow) {
+                Some(counts) => counts,
+                None => continue,
+            },
+            // Taken before this flow was installed: the next sweep reads it.
+            Some(_) => continue,
+            None => fast.counts(&installed.flow),
+        };
+        // Counts only grow; a snapshot older than the last reading must not lower it.
+        let now = FlowCounts {
+            to_peer_packets: now.to_peer_packets.max(installed.seen.to_peer_packets),
+            to_peer_bytes: now.to_peer_bytes.max(installed.seen.to_peer_bytes),
+            to_client_packets: now.to_client_packets.max(installed.seen.to_client_packets),
+            to_client_bytes: now.to_client_bytes.max(installed.seen.to_client_bytes),
+        };
         hand_over(server, &installed.tenant, installed.seen, now);
         installed.seen = now;
     }
