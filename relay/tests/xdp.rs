@@ -496,6 +496,32 @@ fn start_relay(
     })
 }
 
+/// What a test of the relay itself starts from: the namespaces, the relay with `--xdp` in
+/// the middle (its settings changed by `change`), its monitor, and the receivers' programs.
+struct Rig {
+    client: Netns,
+    _relay_ns: Netns,
+    peer: Netns,
+    relay: nexrtc_relay::Relay,
+    monitor: nexrtc_relay::Monitor,
+    _receivers: (FastPath, FastPath),
+}
+
+fn rig(change: impl FnOnce(&mut nexrtc_relay::Settings) + Send + 'static) -> Rig {
+    let (client, relay_ns, peer) = topology();
+    let relay = start_relay(&relay_ns, change);
+    let monitor = relay.monitor();
+    let receivers = receivers(&client, &peer);
+    Rig {
+        client,
+        _relay_ns: relay_ns,
+        peer,
+        relay,
+        monitor,
+        _receivers: receivers,
+    }
+}
+
 /// A TURN client of `user` in `ns`, allocated, with channel 0x4000 bound to the peer;
 /// its relayed address.
 fn turn_client(ns: &Netns, user: &str) -> (nexrtc_test_support::turn::TurnClient, SocketAddr) {
@@ -521,10 +547,14 @@ fn the_relay_puts_bound_channels_in_the_kernel_and_takes_them_out_at_once() {
     if !can_run() {
         return;
     }
-    let (client, relay_ns, peer) = topology();
-    let relay = start_relay(&relay_ns, |_| {});
-    let monitor = relay.monitor();
-    let _receivers = receivers(&client, &peer);
+    let Rig {
+        client,
+        _relay_ns,
+        peer,
+        relay,
+        monitor,
+        _receivers,
+    } = rig(|_| {});
     let p = bound(&peer, addr("10.77.2.2:6000"));
     let (mut turn, relayed) = turn_client(&client, "alice");
 
@@ -615,10 +645,14 @@ fn the_relay_puts_ipv6_channels_in_the_kernel() {
     if !can_run() {
         return;
     }
-    let (client, relay_ns, peer) = topology();
-    let relay = start_relay(&relay_ns, |_| {});
-    let monitor = relay.monitor();
-    let _receivers = receivers(&client, &peer);
+    let Rig {
+        client,
+        _relay_ns,
+        peer,
+        relay: _relay,
+        monitor,
+        _receivers,
+    } = rig(|_| {});
     let peer_addr = addr("[fd77:2::2]:6000");
     let p = bound(&peer, peer_addr);
     let (username, password) = rest_credentials(SECRET, "six");
@@ -700,10 +734,14 @@ fn a_capped_allocation_stays_in_userspace_and_its_cap_holds() {
     if !can_run() {
         return;
     }
-    let (client, relay_ns, peer) = topology();
-    let relay = start_relay(&relay_ns, |s| s.max_bps = Some(10_000));
-    let monitor = relay.monitor();
-    let _receivers = receivers(&client, &peer);
+    let Rig {
+        client,
+        _relay_ns,
+        peer,
+        relay: _relay,
+        monitor,
+        _receivers,
+    } = rig(|s| s.max_bps = Some(10_000));
     let p = bound(&peer, addr("10.77.2.2:6000"));
     let (turn, _relayed) = turn_client(&client, "capped");
     let started = Instant::now();
@@ -740,10 +778,14 @@ fn a_channel_leaves_the_kernel_when_its_permission_ends() {
     if !can_run() {
         return;
     }
-    let (client, relay_ns, peer) = topology();
-    let relay = start_relay(&relay_ns, |s| s.permission_lifetime = Some(2));
-    let monitor = relay.monitor();
-    let _receivers = receivers(&client, &peer);
+    let Rig {
+        client,
+        _relay_ns,
+        peer,
+        relay: _relay,
+        monitor,
+        _receivers,
+    } = rig(|s| s.permission_lifetime = Some(2));
     let p = bound(&peer, addr("10.77.2.2:6000"));
     let (turn, relayed) = turn_client(&client, "dave");
     turn.send_channel_data(0x4000, b"in time");
@@ -769,10 +811,14 @@ fn refreshed_permissions_keep_a_call_in_the_kernel() {
     if !can_run() {
         return;
     }
-    let (client, relay_ns, peer) = topology();
-    let relay = start_relay(&relay_ns, |s| s.permission_lifetime = Some(2));
-    let monitor = relay.monitor();
-    let _receivers = receivers(&client, &peer);
+    let Rig {
+        client,
+        _relay_ns,
+        peer,
+        relay: _relay,
+        monitor,
+        _receivers,
+    } = rig(|s| s.permission_lifetime = Some(2));
     let peer_addr = addr("10.77.2.2:6000");
     let p = bound(&peer, peer_addr);
     let (mut turn, relayed) = turn_client(&client, "held");
@@ -805,14 +851,18 @@ fn many_calls_through_the_kernel_are_counted_exactly() {
     if !can_run() {
         return;
     }
-    let (client, relay_ns, peer) = topology();
-    let relay = start_relay(&relay_ns, |s| {
+    let Rig {
+        client,
+        _relay_ns,
+        peer,
+        relay: _relay,
+        monitor,
+        _receivers,
+    } = rig(|s| {
         s.relay_threads = Some(2);
         s.max_port = Some(50_499);
         s.unauthenticated_bytes_per_ip = Some(10_000_000);
     });
-    let monitor = relay.monitor();
-    let _receivers = receivers(&client, &peer);
     let echo = Echo::start(&peer);
     let mut calls: Vec<_> = (0..200)
         .map(|i| turn_client(&client, &format!("many-{i}")))
@@ -857,10 +907,14 @@ fn uclient_relays_through_the_kernel_without_loss() {
     if !can_run() || require_tool("turnutils_uclient", "coturn").is_none() {
         return;
     }
-    let (client, relay_ns, peer) = topology();
-    let relay = start_relay(&relay_ns, |s| s.relay_threads = Some(2));
-    let monitor = relay.monitor();
-    let _receivers = receivers(&client, &peer);
+    let Rig {
+        client,
+        _relay_ns,
+        peer,
+        relay: _relay,
+        monitor,
+        _receivers,
+    } = rig(|s| s.relay_threads = Some(2));
     let echo = Echo::start(&peer);
     let out = Command::new("ip")
         .args(["netns", "exec", &client.0, "turnutils_uclient", "-c"])
@@ -936,10 +990,14 @@ fn webrtc_rs_clients_relay_through_the_kernel_without_loss() {
     if !can_run() {
         return;
     }
-    let (client, relay_ns, peer) = topology();
-    let relay = start_relay(&relay_ns, |_| {});
-    let monitor = relay.monitor();
-    let _receivers = receivers(&client, &peer);
+    let Rig {
+        client,
+        _relay_ns,
+        peer,
+        relay,
+        monitor,
+        _receivers,
+    } = rig(|_| {});
     let echo = Echo::start(&peer);
     let sockets: Vec<UdpSocket> = (0..2)
         .map(|_| client.run(|| UdpSocket::bind("10.77.1.2:0").unwrap()))
