@@ -463,6 +463,118 @@ fn ipv6_channels_are_relayed_in_the_kernel_with_their_checksums_right() {
     assert_eq!(recv(&c), None);
 }
 
+/// Arbitrary datagrams, over IPv4 and IPv6, both ways, against installed flows: the
+/// program relays exactly what the relay would (a client's well-formed ChannelData on the
+/// flow's channel, stripped; every peer datagram, framed) and passes everything else, in
+/// order, without disturbing the flows; the kernel and the verifier stay unmoved.
+#[test]
+fn arbitrary_datagrams_are_relayed_exactly_when_the_relay_would() {
+    if !can_run() {
+        return;
+    }
+    let (client, relay, peer) = topology();
+    let mut fast = relay.run(|| FastPath::attach(&["r0".into(), "r1".into()]).unwrap());
+    let _receivers = receivers(&client, &peer);
+    // xorshift64*: reproducible, no dependency.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    for (c_at, l_at, r_at, p_at) in [
+        (
+            "10.77.1.2:41000",
+            "10.77.1.1:3478",
+            "10.77.2.1:51000",
+            "10.77.2.2:7000",
+        ),
+        (
+            "[fd77:1::2]:41000",
+            "[fd77:1::1]:3478",
+            "[fd77:2::1]:51000",
+            "[fd77:2::2]:7000",
+        ),
+    ] {
+        let flow = Flow {
+            client: addr(c_at),
+            listen: addr(l_at),
+            relay: addr(r_at),
+            peer: addr(p_at),
+            channel: 0x4123,
+            expires: Instant::now() + Duration::from_secs(60),
+        };
+        fast.install(&flow).unwrap();
+        let c = bound(&client, flow.client);
+        let p = bound(&peer, flow.peer);
+        for socket in [&c, &p] {
+            socket
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+        }
+        let mut expect = FlowCounts::default();
+        for round in 0..20 {
+            let (mut to_peer, mut to_client) = (Vec::new(), Vec::new());
+            for _ in 0..50 {
+                let len = (next() % 1400) as usize;
+                let mut d: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                if len >= 4 && next() % 2 == 0 {
+                    // Looks like ChannelData on the flow's channel, any length field.
+                    d[..2].copy_from_slice(&0x4123u16.to_be_bytes());
+                    let field = match next() % 3 {
+                        0 => len - 4,                                         // exact
+                        1 => (len - 4).saturating_sub((next() % 5) as usize), // padded 0-4
+                        _ => (next() % 1500) as usize,                        // anything
+                    };
+                    d[2..4].copy_from_slice(&(field as u16).to_be_bytes());
+                }
+                c.send_to(&d, flow.listen).unwrap();
+                // What the relay would send on: well-formed ChannelData on this channel.
+                if d.len() >= 4 && d[..2] == 0x4123u16.to_be_bytes() {
+                    let field = u16::from_be_bytes([d[2], d[3]]) as usize;
+                    let carried = d.len() - 4;
+                    if field <= carried && carried - field <= 3 {
+                        to_peer.push(d[4..4 + field].to_vec());
+                    }
+                }
+                let back: Vec<u8> = (0..(next() % 1400) as usize)
+                    .map(|_| next() as u8)
+                    .collect();
+                p.send_to(&back, flow.relay).unwrap();
+                to_client.push(channel_data(0x4123, &back, 0));
+            }
+            let mut got_peer = Vec::new();
+            while let Some((d, from)) = recv(&p) {
+                assert_eq!(from, flow.relay);
+                got_peer.push(d);
+            }
+            let mut got_client = Vec::new();
+            while let Some((d, from)) = recv(&c) {
+                assert_eq!(from, flow.listen);
+                got_client.push(d);
+            }
+            assert_eq!(got_peer, to_peer, "{c_at}, round {round}: to the peer");
+            assert_eq!(
+                got_client, to_client,
+                "{c_at}, round {round}: to the client"
+            );
+            expect.to_peer_packets += to_peer.len() as u64;
+            expect.to_peer_bytes += to_peer.iter().map(|d| d.len() as u64).sum::<u64>();
+            expect.to_client_packets += to_client.len() as u64;
+            // Payload bytes: without the 4-byte ChannelData header.
+            expect.to_client_bytes += to_client.iter().map(|d| d.len() as u64 - 4).sum::<u64>();
+        }
+        // The flow still relays, and its counts are those of what was relayed.
+        c.send_to(&channel_data(0x4123, b"still", 0), flow.listen)
+            .unwrap();
+        assert_eq!(recv(&p), Some((b"still".to_vec(), flow.relay)));
+        expect.to_peer_packets += 1;
+        expect.to_peer_bytes += 5;
+        assert_eq!(fast.remove(&flow), expect, "{c_at}");
+    }
+}
+
 const SECRET: &str = "xdp-secret-0123456789";
 
 /// The relay in `ns` with `--xdp r0,r1`, its settings changed by `change`.
