@@ -51,8 +51,9 @@ struct addr {
 	__u32 w[4];
 };
 
-// Client → peer: a channel of a client seen on a relay listener.
-struct to_peer_key {
+// The client's side of a channel: the client, the relay listener it sends to, and the
+// channel number. The key of `to_peer`, and where `to_client` sends.
+struct client_side {
 	struct addr client_ip;
 	struct addr listen_ip; // the listener address the client sends to
 	__u16 client_port;     // network order
@@ -61,30 +62,25 @@ struct to_peer_key {
 	__u16 pad;
 };
 
-struct to_peer_flow {
-	struct addr relay_ip; // the allocation's relayed address
-	struct addr peer_ip;
-	__u16 relay_port;
-	__u16 peer_port;
-	__u32 pad;
-	__u64 expires_ns;     // CLOCK_MONOTONIC: from then on the flow is userspace's again
-};
-
-// Peer → client: a peer sending to an allocation's relayed address.
-struct to_client_key {
+// The peer's side: the peer and the allocation's relayed address. The key of
+// `to_client`, and where `to_peer` sends.
+struct peer_side {
 	struct addr peer_ip;
 	struct addr relay_ip;
 	__u16 peer_port;
 	__u16 relay_port;
 };
 
+// A flow: where a packet of the key's side goes, and until when (CLOCK_MONOTONIC: from
+// then on the flow is userspace's again).
+struct to_peer_flow {
+	struct peer_side to;
+	__u32 pad;
+	__u64 expires_ns;
+};
+
 struct to_client_flow {
-	struct addr client_ip;
-	struct addr listen_ip;
-	__u16 client_port;
-	__u16 listen_port;
-	__u16 channel;        // host order
-	__u16 pad;
+	struct client_side to;
 	__u64 expires_ns;
 };
 
@@ -99,28 +95,28 @@ struct counts {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct to_peer_key);
+	__type(key, struct client_side);
 	__type(value, struct to_peer_flow);
 } to_peer SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct to_client_key);
+	__type(key, struct peer_side);
 	__type(value, struct to_client_flow);
 } to_client SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct to_peer_key);
+	__type(key, struct client_side);
 	__type(value, struct counts);
 } to_peer_counts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct to_client_key);
+	__type(key, struct peer_side);
 	__type(value, struct counts);
 } to_client_counts SEC(".maps");
 
@@ -305,7 +301,7 @@ static __always_inline int relay(struct xdp_md *ctx, const int v6)
 		channel = ((__u16)cd[0] << 8) | cd[1];
 		cd_len = ((__u16)cd[2] << 8) | cd[3];
 	}
-	struct to_peer_key pkey = {
+	struct client_side pkey = {
 		.client_ip = saddr,
 		.listen_ip = daddr,
 		.client_port = udp->source,
@@ -325,14 +321,14 @@ static __always_inline int relay(struct xdp_md *ctx, const int v6)
 		if (udp_len < sizeof(*udp) + 4 || len > carried || carried - len > 3)
 			return count(MALFORMED, XDP_PASS);
 		out_udp = sizeof(struct udphdr) + len;
-		ifindex = route(ctx, v6, &pflow->relay_ip, &pflow->peer_ip, l3 + out_udp, smac,
-				dmac);
+		ifindex = route(ctx, v6, &pflow->to.relay_ip, &pflow->to.peer_ip, l3 + out_udp,
+				smac, dmac);
 		if (!ifindex)
 			return count(NO_ROUTE, XDP_PASS);
-		out_src = pflow->relay_ip;
-		out_dst = pflow->peer_ip;
-		out_sport = pflow->relay_port;
-		out_dport = pflow->peer_port;
+		out_src = pflow->to.relay_ip;
+		out_dst = pflow->to.peer_ip;
+		out_sport = pflow->to.relay_port;
+		out_dport = pflow->to.peer_port;
 		payload_len = len;
 		grow = -4;
 		trim = carried - len;
@@ -366,7 +362,7 @@ static __always_inline int relay(struct xdp_md *ctx, const int v6)
 	} else {
 		// Peer → client: a datagram to an allocation's relayed address from a bound
 		// peer.
-		struct to_client_key key = {
+		struct peer_side key = {
 			.peer_ip = saddr,
 			.relay_ip = daddr,
 			.peer_port = udp->source,
@@ -381,15 +377,15 @@ static __always_inline int relay(struct xdp_md *ctx, const int v6)
 		if (len > 0xffff - 4 - sizeof(struct udphdr) - sizeof(struct ipv6hdr))
 			return count(MALFORMED, XDP_PASS);
 		out_udp = sizeof(struct udphdr) + 4 + len;
-		ifindex = route(ctx, v6, &flow->listen_ip, &flow->client_ip, l3 + out_udp, smac,
-				dmac);
+		ifindex = route(ctx, v6, &flow->to.listen_ip, &flow->to.client_ip, l3 + out_udp,
+				smac, dmac);
 		if (!ifindex)
 			return count(NO_ROUTE, XDP_PASS);
-		out_src = flow->listen_ip;
-		out_dst = flow->client_ip;
-		out_sport = flow->listen_port;
-		out_dport = flow->client_port;
-		channel_out = flow->channel;
+		out_src = flow->to.listen_ip;
+		out_dst = flow->to.client_ip;
+		out_sport = flow->to.listen_port;
+		out_dport = flow->to.client_port;
+		channel_out = flow->to.channel;
 		payload_len = len;
 		grow = 4;
 		new.channel_data[0] = channel_out >> 8;

@@ -57,46 +57,40 @@ pub enum XdpError {
 /// An address as the program keeps it: 16 bytes in network order, in native `u32`s.
 type Addr = [u32; 4];
 
+/// The client's side of a channel (`struct client_side`): the key of `to_peer`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-struct ToPeerKey {
+struct ClientSide {
     client_ip: Addr,
     listen_ip: Addr,
     client_port: u16,
     listen_port: u16,
     channel: u16,
     pad: u16,
+}
+
+/// The peer's side (`struct peer_side`): the key of `to_client`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+struct PeerSide {
+    peer_ip: Addr,
+    relay_ip: Addr,
+    peer_port: u16,
+    relay_port: u16,
 }
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 struct ToPeerFlow {
-    relay_ip: Addr,
-    peer_ip: Addr,
-    relay_port: u16,
-    peer_port: u16,
+    to: PeerSide,
     pad: u32,
     expires_ns: u64,
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-struct ToClientKey {
-    peer_ip: Addr,
-    relay_ip: Addr,
-    peer_port: u16,
-    relay_port: u16,
-}
-
-#[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 struct ToClientFlow {
-    client_ip: Addr,
-    listen_ip: Addr,
-    client_port: u16,
-    listen_port: u16,
-    channel: u16,
-    pad: u16,
+    to: ClientSide,
     expires_ns: u64,
 }
 
@@ -110,11 +104,11 @@ struct Counts {
 
 // SAFETY: plain `repr(C)` structs of integers with explicit padding fields, so every byte
 // is initialised and any bit pattern is a valid value, as `Pod` requires.
-unsafe impl aya::Pod for ToPeerKey {}
+unsafe impl aya::Pod for ClientSide {}
 // SAFETY: as above.
 unsafe impl aya::Pod for ToPeerFlow {}
 // SAFETY: as above.
-unsafe impl aya::Pod for ToClientKey {}
+unsafe impl aya::Pod for PeerSide {}
 // SAFETY: as above.
 unsafe impl aya::Pod for ToClientFlow {}
 // SAFETY: as above.
@@ -138,8 +132,8 @@ pub struct Flow {
 }
 
 impl Flow {
-    fn peer_bound_key(&self) -> ToPeerKey {
-        ToPeerKey {
+    fn client_side(&self) -> ClientSide {
+        ClientSide {
             client_ip: be(self.client.ip()),
             listen_ip: be(self.listen.ip()),
             client_port: self.client.port().to_be(),
@@ -149,8 +143,8 @@ impl Flow {
         }
     }
 
-    fn client_bound_key(&self) -> ToClientKey {
-        ToClientKey {
+    fn peer_side(&self) -> PeerSide {
+        PeerSide {
             peer_ip: be(self.peer.ip()),
             relay_ip: be(self.relay.ip()),
             peer_port: self.peer.port().to_be(),
@@ -215,10 +209,10 @@ pub struct Outcomes {
 
 /// The loaded program, its attachments and its maps. Dropping it detaches the program.
 pub struct FastPath {
-    to_peer: HashMap<MapData, ToPeerKey, ToPeerFlow>,
-    to_client: HashMap<MapData, ToClientKey, ToClientFlow>,
-    to_peer_counts: PerCpuHashMap<MapData, ToPeerKey, Counts>,
-    to_client_counts: PerCpuHashMap<MapData, ToClientKey, Counts>,
+    to_peer: HashMap<MapData, ClientSide, ToPeerFlow>,
+    to_client: HashMap<MapData, PeerSide, ToClientFlow>,
+    to_peer_counts: PerCpuHashMap<MapData, ClientSide, Counts>,
+    to_client_counts: PerCpuHashMap<MapData, PeerSide, Counts>,
     /// CPUs the per-CPU counts have.
     cpus: usize,
     outcomes: PerCpuArray<MapData, u64>,
@@ -344,40 +338,33 @@ impl FastPath {
             }
         }
         let expires_ns = monotonic_ns(flow.expires);
+        // Each map is keyed by one side of the channel and sends to the other.
+        let (client_side, peer_side) = (flow.client_side(), flow.peer_side());
         let to_peer = ToPeerFlow {
-            relay_ip: be(flow.relay.ip()),
-            peer_ip: be(flow.peer.ip()),
-            relay_port: flow.relay.port().to_be(),
-            peer_port: flow.peer.port().to_be(),
+            to: peer_side,
             pad: 0,
             expires_ns,
         };
         let to_client = ToClientFlow {
-            client_ip: be(flow.client.ip()),
-            listen_ip: be(flow.listen.ip()),
-            client_port: flow.client.port().to_be(),
-            listen_port: flow.listen.port().to_be(),
-            channel: flow.channel,
-            pad: 0,
+            to: client_side,
             expires_ns,
         };
-        let (peer_key, client_key) = (flow.peer_bound_key(), flow.client_bound_key());
         // The counts first (zero, unless the flow is installed already), then the flows.
         let zero = || PerCpuValues::try_from(vec![Counts::default(); self.cpus]);
         let zeros = zero().map_err(|e| XdpError::Map(e.to_string()))?;
-        if self.to_peer_counts.get(&peer_key, 0).is_err() {
+        if self.to_peer_counts.get(&client_side, 0).is_err() {
             self.to_peer_counts
-                .insert(peer_key, zeros, 0)
+                .insert(client_side, zeros, 0)
                 .map_err(err)?;
         }
         let zeros = zero().map_err(|e| XdpError::Map(e.to_string()))?;
-        if self.to_client_counts.get(&client_key, 0).is_err() {
+        if self.to_client_counts.get(&peer_side, 0).is_err() {
             self.to_client_counts
-                .insert(client_key, zeros, 0)
+                .insert(peer_side, zeros, 0)
                 .map_err(err)?;
         }
-        let installed = (self.to_peer.insert(peer_key, to_peer, 0))
-            .and_then(|()| self.to_client.insert(client_key, to_client, 0));
+        let installed = (self.to_peer.insert(client_side, to_peer, 0))
+            .and_then(|()| self.to_client.insert(peer_side, to_client, 0));
         if let Err(e) = installed {
             self.remove(flow);
             return Err(err(e));
@@ -394,9 +381,9 @@ impl FastPath {
             })
         };
         let (to_peer_packets, to_peer_bytes) =
-            sum(self.to_peer_counts.get(&flow.peer_bound_key(), 0).ok());
+            sum(self.to_peer_counts.get(&flow.client_side(), 0).ok());
         let (to_client_packets, to_client_bytes) =
-            sum(self.to_client_counts.get(&flow.client_bound_key(), 0).ok());
+            sum(self.to_client_counts.get(&flow.peer_side(), 0).ok());
         FlowCounts {
             to_peer_packets,
             to_peer_bytes,
@@ -408,11 +395,11 @@ impl FastPath {
     /// Stops relaying `flow` in the kernel (its next packet goes to userspace) and returns
     /// what it relayed: the flow goes first, then its counts are read and dropped.
     pub fn remove(&mut self, flow: &Flow) -> FlowCounts {
-        let _ = self.to_peer.remove(&flow.peer_bound_key());
-        let _ = self.to_client.remove(&flow.client_bound_key());
+        let _ = self.to_peer.remove(&flow.client_side());
+        let _ = self.to_client.remove(&flow.peer_side());
         let counts = self.counts(flow);
-        let _ = self.to_peer_counts.remove(&flow.peer_bound_key());
-        let _ = self.to_client_counts.remove(&flow.client_bound_key());
+        let _ = self.to_peer_counts.remove(&flow.client_side());
+        let _ = self.to_client_counts.remove(&flow.peer_side());
         counts
     }
 
@@ -469,15 +456,15 @@ pub const SNAPSHOT_AGE: Duration = Duration::from_millis(250);
 pub struct CountsSnapshot {
     /// When the reading began (flows installed later are not in it).
     pub taken: Instant,
-    to_peer: std::collections::HashMap<ToPeerKey, (u64, u64)>,
-    to_client: std::collections::HashMap<ToClientKey, (u64, u64)>,
+    to_peer: std::collections::HashMap<ClientSide, (u64, u64)>,
+    to_client: std::collections::HashMap<PeerSide, (u64, u64)>,
 }
 
 impl CountsSnapshot {
     /// What `flow` had relayed, if it was installed when this was taken.
     pub fn counts(&self, flow: &Flow) -> Option<FlowCounts> {
-        let (to_peer_packets, to_peer_bytes) = *self.to_peer.get(&flow.peer_bound_key())?;
-        let (to_client_packets, to_client_bytes) = *self.to_client.get(&flow.client_bound_key())?;
+        let (to_peer_packets, to_peer_bytes) = *self.to_peer.get(&flow.client_side())?;
+        let (to_client_packets, to_client_bytes) = *self.to_client.get(&flow.peer_side())?;
         Some(FlowCounts {
             to_peer_packets,
             to_peer_bytes,

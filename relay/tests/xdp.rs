@@ -1020,7 +1020,8 @@ fn allocate_release_churn_on_one_five_tuple_is_counted_exactly() {
     let peer_addr = addr("10.77.2.2:6000");
     let p = bound(&peer, peer_addr);
     // Short waits for what must not come (each cycle checks one).
-    p.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    p.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let (username, password) = rest_credentials(SECRET, "churn");
     let socket = client.run(|| UdpSocket::bind("10.77.1.2:0").unwrap());
     let mut turn = TurnClient::over_udp(socket, addr("10.77.1.1:3478"), &username, &password)
