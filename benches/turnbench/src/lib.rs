@@ -12,4 +12,5 @@
 pub mod client;
 pub mod hist;
 pub mod probe;
+pub mod setup;
 pub mod sys;

@@ -17,27 +17,18 @@
 //! Bounded: the reflectors stop after `--budget` packets per CPU or when told to
 //! (then drop what circulates), and the run ends after warm-up + both windows.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray};
 use aya::programs::{loaded_programs, Xdp, XdpMode};
 use aya::Ebpf;
-use clap::{Parser, ValueEnum};
-use turnbench::client::{udp_socket, Client, Creds, Engine, EngineStats};
-use turnbench::probe::{channel_header, fake_bind, CHANNEL};
+use clap::Parser;
+use turnbench::client::{udp_socket, Creds};
+use turnbench::probe::{channel_header, CHANNEL};
+use turnbench::setup::{set_up, PeerSockets, Target};
 use turnbench::sys::{cpu_times, in_netns, proc_cpu_secs, raise_nofile};
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Target {
-    /// A TURN server: Allocate + CreatePermission + ChannelBind.
-    Turn,
-    /// The raw forwarder: its binding message instead of TURN.
-    Fake,
-    /// No relay: clients send the bare payload to their peer (a routed path).
-    Direct,
-}
 
 #[derive(Parser)]
 #[command(about = "Packets circulating through a relay between two XDP reflectors")]
@@ -113,58 +104,19 @@ fn main() -> Result<()> {
         })
         .collect::<Result<_>>()?;
     // Peer sockets only hold their ports: the reflector answers before the stack.
-    let peers: Vec<UdpSocket> = in_netns(peer_ns, || {
-        (0..k)
-            .map(|_| udp_socket(a.peer_ip, 0, true))
-            .collect::<Result<Vec<_>>>()
-    })??;
-    let peer_addrs: Vec<SocketAddrV4> = peers
-        .iter()
-        .map(|p| match p.local_addr() {
-            Ok(SocketAddr::V4(v)) => Ok(v),
-            _ => bail!("peer address"),
-        })
-        .collect::<Result<_>>()?;
-
     let creds = Creds::rest(&a.secret, &a.user, 3600);
-    let mut turn_clients: Vec<Client> = Vec::new();
-    let mut setup = EngineStats::default();
-    let clients: Vec<UdpSocket> = match a.target {
-        Target::Turn => {
-            let mut engine = Engine::new(
-                SocketAddr::V4(a.server),
-                creds.clone(),
-                64,
-                Instant::now() + Duration::from_secs(30),
-            );
-            let mut cs: Vec<Client> = clients
-                .into_iter()
-                .zip(&peer_addrs)
-                .map(|(s, p)| Engine::new_client(s, Some(SocketAddr::V4(*p)), CHANNEL))
-                .collect();
-            setup = engine.run(&mut cs, false)?;
-            if cs.iter().any(|c| !c.ok()) {
-                bail!(
-                    "TURN set-up failed: {} of {k} clients ({} errors)",
-                    cs.iter().filter(|c| !c.ok()).count(),
-                    setup.errors
-                );
-            }
-            let socks = cs
-                .iter()
-                .map(|c| c.sock.try_clone())
-                .collect::<std::io::Result<Vec<_>>>()?;
-            turn_clients = cs;
-            socks
-        }
-        Target::Fake => {
-            for (c, p) in clients.iter().zip(&peer_addrs) {
-                fake_bind(c, a.server, *p)?;
-            }
-            clients
-        }
-        Target::Direct => clients,
-    };
+    let mut ready = set_up(
+        a.target,
+        a.server,
+        &creds,
+        64,
+        clients,
+        PeerSockets {
+            ip: a.peer_ip,
+            netns: peer_ns,
+            buf: 0,
+        },
+    )?;
 
     // The reflectors: one program, attached on both sides.
     let object = std::fs::read(&a.reflector).with_context(|| a.reflector.clone())?;
@@ -193,7 +145,7 @@ fn main() -> Result<()> {
         packet.extend_from_slice(&channel_header(CHANNEL, a.payload));
     }
     packet.extend(std::iter::repeat_n(0xABu8, a.payload));
-    for (c, p) in clients.iter().zip(&peer_addrs) {
+    for (c, p) in ready.clients.iter().zip(&ready.peer_addrs) {
         let to = if a.target == Target::Direct {
             *p
         } else {
@@ -237,16 +189,7 @@ fn main() -> Result<()> {
     let dropped = reflected(1)?;
     drop(ebpf);
 
-    if !turn_clients.is_empty() {
-        let mut release = Engine::new(
-            SocketAddr::V4(a.server),
-            creds,
-            64,
-            Instant::now() + Duration::from_secs(10),
-        );
-        let _ = release.run(&mut turn_clients, true);
-    }
-    drop(peers);
+    ready.release(a.server, &creds, 64);
 
     let relayed = n1 - n0;
     let mut modes = [0f64; 4];
@@ -278,14 +221,10 @@ fn main() -> Result<()> {
 \"cpu\":{{\"user\":{:.3},\"system\":{:.3},\"softirq\":{:.3},\"idle\":{:.3},\"busy\":{busy:.3},\"per_cpu_busy\":[{}]}},\
 \"relayed_per_busy_cpu_sec\":{:.0},\"server_cpu_secs\":{server_cpu},\
 \"stats_secs\":{stats_secs:.3},\"stats_relayed\":{},\"programs\":{{{}}},\"dropped_at_stop\":{dropped}}}",
-        match a.target {
-            Target::Turn => "turn",
-            Target::Fake => "fake",
-            Target::Direct => "direct",
-        },
+        a.target.name(),
         a.window,
         a.payload,
-        setup.requests,
+        ready.stats.requests,
         relayed as f64 / secs,
         modes[0],
         modes[1],

@@ -25,13 +25,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use turnbench::client::{client_ip, udp_socket, Client, Creds, Engine, EngineStats};
 use turnbench::hist::Histogram;
-use turnbench::probe::{channel_header, fake_bind, read_probe, write_probe, CHANNEL, PROBE_LEN};
+use turnbench::probe::{channel_header, read_probe, write_probe, CHANNEL, PROBE_LEN};
+use turnbench::setup::{set_up, PeerSockets, Target};
 use turnbench::sys::{
-    in_netns, now_ns, pin_current_thread, proc_cpu_secs, proc_fd_count, proc_rss_bytes,
-    raise_nofile, to_sockaddr, Batch, Epoll,
+    now_ns, pin_current_thread, proc_cpu_secs, proc_fd_count, proc_rss_bytes, raise_nofile,
+    to_sockaddr, Batch, Epoll,
 };
 
 #[derive(Parser)]
@@ -80,16 +81,6 @@ struct Common {
     /// Allocations set up concurrently.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Target {
-    /// A TURN server: Allocate + CreatePermission + ChannelBind.
-    Turn,
-    /// The raw forwarder: a binding message instead of TURN.
-    Fake,
-    /// No relay: clients send the bare payload straight to their peer.
-    Direct,
 }
 
 #[derive(Args)]
@@ -257,57 +248,23 @@ fn relay(a: RelayArgs) -> Result<()> {
         SocketAddr::V6(_) => bail!("IPv4 only"),
     };
     let clients = client_sockets(&a.common, 0, k, a.sockbuf)?;
-    let peers: Vec<UdpSocket> = in_netns(a.peer_netns.as_deref(), || {
-        (0..k)
-            .map(|_| udp_socket(a.peer_ip, a.sockbuf, true))
-            .collect::<Result<Vec<_>>>()
-    })??;
-    let peer_addrs: Vec<SocketAddrV4> = peers
-        .iter()
-        .map(|p| match p.local_addr() {
-            Ok(SocketAddr::V4(v)) => Ok(v),
-            _ => bail!("peer address"),
-        })
-        .collect::<Result<_>>()?;
-
-    // Setup: TURN allocations, fake bindings, or nothing.
-    let setup_start = Instant::now();
-    let mut setup_stats = EngineStats::default();
-    // The TURN clients, kept to delete their allocations at the end.
-    let mut turn_clients: Vec<Client> = Vec::new();
     let creds = Creds::rest(&a.common.secret, &a.common.user, 3600);
-    let clients: Vec<UdpSocket> = match a.target {
-        Target::Turn => {
-            let mut engine = engine(
-                &a.common,
-                creds.clone(),
-                Instant::now() + Duration::from_secs(30),
-            );
-            let mut cs: Vec<Client> = clients
-                .into_iter()
-                .zip(&peer_addrs)
-                .map(|(s, p)| Engine::new_client(s, Some(SocketAddr::V4(*p)), CHANNEL))
-                .collect();
-            setup_stats = engine.run(&mut cs, false)?;
-            if cs.iter().any(|c| !c.ok()) {
-                bail!("TURN setup failed: {}", engine_json(&setup_stats));
-            }
-            let socks = cs
-                .iter()
-                .map(|c| c.sock.try_clone())
-                .collect::<std::io::Result<Vec<_>>>()?;
-            turn_clients = cs;
-            socks
-        }
-        Target::Fake => {
-            for (c, p) in clients.iter().zip(&peer_addrs) {
-                fake_bind(c, server, *p)?;
-            }
-            clients
-        }
-        Target::Direct => clients,
-    };
-    let setup_secs = setup_start.elapsed().as_secs_f64();
+    let mut ready = set_up(
+        a.target,
+        server,
+        &creds,
+        a.common.concurrency,
+        clients,
+        PeerSockets {
+            ip: a.peer_ip,
+            netns: a.peer_netns.as_deref(),
+            buf: a.sockbuf,
+        },
+    )?;
+    let (setup_stats, setup_secs) = (ready.stats.clone(), ready.secs);
+    let clients = std::mem::take(&mut ready.clients);
+    let peers = std::mem::take(&mut ready.peers);
+    let peer_addrs = ready.peer_addrs.clone();
 
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
@@ -403,13 +360,8 @@ fn relay(a: RelayArgs) -> Result<()> {
     let rx = rx_thread
         .join()
         .map_err(|_| anyhow::anyhow!("receive thread panicked"))??;
-    if !turn_clients.is_empty() {
-        // Delete the allocations (Refresh 0), as a client that hangs up does,
-        // so a later run on the same server starts from none (outside the
-        // measured time).
-        let mut release = engine(&a.common, creds, Instant::now() + Duration::from_secs(10));
-        let _ = release.run(&mut turn_clients, true)?;
-    }
+    // Outside the measured time.
+    ready.release(server, &creds, a.common.concurrency);
 
     let server_cpu = match (cpu0, cpu1) {
         (Some(x), Some(y)) => Some(y - x),
@@ -436,11 +388,7 @@ fn relay(a: RelayArgs) -> Result<()> {
 \"received\":{},\"bad\":{},\"relayed\":{},\"relayed_pps\":{:.0},\"round_trips_per_sec\":{:.0},\"mbps\":{:.1},\
 \"loss\":{:.6},\"server_cpu_secs\":{},\"relayed_per_cpu_sec\":{},\"generator_cpu_secs\":{},\
 \"latency_samples\":{},\"rtt_p50_us\":{},\"rtt_p90_us\":{},\"rtt_p99_us\":{},\"rtt_mean_us\":{},\"rtt_max_us\":{:.1}}}",
-        match a.target {
-            Target::Turn => "turn",
-            Target::Fake => "fake",
-            Target::Direct => "direct",
-        },
+        a.target.name(),
         k,
         a.payload,
         a.rate,
