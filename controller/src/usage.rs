@@ -47,6 +47,9 @@ pub const SWEEP_BATCH: usize = 5_000;
 pub const MAX_ROWS: usize = 20_000;
 /// Records read at most for one answer of [`query`].
 pub const MAX_RECORDS: usize = 500_000;
+/// Records per read of [`query`]: about 5 MB at ~250 bytes a record, far under the
+/// store's 64 MiB message limit (500,000 in one answer would not be).
+const PAGE: usize = 20_000;
 /// A bucket further in the future than this (relay clock ahead) is refused.
 const MAX_AHEAD_SECS: u64 = 120;
 /// Store writes in flight at once for one report.
@@ -148,8 +151,9 @@ pub async fn store_report(state: &AppState, report: &UsageReport) -> Result<Stor
 
 /// Makes the record at `key` hold at least `usage`, field by field; `true` if it wrote.
 pub async fn merge(store: &dyn Store, key: &str, usage: &Usage) -> Result<bool, StoreError> {
+    // A conflict answers with the record as it is now: one read, then one per write.
+    let mut current = store.get(key).await?;
     for _ in 0..CAS_ATTEMPTS {
-        let current = store.get(key).await?;
         let (expected, merged) = match &current {
             Some(kv) => {
                 // A record that does not read (written by hand?) is replaced.
@@ -164,7 +168,7 @@ pub async fn merge(store: &dyn Store, key: &str, usage: &Usage) -> Result<bool, 
         let value = serde_json::to_vec(&merged).map_err(|e| StoreError::Other(e.to_string()))?;
         match store.compare_and_swap(key, expected, value, None).await? {
             Outcome::Written { .. } => return Ok(true),
-            Outcome::Conflict { .. } => continue,
+            Outcome::Conflict { current: now } => current = now,
         }
     }
     Err(StoreError::Other(format!(
@@ -241,41 +245,30 @@ pub async fn query(
     let Window { from, to, step } = window;
     let start = key(tenant, from, "", "", "");
     let end = key(tenant, to, "", "", "");
-    let start = start.trim_end_matches('/');
     let end = end.trim_end_matches('/');
-    let listing = state.store.range(start, end, MAX_RECORDS + 1).await?;
-    if listing.kvs.len() > MAX_RECORDS {
-        return Err(QueryError::Invalid(format!(
-            "the window holds more than {MAX_RECORDS} records: ask for a shorter one"
-        )));
-    }
     let prefix = format!("{USAGE}{tenant}/");
     let mut buckets: BTreeMap<(u64, String), Usage> = BTreeMap::new();
     let mut totals: BTreeMap<String, Usage> = BTreeMap::new();
-    for kv in &listing.kvs {
-        // <minute>/<region>/<node>/<boot>
-        let Some(rest) = kv.key.strip_prefix(&prefix) else {
-            continue;
-        };
-        let mut parts = rest.split('/');
-        let (Some(minute), Some(reg)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let Ok(minute) = minute.parse::<u64>() else {
-            continue;
+    let start = start.trim_end_matches('/');
+    let read = read_pages(&*state.store, start, end, PAGE, MAX_RECORDS, |kv| {
+        let Some((minute, reg, usage)) = parse_record(&kv.key, &kv.value, &prefix) else {
+            return;
         };
         if region.is_some_and(|r| r != reg) || !(from..to).contains(&minute) {
-            continue;
+            return;
         }
-        let Ok(usage) = serde_json::from_slice::<Usage>(&kv.value) else {
-            continue;
-        };
         let bucket = from + (minute - from) / step * step;
         buckets
             .entry((bucket, reg.to_owned()))
             .or_default()
             .add(&usage);
         totals.entry(reg.to_owned()).or_default().add(&usage);
+    })
+    .await?;
+    if read.is_none() {
+        return Err(QueryError::Invalid(format!(
+            "the window holds more than {MAX_RECORDS} records: ask for a shorter one"
+        )));
     }
     if buckets.len() > MAX_ROWS {
         return Err(QueryError::Invalid(format!(
@@ -294,6 +287,42 @@ pub async fn query(
             .map(|(reg, u)| Row::new(from, reg, u))
             .collect(),
     })
+}
+
+/// Hands every record from `start` to `end` to `each`, read `page` at a time (each
+/// answer well under the store's message limit), each page starting just after the last
+/// key of the one before; how many, or `None` once more than `max` (then stops).
+async fn read_pages(
+    store: &dyn Store,
+    start: &str,
+    end: &str,
+    page: usize,
+    max: usize,
+    mut each: impl FnMut(&crate::store::KeyValue),
+) -> Result<Option<usize>, StoreError> {
+    let mut next = start.to_owned();
+    let mut read = 0usize;
+    loop {
+        let listing = store.range(&next, end, page).await?;
+        read += listing.kvs.len();
+        if read > max {
+            return Ok(None);
+        }
+        listing.kvs.iter().for_each(&mut each);
+        match listing.kvs.last() {
+            Some(last) if listing.kvs.len() == page => next = format!("{}\0", last.key),
+            _ => return Ok(Some(read)),
+        }
+    }
+}
+
+/// A record's minute, region and usage, from its key
+/// (`<prefix><minute>/<region>/<node>/<boot>`) and value.
+fn parse_record<'a>(key: &'a str, value: &[u8], prefix: &str) -> Option<(u64, &'a str, Usage)> {
+    let mut parts = key.strip_prefix(prefix)?.split('/');
+    let minute = parts.next()?.parse().ok()?;
+    let region = parts.next()?;
+    Some((minute, region, serde_json::from_slice(value).ok()?))
 }
 
 /// The answer as CSV: a header line, then one line per bucket.
@@ -333,8 +362,10 @@ pub async fn sweep(state: &AppState) -> Result<usize, StoreError> {
             .range(&start, end.trim_end_matches('/'), SWEEP_BATCH)
             .await?;
         for kv in &old.kvs {
-            state.store.delete(&kv.key).await?;
-            deleted += 1;
+            // Another replica's sweep may have taken it first.
+            if state.store.delete(&kv.key).await? {
+                deleted += 1;
+            }
         }
     }
     Ok(deleted)
@@ -359,6 +390,41 @@ pub fn spawn_sweeper(state: AppState) -> tokio::task::JoinHandle<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn pages_read_every_record_once_and_stop_past_the_bound() {
+        use crate::store::MemoryStore;
+        let memory = MemoryStore::new();
+        let store: &dyn Store = &memory;
+        for minute in 0..10u64 {
+            for node in ["a", "b"] {
+                let k = key("acme", minute * 60, "eu", node, "00");
+                store.put(&k, b"{}".to_vec(), None).await.unwrap();
+            }
+        }
+        store
+            .put("usage/acme0", b"{}".to_vec(), None)
+            .await
+            .unwrap(); // past `end`
+        let (start, end) = (key("acme", 0, "", "", ""), key("acme", 600, "", "", ""));
+        let (start, end) = (start.trim_end_matches('/'), end.trim_end_matches('/'));
+        for page in [1, 3, 7, 20, 21, 100] {
+            let mut seen = Vec::new();
+            let read = read_pages(store, start, end, page, 1_000, |kv| {
+                seen.push(kv.key.clone())
+            })
+            .await
+            .unwrap();
+            assert_eq!(read, Some(20), "page {page}");
+            let mut sorted = seen.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted, seen, "page {page}: in order, each once");
+            assert_eq!(seen.len(), 20);
+        }
+        let read = read_pages(store, start, end, 3, 19, |_| {}).await.unwrap();
+        assert_eq!(read, None, "more than the bound");
+    }
 
     #[test]
     fn keys_sort_by_tenant_then_time() {

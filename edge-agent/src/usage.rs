@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use nexrtc_wire::usage::{MAX_REPORT_VALUES, REPORT_INTERVAL};
 use nexrtc_wire::{routes, Usage, UsageAnswer, UsageMinute, UsageReport};
@@ -20,6 +20,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::agent::Shared;
 use crate::client::CallError;
+use crate::events::unix_now;
 use crate::metric;
 
 /// Each tenant's running totals since the relay started.
@@ -131,10 +132,6 @@ impl Meter {
             }
         }
     }
-}
-
-fn unix_now() -> u64 {
-    (SystemTime::now().duration_since(UNIX_EPOCH)).map_or(0, |d| d.as_secs())
 }
 
 /// Reads `source` into the meter now.
