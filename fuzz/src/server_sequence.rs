@@ -229,7 +229,18 @@ pub fn run(data: &[u8]) -> Reached {
                 Command::FlowUp(flow) => {
                     assert!(flow.expires > now.mono, "a flow offered already ended");
                     assert!(bound.contains(&flow.relay), "a flow on a relay never bound");
-                    offered.insert((flow.client, flow.channel), flow.expires);
+                    // As the shell's tables: an offer again only moves a flow's end,
+                    // and no two flows share a peer side.
+                    let key = (flow.client, flow.channel);
+                    let side = (flow.relay, flow.peer);
+                    if let Some((old, _)) = offered.get(&key) {
+                        assert_eq!(*old, side, "an offer replaced a flow's peer");
+                    }
+                    assert!(
+                        !offered.iter().any(|(k, (s, _))| *k != key && *s == side),
+                        "two offered flows share a peer side"
+                    );
+                    offered.insert(key, (side, flow.expires));
                 }
                 Command::FlowDown { client, channel } => {
                     assert!(

@@ -34,6 +34,8 @@ struct Harness {
     next_txid: u8,
     /// Flows the core offers the shell now (`Command::FlowUp` minus `FlowDown`).
     flows: std::collections::HashMap<(ClientSocket, u16), turn_core::FastFlow>,
+    /// `Command::FlowUp`s seen.
+    offers: usize,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -93,7 +95,14 @@ impl Harness {
             bind_requests: Vec::new(),
             next_txid: 100,
             flows: Default::default(),
+            offers: 0,
         }
+    }
+
+    /// Moves the clock only, as if the sweep had not come yet.
+    fn skip(&mut self, d: Duration) {
+        self.now.mono += d;
+        self.now.unix_secs += d.as_secs();
     }
 
     fn advance(&mut self, d: Duration) {
@@ -128,7 +137,21 @@ impl Harness {
                     self.freed.push(relay);
                 }
                 Command::FlowUp(flow) => {
-                    self.flows.insert((flow.client, flow.channel), flow);
+                    // As the shell's tables: an offer again is a new end for the same
+                    // flow, and no two flows share a peer side.
+                    let key = (flow.client, flow.channel);
+                    if let Some(old) = self.flows.get(&key) {
+                        assert_eq!(
+                            (old.peer, old.relay),
+                            (flow.peer, flow.relay),
+                            "an offer replaced a flow's peer without withdrawing it"
+                        );
+                    }
+                    let shared = (self.flows.iter())
+                        .any(|(k, f)| *k != key && (f.relay, f.peer) == (flow.relay, flow.peer));
+                    assert!(!shared, "two offered flows share a peer side: {flow:?}");
+                    self.flows.insert(key, flow);
+                    self.offers += 1;
                 }
                 Command::FlowDown { client, channel } => {
                     let gone = self.flows.remove(&(client, channel));
@@ -1457,6 +1480,69 @@ fn channels_are_offered_to_the_shell_until_their_permission_channel_or_allocatio
         .revoke(&creds2.username, T0_UNIX + 7200, h.now.mono);
     h.run_commands();
     assert!(h.flows.is_empty(), "withdrawn with the revoked allocation");
+}
+
+/// A channel that expired before the sweep may be bound again at once — its number to
+/// another peer, or its peer to another number: the ended flow is withdrawn before the
+/// new one is offered, so the shell never holds two flows for one peer side, nor a flow
+/// whose peer changed under it.
+#[test]
+fn a_channel_rebound_before_the_sweep_is_withdrawn_before_the_new_offer() {
+    let mut h = Harness::with(|c| {
+        c.fast_path = true;
+        c.channel_lifetime = Duration::from_secs(60);
+        c.permission_lifetime = Duration::from_secs(60);
+    });
+    const OTHER: &str = "1.2.3.4:5001";
+    // The number to another peer.
+    let (c, creds, _) = allocated(&mut h, 4072);
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x4000, PEER, 70)),
+        None
+    );
+    h.skip(Duration::from_secs(61)); // channel and permission (60 s) ended, no sweep
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c, &creds, 0x4000, OTHER, 71)),
+        None
+    );
+    assert_eq!(h.flows[&(c, 0x4000)].peer, addr(OTHER));
+    assert_eq!(h.flows.len(), 1);
+    // The peer to another number.
+    let (c2, creds2, _) = allocated(&mut h, 4073);
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c2, &creds2, 0x4001, PEER, 72)),
+        None
+    );
+    h.skip(Duration::from_secs(61));
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c2, &creds2, 0x4002, PEER, 73)),
+        None
+    );
+    assert!(
+        !h.flows.contains_key(&(c2, 0x4001)),
+        "the ended flow withdrawn"
+    );
+    assert_eq!(h.flows[&(c2, 0x4002)].peer, addr(PEER));
+    // A request that leaves a flow's end where it was offers nothing again.
+    let offers = h.offers;
+    assert_eq!(
+        answer_code(&permission(&mut h, c2, &creds2, PEER, 74)),
+        None
+    );
+    assert_eq!(h.offers, offers, "the same end offered again");
+    // A permission a second later does not move it either (the channel ends first);
+    // the channel refreshed does.
+    h.advance(Duration::from_secs(1));
+    assert_eq!(
+        answer_code(&permission(&mut h, c2, &creds2, PEER, 75)),
+        None
+    );
+    assert_eq!(h.offers, offers, "the channel's end bounds the flow's");
+    assert_eq!(
+        answer_code(&channel_bind(&mut h, c2, &creds2, 0x4002, PEER, 76)),
+        None
+    );
+    assert_eq!(h.offers, offers + 1, "a new end is offered");
 }
 
 #[test]

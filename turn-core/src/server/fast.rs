@@ -46,6 +46,20 @@ impl Server {
         if !eligible {
             return;
         }
+        // Offers that have ended (their channel, permission or allocation expired, the
+        // sweep not come yet) are withdrawn first: the client may already bind the
+        // number to another peer, or the peer to another number (RFC 8656 §12 asks the
+        // client to wait, not the server), and the new flow must not meet the old one's
+        // entries in the shell's tables.
+        let client = alloc.client;
+        let ended: Vec<u16> = (alloc.channels.iter())
+            .map(|c| c.number)
+            .filter(|n| self.offered.get(&(client, *n)).is_some_and(|e| *e <= now))
+            .collect();
+        self.withdraw_flows_of(client, &ended);
+        let Some(alloc) = self.allocations.get(slot as usize).and_then(Option::as_ref) else {
+            return;
+        };
         for ch in alloc.channels.iter().filter(|c| !c.own) {
             let Some(permitted) = alloc.permissions.expiry(ch.peer.ip()) else {
                 continue;
@@ -54,7 +68,9 @@ impl Server {
             if expires <= now {
                 continue;
             }
-            self.offered.insert((alloc.client, ch.number), expires);
+            if self.offered.insert((alloc.client, ch.number), expires) == Some(expires) {
+                continue; // offered already, with this end
+            }
             self.commands.push_back(Command::FlowUp(FastFlow {
                 client: alloc.client,
                 relay: alloc.relay,
