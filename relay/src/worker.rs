@@ -365,8 +365,7 @@ impl Worker {
             self.clients.sweep(now.mono, &self.server);
             self.relays.expire(now.mono);
             if let Some(fast) = &self.fast {
-                let mut fast = fast.lock().unwrap_or_else(|e| e.into_inner());
-                fast::collect(&mut fast, &mut self.flows, &self.server);
+                fast::collect(fast, &mut self.flows, &self.server);
             }
             self.clients.retry_accepts(now.mono, self.poll.registry());
             // Reservations live in the host-wide pools: one worker reports them.

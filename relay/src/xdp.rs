@@ -192,6 +192,18 @@ pub struct FlowCounts {
     pub to_client_bytes: u64,
 }
 
+impl FlowCounts {
+    /// Both counts added, field by field.
+    pub fn plus(self, other: FlowCounts) -> FlowCounts {
+        FlowCounts {
+            to_peer_packets: self.to_peer_packets + other.to_peer_packets,
+            to_peer_bytes: self.to_peer_bytes + other.to_peer_bytes,
+            to_client_packets: self.to_client_packets + other.to_client_packets,
+            to_client_bytes: self.to_client_bytes + other.to_client_bytes,
+        }
+    }
+}
+
 /// The program's outcome counters, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Outcomes {
@@ -220,8 +232,8 @@ pub struct FastPath {
     attached: Vec<(String, &'static str)>,
     /// The program's attachments, owned here so that [`FastPath::detach`] ends them.
     links: Vec<XdpLink>,
-    /// The last [`FastPath::snapshot`], kept for [`SNAPSHOT_AGE`].
-    snapshot: Option<Arc<CountsSnapshot>>,
+    /// Reads every flow's counts at once, without this (see [`FastPath::counts_reader`]).
+    reader: Arc<CountsReader>,
     /// The loaded program (`None` once detached).
     ebpf: Option<Ebpf>,
 }
@@ -282,6 +294,15 @@ impl FastPath {
         let to_client_counts = PerCpuHashMap::try_from(map("to_client_counts")?).map_err(err)?;
         let cpus =
             aya::util::nr_cpus().map_err(|(what, e)| XdpError::Map(format!("{what}: {e}")))?;
+        let fd = |map: &MapData| {
+            (map.fd().as_fd().try_clone_to_owned()).map_err(|e| XdpError::Map(e.to_string()))
+        };
+        let reader = Arc::new(CountsReader {
+            to_peer: fd(to_peer_counts.map())?,
+            to_client: fd(to_client_counts.map())?,
+            cpus,
+            last: std::sync::Mutex::new(None),
+        });
         Ok(FastPath {
             to_peer,
             to_client,
@@ -291,7 +312,7 @@ impl FastPath {
             outcomes,
             attached,
             links,
-            snapshot: None,
+            reader,
             ebpf: Some(ebpf),
         })
     }
@@ -403,34 +424,11 @@ impl FastPath {
         counts
     }
 
-    /// What every installed flow had relayed, read with a few batched calls for the whole
-    /// table (not two per flow); a snapshot younger than [`SNAPSHOT_AGE`] is handed out
-    /// again, so the workers' sweeps share one. `None` where the kernel has no batched
-    /// reads (before 5.6): read each flow with [`FastPath::counts`] then.
-    pub fn snapshot(&mut self) -> Option<Arc<CountsSnapshot>> {
-        if let Some(s) = &self.snapshot {
-            if s.taken.elapsed() < SNAPSHOT_AGE {
-                return Some(s.clone());
-            }
-        }
-        let taken = Instant::now();
-        let read = read_counts(&self.to_peer_counts, self.cpus)
-            .and_then(|to_peer| Ok((to_peer, read_counts(&self.to_client_counts, self.cpus)?)));
-        match read {
-            Ok((to_peer, to_client)) => {
-                let s = Arc::new(CountsSnapshot {
-                    taken,
-                    to_peer,
-                    to_client,
-                });
-                self.snapshot = Some(s.clone());
-                Some(s)
-            }
-            Err(e) => {
-                tracing::debug!("XDP counts: no batched read ({e}); reading flow by flow");
-                None
-            }
-        }
+    /// What reads every installed flow's counts at once ([`CountsReader::snapshot`]): a
+    /// handle of its own on the count maps, so that the whole table is read without
+    /// holding this (and the workers' installs and removals waiting on it).
+    pub fn counts_reader(&self) -> Arc<CountsReader> {
+        self.reader.clone()
     }
 
     /// The program's outcomes so far, over every CPU.
@@ -451,7 +449,49 @@ impl FastPath {
 /// How long a [`CountsSnapshot`] is handed out again.
 pub const SNAPSHOT_AGE: Duration = Duration::from_millis(250);
 
-/// Every installed flow's counts at one instant ([`FastPath::snapshot`]).
+/// The count maps' own descriptors, and the last reading of them.
+#[derive(Debug)]
+pub struct CountsReader {
+    to_peer: std::os::fd::OwnedFd,
+    to_client: std::os::fd::OwnedFd,
+    cpus: usize,
+    last: std::sync::Mutex<Option<Arc<CountsSnapshot>>>,
+}
+
+impl CountsReader {
+    /// What every installed flow had relayed, read with a few batched calls for the whole
+    /// table (not two per flow); a snapshot younger than [`SNAPSHOT_AGE`] is handed out
+    /// again, so the workers' sweeps share one. `None` where the kernel has no batched
+    /// reads (before 5.6): read each flow with [`FastPath::counts`] then.
+    pub fn snapshot(&self) -> Option<Arc<CountsSnapshot>> {
+        let last = || self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = &*last() {
+            if s.taken.elapsed() < SNAPSHOT_AGE {
+                return Some(s.clone());
+            }
+        }
+        let taken = Instant::now();
+        let read = read_counts(self.to_peer.as_fd(), self.cpus)
+            .and_then(|to_peer| Ok((to_peer, read_counts(self.to_client.as_fd(), self.cpus)?)));
+        match read {
+            Ok((to_peer, to_client)) => {
+                let s = Arc::new(CountsSnapshot {
+                    taken,
+                    to_peer,
+                    to_client,
+                });
+                *last() = Some(s.clone());
+                Some(s)
+            }
+            Err(e) => {
+                tracing::debug!("XDP counts: no batched read ({e}); reading flow by flow");
+                None
+            }
+        }
+    }
+}
+
+/// Every installed flow's counts at one instant ([`CountsReader::snapshot`]).
 #[derive(Debug)]
 pub struct CountsSnapshot {
     /// When the reading began (flows installed later are not in it).
@@ -476,14 +516,13 @@ impl CountsSnapshot {
 
 /// A per-CPU count map's entries, summed over CPUs: packets and bytes by key.
 fn read_counts<K: aya::Pod + Eq + std::hash::Hash>(
-    map: &PerCpuHashMap<MapData, K, Counts>,
+    map: std::os::fd::BorrowedFd<'_>,
     cpus: usize,
 ) -> std::io::Result<std::collections::HashMap<K, (u64, u64)>> {
     let key_size = std::mem::size_of::<K>();
     // Each CPU's value, 16 bytes (a multiple of 8, as the kernel lays per-CPU values).
     let per_cpu = std::mem::size_of::<Counts>();
-    let (keys, values) =
-        crate::sys::bpf_map_dump(map.map().fd().as_fd(), key_size, per_cpu * cpus, 4096)?;
+    let (keys, values) = crate::sys::bpf_map_dump(map, key_size, per_cpu * cpus, 4096)?;
     let mut out = std::collections::HashMap::with_capacity(keys.len() / key_size);
     for (key, value) in keys
         .chunks_exact(key_size)

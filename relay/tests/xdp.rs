@@ -316,7 +316,7 @@ fn channels_are_relayed_in_the_kernel_both_ways_while_their_flow_is_installed() 
     expect.to_peer_bytes += 6;
     assert_eq!(fast.counts(&flow), expect);
     // The whole table read at once (batched) says the same.
-    let snapshot = fast.snapshot().expect("batched reads");
+    let snapshot = fast.counts_reader().snapshot().expect("batched reads");
     assert_eq!(snapshot.counts(&flow), Some(expect));
 
     // A length longer than the datagram, or 4 bytes of padding, or another channel: passed
@@ -1284,7 +1284,7 @@ fn a_full_flow_table_refuses_the_next_flow_and_keeps_the_others() {
     assert_eq!(recv(&p), Some((b"kept".to_vec(), relayed)));
 
     // One batched read of the full table holds every flow, with what each relayed.
-    let snapshot = fast.snapshot().expect("batched reads");
+    let snapshot = fast.counts_reader().snapshot().expect("batched reads");
     for port in 40_000..40_016u16 {
         for channel in 0x4000..0x5000u16 {
             let mut f = flow(port, channel);

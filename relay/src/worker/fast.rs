@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use turn_core::{ClientSocket, FastFlow, Server};
@@ -104,29 +105,52 @@ pub(super) fn down(
 }
 
 /// Hands what every flow relayed since the last time to the core: from a snapshot of the
-/// whole table (shared by the workers' sweeps), or flow by flow where the kernel has no
-/// batched reads.
-pub(super) fn collect(fast: &mut FastPath, flows: &mut Flows, server: &Server) {
-    let snapshot = fast.snapshot();
-    for installed in flows.values_mut() {
-        let now = match &snapshot {
-            Some(s) if s.taken >= installed.since => match s.counts(&installed.flow) {
-                Some(counts) => counts,
-                None => continue,
-            },
-            // Taken before this flow was installed: the next sweep reads it.
-            Some(_) => continue,
-            None => fast.counts(&installed.flow),
-        };
-        // Counts only grow; a snapshot older than the last reading must not lower it.
+/// whole table (shared by the workers' sweeps, read without the fast path's lock), or
+/// flow by flow where the kernel has no batched reads; summed per tenant first.
+pub(super) fn collect(fast: &Mutex<FastPath>, flows: &mut Flows, server: &Server) {
+    let lock = || fast.lock().unwrap_or_else(|e| e.into_inner());
+    let reader = lock().counts_reader();
+    let snapshot = reader.snapshot();
+    let mut by_tenant: HashMap<String, (FlowCounts, FlowCounts)> = HashMap::new();
+    let mut each = |installed: &mut Installed, now: FlowCounts| {
+        // Counts only grow; a snapshot older than the last reading must not lower them.
         let now = FlowCounts {
             to_peer_packets: now.to_peer_packets.max(installed.seen.to_peer_packets),
             to_peer_bytes: now.to_peer_bytes.max(installed.seen.to_peer_bytes),
             to_client_packets: now.to_client_packets.max(installed.seen.to_client_packets),
             to_client_bytes: now.to_client_bytes.max(installed.seen.to_client_bytes),
         };
-        hand_over(server, &installed.tenant, installed.seen, now);
+        let sum = match by_tenant.get_mut(installed.tenant.as_str()) {
+            Some(sum) => sum,
+            None => by_tenant.entry(installed.tenant.clone()).or_default(),
+        };
+        sum.0 = sum.0.plus(installed.seen);
+        sum.1 = sum.1.plus(now);
         installed.seen = now;
+    };
+    match &snapshot {
+        Some(s) => {
+            for installed in flows.values_mut() {
+                // A reading begun before this flow was installed may hold a removed
+                // flow's counts under the same keys: the next sweep reads it.
+                if s.taken < installed.since {
+                    continue;
+                }
+                if let Some(now) = s.counts(&installed.flow) {
+                    each(installed, now);
+                }
+            }
+        }
+        None => {
+            let fast = lock();
+            for installed in flows.values_mut() {
+                let now = fast.counts(&installed.flow);
+                each(installed, now);
+            }
+        }
+    }
+    for (tenant, (seen, now)) in &by_tenant {
+        hand_over(server, tenant, *seen, *now);
     }
 }
 
