@@ -46,3 +46,28 @@ def write_section(name, section):
         text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
     with open(RESULTS, "w") as f:
         f.write(text)
+
+
+def stop_process(proc, log=None, timeout=10):
+    """Ends a server started by a harness: SIGTERM, then SIGKILL after `timeout`
+    seconds; closes its log file."""
+    import signal
+    import subprocess
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    if log is not None:
+        log.close()
+
+
+def log_tail(path, size=2000):
+    """The last `size` characters of a log file ("" if it cannot be read)."""
+    try:
+        with open(path) as f:
+            return f.read()[-size:]
+    except OSError:
+        return ""

@@ -41,7 +41,6 @@ import pickle
 import re
 import resource
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -49,7 +48,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import free_port, write_section
+from benchlib import free_port, log_tail, stop_process, write_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release")
@@ -214,21 +213,10 @@ class Server:
         raise RuntimeError(f"{self.kind} not ready: {self.tail()}")
 
     def tail(self):
-        try:
-            with open(self.logpath) as f:
-                return f.read()[-2000:]
-        except OSError:
-            return ""
+        return log_tail(self.logpath)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.logf.close()
+        stop_process(self.proc, self.logf, timeout=5)
 
     def __enter__(self):
         return self

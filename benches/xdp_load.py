@@ -37,13 +37,12 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 
-from benchlib import write_section
+from benchlib import log_tail, stop_process, write_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release")
@@ -203,11 +202,7 @@ class Server:
         return self.proc.pid if self.proc else None
 
     def tail(self):
-        try:
-            with open(self.logpath) as f:
-                return f.read()[-2000:]
-        except OSError:
-            return ""
+        return log_tail(self.logpath)
 
     def xdp_outcomes(self):
         """nexrtc_relay_xdp_packets_total by outcome (our relay only)."""
@@ -223,15 +218,8 @@ class Server:
         return res
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
         if self.proc:
-            self.logf.close()
+            stop_process(self.proc, self.logf)
 
 
 def target_of(kind):
