@@ -23,8 +23,9 @@ use crate::lease::LeaseId;
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The most bucket values (one tenant's use in one minute) one report carries: with the
-/// longest tenant names and counts, such a report stays under the controller's 16 KiB
-/// request body limit. An agent with more to say sends several reports.
+/// longest names and counts, such a report stays under the controller's 16 KiB request
+/// body limit (checked by `the_largest_report_fits_the_body_limit`). An agent with more
+/// to say sends several reports.
 pub const MAX_REPORT_VALUES: usize = 48;
 
 /// One tenant's use over some time (a bucket, or a relay's running total).
@@ -115,6 +116,34 @@ pub struct UsageAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The largest report an agent sends — [`MAX_REPORT_VALUES`] values each in a minute
+    /// of its own, names at the controller's 63-character limit, a 32-character boot,
+    /// every count at its maximum — fits the controller's 16 KiB request body limit.
+    #[test]
+    fn the_largest_report_fits_the_body_limit() {
+        let name = |c: char| std::iter::repeat_n(c, 63).collect::<String>();
+        let full = Usage {
+            allocation_ms: u64::MAX,
+            tunnel_ms: u64::MAX,
+            bytes_to_peer: u64::MAX,
+            bytes_to_client: u64::MAX,
+        };
+        let report = UsageReport {
+            region: name('r'),
+            node: name('n'),
+            lease: LeaseId(i64::MAX),
+            boot: "f".repeat(32),
+            minutes: (0..MAX_REPORT_VALUES as u64)
+                .map(|i| UsageMinute {
+                    minute: u64::MAX - i * 60,
+                    tenants: [(name('t'), full)].into_iter().collect(),
+                })
+                .collect(),
+        };
+        let bytes = serde_json::to_vec(&report).unwrap().len();
+        assert!(bytes < 16 * 1024, "{bytes} bytes");
+    }
 
     #[test]
     fn arithmetic() {
