@@ -113,8 +113,6 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Client probe reports received here (`crate::client_probes`).
     pub client_probes: ClientProbes,
-    /// Tenants whose usage this replica stored (`crate::usage`).
-    pub usage_seen: crate::usage::Seen,
     /// The DNS server of this replica, once it listens (`/readyz` reports it).
     pub dns: std::sync::OnceLock<crate::dns::DnsStatus>,
     /// `true` once the server is shutting down: long-lived streams end.
@@ -186,7 +184,6 @@ impl AppState {
             liveness,
             store_health,
             dns: std::sync::OnceLock::new(),
-            usage_seen: Default::default(),
             closing: watch::channel(false).0,
             upkeep,
             detector,

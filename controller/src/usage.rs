@@ -26,8 +26,7 @@
 //!
 //! [`REPORT_INTERVAL`]: nexrtc_wire::usage::REPORT_INTERVAL
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt as _};
@@ -71,24 +70,6 @@ pub struct Stored {
 /// The record key of one bucket.
 pub fn key(tenant: &str, minute: u64, region: &str, node: &str, boot: &str) -> String {
     format!("{USAGE}{tenant}/{minute:012}/{region}/{node}/{boot}")
-}
-
-/// The tenants whose usage this replica has stored since it started: the retention sweep
-/// visits them besides the tenants that exist (usage outlives a deleted tenant).
-#[derive(Debug, Default)]
-pub struct Seen(Mutex<BTreeSet<String>>);
-
-impl Seen {
-    fn add(&self, tenant: &str) {
-        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if !seen.contains(tenant) {
-            seen.insert(tenant.to_owned());
-        }
-    }
-
-    fn all(&self) -> BTreeSet<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
 }
 
 /// Checks what a report as a whole names (its size is bounded by the request body limit,
@@ -137,9 +118,6 @@ pub async fn store_report(state: &AppState, report: &UsageReport) -> Result<Stor
         .buffer_unordered(PARALLEL_WRITES)
         .collect()
         .await;
-    for (tenant, _, _) in &writes {
-        state.usage_seen.add(tenant);
-    }
     for r in results {
         match r? {
             true => stored.written += 1,
@@ -351,8 +329,7 @@ pub async fn sweep(state: &AppState) -> Result<usize, StoreError> {
     let cutoff = state
         .unix_now()
         .saturating_sub(state.options.usage_retention.as_secs());
-    let mut tenants = state.usage_seen.all();
-    tenants.extend(state.snapshots.tenants.snapshot().entries.keys().cloned());
+    let tenants = tenants_with_usage(&*state.store).await?;
     let mut deleted = 0;
     for tenant in tenants {
         let start = format!("{USAGE}{tenant}/");
@@ -369,6 +346,27 @@ pub async fn sweep(state: &AppState) -> Result<usize, StoreError> {
         }
     }
     Ok(deleted)
+}
+
+/// Every tenant with usage records (deleted tenants' too: usage outlives them), found in
+/// the store itself, one single-key read per tenant, each just past the records of the
+/// one before (`usage/<t>0` sorts after every `usage/<t>/…` and before the next tenant's:
+/// tenant names hold no character between '/' and '0').
+async fn tenants_with_usage(store: &dyn Store) -> Result<Vec<String>, StoreError> {
+    let end = format!("{}0", USAGE.trim_end_matches('/'));
+    let mut next = USAGE.to_owned();
+    let mut tenants = Vec::new();
+    loop {
+        let listing = store.range(&next, &end, 1).await?;
+        let Some(tenant) = (listing.kvs.first())
+            .and_then(|kv| kv.key.strip_prefix(USAGE))
+            .and_then(|rest| rest.split('/').next())
+        else {
+            return Ok(tenants);
+        };
+        next = format!("{USAGE}{tenant}0");
+        tenants.push(tenant.to_owned());
+    }
 }
 
 /// Runs [`sweep`] every [`SWEEP_EVERY`] (the first a minute after start).
@@ -390,6 +388,25 @@ pub fn spawn_sweeper(state: AppState) -> tokio::task::JoinHandle<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_tenant_with_usage_is_found_in_the_store() {
+        use crate::store::MemoryStore;
+        let memory = MemoryStore::new();
+        let store: &dyn Store = &memory;
+        assert!(tenants_with_usage(store).await.unwrap().is_empty());
+        // Names that sort around each other's records ('-' and '_' either side of '/').
+        for tenant in ["acme", "acme-2", "acme0", "acme_b", "b"] {
+            for minute in [0u64, 60] {
+                let k = key(tenant, minute, "eu", "n1", "00");
+                store.put(&k, b"{}".to_vec(), None).await.unwrap();
+            }
+        }
+        store.put("tenants/zz", b"{}".to_vec(), None).await.unwrap();
+        let mut found = tenants_with_usage(store).await.unwrap();
+        found.sort();
+        assert_eq!(found, ["acme", "acme-2", "acme0", "acme_b", "b"]);
+    }
 
     #[tokio::test]
     async fn pages_read_every_record_once_and_stop_past_the_bound() {
